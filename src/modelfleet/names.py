@@ -1,0 +1,62 @@
+"""Names and model references: the rules, checked in one place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidInput
+
+NAME_RULE = "1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+ENDPOINT_RULE = "3-32 letters, digits or '-', starting with a letter, not ending with '-'"
+_ENDPOINT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+
+VERSION_RULE = "1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+
+
+def check_name(value: str, what: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(f"invalid {what} {value!r}: use {NAME_RULE}")
+    return value
+
+
+def check_version(value: str) -> str:
+    value = str(value)
+    if not _NAME.match(value):
+        raise InvalidInput(f"invalid version {value!r}: use {VERSION_RULE}")
+    return value
+
+
+def check_endpoint_name(value: str) -> str:
+    if not isinstance(value, str) or not _ENDPOINT.match(value):
+        raise InvalidInput(f"invalid endpoint name {value!r}: use {ENDPOINT_RULE}")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """`name:version`, `name@label`, bare `name` (= @latest); `azureml:` prefix accepted."""
+
+    name: str
+    version: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelRef":
+        raw = str(text).strip()
+        if raw.startswith("azureml:"):
+            raw = raw[len("azureml:"):]
+        if "@" in raw:
+            name, label = raw.split("@", 1)
+            return cls(check_name(name, "model name"), label=check_name(label, "label"))
+        if ":" in raw:
+            name, version = raw.split(":", 1)
+            return cls(check_name(name, "model name"), version=check_version(version))
+        return cls(check_name(raw, "model name"))
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}:{self.version}"
+        return f"{self.name}@{self.label or 'latest'}"

@@ -1,0 +1,48 @@
+"""The gateway <-> replica wire format: length-prefixed frames over one socket per replica.
+
+Each frame is a 9-byte header ``!IIB`` (payload length, request id, kind) then the payload.
+Requests carry the raw HTTP body untouched; many requests are in flight on one connection at
+once (matched by id), so there is no connection pool, no HTTP parsing and no copying into
+intermediate objects on the hot path.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = struct.Struct("!IIB")
+HEADER_SIZE = HEADER.size
+
+# gateway -> replica
+SCORE = 1      # payload: the request body as received
+PING = 2       # liveness probe
+V2_INFER = 3   # payload: an Open Inference Protocol v2 request body
+
+# replica -> gateway
+OK = 0             # payload: JSON answer
+MODEL_ERROR = 1    # the model (or score.py) raised; payload: JSON error
+BAD_REQUEST = 2    # the body could not be turned into model input; payload: JSON error
+READY = 10         # init finished; payload: JSON {"pid": ...}
+INIT_FAILED = 11   # init raised; payload: the traceback text
+PONG = 12
+
+
+def frame(req_id: int, kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(len(payload), req_id, kind) + payload
+
+
+def split_frames(buf: bytearray) -> list[tuple[int, int, bytes]]:
+    """Remove and return every complete frame at the start of `buf`."""
+    out = []
+    pos = 0
+    n = len(buf)
+    while n - pos >= HEADER_SIZE:
+        length, req_id, kind = HEADER.unpack_from(buf, pos)
+        end = pos + HEADER_SIZE + length
+        if end > n:
+            break
+        out.append((req_id, kind, bytes(buf[pos + HEADER_SIZE:end])))
+        pos = end
+    if pos:
+        del buf[:pos]
+    return out

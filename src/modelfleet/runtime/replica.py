@@ -1,0 +1,145 @@
+"""The replica process: load one model, then answer framed requests on its socket until EOF.
+
+Started by a backend with its configuration in $FLEET_REPLICA (JSON) and a connected socket
+inherited as file descriptor `fd`. Single-threaded and blocking on purpose: one model call at a
+time, every waiting request on the socket taken as one batch when batching is on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import orjson
+
+from . import protocol as p
+from .loaders import BadInput, ScriptScorer, load_scorer, set_model_env, to_json
+
+
+def _die_with_parent() -> None:
+    try:  # Linux: the kernel kills us if the server dies, so no replica is ever orphaned.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _error(exc: BaseException) -> bytes:
+    return orjson.dumps({"error": {"code": "model_error", "message": f"{type(exc).__name__}: {exc}"}})
+
+
+class Replica:
+    def __init__(self, cfg: dict, sock: socket.socket):
+        self.cfg = cfg
+        self.sock = sock
+        self.max_batch = int(cfg.get("max_batch_size", 1))
+        self.wait_s = float(cfg.get("max_batch_wait_ms", 0)) / 1000.0
+        self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
+        self.scorer = None
+
+    def load(self) -> None:
+        model_dir = Path(self.cfg["model_dir"])
+        set_model_env(model_dir)
+        for k, v in self.cfg.get("env", {}).items():
+            os.environ[k] = v
+        script = self.cfg.get("scoring_script")
+        self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
+
+    def _score(self, bodies: list[bytes]) -> list[tuple[int, bytes]]:
+        try:
+            results = self.scorer.score(bodies)
+        except Exception as e:  # the model raised: every request of the batch gets the error
+            if len(bodies) > 1:  # retry one by one so one bad body does not fail its neighbours
+                return [self._score([b])[0] for b in bodies]
+            traceback.print_exc()
+            return [(p.MODEL_ERROR, _error(e))]
+        return [(p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(r)}}))
+                if isinstance(r, Exception) else (p.OK, r) for r in results]
+
+    def _v2(self, body: bytes) -> tuple[int, bytes]:
+        from . import v2
+        try:
+            rows, doc = v2.request_rows(body)
+            if isinstance(self.scorer, ScriptScorer):
+                result = orjson.loads(self.scorer.score([orjson.dumps({"data": rows})])[0])
+            else:
+                result = self.scorer.predict_rows(rows)
+            return p.OK, v2.response(result, doc, *self.names)
+        except BadInput as e:
+            return p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(e)}})
+        except Exception as e:
+            traceback.print_exc()
+            return p.MODEL_ERROR, _error(e)
+
+    def _handle(self, frames) -> bytes:
+        out = []
+        scores = [(rid, body) for rid, kind, body in frames if kind == p.SCORE]
+        for rid, kind, body in frames:
+            if kind == p.PING:
+                out.append(p.frame(rid, p.PONG))
+            elif kind == p.V2_INFER:
+                out.append(p.frame(rid, *self._v2(body)))
+        for i in range(0, len(scores), self.max_batch):
+            chunk = scores[i:i + self.max_batch]
+            for (rid, _), (status, payload) in zip(chunk, self._score([b for _, b in chunk])):
+                out.append(p.frame(rid, status, payload))
+        return b"".join(out)
+
+    def _recv(self, buf: bytearray) -> bool:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            return False
+        buf += data
+        return True
+
+    def serve(self) -> None:
+        buf = bytearray()
+        while True:
+            if not self._recv(buf):
+                return
+            frames = p.split_frames(buf)
+            if self.max_batch > 1 and self.wait_s > 0:
+                deadline = time.monotonic() + self.wait_s
+                while sum(1 for f in frames if f[1] == p.SCORE) < self.max_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                        break
+                    if not self._recv(buf):
+                        break
+                    frames += p.split_frames(buf)
+            if frames:
+                self.sock.sendall(self._handle(frames))
+
+
+def main() -> None:
+    _die_with_parent()
+    cfg = orjson.loads(os.environ["FLEET_REPLICA"])
+    sock = socket.socket(fileno=int(cfg["fd"]))
+    sock.setblocking(True)
+    replica = Replica(cfg, sock)
+    started = time.monotonic()
+    try:
+        replica.load()
+    except BaseException:
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        sys.stderr.flush()
+        sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
+        sys.exit(1)
+    print(f"replica {cfg.get('replica_id')} ready in {(time.monotonic() - started) * 1000:.0f} ms "
+          f"(pid {os.getpid()})", flush=True)
+    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid()})))
+    try:
+        replica.serve()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

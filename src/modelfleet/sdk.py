@@ -1,0 +1,363 @@
+"""The Python API. The CLI is a thin layer over it.
+
+    from modelfleet import Fleet
+    fleet = Fleet()                                   # the current workspace
+    fleet.models.register("model_a", "./models/model_a", version="v1", description="segment 1")
+    fleet.online_endpoints.create("model-a")
+    fleet.online_deployments.create("blue", endpoint="model-a", model="model_a:v1")
+    fleet.online_endpoints.invoke("model-a", {"data": [[1, 2, 3, 4]]})
+
+Registry work goes straight to the workspace store; serving work goes to the workspace server,
+which is started in the background on first need.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import orjson
+
+from . import errors
+from .errors import DeploymentFailed, FleetError, InvalidInput, ServerUnavailable
+from .registry import Model, Registry
+from .server import process
+from .specs import DeploymentSpec, EndpointSpec, ModelSpec
+from .store import ArtifactStore, Database
+from .workspace import Workspace, Workspaces
+
+
+def _notice_nothing(_msg: str) -> None:
+    pass
+
+
+class Fleet:
+    def __init__(self, workspace: str | None = None, *, home: str | Path | None = None,
+                 notice: Callable[[str], None] | None = None):
+        self.workspaces = Workspaces(Path(home) if home else None)
+        self.workspace: Workspace = self.workspaces.get(workspace)
+        self.notice = notice or _notice_nothing
+        self.models = ModelOperations(self)
+        self.online_endpoints = EndpointOperations(self)
+        self.online_deployments = DeploymentOperations(self)
+        self.server = ServerOperations(self)
+        self._http: httpx.Client | None = None
+        self._info: process.ServerInfo | None = None
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.workspace.db_url)
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        store = ArtifactStore(self.workspace.artifacts)
+        store.sweep_tmp()
+        return store
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.db, self.artifacts)
+
+    # -- talking to the server ---------------------------------------------------------------
+
+    def _server(self) -> process.ServerInfo:
+        info = process.read_info(self.workspace)
+        if info is None:
+            info, started = process.start(self.workspace)
+            if started:
+                self.notice(f"started the server of workspace {self.workspace.name!r} at {info.url} (pid {info.pid})")
+        if self._info is None or self._info.pid != info.pid:
+            if self._http is not None:
+                self._http.close()
+            self._http = httpx.Client(base_url=info.url, timeout=httpx.Timeout(60.0, connect=5.0),
+                                      headers={"authorization": f"Bearer {info.token}"})
+            self._info = info
+        return info
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+                timeout: float | None = None) -> Any:
+        self._server()
+        try:
+            r = self._http.request(method, path, json=json, params=params,
+                                   timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.HTTPError as e:
+            raise ServerUnavailable(f"cannot reach the server at {self._info.url}: {e}") from None
+        body = r.json() if r.content else None
+        if r.status_code >= 400:
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                raise errors.from_dict(body["error"])
+            raise FleetError(f"server answered {r.status_code}")
+        return body
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        if "db" in self.__dict__:
+            self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ModelOperations:
+    def __init__(self, fleet: Fleet):
+        self._f = fleet
+
+    def register(self, name: str, path: str | Path, version: str | int | None = None, *,
+                 description: str = "", tags: dict | None = None, type: str | None = None,
+                 exist_ok: bool = False) -> Model:
+        return self._f.registry.register(name, path, None if version is None else str(version),
+                                         description=description, tags=tags, type=type, exist_ok=exist_ok)
+
+    create = register
+
+    def register_spec(self, spec: ModelSpec, base_dir: Path = Path("."), **kw) -> Model:
+        path = Path(spec.path)
+        path = path if path.is_absolute() else base_dir / path
+        return self.register(spec.name, path, spec.version, description=spec.description, tags=spec.tags,
+                             type=spec.type, **kw)
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Model:
+        if version is not None and label is not None:
+            raise InvalidInput("give --version or --label, not both")
+        ref = f"{name}:{version}" if version is not None else f"{name}@{label or 'latest'}"
+        return self._f.registry.get(ref)
+
+    def resolve(self, ref: str) -> Model:
+        return self._f.registry.get(ref)
+
+    def list(self, name: str | None = None, include_archived: bool = False) -> list[Model]:
+        return self._f.registry.list(name, include_archived)
+
+    def update(self, name: str, version: str, *, description: str | None = None, tags: dict | None = None,
+               remove_tags: list[str] | None = None) -> Model:
+        return self._f.registry.update(name, version, description=description, tags=tags, remove_tags=remove_tags)
+
+    def archive(self, name: str, version: str) -> Model:
+        return self._f.registry.set_archived(name, version, True)
+
+    def restore(self, name: str, version: str) -> Model:
+        return self._f.registry.set_archived(name, version, False)
+
+    def label(self, name: str, version: str, label: str) -> Model:
+        return self._f.registry.label(name, version, label)
+
+    def download(self, name: str, version: str | None = None, label: str | None = None,
+                 download_path: str | Path = ".") -> Path:
+        m = self.get(name, version, label)
+        return self._f.registry.download(m.ref, download_path)
+
+    def delete(self, name: str, version: str) -> None:
+        self._f.registry.delete(name, version)
+
+
+class EndpointOperations:
+    def __init__(self, fleet: Fleet):
+        self._f = fleet
+
+    def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
+               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> dict:
+        spec = spec or EndpointSpec(name=name, auth_mode=auth_mode, compute=compute, description=description,
+                                    tags=tags or {})
+        body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
+                "tags": spec.tags}
+        ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,
+                             params=None if exist_ok else {"create": "true"})
+        if spec.traffic is not None or spec.mirror_traffic is not None:
+            ep = self.update(spec.name, traffic=spec.traffic, mirror_traffic=spec.mirror_traffic)
+        return ep
+
+    def update(self, name: str, *, traffic: dict | None = None, mirror_traffic: dict | None = None,
+               description: str | None = None, tags: dict | None = None, auth_mode: str | None = None) -> dict:
+        ep = self.get(name)
+        if description is not None or tags is not None or auth_mode is not None:
+            body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
+                    "description": ep["description"] if description is None else description,
+                    "tags": {**ep["tags"], **(tags or {})}}
+            ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})
+        if traffic is not None or mirror_traffic is not None:
+            ep = self._f.request("PUT", f"/api/endpoints/{name}/traffic",
+                                 json={"traffic": traffic, "mirror_traffic": mirror_traffic})
+        return ep
+
+    def get(self, name: str) -> dict:
+        return self._f.request("GET", f"/api/endpoints/{name}")
+
+    def list(self) -> list[dict]:
+        return self._f.request("GET", "/api/endpoints")
+
+    def delete(self, name: str) -> None:
+        self._f.request("DELETE", f"/api/endpoints/{name}")
+
+    def get_keys(self, name: str) -> dict:
+        return self._f.request("GET", f"/api/endpoints/{name}/keys")
+
+    def regenerate_keys(self, name: str, key_type: str = "primary") -> dict:
+        return self._f.request("POST", f"/api/endpoints/{name}/regenerate-keys", json={"key_type": key_type})
+
+    def invoke(self, name: str, request: Any = None, *, request_file: str | Path | None = None,
+               deployment_name: str | None = None, timeout: float = 60.0) -> Any:
+        """Score through the gateway, exactly as any client would (key, optional header route)."""
+        if request_file is not None:
+            try:
+                body = Path(request_file).read_bytes()
+            except OSError as e:
+                raise InvalidInput(f"request file {str(request_file)!r}: {e.strerror}") from None
+        elif isinstance(request, (bytes, str)):
+            body = request.encode() if isinstance(request, str) else request
+        else:
+            body = orjson.dumps(request)
+        ep = self.get(name)
+        headers = {"content-type": "application/json"}
+        if ep["auth_mode"] == "key":
+            headers["authorization"] = f"Bearer {self.get_keys(name)['primaryKey']}"
+        if deployment_name:
+            headers["azureml-model-deployment"] = deployment_name
+        try:
+            r = httpx.post(ep["scoring_uri"], content=body, headers=headers, timeout=timeout)
+        except httpx.HTTPError as e:
+            raise ServerUnavailable(f"cannot reach {ep['scoring_uri']}: {e}") from None
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = r.text
+        if r.status_code >= 400:
+            msg = doc.get("error", {}).get("message") if isinstance(doc, dict) else str(doc)
+            err = FleetError(f"{name} answered {r.status_code}: {msg}")
+            err.http_status = r.status_code
+            raise err
+        return doc
+
+
+class DeploymentOperations:
+    def __init__(self, fleet: Fleet):
+        self._f = fleet
+
+    def _body(self, spec: DeploymentSpec, endpoint: str, base_dir: Path) -> dict:
+        model = spec.model
+        if not isinstance(model, str):  # Azure's inline `model: {path: ...}`: register it first
+            path = Path(model.path)
+            path = path if path.is_absolute() else base_dir / path
+            m = self._f.registry.register(model.name or f"{endpoint}-{spec.name}", path, model.version,
+                                          description=model.description, type=model.type,
+                                          exist_ok=model.version is not None,
+                                          reuse_same_content=model.version is None)
+            model = m.ref
+        code = None
+        if spec.code_configuration is not None:
+            code_dir = Path(spec.code_configuration.code)
+            code_dir = code_dir if code_dir.is_absolute() else base_dir / code_dir
+            if not code_dir.is_dir():
+                raise InvalidInput(f"code_configuration.code: directory {str(code_dir)!r} does not exist")
+            if not (code_dir / spec.code_configuration.scoring_script).is_file():
+                raise InvalidInput(f"code_configuration.scoring_script: {spec.code_configuration.scoring_script!r} "
+                                   f"not found in {code_dir}")
+            snap = self._f.artifacts.add("code", code_dir)
+            code = {"sha256": snap.sha256, "root": code_dir.resolve().name,
+                    "scoring_script": spec.code_configuration.scoring_script}
+        data = spec.data()
+        body = {k: data[k] for k in ("environment_variables", "instance_count", "request_settings",
+                                     "liveness_probe", "readiness_probe", "batching", "description", "tags")}
+        body.update(model=model, code=code)
+        return body
+
+    def create_or_update(self, spec: DeploymentSpec, *, endpoint: str | None = None, base_dir: Path = Path("."),
+                         create: bool | None = None, all_traffic: bool = False, wait: bool = True,
+                         timeout: float = 600.0) -> dict:
+        endpoint = endpoint or spec.endpoint_name
+        if not endpoint:
+            raise InvalidInput("endpoint_name is required (--endpoint or endpoint_name in the file)")
+        body = self._body(spec, endpoint, base_dir)
+        params = {"all_traffic": str(all_traffic).lower()}
+        if create is not None:
+            params["create"] = str(create).lower()
+        dep = self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{spec.name}", json=body, params=params)
+        return self.wait(endpoint, spec.name, timeout) if wait else dep
+
+    def create(self, name: str, endpoint: str, model: str, **kw) -> dict:
+        opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
+        spec = DeploymentSpec(name=name, endpoint_name=endpoint, model=model, **kw)
+        return self.create_or_update(spec, create=True, **opts)
+
+    def update(self, name: str, endpoint: str, *, wait: bool = True, timeout: float = 600.0,
+               all_traffic: bool = False, **changes) -> dict:
+        """Change some fields of a deployment; the rest stay as they are."""
+        cur = self.get(name, endpoint)
+        body = {k: cur[k] for k in ("model", "environment_variables", "instance_count", "request_settings",
+                                    "liveness_probe", "readiness_probe", "batching", "description", "tags")}
+        body["code"] = cur.get("code")
+        for k, v in changes.items():
+            if v is None:
+                continue
+            if k == "code_configuration":
+                spec = DeploymentSpec(name=name, model=body["model"], code_configuration=v)
+                body["code"] = self._body(spec, endpoint, Path("."))["code"]
+            elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe"):
+                body[k] = {**(body[k] or {}), **v}
+            elif k == "environment_variables":
+                body[k] = {**body[k], **v}
+            elif k in body:
+                body[k] = v
+            else:
+                raise InvalidInput(f"unknown deployment field {k!r}")
+        params = {"create": "false", "all_traffic": str(all_traffic).lower()}
+        self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params)
+        return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
+
+    def wait(self, endpoint: str, name: str, timeout: float = 600.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            dep = self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}",
+                                  params={"wait": 10}, timeout=30)
+            if dep["provisioning_state"] == "Failed":
+                text = dep.get("error") or "deployment failed"
+                first, _, rest = text.partition("\n")
+                raise DeploymentFailed(f"{endpoint}/{name}: {first}", detail=rest or None)
+            if dep["provisioning_state"] == "Succeeded":
+                return dep
+            if time.monotonic() > deadline:
+                raise DeploymentFailed(f"{endpoint}/{name} is not ready after {timeout:.0f}s "
+                                       f"(state {dep['provisioning_state']})")
+
+    def get(self, name: str, endpoint: str) -> dict:
+        return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}")
+
+    def list(self, endpoint: str | None = None) -> list[dict]:
+        if endpoint is None:
+            return self._f.request("GET", "/api/deployments")
+        return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments")
+
+    def delete(self, name: str, endpoint: str) -> None:
+        self._f.request("DELETE", f"/api/endpoints/{endpoint}/deployments/{name}")
+
+    def get_logs(self, name: str, endpoint: str, lines: int = 100) -> str:
+        return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}/logs",
+                               params={"lines": lines})["logs"]
+
+
+class ServerOperations:
+    def __init__(self, fleet: Fleet):
+        self._f = fleet
+
+    def start(self, host: str = "127.0.0.1", port: int = 0, allow_open: bool = False) -> tuple[dict, bool]:
+        info, started = process.start(self._f.workspace, host=host, port=port, allow_open=allow_open)
+        return info.to_dict(), started
+
+    def stop(self) -> dict | None:
+        info = process.stop(self._f.workspace)
+        return info.to_dict() if info else None
+
+    def status(self) -> dict:
+        info = process.read_info(self._f.workspace)
+        if info is None:
+            return {"status": "stopped", "workspace": self._f.workspace.name}
+        d = info.to_dict()
+        d["healthy"] = process.healthy(info)
+        d["workspace"] = self._f.workspace.name
+        return d

@@ -1,0 +1,267 @@
+"""The control-plane HTTP API: writes desired state to the store and pokes the controller.
+
+It never runs models. Every route needs the workspace's admin token; errors are the one error
+hierarchy as JSON (`{"error": {"code", "message", "detail"}}`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import uuid
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .. import __version__, traffic as traffic_rules
+from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
+from ..specs import Batching, Probe, RequestSettings, format_loc
+from ..names import check_endpoint_name
+from ..store.serving import new_key
+from .controller import Controller
+
+log = logging.getLogger("modelfleet.api")
+
+
+class EndpointBody(BaseModel):
+    auth_mode: str = "key"
+    compute: str = "local"
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TrafficBody(BaseModel):
+    traffic: dict[str, int] | None = None
+    mirror_traffic: dict[str, int] | None = None
+
+
+class KeyBody(BaseModel):
+    key_type: str = "primary"
+
+
+class CodeRef(BaseModel):
+    sha256: str
+    root: str
+    scoring_script: str
+
+
+class DeploymentBody(BaseModel):
+    model: str
+    code: CodeRef | None = None
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    instance_count: int = Field(default=1, ge=1, le=64)
+    request_settings: RequestSettings = Field(default_factory=RequestSettings)
+    liveness_probe: Probe = Field(default_factory=Probe)
+    readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
+    batching: Batching = Field(default_factory=Batching)
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+def build_api(controller: Controller, token: str, public_url: str, host: str = "127.0.0.1",
+              force_open: bool = False) -> FastAPI:
+    serving, registry = controller.serving, controller.registry
+    app = FastAPI(title="modelfleet control API", version=__version__,
+                  description="Desired state of a modelfleet workspace: endpoints, deployments, traffic, keys.")
+    loopback = ipaddress.ip_address(host).is_loopback if host != "localhost" else True
+
+    def admin(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("missing or invalid admin token")
+
+    @app.exception_handler(FleetError)
+    async def _fleet_error(_req, exc: FleetError):
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req, exc: RequestValidationError):
+        err = exc.errors()[0]
+        loc = format_loc(tuple(x for x in err["loc"] if x != "body"))
+        return JSONResponse({"error": {"code": "invalid_input", "message": f"{loc}: {err['msg']}"}},
+                            status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req, exc: Exception):
+        rid = uuid.uuid4().hex[:12]
+        log.exception("control API error (request %s)", rid)
+        return JSONResponse({"error": {"code": "internal_error", "message": f"internal error (request {rid})"}},
+                            status_code=500)
+
+    def endpoint_view(ep: dict) -> dict:
+        deps = [d["name"] for d in serving.deployments(ep["name"])]
+        return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
+                "compute": ep["spec"].get("compute", "local"), "description": ep["spec"].get("description", ""),
+                "tags": ep["spec"].get("tags", {}), "traffic": ep["traffic"], "mirror_traffic": ep["mirror_traffic"],
+                "scoring_uri": f"{public_url}/endpoints/{ep['name']}/score",
+                "openapi_uri": f"{public_url}/v2/models/{ep['name']}",
+                "provisioning_state": "Succeeded", "deployments": deps,
+                "created_at": ep["created_at"], "updated_at": ep["updated_at"]}
+
+    def deployment_view(row: dict) -> dict:
+        spec = row["spec"]
+        out = {"name": row["name"], "endpoint_name": row["endpoint"], "model": spec["model"],
+               "model_type": spec.get("model_type"),
+               "code_configuration": ({"code": f"sha256:{spec['code']['sha256']}",
+                                       "scoring_script": spec["code"]["scoring_script"]}
+                                      if spec.get("code") else None),
+               "code": spec.get("code")}
+        for k in ("instance_count", "environment_variables", "request_settings", "liveness_probe",
+                  "readiness_probe", "batching", "description", "tags"):
+            out[k] = spec.get(k)
+        busy = controller.is_busy(row["endpoint"], row["name"])
+        state = row["state"]
+        if state == "Succeeded" and busy:
+            state = "Updating"
+        out.update(provisioning_state=state, error=row["error"],
+                   replicas=controller.replicas_of(row["endpoint"], row["name"]),
+                   created_at=row["created_at"], updated_at=row["updated_at"])
+        return out
+
+    deps = [Depends(admin)]
+
+    @app.get("/api/health", dependencies=deps)
+    async def health() -> dict:
+        return {"status": "ok", "version": __version__, "workspace": controller.ws.name}
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    @app.get("/api/endpoints", dependencies=deps)
+    async def list_endpoints() -> list[dict]:
+        return [endpoint_view(e) for e in serving.endpoints()]
+
+    @app.get("/api/endpoints/{name}", dependencies=deps)
+    async def get_endpoint(name: str) -> dict:
+        return endpoint_view(serving.endpoint(name))
+
+    @app.put("/api/endpoints/{name}", dependencies=deps)
+    async def put_endpoint(name: str, body: EndpointBody, create: bool | None = None) -> dict:
+        check_endpoint_name(name)
+        if body.compute != "local":
+            raise InvalidInput(f"compute type {body.compute!r} is not available on this server; use local")
+        if body.auth_mode not in ("key", "none"):
+            raise InvalidInput(f"auth_mode {body.auth_mode!r}: use key or none")
+        if body.auth_mode == "none" and not loopback and not force_open:
+            raise Conflict(f"refusing auth_mode none: the server listens on {host}, not loopback "
+                           "(start it with --allow-open-endpoints to force)")
+        spec = body.model_dump()
+        try:
+            existing = serving.endpoint(name)
+        except NotFound:
+            existing = None
+        if existing is None:
+            if create is False:
+                raise NotFound(f"endpoint {name!r} not found")
+            ep = serving.create_endpoint(name, spec)
+        else:
+            if create is True:
+                raise AlreadyExists(f"endpoint {name!r} already exists")
+            ep = serving.update_endpoint(name, spec=spec) if existing["spec"] != spec else existing
+        controller.poke()
+        return endpoint_view(ep)
+
+    @app.put("/api/endpoints/{name}/traffic", dependencies=deps)
+    async def put_traffic(name: str, body: TrafficBody) -> dict:
+        ep = serving.endpoint(name)
+        traffic = ep["traffic"] if body.traffic is None else body.traffic
+        mirror = ep["mirror_traffic"] if body.mirror_traffic is None else body.mirror_traffic
+        names = {d["name"] for d in serving.deployments(name)}
+        traffic_rules.check(traffic, mirror, names)
+        ep = serving.update_endpoint(name, traffic=traffic_rules.clean(traffic),
+                                     mirror_traffic=traffic_rules.clean(mirror))
+        await controller.reconcile()   # publish the new table before answering
+        return endpoint_view(ep)
+
+    @app.delete("/api/endpoints/{name}", dependencies=deps)
+    async def delete_endpoint(name: str) -> dict:
+        serving.delete_endpoint(name)
+        controller.poke()
+        return {"deleted": name}
+
+    @app.get("/api/endpoints/{name}/keys", dependencies=deps)
+    async def get_keys(name: str) -> dict:
+        ep = serving.endpoint(name)
+        return {"primaryKey": ep["primary_key"], "secondaryKey": ep["secondary_key"]}
+
+    @app.post("/api/endpoints/{name}/regenerate-keys", dependencies=deps)
+    async def regenerate(name: str, body: KeyBody) -> dict:
+        if body.key_type not in ("primary", "secondary"):
+            raise InvalidInput(f"key_type {body.key_type!r}: use primary or secondary")
+        serving.update_endpoint(name, **{f"{body.key_type}_key": new_key()})
+        await controller.reconcile()
+        ep = serving.endpoint(name)
+        return {"primaryKey": ep["primary_key"], "secondaryKey": ep["secondary_key"]}
+
+    # -- deployments -----------------------------------------------------------------------
+
+    @app.get("/api/endpoints/{endpoint}/deployments", dependencies=deps)
+    async def list_deployments(endpoint: str) -> list[dict]:
+        serving.endpoint(endpoint)
+        return [deployment_view(d) for d in serving.deployments(endpoint)]
+
+    @app.get("/api/deployments", dependencies=deps)
+    async def all_deployments() -> list[dict]:
+        return [deployment_view(d) for d in serving.deployments()]
+
+    @app.get("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
+    async def get_deployment(endpoint: str, name: str, wait: float = 0) -> dict:
+        deadline = asyncio.get_running_loop().time() + min(wait, 600)
+        while True:
+            row = serving.deployment(endpoint, name)
+            settled = row["state"] in ("Succeeded", "Failed") and not controller.is_busy(endpoint, name)
+            if settled or asyncio.get_running_loop().time() >= deadline:
+                return deployment_view(row)
+            await asyncio.sleep(0.02)
+
+    @app.put("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
+    async def put_deployment(endpoint: str, name: str, body: DeploymentBody, create: bool | None = None,
+                             all_traffic: bool = False) -> dict:
+        try:
+            check_endpoint_name(name)
+        except InvalidInput as e:
+            raise InvalidInput(e.message.replace("endpoint name", "deployment name")) from None
+        serving.endpoint(endpoint)
+        model = await asyncio.to_thread(registry.get, body.model)
+        spec = body.model_dump()
+        spec.update(model=model.ref, model_type=model.type, model_sha256=model.sha256)
+        if body.code is None and model.type == "custom":
+            raise InvalidInput(f"model {model.ref} is of type custom: give --code and --scoring-script")
+        if body.code is not None:
+            script = (controller.artifacts.snapshot_dir("code", body.code.sha256) / body.code.root
+                      / body.code.scoring_script)
+            if not script.is_file():
+                raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
+        row, _ = serving.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic)
+        controller.poke()
+        return deployment_view(row)
+
+    @app.delete("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
+    async def delete_deployment(endpoint: str, name: str) -> dict:
+        serving.delete_deployment(endpoint, name)
+        await controller.reconcile()
+        return {"deleted": f"{endpoint}/{name}"}
+
+    @app.get("/api/endpoints/{endpoint}/deployments/{name}/logs", dependencies=deps)
+    async def logs(endpoint: str, name: str, lines: int = 100) -> dict:
+        serving.deployment(endpoint, name)
+        folder = controller.ws.logs_dir / endpoint / name
+        files = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
+        current = {Path(r["log"]).name for r in controller.replicas_of(endpoint, name)}
+        # the serving replicas' logs, plus the newest other one (a failed start shows there)
+        others = [f for f in files if f.name not in current][-1:]
+        chosen = [f for f in files if f.name in current] + others
+        text = []
+        for f in sorted(chosen, key=lambda f: f.stat().st_mtime):
+            tail = f.read_text(errors="replace").splitlines()[-max(1, lines):]
+            text.append(f"==> {f.stem} <==")
+            text.extend(tail)
+        return {"logs": "\n".join(text)}
+
+    return app
+
+

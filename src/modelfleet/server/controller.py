@@ -1,0 +1,335 @@
+"""The reconcile loop: make the running replicas match the desired state in the store.
+
+Each pass reads endpoints and deployments, then for every deployment takes at most one idempotent
+step (a rollout, a scale, a retirement) as its own task, so one slow or failing deployment never
+holds up another. A rollout starts the new replicas, waits until every one is ready, switches the
+gateway's routing in one assignment, drains the old replicas, then stops them; if the new ones
+fail, they are stopped and the old ones never stop serving. A replica that dies is dropped from
+routing at once and restarted with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from ..backends.base import Backend, InitFailed, Replica, ReplicaGone, ReplicaSpec
+from ..errors import DeploymentFailed, FleetError
+from ..registry import Registry
+from ..runtime import protocol as p
+from ..store import ArtifactStore, Database
+from ..store.serving import ServingStore
+from ..workspace import Workspace
+from .gateway import Gateway
+from .routing import DeploymentRoute, EndpointRoute
+
+log = logging.getLogger("modelfleet.controller")
+
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass(eq=False)
+class DeploymentRuntime:
+    endpoint: str
+    name: str
+    route: DeploymentRoute
+    replicas: list[Replica] = field(default_factory=list)   # the serving group
+    hash: str | None = None
+    spec: dict | None = None
+    busy: asyncio.Task | None = None       # the one step in progress (rollout, scale)
+    failures: int = 0                      # consecutive replica deaths, for backoff
+    serial: int = 0                        # replica numbering
+    retired: bool = False
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.endpoint) / self.name
+
+
+class Controller:
+    def __init__(self, ws: Workspace, db: Database, backend: Backend, gateway: Gateway):
+        self.ws = ws
+        self.serving = ServingStore(db)
+        self.artifacts = ArtifactStore(ws.artifacts)
+        self.registry = Registry(db, self.artifacts)
+        self.backend = backend
+        self.gateway = gateway
+        self.runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self.reconcile()
+        self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; retrying")
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def reconcile(self) -> None:
+        if self._stopping:
+            return
+        endpoints = await asyncio.to_thread(self.serving.endpoints)
+        rows = await asyncio.to_thread(self.serving.deployments)
+        desired = {(r["endpoint"], r["name"]): r for r in rows}
+        for key, rt in list(self.runtimes.items()):
+            if key not in desired and not rt.retired:
+                rt.retired = True
+                self._spawn(self._retire(rt))
+        for key, row in desired.items():
+            rt = self.runtimes.get(key)
+            if rt is None:
+                rt = self.runtimes[key] = DeploymentRuntime(*key, route=DeploymentRoute(*key))
+            rt.route.apply_settings(row["spec"].get("request_settings", {}))
+            if rt.busy is not None:
+                continue
+            if row["spec_hash"] != rt.hash and row["spec_hash"] != row["failed_hash"]:
+                rt.busy = self._spawn(self._rollout(rt, row))
+            elif rt.hash == row["spec_hash"]:
+                rt.spec = row["spec"]
+                want = int(row["spec"].get("instance_count", 1))
+                if len(rt.replicas) != want:
+                    rt.busy = self._spawn(self._scale(rt, want))
+        self._publish(endpoints)
+        if not any(rt.busy for rt in self.runtimes.values()):
+            self.gateway.ready = True
+
+    def _publish(self, endpoints: list[dict]) -> None:
+        routes = {}
+        for ep in endpoints:
+            deps = {rt.name: rt.route for (e, _), rt in self.runtimes.items() if e == ep["name"] and not rt.retired}
+            routes[ep["name"]] = EndpointRoute.build(
+                ep["name"], ep["spec"].get("auth_mode", "key"), (ep["primary_key"], ep["secondary_key"]),
+                ep["traffic"], ep["mirror_traffic"], deps)
+        self.gateway.routes = routes
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    def _replica_spec(self, rt: DeploymentRuntime, spec: dict, model_type: str, model_dir: Path,
+                      script: Path | None) -> ReplicaSpec:
+        rt.serial += 1
+        rid = f"{rt.name}-{spec.get('_hash', '')[:6]}-{rt.serial}"
+        batching = spec.get("batching", {})
+        return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_type=model_type,
+                           model_dir=model_dir, scoring_script=script,
+                           env=spec.get("environment_variables", {}),
+                           max_batch_size=batching.get("max_batch_size", 1),
+                           max_batch_wait_ms=batching.get("max_batch_wait_ms", 0),
+                           log_path=self.ws.logs_dir / rt.log_dir / f"{rid}.log")
+
+    async def _resolve(self, spec: dict) -> tuple[str, Path, Path | None]:
+        model = await asyncio.to_thread(self.registry.get, spec["model"])
+        model_dir = await asyncio.to_thread(self.registry.path_of, model, True)
+        script = None
+        code = spec.get("code")
+        if code:
+            script = self.artifacts.snapshot_dir("code", code["sha256"]) / code["root"] / code["scoring_script"]
+            if not script.is_file():
+                raise DeploymentFailed(f"scoring script {code['scoring_script']} is missing from the code snapshot")
+        return model.type, model_dir, script
+
+    async def _start_group(self, rt: DeploymentRuntime, spec: dict, count: int) -> list[Replica]:
+        """Start `count` replicas and wait until all are ready; on any failure stop them all."""
+        mtype, model_dir, script = await self._resolve(spec)
+        probe = spec.get("readiness_probe", {})
+        timeout = probe.get("initial_delay", 0) + probe.get("period", 1) * probe.get("failure_threshold", 60)
+        started: list[Replica] = []
+        try:
+            for _ in range(count):
+                started.append(await self.backend.start(self._replica_spec(rt, spec, mtype, model_dir, script)))
+            await asyncio.wait_for(asyncio.gather(*(self._await_ready(r) for r in started)), timeout)
+        except BaseException as e:
+            await asyncio.gather(*(self.backend.stop(r, 1.0) for r in started), return_exceptions=True)
+            if isinstance(e, asyncio.TimeoutError):
+                raise DeploymentFailed(f"replicas of {rt.endpoint}/{rt.name} were not ready within {timeout}s",
+                                       detail=self._tail(started)) from None
+            raise
+        for r in started:
+            r.state = "ready"
+        return started
+
+    async def _await_ready(self, r: Replica) -> None:
+        try:
+            kind, payload = await r.conn.ready
+        except InitFailed:
+            await asyncio.sleep(0.1)  # let its last words reach the log
+            raise DeploymentFailed(f"replica {r.id} exited before it became ready "
+                                   f"(exit code {self.backend.exit_code(r)})", detail=self._tail([r])) from None
+        if kind == p.INIT_FAILED:
+            tb = payload.decode("utf-8", "replace").strip()
+            last = tb.splitlines()[-1] if tb else "init failed"
+            raise DeploymentFailed(f"replica {r.id} failed to start: {last}", detail=tb)
+        r.pid = r.pid or orjson.loads(payload).get("pid")
+
+    @staticmethod
+    def _tail(replicas: list[Replica], lines: int = 20) -> str:
+        out = []
+        for r in replicas:
+            with contextlib.suppress(OSError):
+                out += r.spec.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(out)
+
+    def _serve(self, rt: DeploymentRuntime, replicas: list[Replica]) -> None:
+        """Make `replicas` the routed set (one assignment) and watch each one."""
+        rt.route.replicas = [r for r in replicas if r.state == "ready"]
+        rt.route.wake()
+        for r in replicas:
+            if not getattr(r, "_watched", False):
+                r._watched = True
+                self._spawn(self._watch(rt, r))
+
+    async def _drain_and_stop(self, rt: DeploymentRuntime, replicas: list[Replica]) -> None:
+        for r in replicas:
+            r.state = "draining"
+        deadline = time.monotonic() + rt.route.timeout_s + 1.0
+        while any(r.inflight for r in replicas) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*(self.backend.stop(r) for r in replicas), return_exceptions=True)
+        for r in replicas:
+            r.state = "stopped"
+
+    async def _watch(self, rt: DeploymentRuntime, r: Replica) -> None:
+        """Liveness: ping on the probe's period; on death or a hung replica, restart with backoff."""
+        probe = (rt.spec or {}).get("liveness_probe", {})
+        period, timeout = probe.get("period", 2), probe.get("timeout", 2)
+        threshold = probe.get("failure_threshold", 30)
+        misses = 0
+        while r.state == "ready":
+            done, _ = await asyncio.wait([r.conn.closed], timeout=period)
+            if done or r.state != "ready":
+                break
+            fut = None
+            try:
+                fut = r.conn.send(p.PING)
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                misses = 0
+            except ReplicaGone:
+                break
+            except asyncio.TimeoutError:
+                r.conn.forget(fut)
+                misses += 1
+                if misses >= threshold:
+                    log.warning("replica %s missed %d liveness probes; killing it", r.id, misses)
+                    await self.backend.stop(r, 0.5)
+                    break
+        await r.conn.closed
+        if r.state != "ready":
+            return  # stopped on purpose
+        r.state = "failed"
+        await asyncio.sleep(0.05)
+        code = self.backend.exit_code(r)
+        log.warning("replica %s (pid %s) of %s/%s exited with code %s", r.id, r.pid, rt.endpoint, rt.name, code)
+        with contextlib.suppress(OSError), open(r.spec.log_path, "a") as f:
+            f.write(f"\n[modelfleet] replica exited with code {code}; restarting\n")
+        if r in rt.replicas:
+            rt.replicas.remove(r)
+        rt.route.replicas = [x for x in rt.route.replicas if x is not r]
+        lived = time.time() - r.started_at
+        rt.failures = 1 if lived > 60 else rt.failures + 1
+        await asyncio.sleep(min(BACKOFF_MAX_S, 0.1 * 2 ** (rt.failures - 1)))
+        self.poke()  # the next reconcile scales the group back to instance_count
+
+    async def _scale(self, rt: DeploymentRuntime, want: int) -> None:
+        try:
+            have = len(rt.replicas)
+            if have < want:
+                try:
+                    new = await self._start_group(rt, rt.spec, want - have)
+                except FleetError as e:
+                    log.warning("could not restart replicas of %s/%s: %s", rt.endpoint, rt.name, e.message)
+                    rt.failures += 1
+                    await asyncio.sleep(min(BACKOFF_MAX_S, 0.1 * 2 ** rt.failures))
+                    return
+                if rt.retired:
+                    await self._drain_and_stop(rt, new)
+                    return
+                rt.replicas += new
+                self._serve(rt, rt.replicas)
+            elif have > want:
+                extra = rt.replicas[want:]
+                rt.replicas = rt.replicas[:want]
+                self._serve(rt, rt.replicas)
+                await self._drain_and_stop(rt, extra)
+        finally:
+            rt.busy = None
+            self.poke()
+
+    async def _rollout(self, rt: DeploymentRuntime, row: dict) -> None:
+        spec, h = dict(row["spec"]), row["spec_hash"]
+        spec["_hash"] = h
+        try:
+            new = await self._start_group(rt, spec, int(spec.get("instance_count", 1)))
+            if rt.retired:
+                await self._drain_and_stop(rt, new)
+                return
+            old = rt.replicas
+            rt.replicas, rt.hash, rt.spec, rt.failures = new, h, spec, 0
+            self._serve(rt, new)                 # the switch: new requests go to the new group
+            await self._drain_and_stop(rt, old)  # in-flight requests on the old group finish
+            await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=True)
+            log.info("%s/%s now serves %s", rt.endpoint, rt.name, spec.get("model"))
+        except Exception as e:
+            err = e if isinstance(e, FleetError) else FleetError(f"{type(e).__name__}: {e}")
+            text = err.message + (f"\n{err.detail}" if err.detail else "")
+            log.warning("rollout of %s/%s failed: %s", rt.endpoint, rt.name, text)
+            await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
+        finally:
+            rt.busy = None
+            self.poke()
+
+    async def _retire(self, rt: DeploymentRuntime) -> None:
+        if rt.busy is not None:
+            with contextlib.suppress(BaseException):
+                await rt.busy
+        replicas, rt.replicas = rt.replicas, []
+        rt.route.replicas = []
+        await self._drain_and_stop(rt, replicas)
+        if self.runtimes.get((rt.endpoint, rt.name)) is rt:
+            del self.runtimes[(rt.endpoint, rt.name)]
+        self.poke()
+
+    # -- queries and shutdown ----------------------------------------------------------------
+
+    def replicas_of(self, endpoint: str, name: str) -> list[dict]:
+        rt = self.runtimes.get((endpoint, name))
+        return [r.to_dict() for r in rt.replicas] if rt else []
+
+    def is_busy(self, endpoint: str, name: str) -> bool:
+        rt = self.runtimes.get((endpoint, name))
+        return bool(rt and rt.busy)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        everyone = [r for rt in self.runtimes.values() for r in rt.replicas]
+        for r in everyone:
+            r.state = "stopped"
+        await asyncio.gather(*(self.backend.stop(r, 2.0) for r in everyone), return_exceptions=True)

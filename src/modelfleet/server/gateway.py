@@ -1,0 +1,188 @@
+"""The data plane: authenticate, route endpoint -> deployment -> replica, answer.
+
+Raw ASGI with no framework or validation layer on the hot path. It reads only the routing
+snapshots the controller pushes (never SQL). Answers are the replica's JSON bytes, passed through;
+every error is JSON with a request id, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import random
+
+import orjson
+
+from ..backends.base import ReplicaGone
+from ..runtime import protocol as p
+from .routing import DeploymentRoute, EndpointRoute, Saturated
+
+log = logging.getLogger("modelfleet.gateway")
+
+_JSON = (b"content-type", b"application/json")
+_STATUS = {p.OK: 200, p.BAD_REQUEST: 400, p.MODEL_ERROR: 424}
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+class Gateway:
+    def __init__(self):
+        self.routes: dict[str, EndpointRoute] = {}
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+        self._background: set[asyncio.Task] = set()
+        self.ready = False   # the controller sets this once it has restored every endpoint
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _send(send, status: int, body: bytes, rid: str, extra: list | None = None) -> None:
+        headers = [_JSON, (b"x-request-id", rid.encode())]
+        if extra:
+            headers += extra
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _error(self, send, status: int, code: str, message: str, rid: str) -> None:
+        body = orjson.dumps({"error": {"code": code, "message": message}, "request_id": rid})
+        await self._send(send, status, body, rid)
+
+    @staticmethod
+    async def _read_body(receive, limit: int) -> bytes | None:
+        """The whole body, or None once it grows past `limit`."""
+        msg = await receive()
+        body = msg.get("body", b"")
+        while msg.get("more_body"):
+            msg = await receive()
+            body += msg.get("body", b"")
+            if len(body) > limit:
+                return None
+        return body if len(body) <= limit else None
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def forward(self, dep: DeploymentRoute, kind: int, body: bytes) -> tuple[int, bytes | None, str]:
+        """(HTTP status, replica payload or None, error message)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + dep.timeout_s
+        try:
+            await dep.admit(deadline)
+        except Saturated:
+            return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
+        except TimeoutError:
+            if not dep.replicas:
+                return 503, None, f"deployment {dep.name!r} has no ready replica"
+            return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms waiting in queue"
+        try:
+            for _attempt in range(3):  # inference is idempotent: retry on another replica if one dies
+                replica = dep.pick()
+                if replica is None:
+                    break
+                replica.inflight += 1
+                try:
+                    fut = replica.conn.send(kind, body)
+                    timer = loop.call_at(deadline, _expire, fut)
+                    try:
+                        status, payload = await fut
+                    finally:
+                        timer.cancel()
+                except ReplicaGone:
+                    await asyncio.sleep(0)   # let the controller drop the dead replica
+                    continue
+                except TimeoutError:
+                    replica.conn.forget(fut)
+                    return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms"
+                finally:
+                    replica.inflight -= 1
+                return _STATUS.get(status, 502), payload, ""
+            return 503, None, f"deployment {dep.name!r} has no ready replica"
+        finally:
+            dep.release()
+
+    def _mirror(self, dep: DeploymentRoute, kind: int, body: bytes) -> None:
+        """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""
+        if not dep.replicas or not dep.has_capacity():
+            return
+        task = asyncio.ensure_future(self.forward(dep, kind, body))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def serve(self, scope, receive, send, ep: EndpointRoute, target: str | None, kind: int,
+                    rid: str, headers: dict) -> None:
+        if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
+            return await self._error(send, 401, "unauthorized",
+                                     "missing or invalid key: send Authorization: Bearer <key>", rid)
+        target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
+        if target is not None:
+            dep = ep.deployments.get(target)
+            if dep is None:
+                return await self._error(send, 404, "not_found",
+                                         f"deployment {target!r} not found on endpoint {ep.name!r}", rid)
+        else:
+            dep = ep.choose()
+            if dep is None:
+                return await self._error(send, 503, "no_traffic",
+                                         f"endpoint {ep.name!r} has no deployment taking traffic", rid)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > dep.max_body:
+            return await self._error(send, 413, "payload_too_large",
+                                     f"request body is larger than {dep.max_body} bytes", rid)
+        body = await self._read_body(receive, dep.max_body)
+        if body is None:
+            return await self._error(send, 413, "payload_too_large",
+                                     f"request body is larger than {dep.max_body} bytes", rid)
+        if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
+            self._mirror(ep.mirror, kind, body)
+        status, payload, message = await self.forward(dep, kind, body)
+        if payload is None:
+            code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
+            return await self._error(send, status, code, message, rid)
+        if status == 200:
+            return await self._send(send, 200, payload, rid,
+                                    [(b"azureml-model-deployment", dep.name.encode())])
+        err = orjson.loads(payload)
+        err["request_id"] = rid
+        await self._send(send, status, orjson.dumps(err), rid,
+                         [(b"azureml-model-deployment", dep.name.encode())])
+
+    @staticmethod
+    def _authorized(ep: EndpointRoute, value: bytes | None) -> bool:
+        if not value or value[:7].lower() != b"bearer ":
+            return False
+        given = value[7:].strip()
+        ok = False
+        for key in ep.keys:  # compare with every key so timing does not tell which one matched
+            ok |= hmac.compare_digest(given, key)
+        return ok
+
+    # -- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        rid = f"{self._id_prefix}-{next(self._ids):x}"
+        try:
+            await self._dispatch(scope, receive, send, rid)
+        except Exception:  # never a traceback to the client
+            log.exception("gateway error (request %s)", rid)
+            await self._error(send, 500, "internal_error", "internal error", rid)
+
+    async def _dispatch(self, scope, receive, send, rid: str) -> None:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        headers = dict(scope["headers"])
+        if parts[0] == "endpoints":
+            if len(parts) != 3 or parts[2] != "score":
+                return await self._error(send, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
+            if method != "POST":
+                return await self._error(send, 405, "method_not_allowed", "use POST", rid)
+            ep = self.routes.get(parts[1])
+            if ep is None:
+                return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
+            return await self.serve(scope, receive, send, ep, None, p.SCORE, rid, headers)
+        from . import v2_routes
+        return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)

@@ -1,0 +1,232 @@
+"""Pydantic models of every document users write (Azure ML v2 field names) and their errors.
+
+Azure files work unchanged: `$schema` is accepted, and fields that have no meaning on modelfleet
+(`instance_type`, `environment`, ...) are accepted with a notice. Any other unknown field is an
+error naming its path, so typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    schema_: str | None = Field(default=None, alias="$schema")
+    AZURE_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_unknown_fields(self):
+        unknown = [k for k in (self.model_extra or {}) if k not in self.AZURE_ONLY]
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r}")
+        return self
+
+    def notices(self, where: str = "") -> list[str]:
+        prefix = f"{where}: " if where else ""
+        return [f"{prefix}field {k!r} has no meaning on modelfleet; ignored"
+                for k in (self.model_extra or {})]
+
+    def data(self) -> dict:
+        """The fields modelfleet uses, without `$schema` and ignored Azure fields."""
+        return self.model_dump(exclude={"schema_", *(self.model_extra or {})}, exclude_none=True)
+
+
+def _name(v: str) -> str:
+    try:
+        return check_name(v)
+    except Exception:
+        raise ValueError(f"must be {NAME_RULE}") from None
+
+
+class ModelSpec(Spec):
+    AZURE_ONLY = frozenset({"properties", "stage", "job_name", "datastore", "flavors", "intellectual_property"})
+    name: str
+    version: str | None = None
+    path: str
+    type: str | None = None
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _name(v)))
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v):
+        if v is None:
+            return None
+        try:
+            return check_version(str(v))
+        except Exception:
+            raise ValueError(f"must be {NAME_RULE}") from None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v):
+        # Azure's own type names map onto ours; custom/triton models are detected from their files.
+        v = {"custom_model": None, "triton_model": None, "mlflow_model": "mlflow"}.get(v, v)
+        if v not in (None, "custom", "sklearn", "onnx", "mlflow"):
+            raise ValueError("must be one of custom, sklearn, onnx, mlflow (or custom_model, mlflow_model)")
+        return v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v):
+        return {str(k): "" if x is None else str(x) for k, x in (v or {}).items()}
+
+
+class InlineModel(Spec):
+    """Azure's inline `model: {path: ...}` inside a deployment: registered on apply."""
+    AZURE_ONLY = ModelSpec.AZURE_ONLY
+    name: str | None = None
+    version: str | None = None
+    path: str
+    type: str | None = None
+    description: str = ""
+
+
+class CodeConfiguration(Spec):
+    code: str
+    scoring_script: str
+
+
+class RequestSettings(Spec):
+    AZURE_ONLY = frozenset({"max_queue_wait_ms"})
+    request_timeout_ms: int = Field(default=5000, ge=1, le=600_000)
+    max_concurrent_requests_per_instance: int = Field(default=16, ge=1, le=10_000)
+    max_queue_size: int = Field(default=512, ge=0, le=1_000_000)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+
+
+class Probe(Spec):
+    initial_delay: int = Field(default=0, ge=0)
+    period: int = Field(default=2, ge=1)
+    timeout: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=30, ge=1)
+
+
+class Batching(Spec):
+    max_batch_size: int = Field(default=1, ge=1, le=4096)
+    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+
+
+class DeploymentSpec(Spec):
+    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled", "scale_settings",
+                            "egress_public_network_access", "data_collector", "properties", "type",
+                            "model_mount_path", "private_network_connection", "resources", "code_path"})
+    name: str
+    endpoint_name: str | None = None
+    model: str | InlineModel
+    code_configuration: CodeConfiguration | None = None
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    instance_count: int = Field(default=1, ge=1, le=64)
+    request_settings: RequestSettings = Field(default_factory=RequestSettings)
+    liveness_probe: Probe = Field(default_factory=Probe)
+    readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
+    batching: Batching = Field(default_factory=Batching)
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _dep_name(v)))
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint(cls, v):
+        return None if v is None else _endpoint_name(v)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v):
+        if isinstance(v, str):
+            try:
+                ModelRef.parse(v)
+            except Exception as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _env(cls, v):
+        return {str(k): str(x) for k, x in (v or {}).items()}
+
+
+def _endpoint_name(v: str) -> str:
+    try:
+        return check_endpoint_name(v)
+    except Exception:
+        raise ValueError(f"must be {ENDPOINT_RULE}") from None
+
+
+def _dep_name(v: str) -> str:
+    # Azure's deployment rule matches the endpoint rule.
+    return _endpoint_name(v)
+
+
+class EndpointSpec(Spec):
+    AZURE_ONLY = frozenset({"identity", "public_network_access", "kind", "properties", "location"})
+    name: str
+    auth_mode: Literal["key", "none"] = "key"
+    compute: str = "local"
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    traffic: dict[str, int] | None = None
+    mirror_traffic: dict[str, int] | None = None
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _endpoint_name(v)))
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _auth(cls, v):
+        # Azure's token modes need Azure AD; locally a key is the equivalent.
+        return "key" if v in ("aml_token", "aad_token") else v
+
+    @field_validator("compute", mode="before")
+    @classmethod
+    def _compute(cls, v):
+        v = v or "local"
+        if v not in ("local", "ray"):
+            raise ValueError(f"unknown compute type {v!r}: use local or ray")
+        return v
+
+
+class FleetSpec(Spec):
+    AZURE_ONLY = frozenset({"workspace"})
+    models: list[ModelSpec] = Field(default_factory=list)
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
+    deployments: list[DeploymentSpec] = Field(default_factory=list)
+
+
+KINDS: dict[str, type[Spec]] = {"model": ModelSpec, "endpoint": EndpointSpec,
+                                "deployment": DeploymentSpec, "fleet": FleetSpec}
+
+
+def format_loc(loc: tuple, prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "InlineModel", "function-after[_model(), str]") or str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validate(kind: type[Spec], data: Any, where: str = "") -> Spec:
+    """Validate `data` as `kind`; the first problem becomes one SpecError naming its field path."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where or 'document'}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return kind.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        head = f"{where}: " if where else ""
+        raise SpecError(f"{head}{loc + ': ' if loc else ''}{msg}") from None

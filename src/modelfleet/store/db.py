@@ -1,0 +1,82 @@
+"""The metadata database: one SQLAlchemy engine, named migrations, atomic write transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ..errors import StorageError
+from .schema import MIGRATIONS, migrations_table
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Writers take the lock up front so that read-then-write (next version number) is
+        # serialized across processes instead of failing on upgrade.
+        mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = _sqlite_engine(url)
+            else:
+                self.engine = sa.create_engine(url, pool_pre_ping=True)
+            self._writer = self.engine.execution_options(write=True)
+            self.migrate()
+        except (sa.exc.OperationalError, OSError, sqlite3.Error) as e:
+            raise StorageError(f"cannot open database {url}: {getattr(e, 'orig', e)}") from e
+
+    def migrate(self) -> None:
+        with self.write() as conn:
+            migrations_table.create(conn, checkfirst=True)
+            done = {r.name for r in conn.execute(sa.select(migrations_table.c.name))}
+            for name, step in MIGRATIONS:
+                if name not in done:
+                    step(conn)
+                    conn.execute(migrations_table.insert().values(name=name, applied_at=utcnow()))
+
+    @contextlib.contextmanager
+    def write(self):
+        """A transaction that holds the write lock from its first statement; all or nothing."""
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as e:
+            raise StorageError(f"database write failed: {e.orig}") from e
+
+    @contextlib.contextmanager
+    def read(self):
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,71 @@
+"""Tables and named migrations. A migration runs once; its name is recorded in the database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+migrations_table = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("applied_at", sa.String(32), nullable=False),
+)
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),   # registration order, for @latest
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+model_labels = sa.Table(
+    "model_labels", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.ForeignKeyConstraint(["name", "version"], ["models.name", "models.version"], ondelete="CASCADE"),
+)
+
+endpoints = sa.Table(
+    "endpoints", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),          # description, tags, auth_mode, compute
+    sa.Column("traffic", sa.JSON, nullable=False),       # {deployment: percent}
+    sa.Column("mirror_traffic", sa.JSON, nullable=False),
+    sa.Column("primary_key", sa.String(128), nullable=False),
+    sa.Column("secondary_key", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments", metadata,
+    sa.Column("endpoint", sa.String(32), sa.ForeignKey("endpoints.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),          # desired state
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("active_spec", sa.JSON, nullable=True),         # what replicas serve now
+    sa.Column("active_hash", sa.String(64), nullable=True),
+    sa.Column("failed_hash", sa.String(64), nullable=True),   # last spec that failed (not retried)
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+
+def _initial(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
+
+
+MIGRATIONS = [("0001_initial", _initial)]
