@@ -1,0 +1,31 @@
+"""The `fleet` command (also `modelfleet` and `python -m modelfleet`)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .deployments import online_deployment
+from .endpoints import online_endpoint
+from .models import model
+from .server import server
+from .workspaces import workspace
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="modelfleet")
+def cli() -> None:
+    """modelfleet: register and serve many models on one machine, with the az ml vocabulary."""
+
+
+for group in (workspace, model, online_endpoint, online_deployment, server):
+    cli.add_command(group)
+
+
+from .quickstart import quickstart  # noqa: E402
+
+cli.add_command(quickstart)
+
+
+def main() -> None:
+    cli(prog_name="fleet")

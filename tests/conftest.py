@@ -1,0 +1,80 @@
+"""Shared fixtures: a private FLEET_HOME per test, trained models, servers stopped by pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from modelfleet.quickstart import train
+
+
+def _stop_servers(home: Path) -> None:
+    """Stop every server started under `home` (SIGTERM, then SIGKILL), and their replicas."""
+    for server_file in home.glob("**/run/server.json"):
+        with contextlib.suppress(Exception):
+            pid = orjson.loads(server_file.read_bytes())["pid"]
+            children = _children(pid)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            for p in [pid, *children]:
+                with contextlib.suppress(ProcessLookupError):
+                    if _alive(p):
+                        os.kill(p, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+    with contextlib.suppress(psutil.Error):
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    return []
+
+
+@pytest.fixture
+def fleet_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEET_HOME", str(home))
+    monkeypatch.delenv("FLEET_WORKSPACE", raising=False)
+    yield home
+    _stop_servers(home)
+
+
+@pytest.fixture
+def fleet(fleet_home):
+    from modelfleet import Fleet
+    f = Fleet()
+    yield f
+    f.close()
+    _stop_servers(fleet_home)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Real model files trained once per session: iris (v1 and v2), wine, breast_cancer."""
+    root = tmp_path_factory.mktemp("models")
+    train("iris", root / "iris")
+    train("iris", root / "iris_v2", variant=2)
+    train("wine", root / "wine")
+    train("breast_cancer", root / "breast_cancer")
+    return root
+
+
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

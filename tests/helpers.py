@@ -1,0 +1,65 @@
+"""Helpers for tests that talk to a real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failed: list = field(default_factory=list)
+
+
+class Load:
+    """Continuous requests from background threads until stopped; counts every failure."""
+
+    def __init__(self, url: str, key: str | None, body: bytes, threads: int = 4, headers: dict | None = None):
+        self.url, self.body = url, body
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        if key:
+            self.headers["authorization"] = f"Bearer {key}"
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post(self.url, content=self.body, headers=self.headers)
+                    ok = r.status_code == 200
+                    detail = (r.status_code, r.text[:200])
+                except httpx.HTTPError as e:
+                    ok, detail = False, repr(e)
+                with self._lock:
+                    if ok:
+                        self.result.ok += 1
+                    else:
+                        self.result.failed.append(detail)
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
