@@ -55,8 +55,10 @@ def command(group: click.Group, name: str, **kw):
         @click.option("-o", "--output", type=click.Choice(FORMATS), default="table", show_default=True,
                       help="Output format.")
         @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+        @click.option("-g", "--resource-group", "_resource_group", default=None, hidden=True,
+                      help="Accepted so az ml scripts run unchanged; ignored.")
         @functools.wraps(fn)
-        def wrapper(workspace, output, debug, **params):
+        def wrapper(workspace, output, debug, _resource_group=None, **params):
             ctx = Ctx(workspace, output, debug)
             try:
                 return fn(ctx, **params)

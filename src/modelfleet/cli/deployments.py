@@ -107,7 +107,8 @@ def _apply(ctx: Ctx, create: bool, name, endpoint, file, all_traffic, no_wait, *
         if not name or not endpoint:
             raise InvalidInput("--name and --endpoint are required")
         with _waiting(ctx, f"{verb} {endpoint}/{name} ...", not no_wait):
-            dep = dep_ops.update(name, endpoint, wait=not no_wait, all_traffic=all_traffic, **fields)
+            changes = {k: v for k, v in fields.items() if k not in ("name", "endpoint_name")}
+            dep = dep_ops.update(name, endpoint, wait=not no_wait, all_traffic=all_traffic, **changes)
     ctx.emit(dep)
 
 

@@ -24,11 +24,14 @@ def create(ctx: Ctx, name, path):
     ctx.emit(ws.to_dict())
 
 
-@command(workspace, "set", help="Make a workspace the current one.")
-@click.option("-w", "--name", "name_", required=False, help="Workspace name (also -w).")
+@command(workspace, "set", help="Make a workspace the current one (fleet workspace set -w NAME).")
+@click.option("--name", "name_", default=None, help="Workspace name (or -w NAME).")
 def set_(ctx: Ctx, name_):
+    from ..errors import InvalidInput
     from ..workspace import Workspaces
-    ws = Workspaces().set_current(name_ or ctx.workspace_name or "default")
+    if not (name_ or ctx.workspace_name):
+        raise InvalidInput("give the workspace: fleet workspace set -w NAME")
+    ws = Workspaces().set_current(name_ or ctx.workspace_name)
     ctx.emit(ws.to_dict(ws.name))
 
 

@@ -60,6 +60,19 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def content_digest(src: str | Path) -> tuple[str, list[dict]]:
+    """The sha256 and file list that `ArtifactStore.add` would give `src`, without copying it
+    (lets a plan tell whether local files differ from a stored snapshot)."""
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise InvalidInput(f"path {str(src)!r} does not exist")
+    files = sorted(({"path": rel, "size": p.stat().st_size, "sha256": file_sha256(p)} for p, rel in _walk(src)),
+                   key=lambda f: f["path"])
+    if not files:
+        raise InvalidInput(f"path {str(src)!r} contains no files")
+    return _digest(files), files
+
+
 class ArtifactStore:
     def __init__(self, root: Path):
         self.root = Path(root)
