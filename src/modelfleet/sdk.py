@@ -25,7 +25,7 @@ from . import errors
 from .errors import DeploymentFailed, FleetError, InvalidInput, ServerUnavailable
 from .registry import Model, Registry
 from .server import process
-from .specs import DeploymentSpec, EndpointSpec, ModelSpec
+from .specs import DeploymentSpec, EndpointSpec, ModelSpec, validate
 from .store import ArtifactStore, Database
 from .workspace import Workspace, Workspaces
 
@@ -163,8 +163,8 @@ class EndpointOperations:
 
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
                tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> dict:
-        spec = spec or EndpointSpec(name=name, auth_mode=auth_mode, compute=compute, description=description,
-                                    tags=tags or {})
+        spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
+                                                    description=description, tags=tags or {}))
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
                 "tags": spec.tags}
         ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,
@@ -282,7 +282,7 @@ class DeploymentOperations:
 
     def create(self, name: str, endpoint: str, model: str, **kw) -> dict:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
-        spec = DeploymentSpec(name=name, endpoint_name=endpoint, model=model, **kw)
+        spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
     def update(self, name: str, endpoint: str, *, wait: bool = True, timeout: float = 600.0,
@@ -296,7 +296,7 @@ class DeploymentOperations:
             if v is None:
                 continue
             if k == "code_configuration":
-                spec = DeploymentSpec(name=name, model=body["model"], code_configuration=v)
+                spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
             elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe"):
                 body[k] = {**(body[k] or {}), **v}

@@ -26,6 +26,11 @@ from .quickstart import quickstart  # noqa: E402
 
 cli.add_command(quickstart)
 
+from .fleet import COMMANDS as FLEET_FILE_COMMANDS  # noqa: E402
+
+for _command in FLEET_FILE_COMMANDS:
+    cli.add_command(_command)
+
 
 def main() -> None:
     cli(prog_name="fleet")

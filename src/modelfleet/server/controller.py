@@ -241,7 +241,8 @@ class Controller:
         if r.state != "ready":
             return  # stopped on purpose
         r.state = "failed"
-        await asyncio.sleep(0.05)
+        rt.route.replicas = [x for x in rt.route.replicas if x is not r]
+        await asyncio.sleep(0.05)  # let the exit code be collected
         code = self.backend.exit_code(r)
         log.warning("replica %s (pid %s) of %s/%s exited with code %s", r.id, r.pid, rt.endpoint, rt.name, code)
         with contextlib.suppress(OSError), open(r.spec.log_path, "a") as f:

@@ -80,10 +80,15 @@ class Gateway:
                 return 503, None, f"deployment {dep.name!r} has no ready replica"
             return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms waiting in queue"
         try:
-            for _attempt in range(3):  # inference is idempotent: retry on another replica if one dies
+            # Inference is idempotent: when a replica dies mid-request, retry on another one, or
+            # on its replacement, until the deadline.
+            while True:
                 replica = dep.pick()
                 if replica is None:
-                    break
+                    if loop.time() >= deadline:
+                        return 503, None, f"deployment {dep.name!r} has no ready replica"
+                    await asyncio.sleep(0.01)
+                    continue
                 replica.inflight += 1
                 try:
                     fut = replica.conn.send(kind, body)
@@ -93,7 +98,6 @@ class Gateway:
                     finally:
                         timer.cancel()
                 except ReplicaGone:
-                    await asyncio.sleep(0)   # let the controller drop the dead replica
                     continue
                 except TimeoutError:
                     replica.conn.forget(fut)
@@ -101,7 +105,6 @@ class Gateway:
                 finally:
                     replica.inflight -= 1
                 return _STATUS.get(status, 502), payload, ""
-            return 503, None, f"deployment {dep.name!r} has no ready replica"
         finally:
             dep.release()
 

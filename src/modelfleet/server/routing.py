@@ -46,7 +46,7 @@ class DeploymentRoute:
         """The ready replica with the fewest requests in flight."""
         best = None
         for r in self.replicas:
-            if best is None or r.inflight < best.inflight:
+            if (best is None or r.inflight < best.inflight) and not r.conn.closed.done():
                 best = r
         return best
 

@@ -1,0 +1,24 @@
+# Two set-up commands, both working on a fresh machine:
+#   make quickstart   the main job: install, then train, register, deploy, invoke and update three models
+#   make test         install with test extras, then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+$(BIN)/fleet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: install quickstart test bench
+install: $(BIN)/fleet
+
+quickstart: install
+	$(BIN)/fleet quickstart
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/serving.py

@@ -1,0 +1,73 @@
+"""`fleet export`: the workspace's current state as a fleet file that `fleet apply` takes back.
+
+Model paths point at each version's content-addressed snapshot in the workspace
+(artifacts/models/<sha256>/<root>), and code paths at the code snapshot a deployment runs. Hashing
+those folders gives exactly the sha256 they were stored under, so applying the export registers
+nothing, restarts nothing, and no bytes are copied (models can be large). The snapshots are
+read-only and never change while the version exists. `copy_models_to` copies each version to a
+folder instead (for another machine); the copies hash the same, so that export is a no-op too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .errors import StorageError
+from .planner import deployment_settings
+from .specs import DeploymentSpec
+
+
+def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) -> str:
+    snapshot = fleet.registry.path_of(model)  # verifies every file against its sha256 first
+    root = model.files[0]["path"].split("/", 1)[0]  # the registered folder's (or file's) own name
+    if copy_to is None:
+        return str(snapshot / root)
+    dest = copy_to / model.name / model.version / root
+    try:
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if (snapshot / root).is_dir():
+            shutil.copytree(snapshot / root, dest)
+        else:
+            shutil.copyfile(snapshot / root, dest)
+        for p in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)  # snapshot files are read-only; copies need not be
+    except OSError as e:
+        raise StorageError(f"cannot copy {model.ref} to {dest}: {e.strerror or e}") from e
+    if relative_to is not None and dest.is_relative_to(relative_to):
+        return dest.relative_to(relative_to).as_posix()
+    return str(dest)
+
+
+def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path | None = None) -> dict:
+    """Every model version (not archived), endpoint and deployment, as one fleet document."""
+    copy_to = copy_models_to.resolve() if copy_models_to else None
+    rel = relative_to.resolve() if relative_to else None
+    models = [{"name": m.name, "version": m.version, "path": _model_path(fleet, m, copy_to, rel), "type": m.type,
+               "description": m.description, "tags": m.tags} for m in fleet.models.list()]
+    endpoints = [{k: ep[k] for k in ("name", "auth_mode", "compute", "description", "tags", "traffic",
+                                     "mirror_traffic")} for ep in fleet.online_endpoints.list()]
+    defaults = deployment_settings(DeploymentSpec(name="default", model="m"))
+    deployments = []
+    for d in fleet.online_deployments.list():
+        out = {"name": d["name"], "endpoint_name": d["endpoint_name"], "model": d["model"]}
+        if d.get("code"):
+            code = fleet.artifacts.snapshot_dir("code", d["code"]["sha256"]) / d["code"]["root"]
+            out["code_configuration"] = {"code": str(code), "scoring_script": d["code"]["scoring_script"]}
+        settings = deployment_settings(d)
+        # defaults are left out to keep the file readable; applying fills them in again
+        out.update({k: v for k, v in settings.items() if k == "instance_count" or v != defaults[k]})
+        deployments.append(out)
+    return {"models": models, "endpoints": endpoints, "deployments": deployments}
+
+
+def dump(doc: dict, workspace: str) -> str:
+    head = (f"# modelfleet {__version__}: fleet exported from workspace {workspace!r}.\n"
+            "# Apply it with: fleet apply -f FILE  (applying it unchanged changes nothing)\n")
+    return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
