@@ -242,7 +242,7 @@ end
 
 
 def _lua_str(s: str) -> str:
-    return "[==[" + s + "]==]"
+    return "[==[" + s + "]==]"   # a long string: no escaping; write `t[ [==[k]==] ]` to index with one
 
 
 def wrk_script(targets: list[tuple[str, bytes, dict]]) -> str:
@@ -250,11 +250,11 @@ def wrk_script(targets: list[tuple[str, bytes, dict]]) -> str:
     if len(targets) == 1:
         path, body, headers = targets[0]
         lines = ['wrk.method = "POST"', f"wrk.path = {_lua_str(path)}", f"wrk.body = {_lua_str(body.decode())}"]
-        lines += [f"wrk.headers[{_lua_str(k)}] = {_lua_str(v)}" for k, v in headers.items()]
+        lines += [f"wrk.headers[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in headers.items()]
         return "\n".join(lines) + "\n" + _WRK_DONE
     reqs = []
     for path, body, headers in targets:
-        hdrs = ", ".join(f"[{_lua_str(k)}] = {_lua_str(v)}" for k, v in headers.items())
+        hdrs = ", ".join(f"[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in headers.items())
         reqs.append(f'wrk.format("POST", {_lua_str(path)}, {{{hdrs}}}, {_lua_str(body.decode())})')
     # each wrk thread and connection walks the list from a different start, so the mix is even
     return ("local reqs = {}\nlocal i = 0\n"
@@ -277,7 +277,9 @@ def run_wrk(base_url: str, targets: list[tuple[str, bytes, dict]], connections: 
         f.write(wrk_script(targets))
         script = f.name
     try:
-        cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s",
+        # wrk takes whole seconds
+        cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+               f"--timeout={max(1, round(timeout_s))}s",
                "-s", script, base_url + targets[0][0]]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, env=clean_env()).stdout
     finally:
@@ -304,6 +306,8 @@ class Recorder:
         self.host, self.port = m.group(1), int(m.group(2))
         self.requests = [self._raw(path, body, headers) for path, body, headers in targets]
         self.records: list[tuple[float, float, int]] = []
+        self.start_clock = time.perf_counter()
+        self.stop_clock = float("inf")
 
     def _raw(self, path: str, body: bytes, headers: dict) -> bytes:
         head = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
@@ -326,41 +330,42 @@ class Recorder:
                     break
         return status
 
-    async def _connection(self, k: int, t0: float, stop_at: float) -> None:
-        clock = time.perf_counter
+    async def _connection(self, k: int) -> None:
+        clock, t0 = time.perf_counter, self.start_clock
         i = k
-        while clock() < stop_at:
+        while clock() < self.stop_clock:   # another thread may move stop_clock
             try:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
             except OSError:
                 self.records.append((clock() - t0, 0.0, 0))
                 await asyncio.sleep(0.01)
                 continue
+            start = clock()
             try:
-                while clock() < stop_at:
+                while clock() < self.stop_clock:
                     i = (i + 1) % len(self.requests)
                     start = clock()
                     writer.write(self.requests[i])
                     status = await asyncio.wait_for(self._read_response(reader), 10)
                     self.records.append((start - t0, clock() - start, status))
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
-                self.records.append((clock() - t0, clock() - start, 0))
+                self.records.append((start - t0, clock() - start, 0))
             finally:
                 writer.close()
 
-    async def _run(self, connections: int, duration: float) -> float:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(self._connection(k, t0, t0 + duration) for k in range(connections)))
-        return t0
+    async def _run(self, connections: int) -> None:
+        await asyncio.gather(*(self._connection(k) for k in range(connections)))
 
     def run(self, connections: int, duration: float) -> "Recorder":
+        """Load for `duration` seconds, or until another thread sets `stop_clock` (perf_counter)."""
         try:
-            import uvloop
-            uvloop.install()
+            from uvloop import new_event_loop
         except ImportError:
-            pass
-        self.t0 = time.time()
-        asyncio.run(self._run(connections, duration))
+            new_event_loop = None
+        self.start_clock = time.perf_counter()
+        self.stop_clock = self.start_clock + duration
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(self._run(connections))
         return self
 
     def stats(self, start: float = 0.0, end: float = float("inf")) -> dict:

@@ -89,6 +89,8 @@ def _add(fleet: DesiredFleet, doc, where: str, base: Path, problems: list[str]) 
         raise SpecError(f"{where}: cannot tell whether this is a model, endpoint, deployment or fleet "
                         "(add $schema, or the fields that make it one: path, auth_mode, endpoint_name)")
     if kind == "fleet":
+        # `deployments:` with nothing under it is an empty list, not an error
+        doc = {k: ([] if v is None and k in ("models", "endpoints", "deployments") else v) for k, v in doc.items()}
         spec = validate(FleetSpec, doc, where)
         fleet.notices += spec.notices(where)
         items = [(s, f"{where}: {key}[{i}]") for key in ("models", "endpoints", "deployments")
@@ -159,15 +161,13 @@ def _existing(value: str, base: Path, where: str) -> str:
 
 
 def _check_unique(fleet: DesiredFleet, problems: list[str]) -> None:
-    seen: dict = {}
-    keyed = ([(("model", e.spec.name, e.spec.version), e) for e in fleet.models]
-             + [(("endpoint", e.spec.name), e) for e in fleet.endpoints]
-             + [(("deployment", e.spec.endpoint_name, e.spec.name), e) for e in fleet.deployments])
-    for key, e in keyed:
-        if key in seen:
-            what = {"model": lambda: f"model {key[1]}" + (f":{key[2]}" if key[2] else " (without a version)"),
-                    "endpoint": lambda: f"endpoint {key[1]}",
-                    "deployment": lambda: f"deployment {key[1]}/{key[2]}"}[key[0]]()
-            problems.append(f"{e.where}: {what} is already defined at {seen[key].where}")
+    seen: dict[str, Entry] = {}
+    named = ([(f"model {e.spec.name}:{e.spec.version}" if e.spec.version else
+               f"model {e.spec.name} (without a version)", e) for e in fleet.models]
+             + [(f"endpoint {e.spec.name}", e) for e in fleet.endpoints]
+             + [(f"deployment {e.spec.endpoint_name}/{e.spec.name}", e) for e in fleet.deployments])
+    for what, e in named:
+        if what in seen:
+            problems.append(f"{e.where}: {what} is already defined at {seen[what].where}")
         else:
-            seen[key] = e
+            seen[what] = e

@@ -140,19 +140,20 @@ class _Planner:
         sha, files = self.hash_files(spec.path)
         versions = [m for m in self.current.models if m.name == spec.name]
         pending = [res for v, res in self.file_models.get(spec.name, []) if res.change and v is None]
-        if spec.version is None:  # two inline models with the same files: register them once
-            same = next((res for res in pending if res.sha256 == sha), None)
-            if same is not None:
-                return same
         if spec.version is not None:
             match = next((m for m in versions if m.version == spec.version), None)
             if match is not None and match.sha256 != sha:
                 raise SpecError(f"{where}: model {match.ref} already exists with different content; versions "
                                 "are immutable: give a new version (or none, for the next number)")
-        else:  # as Registry.register(reuse_same_content=True): the newest version with these files
+        else:
+            same = next((res for res in pending if res.sha256 == sha), None)
+            if same is not None:  # two inline models with the same files: registered once
+                return same
+            # as Registry.register(reuse_same_content=True): the newest version holding these files
             match = next((m for m in reversed(versions) if m.sha256 == sha), None)
         if match is not None:
-            return _Resolved(match.ref, match.type, self._model_metadata(spec, match), sha)
+            self._model_metadata(spec, match)
+            return _Resolved(match.ref, match.type, None, sha)
         version = spec.version or str(max((int(m.version) for m in versions if _INT.match(m.version)),
                                           default=0) + 1 + len(pending))
         change = Change("create", "model", f"{spec.name}:{version}",
@@ -167,7 +168,6 @@ class _Planner:
             self.plan.changes.append(Change("update", "model", model.ref, fields, payload={
                 "name": model.name, "version": model.version, "description": spec.description,
                 "tags": spec.tags, "remove_tags": [k for k in model.tags if k not in spec.tags]}))
-        return None
 
     def model_ref(self, ref: str, where: str) -> _Resolved:
         """A deployment's `model`: the file's own entries first, then the registry."""

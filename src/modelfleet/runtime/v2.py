@@ -12,9 +12,18 @@ _NP = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT6
        "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 
 
-def request_rows(body: bytes) -> tuple[list, dict]:
-    """The rows a V2 infer request carries, and the request document (for id and outputs)."""
+def request_rows(payload: bytes) -> tuple[list, dict]:
+    """The rows a V2 infer request carries, and the request document (for id and outputs).
+
+    `payload` is a 4-byte JSON header length (0 when the body is all JSON) and the HTTP body:
+    the binary tensor extension puts raw tensor bytes after the JSON header.
+    """
     import numpy as np
+    hlen = int.from_bytes(payload[:4], "big")
+    if hlen > len(payload) - 4:
+        raise BadInput("Inference-Header-Content-Length is larger than the body")
+    body = payload[4:4 + hlen] if hlen else payload[4:]
+    binary = memoryview(payload)[4 + hlen:] if hlen else memoryview(b"")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -24,15 +33,20 @@ def request_rows(body: bytes) -> tuple[list, dict]:
         raise BadInput('a V2 request needs a non-empty "inputs" list')
     columns = []
     for i, t in enumerate(inputs):
-        if not isinstance(t, dict) or "data" not in t or "shape" not in t:
+        size = t.get("parameters", {}).get("binary_data_size") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or ("data" not in t and size is None) or "shape" not in t:
             raise BadInput(f"inputs[{i}] needs name, shape, datatype and data")
-        if t.get("parameters", {}).get("binary_data_size") is not None:
-            raise BadInput(f"inputs[{i}]: binary tensor data is not supported; send JSON tensors")
         dtype = _NP.get(str(t.get("datatype", "FP64")).upper())
         if dtype is None:
             raise BadInput(f"inputs[{i}].datatype {t.get('datatype')!r} is not a V2 datatype")
         try:
-            arr = np.asarray(t["data"], dtype=dtype).reshape([int(s) for s in t["shape"]])
+            if size is not None:
+                if dtype == "object" or not isinstance(size, int) or size < 0 or size > len(binary):
+                    raise BadInput(f"inputs[{i}]: binary_data_size {size!r} does not fit the request")
+                data, binary = np.frombuffer(binary[:size], dtype=dtype), binary[size:]
+            else:
+                data = t["data"]
+            arr = np.asarray(data, dtype=dtype).reshape([int(s) for s in t["shape"]])
         except (ValueError, TypeError) as e:
             raise BadInput(f"inputs[{i}]: data does not fit shape {t['shape']}: {e}") from None
         columns.append(arr.reshape(arr.shape[0], -1) if arr.ndim != 2 else arr)

@@ -49,8 +49,11 @@ class Gateway:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _error(self, send, status: int, code: str, message: str, rid: str) -> None:
-        body = orjson.dumps({"error": {"code": code, "message": message}, "request_id": rid})
+    async def _error(self, send, status: int, code: str, message: str, rid: str, v2: bool = False) -> None:
+        # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
+        err = message if v2 else {"code": code, "message": message}
+        body = orjson.dumps({"error": err, "code": code, "request_id": rid} if v2 else
+                            {"error": err, "request_id": rid})
         await self._send(send, status, body, rid)
 
     @staticmethod
@@ -118,38 +121,45 @@ class Gateway:
 
     async def serve(self, scope, receive, send, ep: EndpointRoute, target: str | None, kind: int,
                     rid: str, headers: dict) -> None:
+        v2 = kind == p.V2_INFER
         if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
             return await self._error(send, 401, "unauthorized",
-                                     "missing or invalid key: send Authorization: Bearer <key>", rid)
+                                     "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
         target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
         if target is not None:
             dep = ep.deployments.get(target)
             if dep is None:
                 return await self._error(send, 404, "not_found",
-                                         f"deployment {target!r} not found on endpoint {ep.name!r}", rid)
+                                         f"deployment {target!r} not found on endpoint {ep.name!r}", rid, v2)
         else:
             dep = ep.choose()
             if dep is None:
                 return await self._error(send, 503, "no_traffic",
-                                         f"endpoint {ep.name!r} has no deployment taking traffic", rid)
+                                         f"endpoint {ep.name!r} has no deployment taking traffic", rid, v2)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > dep.max_body:
             return await self._error(send, 413, "payload_too_large",
-                                     f"request body is larger than {dep.max_body} bytes", rid)
+                                     f"request body is larger than {dep.max_body} bytes", rid, v2)
         body = await self._read_body(receive, dep.max_body)
         if body is None:
             return await self._error(send, 413, "payload_too_large",
-                                     f"request body is larger than {dep.max_body} bytes", rid)
+                                     f"request body is larger than {dep.max_body} bytes", rid, v2)
+        if kind == p.V2_INFER:  # the JSON header length of a V2 request with binary tensors (0: none)
+            hlen = headers.get(b"inference-header-content-length", b"0")
+            n = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
+            body = n.to_bytes(4, "big") + body
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
             self._mirror(ep.mirror, kind, body)
         status, payload, message = await self.forward(dep, kind, body)
         if payload is None:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
-            return await self._error(send, status, code, message, rid)
+            return await self._error(send, status, code, message, rid, v2)
         if status == 200:
             return await self._send(send, 200, payload, rid,
                                     [(b"azureml-model-deployment", dep.name.encode())])
         err = orjson.loads(payload)
+        if v2:
+            err = {"error": err["error"]["message"], "code": err["error"]["code"]}
         err["request_id"] = rid
         await self._send(send, status, orjson.dumps(err), rid,
                          [(b"azureml-model-deployment", dep.name.encode())])

@@ -10,7 +10,7 @@ from ..runtime import protocol as p
 
 async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid: str, headers: dict):
     if parts[0] != "v2":
-        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid)
+        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
     rest = parts[1:]
     if rest in ([], [""]):
         return await gw._send(send, 200, orjson.dumps(
@@ -20,23 +20,25 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
     if rest == ["health", "ready"]:
         return await gw._send(send, 200 if gw.ready else 503, orjson.dumps({"ready": gw.ready}), rid)
     if len(rest) < 2 or rest[0] != "models":
-        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid)
+        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
     ep = gw.routes.get(rest[1])
     if ep is None:
-        return await gw._error(send, 404, "not_found", f"model {rest[1]!r} not found", rid)
+        return await gw._error(send, 404, "not_found", f"model {rest[1]!r} not found", rid, True)
     tail = rest[2:]
     version = None
     if len(tail) >= 2 and tail[0] == "versions":
         version, tail = tail[1], tail[2:]
         if version not in ep.deployments:
             return await gw._error(send, 404, "not_found",
-                                   f"version {version!r} of model {ep.name!r} not found", rid)
+                                   f"version {version!r} of model {ep.name!r} not found", rid, True)
     if tail == ["infer"]:
         if method != "POST":
-            return await gw._error(send, 405, "method_not_allowed", "use POST", rid)
+            return await gw._error(send, 405, "method_not_allowed", "use POST", rid, True)
         return await gw.serve(scope, receive, send, ep, version, p.V2_INFER, rid, headers)
     if method != "GET":
-        return await gw._error(send, 405, "method_not_allowed", "use GET", rid)
+        return await gw._error(send, 405, "method_not_allowed", "use GET", rid, True)
+    if ep.auth_mode == "key" and not gw._authorized(ep, headers.get(b"authorization")):
+        return await gw._error(send, 401, "unauthorized", "missing or invalid key", rid, True)
     if tail == ["ready"]:
         deps = [ep.deployments[version]] if version else ep.live
         ready = any(d.replicas for d in deps)
@@ -45,4 +47,4 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
         meta = {"name": ep.name, "versions": sorted(ep.deployments), "platform": "modelfleet",
                 "inputs": [], "outputs": []}
         return await gw._send(send, 200, orjson.dumps(meta), rid)
-    return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid)
+    return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)

@@ -1,0 +1,458 @@
+"""Serving benchmark: modelfleet against a minimal FastAPI app, mlflow, Ray Serve and BentoML.
+
+Every system serves the same scikit-learn model (the quickstart's iris LogisticRegression
+pipeline) on 127.0.0.1, one system at a time, under the same closed-loop load (wrk with a Lua
+POST script). Also measured on modelfleet: latency at low concurrency (gateway overhead), time
+from `online_deployments.create` to ready, and errors and p99 during a rolling update.
+
+    .venv/bin/python bench/serving.py                 # about 8-12 minutes
+    .venv/bin/python bench/serving.py --quick         # about 2 minutes, modelfleet/FastAPI/mlflow
+    .venv/bin/python bench/serving.py --only modelfleet,fastapi --duration 5
+
+Writes bench/results/serving.json and bench/results/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as c  # noqa: E402
+
+SYSTEMS = ("modelfleet", "fastapi", "mlflow", "ray", "bentoml")
+BODY = orjson.dumps({"data": [c.IRIS_ROW]})
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per run")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each run")
+    ap.add_argument("--connections", type=int, default=16, help="connections of the main comparison")
+    ap.add_argument("--batch-connections", type=int, default=64, help="connections of the batching runs")
+    ap.add_argument("--low", default="1,4", help="connection counts for the gateway-overhead runs")
+    ap.add_argument("--ready-runs", type=int, default=5, help="deployments created to time create -> ready")
+    ap.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    ap.add_argument("--install-timeout", type=float, default=420.0,
+                    help="seconds allowed to create each baseline's virtualenv (first run only)")
+    ap.add_argument("--quick", action="store_true", help="short runs; modelfleet, FastAPI and mlflow only")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.ready_runs = 3.0, 1.0, 3
+        if args.only == ",".join(SYSTEMS):
+            args.only = "modelfleet,fastapi,mlflow"
+    args.only = [s for s in args.only.split(",") if s]
+    args.low = [int(x) for x in args.low.split(",") if x]
+    return args
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+def wait_quiet(max_wait_s: float = 20.0, busy_pct: float = 20.0) -> float:
+    """Wait (bounded) until the machine is idle; returns the CPU busy % last seen before a run."""
+    deadline = time.monotonic() + max_wait_s
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy > busy_pct and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=0.5)
+    return busy
+
+
+def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int) -> dict:
+    targets = [(path, body, {**JSON_HEADERS, **headers})]
+    busy = wait_quiet()
+    c.load(base, targets, connections, args.warmup)
+    result = c.load(base, targets, connections, args.duration)
+    result.update(connections=connections, cpu_busy_before_pct=busy)
+    print(f"    {connections:>3} conns: {result['rps']:>8,.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
+          f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}", flush=True)
+    return result
+
+
+def memory(pids: list[int]) -> dict:
+    """RSS of each pid (MiB) and, per pid, USS/PSS (what it does not share with others)."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            m = psutil.Process(pid).memory_full_info()
+            out[pid] = {"rss_mb": round(m.rss / 2**20, 1), "uss_mb": round(m.uss / 2**20, 1),
+                        "pss_mb": round(getattr(m, "pss", 0) / 2**20, 1)}
+    return out
+
+
+def unavailable(reason: str) -> dict:
+    print(f"    not available: {reason}", flush=True)
+    return {"available": False, "reason": reason}
+
+
+# -- modelfleet -------------------------------------------------------------------------------
+
+class Modelfleet:
+    """One workspace server with an unbatched and a batched deployment of the same model."""
+
+    def __init__(self, work: Path):
+        for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
+            os.environ.pop(k, None)
+        os.environ["FLEET_HOME"] = str(work / "fleet-home")
+        from modelfleet import Fleet
+        self.fleet = Fleet()
+        self.work = work
+
+    def setup(self, model_dir: Path, model_v2_dir: Path) -> None:
+        f = self.fleet
+        f.models.register("iris", model_dir, "1")
+        f.models.register("iris", model_v2_dir, "2")
+        f.online_endpoints.create("iris")
+        f.online_deployments.create("blue", "iris", "iris:1", all_traffic=True)
+        f.online_endpoints.create("iris-batch")
+        f.online_deployments.create("blue", "iris-batch", "iris:1", all_traffic=True,
+                                    batching={"max_batch_size": 32, "max_batch_wait_ms": 2},
+                                    request_settings={"max_concurrent_requests_per_instance": 64})
+
+    def target(self, endpoint: str) -> tuple[str, str, dict]:
+        ep = self.fleet.online_endpoints.get(endpoint)
+        key = self.fleet.online_endpoints.get_keys(endpoint)["primaryKey"]
+        base, path = re.match(r"(http://[^/]+)(/.*)", ep["scoring_uri"]).groups()
+        return base, path, {"Authorization": f"Bearer {key}"}
+
+    def server_pid(self) -> int:
+        return self.fleet.server.status()["pid"]
+
+    def replica_pids(self, endpoint: str) -> list[int]:
+        return [r["pid"] for r in self.fleet.online_deployments.get("blue", endpoint)["replicas"]]
+
+    def memory(self, endpoint: str) -> dict:
+        server = memory([self.server_pid()])
+        replicas = memory(self.replica_pids(endpoint))
+        total = sum(m["rss_mb"] for m in [*server.values(), *replicas.values()])
+        return {"rss_mb": round(total, 1), "server": next(iter(server.values()), {}),
+                "replicas": list(replicas.values())}
+
+    def time_to_ready(self, runs: int) -> dict:
+        """Wall time of online_deployments.create (it returns once the deployment is ready)."""
+        f = self.fleet
+        f.online_endpoints.create("ready-test")
+        times, replica_ms = [], []
+        for i in range(runs):
+            wait_quiet()
+            t = time.perf_counter()
+            dep = f.online_deployments.create(f"dep{i}", "ready-test", "iris:1", all_traffic=True)
+            times.append(time.perf_counter() - t)
+            log = Path(dep["replicas"][0]["log"]).read_text()
+            m = re.search(r"ready in (\d+) ms", log)
+            replica_ms.append(int(m.group(1)) if m else None)
+            f.online_deployments.delete(f"dep{i}", "ready-test")
+        f.online_endpoints.delete("ready-test")
+        print(f"    create -> ready: median {c.median_of(times):.3f} s "
+              f"({', '.join(f'{t:.2f}' for t in times)}); replica's own load+import "
+              f"{', '.join(str(x) for x in replica_ms)} ms", flush=True)
+        return {"runs_s": [round(t, 3) for t in times], "median_s": round(c.median_of(times), 3),
+                "replica_init_ms": replica_ms}
+
+    def switch_over(self, connections: int, before_s: float = 4.0, after_s: float = 3.0) -> dict:
+        """Load the endpoint with the per-request recorder while its deployment moves to iris:2."""
+        base, path, headers = self.target("iris")
+        rec = c.Recorder(base, [(path, BODY, {**JSON_HEADERS, **headers})])
+        wait_quiet()
+        runner = threading.Thread(target=rec.run, args=(connections, 120.0), daemon=True)  # stopped below
+        runner.start()
+        time.sleep(0.5 + before_s)
+        t_call = time.perf_counter() - rec.start_clock
+        old = self.replica_pids("iris")
+        self.fleet.online_deployments.update("blue", "iris", model="iris:2")
+        t_done = time.perf_counter() - rec.start_clock
+        new = self.replica_pids("iris")
+        time.sleep(after_s)
+        rec.stop_clock = time.perf_counter()
+        runner.join(30)
+        phases = {"before": rec.stats(0.5, t_call), "during": rec.stats(t_call, t_done),
+                  "after": rec.stats(t_done, t_done + after_s)}
+        out = {"connections": connections, "update_s": round(t_done - t_call, 3),
+               "old_replicas": old, "new_replicas": new, "phases": phases,
+               "errors_during": phases["during"]["errors"],
+               "p99_ratio": round(phases["during"]["p99_ms"] / phases["before"]["p99_ms"], 2)
+               if phases["before"]["p99_ms"] else None}
+        print(f"    update under load ({connections} conns): took {out['update_s']:.2f} s, "
+              f"errors {out['errors_during']}, p99 before {phases['before']['p99_ms']:.2f} ms, "
+              f"during {phases['during']['p99_ms']:.2f} ms (x{out['p99_ratio']})", flush=True)
+        return out
+
+    def stop(self) -> None:
+        pids = []
+        with contextlib.suppress(Exception):
+            pids = [self.server_pid()] + self.replica_pids("iris") + self.replica_pids("iris-batch")
+        with contextlib.suppress(Exception):
+            self.fleet.server.stop()
+        c.stop_pids(pids, 5.0)   # replicas die with the server; this only makes sure
+        self.fleet.close()
+
+
+def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
+    mf = Modelfleet(work)
+    try:
+        t = time.perf_counter()
+        mf.setup(model_dir, model_v2_dir)
+        out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
+               "low_concurrency": {}}
+        base, path, headers = mf.target("iris")
+        print("  unbatched", flush=True)
+        for conns in (args.connections, args.batch_connections):
+            out["runs"][conns] = measure(args, base, path, BODY, headers, conns)
+        out["memory"] = mf.memory("iris")
+        for conns in args.low:
+            out["low_concurrency"][conns] = measure(args, base, path, BODY, headers, conns)
+        print("  batching (max_batch_size 32, max_batch_wait_ms 2)", flush=True)
+        base, path, headers = mf.target("iris-batch")
+        for conns in (args.connections, args.batch_connections):
+            out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns)
+        out["batched_memory"] = mf.memory("iris-batch")
+        out["ready"] = mf.time_to_ready(args.ready_runs)
+        out["switch_over"] = mf.switch_over(args.connections)
+        return out
+    finally:
+        mf.stop()
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+def bench_service(args, svc: c.Service, ready_url: str, base: str, path: str, body: bytes,
+                  ready_timeout: float, post_ready: bool = False) -> dict:
+    try:
+        t = time.perf_counter()
+        svc.wait_ready(ready_url, ready_timeout, body if post_ready else None,
+                       JSON_HEADERS if post_ready else None)
+        out = {"available": True, "startup_s": round(time.perf_counter() - t, 2), "runs": {}}
+        for conns in (args.connections, args.batch_connections):
+            out["runs"][conns] = measure(args, base, path, body, {}, conns)
+            pids = svc.pids()
+            out["memory"] = {"rss_mb": c.rss_mb(pids), "processes": len(pids)}
+        for conns in args.low if svc.name == "fastapi" else ():
+            out.setdefault("low_concurrency", {})[conns] = measure(args, base, path, body, {}, conns)
+        return out
+    except RuntimeError as e:
+        return unavailable(str(e))
+    finally:
+        svc.stop()
+
+
+def bench_fastapi(args, work: Path, model: Path) -> dict:
+    port = c.free_port()
+    svc = c.Service("fastapi", [c.PYTHON, str(c.BENCH / "baselines" / "fastapi_app.py"), "--model", str(model),
+                                "--port", str(port)], work)
+    base = f"http://{c.HOST}:{port}"
+    return bench_service(args, svc, f"{base}/health", base, "/score", BODY, 60)
+
+
+def sklearn_pin() -> str:
+    import sklearn
+    return f"scikit-learn=={sklearn.__version__}"   # the pickled model loads only in the same version
+
+
+def bench_mlflow(args, work: Path, model: Path) -> dict:
+    py, why = c.ensure_venv("mlflow", ["mlflow", sklearn_pin()], args.install_timeout)
+    if py is None:
+        return unavailable(why)
+    saved = work / "mlflow-model"
+    try:
+        c.run_python(str(py), "import joblib, mlflow.sklearn, sys; "
+                     f"mlflow.sklearn.save_model(joblib.load({str(model)!r}), {str(saved)!r})", timeout=300)
+    except (RuntimeError, OSError) as e:
+        return unavailable(f"mlflow.sklearn.save_model failed: {e}")
+    port = c.free_port()
+    env = c.clean_env({"PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                       "MLFLOW_TRACKING_URI": (work / "mlruns").as_uri()})
+    svc = c.Service("mlflow", [str(py.parent / "mlflow"), "models", "serve", "-m", str(saved), "-h", c.HOST,
+                               "-p", str(port), "--env-manager", "local"], work, env=env)
+    base = f"http://{c.HOST}:{port}"
+    body = orjson.dumps({"inputs": [c.IRIS_ROW]})   # mlflow's own request format
+    out = bench_service(args, svc, f"{base}/ping", base, "/invocations", body, 120)
+    out["command"] = f"mlflow models serve -m <saved model> -h {c.HOST} -p <port> --env-manager local"
+    return out
+
+
+def bench_ray(args, work: Path, model: Path) -> dict:
+    py, why = c.ensure_venv("ray", ["ray[serve]", sklearn_pin()], args.install_timeout)
+    if py is None:
+        return unavailable(why)
+    port = c.free_port()
+    env = c.clean_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    svc = c.Service("ray", [str(py), str(c.BENCH / "baselines" / "ray_app.py"), "--model", str(model),
+                            "--port", str(port)], work, env=env)
+    base = f"http://{c.HOST}:{port}"
+    return bench_service(args, svc, f"{base}/score", base, "/score", BODY, 180, post_ready=True)
+
+
+def bench_bentoml(args, work: Path, model: Path) -> dict:
+    py, why = c.ensure_venv("bentoml", ["bentoml", sklearn_pin()], args.install_timeout)
+    if py is None:
+        return unavailable(why)
+    port = c.free_port()
+    env = c.clean_env({"BENTOML_HOME": str(work / "bentoml-home"), "BENCH_MODEL": str(model),
+                       "BENTOML_DO_NOT_TRACK": "True"})
+    svc = c.Service("bentoml", [str(py.parent / "bentoml"), "serve", "bento_app:Scorer", "--host", c.HOST,
+                                "--port", str(port)], work, env=env, cwd=c.BENCH / "baselines")
+    base = f"http://{c.HOST}:{port}"
+    return bench_service(args, svc, f"{base}/score", base, "/score", BODY, 120, post_ready=True)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def ratio(a, b) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def comparison_rows(systems: dict, conns: int) -> list[dict]:
+    fa = systems.get("fastapi", {}).get("runs", {}).get(conns)
+    ml = systems.get("mlflow", {}).get("runs", {}).get(conns)
+    rows = []
+    mf = systems.get("modelfleet", {})
+    entries = [("modelfleet", mf.get("runs", {}).get(conns), mf.get("memory")),
+               ("modelfleet, batching", mf.get("batched_runs", {}).get(conns), mf.get("batched_memory"))]
+    labels = {"fastapi": "FastAPI + uvicorn", "mlflow": "mlflow models serve", "ray": "Ray Serve",
+              "bentoml": "BentoML"}
+    for name, label in labels.items():
+        s = systems.get(name, {})
+        entries.append((label, s.get("runs", {}).get(conns), s.get("memory")))
+    for label, run, mem in entries:
+        if run is None:
+            continue
+        rows.append({"system": label, "rps": run["rps"], "p50": run["p50_ms"], "p99": run["p99_ms"],
+                     "errors": run["errors"], "rss": (mem or {}).get("rss_mb"),
+                     "vs_fastapi": ratio(run["rps"], fa and fa["rps"]), "vs_mlflow": ratio(run["rps"], ml and ml["rps"]),
+                     "p99_vs_fastapi": ratio(run["p99_ms"], fa and fa["p99_ms"])})
+    for name in ("mlflow", "ray", "bentoml"):
+        s = systems.get(name)
+        if s and not s.get("available"):
+            rows.append({"system": labels[name], "rps": None, "errors": f"not available: {s['reason'][:80]}"})
+    return rows
+
+
+def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
+    mf, fa, ml = (systems.get(k, {}) for k in ("modelfleet", "fastapi", "mlflow"))
+    get = lambda s, key, n: s.get(key, {}).get(n)  # noqa: E731
+    mf16, fa16, ml16 = get(mf, "runs", conns), get(fa, "runs", conns), get(ml, "runs", conns)
+    mfb, fab = get(mf, "batched_runs", batch_conns), get(fa, "runs", batch_conns)
+    out = []
+
+    def add(name, measured, ok):
+        out.append({"target": name, "measured": measured, "met": ok})
+
+    if mf16 and fa16:
+        r = ratio(mf16["rps"], fa16["rps"])
+        add(f"full path >= 1.0x FastAPI req/s at {conns} conns", f"{r}x", r >= 1.0)
+        r = ratio(mf16["p99_ms"], fa16["p99_ms"])
+        add("p99 no worse than FastAPI", f"{mf16['p99_ms']:.2f} vs {fa16['p99_ms']:.2f} ms ({r}x)", r <= 1.0)
+    if mf16 and ml16:
+        r = ratio(mf16["rps"], ml16["rps"])
+        add(f">= 5x mlflow req/s at {conns} conns", f"{r}x", r >= 5.0)
+    if mfb and fab:
+        r = ratio(mfb["rps"], fab["rps"])
+        add(f"batching at {batch_conns} conns >= 3x FastAPI", f"{r}x", r >= 3.0)
+    for n, run in sorted(mf.get("low_concurrency", {}).items()):
+        base = fa.get("low_concurrency", {}).get(n)
+        if base:
+            added = run["p50_ms"] - base["p50_ms"]
+            add(f"gateway overhead < 1 ms added to p50 ({n} conn)",
+                f"{run['p50_ms']:.3f} vs {base['p50_ms']:.3f} ms (+{added:.3f} ms)", added < 1.0)
+    if mf.get("ready"):
+        add("new sklearn deployment ready < 1 s (median)", f"{mf['ready']['median_s']:.3f} s",
+            mf["ready"]["median_s"] < 1.0)
+    if mf.get("switch_over"):
+        so = mf["switch_over"]
+        add("update switch-over: no errors, p99 spike <= 2x",
+            f"{so['errors_during']} errors, p99 x{so['p99_ratio']}",
+            so["errors_during"] == 0 and (so["p99_ratio"] or 0) <= 2.0)
+    if mf.get("memory"):
+        rss = max(r["rss_mb"] for r in mf["memory"]["replicas"])
+        add("RSS per sklearn replica < 120 MB", f"{rss:.1f} MiB", rss < 120)
+    return out
+
+
+COLS = [("system", "system"), ("rps", "req/s"), ("p50", "p50 ms"), ("p99", "p99 ms"), ("errors", "errors"),
+        ("rss", "RSS MiB"), ("vs_fastapi", "x FastAPI"), ("vs_mlflow", "x mlflow"), ("p99_vs_fastapi", "p99 x FastAPI")]
+
+
+def report(result: dict, args) -> str:
+    systems = result["systems"]
+    mf = systems.get("modelfleet", {})
+    parts = [f"# Serving benchmark\n\n{result['machine']['nproc']} cores, {result['machine']['cpu_model']}, "
+             f"Python {result['machine']['python']}; load: {result['machine']['load_generator']}, closed loop, "
+             f"{args.duration:.0f} s per run after {args.warmup:.0f} s warm-up.\n"]
+    for conns in (args.connections, args.batch_connections):
+        parts.append(f"## {conns} connections\n\n{c.table(comparison_rows(systems, conns), COLS)}\n")
+    if mf.get("available"):
+        mem = mf["memory"]
+        rows = [{"process": "server (gateway + control API)", **mem["server"]}]
+        rows += [{"process": f"replica {i + 1}", **m} for i, m in enumerate(mem["replicas"])]
+        parts.append("## modelfleet memory (unbatched deployment, after load)\n\n"
+                     + c.table(rows, [("process", "process"), ("rss_mb", "RSS MiB"), ("uss_mb", "USS MiB"),
+                                      ("pss_mb", "PSS MiB")]) + "\n")
+        fa_low = systems.get("fastapi", {}).get("low_concurrency", {})
+        rows = [{"conns": n, "mf": r["p50_ms"], "fa": fa_low.get(n, {}).get("p50_ms"),
+                 "added": r["p50_ms"] - fa_low[n]["p50_ms"] if n in fa_low else None,
+                 "mf99": r["p99_ms"], "fa99": fa_low.get(n, {}).get("p99_ms"),
+                 "mfr": r["rps"], "far": fa_low.get(n, {}).get("rps")}
+                for n, r in sorted(mf["low_concurrency"].items())]
+        parts.append("## Gateway overhead: low concurrency\n\n" + c.table(rows, [
+            ("conns", "conns"), ("mf", "modelfleet p50 ms"), ("fa", "FastAPI p50 ms"), ("added", "added ms"),
+            ("mf99", "modelfleet p99 ms"), ("fa99", "FastAPI p99 ms"), ("mfr", "modelfleet req/s"),
+            ("far", "FastAPI req/s")]) + "\n")
+        rd = mf["ready"]
+        parts.append(f"## Deployment create -> ready\n\nmedian {rd['median_s']:.3f} s over {len(rd['runs_s'])} runs "
+                     f"({', '.join(f'{t:.3f}' for t in rd['runs_s'])} s); the replica's own import + model load: "
+                     f"{', '.join(str(x) for x in rd['replica_init_ms'])} ms.\n")
+        so = mf["switch_over"]
+        rows = [{"phase": k, **v} for k, v in so["phases"].items()]
+        parts.append(f"## Rolling update under load ({so['connections']} connections, iris:1 -> iris:2, "
+                     f"update took {so['update_s']:.2f} s)\n\n" + c.table(rows, [
+                         ("phase", "phase"), ("requests", "requests"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
+                         ("p99_ms", "p99 ms"), ("max_ms", "max ms"), ("errors", "errors")]) + "\n")
+    parts.append("## Targets\n\n" + c.table(
+        [{**t, "met": "met" if t["met"] else "NOT met"} for t in result["targets"]],
+        [("target", "target"), ("measured", "measured"), ("met", "")]) + "\n")
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    removed = c.scrub_blas_overrides()
+    started = time.monotonic()
+    result = {"machine": c.machine(removed), "config": {k: v for k, v in vars(args).items()},
+              "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "systems": {}}
+    with tempfile.TemporaryDirectory(prefix="modelfleet-bench-") as tmp:
+        work = Path(tmp)
+        model_dir, model_v2_dir = work / "iris-v1", work / "iris-v2"
+        model = c.train_iris(model_dir)
+        c.train_iris(model_v2_dir, C=0.5)
+        runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir),
+                   "fastapi": lambda: bench_fastapi(args, work, model),
+                   "mlflow": lambda: bench_mlflow(args, work, model),
+                   "ray": lambda: bench_ray(args, work, model),
+                   "bentoml": lambda: bench_bentoml(args, work, model)}
+        for name in SYSTEMS:
+            if name in args.only:
+                print(f"{name}", flush=True)
+                t = time.monotonic()
+                result["systems"][name] = runners[name]()
+                result["systems"][name]["bench_s"] = round(time.monotonic() - t, 1)
+    result["targets"] = targets(result["systems"], args.connections, args.batch_connections)
+    result["total_s"] = round(time.monotonic() - started, 1)
+    md = report(result, args)
+    path = c.write_result("serving", result, md)
+    print("\n" + md)
+    print(f"wrote {path} and serving.md in {result['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
