@@ -211,6 +211,34 @@ def ensure_venv(name: str, packages: list[str], timeout: float) -> tuple[Path | 
     return py, ""
 
 
+class CpuWatch:
+    """CPU used during a run by processes other than `pids`, the load generator and this one
+    (another job on a shared machine), plus time stolen by the hypervisor."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float]:
+        import resource
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+        ours = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                ct = psutil.Process(pid).cpu_times()
+                ours += ct.user + ct.system
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):   # this process; wrk once waited
+            ru = resource.getrusage(who)
+            ours += ru.ru_utime + ru.ru_stime
+        return busy, ours
+
+    def foreign_pct(self, seconds: float) -> float:
+        busy, ours = self._sample()
+        foreign = (busy - self.start[0]) - (ours - self.start[1])
+        return round(max(0.0, 100 * foreign / (seconds * len(os.sched_getaffinity(0)))), 1)
+
+
 # -- models -----------------------------------------------------------------------------------
 
 def train_iris(out_dir: Path, C: float | None = None) -> Path:

@@ -68,15 +68,27 @@ def wait_quiet(max_wait_s: float = 20.0, busy_pct: float = 20.0) -> float:
     return busy
 
 
-def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int) -> dict:
+FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machine is repeated once
+
+
+def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int]) -> dict:
+    """Warm up, then one measured run; repeated once when other work took CPU meanwhile."""
     targets = [(path, body, {**JSON_HEADERS, **headers})]
-    busy = wait_quiet()
-    c.load(base, targets, connections, args.warmup)
-    result = c.load(base, targets, connections, args.duration)
-    result.update(connections=connections, cpu_busy_before_pct=busy)
-    print(f"    {connections:>3} conns: {result['rps']:>8,.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
-          f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}", flush=True)
-    return result
+    best = None
+    for _attempt in range(2):
+        wait_quiet()
+        c.load(base, targets, connections, args.warmup)
+        watch = c.CpuWatch(pids)
+        result = c.load(base, targets, connections, args.duration)
+        result.update(connections=connections, foreign_cpu_pct=watch.foreign_pct(result["seconds"]))
+        if best is None or result["foreign_cpu_pct"] < best["foreign_cpu_pct"]:
+            best = result
+        if result["foreign_cpu_pct"] <= FOREIGN_MAX_PCT:
+            break
+    print(f"    {connections:>3} conns: {best['rps']:>8,.0f} req/s  p50 {best['p50_ms']:.2f} ms  "
+          f"p99 {best['p99_ms']:.2f} ms  errors {best['errors']}  (other work: {best['foreign_cpu_pct']}% CPU)",
+          flush=True)
+    return best
 
 
 def memory(pids: list[int]) -> dict:
@@ -205,16 +217,18 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
         out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
                "low_concurrency": {}}
         base, path, headers = mf.target("iris")
+        pids = [mf.server_pid(), *mf.replica_pids("iris")]
         print("  unbatched", flush=True)
         for conns in (args.connections, args.batch_connections):
-            out["runs"][conns] = measure(args, base, path, BODY, headers, conns)
+            out["runs"][conns] = measure(args, base, path, BODY, headers, conns, pids)
         out["memory"] = mf.memory("iris")
         for conns in args.low:
-            out["low_concurrency"][conns] = measure(args, base, path, BODY, headers, conns)
+            out["low_concurrency"][conns] = measure(args, base, path, BODY, headers, conns, pids)
         print("  batching (max_batch_size 32, max_batch_wait_ms 2)", flush=True)
         base, path, headers = mf.target("iris-batch")
+        pids = [mf.server_pid(), *mf.replica_pids("iris-batch")]
         for conns in (args.connections, args.batch_connections):
-            out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns)
+            out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids)
         out["batched_memory"] = mf.memory("iris-batch")
         out["ready"] = mf.time_to_ready(args.ready_runs)
         out["switch_over"] = mf.switch_over(args.connections)
@@ -233,11 +247,11 @@ def bench_service(args, svc: c.Service, ready_url: str, base: str, path: str, bo
                        JSON_HEADERS if post_ready else None)
         out = {"available": True, "startup_s": round(time.perf_counter() - t, 2), "runs": {}}
         for conns in (args.connections, args.batch_connections):
-            out["runs"][conns] = measure(args, base, path, body, {}, conns)
+            out["runs"][conns] = measure(args, base, path, body, {}, conns, svc.pids())
             pids = svc.pids()
             out["memory"] = {"rss_mb": c.rss_mb(pids), "processes": len(pids)}
         for conns in args.low if svc.name == "fastapi" else ():
-            out.setdefault("low_concurrency", {})[conns] = measure(args, base, path, body, {}, conns)
+            out.setdefault("low_concurrency", {})[conns] = measure(args, base, path, body, {}, conns, svc.pids())
         return out
     except RuntimeError as e:
         return unavailable(str(e))

@@ -122,6 +122,30 @@ def test_plan_compares_content_and_resolves_references(tmp_path, models_dir):
         planner.make_plan(desired, planner.Current([v3, other], [ep], [dep]))
 
 
+def test_plan_moves_traffic_before_pruning_and_refuses_to_strand_it(tmp_path):
+    view = {"auth_mode": "key", "compute": "local", "description": "", "tags": {}, "mirror_traffic": {}}
+    current = planner.Current([], [
+        {**view, "name": "ep-keep", "traffic": {"blue": 100}, "deployments": ["blue", "green"]},
+        {**view, "name": "ep-gone", "traffic": {}, "deployments": []}], [
+        {"name": n, "endpoint_name": "ep-keep", "model": "m:1", "code": None, "instance_count": 1,
+         "environment_variables": {}, "request_settings": None, "liveness_probe": None,
+         "readiness_probe": {"period": 1, "failure_threshold": 60}, "batching": None, "description": "",
+         "tags": {}, "provisioning_state": "Succeeded", "replicas": [{"pid": 1}]} for n in ("blue", "green")])
+    current.models = [Model("m", "1", "sklearn", "", "0" * 64, 1, [], {})]
+    fleet_file = write(tmp_path / "fleet.yaml", """
+        endpoints: [{name: ep-keep, traffic: {green: 100}}]
+        deployments: [{name: green, endpoint_name: ep-keep, model: "m:1"}]
+    """)
+    plan = planner.make_plan(fleetfile.load(fleet_file), current, prune=True)
+    assert [c.line() for c in plan.changes] == [
+        "~ traffic ep-keep: traffic {blue=100} -> {green=100}", "- deployment ep-keep/blue", "- endpoint ep-gone"]
+    assert [c.line() for c in planner.make_plan(fleetfile.load(fleet_file), current).changes] == [
+        "~ traffic ep-keep: traffic {blue=100} -> {green=100}"]
+    fleet_file.write_text(fleet_file.read_text().replace(", traffic: {green: 100}", ""))
+    with pytest.raises(SpecError, match="pruning blue leaves the live traffic of ep-keep nowhere"):
+        planner.make_plan(fleetfile.load(fleet_file), current, prune=True)
+
+
 def test_invalid_document_in_a_directory_of_ten_changes_nothing(fleet_home, tmp_path, models_dir):
     docs = tmp_path / "fleet"
     for i in range(3):

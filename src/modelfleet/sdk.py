@@ -263,7 +263,8 @@ class DeploymentOperations:
                     "scoring_script": spec.code_configuration.scoring_script}
         data = spec.data()
         body = {k: data[k] for k in ("environment_variables", "instance_count", "request_settings",
-                                     "liveness_probe", "readiness_probe", "batching", "description", "tags")}
+                                     "liveness_probe", "readiness_probe", "batching", "resources",
+                                     "description", "tags")}
         body.update(model=model, code=code)
         return body
 
@@ -289,8 +290,9 @@ class DeploymentOperations:
                all_traffic: bool = False, **changes) -> dict:
         """Change some fields of a deployment; the rest stay as they are."""
         cur = self.get(name, endpoint)
-        body = {k: cur[k] for k in ("model", "environment_variables", "instance_count", "request_settings",
-                                    "liveness_probe", "readiness_probe", "batching", "description", "tags")}
+        body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
+                                        "liveness_probe", "readiness_probe", "batching", "resources",
+                                        "description", "tags")}
         body["code"] = cur.get("code")
         for k, v in changes.items():
             if v is None:
@@ -298,7 +300,7 @@ class DeploymentOperations:
             if k == "code_configuration":
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
-            elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe"):
+            elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources"):
                 body[k] = {**(body[k] or {}), **v}
             elif k == "environment_variables":
                 body[k] = {**body[k], **v}
@@ -307,6 +309,7 @@ class DeploymentOperations:
             else:
                 raise InvalidInput(f"unknown deployment field {k!r}")
         params = {"create": "false", "all_traffic": str(all_traffic).lower()}
+        body = {k: v for k, v in body.items() if v is not None}
         self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params)
         return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
 

@@ -17,7 +17,7 @@ from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, chec
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    schema_: str | None = Field(default=None, alias="$schema")
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
     AZURE_ONLY: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
@@ -116,10 +116,42 @@ class Batching(Spec):
     max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
 
 
+_QUANTITY = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def memory_bytes(value: str | int) -> int:
+    """A Kubernetes memory quantity ("300Mi", "1Gi", "512M", or bytes) in bytes."""
+    import re
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?)?\s*", str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a memory quantity such as 512Mi or 1Gi")
+    return int(float(m.group(1)) * _QUANTITY[(m.group(2) or "").lower()])
+
+
+class ResourceLimits(Spec):
+    AZURE_ONLY = frozenset({"cpu", "nvidia.com/gpu"})
+    memory: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v):
+        if v is None:
+            return None
+        if memory_bytes(v) < 16 * 1024 * 1024:
+            raise ValueError("must be at least 16Mi")
+        return str(v)
+
+
+class Resources(Spec):
+    """Azure's Kubernetes-style `resources`; `limits.memory` caps each replica's resident memory."""
+    AZURE_ONLY = frozenset({"requests"})
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+
+
 class DeploymentSpec(Spec):
     AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled", "scale_settings",
                             "egress_public_network_access", "data_collector", "properties", "type",
-                            "model_mount_path", "private_network_connection", "resources", "code_path"})
+                            "model_mount_path", "private_network_connection", "code_path"})
     name: str
     endpoint_name: str | None = None
     model: str | InlineModel
@@ -130,6 +162,7 @@ class DeploymentSpec(Spec):
     liveness_probe: Probe = Field(default_factory=Probe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
+    resources: Resources = Field(default_factory=Resources)
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 

@@ -7,6 +7,7 @@ time, every waiting request on the socket taken as one batch when batching is on
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -23,7 +24,7 @@ from . import protocol as p
 from .loaders import BadInput, ScriptScorer, load_scorer, set_model_env, to_json
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:  # Linux: the kernel kills us if the server dies, so no replica is ever orphaned.
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
@@ -118,8 +119,12 @@ class Replica:
 
 
 def main() -> None:
-    _die_with_parent()
-    cfg = orjson.loads(os.environ["FLEET_REPLICA"])
+    die_with_parent()
+    run(orjson.loads(os.environ["FLEET_REPLICA"]))
+
+
+def run(cfg: dict) -> None:
+    """Load the model, say READY (or INIT_FAILED with the traceback), then serve until EOF."""
     sock = socket.socket(fileno=int(cfg["fd"]))
     sock.setblocking(True)
     replica = Replica(cfg, sock)
@@ -130,7 +135,8 @@ def main() -> None:
         tb = traceback.format_exc()
         sys.stderr.write(tb)
         sys.stderr.flush()
-        sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
+        with contextlib.suppress(OSError):
+            sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
         sys.exit(1)
     print(f"replica {cfg.get('replica_id')} ready in {(time.monotonic() - started) * 1000:.0f} ms "
           f"(pid {os.getpid()})", flush=True)

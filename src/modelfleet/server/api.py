@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__, traffic as traffic_rules
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
-from ..specs import Batching, Probe, RequestSettings, format_loc
+from ..specs import Batching, Probe, RequestSettings, Resources, format_loc
 from ..names import check_endpoint_name
 from ..store.serving import new_key
 from .controller import Controller
@@ -59,6 +59,7 @@ class DeploymentBody(BaseModel):
     liveness_probe: Probe = Field(default_factory=Probe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
+    resources: Resources = Field(default_factory=Resources)
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -112,7 +113,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                                       if spec.get("code") else None),
                "code": spec.get("code")}
         for k in ("instance_count", "environment_variables", "request_settings", "liveness_probe",
-                  "readiness_probe", "batching", "description", "tags"):
+                  "readiness_probe", "batching", "resources", "description", "tags"):
             out[k] = spec.get(k)
         busy = controller.is_busy(row["endpoint"], row["name"])
         state = row["state"]

@@ -7,6 +7,7 @@ control API. Run with `python -m modelfleet.server` (what `fleet server start` l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import ipaddress
@@ -37,7 +38,7 @@ class ServerApp:
         self.ws = ws
         self.db = Database(ws.db_url)
         self.gateway = Gateway()
-        self.backend = LocalBackend()
+        self.backend = LocalBackend(ws.logs_dir)
         self.controller = Controller(ws, self.db, self.backend, self.gateway)
         self.url = f"http://{host}:{port}"
         self.token = secrets.token_urlsafe(32)
@@ -55,6 +56,7 @@ class ServerApp:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
                     try:
+                        self._warming = asyncio.ensure_future(self.backend.warm())
                         await self.controller.start()
                     except Exception as e:
                         log.exception("startup failed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..backends.base import Backend, InitFailed, Replica, ReplicaGone, ReplicaSp
 from ..errors import DeploymentFailed, FleetError
 from ..registry import Registry
 from ..runtime import protocol as p
+from ..specs import memory_bytes
 from ..store import ArtifactStore, Database
 from ..store.serving import ServingStore
 from ..workspace import Workspace
@@ -32,6 +34,19 @@ from .routing import DeploymentRoute, EndpointRoute
 log = logging.getLogger("modelfleet.controller")
 
 BACKOFF_MAX_S = 30.0
+
+
+def _memory_limit(spec: dict) -> int | None:
+    memory = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+    return memory_bytes(memory) if memory else None
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 @dataclass(eq=False)
@@ -133,7 +148,7 @@ class Controller:
     def _replica_spec(self, rt: DeploymentRuntime, spec: dict, model_type: str, model_dir: Path,
                       script: Path | None) -> ReplicaSpec:
         rt.serial += 1
-        rid = f"{rt.name}-{spec.get('_hash', '')[:6]}-{rt.serial}"
+        rid = f"{rt.name}-{(spec.get('_hash') or rt.hash or '')[:6]}-{rt.serial}"
         batching = spec.get("batching", {})
         return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_type=model_type,
                            model_dir=model_dir, scoring_script=script,
@@ -214,27 +229,39 @@ class Controller:
             r.state = "stopped"
 
     async def _watch(self, rt: DeploymentRuntime, r: Replica) -> None:
-        """Liveness: ping on the probe's period; on death or a hung replica, restart with backoff."""
-        probe = (rt.spec or {}).get("liveness_probe", {})
-        period, timeout = probe.get("period", 2), probe.get("timeout", 2)
-        threshold = probe.get("failure_threshold", 30)
+        """Liveness and memory: ping on the probe's period, check RSS against the memory limit;
+        a dead, hung or over-limit replica is dropped and restarted with backoff."""
         misses = 0
+        next_ping = time.monotonic()
         while r.state == "ready":
-            done, _ = await asyncio.wait([r.conn.closed], timeout=period)
+            spec = rt.spec or {}
+            probe = spec.get("liveness_probe", {})
+            limit = _memory_limit(spec)
+            done, _ = await asyncio.wait([r.conn.closed], timeout=0.5 if limit else probe.get("period", 2))
             if done or r.state != "ready":
                 break
+            if limit and r.pid:
+                rss = _rss_bytes(r.pid)
+                if rss > limit:
+                    self._note(r, f"replica exceeded its memory limit ({rss // 2**20} MiB > "
+                                  f"{limit // 2**20} MiB); killing it")
+                    await self.backend.stop(r, 0.0)
+                    break
+            if time.monotonic() < next_ping:
+                continue
+            next_ping = time.monotonic() + probe.get("period", 2)
             fut = None
             try:
                 fut = r.conn.send(p.PING)
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                await asyncio.wait_for(asyncio.shield(fut), probe.get("timeout", 2))
                 misses = 0
             except ReplicaGone:
                 break
             except asyncio.TimeoutError:
                 r.conn.forget(fut)
                 misses += 1
-                if misses >= threshold:
-                    log.warning("replica %s missed %d liveness probes; killing it", r.id, misses)
+                if misses >= probe.get("failure_threshold", 30):
+                    self._note(r, f"replica missed {misses} liveness probes; killing it")
                     await self.backend.stop(r, 0.5)
                     break
         await r.conn.closed
@@ -242,11 +269,13 @@ class Controller:
             return  # stopped on purpose
         r.state = "failed"
         rt.route.replicas = [x for x in rt.route.replicas if x is not r]
-        await asyncio.sleep(0.05)  # let the exit code be collected
-        code = self.backend.exit_code(r)
-        log.warning("replica %s (pid %s) of %s/%s exited with code %s", r.id, r.pid, rt.endpoint, rt.name, code)
-        with contextlib.suppress(OSError), open(r.spec.log_path, "a") as f:
-            f.write(f"\n[modelfleet] replica exited with code {code}; restarting\n")
+        code = None
+        for _ in range(50):  # the exit code arrives a moment after the socket closes
+            code = self.backend.exit_code(r)
+            if code is not None:
+                break
+            await asyncio.sleep(0.02)
+        self._note(r, f"replica (pid {r.pid}) of {rt.endpoint}/{rt.name} exited with code {code}; restarting")
         if r in rt.replicas:
             rt.replicas.remove(r)
         rt.route.replicas = [x for x in rt.route.replicas if x is not r]
@@ -254,6 +283,13 @@ class Controller:
         rt.failures = 1 if lived > 60 else rt.failures + 1
         await asyncio.sleep(min(BACKOFF_MAX_S, 0.1 * 2 ** (rt.failures - 1)))
         self.poke()  # the next reconcile scales the group back to instance_count
+
+    @staticmethod
+    def _note(r: Replica, message: str) -> None:
+        """A supervisor event, written into the replica's own log so get-logs shows why."""
+        log.warning("%s: %s", r.id, message)
+        with contextlib.suppress(OSError), open(r.spec.log_path, "a") as f:
+            f.write(f"\n[modelfleet] {message}\n")
 
     async def _scale(self, rt: DeploymentRuntime, want: int) -> None:
         try:
@@ -334,3 +370,4 @@ class Controller:
         for r in everyone:
             r.state = "stopped"
         await asyncio.gather(*(self.backend.stop(r, 2.0) for r in everyone), return_exceptions=True)
+        self.backend.shutdown()

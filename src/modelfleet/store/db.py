@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import sqlite3
 from pathlib import Path
 
@@ -41,12 +42,23 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it: it holds endpoint keys, and SQLite
+    gives its -wal and -shm files (which hold recent pages, keys included) the database's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # best effort on files made before this rule
+            if p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)
+
+
 class Database:
     def __init__(self, url: str):
         self.url = url
         try:
             if url.startswith("sqlite:///"):
-                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(url[len("sqlite:///"):]))
                 self.engine = _sqlite_engine(url)
             else:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)

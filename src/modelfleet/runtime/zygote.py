@@ -1,0 +1,120 @@
+"""A warm parent for replicas: imports numpy, scikit-learn and the runtime once, then forks.
+
+A fresh interpreter spends about a second importing the ML stack before it can load a model; a
+fork of this process starts in a few milliseconds and shares those pages copy-on-write. The
+server talks to it over one socketpair:
+
+    server -> zygote   a JSON spawn request, with the replica's socket passed as a file descriptor
+    zygote -> server   one JSON message per event: {"id": n, "pid": p} after a fork,
+                       {"exited": p, "code": c} when a child ends (the zygote reaps its children)
+
+The socketpair is SOCK_SEQPACKET, so every message arrives whole and alone.
+
+The zygote stays single-threaded (BLAS thread pools pinned to one thread before import) so that
+forking it is safe, and dies with the server (PR_SET_PDEATHSIG); replicas die with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+
+import orjson
+
+WARM_IMPORTS = ("numpy", "joblib", "sklearn", "sklearn.base", "sklearn.utils", "sklearn.linear_model",
+                "sklearn.ensemble", "sklearn.tree", "sklearn.pipeline", "sklearn.preprocessing",
+                "sklearn.svm", "sklearn.neighbors")
+
+
+def _warm() -> None:
+    import importlib
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a missing optional module only costs its replicas a slower start
+            pass
+
+
+def _child(ctl: socket.socket, wake: tuple[int, int], cfg: dict, fd: int) -> None:
+    from .replica import die_with_parent, run
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for end in wake:
+            os.close(end)
+        ctl.close()
+        die_with_parent()
+        log = os.open(cfg["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.environ.clear()
+        os.environ.update(cfg["environ"])
+        if cfg.get("cwd"):
+            os.chdir(cfg["cwd"])
+        cfg["fd"] = fd
+        run(cfg)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _reap(ctl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ctl.sendall(orjson.dumps({"exited": pid, "code": os.waitstatus_to_exitcode(status)}))
+
+
+def main() -> None:
+    from .replica import die_with_parent
+    die_with_parent()
+    ctl = socket.socket(fileno=int(os.environ["FLEET_ZYGOTE_FD"]))
+    ctl.setblocking(True)
+    _warm()
+    # SIGCHLD writes to a pipe that select watches, so an exit is reported at once.
+    wake = os.pipe()
+    for end in wake:
+        os.set_blocking(end, False)
+    signal.set_wakeup_fd(wake[1])
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    ctl.sendall(b'{"ready": true}')
+    while True:
+        readable, _, _ = select.select([ctl, wake[0]], [], [], 1.0)
+        if wake[0] in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake[0], 4096)
+        _reap(ctl)
+        if ctl not in readable:
+            continue
+        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 1)
+        if not msg:
+            return  # the server is gone
+        req = orjson.loads(msg)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(ctl, wake, req, fds[0])
+        os.close(fds[0])
+        ctl.sendall(orjson.dumps({"id": req["id"], "pid": pid}))
+
+
+if __name__ == "__main__":
+    main()
