@@ -16,6 +16,7 @@ from modelfleet.cli.main import cli
 from modelfleet.errors import SpecError
 from modelfleet.quickstart import train
 from modelfleet.registry import Model
+from modelfleet.specs import DeploymentSpec, validate
 from modelfleet.store.artifacts import content_digest
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -112,6 +113,13 @@ def test_plan_compares_content_and_resolves_references(tmp_path, models_dir):
            "description": "", "tags": {}, "provisioning_state": "Succeeded", "replicas": [{"pid": 1}]}
     # same files as version 3 (not the newest): nothing to register, nothing to roll out
     assert not planner.make_plan(desired, planner.Current([v3, other], [ep], [dep]))
+    # every deployment setting is compared, nested ones included
+    spec = desired.deployments[0].spec
+    desired.deployments[0].spec = validate(DeploymentSpec, {**spec.model_dump(exclude_none=True),
+                                                            "resources": {"limits": {"memory": "512Mi"}}})
+    assert [c.line() for c in planner.make_plan(desired, planner.Current([v3], [ep], [dep])).changes] == [
+        "~ deployment ep-one/blue: resources {limits={memory=None}} -> {limits={memory=512Mi}}"]
+    desired.deployments[0].spec = spec
     # a deployment pinned to a version that exists nowhere is named
     desired.deployments[0].spec = desired.deployments[0].spec.model_copy(update={"model": "iris:9"})
     with pytest.raises(SpecError, match=r"deployments\[0\]\.model: model iris:9 not found"):

@@ -18,15 +18,17 @@ from .errors import FleetError, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
 from .registry import Model, detect_type
-from .specs import Batching, DeploymentSpec, EndpointSpec, ModelSpec, Probe, RequestSettings, Spec
+from .specs import DeploymentSpec, EndpointSpec, ModelSpec, Spec
 from .store.artifacts import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 ENDPOINT_FIELDS = ("auth_mode", "compute", "description", "tags")
-SETTINGS = ("environment_variables", "instance_count", "request_settings", "liveness_probe",
-            "readiness_probe", "batching", "description", "tags")
-_NESTED = {"request_settings": RequestSettings, "liveness_probe": Probe, "readiness_probe": Probe,
-           "batching": Batching}
+# Every deployment field but identity, model and code, which are compared on their own; derived
+# from the spec so a new setting is planned and exported without touching this module.
+SETTINGS = tuple(k for k in DeploymentSpec.model_fields
+                 if k not in ("schema_", "name", "endpoint_name", "model", "code_configuration"))
+_NESTED = {k: f.annotation for k, f in DeploymentSpec.model_fields.items()
+           if k in SETTINGS and isinstance(f.annotation, type) and issubclass(f.annotation, Spec)}
 _INT = re.compile(r"^[0-9]+$")
 
 
@@ -92,19 +94,19 @@ def _show(value: Any) -> str:
 def normalized(kind: type[Spec], value: dict | Spec | None) -> dict:
     """Settings as modelfleet uses them: defaults filled, `$schema` and ignored Azure fields dropped."""
     spec = value if isinstance(value, Spec) else kind.model_validate(value or {})
-    return spec.model_dump(exclude={"schema_", *(spec.model_extra or {})})
+    out = spec.model_dump(exclude={"schema_", *(spec.model_extra or {})})
+    for name, v in list(out.items()):  # nested settings (resources.limits) lose their extras too
+        if isinstance(getattr(spec, name), Spec):
+            out[name] = normalized(type(getattr(spec, name)), getattr(spec, name))
+    return out
 
 
 def deployment_settings(source: DeploymentSpec | dict) -> dict:
-    get = (lambda k: getattr(source, k)) if isinstance(source, DeploymentSpec) else source.get
-    out = {}
-    for k in SETTINGS:
-        v = get(k)
-        out[k] = normalized(_NESTED[k], v) if k in _NESTED else v
-    out["environment_variables"] = dict(out["environment_variables"] or {})
-    out["tags"] = dict(out["tags"] or {})
-    out["description"] = out["description"] or ""
-    return out
+    if isinstance(source, dict):  # a server view: absent or null means the default
+        source = DeploymentSpec.model_validate({"name": "default", "model": "m", **{
+            k: source[k] for k in SETTINGS if source.get(k) is not None}})
+    return {k: normalized(_NESTED[k], getattr(source, k)) if k in _NESTED else getattr(source, k)
+            for k in SETTINGS}
 
 
 @dataclass
