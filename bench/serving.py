@@ -59,36 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # -- measuring ------------------------------------------------------------------------------
 
-def wait_quiet(max_wait_s: float = 20.0, busy_pct: float = 20.0) -> float:
-    """Wait (bounded) until the machine is idle; returns the CPU busy % last seen before a run."""
-    deadline = time.monotonic() + max_wait_s
-    busy = psutil.cpu_percent(interval=0.5)
-    while busy > busy_pct and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=0.5)
-    return busy
-
-
-FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machine is repeated once
-
-
 def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int]) -> dict:
-    """Warm up, then one measured run; repeated once when other work took CPU meanwhile."""
-    targets = [(path, body, {**JSON_HEADERS, **headers})]
-    best = None
-    for _attempt in range(2):
-        wait_quiet()
-        c.load(base, targets, connections, args.warmup)
-        watch = c.CpuWatch(pids)
-        result = c.load(base, targets, connections, args.duration)
-        result.update(connections=connections, foreign_cpu_pct=watch.foreign_pct(result["seconds"]))
-        if best is None or result["foreign_cpu_pct"] < best["foreign_cpu_pct"]:
-            best = result
-        if result["foreign_cpu_pct"] <= FOREIGN_MAX_PCT:
-            break
-    print(f"    {connections:>3} conns: {best['rps']:>8,.0f} req/s  p50 {best['p50_ms']:.2f} ms  "
-          f"p99 {best['p99_ms']:.2f} ms  errors {best['errors']}  (other work: {best['foreign_cpu_pct']}% CPU)",
-          flush=True)
-    return best
+    return c.measure(base, [(path, body, {**JSON_HEADERS, **headers})], connections, args.duration, args.warmup,
+                     pids)
 
 
 def memory(pids: list[int]) -> dict:
@@ -156,7 +129,7 @@ class Modelfleet:
         f.online_endpoints.create("ready-test")
         times, replica_ms = [], []
         for i in range(runs):
-            wait_quiet()
+            c.wait_quiet()
             t = time.perf_counter()
             dep = f.online_deployments.create(f"dep{i}", "ready-test", "iris:1", all_traffic=True)
             times.append(time.perf_counter() - t)
@@ -175,7 +148,7 @@ class Modelfleet:
         """Load the endpoint with the per-request recorder while its deployment moves to iris:2."""
         base, path, headers = self.target("iris")
         rec = c.Recorder(base, [(path, BODY, {**JSON_HEADERS, **headers})])
-        wait_quiet()
+        c.wait_quiet()
         runner = threading.Thread(target=rec.run, args=(connections, 120.0), daemon=True)  # stopped below
         runner.start()
         time.sleep(0.5 + before_s)

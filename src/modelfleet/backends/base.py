@@ -42,6 +42,7 @@ class ReplicaConnection(asyncio.Protocol):
         self.ready: asyncio.Future = self.loop.create_future()
         self.closed: asyncio.Future = self.loop.create_future()
         self.transport = None
+        self._late: dict[asyncio.Future, object] = {}   # timed-out requests still running
         self._buf = bytearray()
         self._next_id = 0
 
@@ -56,8 +57,12 @@ class ReplicaConnection(asyncio.Protocol):
                     self.ready.set_result((kind, payload))
                 continue
             fut = self.pending.pop(rid, None)
-            if fut is not None and not fut.done():
+            if fut is None:
+                continue
+            if not fut.done():
                 fut.set_result((kind, payload))
+            elif fut in self._late:
+                self._late.pop(fut)()
 
     def connection_lost(self, exc) -> None:
         gone = ReplicaGone("replica connection closed")
@@ -65,6 +70,9 @@ class ReplicaConnection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(gone)
         self.pending.clear()
+        for callback in self._late.values():
+            callback()
+        self._late.clear()
         if not self.ready.done():
             self.ready.set_exception(InitFailed("replica exited before it became ready"))
         if not self.closed.done():
@@ -78,6 +86,10 @@ class ReplicaConnection(asyncio.Protocol):
         self.pending[self._next_id] = fut
         self.transport.write(p.frame(self._next_id, kind, payload))
         return fut
+
+    def on_late(self, fut: asyncio.Future, callback) -> None:
+        """Call `callback` when the answer to a request that already timed out arrives."""
+        self._late[fut] = callback
 
     def forget(self, fut: asyncio.Future) -> None:
         for rid, f in list(self.pending.items()):

@@ -10,13 +10,16 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import math
+import re
+import socket
 import uuid
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .. import __version__, traffic as traffic_rules
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
@@ -26,6 +29,19 @@ from ..store.serving import new_key
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.api")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) means this machine only; unknown names are not."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback
+                   for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP))
+    except (OSError, ValueError):
+        return False
 
 
 class EndpointBody(BaseModel):
@@ -44,10 +60,29 @@ class KeyBody(BaseModel):
     key_type: str = "primary"
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
 class CodeRef(BaseModel):
+    """A code snapshot already in the store: names inside it only, never a path out of it."""
     sha256: str
     root: str
     scoring_script: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError("must be 64 lowercase hex digits")
+        return v
+
+    @field_validator("root", "scoring_script")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        parts = v.replace("\\", "/").split("/")
+        if not v or "\0" in v or v.startswith("/") or any(x in ("", ".", "..") for x in parts):
+            raise ValueError("must be a relative path inside the code snapshot (no '..', '.', '/' at the start)")
+        return v
 
 
 class DeploymentBody(BaseModel):
@@ -69,7 +104,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     serving, registry = controller.serving, controller.registry
     app = FastAPI(title="modelfleet control API", version=__version__,
                   description="Desired state of a modelfleet workspace: endpoints, deployments, traffic, keys.")
-    loopback = ipaddress.ip_address(host).is_loopback if host != "localhost" else True
+    loopback = is_loopback(host)
 
     def admin(request: Request) -> None:
         given = request.headers.get("authorization", "")
@@ -211,7 +246,8 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
 
     @app.get("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
     async def get_deployment(endpoint: str, name: str, wait: float = 0) -> dict:
-        deadline = asyncio.get_running_loop().time() + min(wait, 600)
+        wait = min(max(wait, 0.0), 600.0) if math.isfinite(wait) else 0.0  # nan would wait forever
+        deadline = asyncio.get_running_loop().time() + wait
         while True:
             row = serving.deployment(endpoint, name)
             settled = row["state"] in ("Succeeded", "Failed") and not controller.is_busy(endpoint, name)

@@ -26,7 +26,7 @@ from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
 from ..workspace import Workspace
-from .api import build_api
+from .api import build_api, is_loopback
 from .controller import Controller
 from .gateway import Gateway
 
@@ -94,11 +94,21 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 0, force_open: boo
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise FleetError(f"a server is already running for workspace {ws.name!r}") from None
-    if not force_open and not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+    loopback = is_loopback(host)
+    if not force_open and not loopback:
         log.warning("listening on %s: endpoints with auth_mode none are refused", host)
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     app = ServerApp(ws, host, port, force_open)
+    if not force_open and not loopback:
+        # Endpoints made open while the server listened on loopback must not become open to
+        # the network just because the server restarts on another address.
+        open_eps = [e["name"] for e in app.controller.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        if open_eps:
+            sock.close()
+            app.db.close()
+            raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
+                             "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
     info = {"pid": os.getpid(), "host": host, "port": port, "url": app.url, "token": app.token,
             "started_at": time.time(), "workspace": ws.name}
     atomic_write(ws.server_file, orjson.dumps(info), mode=0o600)

@@ -82,6 +82,7 @@ class Gateway:
             if not dep.replicas:
                 return 503, None, f"deployment {dep.name!r} has no ready replica"
             return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms waiting in queue"
+        slot_held = True
         try:
             # Inference is idempotent: when a replica dies mid-request, retry on another one, or
             # on its replacement, until the deadline.
@@ -101,15 +102,20 @@ class Gateway:
                     finally:
                         timer.cancel()
                 except ReplicaGone:
+                    replica.inflight -= 1
                     continue
                 except TimeoutError:
-                    replica.conn.forget(fut)
+                    # The replica is still working on it: its slot stays taken until the late
+                    # answer arrives (or the replica dies), so a slow model is not overloaded.
+                    slot_held = False
+                    replica.conn.on_late(fut, lambda r=replica: (setattr(r, "inflight", r.inflight - 1),
+                                                                  dep.release()))
                     return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms"
-                finally:
-                    replica.inflight -= 1
+                replica.inflight -= 1
                 return _STATUS.get(status, 502), payload, ""
         finally:
-            dep.release()
+            if slot_held:
+                dep.release()
 
     def _mirror(self, dep: DeploymentRoute, kind: int, body: bytes) -> None:
         """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""

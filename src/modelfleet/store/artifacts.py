@@ -122,7 +122,7 @@ class ArtifactStore:
             return Snapshot(sha, sum(f["size"] for f in files), files, final)
         except OSError as e:
             shutil.rmtree(staging, ignore_errors=True)
-            raise StorageError(f"cannot store {src}: {e.strerror or e}") from e
+            raise StorageError(f"cannot store {src} in {self.root}: {e.strerror or e}") from e
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -56,16 +57,28 @@ def _private_sqlite_file(path: Path) -> None:
 class Database:
     def __init__(self, url: str):
         self.url = url
+        self.path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
         try:
-            if url.startswith("sqlite:///"):
-                _private_sqlite_file(Path(url[len("sqlite:///"):]))
+            if self.path is not None:
+                _private_sqlite_file(self.path)
                 self.engine = _sqlite_engine(url)
             else:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
             self._writer = self.engine.execution_options(write=True)
             self.migrate()
         except (sa.exc.OperationalError, OSError, sqlite3.Error) as e:
-            raise StorageError(f"cannot open database {url}: {getattr(e, 'orig', e)}") from e
+            raise StorageError(f"cannot open database {url}: {self._why(e)}") from e
+
+    def _why(self, e: BaseException) -> str:
+        """SQLite says "unable to open database file" for a read-only or full directory; say which."""
+        reason = str(getattr(e, "orig", None) or getattr(e, "strerror", None) or e)
+        if self.path is not None:
+            try:
+                with tempfile.TemporaryFile(dir=self.path.parent):
+                    pass
+            except OSError as probe:
+                return f"{reason} (the workspace directory {self.path.parent} refuses writes: {probe.strerror})"
+        return reason
 
     def migrate(self) -> None:
         with self.write() as conn:
@@ -83,7 +96,7 @@ class Database:
             with self._writer.begin() as conn:
                 yield conn
         except sa.exc.OperationalError as e:
-            raise StorageError(f"database write failed: {e.orig}") from e
+            raise StorageError(f"database write failed: {self._why(e)}") from e
 
     @contextlib.contextmanager
     def read(self):
