@@ -211,27 +211,39 @@ def ensure_venv(name: str, packages: list[str], timeout: float) -> tuple[Path | 
     return py, ""
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            ct = psutil.Process(pid).cpu_times()
+            total += ct.user + ct.system
+    return total
+
+
 class CpuWatch:
     """CPU used during a run by processes other than `pids`, the load generator and this one
     (another job on a shared machine), plus time stolen by the hypervisor."""
 
-    def __init__(self, pids: list[int]):
+    def __init__(self, pids: list[int], groups: dict[str, list[int]] | None = None):
         self.pids = pids
+        self.groups = groups or {}
         self.start = self._sample()
+        self.group_start = {k: cpu_seconds(v) for k, v in self.groups.items()}
 
     def _sample(self) -> tuple[float, float]:
         import resource
         t = psutil.cpu_times()
         busy = t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
-        ours = 0.0
-        for pid in self.pids:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                ct = psutil.Process(pid).cpu_times()
-                ours += ct.user + ct.system
+        ours = cpu_seconds(self.pids)
         for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):   # this process; wrk once waited
             ru = resource.getrusage(who)
             ours += ru.ru_utime + ru.ru_stime
         return busy, ours
+
+    def per_request_us(self, requests: int) -> dict:
+        """CPU microseconds per request spent in each group of processes (e.g. gateway, replicas)."""
+        return {k: round(1e6 * (cpu_seconds(v) - self.group_start[k]) / max(1, requests), 1)
+                for k, v in self.groups.items()}
 
     def foreign_pct(self, seconds: float) -> float:
         busy, ours = self._sample()
@@ -427,16 +439,19 @@ FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machin
 
 
 def measure(base: str, targets: list[tuple[str, bytes, dict]], connections: int, duration: float,
-            warmup: float, pids: list[int]) -> dict:
+            warmup: float, pids: list[int], groups: dict[str, list[int]] | None = None) -> dict:
     """Warm up, then one measured run; repeated once when other work took CPU meanwhile.
-    `pids` are the measured servers' processes (their CPU is not "other work")."""
+    `pids` are the measured servers' processes (their CPU is not "other work"); `groups` names
+    subsets of them whose CPU time per request is reported."""
     best = None
     for _attempt in range(2):
         wait_quiet()
         load(base, targets, connections, warmup)
-        watch = CpuWatch(pids)
+        watch = CpuWatch(pids, groups)
         result = load(base, targets, connections, duration)
-        result.update(connections=connections, foreign_cpu_pct=watch.foreign_pct(result["seconds"]))
+        answered = result["requests"] + result["error_kinds"].get("status", 0)
+        result.update(connections=connections, foreign_cpu_pct=watch.foreign_pct(result["seconds"]),
+                      cpu_us_per_request=watch.per_request_us(answered))
         if best is None or result["foreign_cpu_pct"] < best["foreign_cpu_pct"]:
             best = result
         if result["foreign_cpu_pct"] <= FOREIGN_MAX_PCT:

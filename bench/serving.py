@@ -59,9 +59,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # -- measuring ------------------------------------------------------------------------------
 
-def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int]) -> dict:
+def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int],
+            groups: dict | None = None) -> dict:
     return c.measure(base, [(path, body, {**JSON_HEADERS, **headers})], connections, args.duration, args.warmup,
-                     pids)
+                     pids, groups)
 
 
 def memory(pids: list[int]) -> dict:
@@ -116,12 +117,29 @@ class Modelfleet:
     def replica_pids(self, endpoint: str) -> list[int]:
         return [r["pid"] for r in self.fleet.online_deployments.get("blue", endpoint)["replicas"]]
 
+    def tree_pids(self) -> list[int]:
+        """The server and everything under it (the replica zygote, when used, and all replicas)."""
+        return [p.pid for p in c.tree(self.server_pid())]
+
+    def zygote_pid(self) -> int | None:
+        for p in c.tree(self.server_pid())[1:]:
+            with contextlib.suppress(psutil.Error):
+                if "modelfleet.runtime.zygote" in " ".join(p.cmdline()) and p.ppid() == self.server_pid():
+                    return p.pid
+        return None
+
+    def groups(self, endpoint: str) -> dict:
+        return {"gateway": [self.server_pid()], "replicas": self.replica_pids(endpoint)}
+
     def memory(self, endpoint: str) -> dict:
-        server = memory([self.server_pid()])
-        replicas = memory(self.replica_pids(endpoint))
-        total = sum(m["rss_mb"] for m in [*server.values(), *replicas.values()])
-        return {"rss_mb": round(total, 1), "server": next(iter(server.values()), {}),
-                "replicas": list(replicas.values())}
+        """Memory of what serves `endpoint`: the server, the zygote (if any) and its replicas."""
+        server, zygote = self.server_pid(), self.zygote_pid()
+        reps = self.replica_pids(endpoint)
+        mem = memory([server, *([zygote] if zygote else []), *reps])
+        return {"rss_mb": round(sum(m["rss_mb"] for m in mem.values()), 1),
+                "pss_mb": round(sum(m["pss_mb"] for m in mem.values()), 1),
+                "server": mem.get(server, {}), "zygote": mem.get(zygote) if zygote else None,
+                "replicas": [mem[p] for p in reps if p in mem]}
 
     def time_to_ready(self, runs: int) -> dict:
         """Wall time of online_deployments.create (it returns once the deployment is ready)."""
@@ -190,18 +208,18 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
         out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
                "low_concurrency": {}}
         base, path, headers = mf.target("iris")
-        pids = [mf.server_pid(), *mf.replica_pids("iris")]
+        pids, groups = mf.tree_pids(), mf.groups("iris")
         print("  unbatched", flush=True)
         for conns in (args.connections, args.batch_connections):
-            out["runs"][conns] = measure(args, base, path, BODY, headers, conns, pids)
+            out["runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
         out["memory"] = mf.memory("iris")
         for conns in args.low:
-            out["low_concurrency"][conns] = measure(args, base, path, BODY, headers, conns, pids)
+            out["low_concurrency"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
         print("  batching (max_batch_size 32, max_batch_wait_ms 2)", flush=True)
         base, path, headers = mf.target("iris-batch")
-        pids = [mf.server_pid(), *mf.replica_pids("iris-batch")]
+        groups = mf.groups("iris-batch")
         for conns in (args.connections, args.batch_connections):
-            out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids)
+            out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
         out["batched_memory"] = mf.memory("iris-batch")
         out["ready"] = mf.time_to_ready(args.ready_runs)
         out["switch_over"] = mf.switch_over(args.connections)
@@ -220,11 +238,12 @@ def bench_service(args, svc: c.Service, ready_url: str, base: str, path: str, bo
                        JSON_HEADERS if post_ready else None)
         out = {"available": True, "startup_s": round(time.perf_counter() - t, 2), "runs": {}}
         for conns in (args.connections, args.batch_connections):
-            out["runs"][conns] = measure(args, base, path, body, {}, conns, svc.pids())
+            out["runs"][conns] = measure(args, base, path, body, {}, conns, svc.pids(), {"server": svc.pids()})
             pids = svc.pids()
             out["memory"] = {"rss_mb": c.rss_mb(pids), "processes": len(pids)}
         for conns in args.low if svc.name == "fastapi" else ():
-            out.setdefault("low_concurrency", {})[conns] = measure(args, base, path, body, {}, conns, svc.pids())
+            out.setdefault("low_concurrency", {})[conns] = measure(args, base, path, body, {}, conns, svc.pids(),
+                                                                   {"server": svc.pids()})
         return out
     except RuntimeError as e:
         return unavailable(str(e))
@@ -361,12 +380,33 @@ def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
             so["errors_during"] == 0 and (so["p99_ratio"] or 0) <= 2.0)
     if mf.get("memory"):
         rss = max(r["rss_mb"] for r in mf["memory"]["replicas"])
-        add("RSS per sklearn replica < 120 MB", f"{rss:.1f} MiB", rss < 120)
+        pss = max(r["pss_mb"] for r in mf["memory"]["replicas"])
+        add("RSS per sklearn replica < 120 MB", f"{rss:.1f} MiB RSS ({rss * 1.048576:.1f} MB); PSS {pss:.1f} MiB",
+            rss * 1.048576 < 120)
     return out
 
 
 COLS = [("system", "system"), ("rps", "req/s"), ("p50", "p50 ms"), ("p99", "p99 ms"), ("errors", "errors"),
         ("rss", "RSS MiB"), ("vs_fastapi", "x FastAPI"), ("vs_mlflow", "x mlflow"), ("p99_vs_fastapi", "p99 x FastAPI")]
+
+
+def cpu_rows(systems: dict) -> list[dict]:
+    rows = []
+    mf = systems.get("modelfleet", {})
+    runs = [("modelfleet", r) for r in mf.get("runs", {}).values()]
+    runs += [("modelfleet", r) for r in mf.get("low_concurrency", {}).values()]
+    runs += [("modelfleet, batching", r) for r in mf.get("batched_runs", {}).values()]
+    for name, label in (("fastapi", "FastAPI + uvicorn"), ("mlflow", "mlflow models serve"), ("ray", "Ray Serve"),
+                        ("bentoml", "BentoML")):
+        s = systems.get(name, {})
+        runs += [(label, r) for r in [*s.get("runs", {}).values(), *s.get("low_concurrency", {}).values()]]
+    for label, r in runs:
+        cpu = r.get("cpu_us_per_request", {})
+        front = cpu.get("gateway", cpu.get("server"))
+        model = cpu.get("replicas")
+        rows.append({"system": label, "conns": r["connections"], "rps": r["rps"], "front": front, "model": model,
+                     "total": (front or 0) + (model or 0)})
+    return rows
 
 
 def report(result: dict, args) -> str:
@@ -377,10 +417,17 @@ def report(result: dict, args) -> str:
              f"{args.duration:.0f} s per run after {args.warmup:.0f} s warm-up.\n"]
     for conns in (args.connections, args.batch_connections):
         parts.append(f"## {conns} connections\n\n{c.table(comparison_rows(systems, conns), COLS)}\n")
+    parts.append("## CPU time per request (µs, all cores; from the processes' CPU counters)\n\n"
+                 + c.table(cpu_rows(systems), [("system", "system"), ("conns", "conns"), ("rps", "req/s"),
+                                               ("front", "gateway / HTTP server µs"), ("model", "replicas µs"),
+                                               ("total", "total µs")]) + "\n")
     if mf.get("available"):
         mem = mf["memory"]
         rows = [{"process": "server (gateway + control API)", **mem["server"]}]
+        if mem.get("zygote"):
+            rows.append({"process": "replica zygote (warm parent, forks replicas)", **mem["zygote"]})
         rows += [{"process": f"replica {i + 1}", **m} for i, m in enumerate(mem["replicas"])]
+        rows.append({"process": "total", "rss_mb": mem["rss_mb"], "pss_mb": mem["pss_mb"]})
         parts.append("## modelfleet memory (unbatched deployment, after load)\n\n"
                      + c.table(rows, [("process", "process"), ("rss_mb", "RSS MiB"), ("uss_mb", "USS MiB"),
                                       ("pss_mb", "PSS MiB")]) + "\n")

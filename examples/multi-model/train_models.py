@@ -22,6 +22,9 @@ def main() -> None:
         sample = train(dataset, out)
         print(f"trained {name} on {dataset} -> {out.relative_to(HERE)}/model.joblib "
               f"(sample row: {[round(x, 2) for x in sample[0][:4]]} ...)")
+    # model_b's retrained version, for update.sh
+    train("wine", HERE / "models" / "model_b_v2", variant=2)
+    print("trained model_b v2 -> models/model_b_v2/model.joblib")
 
 
 if __name__ == "__main__":

@@ -111,10 +111,16 @@ class ServingStore:
                 if create is True:
                     raise AlreadyExists(f"deployment {name!r} already exists on endpoint {endpoint!r}; "
                                         "use update")
-                changed = h != row.active_hash or row.state == "Failed"
-                conn.execute(deployments.update().where(where).values(
-                    spec=spec, spec_hash=h, failed_hash=None, updated_at=now,
-                    state="Updating" if changed else row.state))
+                # Only a change to what replicas run needs a rollout; back on the serving spec
+                # (say, after a failed update), settings apply in place and the state is settled.
+                values = dict(spec=spec, spec_hash=h, failed_hash=None, updated_at=now)
+                if h != row.active_hash:
+                    values["state"] = "Updating"
+                elif row.state == "Failed" and row.active_hash is not None:
+                    values.update(state="Succeeded", error=None, active_spec=spec)
+                else:
+                    values["active_spec"] = spec
+                conn.execute(deployments.update().where(where).values(**values))
                 if take_all_traffic:
                     conn.execute(endpoints.update().where(endpoints.c.name == endpoint)
                                  .values(traffic={name: 100}, updated_at=now))
