@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-import pytest
 import yaml
 from click.testing import CliRunner
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from modelfleet.errors import AlreadyExists, InvalidInput, NotFound
 from modelfleet.registry import detect_type
 
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import DeploymentFailed, InvalidInput
+from modelfleet.errors import DeploymentFailed, FleetError, InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
@@ -192,7 +192,7 @@ def test_crashing_run_only_affects_its_deployment(iris, code_dir):
     f.online_endpoints.create("calm-ep")
     f.online_deployments.create("blue", "calm-ep", "iris:1")
     pid = f.online_deployments.get("blue", "crash-ep")["replicas"][0]["pid"]
-    with pytest.raises(Exception):
+    with pytest.raises(FleetError, match="502.*exited while handling"):
         f.online_endpoints.invoke("crash-ep", {"crash": True})
     assert f.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS}) == [0, 2]
     wait_until(lambda: [r for r in f.online_deployments.get("blue", "crash-ep")["replicas"] if r["pid"] != pid])

@@ -60,7 +60,7 @@ def run(say: Callable[[str], None], workspace: str = WORKSPACE) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="modelfleet-quickstart-"))
     samples = {}
     say(f"workspace {workspace!r}; training three models on scikit-learn's bundled datasets")
-    for name, version, desc, _, dataset in SUITE:
+    for name, _version, _desc, _endpoint, dataset in SUITE:
         samples[name] = train(dataset, work / "models" / name)
     for name, version, desc, _, _ in SUITE:
         m = fleet.models.register(name, work / "models" / name, version, description=desc)

@@ -148,14 +148,8 @@ class Resources(Spec):
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
 
 
-class DeploymentSpec(Spec):
-    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled", "scale_settings",
-                            "egress_public_network_access", "data_collector", "properties", "type",
-                            "model_mount_path", "private_network_connection", "code_path"})
-    name: str
-    endpoint_name: str | None = None
-    model: str | InlineModel
-    code_configuration: CodeConfiguration | None = None
+class DeploymentSettings(Spec):
+    """What a deployment runs with, shared by the YAML document and the control API's body."""
     environment_variables: dict[str, str] = Field(default_factory=dict)
     instance_count: int = Field(default=1, ge=1, le=64)
     request_settings: RequestSettings = Field(default_factory=RequestSettings)
@@ -165,6 +159,21 @@ class DeploymentSpec(Spec):
     resources: Resources = Field(default_factory=Resources)
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _env(cls, v):
+        return {str(k): str(x) for k, x in (v or {}).items()}
+
+
+class DeploymentSpec(DeploymentSettings):
+    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled", "scale_settings",
+                            "egress_public_network_access", "data_collector", "properties", "type",
+                            "model_mount_path", "private_network_connection", "code_path"})
+    name: str
+    endpoint_name: str | None = None
+    model: str | InlineModel
+    code_configuration: CodeConfiguration | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _dep_name(v)))
 
@@ -183,10 +192,6 @@ class DeploymentSpec(Spec):
                 raise ValueError(str(e)) from None
         return v
 
-    @field_validator("environment_variables", mode="before")
-    @classmethod
-    def _env(cls, v):
-        return {str(k): str(x) for k, x in (v or {}).items()}
 
 
 def _endpoint_name(v: str) -> str:

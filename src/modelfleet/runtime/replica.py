@@ -24,9 +24,14 @@ from . import protocol as p
 from .loaders import BadInput, ScriptScorer, load_scorer, set_model_env, to_json
 
 
-def die_with_parent() -> None:
-    try:  # Linux: the kernel kills us if the server dies, so no replica is ever orphaned.
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def die_with_parent(name: str | None = None) -> None:
+    """Linux: the kernel kills us when our parent dies, so no replica is ever orphaned; `name`
+    shows in ps/top (15 bytes at most) so operators can tell replicas apart."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if name:
+            libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
     except OSError:
         pass
 
@@ -88,7 +93,7 @@ class Replica:
                 out.append(p.frame(rid, *self._v2(body)))
         for i in range(0, len(scores), self.max_batch):
             chunk = scores[i:i + self.max_batch]
-            for (rid, _), (status, payload) in zip(chunk, self._score([b for _, b in chunk])):
+            for (rid, _), (status, payload) in zip(chunk, self._score([b for _, b in chunk]), strict=True):
                 out.append(p.frame(rid, status, payload))
         return b"".join(out)
 
@@ -119,8 +124,9 @@ class Replica:
 
 
 def main() -> None:
-    die_with_parent()
-    run(orjson.loads(os.environ["FLEET_REPLICA"]))
+    cfg = orjson.loads(os.environ["FLEET_REPLICA"])
+    die_with_parent(f"mf:{cfg.get('deployment', '')}")
+    run(cfg)
 
 
 def run(cfg: dict) -> None:

@@ -48,7 +48,7 @@ def _child(ctl: socket.socket, wake: tuple[int, int], cfg: dict, fd: int) -> Non
         for end in wake:
             os.close(end)
         ctl.close()
-        die_with_parent()
+        die_with_parent(f"mf:{cfg.get('deployment', '')}")
         log = os.open(cfg["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -84,7 +84,7 @@ def _reap(ctl: socket.socket) -> None:
 
 def main() -> None:
     from .replica import die_with_parent
-    die_with_parent()
+    die_with_parent("mf-zygote")
     ctl = socket.socket(fileno=int(os.environ["FLEET_ZYGOTE_FD"]))
     ctl.setblocking(True)
     _warm()

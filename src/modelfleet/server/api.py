@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from .. import __version__, traffic as traffic_rules
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
-from ..specs import Batching, Probe, RequestSettings, Resources, format_loc
+from ..specs import DeploymentSettings, format_loc
 from ..names import check_endpoint_name
 from ..store.serving import new_key
 from .controller import Controller
@@ -85,18 +85,9 @@ class CodeRef(BaseModel):
         return v
 
 
-class DeploymentBody(BaseModel):
+class DeploymentBody(DeploymentSettings):
     model: str
     code: CodeRef | None = None
-    environment_variables: dict[str, str] = Field(default_factory=dict)
-    instance_count: int = Field(default=1, ge=1, le=64)
-    request_settings: RequestSettings = Field(default_factory=RequestSettings)
-    liveness_probe: Probe = Field(default_factory=Probe)
-    readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
-    batching: Batching = Field(default_factory=Batching)
-    resources: Resources = Field(default_factory=Resources)
-    description: str = ""
-    tags: dict[str, str] = Field(default_factory=dict)
 
 
 def build_api(controller: Controller, token: str, public_url: str, host: str = "127.0.0.1",

@@ -83,9 +83,11 @@ class Gateway:
                 return 503, None, f"deployment {dep.name!r} has no ready replica"
             return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms waiting in queue"
         slot_held = True
+        crashes = 0
         try:
             # Inference is idempotent: when a replica dies mid-request, retry on another one, or
-            # on its replacement, until the deadline.
+            # on its replacement, until the deadline; a request that kills two replicas is the
+            # cause, not the victim, and is not retried again.
             while True:
                 replica = dep.pick()
                 if replica is None:
@@ -103,6 +105,9 @@ class Gateway:
                         timer.cancel()
                 except ReplicaGone:
                     replica.inflight -= 1
+                    crashes += 1
+                    if crashes >= 2:
+                        return 502, None, "the replica exited while handling this request (twice)"
                     continue
                 except TimeoutError:
                     # The replica is still working on it: its slot stays taken until the late
