@@ -18,16 +18,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
+from typing import TYPE_CHECKING
+
 import orjson
 
 from . import errors
 from .errors import DeploymentFailed, FleetError, InvalidInput, ServerUnavailable
-from .registry import Model, Registry
 from .server import process
-from .specs import DeploymentSpec, EndpointSpec, ModelSpec, validate
-from .store import ArtifactStore, Database
 from .workspace import Workspace, Workspaces
+
+if TYPE_CHECKING:  # the heavy imports wait until a call needs them: the CLI starts faster
+    import httpx
+
+    from .registry import Model, Registry
+    from .specs import DeploymentSpec, EndpointSpec, ModelSpec
+    from .store import ArtifactStore, Database
 
 
 def _notice_nothing(_msg: str) -> None:
@@ -49,21 +54,25 @@ class Fleet:
 
     @cached_property
     def db(self) -> Database:
+        from .store import Database
         return Database(self.workspace.db_url)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
+        from .store import ArtifactStore
         store = ArtifactStore(self.workspace.artifacts)
         store.sweep_tmp()
         return store
 
     @cached_property
     def registry(self) -> Registry:
+        from .registry import Registry
         return Registry(self.db, self.artifacts)
 
     # -- talking to the server ---------------------------------------------------------------
 
     def _server(self) -> process.ServerInfo:
+        import httpx
         info = process.read_info(self.workspace)
         if info is None:
             info, started = process.start(self.workspace)
@@ -79,6 +88,7 @@ class Fleet:
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                 timeout: float | None = None) -> Any:
+        import httpx
         self._server()
         try:
             r = self._http.request(method, path, json=json, params=params,
@@ -163,6 +173,7 @@ class EndpointOperations:
 
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
                tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> dict:
+        from .specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
@@ -204,6 +215,7 @@ class EndpointOperations:
     def invoke(self, name: str, request: Any = None, *, request_file: str | Path | None = None,
                deployment_name: str | None = None, timeout: float = 60.0) -> Any:
         """Score through the gateway, exactly as any client would (key, optional header route)."""
+        import httpx
         if request_file is not None:
             try:
                 body = Path(request_file).read_bytes()
@@ -283,6 +295,7 @@ class DeploymentOperations:
 
     def create(self, name: str, endpoint: str, model: str, **kw) -> dict:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
+        from .specs import DeploymentSpec, validate
         spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
@@ -298,6 +311,7 @@ class DeploymentOperations:
             if v is None:
                 continue
             if k == "code_configuration":
+                from .specs import DeploymentSpec, validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
             elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources"):

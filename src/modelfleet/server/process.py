@@ -10,7 +10,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import httpx
 import orjson
 
 from ..errors import FleetError, ServerUnavailable
@@ -61,6 +60,7 @@ def read_info(ws: Workspace) -> ServerInfo | None:
 
 
 def healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
+    import httpx
     try:
         r = httpx.get(f"{info.url}/api/health", headers={"authorization": f"Bearer {info.token}"},
                       timeout=timeout)
