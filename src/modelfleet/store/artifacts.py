@@ -42,11 +42,16 @@ def _walk(src: Path) -> list[tuple[Path, str]]:
     if src.is_file():
         return [(src, src.name)]
     out = []
+    inside = src.resolve()
     for root, dirs, names in os.walk(src):
         dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
+        for d in dirs:  # os.walk does not descend into linked directories; say so for outside ones
+            p = Path(root) / d
+            if p.is_symlink() and not p.resolve().is_relative_to(inside):
+                raise InvalidInput(f"{p}: symbolic link points outside {src}")
         for n in sorted(names):
             p = Path(root) / n
-            if p.is_symlink() and not p.resolve().is_relative_to(src.resolve()):
+            if p.is_symlink() and not p.resolve().is_relative_to(inside):
                 raise InvalidInput(f"{p}: symbolic link points outside {src}")
             out.append((p, f"{src.name}/{p.relative_to(src).as_posix()}"))
     return out
