@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import DeploymentFailed, FleetError, InvalidInput
+from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
@@ -241,7 +241,10 @@ def test_delete_endpoint_stops_its_replicas(iris):
     f = iris
     f.online_endpoints.create("del-ep")
     pids = [r["pid"] for r in f.online_deployments.create("blue", "del-ep", "iris:1")["replicas"]]
+    with pytest.raises(Conflict, match="deployed by del-ep/blue"):
+        f.models.delete("iris", "1")
     f.online_endpoints.delete("del-ep")
+    f.models.delete("iris", "1")  # no deployment uses it any more
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                for p in pids), timeout=15)
     assert [e["name"] for e in f.online_endpoints.list()] == []
