@@ -392,8 +392,22 @@ ENDPOINT_CORPUS = {
     "alias_bomb": ("name: ep-one\ntags:\n" + _bomb(indent="  "), "alias"),
 }
 
-XFAIL_SPECS = pytest.mark.xfail(
-    strict=True, reason="specs.py ModelSpec._tags calls .items() on a non-mapping: AttributeError, exit 1")
+DEPLOYMENT_CORPUS = {
+    "syntax": ("name: blue\nmodel: m:1\nrequest_settings: {max_body_bytes: 1\n", r"deployment\.yml:\d+:\d+: invalid YAML"),
+    "wrong_env": ("name: blue\nendpoint_name: ep-one\nmodel: m:1\nenvironment_variables: [A]\n",
+                  "environment_variables"),
+    "wrong_memory": ("name: blue\nendpoint_name: ep-one\nmodel: m:1\nresources: {limits: {memory: lots}}\n",
+                     "resources.limits.memory"),
+    "zero_instances": ("name: blue\nendpoint_name: ep-one\nmodel: m:1\ninstance_count: 0\n", "instance_count"),
+    "path_trick_model": ("name: blue\nendpoint_name: ep-one\nmodel: ../../m:1\n", "model"),
+    "path_trick_endpoint": ("name: blue\nendpoint_name: ../ep\nmodel: m:1\n", "endpoint_name"),
+    "missing_model": ("name: blue\nendpoint_name: ep-one\n", "model"),
+    "alias_bomb": ("name: blue\nendpoint_name: ep-one\nmodel: m:1\nenvironment_variables:\n" + _bomb(indent="  "),
+                   "alias"),
+}
+
+XFAIL_SPECS = pytest.mark.xfail(strict=True, reason="specs.py ModelSpec._tags and DeploymentSpec._env call .items() "
+                                                    "on a non-mapping: AttributeError, exit 1")
 
 
 @pytest.mark.parametrize("case", [pytest.param(k, marks=XFAIL_SPECS) if k == "wrong_type_tags" else k
@@ -413,6 +427,15 @@ def test_broken_endpoint_yaml_is_refused_with_its_reason(fleet_home, tmp_path, c
     (tmp_path / "endpoint.yml").write_text(text)
     _assert_refused(["online-endpoint", "create", "-f", str(tmp_path / "endpoint.yml")], reason)
     assert not list(fleet_home.glob("**/run/server.json"))  # refused before any server was asked
+
+
+@pytest.mark.parametrize("case", [pytest.param(k, marks=XFAIL_SPECS) if k == "wrong_env" else k
+                                  for k in DEPLOYMENT_CORPUS])
+def test_broken_deployment_yaml_is_refused_with_its_reason(fleet_home, tmp_path, case):
+    text, reason = DEPLOYMENT_CORPUS[case]
+    (tmp_path / "deployment.yml").write_text(text)
+    _assert_refused(["online-deployment", "create", "-f", str(tmp_path / "deployment.yml")], reason)
+    assert not list(fleet_home.glob("**/run/server.json"))
 
 
 def test_huge_and_binary_yaml_files_are_refused(fleet_home, tmp_path):
@@ -441,3 +464,23 @@ def _assert_refused(args: list[str], reason: str) -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert re.search(reason, lines[0]), lines[0]
+
+
+# -- malformed V2 tensors ------------------------------------------------------------------------
+
+V2_MALFORMED = {
+    "parameters_not_an_object": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4],
+                                  "parameters": []}],
+    "scalar_shape": [{"name": "x", "shape": [], "datatype": "FP64", "data": 1}],
+    "inputs_with_different_batch_sizes": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]},
+                                          {"name": "y", "shape": [2, 1], "datatype": "FP64", "data": [1, 2]}],
+}
+
+
+@pytest.mark.xfail(strict=True, reason="runtime/v2.py request_rows lets AttributeError, IndexError and ValueError "
+                                       "from a malformed tensor escape as a model error (424) instead of BadInput (400)")
+@pytest.mark.parametrize("case", list(V2_MALFORMED))
+def test_malformed_v2_tensors_are_client_errors(target, case):
+    status, answer = raw_request(target.port, b"POST", b"/v2/models/fuzz-open/infer",
+                                 [(b"content-type", b"application/json")], orjson.dumps({"inputs": V2_MALFORMED[case]}))
+    assert status == 400, (status, answer[:300])

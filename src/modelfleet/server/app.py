@@ -40,7 +40,9 @@ class ServerApp:
         self.gateway = Gateway()
         self.backend = LocalBackend(ws.logs_dir)
         self.controller = Controller(ws, self.db, self.backend, self.gateway)
-        self.url = f"http://{host}:{port}"
+        # A wildcard address is where to listen, not where to connect: local clients use loopback.
+        where = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+        self.url = f"http://{where}:{port}"
         self.token = secrets.token_urlsafe(32)
         self.api = build_api(self.controller, self.token, self.url, host, force_open)
 
