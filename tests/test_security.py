@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import io
 import json
-import os
 import re
 import subprocess
 import sys
