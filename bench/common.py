@@ -435,16 +435,16 @@ def wait_quiet(max_wait_s: float = 20.0, busy_pct: float = 20.0) -> float:
     return busy
 
 
-FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machine is repeated once
+FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machine is repeated
 
 
 def measure(base: str, targets: list[tuple[str, bytes, dict]], connections: int, duration: float,
             warmup: float, pids: list[int], groups: dict[str, list[int]] | None = None) -> dict:
-    """Warm up, then one measured run; repeated once when other work took CPU meanwhile.
+    """Warm up, then one measured run; repeated (up to twice) when other work took CPU meanwhile.
     `pids` are the measured servers' processes (their CPU is not "other work"); `groups` names
     subsets of them whose CPU time per request is reported."""
     best = None
-    for _attempt in range(2):
+    for _attempt in range(3):
         wait_quiet()
         load(base, targets, connections, warmup)
         watch = CpuWatch(pids, groups)

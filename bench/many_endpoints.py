@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
@@ -60,16 +61,58 @@ def deploy(fleet, names: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def pids_of(fleet, names: list[str]) -> list[int]:
-    pids = [fleet.server.status()["pid"]]
+def groups_of(fleet, names: list[str]) -> dict[str, list[int]]:
+    """The gateway's process and the replicas of `names`: CPU per request is reported for each."""
+    reps = []
     for name in names:
-        pids += [r["pid"] for r in fleet.online_deployments.get("blue", name)["replicas"]]
-    return pids
+        reps += [r["pid"] for r in fleet.online_deployments.get("blue", name)["replicas"]]
+    return {"gateway": [fleet.server.status()["pid"]], "replicas": reps}
 
 
-def run_case(args, label: str, base: str, targets: list, pids: list[int]) -> list[dict]:
+def run_case(args, label: str, base: str, targets: list, groups: dict) -> list[dict]:
     print(f"  {label}", flush=True)
-    return [{"case": label, **c.measure(base, targets, n, args.duration, args.warmup, pids)} for n in args.connections]
+    pids = [p.pid for p in c.tree(groups["gateway"][0])]   # the server, the zygote, every replica
+    return [{"case": label, **c.measure(base, targets, n, args.duration, args.warmup, pids, groups)}
+            for n in args.connections]
+
+
+def routing_lookup(counts=(1, 10, 100, 1000, 10000), lookups: int = 200_000) -> list[dict]:
+    """In process: the gateway's per-request routing work (endpoint lookup, key check, choice of
+    deployment) against routing tables of growing size, on the gateway's own classes."""
+    import random
+    from modelfleet.server.gateway import Gateway
+    from modelfleet.server.routing import DeploymentRoute, EndpointRoute
+    key = b"k" * 43
+    header = b"Bearer " + key
+    out = []
+    for n in counts:
+        routes = {}
+        for i in range(n):
+            name = f"ep-{i:05d}"
+            routes[name] = EndpointRoute.build(name, "key", (key.decode(), "s" * 43), {"blue": 100}, {},
+                                               {"blue": DeploymentRoute(name, "blue")})
+        names = [random.choice(list(routes)) for _ in range(1000)] * (lookups // 1000)
+        t = time.perf_counter()
+        for name in names:
+            ep = routes.get(name)
+            Gateway._authorized(ep, header)
+            ep.choose()
+        out.append({"endpoints": n, "ns_per_request": round(1e9 * (time.perf_counter() - t) / len(names), 1)})
+    return out
+
+
+def memory_of(pids: list[int], replicas: list[int]) -> dict:
+    """RSS double-counts the pages replicas share with the zygote they fork from; PSS splits them."""
+    rss = pss = 0.0
+    per = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            m = psutil.Process(pid).memory_full_info()
+            rss, pss = rss + m.rss, pss + m.pss
+            if pid in replicas:
+                per.append(m.pss)
+    return {"rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1),
+            "pss_per_replica_mb": round(sum(per) / max(1, len(per)) / 2**20, 1), "processes": len(pids)}
 
 
 def report(res: dict, args) -> str:
@@ -79,14 +122,21 @@ def report(res: dict, args) -> str:
     for r in res["runs"]:
         b = base[r["connections"]]
         rows.append({**r, "rps_ratio": round(r["rps"] / b["rps"], 2) if b["rps"] else None,
-                     "p50_added": r["p50_ms"] - b["p50_ms"]})
+                     "p50_added": r["p50_ms"] - b["p50_ms"],
+                     "gw_us": r["cpu_us_per_request"].get("gateway"), "rep_us": r["cpu_us_per_request"].get("replicas")})
     table = c.table(rows, [("case", "case"), ("connections", "conns"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
                            ("p99_ms", "p99 ms"), ("errors", "errors"), ("rps_ratio", "req/s vs 1 endpoint"),
-                           ("p50_added", "p50 added ms"), ("foreign_cpu_pct", "other work % CPU")])
+                           ("p50_added", "p50 added ms"), ("gw_us", "gateway CPU µs/req"),
+                           ("rep_us", "replicas CPU µs/req"), ("foreign_cpu_pct", "other work % CPU")])
     return (f"# Many endpoints\n\n{m['nproc']} cores, {m['cpu_model']}, Python {m['python']}; load: "
             f"{m['load_generator']}, {args.duration:.0f} s per run. {res['endpoints']} endpoints started in "
-            f"{res['deploy_s']:.1f} s; RSS of the server and all {res['endpoints']} replicas: {res['rss_mb']:.0f} MiB."
-            f"\n\n{table}\n")
+            f"{res['deploy_s']:.1f} s. Memory of the server, zygote and all {res['endpoints']} replicas: "
+            f"{res['memory']['rss_mb']:.0f} MiB RSS summed, {res['memory']['pss_mb']:.0f} MiB PSS "
+            f"({res['memory']['pss_per_replica_mb']:.0f} MiB PSS per replica)."
+            f"\n\n{table}\n\nThe gateway's routing work per request (endpoint lookup, key check, deployment "
+            f"choice), timed in process on its own classes:\n\n"
+            + c.table(res["routing"], [("endpoints", "endpoints in the routing table"),
+                                       ("ns_per_request", "ns per request")]) + "\n")
 
 
 def main(argv=None) -> int:
@@ -94,6 +144,7 @@ def main(argv=None) -> int:
     removed = c.scrub_blas_overrides()
     res = {"machine": c.machine(removed), "endpoints": args.endpoints, "runs": []}
     names = [f"ep-{i:02d}" for i in range(args.endpoints)]
+    res["routing"] = routing_lookup()
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-many-") as tmp:
         work = Path(tmp)
         for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
@@ -106,18 +157,21 @@ def main(argv=None) -> int:
             fleet.models.register("iris", c.train_iris(work / "iris").parent, "1")
             deploy(fleet, names[:1])
             base, first = target(fleet, names[0])
-            pids = pids_of(fleet, names[:1])
-            res["runs"] += run_case(args, "1 endpoint on the server", base, [first], pids)
+            res["runs"] += run_case(args, "1 endpoint on the server", base, [first], groups_of(fleet, names[:1]))
             res["deploy_s"] = deploy(fleet, names[1:])
-            pids = pids_of(fleet, names)
-            res["rss_mb"] = c.rss_mb(pids)
-            res["runs"] += run_case(args, f"{args.endpoints} endpoints, load on 1", base, [first], pids)
+            pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
+            res["memory"] = memory_of(pids, groups_of(fleet, names)["replicas"])
+            res["runs"] += run_case(args, f"{args.endpoints} endpoints, load on 1", base, [first],
+                                    groups_of(fleet, names[:1]))
             targets = [target(fleet, n)[1] for n in names]
-            res["runs"] += run_case(args, f"{args.endpoints} endpoints, load on all", base, targets, pids)
+            res["runs"] += run_case(args, f"{args.endpoints} endpoints, load on all", base, targets,
+                                    groups_of(fleet, names))
         finally:
             with contextlib.suppress(Exception):
+                pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
+            with contextlib.suppress(Exception):
                 fleet.server.stop()
-            c.stop_pids(pids, 5.0)
+            c.stop_pids(pids, 5.0)   # replicas die with the server; this only makes sure
             fleet.close()
     md = report(res, args)
     path = c.write_result("many_endpoints", res, md)
