@@ -406,12 +406,7 @@ DEPLOYMENT_CORPUS = {
                    "alias"),
 }
 
-XFAIL_SPECS = pytest.mark.xfail(strict=True, reason="specs.py ModelSpec._tags and DeploymentSpec._env call .items() "
-                                                    "on a non-mapping: AttributeError, exit 1")
-
-
-@pytest.mark.parametrize("case", [pytest.param(k, marks=XFAIL_SPECS) if k == "wrong_type_tags" else k
-                                  for k in MODEL_CORPUS])
+@pytest.mark.parametrize("case", list(MODEL_CORPUS))
 def test_broken_model_yaml_is_refused_with_its_reason(fleet_home, tmp_path, case):
     text, reason = MODEL_CORPUS[case]
     (tmp_path / "m").mkdir()
@@ -429,8 +424,7 @@ def test_broken_endpoint_yaml_is_refused_with_its_reason(fleet_home, tmp_path, c
     assert not list(fleet_home.glob("**/run/server.json"))  # refused before any server was asked
 
 
-@pytest.mark.parametrize("case", [pytest.param(k, marks=XFAIL_SPECS) if k == "wrong_env" else k
-                                  for k in DEPLOYMENT_CORPUS])
+@pytest.mark.parametrize("case", list(DEPLOYMENT_CORPUS))
 def test_broken_deployment_yaml_is_refused_with_its_reason(fleet_home, tmp_path, case):
     text, reason = DEPLOYMENT_CORPUS[case]
     (tmp_path / "deployment.yml").write_text(text)
@@ -477,8 +471,6 @@ V2_MALFORMED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/v2.py request_rows lets AttributeError, IndexError and ValueError "
-                                       "from a malformed tensor escape as a model error (424) instead of BadInput (400)")
 @pytest.mark.parametrize("case", list(V2_MALFORMED))
 def test_malformed_v2_tensors_are_client_errors(target, case):
     status, answer = raw_request(target.port, b"POST", b"/v2/models/fuzz-open/infer",

@@ -37,6 +37,14 @@ class Spec(BaseModel):
         return self.model_dump(exclude={"schema_", *(self.model_extra or {})}, exclude_none=True)
 
 
+def _mapping(v) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"must be a mapping of names to values, got {type(v).__name__}")
+    return v
+
+
 def _name(v: str) -> str:
     try:
         return check_name(v)
@@ -77,7 +85,7 @@ class ModelSpec(Spec):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, v):
-        return {str(k): "" if x is None else str(x) for k, x in (v or {}).items()}
+        return {str(k): "" if x is None else str(x) for k, x in _mapping(v).items()}
 
 
 class InlineModel(Spec):
@@ -163,7 +171,7 @@ class DeploymentSettings(Spec):
     @field_validator("environment_variables", mode="before")
     @classmethod
     def _env(cls, v):
-        return {str(k): str(x) for k, x in (v or {}).items()}
+        return {str(k): str(x) for k, x in _mapping(v).items()}
 
 
 class DeploymentSpec(DeploymentSettings):

@@ -33,9 +33,13 @@ def request_rows(payload: bytes) -> tuple[list, dict]:
         raise BadInput('a V2 request needs a non-empty "inputs" list')
     columns = []
     for i, t in enumerate(inputs):
-        size = t.get("parameters", {}).get("binary_data_size") if isinstance(t, dict) else None
-        if not isinstance(t, dict) or ("data" not in t and size is None) or "shape" not in t:
-            raise BadInput(f"inputs[{i}] needs name, shape, datatype and data")
+        params = t.get("parameters") if isinstance(t, dict) else None
+        if params is not None and not isinstance(params, dict):
+            raise BadInput(f"inputs[{i}].parameters must be an object")
+        size = params.get("binary_data_size") if params else None
+        if not isinstance(t, dict) or ("data" not in t and size is None) or not isinstance(t.get("shape"), list) \
+                or not t["shape"]:
+            raise BadInput(f"inputs[{i}] needs name, a non-empty shape, datatype and data")
         dtype = _NP.get(str(t.get("datatype", "FP64")).upper())
         if dtype is None:
             raise BadInput(f"inputs[{i}].datatype {t.get('datatype')!r} is not a V2 datatype")
@@ -50,6 +54,8 @@ def request_rows(payload: bytes) -> tuple[list, dict]:
         except (ValueError, TypeError) as e:
             raise BadInput(f"inputs[{i}]: data does not fit shape {t['shape']}: {e}") from None
         columns.append(arr.reshape(arr.shape[0], -1) if arr.ndim != 2 else arr)
+    if len({c.shape[0] for c in columns}) > 1:
+        raise BadInput("inputs disagree on the batch size (their first dimension)")
     matrix = columns[0] if len(columns) == 1 else np.hstack(columns)
     return matrix.tolist(), doc
 

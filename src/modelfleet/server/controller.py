@@ -21,11 +21,12 @@ from pathlib import Path
 import orjson
 
 from ..backends.base import Backend, InitFailed, Replica, ReplicaGone, ReplicaSpec
-from ..errors import DeploymentFailed, FleetError
+from ..errors import DeploymentFailed, FleetError, IntegrityError
 from ..registry import Registry
 from ..runtime import protocol as p
 from ..specs import memory_bytes
 from ..store import ArtifactStore, Database
+from ..store.artifacts import content_digest
 from ..store.serving import ServingStore
 from ..workspace import Workspace
 from .gateway import Gateway
@@ -163,7 +164,12 @@ class Controller:
         script = None
         code = spec.get("code")
         if code:
-            script = self.artifacts.snapshot_dir("code", code["sha256"]) / code["root"] / code["scoring_script"]
+            root = self.artifacts.snapshot_dir("code", code["sha256"]) / code["root"]
+            found, _ = await asyncio.to_thread(content_digest, root)
+            if found != code["sha256"]:
+                raise IntegrityError(f"code snapshot {code['sha256'][:12]} does not match its sha256 "
+                                     "(its files were changed after the deployment was created)")
+            script = root / code["scoring_script"]
             if not script.is_file():
                 raise DeploymentFailed(f"scoring script {code['scoring_script']} is missing from the code snapshot")
         return model.type, model_dir, script
