@@ -86,6 +86,26 @@ def test_tampered_model_is_refused_at_deployment_and_the_endpoint_keeps_serving(
     assert f.online_endpoints.invoke("tamper-ep", {"data": IRIS_ROWS}) == [0, 2]
 
 
+def test_tampered_code_snapshot_is_refused_at_restart(fleet, models_dir, tmp_path):
+    f = fleet
+    code = tmp_path / "scoring"
+    code.mkdir()
+    (code / "score.py").write_text("def init():\n    pass\ndef run(raw):\n    return 'genuine'\n")
+    f.models.register("iris", models_dir / "iris", "1")
+    f.online_endpoints.create("code-ep")
+    dep = f.online_deployments.create("blue", "code-ep", "iris:1",
+                                      code_configuration={"code": str(code), "scoring_script": "score.py"})
+    assert f.online_endpoints.invoke("code-ep", {}) == "genuine"
+    f.server.stop()
+    stored = f.workspace.artifacts / "code" / dep["code"]["sha256"] / "scoring" / "score.py"
+    os.chmod(stored, 0o644)
+    stored.write_text("def init():\n    pass\ndef run(raw):\n    return 'swapped'\n")
+    f.server.start()
+    failed = wait_until(lambda: (lambda d: d if d["provisioning_state"] == "Failed" else None)(
+        f.online_deployments.get("blue", "code-ep")), timeout=30)
+    assert "does not match its sha256" in failed["error"] and failed["replicas"] == []
+
+
 # -- a port already in use -----------------------------------------------------------------------
 
 def test_port_in_use_is_a_one_line_error_and_starts_nothing(fleet_home):
