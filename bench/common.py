@@ -62,6 +62,12 @@ def _blas() -> list[dict]:
         return []
 
 
+def _git(*args: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    return ""
+
+
 def machine(removed_overrides: dict | None = None) -> dict:
     cpu = platform.processor()
     with contextlib.suppress(OSError):
@@ -71,6 +77,8 @@ def machine(removed_overrides: dict | None = None) -> dict:
                 break
     wrk = shutil.which("wrk")
     return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "src_modified": bool(_git("status", "--porcelain", "--", "src")),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": cpu,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

@@ -42,3 +42,17 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def tail_lines(path: Path, lines: int, max_bytes: int = 1 << 20) -> list[str]:
+    """The last `lines` lines of a (possibly huge, still growing) text file, reading at most
+    `max_bytes` from its end; [] when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-max(1, lines):]

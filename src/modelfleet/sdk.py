@@ -95,7 +95,10 @@ class Fleet:
                                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as e:
             raise ServerUnavailable(f"cannot reach the server at {self._info.url}: {e}") from None
-        body = r.json() if r.content else None
+        try:
+            body = r.json() if r.content else None
+        except ValueError:
+            raise FleetError(f"server answered {r.status_code}: {r.text[:200]}") from None
         if r.status_code >= 400:
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
                 raise errors.from_dict(body["error"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ from pathlib import Path
 import orjson
 
 from .base import Replica, ReplicaConnection, ReplicaSpec
+
+log = logging.getLogger("modelfleet.backends.local")
 
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
 # One BLAS thread per replica: replicas are the unit of parallelism, and a forked process must
@@ -62,9 +65,13 @@ class Zygote:
             ours.setblocking(False)
             self.sock = ours
             loop = asyncio.get_running_loop()
-            first = await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), 120)
-            if not first:
-                raise RuntimeError(f"the replica zygote exited at start (log: {self.log_path})")
+            try:
+                first = await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), 120)
+                if not first:
+                    raise RuntimeError(f"the replica zygote exited at start (log: {self.log_path})")
+            except BaseException:
+                self.stop()
+                raise
             self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -78,6 +85,7 @@ class Zygote:
                 if "exited" in event:
                     self.exit_codes[event["exited"]] = event["code"]
                 elif "id" in event:
+                    self.exit_codes.pop(event["pid"], None)  # a reused pid is a new process
                     fut = self._pending.pop(event["id"], None)
                     if fut is not None and not fut.done():
                         fut.set_result(event["pid"])
@@ -92,7 +100,11 @@ class Zygote:
         req_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
-        socket.send_fds(self.sock, [orjson.dumps({**cfg, "id": req_id})], [fd])
+        try:
+            socket.send_fds(self.sock, [orjson.dumps({**cfg, "id": req_id})], [fd])
+        except OSError:
+            self._pending.pop(req_id, None)
+            raise
         return await asyncio.wait_for(fut, 30)
 
     def stop(self) -> None:
@@ -124,23 +136,29 @@ class LocalBackend:
         cfg = {"endpoint": spec.endpoint, "deployment": spec.deployment, "replica_id": spec.replica_id,
                "model_type": spec.model_type, "model_dir": str(spec.model_dir),
                "scoring_script": str(spec.scoring_script) if spec.scoring_script else None,
-               "env": spec.env, "max_batch_size": spec.max_batch_size,
-               "max_batch_wait_ms": spec.max_batch_wait_ms}
+               "max_batch_size": spec.max_batch_size, "max_batch_wait_ms": spec.max_batch_wait_ms}
         cwd = str(spec.scoring_script.parent) if spec.scoring_script else None
         env = {**os.environ, **SINGLE_THREAD, **spec.env}
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if self._cold(spec):
+            handle = None
+            pid = None
+            if not self._cold(spec):
+                try:
+                    pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
+                                                   "log_path": str(spec.log_path)}, theirs.fileno())
+                except OSError as e:  # e.g. an environment too large for one message
+                    log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
+            if pid is None:
                 handle = self._popen(cfg, env, cwd, theirs, spec.log_path)
                 pid = handle.pid
-            else:
-                pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
-                                               "log_path": str(spec.log_path)}, theirs.fileno())
-                handle = None
+            ours.setblocking(False)
+            _, conn = await asyncio.get_running_loop().connect_accepted_socket(ReplicaConnection, ours)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        ours.setblocking(False)
-        _, conn = await asyncio.get_running_loop().connect_accepted_socket(ReplicaConnection, ours)
         return Replica(spec=spec, conn=conn, pid=pid, handle=handle)
 
     @staticmethod

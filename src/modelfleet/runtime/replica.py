@@ -52,8 +52,6 @@ class Replica:
     def load(self) -> None:
         model_dir = Path(self.cfg["model_dir"])
         set_model_env(model_dir)
-        for k, v in self.cfg.get("env", {}).items():
-            os.environ[k] = v
         script = self.cfg.get("scoring_script")
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
 
@@ -98,7 +96,7 @@ class Replica:
         return b"".join(out)
 
     def _recv(self, buf: bytearray) -> bool:
-        data = self.sock.recv(1 << 20)
+        data = self.sock.recv(65536)  # not larger: recv allocates its whole buffer every call
         if not data:
             return False
         buf += data

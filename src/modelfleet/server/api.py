@@ -26,6 +26,7 @@ from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound
 from ..specs import DeploymentSettings, format_loc
 from ..names import check_endpoint_name
 from ..store.serving import new_key
+from ..fsutil import tail_lines
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.api")
@@ -90,9 +91,25 @@ class DeploymentBody(DeploymentSettings):
     code: CodeRef | None = None
 
 
+class OffLoop:
+    """The store's blocking calls, run in a worker thread: a slow disk or a SQLite lock held by
+    another process must never stall the gateway, which shares this event loop."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, name: str):
+        fn = getattr(self._target, name)
+
+        async def call(*args, **kwargs):
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return call
+
+
 def build_api(controller: Controller, token: str, public_url: str, host: str = "127.0.0.1",
               force_open: bool = False) -> FastAPI:
     serving, registry = controller.serving, controller.registry
+    store = OffLoop(serving)
     app = FastAPI(title="modelfleet control API", version=__version__,
                   description="Desired state of a modelfleet workspace: endpoints, deployments, traffic, keys.")
     loopback = is_loopback(host)
@@ -120,14 +137,15 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         return JSONResponse({"error": {"code": "internal_error", "message": f"internal error (request {rid})"}},
                             status_code=500)
 
-    def endpoint_view(ep: dict) -> dict:
-        deps = [d["name"] for d in serving.deployments(ep["name"])]
+    async def endpoint_view(ep: dict, deployments: list[str] | None = None) -> dict:
+        if deployments is None:
+            deployments = [d["name"] for d in await store.deployments(ep["name"])]
         return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
                 "compute": ep["spec"].get("compute", "local"), "description": ep["spec"].get("description", ""),
                 "tags": ep["spec"].get("tags", {}), "traffic": ep["traffic"], "mirror_traffic": ep["mirror_traffic"],
                 "scoring_uri": f"{public_url}/endpoints/{ep['name']}/score",
                 "openapi_uri": f"{public_url}/v2/models/{ep['name']}",
-                "provisioning_state": "Succeeded", "deployments": deps,
+                "provisioning_state": "Succeeded", "deployments": deployments,
                 "created_at": ep["created_at"], "updated_at": ep["updated_at"]}
 
     def deployment_view(row: dict) -> dict:
@@ -160,11 +178,14 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
 
     @app.get("/api/endpoints", dependencies=deps)
     async def list_endpoints() -> list[dict]:
-        return [endpoint_view(e) for e in serving.endpoints()]
+        names: dict[str, list[str]] = {}
+        for d in await store.deployments():
+            names.setdefault(d["endpoint"], []).append(d["name"])
+        return [await endpoint_view(e, names.get(e["name"], [])) for e in await store.endpoints()]
 
     @app.get("/api/endpoints/{name}", dependencies=deps)
     async def get_endpoint(name: str) -> dict:
-        return endpoint_view(serving.endpoint(name))
+        return await endpoint_view(await store.endpoint(name))
 
     @app.put("/api/endpoints/{name}", dependencies=deps)
     async def put_endpoint(name: str, body: EndpointBody, create: bool | None = None) -> dict:
@@ -178,69 +199,69 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                            "(start it with --allow-open-endpoints to force)")
         spec = body.model_dump()
         try:
-            existing = serving.endpoint(name)
+            existing = await store.endpoint(name)
         except NotFound:
             existing = None
         if existing is None:
             if create is False:
                 raise NotFound(f"endpoint {name!r} not found")
-            ep = serving.create_endpoint(name, spec)
+            ep = await store.create_endpoint(name, spec)
         else:
             if create is True:
                 raise AlreadyExists(f"endpoint {name!r} already exists")
-            ep = serving.update_endpoint(name, spec=spec) if existing["spec"] != spec else existing
+            ep = await store.update_endpoint(name, spec=spec) if existing["spec"] != spec else existing
         controller.poke()
-        return endpoint_view(ep)
+        return await endpoint_view(ep)
 
     @app.put("/api/endpoints/{name}/traffic", dependencies=deps)
     async def put_traffic(name: str, body: TrafficBody) -> dict:
-        ep = serving.endpoint(name)
+        ep = await store.endpoint(name)
         traffic = ep["traffic"] if body.traffic is None else body.traffic
         mirror = ep["mirror_traffic"] if body.mirror_traffic is None else body.mirror_traffic
-        names = {d["name"] for d in serving.deployments(name)}
+        names = {d["name"] for d in await store.deployments(name)}
         traffic_rules.check(traffic, mirror, names)
-        ep = serving.update_endpoint(name, traffic=traffic_rules.clean(traffic),
+        ep = await store.update_endpoint(name, traffic=traffic_rules.clean(traffic),
                                      mirror_traffic=traffic_rules.clean(mirror))
         await controller.reconcile()   # publish the new table before answering
-        return endpoint_view(ep)
+        return await endpoint_view(ep)
 
     @app.delete("/api/endpoints/{name}", dependencies=deps)
     async def delete_endpoint(name: str) -> dict:
-        serving.delete_endpoint(name)
+        await store.delete_endpoint(name)
         controller.poke()
         return {"deleted": name}
 
     @app.get("/api/endpoints/{name}/keys", dependencies=deps)
     async def get_keys(name: str) -> dict:
-        ep = serving.endpoint(name)
+        ep = await store.endpoint(name)
         return {"primaryKey": ep["primary_key"], "secondaryKey": ep["secondary_key"]}
 
     @app.post("/api/endpoints/{name}/regenerate-keys", dependencies=deps)
     async def regenerate(name: str, body: KeyBody) -> dict:
         if body.key_type not in ("primary", "secondary"):
             raise InvalidInput(f"key_type {body.key_type!r}: use primary or secondary")
-        serving.update_endpoint(name, **{f"{body.key_type}_key": new_key()})
+        await store.update_endpoint(name, **{f"{body.key_type}_key": new_key()})
         await controller.reconcile()
-        ep = serving.endpoint(name)
+        ep = await store.endpoint(name)
         return {"primaryKey": ep["primary_key"], "secondaryKey": ep["secondary_key"]}
 
     # -- deployments -----------------------------------------------------------------------
 
     @app.get("/api/endpoints/{endpoint}/deployments", dependencies=deps)
     async def list_deployments(endpoint: str) -> list[dict]:
-        serving.endpoint(endpoint)
-        return [deployment_view(d) for d in serving.deployments(endpoint)]
+        await store.endpoint(endpoint)
+        return [deployment_view(d) for d in await store.deployments(endpoint)]
 
     @app.get("/api/deployments", dependencies=deps)
     async def all_deployments() -> list[dict]:
-        return [deployment_view(d) for d in serving.deployments()]
+        return [deployment_view(d) for d in await store.deployments()]
 
     @app.get("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
     async def get_deployment(endpoint: str, name: str, wait: float = 0) -> dict:
         wait = min(max(wait, 0.0), 600.0) if math.isfinite(wait) else 0.0  # nan would wait forever
         deadline = asyncio.get_running_loop().time() + wait
         while True:
-            row = serving.deployment(endpoint, name)
+            row = await store.deployment(endpoint, name)
             settled = row["state"] in ("Succeeded", "Failed") and not controller.is_busy(endpoint, name)
             if settled or asyncio.get_running_loop().time() >= deadline:
                 return deployment_view(row)
@@ -253,7 +274,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
             check_endpoint_name(name)
         except InvalidInput as e:
             raise InvalidInput(e.message.replace("endpoint name", "deployment name")) from None
-        serving.endpoint(endpoint)
+        await store.endpoint(endpoint)
         model = await asyncio.to_thread(registry.get, body.model)
         spec = body.model_dump()
         spec.update(model=model.ref, model_type=model.type, model_sha256=model.sha256)
@@ -264,19 +285,19 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
-        row, _ = serving.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic)
+        row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic)
         controller.poke()
         return deployment_view(row)
 
     @app.delete("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
     async def delete_deployment(endpoint: str, name: str) -> dict:
-        serving.delete_deployment(endpoint, name)
+        await store.delete_deployment(endpoint, name)
         await controller.reconcile()
         return {"deleted": f"{endpoint}/{name}"}
 
     @app.get("/api/endpoints/{endpoint}/deployments/{name}/logs", dependencies=deps)
     async def logs(endpoint: str, name: str, lines: int = 100) -> dict:
-        serving.deployment(endpoint, name)
+        await store.deployment(endpoint, name)
         folder = controller.ws.logs_dir / endpoint / name
         files = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
         current = {Path(r["log"]).name for r in controller.replicas_of(endpoint, name)}
@@ -285,9 +306,8 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         chosen = [f for f in files if f.name in current] + others
         text = []
         for f in sorted(chosen, key=lambda f: f.stat().st_mtime):
-            tail = f.read_text(errors="replace").splitlines()[-max(1, lines):]
             text.append(f"==> {f.stem} <==")
-            text.extend(tail)
+            text.extend(await asyncio.to_thread(tail_lines, f, min(max(1, lines), 100_000)))
         return {"logs": "\n".join(text)}
 
     return app

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import ipaddress
 import logging
 import os
 import secrets

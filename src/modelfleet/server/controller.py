@@ -27,6 +27,7 @@ from ..runtime import protocol as p
 from ..specs import memory_bytes
 from ..store import ArtifactStore, Database
 from ..store.artifacts import content_digest
+from ..fsutil import tail_lines
 from ..store.serving import ServingStore
 from ..workspace import Workspace
 from .gateway import Gateway
@@ -59,7 +60,8 @@ class DeploymentRuntime:
     hash: str | None = None
     spec: dict | None = None
     busy: asyncio.Task | None = None       # the one step in progress (rollout, scale)
-    failures: int = 0                      # consecutive replica deaths, for backoff
+    failures: int = 0                      # consecutive failures, for backoff
+    not_before: float = 0.0                # monotonic time before which no new step starts
     serial: int = 0                        # replica numbering
     retired: bool = False
 
@@ -80,6 +82,8 @@ class Controller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._reconciling = asyncio.Lock()  # one pass at a time: the last reads are the ones published
+        self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
         self._stopping = False
 
     # -- loop --------------------------------------------------------------------------------
@@ -107,27 +111,43 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _backoff(self, rt: DeploymentRuntime) -> None:
+        """Hold off the next step on `rt`: 100 ms doubling to 30 s; a poke when it may go."""
+        rt.failures += 1
+        delay = min(BACKOFF_MAX_S, 0.1 * 2 ** (rt.failures - 1))
+        rt.not_before = time.monotonic() + delay
+        asyncio.get_running_loop().call_later(delay, self.poke)
+
     async def reconcile(self) -> None:
-        if self._stopping:
-            return
-        endpoints = await asyncio.to_thread(self.serving.endpoints)
-        rows = await asyncio.to_thread(self.serving.deployments)
+        async with self._reconciling:
+            if self._stopping:
+                return
+            endpoints = await asyncio.to_thread(self.serving.endpoints)
+            rows = await asyncio.to_thread(self.serving.deployments)
+            self._step(endpoints, rows)
+
+    def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
+        """Start at most one task per deployment toward its row; publish the routing table."""
         desired = {(r["endpoint"], r["name"]): r for r in rows}
         for key, rt in list(self.runtimes.items()):
             if key not in desired and not rt.retired:
                 rt.retired = True
                 self._spawn(self._retire(rt))
+        now = time.monotonic()
         for key, row in desired.items():
             rt = self.runtimes.get(key)
             if rt is None:
                 rt = self.runtimes[key] = DeploymentRuntime(*key, route=DeploymentRoute(*key))
             rt.route.apply_settings(row["spec"].get("request_settings", {}))
-            if rt.busy is not None:
+            if rt.busy is not None or now < rt.not_before:
                 continue
             if row["spec_hash"] != rt.hash and row["spec_hash"] != row["failed_hash"]:
                 rt.busy = self._spawn(self._rollout(rt, row))
             elif rt.hash == row["spec_hash"]:
-                rt.spec = row["spec"]
+                rt.spec = {**row["spec"], "_hash": rt.hash}
+                if row["state"] in ("Creating", "Updating"):  # what serves is what is wanted: settle
+                    self._spawn(asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name,
+                                                  rt.hash, ok=True))
                 want = int(row["spec"].get("instance_count", 1))
                 if len(rt.replicas) != want:
                     rt.busy = self._spawn(self._scale(rt, want))
@@ -136,13 +156,15 @@ class Controller:
             self.gateway.ready = True
 
     def _publish(self, endpoints: list[dict]) -> None:
-        routes = {}
-        for ep in endpoints:
-            deps = {rt.name: rt.route for (e, _), rt in self.runtimes.items() if e == ep["name"] and not rt.retired}
-            routes[ep["name"]] = EndpointRoute.build(
-                ep["name"], ep["spec"].get("auth_mode", "key"), (ep["primary_key"], ep["secondary_key"]),
-                ep["traffic"], ep["mirror_traffic"], deps)
-        self.gateway.routes = routes
+        by_endpoint: dict[str, dict[str, DeploymentRoute]] = {}
+        for (endpoint, name), rt in self.runtimes.items():
+            if not rt.retired:
+                by_endpoint.setdefault(endpoint, {})[name] = rt.route
+        self.gateway.routes = {
+            ep["name"]: EndpointRoute.build(ep["name"], ep["spec"].get("auth_mode", "key"),
+                                            (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
+                                            ep["mirror_traffic"], by_endpoint.get(ep["name"], {}))
+            for ep in endpoints}
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -159,16 +181,22 @@ class Controller:
                            log_path=self.ws.logs_dir / rt.log_dir / f"{rid}.log")
 
     async def _resolve(self, spec: dict) -> tuple[str, Path, Path | None]:
+        """Model type, model directory and scoring script; each snapshot is checked against its
+        sha256 the first time this server uses it (a restart after a crash does not re-hash)."""
         model = await asyncio.to_thread(self.registry.get, spec["model"])
-        model_dir = await asyncio.to_thread(self.registry.path_of, model, True)
+        verify = model.sha256 not in self._verified
+        model_dir = await asyncio.to_thread(self.registry.path_of, model, verify)
+        self._verified.add(model.sha256)
         script = None
         code = spec.get("code")
         if code:
             root = self.artifacts.snapshot_dir("code", code["sha256"]) / code["root"]
-            found, _ = await asyncio.to_thread(content_digest, root)
-            if found != code["sha256"]:
-                raise IntegrityError(f"code snapshot {code['sha256'][:12]} does not match its sha256 "
-                                     "(its files were changed after the deployment was created)")
+            if code["sha256"] not in self._verified:
+                found, _ = await asyncio.to_thread(content_digest, root)
+                if found != code["sha256"]:
+                    raise IntegrityError(f"code snapshot {code['sha256'][:12]} does not match its sha256 "
+                                         "(its files were changed after the deployment was created)")
+                self._verified.add(code["sha256"])
             script = root / code["scoring_script"]
             if not script.is_file():
                 raise DeploymentFailed(f"scoring script {code['scoring_script']} is missing from the code snapshot")
@@ -209,20 +237,14 @@ class Controller:
 
     @staticmethod
     def _tail(replicas: list[Replica], lines: int = 20) -> str:
-        out = []
-        for r in replicas:
-            with contextlib.suppress(OSError):
-                out += r.spec.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(out)
+        return "\n".join(line for r in replicas for line in tail_lines(r.spec.log_path, lines))
 
-    def _serve(self, rt: DeploymentRuntime, replicas: list[Replica]) -> None:
-        """Make `replicas` the routed set (one assignment) and watch each one."""
-        rt.route.replicas = [r for r in replicas if r.state == "ready"]
+    def _serve(self, rt: DeploymentRuntime, new: list[Replica]) -> None:
+        """Route to `rt.replicas` (one assignment) and start watching the `new` ones."""
+        rt.route.replicas = [r for r in rt.replicas if r.state == "ready"]
         rt.route.wake()
-        for r in replicas:
-            if not getattr(r, "_watched", False):
-                r._watched = True
-                self._spawn(self._watch(rt, r))
+        for r in new:
+            self._spawn(self._watch(rt, r))
 
     async def _drain_and_stop(self, rt: DeploymentRuntime, replicas: list[Replica]) -> None:
         for r in replicas:
@@ -274,6 +296,7 @@ class Controller:
         if r.state != "ready":
             return  # stopped on purpose
         r.state = "failed"
+        rt.replicas = [x for x in rt.replicas if x is not r]
         rt.route.replicas = [x for x in rt.route.replicas if x is not r]
         code = None
         for _ in range(50):  # the exit code arrives a moment after the socket closes
@@ -282,13 +305,9 @@ class Controller:
                 break
             await asyncio.sleep(0.02)
         self._note(r, f"replica (pid {r.pid}) of {rt.endpoint}/{rt.name} exited with code {code}; restarting")
-        if r in rt.replicas:
-            rt.replicas.remove(r)
-        rt.route.replicas = [x for x in rt.route.replicas if x is not r]
-        lived = time.time() - r.started_at
-        rt.failures = 1 if lived > 60 else rt.failures + 1
-        await asyncio.sleep(min(BACKOFF_MAX_S, 0.1 * 2 ** (rt.failures - 1)))
-        self.poke()  # the next reconcile scales the group back to instance_count
+        if time.time() - r.started_at > 60:
+            rt.failures = 0  # a minute of good health forgives earlier crashes
+        self._backoff(rt)  # then the reconcile scales the group back to instance_count
 
     @staticmethod
     def _note(r: Replica, message: str) -> None:
@@ -305,28 +324,35 @@ class Controller:
                     new = await self._start_group(rt, rt.spec, want - have)
                 except FleetError as e:
                     log.warning("could not restart replicas of %s/%s: %s", rt.endpoint, rt.name, e.message)
-                    rt.failures += 1
-                    await asyncio.sleep(min(BACKOFF_MAX_S, 0.1 * 2 ** rt.failures))
+                    self._backoff(rt)
                     return
                 if rt.retired:
                     await self._drain_and_stop(rt, new)
                     return
-                rt.replicas += new
-                self._serve(rt, rt.replicas)
+                rt.replicas = rt.replicas + new
+                self._serve(rt, new)
             elif have > want:
                 extra = rt.replicas[want:]
                 rt.replicas = rt.replicas[:want]
-                self._serve(rt, rt.replicas)
+                self._serve(rt, [])
                 await self._drain_and_stop(rt, extra)
         finally:
             rt.busy = None
             self.poke()
 
     async def _rollout(self, rt: DeploymentRuntime, row: dict) -> None:
-        spec, h = dict(row["spec"]), row["spec_hash"]
-        spec["_hash"] = h
+        spec, h = {**row["spec"], "_hash": row["spec_hash"]}, row["spec_hash"]
         try:
-            new = await self._start_group(rt, spec, int(spec.get("instance_count", 1)))
+            try:
+                new = await self._start_group(rt, spec, int(spec.get("instance_count", 1)))
+            except Exception as e:
+                err = e if isinstance(e, FleetError) else FleetError(f"{type(e).__name__}: {e}")
+                text = err.message + (f"\n{err.detail}" if err.detail else "")
+                log.warning("rollout of %s/%s failed: %s", rt.endpoint, rt.name, text)
+                if h == row["active_hash"]:
+                    self._backoff(rt)  # restoring what served before: try again later
+                await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
+                return
             if rt.retired:
                 await self._drain_and_stop(rt, new)
                 return
@@ -336,11 +362,6 @@ class Controller:
             await self._drain_and_stop(rt, old)  # in-flight requests on the old group finish
             await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=True)
             log.info("%s/%s now serves %s", rt.endpoint, rt.name, spec.get("model"))
-        except Exception as e:
-            err = e if isinstance(e, FleetError) else FleetError(f"{type(e).__name__}: {e}")
-            text = err.message + (f"\n{err.detail}" if err.detail else "")
-            log.warning("rollout of %s/%s failed: %s", rt.endpoint, rt.name, text)
-            await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
         finally:
             rt.busy = None
             self.poke()

@@ -18,12 +18,17 @@ import orjson
 
 from ..backends.base import ReplicaGone
 from ..runtime import protocol as p
+from . import v2_routes
 from .routing import DeploymentRoute, EndpointRoute, Saturated
 
 log = logging.getLogger("modelfleet.gateway")
 
 _JSON = (b"content-type", b"application/json")
 _STATUS = {p.OK: 200, p.BAD_REQUEST: 400, p.MODEL_ERROR: 424}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was complete."""
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -58,15 +63,26 @@ class Gateway:
 
     @staticmethod
     async def _read_body(receive, limit: int) -> bytes | None:
-        """The whole body, or None once it grows past `limit`."""
+        """The whole body, or None once it grows past `limit`; ClientGone if the client leaves
+        before sending all of it (a partial body must never reach a model)."""
         msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone()
         body = msg.get("body", b"")
-        while msg.get("more_body"):
+        if not msg.get("more_body"):
+            return body if len(body) <= limit else None
+        parts, size = [body], len(body)
+        while True:
             msg = await receive()
-            body += msg.get("body", b"")
-            if len(body) > limit:
+            if msg["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = msg.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 return None
-        return body if len(body) <= limit else None
+            if not msg.get("more_body"):
+                return b"".join(parts)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -109,12 +125,14 @@ class Gateway:
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
                     continue
-                except TimeoutError:
+                except (TimeoutError, asyncio.CancelledError) as e:
                     # The replica is still working on it: its slot stays taken until the late
                     # answer arrives (or the replica dies), so a slow model is not overloaded.
                     slot_held = False
                     replica.conn.on_late(fut, lambda r=replica: (setattr(r, "inflight", r.inflight - 1),
                                                                   dep.release()))
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
                     return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms"
                 replica.inflight -= 1
                 return _STATUS.get(status, 502), payload, ""
@@ -151,7 +169,10 @@ class Gateway:
         if length is not None and length.isdigit() and int(length) > dep.max_body:
             return await self._error(send, 413, "payload_too_large",
                                      f"request body is larger than {dep.max_body} bytes", rid, v2)
-        body = await self._read_body(receive, dep.max_body)
+        try:
+            body = await self._read_body(receive, dep.max_body)
+        except ClientGone:
+            return
         if body is None:
             return await self._error(send, 413, "payload_too_large",
                                      f"request body is larger than {dep.max_body} bytes", rid, v2)
@@ -166,14 +187,12 @@ class Gateway:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
             return await self._error(send, status, code, message, rid, v2)
         if status == 200:
-            return await self._send(send, 200, payload, rid,
-                                    [(b"azureml-model-deployment", dep.name.encode())])
+            return await self._send(send, 200, payload, rid, dep.header)
         err = orjson.loads(payload)
         if v2:
             err = {"error": err["error"]["message"], "code": err["error"]["code"]}
         err["request_id"] = rid
-        await self._send(send, status, orjson.dumps(err), rid,
-                         [(b"azureml-model-deployment", dep.name.encode())])
+        await self._send(send, status, orjson.dumps(err), rid, dep.header)
 
     @staticmethod
     def _authorized(ep: EndpointRoute, value: bytes | None) -> bool:
@@ -208,5 +227,4 @@ class Gateway:
             if ep is None:
                 return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
             return await self.serve(scope, receive, send, ep, None, p.SCORE, rid, headers)
-        from . import v2_routes
         return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)

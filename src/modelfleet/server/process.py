@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..errors import FleetError, ServerUnavailable
+from ..errors import ServerUnavailable
 from ..workspace import Workspace
 
 
@@ -48,13 +48,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_our_server(pid: int, ws: Workspace) -> bool:
+    """The pid in server.json may have been reused by an unrelated process after a crash: only
+    the process holding this workspace's server.lock counts (so `stop` never signals a stranger)."""
+    lock = str((ws.run_dir / "server.lock").resolve())
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask (not Linux, or not ours to read): trust the pid
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{fd}") == lock:
+                return True
+    return False
+
+
 def read_info(ws: Workspace) -> ServerInfo | None:
     """The running server, or None (a file left by a killed server does not count)."""
     try:
         raw = orjson.loads(ws.server_file.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
-    if not _alive(raw.get("pid", -1)):
+    if not _alive(raw.get("pid", -1)) or not _is_our_server(raw["pid"], ws):
         return None
     return ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"])
 
@@ -87,6 +105,9 @@ def start(ws: Workspace, *, host: str = "127.0.0.1", port: int = 0, allow_open: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            info = read_info(ws)
+            if info is not None and healthy(info):  # another command started it a moment before us
+                return info, False
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise ServerUnavailable(f"server exited at start: {tail[0]} (log: {log_path})")
         info = read_info(ws)
@@ -126,4 +147,4 @@ def require(ws: Workspace) -> ServerInfo:
     return info
 
 
-__all__ = ["FleetError", "ServerInfo", "read_info", "start", "stop", "require", "healthy"]
+__all__ = ["ServerInfo", "read_info", "start", "stop", "require", "healthy"]

@@ -32,12 +32,17 @@ class DeploymentRoute:
     replicas: list[Replica] = field(default_factory=list)   # ready ones only; replaced whole
     inflight: int = 0
     waiters: deque = field(default_factory=deque)
+    header: list = field(init=False)   # the response header naming this deployment
+
+    def __post_init__(self) -> None:
+        self.header = [(b"azureml-model-deployment", self.name.encode())]
 
     def apply_settings(self, rs: dict) -> None:
         self.timeout_s = rs.get("request_timeout_ms", 5000) / 1000.0
         self.max_concurrent = rs.get("max_concurrent_requests_per_instance", 16)
         self.max_queue = rs.get("max_queue_size", 512)
         self.max_body = rs.get("max_body_bytes", 16 * 1024 * 1024)
+        self.wake()  # capacity may have grown
 
     def has_capacity(self) -> bool:
         return self.inflight < self.max_concurrent * len(self.replicas)
@@ -51,7 +56,9 @@ class DeploymentRoute:
         return best
 
     async def admit(self, deadline: float) -> None:
-        """Wait for a free slot (bounded queue); raises Saturated or TimeoutError."""
+        """Take a slot, waiting in the bounded queue if none is free; raises Saturated or
+        TimeoutError. A slot handed to a waiter is counted at hand-off (see `wake`), so nobody
+        can slip in between, and is given back if the waiter is gone by then."""
         if self.has_capacity() and not self.waiters:
             self.inflight += 1
             return
@@ -64,12 +71,13 @@ class DeploymentRoute:
         try:
             await fut
         except BaseException:
-            if fut in self.waiters:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release()  # handed a slot, then cancelled before using it
+            elif fut in self.waiters:
                 self.waiters.remove(fut)
             raise
         finally:
             timer.cancel()
-        self.inflight += 1
 
     def release(self) -> None:
         self.inflight -= 1
@@ -81,6 +89,7 @@ class DeploymentRoute:
         while free > 0 and self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():
+                self.inflight += 1
                 fut.set_result(None)
                 free -= 1
 

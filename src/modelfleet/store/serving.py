@@ -116,10 +116,8 @@ class ServingStore:
                 values = dict(spec=spec, spec_hash=h, failed_hash=None, updated_at=now)
                 if h != row.active_hash:
                     values["state"] = "Updating"
-                elif row.state == "Failed" and row.active_hash is not None:
+                else:  # back on (or still on) what serves: nothing to roll out, even mid-rollout
                     values.update(state="Succeeded", error=None, active_spec=spec)
-                else:
-                    values["active_spec"] = spec
                 conn.execute(deployments.update().where(where).values(**values))
                 if take_all_traffic:
                     conn.execute(endpoints.update().where(endpoints.c.name == endpoint)
@@ -158,7 +156,12 @@ class ServingStore:
                 conn.execute(deployments.update().where(where).values(
                     state="Succeeded", error=None, active_spec=row.spec, active_hash=spec_hash,
                     failed_hash=None, updated_at=utcnow()))
-            elif row.active_spec is not None and row.active_hash != spec_hash:
+            elif row.active_hash == spec_hash:
+                # Restoring what served before (after a restart) failed: say so, and keep retrying
+                # with backoff rather than marking the serving spec as failed for good.
+                conn.execute(deployments.update().where(where).values(
+                    state="Failed", error=error, updated_at=utcnow()))
+            elif row.active_spec is not None:
                 # Roll the desired state back to what still serves, so the store tells the truth.
                 conn.execute(deployments.update().where(where).values(
                     state="Failed", error=error, spec=row.active_spec, spec_hash=row.active_hash,
