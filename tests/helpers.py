@@ -63,3 +63,10 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def scoring_code(folder, source: str) -> dict:
+    """Write `source` as folder/score.py; the code_configuration that deploys it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "score.py").write_text(source)
+    return {"code": str(folder), "scoring_script": "score.py"}

@@ -11,7 +11,7 @@ import pytest
 from modelfleet.errors import DeploymentFailed
 from modelfleet.specs import DeploymentSpec, validate
 
-from .helpers import wait_until
+from .helpers import scoring_code, wait_until
 
 FLAKY_PY = '''
 import os, time
@@ -28,11 +28,8 @@ def run(raw):
 
 @pytest.fixture
 def flaky(fleet, models_dir, tmp_path):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "score.py").write_text(FLAKY_PY)
     fleet.models.register("iris", models_dir / "iris", "1")
-    return fleet, {"code": str(code), "scoring_script": "score.py"}
+    return fleet, scoring_code(tmp_path / "code", FLAKY_PY)
 
 
 def test_a_failed_restore_is_retried_until_it_serves(flaky, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from modelfleet.errors import Conflict, InvalidInput
 
 from .conftest import IRIS_ROWS
+from .helpers import scoring_code
 
 WHO_PY = '''
 import json, os, time
@@ -38,16 +39,13 @@ def run(raw_data):
 
 @pytest.fixture
 def who(fleet, models_dir, tmp_path):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "score.py").write_text(WHO_PY)
+    code = scoring_code(tmp_path / "code", WHO_PY)
     fleet.models.register("iris", models_dir / "iris", "1")
 
     def deploy(endpoint, name, **kw):
         env = {"WHO": name, **kw.pop("env", {})}
-        return fleet.online_deployments.create(
-            name, endpoint, "iris:1", code_configuration={"code": str(code), "scoring_script": "score.py"},
-            environment_variables=env, **kw)
+        return fleet.online_deployments.create(name, endpoint, "iris:1", code_configuration=code,
+                                               environment_variables=env, **kw)
     return fleet, deploy
 
 

@@ -86,9 +86,14 @@ def show(ctx: Ctx, name, version, label):
     ctx.emit(ctx.fleet.models.get(name, version, label))
 
 
+def _name_version(fn):
+    """--name and --version, both required: the commands that act on one exact version."""
+    fn = click.option("--version", "-v", required=True)(fn)
+    return click.option("--name", "-n", required=True)(fn)
+
+
 @command(model, "update", help="Change the description or tags of a version.")
-@click.option("--name", "-n", required=True)
-@click.option("--version", "-v", required=True)
+@_name_version
 @click.option("--description", "-d", default=None)
 @click.option("--tag", multiple=True, help="key=value to set (repeatable).")
 @click.option("--remove-tag", multiple=True, help="key to remove (repeatable).")
@@ -98,22 +103,19 @@ def update(ctx: Ctx, name, version, description, tag, remove_tag):
 
 
 @command(model, "archive", help="Hide a version from list and @latest (still usable by explicit version).")
-@click.option("--name", "-n", required=True)
-@click.option("--version", "-v", required=True)
+@_name_version
 def archive(ctx: Ctx, name, version):
     ctx.emit(ctx.fleet.models.archive(name, version))
 
 
 @command(model, "restore", help="Undo archive.")
-@click.option("--name", "-n", required=True)
-@click.option("--version", "-v", required=True)
+@_name_version
 def restore(ctx: Ctx, name, version):
     ctx.emit(ctx.fleet.models.restore(name, version))
 
 
 @command(model, "label", help="Point a label (e.g. champion) at a version.")
-@click.option("--name", "-n", required=True)
-@click.option("--version", "-v", required=True)
+@_name_version
 @click.option("--label", "-l", required=True)
 def label(ctx: Ctx, name, version, label):
     ctx.emit(ctx.fleet.models.label(name, version, label))
@@ -130,8 +132,7 @@ def download(ctx: Ctx, name, version, label, download_path):
 
 
 @command(model, "delete", help="Delete a version (refused while a deployment uses it).")
-@click.option("--name", "-n", required=True)
-@click.option("--version", "-v", required=True)
+@_name_version
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(ctx: Ctx, name, version, yes):
     if not yes and sys.stdin.isatty():
