@@ -64,7 +64,8 @@ def _blas() -> list[dict]:
 
 def _git(*args: str) -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+        r = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
     return ""
 
 
@@ -105,14 +106,6 @@ def tree(pid: int) -> list[psutil.Process]:
         return [p] + p.children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-
-
-def rss_mb(pids) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += psutil.Process(pid).memory_info().rss
-    return round(total / 2**20, 1)
 
 
 def stop_pids(pids: list[int], grace_s: float = 10.0) -> None:
@@ -183,8 +176,8 @@ class Service:
         self._log.close()
 
 
-def run_python(venv_python: str, code: str, timeout: float = 300, env: dict | None = None) -> str:
-    r = subprocess.run([venv_python, "-c", code], capture_output=True, text=True, timeout=timeout,
+def run_python(python: str, code: str, timeout: float = 300, env: dict | None = None) -> str:
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
                        env=env or clean_env())
     if r.returncode != 0:
         raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1] if (r.stderr or r.stdout) else "failed")
@@ -219,12 +212,12 @@ def ensure_venv(name: str, packages: list[str], timeout: float) -> tuple[Path | 
     return py, ""
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], system_only: bool = False) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             ct = psutil.Process(pid).cpu_times()
-            total += ct.user + ct.system
+            total += ct.system if system_only else ct.user + ct.system
     return total
 
 
@@ -237,6 +230,7 @@ class CpuWatch:
         self.groups = groups or {}
         self.start = self._sample()
         self.group_start = {k: cpu_seconds(v) for k, v in self.groups.items()}
+        self.group_sys_start = {k: cpu_seconds(v, True) for k, v in self.groups.items()}
 
     def _sample(self) -> tuple[float, float]:
         import resource
@@ -249,9 +243,14 @@ class CpuWatch:
         return busy, ours
 
     def per_request_us(self, requests: int) -> dict:
-        """CPU microseconds per request spent in each group of processes (e.g. gateway, replicas)."""
-        return {k: round(1e6 * (cpu_seconds(v) - self.group_start[k]) / max(1, requests), 1)
-                for k, v in self.groups.items()}
+        """CPU microseconds per request spent in each group of processes (e.g. gateway, replicas),
+        and as `<group>_sys` the part of it spent in the kernel (sockets, wake-ups)."""
+        n = max(1, requests)
+        out = {}
+        for k, v in self.groups.items():
+            out[k] = round(1e6 * (cpu_seconds(v) - self.group_start[k]) / n, 1)
+            out[f"{k}_sys"] = round(1e6 * (cpu_seconds(v, True) - self.group_sys_start[k]) / n, 1)
+        return out
 
     def foreign_pct(self, seconds: float) -> float:
         busy, ours = self._sample()
@@ -304,7 +303,7 @@ def wrk_script(targets: list[tuple[str, bytes, dict]]) -> str:
     for path, body, headers in targets:
         hdrs = ", ".join(f"[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in headers.items())
         reqs.append(f'wrk.format("POST", {_lua_str(path)}, {{{hdrs}}}, {_lua_str(body.decode())})')
-    # each wrk thread and connection walks the list from a different start, so the mix is even
+    # one cursor per wrk thread, shared by its connections: requests cycle evenly over the targets
     return ("local reqs = {}\nlocal i = 0\n"
             "init = function(args)\n  reqs = {" + ", ".join(reqs) + "}\n  i = math.random(#reqs)\nend\n"
             "request = function()\n  i = i % #reqs + 1\n  return reqs[i]\nend\n" + _WRK_DONE)

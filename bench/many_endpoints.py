@@ -123,11 +123,13 @@ def report(res: dict, args) -> str:
         b = base[r["connections"]]
         rows.append({**r, "rps_ratio": round(r["rps"] / b["rps"], 2) if b["rps"] else None,
                      "p50_added": r["p50_ms"] - b["p50_ms"],
-                     "gw_us": r["cpu_us_per_request"].get("gateway"), "rep_us": r["cpu_us_per_request"].get("replicas")})
+                     **{k: r["cpu_us_per_request"].get(k)
+                        for k in ("gateway", "gateway_sys", "replicas", "replicas_sys")}})
     table = c.table(rows, [("case", "case"), ("connections", "conns"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
                            ("p99_ms", "p99 ms"), ("errors", "errors"), ("rps_ratio", "req/s vs 1 endpoint"),
-                           ("p50_added", "p50 added ms"), ("gw_us", "gateway CPU µs/req"),
-                           ("rep_us", "replicas CPU µs/req"), ("foreign_cpu_pct", "other work % CPU")])
+                           ("p50_added", "p50 added ms"), ("gateway", "gateway CPU µs/req"),
+                           ("gateway_sys", "of which kernel"), ("replicas", "replicas CPU µs/req"),
+                           ("replicas_sys", "of which kernel"), ("foreign_cpu_pct", "other work % CPU")])
     return (f"# Many endpoints\n\n{m['nproc']} cores, {m['cpu_model']}, Python {m['python']}; load: "
             f"{m['load_generator']}, {args.duration:.0f} s per run. {res['endpoints']} endpoints started in "
             f"{res['deploy_s']:.1f} s. Memory of the server, zygote and all {res['endpoints']} replicas: "
@@ -142,7 +144,8 @@ def report(res: dict, args) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     removed = c.scrub_blas_overrides()
-    res = {"machine": c.machine(removed), "endpoints": args.endpoints, "runs": []}
+    res = {"machine": c.machine(removed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "endpoints": args.endpoints, "runs": []}
     names = [f"ep-{i:02d}" for i in range(args.endpoints)]
     res["routing"] = routing_lookup()
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-many-") as tmp:

@@ -179,7 +179,7 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     removed = c.scrub_blas_overrides()
-    res = {"machine": c.machine(removed), "repeat": args.repeat}
+    res = {"machine": c.machine(removed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeat": args.repeat}
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-registry-") as tmp:
         work = Path(tmp)
         for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
