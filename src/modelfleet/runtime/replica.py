@@ -149,6 +149,11 @@ def run(cfg: dict) -> None:
         replica.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass
+    # The server has let go of us: skip interpreter teardown (a fraction of a second with the
+    # ML stack loaded), which only delays a rollout's stop of the old replicas.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ class Gateway:
 
     @staticmethod
     async def _send(send, status: int, body: bytes, rid: str, extra: list | None = None) -> None:
-        headers = [_JSON, (b"x-request-id", rid.encode())]
+        # An explicit length spares the client chunked decoding.
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid.encode())]
         if extra:
             headers += extra
         await send({"type": "http.response.start", "status": status, "headers": headers})

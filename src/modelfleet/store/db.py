@@ -9,6 +9,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -20,8 +21,13 @@ def utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _json_dumps(value) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                              json_serializer=_json_dumps, json_deserializer=orjson.loads)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -81,6 +87,12 @@ class Database:
         return reason
 
     def migrate(self) -> None:
+        # Most opens find the schema current: check that without taking the write lock.
+        with self.read() as conn:
+            if sa.inspect(conn).has_table(migrations_table.name):
+                done = {r.name for r in conn.execute(sa.select(migrations_table.c.name))}
+                if all(name in done for name, _ in MIGRATIONS):
+                    return
         with self.write() as conn:
             migrations_table.create(conn, checkfirst=True)
             done = {r.name for r in conn.execute(sa.select(migrations_table.c.name))}
