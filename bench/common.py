@@ -506,5 +506,13 @@ def write_result(name: str, data: dict, markdown: str | None = None) -> Path:
     return path
 
 
+def publish(name: str, data: dict, markdown: str) -> Path:
+    """Write the JSON and Markdown results, print the table and where it went."""
+    path = write_result(name, data, markdown)
+    print("\n" + markdown)
+    print(f"wrote {path} and {name}.md")
+    return path
+
+
 def median_of(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")

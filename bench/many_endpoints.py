@@ -177,9 +177,7 @@ def main(argv=None) -> int:
             c.stop_pids(pids, 5.0)   # replicas die with the server; this only makes sure
             fleet.close()
     md = report(res, args)
-    path = c.write_result("many_endpoints", res, md)
-    print("\n" + md)
-    print(f"wrote {path} and many_endpoints.md")
+    c.publish("many_endpoints", res, md)
     return 0
 
 

@@ -201,9 +201,7 @@ def main(argv=None) -> int:
         res["sdk"] = sdk_timings(args)
         res["cli"] = cli_timings(args)
     md = report(res)
-    path = c.write_result("registry", res, md)
-    print("\n" + md)
-    print(f"wrote {path} and registry.md")
+    c.publish("registry", res, md)
     return 0
 
 

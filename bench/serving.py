@@ -524,9 +524,8 @@ def main(argv=None) -> int:
     result["targets"] = targets(result["systems"], args.connections, args.batch_connections)
     result["total_s"] = round(time.monotonic() - started, 1)
     md = report(result, args)
-    path = c.write_result("serving", result, md)
-    print("\n" + md)
-    print(f"wrote {path} and serving.md in {result['total_s']:.0f} s")
+    c.publish("serving", result, md)
+    print(f"in {result['total_s']:.0f} s")
     return 0
 
 
