@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SpecError
+from .errors import InvalidInput, SpecError
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version
 
 
@@ -45,11 +45,20 @@ def _mapping(v) -> dict:
     return v
 
 
-def _name(v: str) -> str:
-    try:
-        return check_name(v)
-    except Exception:
-        raise ValueError(f"must be {NAME_RULE}") from None
+def _by_rule(check, rule: str):
+    """A names.py check as a pydantic validator: the rule, stated once, as the field's error."""
+    def validate(v):
+        try:
+            return check(v)
+        except InvalidInput:
+            raise ValueError(f"must be {rule}") from None
+    return validate
+
+
+_check_name = _by_rule(check_name, NAME_RULE)
+_check_version = _by_rule(check_version, NAME_RULE)
+# Azure's rule for deployment names is the endpoint rule.
+_check_endpoint_name = _by_rule(check_endpoint_name, ENDPOINT_RULE)
 
 
 class ModelSpec(Spec):
@@ -61,17 +70,12 @@ class ModelSpec(Spec):
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _name(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v):
-        if v is None:
-            return None
-        try:
-            return check_version(str(v))
-        except Exception:
-            raise ValueError(f"must be {NAME_RULE}") from None
+        return None if v is None else _check_version(str(v))
 
     @field_validator("type")
     @classmethod
@@ -183,12 +187,12 @@ class DeploymentSpec(DeploymentSettings):
     model: str | InlineModel
     code_configuration: CodeConfiguration | None = None
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _dep_name(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
 
     @field_validator("endpoint_name")
     @classmethod
     def _endpoint(cls, v):
-        return None if v is None else _endpoint_name(v)
+        return None if v is None else _check_endpoint_name(v)
 
     @field_validator("model")
     @classmethod
@@ -202,16 +206,6 @@ class DeploymentSpec(DeploymentSettings):
 
 
 
-def _endpoint_name(v: str) -> str:
-    try:
-        return check_endpoint_name(v)
-    except Exception:
-        raise ValueError(f"must be {ENDPOINT_RULE}") from None
-
-
-def _dep_name(v: str) -> str:
-    # Azure's deployment rule matches the endpoint rule.
-    return _endpoint_name(v)
 
 
 class EndpointSpec(Spec):
@@ -224,7 +218,7 @@ class EndpointSpec(Spec):
     traffic: dict[str, int] | None = None
     mirror_traffic: dict[str, int] | None = None
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _endpoint_name(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
 
     @field_validator("auth_mode", mode="before")
     @classmethod
