@@ -14,11 +14,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from .model_types import MODEL_TYPES
 from .names import ModelRef, check_name, check_version
 from .store import ArtifactStore, Database, utcnow
 from .store.schema import deployments, model_labels, models
 
-MODEL_TYPES = ("custom", "sklearn", "onnx", "mlflow")
 _INT = re.compile(r"^[0-9]+$")
 
 

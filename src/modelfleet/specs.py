@@ -7,11 +7,13 @@ error naming its path, so typos do not pass silently.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput, SpecError
+from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version
 
 
@@ -81,9 +83,9 @@ class ModelSpec(Spec):
     @classmethod
     def _type(cls, v):
         # Azure's own type names map onto ours; custom/triton models are detected from their files.
-        v = {"custom_model": None, "triton_model": None, "mlflow_model": "mlflow"}.get(v, v)
-        if v not in (None, "custom", "sklearn", "onnx", "mlflow"):
-            raise ValueError("must be one of custom, sklearn, onnx, mlflow (or custom_model, mlflow_model)")
+        v = AZURE_MODEL_TYPES.get(v, v)
+        if v is not None and v not in MODEL_TYPES:
+            raise ValueError(f"must be one of {', '.join(MODEL_TYPES)} (or {', '.join(AZURE_MODEL_TYPES)})")
         return v
 
     @field_validator("tags", mode="before")
@@ -133,7 +135,6 @@ _QUANTITY = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 102
 
 def memory_bytes(value: str | int) -> int:
     """A Kubernetes memory quantity ("300Mi", "1Gi", "512M", or bytes) in bytes."""
-    import re
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?)?\s*", str(value))
     if not m:
         raise ValueError(f"{value!r} is not a memory quantity such as 512Mi or 1Gi")
@@ -158,6 +159,10 @@ class Resources(Spec):
     """Azure's Kubernetes-style `resources`; `limits.memory` caps each replica's resident memory."""
     AZURE_ONLY = frozenset({"requests"})
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return memory_bytes(self.limits.memory) if self.limits.memory else None
 
 
 class DeploymentSettings(Spec):
@@ -206,6 +211,43 @@ class DeploymentSpec(DeploymentSettings):
 
 
 
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CodeRef(Spec):
+    """A code snapshot already in the store: names inside it only, never a path out of it."""
+    sha256: str
+    root: str
+    scoring_script: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        if not _SHA256.match(v):
+            raise ValueError("must be 64 lowercase hex digits")
+        return v
+
+    @field_validator("root", "scoring_script")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        parts = v.replace("\\", "/").split("/")
+        if not v or "\0" in v or v.startswith("/") or any(x in ("", ".", "..") for x in parts):
+            raise ValueError("must be a relative path inside the code snapshot (no '..', '.', '/' at the start)")
+        return v
+
+
+class DeploymentBody(DeploymentSettings):
+    """The control API's deployment body: settings, a model reference and a stored code snapshot."""
+    model: str
+    code: CodeRef | None = None
+
+
+class DeploymentRecord(DeploymentBody):
+    """A deployment's desired state as the store keeps it: the model resolved to name:version."""
+    model_type: str
+    model_sha256: str
 
 
 class EndpointSpec(Spec):

@@ -1,14 +1,28 @@
-"""What every backend provides: start a replica for a deployment, stop it."""
+"""The replica boundary: what the controller and the gateway know about a replica, and nothing more.
+
+A backend (local processes, a Ray cluster, a test fake) starts replicas and hands back
+`ReplicaHandle`s. Everything else (sockets, pids, /proc, wire frames, actor handles) stays
+inside the backend:
+
+    controller --start(ReplicaSpec)--> Backend --> ReplicaHandle <--send(model, kind, body)-- gateway
+                 ready / probe / memory / wait_closed / stop
+
+Exceptions raised across the boundary:
+
+    ReplicaGone    the replica is gone (its process exited, its connection closed); in-flight
+                   requests fail with it and may be retried elsewhere
+    InitFailed     the replica never became ready (init() raised, or it exited first)
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ..runtime import protocol as p
+from ..specs import Batching
 
 
 class ReplicaGone(Exception):
@@ -16,118 +30,118 @@ class ReplicaGone(Exception):
 
 
 class InitFailed(Exception):
-    """init() raised, or the replica exited before it became ready."""
+    """The replica did not become ready: `str(e)` is one line, `detail` the traceback or log tail."""
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail
 
 
-@dataclass
+class RequestKind(IntEnum):
+    SCORE = 1      # the HTTP body as received
+    V2_INFER = 3   # an Open Inference Protocol v2 body (JSON header, then binary tensors if any)
+
+
+class ReplyStatus(IntEnum):
+    OK = 0            # payload: the JSON answer
+    MODEL_ERROR = 1   # the model (or score.py) raised; payload: JSON error
+    BAD_REQUEST = 2   # the body could not be turned into model input; payload: JSON error
+
+
+Reply = tuple[int, bytes]   # (ReplyStatus, payload)
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
+    """Everything a backend needs to start one replica, validated and with its defaults applied."""
     endpoint: str
     deployment: str
     replica_id: str
+    model_key: str                 # what `send` names; a replica may later hold several models
     model_type: str
     model_dir: Path
     scoring_script: Path | None
     env: dict[str, str]
-    max_batch_size: int
-    max_batch_wait_ms: float
+    batching: Batching
     log_path: Path
 
 
-class ReplicaConnection(asyncio.Protocol):
-    """Many requests in flight over one replica socket, matched to their answers by id."""
-
-    def __init__(self):
-        self.loop = asyncio.get_running_loop()
-        self.pending: dict[int, asyncio.Future] = {}
-        self.ready: asyncio.Future = self.loop.create_future()
-        self.closed: asyncio.Future = self.loop.create_future()
-        self.transport = None
-        self._late: dict[asyncio.Future, object] = {}   # timed-out requests still running
-        self._buf = bytearray()
-        self._next_id = 0
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        for rid, kind, payload in p.split_frames(self._buf):
-            if kind in (p.READY, p.INIT_FAILED):
-                if not self.ready.done():
-                    self.ready.set_result((kind, payload))
-                continue
-            fut = self.pending.pop(rid, None)
-            if fut is None:
-                continue
-            if not fut.done():
-                fut.set_result((kind, payload))
-            elif fut in self._late:
-                self._late.pop(fut)()
-
-    def connection_lost(self, exc) -> None:
-        gone = ReplicaGone("replica connection closed")
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(gone)
-        self.pending.clear()
-        for callback in self._late.values():
-            callback()
-        self._late.clear()
-        if not self.ready.done():
-            self.ready.set_exception(InitFailed("replica exited before it became ready"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def send(self, kind: int, payload: bytes = b"") -> asyncio.Future:
-        if self.closed.done():
-            raise ReplicaGone("replica connection closed")
-        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        fut = self.loop.create_future()
-        self.pending[self._next_id] = fut
-        self.transport.write(p.frame(self._next_id, kind, payload))
-        return fut
-
-    def on_late(self, fut: asyncio.Future, callback) -> None:
-        """Call `callback` when the answer to a request that already timed out arrives."""
-        self._late[fut] = callback
-
-    def forget(self, fut: asyncio.Future) -> None:
-        for rid, f in list(self.pending.items()):
-            if f is fut:
-                del self.pending[rid]
-                return
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-@dataclass(eq=False)
-class Replica:
-    spec: ReplicaSpec
-    conn: ReplicaConnection
-    pid: int | None = None
-    state: str = "starting"        # starting -> ready -> draining -> stopped | failed
-    inflight: int = 0
-    started_at: float = field(default_factory=time.time)
-    handle: object = None          # backend-private (a Popen, an actor handle)
+@runtime_checkable
+class ReplicaHandle(Protocol):
+    """One running replica, as the control plane and data plane see it."""
+    id: str
+    models: frozenset[str]   # model keys it holds
+    info: dict               # what it reported when ready (pid, model metadata)
 
     @property
-    def id(self) -> str:
-        return self.spec.replica_id
+    def inflight(self) -> int:
+        """Requests sent and not answered yet (including ones whose caller gave up waiting)."""
 
-    def to_dict(self) -> dict:
-        return {"id": self.id, "pid": self.pid, "state": self.state, "inflight": self.inflight,
-                "started_at": self.started_at, "log": str(self.spec.log_path)}
+    @property
+    def closed(self) -> bool: ...
+
+    async def ready(self) -> None:
+        """Wait until the model is loaded; raises InitFailed."""
+
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+        """Send one request; the future resolves to a Reply, or fails with ReplicaGone. The
+        caller may stop waiting on it: the handle keeps counting it in `inflight` until the
+        replica answers. `header_length` is a V2 request's JSON header length (0: all JSON)."""
+
+    async def probe(self, timeout: float) -> bool:
+        """Liveness: True when the replica answered within `timeout`; raises ReplicaGone."""
+
+    def memory_bytes(self) -> int | None:
+        """Resident memory now, if the backend can tell."""
+
+    async def wait_closed(self) -> int | None:
+        """Wait until the replica is gone; its exit code, if known."""
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Let it finish, then terminate it; idempotent."""
+
+    def note(self, message: str) -> None:
+        """Write a supervisor event where the replica's own log is, so get-logs shows why."""
+
+    def log_tail(self, lines: int) -> str:
+        """The last lines of the replica's own log."""
+
+    def describe(self) -> dict:
+        """Where it runs, for `show` (pid, node, log)."""
 
 
 class Backend(Protocol):
     name: str
 
-    async def start(self, spec: ReplicaSpec) -> Replica:
-        """Launch the replica; it is usable once `replica.conn.ready` resolves to READY."""
+    async def warm(self) -> None:
+        """Prepare ahead of the first replica (a warm parent, a cluster connection); best effort."""
 
-    async def stop(self, replica: Replica, grace_s: float = 5.0) -> None:
-        """Close its connection, then terminate the process; idempotent."""
+    async def start(self, spec: ReplicaSpec) -> ReplicaHandle:
+        """Launch a replica; usable once `handle.ready()` returns."""
 
-    def exit_code(self, replica: Replica) -> int | None: ...
+    async def shutdown(self) -> None:
+        """Release what `warm` and `start` acquired; called after every replica is stopped."""
+
+
+@dataclass
+class Pending:
+    """Requests in flight on one replica, matched to their answers by id."""
+    futures: dict[int, asyncio.Future] = field(default_factory=dict)
+    next_id: int = 0
+
+    def add(self, fut: asyncio.Future) -> int:
+        self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+        self.futures[self.next_id] = fut
+        return self.next_id
+
+    def resolve(self, req_id: int, reply: Reply) -> None:
+        fut = self.futures.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    def fail_all(self, exc: Exception) -> None:
+        for fut in self.futures.values():
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: nobody may be waiting on a request that timed out
+        self.futures.clear()

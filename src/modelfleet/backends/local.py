@@ -1,15 +1,16 @@
 """Local compute: each replica is an OS process on this machine, connected by a socketpair.
 
-Replicas are forked from a warm zygote (see runtime/zygote.py) and start in milliseconds. A
+Replicas are forked from a warm zygote (see backends/zygote.py) and start in milliseconds. A
 deployment whose environment changes how native libraries initialise (thread counts, library
 paths) gets a fresh interpreter instead, since those settings only take effect at import.
+The socketpair carries length-prefixed frames (runtime/protocol.py): many requests in flight at
+once, matched by id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -20,99 +21,180 @@ from pathlib import Path
 
 import orjson
 
-from .base import Replica, ReplicaConnection, ReplicaSpec
+from ..fsutil import tail_lines
+from ..runtime import protocol as p
+from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .zygote import SINGLE_THREAD, Zygote
 
 log = logging.getLogger("modelfleet.backends.local")
 
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
-# One BLAS thread per replica: replicas are the unit of parallelism, and a forked process must
-# not inherit a thread pool.
-SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                 "PYTHONUNBUFFERED": "1"}
 
 
-class Zygote:
-    """The server's handle on the warm parent process."""
+class LocalReplica(asyncio.Protocol):
+    """A ReplicaHandle over one replica process and its socket."""
 
-    def __init__(self, log_path: Path):
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.sock: socket.socket | None = None
-        self.exit_codes: dict[int, int] = {}
-        self._pending: dict[int, asyncio.Future] = {}
-        self._ids = itertools.count(1)
-        self._reader: asyncio.Task | None = None
-        self._lock = asyncio.Lock()
+    def __init__(self, backend: LocalBackend, spec: ReplicaSpec):
+        self.backend = backend
+        self.spec = spec
+        self.id = spec.replica_id
+        self.models = frozenset({spec.model_key})
+        self.info: dict = {}
+        self.pid: int | None = None
+        self.popen: subprocess.Popen | None = None   # set for a fresh interpreter, not a fork
+        self.loop = asyncio.get_running_loop()
+        self._requests = Pending()
+        self._probes: dict[int, asyncio.Future] = {}
+        self._ready: asyncio.Future = self.loop.create_future()
+        self._closed: asyncio.Future = self.loop.create_future()
+        self._transport = None
+        self._buf = bytearray()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        for rid, kind, payload in p.split_frames(self._buf):
+            if kind == p.PONG:
+                fut = self._probes.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(True)
+            elif kind in (p.READY, p.INIT_FAILED):
+                if not self._ready.done():
+                    self._ready.set_result((kind, payload))
+            else:
+                self._requests.resolve(rid, (kind, payload))
+
+    def connection_lost(self, exc) -> None:
+        gone = ReplicaGone("replica connection closed")
+        self._requests.fail_all(gone)
+        for fut in self._probes.values():
+            if not fut.done():
+                fut.set_exception(gone)
+        self._probes.clear()
+        if not self._ready.done():
+            self._ready.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    # -- ReplicaHandle -----------------------------------------------------------------------
 
     @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and self._reader is not None \
-            and not self._reader.done()
+    def inflight(self) -> int:
+        return len(self._requests.futures)
 
-    async def ensure(self) -> None:
-        async with self._lock:
-            if self.alive:
-                return
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            env = {**os.environ, **SINGLE_THREAD, "FLEET_ZYGOTE_FD": str(theirs.fileno())}
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "ab") as log:
-                # Spawned from the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
-                self.proc = subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.zygote"],
-                                             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT)
-            theirs.close()
-            ours.setblocking(False)
-            self.sock = ours
-            loop = asyncio.get_running_loop()
-            try:
-                first = await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), 120)
-                if not first:
-                    raise RuntimeError(f"the replica zygote exited at start (log: {self.log_path})")
-            except BaseException:
-                self.stop()
-                raise
-            self._reader = asyncio.create_task(self._read())
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
 
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+        if self._closed.done():
+            raise ReplicaGone("replica connection closed")
+        fut = self.loop.create_future()
+        rid = self._requests.add(fut)
+        if kind == RequestKind.V2_INFER:  # the replica splits JSON header and binary tensors
+            self._transport.write(p.frame(rid, kind, header_length.to_bytes(4, "big") + body))
+        else:
+            self._transport.write(p.frame(rid, kind, body))
+        return fut
+
+    async def ready(self) -> None:
+        answer = await self._ready
+        if answer is None:
+            await asyncio.sleep(0.1)  # let its last words reach the log
+            code = await self._exit_code()
+            raise InitFailed(f"exited before it became ready (exit code {code})", detail=self.log_tail(20))
+        kind, payload = answer
+        if kind == p.INIT_FAILED:
+            tb = payload.decode("utf-8", "replace").strip()
+            raise InitFailed(f"failed to start: {tb.splitlines()[-1] if tb else 'init failed'}", detail=tb)
+        self.info = orjson.loads(payload)
+        self.pid = self.pid or self.info.get("pid")
+
+    async def probe(self, timeout: float) -> bool:
+        if self._closed.done():
+            raise ReplicaGone("replica connection closed")
+        fut = self.loop.create_future()
+        self._requests.next_id = (self._requests.next_id + 1) & 0xFFFFFFFF
+        rid = self._requests.next_id
+        self._probes[rid] = fut
+        self._transport.write(p.frame(rid, p.PING))
         try:
-            while True:
-                msg = await loop.sock_recv(self.sock, 1 << 16)
-                if not msg:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            self._probes.pop(rid, None)
+            return False
+
+    def memory_bytes(self) -> int | None:
+        try:
+            with open(f"/proc/{self.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError, TypeError):
+            return None
+
+    async def wait_closed(self) -> int | None:
+        await self._closed
+        return await self._exit_code()
+
+    async def _exit_code(self) -> int | None:
+        for _ in range(50):  # the exit code arrives a moment after the socket closes
+            code = self._poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.02)
+        return None
+
+    def _poll(self) -> int | None:
+        if self.popen is not None:
+            return self.popen.poll()
+        return self.backend.zygote.exit_codes.get(self.pid)
+
+    def _running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        if self.pid is None or self.pid in self.backend.zygote.exit_codes:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return self.backend.zygote.alive
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
+        if self._transport is not None:
+            self._transport.close()
+        deadline = self.loop.time() + grace_s
+        signalled = False
+        while self._running() and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            if not signalled and self.loop.time() > deadline - grace_s / 2:
+                signalled = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGTERM)
+        if self._running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            for _ in range(100):
+                if not self._running():
                     break
-                event = orjson.loads(msg)
-                if "exited" in event:
-                    self.exit_codes[event["exited"]] = event["code"]
-                elif "id" in event:
-                    self.exit_codes.pop(event["pid"], None)  # a reused pid is a new process
-                    fut = self._pending.pop(event["id"], None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(event["pid"])
-        finally:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(RuntimeError("the replica zygote exited"))
-            self._pending.clear()
+                await asyncio.sleep(0.01)
+        if self.popen is not None:
+            with contextlib.suppress(Exception):
+                self.popen.wait(timeout=1)
 
-    async def spawn(self, cfg: dict, fd: int) -> int:
-        await self.ensure()
-        req_id = next(self._ids)
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = fut
-        try:
-            socket.send_fds(self.sock, [orjson.dumps({**cfg, "id": req_id})], [fd])
-        except OSError:
-            self._pending.pop(req_id, None)
-            raise
-        return await asyncio.wait_for(fut, 30)
+    def note(self, message: str) -> None:
+        with contextlib.suppress(OSError), open(self.spec.log_path, "a") as f:
+            f.write(f"\n[modelfleet] {message}\n")
 
-    def stop(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def describe(self) -> dict:
+        return {"pid": self.pid, "log": str(self.spec.log_path)}
+
+    def log_tail(self, lines: int) -> str:
+        return "\n".join(tail_lines(self.spec.log_path, lines))
 
 
 class LocalBackend:
@@ -131,18 +213,18 @@ class LocalBackend:
         return os.environ.get("FLEET_COLD_START") == "1" or any(
             k.startswith(COLD_ENV_PREFIXES) for k in spec.env)
 
-    async def start(self, spec: ReplicaSpec) -> Replica:
+    async def start(self, spec: ReplicaSpec) -> LocalReplica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cfg = {"endpoint": spec.endpoint, "deployment": spec.deployment, "replica_id": spec.replica_id,
                "model_type": spec.model_type, "model_dir": str(spec.model_dir),
                "scoring_script": str(spec.scoring_script) if spec.scoring_script else None,
-               "max_batch_size": spec.max_batch_size, "max_batch_wait_ms": spec.max_batch_wait_ms}
+               "max_batch_size": spec.batching.max_batch_size,
+               "max_batch_wait_ms": spec.batching.max_batch_wait_ms}
         cwd = str(spec.scoring_script.parent) if spec.scoring_script else None
         env = {**os.environ, **SINGLE_THREAD, **spec.env}
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            handle = None
-            pid = None
+            pid = popen = None
             if not self._cold(spec):
                 try:
                     pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
@@ -150,64 +232,27 @@ class LocalBackend:
                 except OSError as e:  # e.g. an environment too large for one message
                     log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
             if pid is None:
-                handle = self._popen(cfg, env, cwd, theirs, spec.log_path)
-                pid = handle.pid
+                popen = self._popen(cfg, env, cwd, theirs, spec.log_path)
+                pid = popen.pid
             ours.setblocking(False)
-            _, conn = await asyncio.get_running_loop().connect_accepted_socket(ReplicaConnection, ours)
+            _, replica = await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: LocalReplica(self, spec), ours)
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
-        return Replica(spec=spec, conn=conn, pid=pid, handle=handle)
+        replica.pid, replica.popen = pid, popen
+        return replica
 
     @staticmethod
     def _popen(cfg: dict, env: dict, cwd: str | None, theirs: socket.socket, log_path: Path) -> subprocess.Popen:
         env = {**env, "FLEET_REPLICA": orjson.dumps({**cfg, "fd": theirs.fileno()}).decode()}
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as log_file:
             # From the event-loop (main) thread: PR_SET_PDEATHSIG follows the spawning thread.
             return subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.replica"],
                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+                                    stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd)
 
-    def exit_code(self, replica: Replica) -> int | None:
-        if replica.handle is not None:
-            return replica.handle.poll()
-        return self.zygote.exit_codes.get(replica.pid)
-
-    def _running(self, replica: Replica) -> bool:
-        if replica.handle is not None:
-            return replica.handle.poll() is None
-        if replica.pid in self.zygote.exit_codes:
-            return False
-        try:
-            os.kill(replica.pid, 0)
-        except ProcessLookupError:
-            return False
-        return self.zygote.alive
-
-    async def stop(self, replica: Replica, grace_s: float = 5.0) -> None:
-        """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
-        replica.conn.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        signalled = False
-        while self._running(replica) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-            if not signalled and loop.time() > deadline - grace_s / 2:
-                signalled = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(replica.pid, signal.SIGTERM)
-        if self._running(replica):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(replica.pid, signal.SIGKILL)
-            for _ in range(100):
-                if not self._running(replica):
-                    break
-                await asyncio.sleep(0.01)
-        if replica.handle is not None:
-            with contextlib.suppress(Exception):
-                replica.handle.wait(timeout=1)
-
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         self.zygote.stop()

@@ -44,8 +44,9 @@ class Replica:
     def __init__(self, cfg: dict, sock: socket.socket):
         self.cfg = cfg
         self.sock = sock
-        self.max_batch = int(cfg.get("max_batch_size", 1))
-        self.wait_s = float(cfg.get("max_batch_wait_ms", 0)) / 1000.0
+        # Every setting arrives with its default applied (specs.py is where defaults live).
+        self.max_batch = int(cfg["max_batch_size"])
+        self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
         self.scorer = None
 

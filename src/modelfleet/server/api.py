@@ -11,7 +11,6 @@ import hmac
 import ipaddress
 import logging
 import math
-import re
 import socket
 import uuid
 from pathlib import Path
@@ -19,11 +18,11 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from .. import __version__, traffic as traffic_rules
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
-from ..specs import DeploymentSettings, format_loc
+from ..specs import DeploymentBody, format_loc
 from ..names import check_endpoint_name
 from ..store.serving import new_key
 from ..fsutil import tail_lines
@@ -59,36 +58,6 @@ class TrafficBody(BaseModel):
 
 class KeyBody(BaseModel):
     key_type: str = "primary"
-
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class CodeRef(BaseModel):
-    """A code snapshot already in the store: names inside it only, never a path out of it."""
-    sha256: str
-    root: str
-    scoring_script: str
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, v: str) -> str:
-        if not _SHA256.match(v):
-            raise ValueError("must be 64 lowercase hex digits")
-        return v
-
-    @field_validator("root", "scoring_script")
-    @classmethod
-    def _inside(cls, v: str) -> str:
-        parts = v.replace("\\", "/").split("/")
-        if not v or "\0" in v or v.startswith("/") or any(x in ("", ".", "..") for x in parts):
-            raise ValueError("must be a relative path inside the code snapshot (no '..', '.', '/' at the start)")
-        return v
-
-
-class DeploymentBody(DeploymentSettings):
-    model: str
-    code: CodeRef | None = None
 
 
 class OffLoop:

@@ -28,6 +28,7 @@ from ..workspace import Workspace
 from .api import build_api, is_loopback
 from .controller import Controller
 from .gateway import Gateway
+from .routing import Router
 
 log = logging.getLogger("modelfleet.server")
 
@@ -36,9 +37,10 @@ class ServerApp:
     def __init__(self, ws: Workspace, host: str, port: int, force_open: bool = False):
         self.ws = ws
         self.db = Database(ws.db_url)
-        self.gateway = Gateway()
+        self.router = Router()
+        self.gateway = Gateway(self.router)
         self.backend = LocalBackend(ws.logs_dir)
-        self.controller = Controller(ws, self.db, self.backend, self.gateway)
+        self.controller = Controller(ws, self.db, self.backend, self.router)
         # A wildcard address is where to listen, not where to connect: local clients use loopback.
         where = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         self.url = f"http://{where}:{port}"

@@ -1,11 +1,14 @@
 """The reconcile loop: make the running replicas match the desired state in the store.
 
-Each pass reads endpoints and deployments, then for every deployment takes at most one idempotent
-step (a rollout, a scale, a retirement) as its own task, so one slow or failing deployment never
-holds up another. A rollout starts the new replicas, waits until every one is ready, switches the
-gateway's routing in one assignment, drains the old replicas, then stops them; if the new ones
-fail, they are stopped and the old ones never stop serving. A replica that dies is dropped from
-routing at once and restarted with backoff.
+Each pass reads endpoints and deployments, asks the pure `reconciler.step` what to do, and runs
+each action as its own task, so one slow or failing deployment never holds up another. A rollout
+starts the new replicas, waits until every one is ready, switches routing in one publish, drains
+the old replicas, then stops them; if the new ones fail, they are stopped and the old ones never
+stop serving. A replica that dies is dropped from routing at once and restarted with backoff.
+
+The controller knows replicas only through the backend's `ReplicaHandle`s (backends/base.py),
+moves them through the state machine in replicas.py, and tells the gateway about them only by
+publishing routing snapshots (routing.py).
 """
 
 from __future__ import annotations
@@ -13,72 +16,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
-from ..backends.base import Backend, InitFailed, Replica, ReplicaGone, ReplicaSpec
+from ..backends.base import Backend, InitFailed, ReplicaSpec
 from ..errors import DeploymentFailed, FleetError, IntegrityError
 from ..registry import Registry
-from ..runtime import protocol as p
-from ..specs import memory_bytes
+from ..specs import DeploymentRecord
 from ..store import ArtifactStore, Database
 from ..store.artifacts import content_digest
-from ..fsutil import tail_lines
 from ..store.serving import ServingStore
 from ..workspace import Workspace
-from .gateway import Gateway
-from .routing import DeploymentRoute, EndpointRoute
+from . import reconciler
+from .clock import Clock
+from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
+from .replicas import Replica, ReplicaState as S, transition
+from .routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
 
+BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 30.0
-
-
-def _memory_limit(spec: dict) -> int | None:
-    memory = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
-    return memory_bytes(memory) if memory else None
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+HEALTHY_AFTER_S = 60.0     # a replica up this long forgives earlier crashes
 
 
 @dataclass(eq=False)
 class DeploymentRuntime:
     endpoint: str
     name: str
-    route: DeploymentRoute
-    replicas: list[Replica] = field(default_factory=list)   # the serving group
-    hash: str | None = None
-    spec: dict | None = None
-    busy: asyncio.Task | None = None       # the one step in progress (rollout, scale)
+    group: list[Replica] = field(default_factory=list)   # the serving replicas
+    hash: str | None = None                # what the group runs
+    spec: DeploymentRecord | None = None   # the newest desired spec (settings apply in place)
+    busy: asyncio.Task | None = None       # the one rollout or scale in progress
     failures: int = 0                      # consecutive failures, for backoff
-    not_before: float = 0.0                # monotonic time before which no new step starts
+    not_before: float = 0.0                # clock time before which no new step starts
     serial: int = 0                        # replica numbering
     retired: bool = False
 
     @property
-    def log_dir(self) -> Path:
-        return Path(self.endpoint) / self.name
+    def key(self) -> Key:
+        return (self.endpoint, self.name)
+
+    def actual(self) -> Actual:
+        return Actual(self.hash, len(self.group), self.busy is not None, self.not_before, self.retired)
 
 
 class Controller:
-    def __init__(self, ws: Workspace, db: Database, backend: Backend, gateway: Gateway):
+    def __init__(self, ws: Workspace, db: Database, backend: Backend, router: Router,
+                 clock: Clock | None = None):
         self.ws = ws
         self.serving = ServingStore(db)
         self.artifacts = ArtifactStore(ws.artifacts)
         self.registry = Registry(db, self.artifacts)
         self.backend = backend
-        self.gateway = gateway
-        self.runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
+        self.router = router
+        self.clock = clock or Clock()
+        self.supervisor = Supervisor(self.clock, self._lost)
+        self.runtimes: dict[Key, DeploymentRuntime] = {}
+        self._endpoints: list[dict] = []
+        self._spec_cache: dict[Key, tuple[dict, DeploymentRecord]] = {}
+        self._restored = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -97,8 +95,7 @@ class Controller:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            await self.clock.wait(asyncio.ensure_future(self._wake.wait()), 1.0)
             self._wake.clear()
             try:
                 await self.reconcile()
@@ -114,9 +111,9 @@ class Controller:
     def _backoff(self, rt: DeploymentRuntime) -> None:
         """Hold off the next step on `rt`: 100 ms doubling to 30 s; a poke when it may go."""
         rt.failures += 1
-        delay = min(BACKOFF_MAX_S, 0.1 * 2 ** (rt.failures - 1))
-        rt.not_before = time.monotonic() + delay
-        asyncio.get_running_loop().call_later(delay, self.poke)
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (rt.failures - 1))
+        rt.not_before = self.clock.now() + delay
+        self.clock.call_later(delay, self.poke)
 
     async def reconcile(self) -> None:
         async with self._reconciling:
@@ -127,201 +124,165 @@ class Controller:
             self._step(endpoints, rows)
 
     def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
-        """Start at most one task per deployment toward its row; publish the routing table."""
-        desired = {(r["endpoint"], r["name"]): r for r in rows}
-        for key, rt in list(self.runtimes.items()):
-            if key not in desired and not rt.retired:
-                rt.retired = True
-                self._spawn(self._retire(rt))
-        now = time.monotonic()
-        for key, row in desired.items():
+        desired = {(r["endpoint"], r["name"]): self._desired(r) for r in rows}
+        for key, want in desired.items():
             rt = self.runtimes.get(key)
             if rt is None:
-                rt = self.runtimes[key] = DeploymentRuntime(*key, route=DeploymentRoute(*key))
-            rt.route.apply_settings(row["spec"].get("request_settings", {}))
-            if rt.busy is not None or now < rt.not_before:
-                continue
-            if row["spec_hash"] != rt.hash and row["spec_hash"] != row["failed_hash"]:
-                rt.busy = self._spawn(self._rollout(rt, row))
-            elif rt.hash == row["spec_hash"]:
-                rt.spec = {**row["spec"], "_hash": rt.hash}
-                if row["state"] in ("Creating", "Updating"):  # what serves is what is wanted: settle
-                    self._spawn(asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name,
-                                                  rt.hash, ok=True))
-                want = int(row["spec"].get("instance_count", 1))
-                if len(rt.replicas) != want:
-                    rt.busy = self._spawn(self._scale(rt, want))
-        self._publish(endpoints)
+                rt = self.runtimes[key] = DeploymentRuntime(*key)
+            if rt.hash is None or rt.hash == want.spec_hash:
+                rt.spec = want.spec   # settings (request, probes, limits) apply in place
+            elif rt.spec is not None:
+                rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
+        actual = {key: rt.actual() for key, rt in self.runtimes.items()}
+        for action in reconciler.step(desired, actual, self.clock.now()):
+            self._execute(action)
+        self._endpoints = endpoints
         if not any(rt.busy for rt in self.runtimes.values()):
-            self.gateway.ready = True
+            self._restored = True
+        self.publish()
 
-    def _publish(self, endpoints: list[dict]) -> None:
-        by_endpoint: dict[str, dict[str, DeploymentRoute]] = {}
+    def _desired(self, row: dict) -> Desired:
+        """The row as typed values; its spec is validated again only when it changed."""
+        key = (row["endpoint"], row["name"])
+        cached = self._spec_cache.get(key)
+        if cached is None or cached[0] != row["spec"]:
+            cached = self._spec_cache[key] = (row["spec"], DeploymentRecord.model_validate(row["spec"]))
+        return Desired(cached[1], row["spec_hash"], row["active_hash"], row["failed_hash"], row["state"])
+
+    def _execute(self, action: reconciler.Action) -> None:
+        rt = self.runtimes[action.key]
+        if isinstance(action, Rollout):
+            rt.busy = self._spawn(self._rollout(rt, action.desired))
+        elif isinstance(action, Scale):
+            rt.busy = self._spawn(self._scale(rt, action.want))
+        elif isinstance(action, Settle):
+            self._spawn(asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name,
+                                          action.spec_hash, ok=True))
+        elif isinstance(action, Retire):
+            rt.retired = True
+            self._spawn(self._retire(rt))
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Build every endpoint's snapshot from the last rows read and the serving groups."""
+        by_endpoint: dict[str, dict[str, DeploymentSnapshot]] = {}
         for (endpoint, name), rt in self.runtimes.items():
-            if not rt.retired:
-                by_endpoint.setdefault(endpoint, {})[name] = rt.route
-        self.gateway.routes = {
-            ep["name"]: EndpointRoute.build(ep["name"], ep["spec"].get("auth_mode", "key"),
-                                            (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
-                                            ep["mirror_traffic"], by_endpoint.get(ep["name"], {}))
-            for ep in endpoints}
+            if rt.retired or rt.spec is None:
+                continue
+            ready = tuple(r.handle for r in rt.group if r.state is S.READY)
+            by_endpoint.setdefault(endpoint, {})[name] = DeploymentSnapshot(
+                endpoint, name, rt.hash or "", rt.spec.request_settings, ready,
+                self.router.admission(endpoint, name),
+                ready[0].info.get("metadata") or {} if ready else {},
+                ((b"azureml-model-deployment", name.encode()),))
+        self.router.publish(RoutingTable({
+            ep["name"]: EndpointSnapshot.build(ep["name"], ep["spec"].get("auth_mode", "key"),
+                                               (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
+                                               ep["mirror_traffic"], by_endpoint.get(ep["name"], {}))
+            for ep in self._endpoints}, ready=self._restored))
 
     # -- replicas ----------------------------------------------------------------------------
 
-    def _replica_spec(self, rt: DeploymentRuntime, spec: dict, model_type: str, model_dir: Path,
+    def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
                       script: Path | None) -> ReplicaSpec:
         rt.serial += 1
-        rid = f"{rt.name}-{(spec.get('_hash') or rt.hash or '')[:6]}-{rt.serial}"
-        batching = spec.get("batching", {})
-        return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_type=model_type,
-                           model_dir=model_dir, scoring_script=script,
-                           env=spec.get("environment_variables", {}),
-                           max_batch_size=batching.get("max_batch_size", 1),
-                           max_batch_wait_ms=batching.get("max_batch_wait_ms", 0),
-                           log_path=self.ws.logs_dir / rt.log_dir / f"{rid}.log")
+        rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
+        return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_key=spec_hash,
+                           model_type=spec.model_type, model_dir=model_dir, scoring_script=script,
+                           env=spec.environment_variables, batching=spec.batching,
+                           log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log")
 
-    async def _resolve(self, spec: dict) -> tuple[str, Path, Path | None]:
-        """Model type, model directory and scoring script; each snapshot is checked against its
-        sha256 the first time this server uses it (a restart after a crash does not re-hash)."""
-        model = await asyncio.to_thread(self.registry.get, spec["model"])
+    async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
+        """Model directory and scoring script; each snapshot is checked against its sha256 the
+        first time this server uses it (a restart after a crash does not re-hash)."""
+        model = await asyncio.to_thread(self.registry.get, spec.model)
         verify = model.sha256 not in self._verified
         model_dir = await asyncio.to_thread(self.registry.path_of, model, verify)
         self._verified.add(model.sha256)
-        script = None
-        code = spec.get("code")
-        if code:
-            root = self.artifacts.snapshot_dir("code", code["sha256"]) / code["root"]
-            if code["sha256"] not in self._verified:
-                found, _ = await asyncio.to_thread(content_digest, root)
-                if found != code["sha256"]:
-                    raise IntegrityError(f"code snapshot {code['sha256'][:12]} does not match its sha256 "
-                                         "(its files were changed after the deployment was created)")
-                self._verified.add(code["sha256"])
-            script = root / code["scoring_script"]
-            if not script.is_file():
-                raise DeploymentFailed(f"scoring script {code['scoring_script']} is missing from the code snapshot")
-        return model.type, model_dir, script
+        code = spec.code
+        if code is None:
+            return model_dir, None
+        root = self.artifacts.snapshot_dir("code", code.sha256) / code.root
+        if code.sha256 not in self._verified:
+            found, _ = await asyncio.to_thread(content_digest, root)
+            if found != code.sha256:
+                raise IntegrityError(f"code snapshot {code.sha256[:12]} does not match its sha256 "
+                                     "(its files were changed after the deployment was created)")
+            self._verified.add(code.sha256)
+        script = root / code.scoring_script
+        if not script.is_file():
+            raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
+        return model_dir, script
 
-    async def _start_group(self, rt: DeploymentRuntime, spec: dict, count: int) -> list[Replica]:
+    async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
+                           count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
-        mtype, model_dir, script = await self._resolve(spec)
-        probe = spec.get("readiness_probe", {})
-        timeout = probe.get("initial_delay", 0) + probe.get("period", 1) * probe.get("failure_threshold", 60)
+        model_dir, script = await self._resolve(spec)
+        probe = spec.readiness_probe
+        timeout = probe.initial_delay + probe.period * probe.failure_threshold
         started: list[Replica] = []
+
+        async def ready(r: Replica) -> None:
+            try:
+                await r.handle.ready()
+            except InitFailed as e:
+                transition(r, S.FAILED, str(e))
+                raise DeploymentFailed(f"replica {r.id} {e}", detail=e.detail) from None
+
         try:
             for _ in range(count):
-                started.append(await self.backend.start(self._replica_spec(rt, spec, mtype, model_dir, script)))
-            await asyncio.wait_for(asyncio.gather(*(self._await_ready(r) for r in started)), timeout)
+                handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, script))
+                started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now()))
+            await self.clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:
-            await asyncio.gather(*(self.backend.stop(r, 1.0) for r in started), return_exceptions=True)
+            await self._stop(started, 1.0)
             if isinstance(e, asyncio.TimeoutError):
                 raise DeploymentFailed(f"replicas of {rt.endpoint}/{rt.name} were not ready within {timeout}s",
-                                       detail=self._tail(started)) from None
+                                       detail="\n".join(r.handle.log_tail(20) for r in started)) from None
             raise
         for r in started:
-            r.state = "ready"
+            transition(r, S.READY)
         return started
 
-    async def _await_ready(self, r: Replica) -> None:
-        try:
-            kind, payload = await r.conn.ready
-        except InitFailed:
-            await asyncio.sleep(0.1)  # let its last words reach the log
-            raise DeploymentFailed(f"replica {r.id} exited before it became ready "
-                                   f"(exit code {self.backend.exit_code(r)})", detail=self._tail([r])) from None
-        if kind == p.INIT_FAILED:
-            tb = payload.decode("utf-8", "replace").strip()
-            last = tb.splitlines()[-1] if tb else "init failed"
-            raise DeploymentFailed(f"replica {r.id} failed to start: {last}", detail=tb)
-        r.pid = r.pid or orjson.loads(payload).get("pid")
-
-    @staticmethod
-    def _tail(replicas: list[Replica], lines: int = 20) -> str:
-        return "\n".join(line for r in replicas for line in tail_lines(r.spec.log_path, lines))
-
     def _serve(self, rt: DeploymentRuntime, new: list[Replica]) -> None:
-        """Route to `rt.replicas` (one assignment) and start watching the `new` ones."""
-        rt.route.replicas = [r for r in rt.replicas if r.state == "ready"]
-        rt.route.wake()
+        """Publish `rt.group` and start supervising the `new` replicas."""
+        self.publish()
         for r in new:
-            self._spawn(self._watch(rt, r))
+            self._spawn(self.supervisor.watch(r, lambda rt=rt: rt.spec))
+
+    async def _stop(self, replicas: list[Replica], grace_s: float) -> None:
+        await asyncio.gather(*(r.handle.stop(grace_s) for r in replicas), return_exceptions=True)
+        for r in replicas:
+            transition(r, S.STOPPED)
 
     async def _drain_and_stop(self, rt: DeploymentRuntime, replicas: list[Replica]) -> None:
         for r in replicas:
-            r.state = "draining"
-        deadline = time.monotonic() + rt.route.timeout_s + 1.0
-        while any(r.inflight for r in replicas) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.gather(*(self.backend.stop(r) for r in replicas), return_exceptions=True)
-        for r in replicas:
-            r.state = "stopped"
+            if r.state is S.READY:
+                transition(r, S.DRAINING)
+        timeout_s = rt.spec.request_settings.request_timeout_ms / 1000.0 if rt.spec else 5.0
+        deadline = self.clock.now() + timeout_s + 1.0
+        while any(r.handle.inflight for r in replicas) and self.clock.now() < deadline:
+            await self.clock.sleep(0.01)
+        await self._stop(replicas, 5.0)
 
-    async def _watch(self, rt: DeploymentRuntime, r: Replica) -> None:
-        """Liveness and memory: ping on the probe's period, check RSS against the memory limit;
-        a dead, hung or over-limit replica is dropped and restarted with backoff."""
-        misses = 0
-        next_ping = time.monotonic()
-        while r.state == "ready":
-            spec = rt.spec or {}
-            probe = spec.get("liveness_probe", {})
-            limit = _memory_limit(spec)
-            done, _ = await asyncio.wait([r.conn.closed], timeout=0.5 if limit else probe.get("period", 2))
-            if done or r.state != "ready":
-                break
-            if limit and r.pid:
-                rss = _rss_bytes(r.pid)
-                if rss > limit:
-                    self._note(r, f"replica exceeded its memory limit ({rss // 2**20} MiB > "
-                                  f"{limit // 2**20} MiB); killing it")
-                    await self.backend.stop(r, 0.0)
-                    break
-            if time.monotonic() < next_ping:
-                continue
-            next_ping = time.monotonic() + probe.get("period", 2)
-            fut = None
-            try:
-                fut = r.conn.send(p.PING)
-                await asyncio.wait_for(asyncio.shield(fut), probe.get("timeout", 2))
-                misses = 0
-            except ReplicaGone:
-                break
-            except asyncio.TimeoutError:
-                r.conn.forget(fut)
-                misses += 1
-                if misses >= probe.get("failure_threshold", 30):
-                    self._note(r, f"replica missed {misses} liveness probes; killing it")
-                    await self.backend.stop(r, 0.5)
-                    break
-        await r.conn.closed
-        if r.state != "ready":
-            return  # stopped on purpose
-        r.state = "failed"
-        rt.replicas = [x for x in rt.replicas if x is not r]
-        rt.route.replicas = [x for x in rt.route.replicas if x is not r]
-        code = None
-        for _ in range(50):  # the exit code arrives a moment after the socket closes
-            code = self.backend.exit_code(r)
-            if code is not None:
-                break
-            await asyncio.sleep(0.02)
-        self._note(r, f"replica (pid {r.pid}) of {rt.endpoint}/{rt.name} exited with code {code}; restarting")
-        if time.time() - r.started_at > 60:
-            rt.failures = 0  # a minute of good health forgives earlier crashes
+    def _lost(self, r: Replica, code: int | None) -> None:
+        """The supervisor saw a serving replica die: drop it, then restart after a backoff."""
+        rt = self.runtimes.get((r.endpoint, r.deployment))
+        if rt is None:
+            return
+        rt.group = [x for x in rt.group if x is not r]
+        self.publish()
+        if self.clock.now() - r.started_at > HEALTHY_AFTER_S:
+            rt.failures = 0
         self._backoff(rt)  # then the reconcile scales the group back to instance_count
-
-    @staticmethod
-    def _note(r: Replica, message: str) -> None:
-        """A supervisor event, written into the replica's own log so get-logs shows why."""
-        log.warning("%s: %s", r.id, message)
-        with contextlib.suppress(OSError), open(r.spec.log_path, "a") as f:
-            f.write(f"\n[modelfleet] {message}\n")
 
     async def _scale(self, rt: DeploymentRuntime, want: int) -> None:
         try:
-            have = len(rt.replicas)
+            have = len(rt.group)
             if have < want:
                 try:
-                    new = await self._start_group(rt, rt.spec, want - have)
+                    new = await self._start_group(rt, rt.spec, rt.hash, want - have)
                 except FleetError as e:
                     log.warning("could not restart replicas of %s/%s: %s", rt.endpoint, rt.name, e.message)
                     self._backoff(rt)
@@ -329,39 +290,39 @@ class Controller:
                 if rt.retired:
                     await self._drain_and_stop(rt, new)
                     return
-                rt.replicas = rt.replicas + new
+                rt.group = rt.group + new
                 self._serve(rt, new)
             elif have > want:
-                extra = rt.replicas[want:]
-                rt.replicas = rt.replicas[:want]
-                self._serve(rt, [])
+                extra = rt.group[want:]
+                rt.group = rt.group[:want]
+                self.publish()
                 await self._drain_and_stop(rt, extra)
         finally:
             rt.busy = None
             self.poke()
 
-    async def _rollout(self, rt: DeploymentRuntime, row: dict) -> None:
-        spec, h = {**row["spec"], "_hash": row["spec_hash"]}, row["spec_hash"]
+    async def _rollout(self, rt: DeploymentRuntime, want: Desired) -> None:
+        spec, h = want.spec, want.spec_hash
         try:
             try:
-                new = await self._start_group(rt, spec, int(spec.get("instance_count", 1)))
+                new = await self._start_group(rt, spec, h, spec.instance_count)
             except Exception as e:
                 err = e if isinstance(e, FleetError) else FleetError(f"{type(e).__name__}: {e}")
                 text = err.message + (f"\n{err.detail}" if err.detail else "")
                 log.warning("rollout of %s/%s failed: %s", rt.endpoint, rt.name, text)
-                if h == row["active_hash"]:
+                if h == want.active_hash:
                     self._backoff(rt)  # restoring what served before: try again later
                 await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
                 return
             if rt.retired:
                 await self._drain_and_stop(rt, new)
                 return
-            old = rt.replicas
-            rt.replicas, rt.hash, rt.spec, rt.failures = new, h, spec, 0
+            old = rt.group
+            rt.group, rt.hash, rt.spec, rt.failures = new, h, spec, 0
             self._serve(rt, new)                 # the switch: new requests go to the new group
             await self._drain_and_stop(rt, old)  # in-flight requests on the old group finish
             await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=True)
-            log.info("%s/%s now serves %s", rt.endpoint, rt.name, spec.get("model"))
+            log.info("%s/%s now serves %s", rt.endpoint, rt.name, spec.model)
         finally:
             rt.busy = None
             self.poke()
@@ -370,18 +331,19 @@ class Controller:
         if rt.busy is not None:
             with contextlib.suppress(BaseException):
                 await rt.busy
-        replicas, rt.replicas = rt.replicas, []
-        rt.route.replicas = []
+        replicas, rt.group = rt.group, []
+        self.publish()
         await self._drain_and_stop(rt, replicas)
-        if self.runtimes.get((rt.endpoint, rt.name)) is rt:
-            del self.runtimes[(rt.endpoint, rt.name)]
+        if self.runtimes.get(rt.key) is rt:
+            del self.runtimes[rt.key]
+            self._spec_cache.pop(rt.key, None)
         self.poke()
 
     # -- queries and shutdown ----------------------------------------------------------------
 
     def replicas_of(self, endpoint: str, name: str) -> list[dict]:
         rt = self.runtimes.get((endpoint, name))
-        return [r.to_dict() for r in rt.replicas] if rt else []
+        return [r.to_dict() for r in rt.group] if rt else []
 
     def is_busy(self, endpoint: str, name: str) -> bool:
         rt = self.runtimes.get((endpoint, name))
@@ -393,8 +355,15 @@ class Controller:
             self._task.cancel()
         for t in list(self._tasks):
             t.cancel()
-        everyone = [r for rt in self.runtimes.values() for r in rt.replicas]
+        everyone = [r for rt in self.runtimes.values() for r in rt.group]
         for r in everyone:
-            r.state = "stopped"
-        await asyncio.gather(*(self.backend.stop(r, 2.0) for r in everyone), return_exceptions=True)
-        self.backend.shutdown()
+            if r.state is S.READY:
+                transition(r, S.DRAINING, "server stopping")
+        await self._stop(everyone, 2.0)
+        await self.backend.shutdown()
+
+
+# Settings that never change what a replica runs: they apply to the serving group at once, even
+# while a rollout of a new spec is under way.
+SETTINGS_IN_PLACE = ("request_settings", "liveness_probe", "readiness_probe", "resources", "instance_count",
+                     "description", "tags")

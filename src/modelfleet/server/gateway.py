@@ -13,18 +13,19 @@ import itertools
 import logging
 import os
 import random
+from typing import Mapping
 
 import orjson
 
-from ..backends.base import ReplicaGone
-from ..runtime import protocol as p
+from ..backends.base import ReplicaGone, ReplyStatus, RequestKind
 from . import v2_routes
-from .routing import DeploymentRoute, EndpointRoute, Saturated
+from .admission import Saturated
+from .routing import DeploymentSnapshot, EndpointSnapshot, Router
 
 log = logging.getLogger("modelfleet.gateway")
 
 _JSON = (b"content-type", b"application/json")
-_STATUS = {p.OK: 200, p.BAD_REQUEST: 400, p.MODEL_ERROR: 424}
+_STATUS = {ReplyStatus.OK: 200, ReplyStatus.BAD_REQUEST: 400, ReplyStatus.MODEL_ERROR: 424}
 
 
 class ClientGone(Exception):
@@ -37,12 +38,20 @@ def _expire(fut: asyncio.Future) -> None:
 
 
 class Gateway:
-    def __init__(self):
-        self.routes: dict[str, EndpointRoute] = {}
+    def __init__(self, router: Router):
+        self.router = router
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._background: set[asyncio.Task] = set()
-        self.ready = False   # the controller sets this once it has restored every endpoint
+
+    @property
+    def routes(self) -> Mapping[str, EndpointSnapshot]:
+        return self.router.table.endpoints
+
+    @property
+    def ready(self) -> bool:
+        """Whether the controller has restored every endpoint since the server started."""
+        return self.router.table.ready
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -87,18 +96,21 @@ class Gateway:
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def forward(self, dep: DeploymentRoute, kind: int, body: bytes) -> tuple[int, bytes | None, str]:
+    async def forward(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes,
+                      header_length: int = 0) -> tuple[int, bytes | None, str]:
         """(HTTP status, replica payload or None, error message)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + dep.timeout_s
+        timeout_s = dep.timeout_s
+        deadline = loop.time() + timeout_s
+        admission = dep.admission
         try:
-            await dep.admit(deadline)
+            await admission.admit(deadline)
         except Saturated:
             return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
         except TimeoutError:
-            if not dep.replicas:
+            if not self._current(dep).replicas:
                 return 503, None, f"deployment {dep.name!r} has no ready replica"
-            return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms waiting in queue"
+            return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms waiting in queue"
         slot_held = True
         crashes = 0
         try:
@@ -106,52 +118,57 @@ class Gateway:
             # on its replacement, until the deadline; a request that kills two replicas is the
             # cause, not the victim, and is not retried again.
             while True:
-                replica = dep.pick()
+                replica = self._current(dep).pick()
                 if replica is None:
                     if loop.time() >= deadline:
                         return 503, None, f"deployment {dep.name!r} has no ready replica"
                     await asyncio.sleep(0.01)
                     continue
-                replica.inflight += 1
                 try:
-                    fut = replica.conn.send(kind, body)
-                    timer = loop.call_at(deadline, _expire, fut)
+                    fut = replica.send(dep.model_key, kind, body, header_length)
+                    waiter = loop.create_future()
+                    fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
+                    timer = loop.call_at(deadline, _expire, waiter)
                     try:
-                        status, payload = await fut
+                        await waiter
                     finally:
                         timer.cancel()
+                    status, payload = fut.result()
                 except ReplicaGone:
-                    replica.inflight -= 1
                     crashes += 1
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
                     continue
                 except (TimeoutError, asyncio.CancelledError) as e:
-                    # The replica is still working on it: its slot stays taken until the late
-                    # answer arrives (or the replica dies), so a slow model is not overloaded.
+                    # The replica is still working on it: the deployment's slot (like the
+                    # replica's own count) stays taken until the late answer arrives or the
+                    # replica dies, so a slow model is not sent more than it was allowed.
                     slot_held = False
-                    replica.conn.on_late(fut, lambda r=replica: (setattr(r, "inflight", r.inflight - 1),
-                                                                  dep.release()))
+                    fut.add_done_callback(admission.release)
                     if isinstance(e, asyncio.CancelledError):
                         raise
-                    return 408, None, f"request timed out after {dep.timeout_s * 1000:.0f} ms"
-                replica.inflight -= 1
+                    return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms"
                 return _STATUS.get(status, 502), payload, ""
         finally:
             if slot_held:
-                dep.release()
+                admission.release()
 
-    def _mirror(self, dep: DeploymentRoute, kind: int, body: bytes) -> None:
+    def _current(self, dep: DeploymentSnapshot) -> DeploymentSnapshot:
+        """The newest snapshot of `dep` (replicas change while a request waits)."""
+        ep = self.router.table.endpoints.get(dep.endpoint)
+        return (ep.deployments.get(dep.name) if ep is not None else None) or dep
+
+    def _mirror(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes, header_length: int) -> None:
         """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""
-        if not dep.replicas or not dep.has_capacity():
+        if not dep.replicas or not dep.admission.has_capacity():
             return
-        task = asyncio.ensure_future(self.forward(dep, kind, body))
+        task = asyncio.ensure_future(self.forward(dep, kind, body, header_length))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def serve(self, scope, receive, send, ep: EndpointRoute, target: str | None, kind: int,
+    async def serve(self, scope, receive, send, ep: EndpointSnapshot, target: str | None, kind: RequestKind,
                     rid: str, headers: dict) -> None:
-        v2 = kind == p.V2_INFER
+        v2 = kind == RequestKind.V2_INFER
         if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
             return await self._error(send, 401, "unauthorized",
                                      "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
@@ -167,23 +184,24 @@ class Gateway:
                 return await self._error(send, 503, "no_traffic",
                                          f"endpoint {ep.name!r} has no deployment taking traffic", rid, v2)
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > dep.max_body:
+        max_body = dep.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > max_body:
             return await self._error(send, 413, "payload_too_large",
-                                     f"request body is larger than {dep.max_body} bytes", rid, v2)
+                                     f"request body is larger than {max_body} bytes", rid, v2)
         try:
-            body = await self._read_body(receive, dep.max_body)
+            body = await self._read_body(receive, max_body)
         except ClientGone:
             return
         if body is None:
             return await self._error(send, 413, "payload_too_large",
-                                     f"request body is larger than {dep.max_body} bytes", rid, v2)
-        if kind == p.V2_INFER:  # the JSON header length of a V2 request with binary tensors (0: none)
+                                     f"request body is larger than {max_body} bytes", rid, v2)
+        header_length = 0
+        if v2:  # the JSON header length of a V2 request with binary tensors (0: none)
             hlen = headers.get(b"inference-header-content-length", b"0")
-            n = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
-            body = n.to_bytes(4, "big") + body
+            header_length = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
-            self._mirror(ep.mirror, kind, body)
-        status, payload, message = await self.forward(dep, kind, body)
+            self._mirror(ep.mirror, kind, body, header_length)
+        status, payload, message = await self.forward(dep, kind, body, header_length)
         if payload is None:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
             return await self._error(send, status, code, message, rid, v2)
@@ -196,7 +214,7 @@ class Gateway:
         await self._send(send, status, orjson.dumps(err), rid, dep.header)
 
     @staticmethod
-    def _authorized(ep: EndpointRoute, value: bytes | None) -> bool:
+    def _authorized(ep: EndpointSnapshot, value: bytes | None) -> bool:
         if not value or value[:7].lower() != b"bearer ":
             return False
         given = value[7:].strip()
@@ -224,8 +242,8 @@ class Gateway:
                 return await self._error(send, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
             if method != "POST":
                 return await self._error(send, 405, "method_not_allowed", "use POST", rid)
-            ep = self.routes.get(parts[1])
+            ep = self.router.table.endpoints.get(parts[1])
             if ep is None:
                 return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
-            return await self.serve(scope, receive, send, ep, None, p.SCORE, rid, headers)
+            return await self.serve(scope, receive, send, ep, None, RequestKind.SCORE, rid, headers)
         return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)

@@ -1,128 +1,111 @@
-"""In-memory routing snapshots: what the gateway reads on every request, built by the controller.
+"""Routing snapshots: what the gateway reads on every request, published whole by the controller.
 
-The controller replaces an endpoint's `EndpointRoute` whole (one dict assignment) when traffic,
-keys or auth change, so a request sees either the old table or the new one, never a mix.
-`DeploymentRoute` objects live as long as their deployment: the controller swaps their replica
-list in one assignment during a rolling update, and they carry the admission queue.
+The controller builds a new `RoutingTable` of frozen snapshots after every change (replicas,
+traffic, keys, request settings) and installs it with `Router.publish`: one assignment, so a
+request sees the old table or the new one, never a mix. The mutable part of routing, the
+admission counters, lives apart in `Admission` objects that outlive snapshots (see admission.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import random
-from collections import deque
 from dataclasses import dataclass, field
+from typing import Mapping
 
-from ..backends.base import Replica
+from ..backends.base import ReplicaHandle
+from ..specs import RequestSettings
+from .admission import Admission
 
 
-class Saturated(Exception):
-    """The deployment's queue is full (429)."""
-
-
-@dataclass(eq=False)
-class DeploymentRoute:
+@dataclass(frozen=True, slots=True, eq=False)
+class DeploymentSnapshot:
     endpoint: str
     name: str
-    timeout_s: float = 5.0
-    max_concurrent: int = 16          # per replica
-    max_queue: int = 512
-    max_body: int = 16 * 1024 * 1024
-    replicas: list[Replica] = field(default_factory=list)   # ready ones only; replaced whole
-    inflight: int = 0
-    waiters: deque = field(default_factory=deque)
-    header: list = field(init=False)   # the response header naming this deployment
+    model_key: str
+    settings: RequestSettings
+    replicas: tuple[ReplicaHandle, ...]        # ready ones only
+    admission: Admission
+    metadata: Mapping = field(default_factory=dict)   # the model's tensors, as its replica reported
+    header: tuple = ()                          # the response header naming this deployment
 
-    def __post_init__(self) -> None:
-        self.header = [(b"azureml-model-deployment", self.name.encode())]
+    @property
+    def timeout_s(self) -> float:
+        return self.settings.request_timeout_ms / 1000.0
 
-    def apply_settings(self, rs: dict) -> None:
-        self.timeout_s = rs.get("request_timeout_ms", 5000) / 1000.0
-        self.max_concurrent = rs.get("max_concurrent_requests_per_instance", 16)
-        self.max_queue = rs.get("max_queue_size", 512)
-        self.max_body = rs.get("max_body_bytes", 16 * 1024 * 1024)
-        self.wake()  # capacity may have grown
-
-    def has_capacity(self) -> bool:
-        return self.inflight < self.max_concurrent * len(self.replicas)
-
-    def pick(self) -> Replica | None:
-        """The ready replica with the fewest requests in flight."""
+    def pick(self) -> ReplicaHandle | None:
+        """The open replica with the fewest requests in flight."""
         best = None
         for r in self.replicas:
-            if (best is None or r.inflight < best.inflight) and not r.conn.closed.done():
+            if (best is None or r.inflight < best.inflight) and not r.closed:
                 best = r
         return best
 
-    async def admit(self, deadline: float) -> None:
-        """Take a slot, waiting in the bounded queue if none is free; raises Saturated or
-        TimeoutError. A slot handed to a waiter is counted at hand-off (see `wake`), so nobody
-        can slip in between, and is given back if the waiter is gone by then."""
-        if self.has_capacity() and not self.waiters:
-            self.inflight += 1
-            return
-        if len(self.waiters) >= self.max_queue:
-            raise Saturated()
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.waiters.append(fut)
-        timer = loop.call_at(deadline, lambda: fut.done() or fut.set_exception(TimeoutError()))
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.release()  # handed a slot, then cancelled before using it
-            elif fut in self.waiters:
-                self.waiters.remove(fut)
-            raise
-        finally:
-            timer.cancel()
 
-    def release(self) -> None:
-        self.inflight -= 1
-        self.wake()
-
-    def wake(self) -> None:
-        """Hand free slots to queued requests (also called when replicas are added)."""
-        free = self.max_concurrent * len(self.replicas) - self.inflight
-        while free > 0 and self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                self.inflight += 1
-                fut.set_result(None)
-                free -= 1
-
-
-@dataclass(eq=False)
-class EndpointRoute:
+@dataclass(frozen=True, slots=True, eq=False)
+class EndpointSnapshot:
     name: str
     auth_mode: str
     keys: tuple[bytes, ...]
-    deployments: dict[str, DeploymentRoute]
-    weights: list[int] = field(default_factory=list)      # cumulative percent
-    live: list[DeploymentRoute] = field(default_factory=list)
-    mirror: DeploymentRoute | None = None
+    deployments: Mapping[str, DeploymentSnapshot]
+    weights: tuple[int, ...] = ()                 # cumulative percent
+    live: tuple[DeploymentSnapshot, ...] = ()
+    mirror: DeploymentSnapshot | None = None
     mirror_pct: float = 0.0
 
     @classmethod
-    def build(cls, name: str, auth_mode: str, keys: tuple[str, ...], traffic: dict[str, int],
-              mirror: dict[str, int], deployments: dict[str, DeploymentRoute]) -> "EndpointRoute":
-        route = cls(name, auth_mode, tuple(k.encode() for k in keys), deployments)
-        total = 0
+    def build(cls, name: str, auth_mode: str, keys: tuple[str, ...], traffic: Mapping[str, int],
+              mirror: Mapping[str, int], deployments: Mapping[str, DeploymentSnapshot]) -> "EndpointSnapshot":
+        weights, live, total = [], [], 0
         for dep, pct in sorted(traffic.items()):
             if pct > 0 and dep in deployments:
                 total += pct
-                route.weights.append(total)
-                route.live.append(deployments[dep])
+                weights.append(total)
+                live.append(deployments[dep])
+        mirror_to, mirror_pct = None, 0.0
         for dep, pct in mirror.items():
             if pct > 0 and dep in deployments:
-                route.mirror, route.mirror_pct = deployments[dep], pct / 100.0
-        return route
+                mirror_to, mirror_pct = deployments[dep], pct / 100.0
+        return cls(name, auth_mode, tuple(k.encode() for k in keys), deployments, tuple(weights),
+                   tuple(live), mirror_to, mirror_pct)
 
-    def choose(self) -> DeploymentRoute | None:
+    def choose(self) -> DeploymentSnapshot | None:
+        """A deployment by traffic weight, for a request that names none."""
         if not self.live:
             return None
         if len(self.live) == 1:
             return self.live[0]
         return self.live[bisect.bisect_right(self.weights, random.random() * self.weights[-1])]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    endpoints: Mapping[str, EndpointSnapshot] = field(default_factory=dict)
+    ready: bool = False     # every endpoint restored after a (re)start
+
+
+class Router:
+    """Holds the current table; the gateway reads `table`, the controller calls `publish`."""
+
+    def __init__(self):
+        self.table = RoutingTable()
+        self._admissions: dict[tuple[str, str], Admission] = {}
+
+    def admission(self, endpoint: str, name: str) -> Admission:
+        """The deployment's long-lived admission counters (made on first use)."""
+        key = (endpoint, name)
+        adm = self._admissions.get(key)
+        if adm is None:
+            adm = self._admissions[key] = Admission()
+        return adm
+
+    def publish(self, table: RoutingTable) -> None:
+        self.table = table
+        present = set()
+        for ep in table.endpoints.values():
+            for dep in ep.deployments.values():
+                present.add((dep.endpoint, dep.name))
+                dep.admission.resize(dep.settings.max_concurrent_requests_per_instance * len(dep.replicas),
+                                     dep.settings.max_queue_size)
+        for key in [k for k in self._admissions if k not in present]:
+            self._admissions.pop(key).resize(0, 0)   # gone: its waiters time out as unavailable

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from .. import __version__
-from ..runtime import protocol as p
+from ..backends.base import RequestKind
 
 
 async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid: str, headers: dict):
@@ -34,7 +34,7 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
     if tail == ["infer"]:
         if method != "POST":
             return await gw._error(send, 405, "method_not_allowed", "use POST", rid, True)
-        return await gw.serve(scope, receive, send, ep, version, p.V2_INFER, rid, headers)
+        return await gw.serve(scope, receive, send, ep, version, RequestKind.V2_INFER, rid, headers)
     if method != "GET":
         return await gw._error(send, 405, "method_not_allowed", "use GET", rid, True)
     if ep.auth_mode == "key" and not gw._authorized(ep, headers.get(b"authorization")):

@@ -1,0 +1,102 @@
+"""The server's handle on the warm parent process that forks local replicas (runtime/zygote.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+# One BLAS thread per replica: replicas are the unit of parallelism, and a forked process must
+# not inherit a thread pool.
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "PYTHONUNBUFFERED": "1"}
+
+
+class Zygote:
+    """The server's handle on the warm parent process."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.exit_codes: dict[int, int] = {}
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self._reader is not None \
+            and not self._reader.done()
+
+    async def ensure(self) -> None:
+        async with self._lock:
+            if self.alive:
+                return
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            env = {**os.environ, **SINGLE_THREAD, "FLEET_ZYGOTE_FD": str(theirs.fileno())}
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log:
+                # Spawned from the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
+                self.proc = subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.zygote"],
+                                             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT)
+            theirs.close()
+            ours.setblocking(False)
+            self.sock = ours
+            loop = asyncio.get_running_loop()
+            try:
+                first = await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), 120)
+                if not first:
+                    raise RuntimeError(f"the replica zygote exited at start (log: {self.log_path})")
+            except BaseException:
+                self.stop()
+                raise
+            self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                msg = await loop.sock_recv(self.sock, 1 << 16)
+                if not msg:
+                    break
+                event = orjson.loads(msg)
+                if "exited" in event:
+                    self.exit_codes[event["exited"]] = event["code"]
+                elif "id" in event:
+                    self.exit_codes.pop(event["pid"], None)  # a reused pid is a new process
+                    fut = self._pending.pop(event["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(event["pid"])
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(RuntimeError("the replica zygote exited"))
+            self._pending.clear()
+
+    async def spawn(self, cfg: dict, fd: int) -> int:
+        await self.ensure()
+        req_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        try:
+            socket.send_fds(self.sock, [orjson.dumps({**cfg, "id": req_id})], [fd])
+        except OSError:
+            self._pending.pop(req_id, None)
+            raise
+        return await asyncio.wait_for(fut, 30)
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,71 @@
+"""Admission: how many requests a deployment takes at once, and a bounded queue for the rest.
+
+One `Admission` per deployment lives as long as the deployment, across routing snapshots; the
+router resizes it whenever a snapshot changes the deployment's capacity (replicas x
+max_concurrent_requests_per_instance). A freed slot is handed to the next waiter and counted at
+hand-off, so nobody can slip in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class Saturated(Exception):
+    """The deployment's queue is full (429)."""
+
+
+class Admission:
+    __slots__ = ("inflight", "capacity", "max_queue", "waiters")
+
+    def __init__(self, capacity: int = 0, max_queue: int = 0):
+        self.inflight = 0
+        self.capacity = capacity
+        self.max_queue = max_queue
+        self.waiters: deque[asyncio.Future] = deque()
+
+    def has_capacity(self) -> bool:
+        return self.inflight < self.capacity
+
+    async def admit(self, deadline: float) -> None:
+        """Take a slot, waiting in the queue if none is free; raises Saturated or TimeoutError
+        (at `deadline`, on the event loop's clock). A slot handed to a waiter that is gone by
+        then is given back."""
+        if self.inflight < self.capacity and not self.waiters:
+            self.inflight += 1
+            return
+        if len(self.waiters) >= self.max_queue:
+            raise Saturated()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.waiters.append(fut)
+        timer = loop.call_at(deadline, lambda: fut.done() or fut.set_exception(TimeoutError()))
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release()  # handed a slot, then cancelled before using it
+            elif fut in self.waiters:
+                self.waiters.remove(fut)
+            raise
+        finally:
+            timer.cancel()
+
+    def release(self, _=None) -> None:
+        """Give a slot back (usable as a future's done callback)."""
+        self.inflight -= 1
+        self._wake()
+
+    def resize(self, capacity: int, max_queue: int) -> None:
+        self.capacity, self.max_queue = capacity, max_queue
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.capacity - self.inflight
+        while free > 0 and self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                self.inflight += 1
+                fut.set_result(None)
+                free -= 1

@@ -1,0 +1,283 @@
+"""The controller on a fake backend and a fake clock: every step of the desired-state machine,
+in milliseconds, with a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from modelfleet.registry import Registry
+from modelfleet.server.controller import Controller
+from modelfleet.server.replicas import ReplicaState, listeners
+from modelfleet.server.routing import Router
+from modelfleet.specs import DeploymentRecord
+from modelfleet.store import ArtifactStore, Database
+from modelfleet.store.serving import ServingStore
+from modelfleet.workspace import Workspace
+
+from ..fakes import FakeBackend, FakeClock, settle, until
+
+
+class Harness:
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.ws = Workspace("unit", tmp_path / "ws")
+        self.db = Database(self.ws.db_url)
+        model_dir = tmp_path / "model"
+        model_dir.mkdir()
+        (model_dir / "model.pkl").write_bytes(b"not really a model: the fake backend never loads it")
+        self.model = Registry(self.db, ArtifactStore(self.ws.artifacts)).register("m", model_dir, "1")
+        self.store = ServingStore(self.db)
+        self.store.create_endpoint("ep", {"auth_mode": "key"})
+        self.clock = FakeClock()
+        self.backend = FakeBackend()
+        self.router = Router()
+        self.controller = self.new_controller()
+
+    def new_controller(self) -> Controller:
+        return Controller(self.ws, self.db, self.backend, self.router, self.clock)
+
+    def put(self, name: str = "blue", **settings) -> None:
+        spec = DeploymentRecord(model=self.model.ref, model_type=self.model.type,
+                                model_sha256=self.model.sha256, **settings)
+        self.store.put_deployment("ep", name, spec.model_dump(), create=None)
+
+    def row(self, name: str = "blue") -> dict:
+        return self.store.deployment("ep", name)
+
+    def routed(self, name: str = "blue") -> tuple:
+        ep = self.router.table.endpoints.get("ep")
+        dep = ep.deployments.get(name) if ep else None
+        return dep.replicas if dep else ()
+
+    async def reconcile(self) -> None:
+        await self.controller.reconcile()
+        await settle()
+
+    async def converge(self, name: str = "blue") -> None:
+        """Reconcile until the deployment has no step under way and its row is settled."""
+        async def done():
+            await self.reconcile()
+            return not self.controller.is_busy("ep", name) and self.row(name)["state"] in ("Succeeded", "Failed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await done():
+            assert loop.time() < deadline, "the deployment did not settle"
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def h(tmp_path):
+    return Harness(tmp_path)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_rollout_starts_every_replica_then_routes_to_them(h):
+    async def scenario():
+        h.put(instance_count=2)
+        await h.converge()
+        live = h.backend.live("blue")
+        assert len(live) == 2
+        assert set(h.routed()) == set(live)
+        assert h.row()["state"] == "Succeeded"
+        assert h.router.table.ready
+    run(scenario())
+
+
+def test_rolling_update_switches_then_drains_the_old_group(h):
+    async def scenario():
+        h.put(instance_count=1, environment_variables={"V": "1"})
+        await h.converge()
+        old = h.backend.live("blue")[0]
+        request = old.send("k", 1, b"{}")            # in flight on the old replica
+        h.put(instance_count=1, environment_variables={"V": "2"})
+        await h.reconcile()
+        new = await until(lambda: [r for r in h.backend.live("blue") if r is not old])
+        await until(lambda: h.routed() == (new[0],))  # new requests go to the new group at once
+        await settle()
+        assert not old.stopped                       # ... while the old one finishes its request
+        old.answer_all()
+        await h.clock.advance(0.01)                   # the drain looks again
+        await until(lambda: old.stopped)
+        assert request.result() == (0, b'"ok"')
+        await h.converge()
+        assert h.row()["state"] == "Succeeded" and h.row()["spec"]["environment_variables"] == {"V": "2"}
+    run(scenario())
+
+
+def test_a_new_version_that_fails_to_start_is_rolled_back(h):
+    async def scenario():
+        h.put(environment_variables={"V": "good"})
+        await h.converge()
+        good = h.backend.live("blue")
+        h.put(environment_variables={"FAKE_INIT": "fail"})
+        await h.converge()
+        row = h.row()
+        assert row["state"] == "Failed" and "boom" in row["error"]
+        assert row["spec"]["environment_variables"] == {"V": "good"}   # the store tells the truth
+        assert h.backend.live("blue") == good and h.routed() == tuple(good)
+        started = len(h.backend.started)
+        await h.clock.advance(60)
+        await h.reconcile()
+        assert len(h.backend.started) == started      # a failed spec is not retried until it changes
+    run(scenario())
+
+
+def test_a_replica_not_ready_within_the_readiness_probe_fails_the_rollout(h):
+    async def scenario():
+        h.put(environment_variables={"FAKE_INIT": "hang"},
+              readiness_probe={"period": 1, "failure_threshold": 3})
+        await h.reconcile()
+        await until(lambda: h.backend.started)
+        await h.clock.advance(3)
+        await h.converge()
+        assert h.row()["state"] == "Failed" and "not ready within 3s" in h.row()["error"]
+        assert h.backend.live() == []
+    run(scenario())
+
+
+def test_scale_up_and_down(h):
+    async def scenario():
+        h.put(instance_count=1)
+        await h.converge()
+        first = h.backend.live("blue")
+        h.put(instance_count=3)
+        await h.converge()
+        await until(lambda: len(h.routed()) == 3)
+        assert first[0] in h.routed()                 # scaling keeps the replicas it has
+        h.put(instance_count=1)
+        await h.converge()
+        await until(lambda: len(h.backend.live("blue")) == 1)
+        assert h.routed() == tuple(h.backend.live("blue"))
+    run(scenario())
+
+
+def test_a_dead_replica_is_dropped_at_once_and_restarted_with_backoff(h):
+    async def scenario():
+        h.put(instance_count=2)
+        await h.converge()
+        victim, survivor = h.backend.live("blue")
+        victim.die()
+        await until(lambda: h.routed() == (survivor,))
+        assert any("exited with code -9" in n for n in victim.notes)
+        await h.reconcile()
+        assert len(h.backend.live("blue")) == 1       # backing off: 100 ms
+        await h.clock.advance(0.1)
+        await h.reconcile()
+        await until(lambda: len(h.routed()) == 2)
+        # a second crash soon after doubles the wait
+        replacement = [r for r in h.backend.live("blue") if r is not survivor][0]
+        replacement.die()
+        await until(lambda: h.routed() == (survivor,))
+        await h.clock.advance(0.1)
+        await h.reconcile()
+        assert len(h.backend.live("blue")) == 1
+        await h.clock.advance(0.1)
+        await h.reconcile()
+        await until(lambda: len(h.routed()) == 2)
+    run(scenario())
+
+
+def test_a_replica_that_stops_answering_probes_is_replaced(h):
+    async def scenario():
+        h.put(liveness_probe={"period": 1, "timeout": 1, "failure_threshold": 3})
+        await h.converge()
+        hung = h.backend.live("blue")[0]
+        hung.answer_probes = False
+        for _ in range(3):
+            await h.clock.advance(1)
+        await until(lambda: hung.closed)
+        assert any("missed 3 liveness probes" in n for n in hung.notes)
+        await h.clock.advance(0.1)
+        await h.reconcile()
+        await until(lambda: h.routed() and h.routed()[0] is not hung)
+    run(scenario())
+
+
+def test_a_replica_over_its_memory_limit_is_killed(h):
+    async def scenario():
+        h.put(resources={"limits": {"memory": "64Mi"}})
+        await h.converge()
+        fat = h.backend.live("blue")[0]
+        fat.rss = 65 * 2**20
+        await h.clock.advance(0.5)
+        await until(lambda: fat.closed)
+        assert any("exceeded its memory limit (65 MiB > 64 MiB)" in n for n in fat.notes)
+    run(scenario())
+
+
+def test_request_settings_apply_in_place_without_a_restart(h):
+    async def scenario():
+        h.put()
+        await h.converge()
+        replica = h.backend.live("blue")[0]
+        h.put(request_settings={"request_timeout_ms": 9000})
+        await h.converge()
+        dep = h.router.table.endpoints["ep"].deployments["blue"]
+        assert dep.settings.request_timeout_ms == 9000 and dep.replicas == (replica,)
+        assert h.backend.live("blue") == [replica]
+    run(scenario())
+
+
+def test_a_deleted_deployment_is_drained_and_retired(h):
+    async def scenario():
+        h.put("blue")
+        h.put("green")
+        await h.converge("blue")
+        await h.converge("green")
+        green = h.backend.live("green")[0]
+        h.store.delete_deployment("ep", "green")
+        await h.reconcile()
+        await until(lambda: green.stopped)
+        assert "green" not in h.router.table.endpoints["ep"].deployments
+        await until(lambda: ("ep", "green") not in h.controller.runtimes)
+    run(scenario())
+
+
+def test_after_a_server_restart_every_deployment_is_restored(h):
+    async def scenario():
+        h.put(instance_count=2, environment_variables={"V": "1"})
+        await h.converge()
+        await h.controller.stop()
+        assert h.backend.live() == [] and h.backend.shut_down
+        h.controller = h.new_controller()
+        await h.converge()
+        assert len(h.backend.live("blue")) == 2 and h.row()["state"] == "Succeeded"
+    run(scenario())
+
+
+def test_a_failed_restore_is_retried_with_backoff_until_it_serves(h):
+    async def scenario():
+        h.put()
+        await h.converge()
+        await h.controller.stop()
+        h.backend.init = "fail"
+        h.controller = h.new_controller()
+        await h.converge()
+        assert h.row()["state"] == "Failed"           # said, not hidden ...
+        h.backend.init = None                         # ... and retried once the cause is gone
+        await h.clock.advance(0.1)
+        await h.converge()
+        assert h.row()["state"] == "Succeeded" and len(h.routed()) == 1
+    run(scenario())
+
+
+def test_every_state_change_goes_through_the_transition_listeners(h):
+    seen = []
+    listener = lambda r, old, new, reason: seen.append((old, new))  # noqa: E731
+    listeners.append(listener)
+    try:
+        async def scenario():
+            h.put(environment_variables={"V": "1"})
+            await h.converge()
+            h.put(environment_variables={"V": "2"})
+            await h.converge()
+        run(scenario())
+    finally:
+        listeners.remove(listener)
+    S = ReplicaState
+    assert seen == [(S.STARTING, S.READY), (S.STARTING, S.READY), (S.READY, S.DRAINING), (S.DRAINING, S.STOPPED)]
