@@ -136,7 +136,7 @@ class FakeReplica:
     def note(self, message: str) -> None:
         self.notes.append(message)
 
-    def log_tail(self, lines: int) -> str:
+    async def log_tail(self, lines: int) -> str:
         return "\n".join(self.notes[-lines:])
 
     def describe(self) -> dict:

@@ -118,7 +118,8 @@ def test_plan_compares_content_and_resolves_references(tmp_path, models_dir):
     desired.deployments[0].spec = validate(DeploymentSpec, {**spec.model_dump(exclude_none=True),
                                                             "resources": {"limits": {"memory": "512Mi"}}})
     assert [c.line() for c in planner.make_plan(desired, planner.Current([v3], [ep], [dep])).changes] == [
-        "~ deployment ep-one/blue: resources {limits={memory=None}} -> {limits={memory=512Mi}}"]
+        "~ deployment ep-one/blue: resources {requests={cpu=None, memory=None}, limits={memory=None}} -> "
+        "{requests={cpu=None, memory=None}, limits={memory=512Mi}}"]
     desired.deployments[0].spec = spec
     # a deployment pinned to a version that exists nowhere is named
     desired.deployments[0].spec = desired.deployments[0].spec.model_copy(update={"model": "iris:9"})

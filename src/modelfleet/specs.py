@@ -155,9 +155,54 @@ class ResourceLimits(Spec):
         return str(v)
 
 
+def cpu_cores(value: str | float | int) -> float:
+    """A Kubernetes CPU quantity ("500m", "0.5", 2) in cores."""
+    text = str(value).strip()
+    try:
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CPU quantity such as 500m or 0.5") from None
+    if not 0 <= cores <= 1024:
+        raise ValueError(f"{value!r} must be from 0 to 1024 cores")
+    return cores
+
+
+class ResourceRequests(Spec):
+    """What a replica reserves where it is placed: Ray compute maps them to actor resources
+    (num_cpus, memory); on local compute they are accepted and have no effect."""
+    AZURE_ONLY = frozenset({"nvidia.com/gpu"})
+    cpu: str | None = None
+    memory: str | None = None
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v):
+        if v is None:
+            return None
+        cpu_cores(v)
+        return str(v)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v):
+        if v is None:
+            return None
+        memory_bytes(v)
+        return str(v)
+
+    @property
+    def cpu_cores(self) -> float:
+        return cpu_cores(self.cpu) if self.cpu is not None else 0.0
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return memory_bytes(self.memory) if self.memory else None
+
+
 class Resources(Spec):
-    """Azure's Kubernetes-style `resources`; `limits.memory` caps each replica's resident memory."""
-    AZURE_ONLY = frozenset({"requests"})
+    """Azure's Kubernetes-style `resources`: `requests` place a replica on Ray compute,
+    `limits.memory` caps each replica's resident memory."""
+    requests: ResourceRequests = Field(default_factory=ResourceRequests)
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
 
     @property

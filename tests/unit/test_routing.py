@@ -13,7 +13,7 @@ from modelfleet.runtime import protocol
 from modelfleet.server.admission import Admission, Saturated
 from modelfleet.server.gateway import Gateway
 from modelfleet.server.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
-from modelfleet.specs import Batching, RequestSettings
+from modelfleet.specs import Batching, RequestSettings, Resources
 
 from ..fakes import FakeReplica, settle
 
@@ -23,7 +23,8 @@ def run(coro):
 
 
 def replica(n: int) -> FakeReplica:
-    spec = ReplicaSpec("ep", "blue", f"blue-{n}", "k", "sklearn", None, None, {}, Batching(), None)
+    spec = ReplicaSpec("ep", "blue", f"blue-{n}", "k", "sklearn", None, "0" * 64, None, None, None, {},
+                       Batching(), Resources(), None)
     return FakeReplica(spec, n)
 
 

@@ -22,7 +22,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..specs import Batching
+from ..specs import Batching, Resources
 
 
 class ReplicaGone(Exception):
@@ -53,17 +53,28 @@ Reply = tuple[int, bytes]   # (ReplyStatus, payload)
 
 @dataclass(frozen=True)
 class ReplicaSpec:
-    """Everything a backend needs to start one replica, validated and with its defaults applied."""
+    """Everything a backend needs to start one replica, validated and with its defaults applied.
+    Snapshots are named by path on the server and by sha256, so that a backend whose replicas run
+    elsewhere can ship them and check them on arrival."""
     endpoint: str
     deployment: str
     replica_id: str
     model_key: str                 # what `send` names; a replica may later hold several models
     model_type: str
     model_dir: Path
-    scoring_script: Path | None
+    model_sha256: str
+    code_dir: Path | None          # the code snapshot's root, with its sha256
+    code_sha256: str | None
+    scoring_script: str | None     # relative to code_dir
     env: dict[str, str]
     batching: Batching
-    log_path: Path
+    resources: Resources
+    log_path: Path                 # on the server: the replica's log, or its supervisor notes
+    compute: str = "local"
+
+    @property
+    def script_path(self) -> Path | None:
+        return self.code_dir / self.scoring_script if self.code_dir and self.scoring_script else None
 
 
 @runtime_checkable
@@ -103,8 +114,8 @@ class ReplicaHandle(Protocol):
     def note(self, message: str) -> None:
         """Write a supervisor event where the replica's own log is, so get-logs shows why."""
 
-    def log_tail(self, lines: int) -> str:
-        """The last lines of the replica's own log."""
+    async def log_tail(self, lines: int) -> str:
+        """The last lines of the replica's own log, wherever it runs."""
 
     def describe(self) -> dict:
         """Where it runs, for `show` (pid, node, log)."""

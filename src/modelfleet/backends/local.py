@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 
 from ..fsutil import tail_lines
-from ..runtime import protocol as p
-from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .base import ReplicaSpec
+from .framed import FramedReplica
 from .zygote import SINGLE_THREAD, Zygote
 
 log = logging.getLogger("modelfleet.backends.local")
@@ -31,102 +31,27 @@ log = logging.getLogger("modelfleet.backends.local")
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
 
 
-class LocalReplica(asyncio.Protocol):
-    """A ReplicaHandle over one replica process and its socket."""
+def replica_config(spec: ReplicaSpec, model_dir: Path, script: Path | None) -> dict:
+    """What runtime/replica.py reads: the spec's settings, with paths as the replica sees them."""
+    return {"endpoint": spec.endpoint, "deployment": spec.deployment, "replica_id": spec.replica_id,
+            "model_type": spec.model_type, "model_dir": str(model_dir),
+            "scoring_script": str(script) if script else None,
+            "max_batch_size": spec.batching.max_batch_size,
+            "max_batch_wait_ms": spec.batching.max_batch_wait_ms}
+
+
+class LocalReplica(FramedReplica):
+    """A ReplicaHandle over one replica process and its socketpair."""
 
     def __init__(self, backend: LocalBackend, spec: ReplicaSpec):
+        super().__init__(spec)
         self.backend = backend
-        self.spec = spec
-        self.id = spec.replica_id
-        self.models = frozenset({spec.model_key})
-        self.info: dict = {}
         self.pid: int | None = None
         self.popen: subprocess.Popen | None = None   # set for a fresh interpreter, not a fork
-        self.loop = asyncio.get_running_loop()
-        self._requests = Pending()
-        self._probes: dict[int, asyncio.Future] = {}
-        self._ready: asyncio.Future = self.loop.create_future()
-        self._closed: asyncio.Future = self.loop.create_future()
-        self._transport = None
-        self._buf = bytearray()
 
-    # -- asyncio.Protocol --------------------------------------------------------------------
-
-    def connection_made(self, transport) -> None:
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
-        for rid, kind, payload in p.split_frames(self._buf):
-            if kind == p.PONG:
-                fut = self._probes.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(True)
-            elif kind in (p.READY, p.INIT_FAILED):
-                if not self._ready.done():
-                    self._ready.set_result((kind, payload))
-            else:
-                self._requests.resolve(rid, (kind, payload))
-
-    def connection_lost(self, exc) -> None:
-        gone = ReplicaGone("replica connection closed")
-        self._requests.fail_all(gone)
-        for fut in self._probes.values():
-            if not fut.done():
-                fut.set_exception(gone)
-        self._probes.clear()
-        if not self._ready.done():
-            self._ready.set_result(None)
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    # -- ReplicaHandle -----------------------------------------------------------------------
-
-    @property
-    def inflight(self) -> int:
-        return len(self._requests.futures)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.done()
-
-    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
-        if self._closed.done():
-            raise ReplicaGone("replica connection closed")
-        fut = self.loop.create_future()
-        rid = self._requests.add(fut)
-        if kind == RequestKind.V2_INFER:  # the replica splits JSON header and binary tensors
-            self._transport.write(p.frame(rid, kind, header_length.to_bytes(4, "big") + body))
-        else:
-            self._transport.write(p.frame(rid, kind, body))
-        return fut
-
-    async def ready(self) -> None:
-        answer = await self._ready
-        if answer is None:
-            await asyncio.sleep(0.1)  # let its last words reach the log
-            code = await self._exit_code()
-            raise InitFailed(f"exited before it became ready (exit code {code})", detail=self.log_tail(20))
-        kind, payload = answer
-        if kind == p.INIT_FAILED:
-            tb = payload.decode("utf-8", "replace").strip()
-            raise InitFailed(f"failed to start: {tb.splitlines()[-1] if tb else 'init failed'}", detail=tb)
-        self.info = orjson.loads(payload)
-        self.pid = self.pid or self.info.get("pid")
-
-    async def probe(self, timeout: float) -> bool:
-        if self._closed.done():
-            raise ReplicaGone("replica connection closed")
-        fut = self.loop.create_future()
-        self._requests.next_id = (self._requests.next_id + 1) & 0xFFFFFFFF
-        rid = self._requests.next_id
-        self._probes[rid] = fut
-        self._transport.write(p.frame(rid, p.PING))
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            self._probes.pop(rid, None)
-            return False
+    async def _gone_before_ready(self) -> str:
+        await asyncio.sleep(0.1)  # let its last words reach the log
+        return await super()._gone_before_ready()
 
     def memory_bytes(self) -> int | None:
         try:
@@ -135,11 +60,7 @@ class LocalReplica(asyncio.Protocol):
         except (OSError, ValueError, IndexError, TypeError):
             return None
 
-    async def wait_closed(self) -> int | None:
-        await self._closed
-        return await self._exit_code()
-
-    async def _exit_code(self) -> int | None:
+    async def exit_code(self) -> int | None:
         for _ in range(50):  # the exit code arrives a moment after the socket closes
             code = self._poll()
             if code is not None:
@@ -165,8 +86,7 @@ class LocalReplica(asyncio.Protocol):
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
-        if self._transport is not None:
-            self._transport.close()
+        self.close_connection()
         deadline = self.loop.time() + grace_s
         signalled = False
         while self._running() and self.loop.time() < deadline:
@@ -193,8 +113,8 @@ class LocalReplica(asyncio.Protocol):
     def describe(self) -> dict:
         return {"pid": self.pid, "log": str(self.spec.log_path)}
 
-    def log_tail(self, lines: int) -> str:
-        return "\n".join(tail_lines(self.spec.log_path, lines))
+    async def log_tail(self, lines: int) -> str:
+        return "\n".join(await asyncio.to_thread(tail_lines, self.spec.log_path, lines))
 
 
 class LocalBackend:
@@ -215,12 +135,9 @@ class LocalBackend:
 
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cfg = {"endpoint": spec.endpoint, "deployment": spec.deployment, "replica_id": spec.replica_id,
-               "model_type": spec.model_type, "model_dir": str(spec.model_dir),
-               "scoring_script": str(spec.scoring_script) if spec.scoring_script else None,
-               "max_batch_size": spec.batching.max_batch_size,
-               "max_batch_wait_ms": spec.batching.max_batch_wait_ms}
-        cwd = str(spec.scoring_script.parent) if spec.scoring_script else None
+        script = spec.script_path
+        cfg = replica_config(spec, spec.model_dir, script)
+        cwd = str(script.parent) if script else None
         env = {**os.environ, **SINGLE_THREAD, **spec.env}
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -36,6 +36,14 @@ def die_with_parent(name: str | None = None) -> None:
         pass
 
 
+def _rss_bytes() -> bytes:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return (int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")).to_bytes(8, "big")
+    except (OSError, ValueError, IndexError):
+        return b""
+
+
 def _error(exc: BaseException) -> bytes:
     return orjson.dumps({"error": {"code": "model_error", "message": f"{type(exc).__name__}: {exc}"}})
 
@@ -86,8 +94,8 @@ class Replica:
         out = []
         scores = [(rid, body) for rid, kind, body in frames if kind == p.SCORE]
         for rid, kind, body in frames:
-            if kind == p.PING:
-                out.append(p.frame(rid, p.PONG))
+            if kind == p.PING:  # answered with the resident memory, for backends that cannot read it
+                out.append(p.frame(rid, p.PONG, _rss_bytes()))
             elif kind == p.V2_INFER:
                 out.append(p.frame(rid, *self._v2(body)))
         for i in range(0, len(scores), self.max_batch):
@@ -128,10 +136,9 @@ def main() -> None:
     run(cfg)
 
 
-def run(cfg: dict) -> None:
-    """Load the model, say READY (or INIT_FAILED with the traceback), then serve until EOF."""
-    sock = socket.socket(fileno=int(cfg["fd"]))
-    sock.setblocking(True)
+def serve_connection(cfg: dict, sock: socket.socket) -> bool:
+    """Load the model, say READY (or INIT_FAILED with the traceback), then serve until EOF.
+    False when the model could not be loaded. Used by replica processes and by Ray actors."""
     replica = Replica(cfg, sock)
     started = time.monotonic()
     try:
@@ -142,7 +149,7 @@ def run(cfg: dict) -> None:
         sys.stderr.flush()
         with contextlib.suppress(OSError):
             sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
-        sys.exit(1)
+        return False
     print(f"replica {cfg.get('replica_id')} ready in {(time.monotonic() - started) * 1000:.0f} ms "
           f"(pid {os.getpid()})", flush=True)
     sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid()})))
@@ -150,6 +157,15 @@ def run(cfg: dict) -> None:
         replica.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass
+    return True
+
+
+def run(cfg: dict) -> None:
+    """A replica process: serve the socket inherited as `fd`, then exit."""
+    sock = socket.socket(fileno=int(cfg["fd"]))
+    sock.setblocking(True)
+    if not serve_connection(cfg, sock):
+        sys.exit(1)
     # The server has let go of us: skip interpreter teardown (a fraction of a second with the
     # ML stack loaded), which only delays a rollout's stop of the old replicas.
     sys.stdout.flush()

@@ -13,7 +13,6 @@ import logging
 import math
 import socket
 import uuid
-from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +24,6 @@ from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound
 from ..specs import DeploymentBody, format_loc
 from ..names import check_endpoint_name
 from ..store.serving import new_key
-from ..fsutil import tail_lines
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.api")
@@ -133,6 +131,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         if state == "Succeeded" and busy:
             state = "Updating"
         out.update(provisioning_state=state, error=row["error"],
+                   **controller.health_of(row["endpoint"], row["name"], spec.get("instance_count", 1)),
                    replicas=controller.replicas_of(row["endpoint"], row["name"]),
                    created_at=row["created_at"], updated_at=row["updated_at"])
         return out
@@ -267,17 +266,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     @app.get("/api/endpoints/{endpoint}/deployments/{name}/logs", dependencies=deps)
     async def logs(endpoint: str, name: str, lines: int = 100) -> dict:
         await store.deployment(endpoint, name)
-        folder = controller.ws.logs_dir / endpoint / name
-        files = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
-        current = {Path(r["log"]).name for r in controller.replicas_of(endpoint, name)}
-        # the serving replicas' logs, plus the newest other one (a failed start shows there)
-        others = [f for f in files if f.name not in current][-1:]
-        chosen = [f for f in files if f.name in current] + others
-        text = []
-        for f in sorted(chosen, key=lambda f: f.stat().st_mtime):
-            text.append(f"==> {f.stem} <==")
-            text.extend(await asyncio.to_thread(tail_lines, f, min(max(1, lines), 100_000)))
-        return {"logs": "\n".join(text)}
+        return {"logs": await controller.logs(endpoint, name, min(max(1, lines), 100_000))}
 
     return app
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import orjson
 
+from ..backends.compute import ComputeBackends
 from ..backends.local import LocalBackend
+from ..backends.ray import namespace_for
 from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
@@ -39,13 +41,23 @@ class ServerApp:
         self.db = Database(ws.db_url)
         self.router = Router()
         self.gateway = Gateway(self.router)
-        self.backend = LocalBackend(ws.logs_dir)
+        self.backend = ComputeBackends(LocalBackend(ws.logs_dir), self._compute, ws.logs_dir,
+                                       namespace_for(ws.path))
         self.controller = Controller(ws, self.db, self.backend, self.router)
         # A wildcard address is where to listen, not where to connect: local clients use loopback.
         where = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         self.url = f"http://{where}:{port}"
         self.token = secrets.token_urlsafe(32)
         self.api = build_api(self.controller, self.token, self.url, host, force_open)
+
+    def _compute(self, name: str) -> dict | None:
+        """A compute's row (address, auth token), read when its first replica starts."""
+        from ..store.computes import ComputeStore
+        from ..errors import NotFound
+        try:
+            return ComputeStore(self.db).get(name)
+        except NotFound:
+            return None
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..backends.base import Backend, InitFailed, ReplicaSpec
 from ..errors import DeploymentFailed, FleetError, IntegrityError
+from ..fsutil import tail_lines
 from ..registry import Registry
 from ..specs import DeploymentRecord
 from ..store import ArtifactStore, Database
@@ -53,6 +54,7 @@ class DeploymentRuntime:
     not_before: float = 0.0                # clock time before which no new step starts
     serial: int = 0                        # replica numbering
     retired: bool = False
+    fault: str | None = None               # why it has fewer replicas than wanted, if it does
 
     @property
     def key(self) -> Key:
@@ -75,6 +77,7 @@ class Controller:
         self.supervisor = Supervisor(self.clock, self._lost)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self._endpoints: list[dict] = []
+        self._computes: dict[str, str] = {}   # endpoint -> compute its replicas run on
         self._spec_cache: dict[Key, tuple[dict, DeploymentRecord]] = {}
         self._restored = False
         self._wake = asyncio.Event()
@@ -124,6 +127,8 @@ class Controller:
             self._step(endpoints, rows)
 
     def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
+        self._endpoints = endpoints
+        self._computes = {ep["name"]: ep["spec"].get("compute") or "local" for ep in endpoints}
         desired = {(r["endpoint"], r["name"]): self._desired(r) for r in rows}
         for key, want in desired.items():
             rt = self.runtimes.get(key)
@@ -136,7 +141,6 @@ class Controller:
         actual = {key: rt.actual() for key, rt in self.runtimes.items()}
         for action in reconciler.step(desired, actual, self.clock.now()):
             self._execute(action)
-        self._endpoints = endpoints
         if not any(rt.busy for rt in self.runtimes.values()):
             self._restored = True
         self.publish()
@@ -185,17 +189,21 @@ class Controller:
     # -- replicas ----------------------------------------------------------------------------
 
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
-                      script: Path | None) -> ReplicaSpec:
+                      code_dir: Path | None) -> ReplicaSpec:
         rt.serial += 1
         rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
+        code = spec.code
         return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_key=spec_hash,
-                           model_type=spec.model_type, model_dir=model_dir, scoring_script=script,
-                           env=spec.environment_variables, batching=spec.batching,
-                           log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log")
+                           model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
+                           code_dir=code_dir, code_sha256=code.sha256 if code else None,
+                           scoring_script=code.scoring_script if code else None,
+                           env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
+                           log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
+                           compute=self._computes.get(rt.endpoint, "local"))
 
     async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
-        """Model directory and scoring script; each snapshot is checked against its sha256 the
-        first time this server uses it (a restart after a crash does not re-hash)."""
+        """Model directory and code root; each snapshot is checked against its sha256 the first
+        time this server uses it (a restart after a crash does not re-hash)."""
         model = await asyncio.to_thread(self.registry.get, spec.model)
         verify = model.sha256 not in self._verified
         model_dir = await asyncio.to_thread(self.registry.path_of, model, verify)
@@ -210,15 +218,14 @@ class Controller:
                 raise IntegrityError(f"code snapshot {code.sha256[:12]} does not match its sha256 "
                                      "(its files were changed after the deployment was created)")
             self._verified.add(code.sha256)
-        script = root / code.scoring_script
-        if not script.is_file():
+        if not (root / code.scoring_script).is_file():
             raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
-        return model_dir, script
+        return model_dir, root
 
     async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
-        model_dir, script = await self._resolve(spec)
+        model_dir, code_dir = await self._resolve(spec)
         probe = spec.readiness_probe
         timeout = probe.initial_delay + probe.period * probe.failure_threshold
         started: list[Replica] = []
@@ -232,14 +239,15 @@ class Controller:
 
         try:
             for _ in range(count):
-                handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, script))
+                handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir))
                 started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now()))
             await self.clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:
             await self._stop(started, 1.0)
             if isinstance(e, asyncio.TimeoutError):
+                tails = await asyncio.gather(*(r.handle.log_tail(20) for r in started))
                 raise DeploymentFailed(f"replicas of {rt.endpoint}/{rt.name} were not ready within {timeout}s",
-                                       detail="\n".join(r.handle.log_tail(20) for r in started)) from None
+                                       detail="\n".join(tails)) from None
             raise
         for r in started:
             transition(r, S.READY)
@@ -285,8 +293,10 @@ class Controller:
                     new = await self._start_group(rt, rt.spec, rt.hash, want - have)
                 except FleetError as e:
                     log.warning("could not restart replicas of %s/%s: %s", rt.endpoint, rt.name, e.message)
+                    rt.fault = e.message
                     self._backoff(rt)
                     return
+                rt.fault = None
                 if rt.retired:
                     await self._drain_and_stop(rt, new)
                     return
@@ -311,6 +321,7 @@ class Controller:
                 text = err.message + (f"\n{err.detail}" if err.detail else "")
                 log.warning("rollout of %s/%s failed: %s", rt.endpoint, rt.name, text)
                 if h == want.active_hash:
+                    rt.fault = err.message
                     self._backoff(rt)  # restoring what served before: try again later
                 await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
                 return
@@ -318,7 +329,7 @@ class Controller:
                 await self._drain_and_stop(rt, new)
                 return
             old = rt.group
-            rt.group, rt.hash, rt.spec, rt.failures = new, h, spec, 0
+            rt.group, rt.hash, rt.spec, rt.failures, rt.fault = new, h, spec, 0, None
             self._serve(rt, new)                 # the switch: new requests go to the new group
             await self._drain_and_stop(rt, old)  # in-flight requests on the old group finish
             await asyncio.to_thread(self.serving.record_rollout, rt.endpoint, rt.name, h, ok=True)
@@ -344,6 +355,34 @@ class Controller:
     def replicas_of(self, endpoint: str, name: str) -> list[dict]:
         rt = self.runtimes.get((endpoint, name))
         return [r.to_dict() for r in rt.group] if rt else []
+
+    async def logs(self, endpoint: str, name: str, lines: int) -> str:
+        """The serving replicas' logs, wherever they run, after the newest log of a replica that
+        no longer serves (a failed start or a crash shows there)."""
+        rt = self.runtimes.get((endpoint, name))
+        current = list(rt.group) if rt else []
+        ids = {r.id for r in current}
+        folder = self.ws.logs_dir / endpoint / name
+
+        def newest_other() -> list[tuple[str, list[str]]]:
+            files = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
+            return [(f.stem, tail_lines(f, lines)) for f in [f for f in files if f.stem not in ids][-1:]]
+
+        parts = await asyncio.to_thread(newest_other)
+        tails = await asyncio.gather(*(r.handle.log_tail(lines) for r in current))
+        parts += [(r.id, tail.splitlines()) for r, tail in zip(current, tails)]
+        return "\n".join(line for rid, text in parts for line in (f"==> {rid} <==", *text))
+
+    def health_of(self, endpoint: str, name: str, instance_count: int) -> dict:
+        """Healthy (every replica ready), Degraded (some) or Unavailable (none), and why."""
+        rt = self.runtimes.get((endpoint, name))
+        ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
+        health = "Healthy" if ready >= instance_count else "Degraded" if ready else "Unavailable"
+        fault = rt.fault if rt else None
+        compute = self._computes.get(endpoint, "local")
+        if fault is None and health != "Healthy" and compute != "local":
+            fault = getattr(self.backend, "fault", lambda _c: None)(compute)
+        return {"health": health, "ready_replicas": ready, "fault": fault}
 
     def is_busy(self, endpoint: str, name: str) -> bool:
         rt = self.runtimes.get((endpoint, name))

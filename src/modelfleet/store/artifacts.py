@@ -78,6 +78,13 @@ def content_digest(src: str | Path) -> tuple[str, list[dict]]:
     return _digest(files), files
 
 
+def files_digest(files: dict[str, bytes]) -> str:
+    """The sha256 `content_digest` gives a tree, from its files in memory ({path: bytes}, with
+    the paths as content_digest names them): how a snapshot shipped elsewhere is checked."""
+    return _digest(sorted(({"path": rel, "sha256": hashlib.sha256(data).hexdigest()} for rel, data in files.items()),
+                          key=lambda f: f["path"]))
+
+
 class ArtifactStore:
     def __init__(self, root: Path):
         self.root = Path(root)

@@ -1,0 +1,128 @@
+"""The replica end of the wire, as the server holds it: framed requests over one stream socket.
+
+Both backends talk to their replicas the same way (runtime/protocol.py frames over a socketpair
+locally, over TCP to a Ray actor): many requests in flight at once, matched by id, bodies passed
+through untouched. `FramedReplica` implements the data-plane half of `ReplicaHandle`; each
+backend subclasses it with how its replicas are started, watched and stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from ..runtime import protocol as p
+from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+
+
+class FramedReplica(asyncio.Protocol):
+    def __init__(self, spec: ReplicaSpec):
+        self.spec = spec
+        self.id = spec.replica_id
+        self.models = frozenset({spec.model_key})
+        self.info: dict = {}
+        self.loop = asyncio.get_running_loop()
+        self.last_rss: int | None = None     # as the replica last reported it (with each probe)
+        self._requests = Pending()
+        self._probes: dict[int, asyncio.Future] = {}
+        self._ready: asyncio.Future = self.loop.create_future()
+        self._closed: asyncio.Future = self.loop.create_future()
+        self._transport = None
+        self._buf = bytearray()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        for rid, kind, payload in p.split_frames(self._buf):
+            if kind == p.PONG:
+                if payload:
+                    self.last_rss = int.from_bytes(payload, "big")
+                fut = self._probes.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(True)
+            elif kind in (p.READY, p.INIT_FAILED):
+                if not self._ready.done():
+                    self._ready.set_result((kind, payload))
+            else:
+                self._requests.resolve(rid, (kind, payload))
+
+    def connection_lost(self, exc) -> None:
+        gone = ReplicaGone("replica connection closed")
+        self._requests.fail_all(gone)
+        for fut in self._probes.values():
+            if not fut.done():
+                fut.set_exception(gone)
+                fut.exception()
+        self._probes.clear()
+        if not self._ready.done():
+            self._ready.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    # -- the data-plane half of ReplicaHandle ------------------------------------------------
+
+    @property
+    def inflight(self) -> int:
+        return len(self._requests.futures)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+        if self._closed.done():
+            raise ReplicaGone("replica connection closed")
+        fut = self.loop.create_future()
+        rid = self._requests.add(fut)
+        if kind == RequestKind.V2_INFER:  # the replica splits JSON header and binary tensors
+            self._transport.write(p.frame(rid, kind, header_length.to_bytes(4, "big") + body))
+        else:
+            self._transport.write(p.frame(rid, kind, body))
+        return fut
+
+    async def ready(self) -> None:
+        answer = await self._ready
+        if answer is None:
+            raise InitFailed(await self._gone_before_ready(), detail=await self.log_tail(20))
+        kind, payload = answer
+        if kind == p.INIT_FAILED:
+            tb = payload.decode("utf-8", "replace").strip()
+            raise InitFailed(f"failed to start: {tb.splitlines()[-1] if tb else 'init failed'}", detail=tb)
+        self.info = orjson.loads(payload)
+
+    async def probe(self, timeout: float) -> bool:
+        if self._closed.done():
+            raise ReplicaGone("replica connection closed")
+        fut = self.loop.create_future()
+        self._requests.next_id = rid = (self._requests.next_id + 1) & 0xFFFFFFFF
+        self._probes[rid] = fut
+        self._transport.write(p.frame(rid, p.PING))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            self._probes.pop(rid, None)
+            return False
+
+    async def wait_closed(self) -> int | None:
+        await self._closed
+        return await self.exit_code()
+
+    def close_connection(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- what a backend adds -----------------------------------------------------------------
+
+    async def exit_code(self) -> int | None:
+        return None
+
+    async def _gone_before_ready(self) -> str:
+        return f"exited before it became ready (exit code {await self.exit_code()})"
+
+    async def log_tail(self, lines: int) -> str:
+        return ""
