@@ -136,8 +136,9 @@ class Fleet:
     # -- fleet files -------------------------------------------------------------------------
 
     def plan(self, fleet: str | Path | DesiredFleet, *, prune: bool = False) -> Plan:
-        """The changes that make the workspace match `fleet` (a path, or what `load_fleet`
-        returned); `prune` also deletes endpoints and deployments the fleet no longer names."""
+        """The changes that make the workspace match `fleet`: a path (its notices go to this
+        Fleet's `notice`) or what `load_fleet` returned. `prune` also deletes endpoints and
+        deployments the fleet no longer names."""
         from .fleetfile import DesiredFleet
         from .planner import make_plan, read_current
         desired = fleet if isinstance(fleet, DesiredFleet) else load_fleet(fleet, self.notice)
