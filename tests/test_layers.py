@@ -25,7 +25,7 @@ LAYERS = [
     ("backends",    ["backends"]),                     # where replicas run
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.
-    ("documents",   ["specs", "documents", "traffic", "names"]),
+    ("documents",   ["specs", "model_types", "documents", "traffic", "names"]),
     ("base",        ["errors", "fsutil", "version"]),
 ]
 
