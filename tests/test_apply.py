@@ -320,6 +320,41 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
     assert fleet.online_endpoints.invoke("other-endpoint", {"data": IRIS_ROWS}) == {"scored": [0, 2]}
 
 
+def test_sdk_plans_and_applies_a_fleet_file(fleet_home, tmp_path, models_dir):
+    from modelfleet import Fleet
+    from modelfleet.errors import InvalidInput
+    from modelfleet.sdk import load_fleet
+
+    shutil.copytree(models_dir / "iris", tmp_path / "iris")
+    fleet_file = write(tmp_path / "fleet.yaml", """
+        models:
+          - {name: iris, version: "1", path: ./iris, properties: {a: b}}
+        endpoints:
+          - {name: sdk-ep, auth_mode: key}
+        deployments:
+          - {name: blue, endpoint_name: sdk-ep, model: "iris:1", instance_count: 1}
+    """)
+    notices, heard = [], []
+    with Fleet(notice=notices.append) as fleet:
+        plan = fleet.plan(fleet_file)
+        assert [c.line() for c in plan.changes] == [
+            "+ model iris:1", "+ endpoint sdk-ep", "+ deployment sdk-ep/blue (model iris:1)"]
+        assert any("field 'properties' has no meaning on modelfleet" in n for n in notices)
+        assert fleet.models.list() == []  # planning changed nothing
+        with pytest.raises(InvalidInput, match="prune is decided when planning"):
+            fleet.apply(plan, prune=True)
+
+        outcomes = fleet.apply(plan, progress=lambda change, state, text: heard.append((change.name, state)))
+        assert [(o.change.name, o.status) for o in outcomes] == [
+            ("iris:1", "ok"), ("sdk-ep", "ok"), ("sdk-ep/blue", "ok")]
+        assert ("sdk-ep/blue", "running") in heard and ("sdk-ep/blue", "ok") in heard
+        assert fleet.online_endpoints.invoke("sdk-ep", {"data": IRIS_ROWS}) == [0, 2]
+
+        # a loaded fleet or a path: applying again changes nothing
+        assert not fleet.plan(load_fleet(fleet_file))
+        assert fleet.apply(fleet_file) == []
+
+
 def test_schema_prints_json_schema_of_each_kind(fleet_home):
     fleet_schema = json.loads(run_cli("schema").stdout)
     assert set(fleet_schema["properties"]) >= {"models", "endpoints", "deployments"}

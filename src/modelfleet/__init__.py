@@ -1,8 +1,7 @@
 """modelfleet: register and serve many machine-learning models from one command line."""
 
-__version__ = "0.1.0"
-
-from .errors import FleetError  # noqa: E402
+from .errors import FleetError
+from .version import __version__
 
 
 def __getattr__(name):  # keep `import modelfleet` cheap for replicas: the SDK loads on first use

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__
+from .version import __version__
 from .errors import StorageError
 from .planner import deployment_settings
 from .specs import DeploymentSpec

@@ -6,6 +6,8 @@
     fleet.online_endpoints.create("model-a")
     fleet.online_deployments.create("blue", endpoint="model-a", model="model_a:v1")
     fleet.online_endpoints.invoke("model-a", {"data": [[1, 2, 3, 4]]})
+    plan = fleet.plan("fleet.yaml")                   # a whole fleet file: what would change
+    outcomes = fleet.apply(plan)                      # ... and make it so
 
 Registry work goes straight to the workspace store; serving work goes to the workspace server,
 which is started in the background on first need.
@@ -30,6 +32,9 @@ from .workspace import Workspace, Workspaces
 if TYPE_CHECKING:  # the heavy imports wait until a call needs them: the CLI starts faster
     import httpx
 
+    from .applier import Outcome, Progress
+    from .fleetfile import DesiredFleet
+    from .planner import Plan
     from .registry import Model, Registry
     from .specs import DeploymentSpec, EndpointSpec, ModelSpec
     from .store import ArtifactStore, Database
@@ -37,6 +42,17 @@ if TYPE_CHECKING:  # the heavy imports wait until a call needs them: the CLI sta
 
 def _notice_nothing(_msg: str) -> None:
     pass
+
+
+def load_fleet(path: str | Path, notice: Callable[[str], None] | None = None) -> DesiredFleet:
+    """A fleet YAML, multi-document YAML or directory of documents, validated in full before any
+    workspace or server is touched (one SpecError lists every problem). Fields that have no
+    meaning here (Azure-only) are reported to `notice`."""
+    from .fleetfile import load
+    desired = load(path)
+    for n in desired.notices:
+        (notice or _notice_nothing)(f"notice: {n}")
+    return desired
 
 
 class Fleet:
@@ -116,6 +132,32 @@ class Fleet:
 
     def __exit__(self, *exc):
         self.close()
+
+    # -- fleet files -------------------------------------------------------------------------
+
+    def plan(self, fleet: str | Path | DesiredFleet, *, prune: bool = False) -> Plan:
+        """The changes that make the workspace match `fleet`: a path (its notices go to this
+        Fleet's `notice`) or what `load_fleet` returned. `prune` also deletes endpoints and
+        deployments the fleet no longer names."""
+        from .fleetfile import DesiredFleet
+        from .planner import make_plan, read_current
+        desired = fleet if isinstance(fleet, DesiredFleet) else load_fleet(fleet, self.notice)
+        return make_plan(desired, read_current(self), prune=prune)
+
+    def apply(self, fleet: str | Path | DesiredFleet | Plan, *, prune: bool = False, timeout: float = 600.0,
+              progress: Progress | None = None) -> list[Outcome]:
+        """Carry out `plan(fleet)` (or a Plan already made), waiting up to `timeout` seconds for
+        each deployment; `progress(change, state, text)` hears of each step. One failure does not
+        stop the others: every change has an Outcome, check `ok`."""
+        from .applier import apply_plan
+        from .planner import Plan
+        if isinstance(fleet, Plan):
+            if prune:
+                raise InvalidInput("prune is decided when planning: pass it to plan()")
+            plan = fleet
+        else:
+            plan = self.plan(fleet, prune=prune)
+        return apply_plan(self, plan, timeout=timeout, progress=progress)
 
 
 class ModelOperations:

@@ -19,11 +19,9 @@ FILE_HELP = "A fleet YAML, a multi-document YAML, or a directory of single docum
 
 
 def _plan(ctx: Ctx, path: str, prune: bool):
-    from .. import fleetfile, planner
-    desired = fleetfile.load(path)  # everything is validated before the server is even asked
-    for n in desired.notices:
-        ctx.notice(f"notice: {n}")
-    return planner.make_plan(desired, planner.read_current(ctx.fleet), prune=prune)
+    from ..sdk import load_fleet
+    desired = load_fleet(path, ctx.notice)  # all validated before the workspace or server is touched
+    return ctx.fleet.plan(desired, prune=prune)
 
 
 def _show_plan(ctx: Ctx, plan) -> None:
@@ -73,14 +71,13 @@ def _progress(ctx: Ctx):
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds to wait for each deployment to become ready.")
 def apply(ctx: Ctx, path, prune, dry_run, timeout):
-    from ..applier import apply_plan
     plan = _plan(ctx, path, prune)
     if dry_run or not plan:
         _show_plan(ctx, plan)
         return
     ctx.notice(f"applying: {plan.summary()}")
     with _progress(ctx) as report:
-        outcomes = apply_plan(ctx.fleet, plan, timeout=timeout, progress=report)
+        outcomes = ctx.fleet.apply(plan, timeout=timeout, progress=report)
     failed = [o for o in outcomes if not o.ok]
     if ctx.output != "table":
         ctx.emit({"changes": [o.to_dict() for o in outcomes], "failed": len(failed)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from .deployments import online_deployment
 from .endpoints import online_endpoint
 from .models import model

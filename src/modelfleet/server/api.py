@@ -19,7 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .. import __version__, traffic as traffic_rules
+from .. import traffic as traffic_rules
+from ..version import __version__
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
 from ..specs import DeploymentBody, format_loc
 from ..names import check_endpoint_name

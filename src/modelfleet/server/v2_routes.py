@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from .. import __version__
+from ..version import __version__
 from ..backends.base import RequestKind
 
 

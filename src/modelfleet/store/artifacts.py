@@ -139,6 +139,10 @@ class ArtifactStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def remove(self, kind: str, sha256: str) -> None:
+        """Delete a snapshot no version or deployment uses any more (best effort)."""
+        shutil.rmtree(self.snapshot_dir(kind, sha256), ignore_errors=True)
+
     def verify(self, kind: str, sha256: str, files: list[dict]) -> Path:
         """The snapshot's path, after checking every file against its recorded sha256."""
         base = self.snapshot_dir(kind, sha256)

@@ -25,6 +25,15 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+def deployment_of_model(conn: sa.Connection, ref: str) -> tuple[str, str] | None:
+    """(endpoint, deployment) of the first deployment whose desired spec names model version
+    `ref`, read on the caller's connection so a model delete checks it in its own transaction."""
+    for d in conn.execute(sa.select(deployments.c.endpoint, deployments.c.name, deployments.c.spec)):
+        if d.spec.get("model") == ref:
+            return d.endpoint, d.name
+    return None
+
+
 class ServingStore:
     def __init__(self, db: Database):
         self.db = db
