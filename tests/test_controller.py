@@ -13,6 +13,8 @@ from modelfleet.specs import DeploymentSpec, validate
 
 from .helpers import scoring_code, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 FLAKY_PY = '''
 import os, time
 def init():

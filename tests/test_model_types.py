@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import IRIS_ROWS
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 
 @pytest.fixture(scope="module")
 def iris_xy():

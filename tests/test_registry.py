@@ -119,6 +119,7 @@ def _register_many(home: str, src: str, n: int, q) -> None:
         q.put(("error", repr(e)))
 
 
+@pytest.mark.slow
 def test_concurrent_registration_from_processes(fleet_home, tmp_path):
     """8 processes x 25 registrations: 200 distinct auto versions and no error."""
     src = _file(tmp_path, "model.pkl", b"same content is fine")
@@ -142,6 +143,7 @@ def test_concurrent_registration_from_processes(fleet_home, tmp_path):
     f.close()
 
 
+@pytest.mark.slow
 def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
     """SIGKILL a register while it copies a large file: no version, and the next register works."""
     big = tmp_path / "big"

@@ -18,6 +18,8 @@ from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInp
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 SCORE_PY = '''
 import json, os, time
 model = None

@@ -17,6 +17,8 @@ from modelfleet.errors import Conflict, InvalidInput
 from .conftest import IRIS_ROWS
 from .helpers import scoring_code
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 WHO_PY = '''
 import json, os, time
 def init():
