@@ -13,6 +13,8 @@ import pytest
 from modelfleet.errors import AlreadyExists, InvalidInput, NotFound
 from modelfleet.registry import detect_type
 
+from .helpers import wait_until
+
 
 def _file(tmp_path: Path, name: str, content: bytes) -> Path:
     p = tmp_path / name
@@ -155,12 +157,11 @@ def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
             "Fleet().models.register('big', sys.argv[1])")
     proc = subprocess.Popen([sys.executable, "-c", code, str(big)], env=env)
     staging = fleet_home / "workspaces" / "default" / "artifacts" / "tmp"
-    import time
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (staging.is_dir() and any(staging.rglob("part*.bin"))):
-        time.sleep(0.005)
-    proc.kill()
-    proc.wait()
+    try:
+        wait_until(lambda: staging.is_dir() and any(staging.rglob("part*.bin")), timeout=60, interval=0.005)
+    finally:
+        proc.kill()
+        proc.wait()
     from modelfleet import Fleet
     f = Fleet()
     assert f.models.list("big") == []
