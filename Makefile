@@ -1,6 +1,7 @@
 # Two set-up commands, both working on a fresh machine:
 #   make quickstart   the main job: install, then train, register, deploy, invoke and update three models
 #   make test         install with test extras, then run the whole test suite
+# and, while developing, `make test-fast`: the tests that start no process (a few seconds).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ $(BIN)/fleet: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: install quickstart test bench
+.PHONY: install quickstart test test-fast bench
 install: $(BIN)/fleet
 
 quickstart: install
@@ -19,6 +20,9 @@ quickstart: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python bench/serving.py

@@ -49,12 +49,16 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def fleet_home(tmp_path, monkeypatch):
+def fleet_home(tmp_path, monkeypatch, request):
     home = tmp_path / "home"
     monkeypatch.setenv("FLEET_HOME", str(home))
     monkeypatch.delenv("FLEET_WORKSPACE", raising=False)
     yield home
+    started_a_server = any(home.glob("**/run/server.lock"))
     _stop_servers(home)
+    # keeps `-m "not slow"` the fast layer: a test that starts a server must say so
+    if started_a_server and request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"{request.node.nodeid} starts a server: mark it @pytest.mark.slow")
 
 
 @pytest.fixture

@@ -14,6 +14,10 @@ class LoadResult:
     ok: int = 0
     failed: list = field(default_factory=list)
 
+    @property
+    def answered(self) -> int:
+        return self.ok + len(self.failed)
+
 
 class Load:
     """Continuous requests from background threads until stopped; counts every failure."""
@@ -44,9 +48,14 @@ class Load:
                         self.result.failed.append(detail)
 
     def __enter__(self):
+        """Start the threads; return once the first requests have been answered (the load is on)."""
         for t in self._threads:
             t.start()
-        time.sleep(0.3)
+        try:
+            wait_until(lambda: self.result.answered >= len(self._threads))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):

@@ -192,6 +192,7 @@ def test_invalid_document_in_a_directory_of_ten_changes_nothing(fleet_home, tmp_
 
 # -- against a real server -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_apply_reapply_change_export_and_prune(fleet, tmp_path, suite_models):
     shutil.copytree(suite_models / "models", tmp_path / "models")
     fleet_file = tmp_path / "fleet.yaml"
@@ -256,6 +257,7 @@ def test_apply_reapply_change_export_and_prune(fleet, tmp_path, suite_models):
     assert run_cli("apply", "--prune", "-f", str(fleet_file)).stdout.strip() == "no changes"
 
 
+@pytest.mark.slow
 def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_version(fleet, tmp_path, models_dir):
     az = tmp_path / "azureml-examples"
     model_dir = az / "model-1" / "model"

@@ -7,6 +7,9 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
 BATCH_PY = '''
 import json, os

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -91,6 +92,7 @@ def test_workspaces(fleet_home, tmp_path):
     assert json.loads(run("workspace", "show", "-o", "json").stdout)["name"] == "default"
 
 
+@pytest.mark.slow
 def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path):
     """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH."""
     work = tmp_path / "multi-model"
@@ -137,6 +139,7 @@ def _pids(env, endpoint):
     return sorted(r["pid"] for r in dep["replicas"])
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_version(fleet_home):
     p = subprocess.run([sys.executable, "-m", "modelfleet", "--version"], capture_output=True, text=True)
     assert p.returncode == 0 and "modelfleet" in p.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import orjson
 import pytest
@@ -13,10 +12,13 @@ from modelfleet.specs import DeploymentSpec, validate
 
 from .helpers import scoring_code, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 FLAKY_PY = '''
 import os, time
 def init():
     if os.environ.get("SLOW_FAIL"):
+        open(os.environ["SLOW_FAIL"], "w").close()  # tells the test this version is starting
         time.sleep(1.5)
         raise RuntimeError("this version never starts")
     if os.path.exists(os.environ.get("BLOCKER", "/nonexistent")):
@@ -50,30 +52,33 @@ def test_a_failed_restore_is_retried_until_it_serves(flaky, tmp_path):
     assert fleet.online_deployments.get("blue", "restore-ep")["provisioning_state"] == "Succeeded"
 
 
-def test_reverting_during_a_rollout_settles_on_what_serves(flaky):
+def test_reverting_during_a_rollout_settles_on_what_serves(flaky, tmp_path):
     fleet, code = flaky
     fleet.online_endpoints.create("revert-ep")
     good = fleet.online_deployments.create("blue", "revert-ep", "iris:1", code_configuration=code,
                                            environment_variables={"WHO": "good"})
     pids = [r["pid"] for r in good["replicas"]]
-    fleet.online_deployments.update("blue", "revert-ep", environment_variables={"SLOW_FAIL": "1"}, wait=False)
-    time.sleep(0.3)  # the bad version is starting; now put back exactly what serves
+    starting = tmp_path / "bad-version-starting"
+    fleet.online_deployments.update("blue", "revert-ep", environment_variables={"SLOW_FAIL": str(starting)},
+                                    wait=False)
+    wait_until(starting.exists)  # the bad version is starting; now put back exactly what serves
     original = validate(DeploymentSpec, {"name": "blue", "endpoint_name": "revert-ep", "model": "iris:1",
                                          "code_configuration": code, "environment_variables": {"WHO": "good"}})
     back = fleet.online_deployments.create_or_update(original, create=False, timeout=60)
     assert back["provisioning_state"] == "Succeeded"
-    time.sleep(2.0)  # the abandoned rollout has failed by now, and must not change the verdict
+    # the abandoned rollout has failed by now, and must not change the verdict
+    wait_until(lambda: "this version never starts" in fleet.online_deployments.get_logs("blue", "revert-ep"))
     dep = fleet.online_deployments.get("blue", "revert-ep")
     assert dep["provisioning_state"] == "Succeeded" and [r["pid"] for r in dep["replicas"]] == pids
     assert fleet.online_endpoints.invoke("revert-ep", {}) == "good"
 
 
-def test_a_failed_update_then_a_settings_change_does_not_hang(flaky):
+def test_a_failed_update_then_a_settings_change_does_not_hang(flaky, tmp_path):
     fleet, code = flaky
     fleet.online_endpoints.create("settle-ep")
     fleet.online_deployments.create("blue", "settle-ep", "iris:1", code_configuration=code)
     with pytest.raises(DeploymentFailed, match="never starts"):
-        fleet.online_deployments.update("blue", "settle-ep", environment_variables={"SLOW_FAIL": "1"})
+        fleet.online_deployments.update("blue", "settle-ep", environment_variables={"SLOW_FAIL": str(tmp_path / "x")})
     dep = fleet.online_deployments.update("blue", "settle-ep", request_settings={"request_timeout_ms": 9000},
                                           timeout=30)
     assert dep["provisioning_state"] == "Succeeded" and dep["request_settings"]["request_timeout_ms"] == 9000

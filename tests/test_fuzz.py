@@ -232,6 +232,7 @@ def _is_valid_key(headers: list, key: str) -> bool:
 
 # -- the gateway ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gateway_answers_fuzzed_requests_without_5xx(target):
     @FUZZ
     @given(requests(target.key))
@@ -243,6 +244,7 @@ def test_gateway_answers_fuzzed_requests_without_5xx(target):
     _assert_unharmed(target)
 
 
+@pytest.mark.slow
 def test_scoring_routes_answer_fuzzed_bodies_without_5xx(target):
     @FUZZ
     @given(scoring_requests(target.key))
@@ -256,6 +258,7 @@ def test_scoring_routes_answer_fuzzed_bodies_without_5xx(target):
 
 @pytest.mark.parametrize("path", [b"/endpoints/fuzz-key/score", b"/v2/models/fuzz-key/infer",
                                   b"/v2/models/fuzz-key/versions/green/infer", b"/endpoints/fuzz-open/score"])
+@pytest.mark.slow
 def test_deep_nesting_and_huge_bodies_are_4xx(target, path):
     auth = [(b"authorization", b"Bearer " + target.key.encode())]
     deep = b"[" * 10_000 + b"]" * 10_000
@@ -275,6 +278,7 @@ def test_deep_nesting_and_huge_bodies_are_4xx(target, path):
     _assert_unharmed(target)
 
 
+@pytest.mark.slow
 def test_requests_without_a_valid_key_are_401_on_every_route(target):
     @FUZZ
     @given(st.sampled_from([b"/endpoints/fuzz-key/score", b"/v2/models/fuzz-key/infer",
@@ -299,6 +303,7 @@ def _openapi_routes(t: Target) -> list[tuple[str, str]]:
     return sorted((path, method.upper()) for path, ops in spec["paths"].items() for method in ops)
 
 
+@pytest.mark.slow
 def test_control_api_answers_fuzzed_requests_without_5xx(target):
     token = json.loads((target.fleet.workspace.server_file).read_bytes())["token"].encode()
     routes = _openapi_routes(target)
@@ -331,6 +336,7 @@ def test_control_api_answers_fuzzed_requests_without_5xx(target):
     _assert_unharmed(target)
 
 
+@pytest.mark.slow
 def test_garbage_http_does_not_hurt_the_server(target):
     for raw in (b"\x00\x01\x02\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"POST /endpoints/fuzz-key/score HTTP/1.1\r\n"
                 b"content-length: -5\r\n\r\n", b"POST /v2 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
@@ -471,6 +477,7 @@ V2_MALFORMED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(V2_MALFORMED))
 def test_malformed_v2_tensors_are_client_errors(target, case):
     status, answer = raw_request(target.port, b"POST", b"/v2/models/fuzz-open/infer",

@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import IRIS_ROWS
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 
 @pytest.fixture(scope="module")
 def iris_xy():
@@ -16,8 +18,7 @@ def iris_xy():
 
 
 def test_onnx_model(fleet, tmp_path, iris_xy, models_dir):
-    pytest.importorskip("onnxruntime")
-    skl2onnx = pytest.importorskip("skl2onnx")
+    import skl2onnx
     from skl2onnx.common.data_types import FloatTensorType
     X, _ = iris_xy
     sk = joblib.load(models_dir / "iris" / "model.joblib")
@@ -33,7 +34,7 @@ def test_onnx_model(fleet, tmp_path, iris_xy, models_dir):
 
 
 def test_mlflow_pyfunc_model(fleet, tmp_path, iris_xy):
-    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
+    import mlflow.sklearn as mlflow_sklearn
     from sklearn.tree import DecisionTreeClassifier
     X, y = iris_xy
     sk = DecisionTreeClassifier(random_state=0).fit(X, y)

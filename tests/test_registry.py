@@ -13,6 +13,8 @@ import pytest
 from modelfleet.errors import AlreadyExists, InvalidInput, NotFound
 from modelfleet.registry import detect_type
 
+from .helpers import wait_until
+
 
 def _file(tmp_path: Path, name: str, content: bytes) -> Path:
     p = tmp_path / name
@@ -119,6 +121,7 @@ def _register_many(home: str, src: str, n: int, q) -> None:
         q.put(("error", repr(e)))
 
 
+@pytest.mark.slow
 def test_concurrent_registration_from_processes(fleet_home, tmp_path):
     """8 processes x 25 registrations: 200 distinct auto versions and no error."""
     src = _file(tmp_path, "model.pkl", b"same content is fine")
@@ -142,6 +145,7 @@ def test_concurrent_registration_from_processes(fleet_home, tmp_path):
     f.close()
 
 
+@pytest.mark.slow
 def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
     """SIGKILL a register while it copies a large file: no version, and the next register works."""
     big = tmp_path / "big"
@@ -153,12 +157,11 @@ def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
             "Fleet().models.register('big', sys.argv[1])")
     proc = subprocess.Popen([sys.executable, "-c", code, str(big)], env=env)
     staging = fleet_home / "workspaces" / "default" / "artifacts" / "tmp"
-    import time
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (staging.is_dir() and any(staging.rglob("part*.bin"))):
-        time.sleep(0.005)
-    proc.kill()
-    proc.wait()
+    try:
+        wait_until(lambda: staging.is_dir() and any(staging.rglob("part*.bin")), timeout=60, interval=0.005)
+    finally:
+        proc.kill()
+        proc.wait()
     from modelfleet import Fleet
     f = Fleet()
     assert f.models.list("big") == []

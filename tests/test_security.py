@@ -70,6 +70,7 @@ def guarded(fleet, models_dir, tmp_path):
 
 # -- endpoint keys -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_keys_are_32_random_bytes_distinct_and_regenerable(fleet, models_dir):
     from modelfleet.store import serving
     assert "secrets.token_urlsafe(32)" in inspect.getsource(serving.new_key)  # a CSPRNG, 256 bits
@@ -101,6 +102,7 @@ def test_keys_and_admin_token_are_compared_in_constant_time():
     assert "hmac.compare_digest" in inspect.getsource(api.build_api)
 
 
+@pytest.mark.slow
 def test_a_model_never_sees_a_request_without_a_valid_key(guarded):
     fleet, hits = guarded
     fleet.online_endpoints.create("other-ep")
@@ -136,6 +138,7 @@ def test_a_model_never_sees_a_request_without_a_valid_key(guarded):
 
 # -- the admin token -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_control_api_route_requires_the_admin_token(fleet):
     fleet.online_endpoints.create("admin-ep")
     info = _server_file(fleet)
@@ -160,6 +163,7 @@ def test_every_control_api_route_requires_the_admin_token(fleet):
     assert fleet.online_endpoints.get("admin-ep")["auth_mode"] == "key"
 
 
+@pytest.mark.slow
 def test_admin_token_is_new_on_every_server_start(fleet):
     fleet.server.start()
     first = _server_file(fleet)["token"]
@@ -176,6 +180,7 @@ def _listening(pid: int) -> set[str]:
     return {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
 
 
+@pytest.mark.slow
 def test_server_listens_on_loopback_only_by_default(fleet):
     info, _ = fleet.server.start()
     assert info["host"] == "127.0.0.1"
@@ -193,6 +198,7 @@ def _put_endpoint(fleet, name: str, auth_mode: str) -> httpx.Response:
                      headers={"authorization": f"Bearer {info['token']}"}, timeout=30)
 
 
+@pytest.mark.slow
 def test_open_endpoints_need_a_flag_when_listening_beyond_loopback(fleet):
     r = _start("--host", "0.0.0.0")
     assert r.returncode == 0, r.stderr
@@ -217,6 +223,7 @@ def test_open_endpoints_need_a_flag_when_listening_beyond_loopback(fleet):
 
 # -- files holding secrets -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_files_holding_secrets_are_0600(fleet, tmp_path):
     (tmp_path / "m.pkl").write_bytes(b"x")
     fleet.models.register("m", tmp_path / "m.pkl")  # the registry creates the database first
@@ -231,6 +238,7 @@ def test_files_holding_secrets_are_0600(fleet, tmp_path):
 
 # -- secrets out of logs and output --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_secrets_appear_only_in_get_credentials(guarded):
     fleet, _ = guarded
     old_secondary = fleet.online_endpoints.get_keys("guarded-ep")["secondaryKey"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,9 @@ import pytest
 from modelfleet.errors import Conflict, InvalidInput
 
 from .conftest import IRIS_ROWS
-from .helpers import scoring_code
+from .helpers import scoring_code, wait_until
+
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
 WHO_PY = '''
 import json, os, time
@@ -26,9 +27,14 @@ def run(raw_data):
     log = os.environ.get("HIT_LOG")
     if log:
         with open(log, "a") as f:
-            f.write("x\\n")
-    if os.environ.get("SLEEP_S"):
-        time.sleep(float(os.environ["SLEEP_S"]))
+            f.write(json.dumps(data.get("data")) + "\\n")
+    gate = os.environ.get("GATE")
+    if gate:  # a slow model: each request takes until the test opens the gate
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with open(log, "a") as f:
+            f.write('"done"\\n')
     if os.environ.get("ALWAYS_RAISE") or data.get("raise"):
         raise ValueError("model raised on purpose")
     if data.get("sleep"):
@@ -53,6 +59,20 @@ def _client(fleet, endpoint):
     ep = fleet.online_endpoints.get(endpoint)
     key = fleet.online_endpoints.get_keys(endpoint)["primaryKey"]
     return ep["scoring_uri"], {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+
+def _hits(log) -> list:
+    """The `data` of every request a deployment's model received (HIT_LOG), in order."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _until_mirrored(url, headers, log, marker: str) -> None:
+    """Send requests carrying `marker` until the mirror's model has received one. A replica takes
+    its requests in order, so every copy mirrored before has reached the model by then."""
+    def sent_and_received():
+        httpx.post(url, content=json.dumps({"data": marker}).encode(), headers=headers, timeout=30)
+        return marker in _hits(log)
+    wait_until(sent_and_received)
 
 
 def _fire(url, headers, n, body=b'{"data": 1}', threads=8):
@@ -134,34 +154,38 @@ def test_mirror_copies_a_share_and_never_touches_live_answers(who, tmp_path):
     url, h = _client(fleet, "mir-ep")
     counts, statuses = _fire(url, h, 1600)
     assert statuses == {200: 1600} and counts == {"blue": 1600}
-    time.sleep(0.5)
-    mirrored = hits.read_text().count("x")
+    _until_mirrored(url, h, hits, "after the split")
+    mirrored = _hits(hits).count(1)
     assert 0.14 * 1600 <= mirrored <= 0.26 * 1600, mirrored  # ~20% (the mirror drops copies when busy)
     # targeted requests are not mirrored
-    before = hits.read_text().count("x")
-    _fire(url, {**h, "azureml-model-deployment": "blue"}, 200)
-    time.sleep(0.3)
-    assert hits.read_text().count("x") == before
+    _fire(url, {**h, "azureml-model-deployment": "blue"}, 200, body=b'{"data": "targeted"}')
+    _until_mirrored(url, h, hits, "after the targeted ones")
+    assert "targeted" not in _hits(hits)
 
 
-def test_slow_or_failing_mirror_changes_nothing_live(who):
+def test_slow_or_failing_mirror_changes_nothing_live(who, tmp_path):
     fleet, deploy = who
+    gate, slow_hits, broken_hits = tmp_path / "gate", tmp_path / "slow.log", tmp_path / "broken.log"
     fleet.online_endpoints.create("slowmir-ep")
     deploy("slowmir-ep", "blue")
-    deploy("slowmir-ep", "slow", env={"SLEEP_S": "3"})
-    deploy("slowmir-ep", "broken", env={"ALWAYS_RAISE": "1"})
+    # a gateway that waited for this mirror would hold a live request past the client's 30 s timeout
+    deploy("slowmir-ep", "slow", env={"GATE": str(gate), "HIT_LOG": str(slow_hits)},
+           request_settings={"request_timeout_ms": 120_000})
+    deploy("slowmir-ep", "broken", env={"ALWAYS_RAISE": "1", "HIT_LOG": str(broken_hits)})
     url, h = _client(fleet, "slowmir-ep")
-    for target in ("slow", "broken"):
-        fleet.online_endpoints.update("slowmir-ep", mirror_traffic={target: 50})
-        worst = 0.0
-        with httpx.Client(timeout=30) as c:
-            for i in range(40):
-                t = time.monotonic()
-                r = c.post(url, content=json.dumps({"data": i}).encode(), headers=h)
-                worst = max(worst, time.monotonic() - t)
-                assert r.status_code == 200 and r.json() == {"who": "blue", "data": i}
-        # a mirror that answered in line would have made some request wait its 3 s sleep
-        assert worst < 1.5, worst
+    try:
+        for target, hits in (("slow", slow_hits), ("broken", broken_hits)):
+            fleet.online_endpoints.update("slowmir-ep", mirror_traffic={target: 50})
+            with httpx.Client(timeout=30) as c:
+                for i in range(40):
+                    r = c.post(url, content=json.dumps({"data": i}).encode(), headers=h)
+                    assert r.status_code == 200 and r.json() == {"who": "blue", "data": i}
+            wait_until(lambda: _hits(hits))  # the mirror did get copies
+        # every live answer arrived while the slow mirror was still holding its first copy: the
+        # gateway never waited for it (the gate opens only below)
+        assert "done" not in _hits(slow_hits)
+    finally:
+        gate.touch()
 
 
 def test_v2_protocol_with_a_stock_client(fleet, models_dir):
@@ -218,8 +242,8 @@ def test_request_limits_and_errors_are_json(who):
     assert "Traceback" not in r.text
     r = httpx.post(url, content=json.dumps({"sleep": 1.0}).encode(), headers=h)
     assert r.status_code == 408 and r.json()["error"]["code"] == "timeout" and r.json()["request_id"]
-    time.sleep(1.0)  # the timed-out sleeper finishes
-    assert httpx.post(url, content=b'{"data": 7}', headers=h).json() == {"who": "blue", "data": 7}
+    # the timed-out sleeper keeps the one slot until it finishes; then requests are served again
+    wait_until(lambda: httpx.post(url, content=b'{"data": 7}', headers=h).json() == {"who": "blue", "data": 7})
     # one slot, a queue of two: a burst of ten gets 429s, each a JSON error
     with ThreadPoolExecutor(10) as pool:
         rs = list(pool.map(lambda _: httpx.post(url, content=b'{"sleep": 0.2}', headers=h, timeout=30), range(10)))
