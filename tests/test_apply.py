@@ -322,6 +322,7 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
     assert fleet.online_endpoints.invoke("other-endpoint", {"data": IRIS_ROWS}) == {"scored": [0, 2]}
 
 
+@pytest.mark.slow
 def test_sdk_plans_and_applies_a_fleet_file(fleet_home, tmp_path, models_dir):
     from modelfleet import Fleet
     from modelfleet.errors import InvalidInput

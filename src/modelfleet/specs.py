@@ -30,13 +30,38 @@ class Spec(BaseModel):
         return self
 
     def notices(self, where: str = "") -> list[str]:
+        """One line per ignored Azure field, nested ones named by their path."""
         prefix = f"{where}: " if where else ""
-        return [f"{prefix}field {k!r} has no meaning on modelfleet; ignored"
-                for k in (self.model_extra or {})]
+        return [f"{prefix}field {path!r} has no meaning on modelfleet; ignored" for path in self._ignored()]
+
+    def _ignored(self, at: str = "") -> list[str]:
+        out = [f"{at}{k}" for k in (self.model_extra or {})]
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Spec):
+                out += value._ignored(f"{at}{name}.")
+        return out
 
     def data(self) -> dict:
-        """The fields modelfleet uses, without `$schema` and ignored Azure fields."""
-        return self.model_dump(exclude={"schema_", *(self.model_extra or {})}, exclude_none=True)
+        """The fields modelfleet uses, without `$schema` and ignored Azure fields at any depth
+        (so that editing one never changes a spec's hash)."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "schema_" or value is None:
+                continue
+            out[name] = value.data() if isinstance(value, Spec) else _plain(value)
+        return out
+
+
+def _plain(value):
+    if isinstance(value, Spec):
+        return value.data()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _mapping(v) -> dict:

@@ -30,7 +30,7 @@ def cache_root() -> Path:
 
 def materialize(kind: str, sha256: str, packed: tuple[str, dict[str, bytes]]) -> Path:
     """A packed snapshot as a directory named by its sha256, checked on arrival against it."""
-    from ..store.artifacts import files_digest
+    from ..digests import files_digest
     prefix, files = packed
     final = cache_root() / kind / sha256
     if final.is_dir():

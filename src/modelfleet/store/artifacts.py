@@ -17,9 +17,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..digests import CHUNK, file_sha256, tree_digest
 from ..errors import IntegrityError, InvalidInput, NotFound, StorageError
 
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,6 @@ class Snapshot:
     size: int
     files: list[dict]  # [{"path", "size", "sha256"}], sorted by path
     path: Path
-
-
-def _digest(files: list[dict]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f["path"].encode() + b"\0" + f["sha256"].encode() + b"\n")
-    return h.hexdigest()
 
 
 def _walk(src: Path) -> list[tuple[Path, str]]:
@@ -57,14 +50,6 @@ def _walk(src: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def content_digest(src: str | Path) -> tuple[str, list[dict]]:
     """The sha256 and file list that `ArtifactStore.add` would give `src`, without copying it
     (lets a plan tell whether local files differ from a stored snapshot)."""
@@ -75,14 +60,7 @@ def content_digest(src: str | Path) -> tuple[str, list[dict]]:
                    key=lambda f: f["path"])
     if not files:
         raise InvalidInput(f"path {str(src)!r} contains no files")
-    return _digest(files), files
-
-
-def files_digest(files: dict[str, bytes]) -> str:
-    """The sha256 `content_digest` gives a tree, from its files in memory ({path: bytes}, with
-    the paths as content_digest names them): how a snapshot shipped elsewhere is checked."""
-    return _digest(sorted(({"path": rel, "sha256": hashlib.sha256(data).hexdigest()} for rel, data in files.items()),
-                          key=lambda f: f["path"]))
+    return tree_digest(files), files
 
 
 class ArtifactStore:
@@ -119,7 +97,7 @@ class ArtifactStore:
             if not files:
                 raise InvalidInput(f"path {str(src)!r} contains no files")
             files.sort(key=lambda f: f["path"])
-            sha = _digest(files)
+            sha = tree_digest(files)
             final = self.snapshot_dir(kind, sha)
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
