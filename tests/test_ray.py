@@ -1,0 +1,242 @@
+"""Endpoints on a real Ray cluster on 127.0.0.1: serving, rollouts and faults, as on local compute.
+
+Every test owns its cluster (`fleet compute create`, a head with token auth) and stops every
+process of it by pid at teardown, the second node's too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from modelfleet.compute import ray_cluster
+
+from .conftest import IRIS_ROWS
+from .helpers import Load, scoring_code, wait_until
+
+pytestmark = pytest.mark.slow
+
+ECHO_PY = '''
+import json, os, time
+def init():
+    if os.environ.get("FAIL_INIT"):
+        raise RuntimeError("init exploded on purpose")
+    print("echo init on", os.environ.get("WHO"), flush=True)
+def run(raw):
+    data = json.loads(raw)
+    if data.get("raise"):
+        raise ValueError("model raised on purpose")
+    if data.get("sleep"):
+        time.sleep(data["sleep"])
+    return {"who": os.environ.get("WHO"), "pid": os.getpid(), "data": data.get("data")}
+'''
+
+
+@pytest.fixture
+def ray_fleet(fleet, models_dir, tmp_path):
+    compute = fleet.computes.create("raydev", num_cpus=2)
+    fleet.models.register("iris", models_dir / "iris", "1")
+    fleet.models.register("iris", models_dir / "iris_v2", "2")
+    try:
+        yield fleet, compute, scoring_code(tmp_path / "code", ECHO_PY)
+    finally:
+        fleet.server.stop()
+        ray_cluster.stop_local(compute["temp_dir"])
+
+
+@pytest.fixture
+def second_node(ray_fleet):
+    """A second Ray node on this machine, joined to the compute's head."""
+    fleet, compute, _ = ray_fleet
+    temp_dir = f"/tmp/mf-n2-{secrets.token_hex(4)}"
+    env = {**os.environ, **ray_cluster.ray_environment(compute["auth_token"], compute["address"])}
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ray_node.py"), compute["address"],
+                             temp_dir, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_until(lambda: len([n for n in fleet.computes.show("raydev")["nodes"] if n["alive"]]) == 2, timeout=60)
+        yield temp_dir
+    finally:
+        kill_node(temp_dir)
+        proc.kill()
+        proc.wait()
+
+
+def kill_node(temp_dir: str) -> None:
+    """SIGKILL every process of one node, its workers (children of its raylet) included."""
+    procs = ray_cluster.cluster_processes(temp_dir)
+    for p in list(procs):
+        try:
+            procs += p.children(recursive=True)
+        except psutil.Error:
+            pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def client(fleet, endpoint):
+    ep = fleet.online_endpoints.get(endpoint)
+    key = fleet.online_endpoints.get_keys(endpoint)["primaryKey"]
+    return ep["scoring_uri"], {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+
+def post(url, headers, body, **kw):
+    return httpx.post(url, content=json.dumps(body).encode(), headers={**headers, **kw.pop("extra", {})},
+                      timeout=30, **kw)
+
+
+def test_a_ray_endpoint_serves_like_a_local_one(ray_fleet, models_dir):
+    fleet, compute, code = ray_fleet
+    fleet.online_endpoints.create("ray-ep", compute="raydev")
+    fleet.online_endpoints.create("local-ep")
+    blue = fleet.online_deployments.create("blue", "ray-ep", "iris:1", instance_count=2,
+                                           batching={"max_batch_size": 8, "max_batch_wait_ms": 2})
+    green = fleet.online_deployments.create("green", "ray-ep", "iris:1", code_configuration=code,
+                                            environment_variables={"WHO": "green"},
+                                            request_settings={"request_timeout_ms": 500,
+                                                              "max_concurrent_requests_per_instance": 1,
+                                                              "max_queue_size": 1, "max_body_bytes": 2000})
+    fleet.online_deployments.create("blue", "local-ep", "iris:1")
+    assert blue["provisioning_state"] == green["provisioning_state"] == "Succeeded"
+    assert {r["compute"] for r in blue["replicas"]} == {"raydev"} and len(blue["replicas"]) == 2
+    url, h = client(fleet, "ray-ep")
+    local_url, local_h = client(fleet, "local-ep")
+    # the same model answers the same on Ray and locally; keys are required
+    assert post(url, h, {"data": IRIS_ROWS}).json() == post(local_url, local_h, {"data": IRIS_ROWS}).json()
+    assert post(url, {"content-type": "application/json"}, {"data": IRIS_ROWS}).status_code == 401
+    # header targeting, and the request settings' statuses
+    extra = {"azureml-model-deployment": "green"}
+    assert post(url, h, {"data": 1}, extra=extra).json()["who"] == "green"
+    assert post(url, h, {"data": "x" * 5000}, extra=extra).status_code == 413
+    r = post(url, h, {"raise": True}, extra=extra)
+    assert r.status_code == 424 and "model raised on purpose" in r.json()["error"]["message"]
+    assert post(url, h, {"sleep": 1.0}, extra=extra).status_code == 408
+    # V2
+    v2 = f"{url.rsplit('/endpoints/', 1)[0]}/v2/models/ray-ep/versions/blue/infer"
+    r = httpx.post(v2, json={"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64",
+                                         "data": sum(IRIS_ROWS, [])}]}, headers=h, timeout=30)
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == post(url, h, {"data": IRIS_ROWS}).json()
+    # traffic split and mirror go on as locally
+    fleet.online_endpoints.update("ray-ep", traffic={"blue": 100}, mirror_traffic={"green": 10})
+    assert all(isinstance(post(url, h, {"data": IRIS_ROWS}).json(), list) for _ in range(20))
+    # logs come from the replicas, wherever they run
+    logs = fleet.online_deployments.get_logs("green", "ray-ep")
+    assert "echo init on green" in logs and "placed by Ray" in logs
+    # every socket the cluster and its replicas listen on is on loopback
+    listening = listening_addresses(compute["temp_dir"])
+    assert listening and all(addr in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for addr, _ in listening), listening
+
+
+def listening_addresses(temp_dir: str) -> list[tuple[str, int]]:
+    procs = ray_cluster.cluster_processes(temp_dir)
+    for p in list(procs):
+        try:
+            procs += p.children(recursive=True)
+        except psutil.Error:
+            pass
+    out = set()
+    for p in procs:
+        try:
+            for c in p.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.add((c.laddr.ip, c.laddr.port))
+        except psutil.Error:
+            pass
+    return sorted(out)
+
+
+def test_onnx_and_mlflow_models_serve_on_ray(ray_fleet, tmp_path):
+    import mlflow.sklearn
+    import skl2onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    fleet, _, _ = ray_fleet
+    x, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=500).fit(x, y)
+    (tmp_path / "onnx").mkdir()
+    onx = skl2onnx.convert_sklearn(clf, initial_types=[("x", FloatTensorType([None, 4]))])
+    (tmp_path / "onnx" / "model.onnx").write_bytes(onx.SerializeToString())
+    mlflow.sklearn.save_model(clf, str(tmp_path / "mlflow"))
+    fleet.models.register("iris-onnx", tmp_path / "onnx", "1")
+    fleet.models.register("iris-mlflow", tmp_path / "mlflow", "1")
+    fleet.online_endpoints.create("onnx-ep", compute="raydev")
+    fleet.online_endpoints.create("mlflow-ep", compute="raydev")
+    fleet.online_deployments.create("blue", "onnx-ep", "iris-onnx:1")
+    fleet.online_deployments.create("blue", "mlflow-ep", "iris-mlflow:1")
+    expected = clf.predict(IRIS_ROWS).tolist()
+    assert fleet.online_endpoints.invoke("onnx-ep", {"data": IRIS_ROWS}) == expected
+    assert fleet.online_endpoints.invoke("mlflow-ep", {"data": IRIS_ROWS}) == expected
+
+
+def test_rolling_update_on_ray_drops_nothing_and_a_failed_version_rolls_back(ray_fleet):
+    fleet, _, code = ray_fleet
+    fleet.online_endpoints.create("roll-ep", compute="raydev")
+    fleet.online_deployments.create("blue", "roll-ep", "iris:1", code_configuration=code, instance_count=2,
+                                    environment_variables={"WHO": "v1"})
+    url, h = client(fleet, "roll-ep")
+    with Load(url, h["authorization"][7:], b'{"data": 1}') as load:
+        dep = fleet.online_deployments.update("blue", "roll-ep", environment_variables={"WHO": "v2"})
+        wait_until(lambda: load.result.ok > 0 and post(url, h, {"data": 1}).json()["who"] == "v2")
+    assert load.result.failed == [] and dep["provisioning_state"] == "Succeeded"
+    with Load(url, h["authorization"][7:], b'{"data": 1}') as load:
+        with pytest.raises(Exception, match="init exploded on purpose"):
+            fleet.online_deployments.update("blue", "roll-ep", environment_variables={"WHO": "v3", "FAIL_INIT": "1"})
+    assert load.result.failed == []
+    dep = fleet.online_deployments.get("blue", "roll-ep")
+    assert dep["provisioning_state"] == "Failed" and dep["environment_variables"] == {"WHO": "v2"}
+    assert post(url, h, {"data": 1}).json()["who"] == "v2"
+
+
+def test_replicas_spread_over_nodes_and_survive_a_killed_worker_and_a_killed_node(ray_fleet, second_node):
+    fleet, compute, code = ray_fleet
+    fleet.online_endpoints.create("spread-ep", compute="raydev")
+    dep = fleet.online_deployments.create("blue", "spread-ep", "iris:1", code_configuration=code,
+                                          instance_count=2, environment_variables={"WHO": "blue"})
+    assert len({r["node_id"] for r in dep["replicas"]}) == 2      # one on each node
+    url, h = client(fleet, "spread-ep")
+    with Load(url, h["authorization"][7:], b'{"data": 1}') as load:
+        victim = dep["replicas"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)                          # a replica's worker process dies
+        wait_until(lambda: (lambda d: len(d["replicas"]) == 2 and victim not in [r["pid"] for r in d["replicas"]])(
+            fleet.online_deployments.get("blue", "spread-ep")), timeout=90)
+        kill_node(second_node)                                   # then a whole node
+        head = {n["node_id"] for n in fleet.computes.show("raydev")["nodes"] if n["alive"]}
+        wait_until(lambda: (lambda d: len(d["replicas"]) == 2 and {r["node_id"] for r in d["replicas"]} <= head)(
+            fleet.online_deployments.get("blue", "spread-ep")), timeout=120)
+        served = load.result.ok
+        wait_until(lambda: load.result.ok > served)
+    assert load.result.failed == []
+
+
+def test_a_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_fleet, tmp_path):
+    fleet, compute, code = ray_fleet
+    fleet.online_endpoints.create("lost-ep", compute="raydev")
+    fleet.online_endpoints.create("calm-ep")
+    fleet.online_deployments.create("blue", "lost-ep", "iris:1")
+    fleet.online_deployments.create("blue", "calm-ep", "iris:1")
+    calm = [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]]
+    ray_cluster.stop_local(compute["temp_dir"], remove=False)
+    lost = wait_until(lambda: (lambda d: d if d["health"] == "Unavailable" and d["fault"] else None)(
+        fleet.online_deployments.get("blue", "lost-ep")), timeout=120)
+    assert "raydev" in lost["fault"]
+    assert fleet.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS})      # local endpoints untouched
+    assert [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]] == calm
+    ray_cluster.start_local("raydev", tmp_path / "again", 2, address=compute["address"],
+                            auth_token=compute["auth_token"], temp_dir=compute["temp_dir"])
+    wait_until(lambda: fleet.online_deployments.get("blue", "lost-ep")["health"] == "Healthy", timeout=120)
+    assert fleet.online_endpoints.invoke("lost-ep", {"data": IRIS_ROWS})   # no command re-run
