@@ -116,8 +116,9 @@ def test_an_owned_cluster_lives_on_loopback_with_token_auth_and_stops_by_pid(own
     fleet.online_endpoints.delete("on-dev")
 
     pids = [p.pid for p in ray_cluster.cluster_processes(temp_dir)]
-    deleted = fleet.computes.delete("dev")
-    assert set(core) <= set(deleted["stopped_pids"])
+    r = CliRunner().invoke(cli, ["compute", "delete", "--name", "dev", "--yes", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    assert set(core) <= set(json.loads(r.stdout)["stopped_pids"])
     assert _alive(pids) == [] and ray_cluster.cluster_processes(temp_dir) == []
     assert not Path(temp_dir).exists()
     assert fleet.computes.list() == []
@@ -167,8 +168,6 @@ def test_endpoints_name_their_compute(fleet, models_dir, tmp_path):
     r = CliRunner().invoke(cli, ["online-endpoint", "create", "--name", "on-far-2", "--compute", "far", "-o", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["compute"] == "far", r.output
     assert fleet.online_endpoints.create("on-local")["compute"] == "local"
-    with pytest.raises(Conflict, match="used by endpoints on-far, on-far-2"):
-        fleet.computes.detach("far")
 
     # an endpoint's YAML names it as Azure does
     yml = tmp_path / "endpoint-far.yml"
@@ -183,7 +182,9 @@ def test_endpoints_name_their_compute(fleet, models_dir, tmp_path):
         fleet.request("PUT", "/api/endpoints/on-local", json={"compute": "far"})
     assert fleet.online_endpoints.get("on-local")["compute"] == "local"
 
-    for name in ("on-far", "on-far-2", "on-far-3"):
-        fleet.online_endpoints.delete(name)
-    fleet.computes.detach("far")
-    assert fleet.computes.list() == []
+    # detaching a compute in use keeps its endpoints, which name it until it is attached again
+    r = CliRunner().invoke(cli, ["compute", "detach", "--name", "far"])
+    assert r.exit_code == 0 and "endpoints on-far, on-far-2, on-far-3 keep compute 'far'" in r.stderr, r.output
+    assert fleet.computes.list() == [] and fleet.online_endpoints.get("on-far")["compute"] == "far"
+    fleet.computes.attach("far", "127.0.0.1:9")
+    assert fleet.computes.show("far", timeout=5)["endpoints"] == ["on-far", "on-far-2", "on-far-3"]

@@ -110,12 +110,19 @@ class ComputeOperations:
                 **{k: health[k] for k in ("healthy", "error", "cpus", "memory_bytes", "nodes")}}
 
     def detach(self, name: str) -> dict:
-        """Forget an attached cluster (it keeps running); refused while an endpoint uses it."""
-        row = self._store.get(name)
+        """Forget an attached cluster; it keeps running. Endpoints on it stay, and report the
+        fault until a compute of that name is attached again (then they serve with no command)."""
+        store = self._store
+        row = store.get(name)
         if row["owned"]:
             raise Conflict(f"compute {name!r} was created by modelfleet: stop and remove it with "
                            f"`fleet compute delete --name {name}`")
-        return view(self._store.delete(name))
+        users = store.users(name)
+        if users:
+            many = len(users) > 1
+            self._f.notice(f"endpoint{'s' if many else ''} {', '.join(users)} keep{'' if many else 's'} compute "
+                           f"{name!r} and cannot serve until a compute named {name!r} is attached again")
+        return {**view(store.delete(name, unless_used=False)), "endpoints": users}
 
     def delete(self, name: str) -> dict:
         """Stop an owned cluster's processes and remove it; refused while an endpoint uses it."""

@@ -154,3 +154,14 @@ def test_a_fleet_file_names_only_known_computes_and_moves_no_endpoint_with_deplo
         planner.make_plan(desired, planner.Current([], [ep], [], computes=["ray-dev"]))
     plan = planner.make_plan(desired, planner.Current([], [{**ep, "deployments": []}], [], computes=["ray-dev"]))
     assert [c.line() for c in plan.changes] == ["~ endpoint ep-one: compute local -> ray-dev"]
+
+
+def test_detach_while_endpoints_use_it_keeps_them_and_says_so(fleet):
+    notices = []
+    fleet.notice = notices.append
+    fleet.computes.attach("far", "127.0.0.1:9")
+    ServingStore(fleet.db).create_endpoint("ep-far", {"compute": "far"})
+    assert fleet.computes.detach("far")["endpoints"] == ["ep-far"]
+    assert notices == ["endpoint ep-far keeps compute 'far' and cannot serve until a compute named 'far' "
+                       "is attached again"]
+    assert ServingStore(fleet.db).endpoint("ep-far")["spec"]["compute"] == "far"

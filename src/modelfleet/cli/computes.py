@@ -74,5 +74,5 @@ def detach(ctx: Ctx, name):
 def delete(ctx: Ctx, name, yes):
     if not yes and sys.stdin.isatty():
         click.confirm(f"Stop the Ray cluster of compute {name!r} and remove it?", abort=True, default=True)
-    ctx.fleet.computes.delete(name)
-    ctx.emit({"deleted": name})
+    deleted = ctx.fleet.computes.delete(name)
+    ctx.emit({"deleted": name, "stopped_pids": deleted["stopped_pids"]})

@@ -66,12 +66,14 @@ class ComputeStore:
             raise Conflict(f"compute {name!r} is used by endpoint{'s' if len(users) > 1 else ''} "
                            f"{', '.join(users)}; delete them first")
 
-    def delete(self, name: str) -> dict:
-        """Remove the row, in the same transaction as the check that no endpoint uses it."""
+    def delete(self, name: str, *, unless_used: bool = True) -> dict:
+        """Remove the row; with `unless_used`, in the same transaction as the check that no
+        endpoint uses it."""
         with self.db.write() as conn:
             row = conn.execute(sa.select(computes).where(computes.c.name == name)).first()
             if row is None:
                 raise _not_found(name)
-            self._check_unused(conn, name)
+            if unless_used:
+                self._check_unused(conn, name)
             conn.execute(computes.delete().where(computes.c.name == name))
         return row._asdict()
