@@ -393,7 +393,7 @@ ENDPOINT_CORPUS = {
     "unicode_name": ("name: \u043c\u043e\u0434\u0435\u043b\u044c\n", "name: must be"),
     "wrong_traffic": ("name: ep-one\ntraffic: {blue: many}\n", "traffic.blue"),
     "wrong_tags": ("name: ep-one\ntags: [a]\n", "tags"),
-    "unknown_compute": ("name: ep-one\ncompute: k8s\n", "unknown compute type"),
+    "wrong_compute": ("name: ep-one\ncompute: azureml:k8s/cluster\n", "invalid compute name 'k8s/cluster'"),
     "missing_name": ("auth_mode: key\n", "--name is required"),
     "alias_bomb": ("name: ep-one\ntags:\n" + _bomb(indent="  "), "alias"),
 }

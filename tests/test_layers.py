@@ -20,9 +20,9 @@ LAYERS = [
     ("sdk",         ["sdk", "quickstart"]),            # the Python API (Fleet)
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
-    ("registry",    ["registry", "workspace"]),        # model versions; where workspaces live
+    ("registry",    ["registry", "workspace", "computes"]),  # model versions; workspaces; compute targets
     ("store",       ["store"]),                        # the only SQL and artifact file I/O
-    ("backends",    ["backends"]),                     # where replicas run
+    ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("documents",   ["specs", "model_types", "documents", "traffic", "names"]),

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInput
+from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInput, NotFound
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
@@ -255,10 +255,10 @@ def test_delete_endpoint_stops_its_replicas(iris):
 def test_endpoint_rules(fleet):
     with pytest.raises(InvalidInput, match="3-32"):
         fleet.online_endpoints.create("ab")
-    with pytest.raises(InvalidInput, match="compute type 'aks'"):
+    with pytest.raises(NotFound, match="compute 'aks' not found"):
         fleet.online_endpoints.create("good-name", compute="aks")
-    r = CliRunner().invoke(cli, ["online-endpoint", "create", "--name", "x1y", "--compute-type", "k8s"])
-    assert r.exit_code == 2 and "unknown compute type 'k8s'" in r.stderr
+    r = CliRunner().invoke(cli, ["online-endpoint", "create", "--name", "x1y", "--compute", "k8s/x"])
+    assert r.exit_code == 2 and "invalid compute name 'k8s/x'" in r.stderr
     fleet.online_endpoints.create("good-name")
     with pytest.raises(Exception, match="already exists"):
         fleet.online_endpoints.create("good-name")

@@ -76,11 +76,12 @@ class Current:
     models: list[Model]
     endpoints: list[dict]
     deployments: list[dict]
+    computes: list[str] | None = None  # compute names; None: not known, not checked
 
 
 def read_current(fleet) -> Current:
     return Current(fleet.models.list(include_archived=True), fleet.online_endpoints.list(),
-                   fleet.online_deployments.list())
+                   fleet.online_deployments.list(), [c["name"] for c in fleet.computes.list()])
 
 
 def _show(value: Any) -> str:
@@ -197,6 +198,12 @@ class _Planner:
             spec: EndpointSpec = e.spec
             body = spec.model_copy(update={"traffic": None, "mirror_traffic": None})
             cur = now.get(spec.name)
+            known = self.current.computes
+            if known is not None and spec.compute not in ("local", *known):
+                self.problems.append(f"{e.where}.compute: compute {spec.compute!r} not found (see fleet compute list)")
+            if cur is not None and cur["compute"] != spec.compute and cur.get("deployments"):
+                self.problems.append(f"{e.where}.compute: endpoint {spec.name!r} has deployments on compute "
+                                     f"{cur['compute']!r}: delete them before moving it to {spec.compute!r}")
             if cur is None:
                 self.plan.changes.append(Change("create", "endpoint", spec.name, payload={"spec": body}))
                 continue

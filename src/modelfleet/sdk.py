@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from . import errors
+from .computes import ComputeOperations
 from .errors import DeploymentFailed, FleetError, InvalidInput, ServerUnavailable
 from .server import process
 from .workspace import Workspace, Workspaces
@@ -64,6 +65,7 @@ class Fleet:
         self.models = ModelOperations(self)
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
+        self.computes = ComputeOperations(self)
         self.server = ServerOperations(self)
         self._http: httpx.Client | None = None
         self._info: process.ServerInfo | None = None
@@ -221,6 +223,7 @@ class EndpointOperations:
         from .specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
+        self._f.computes.resolve(spec.compute)  # an unknown compute starts no server
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
                 "tags": spec.tags}
         ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,

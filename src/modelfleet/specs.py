@@ -341,10 +341,13 @@ class EndpointSpec(Spec):
     @field_validator("compute", mode="before")
     @classmethod
     def _compute(cls, v):
-        v = v or "local"
-        if v not in ("local", "ray"):
-            raise ValueError(f"unknown compute type {v!r}: use local or ray")
-        return v
+        # `compute: azureml:NAME` names a compute as Azure does; the name is what is kept.
+        v = str(v or "local").strip()
+        v = v[len("azureml:"):] if v.lower().startswith("azureml:") else v
+        try:
+            return check_name(v, "compute name")
+        except InvalidInput as e:
+            raise ValueError(e.message) from None
 
 
 class FleetSpec(Spec):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelfleet.errors import SpecError
+from modelfleet.names import NAME_RULE
 from modelfleet.specs import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec, memory_bytes, validate
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
@@ -121,13 +122,15 @@ def test_azure_token_auth_modes_become_keys(given, kept):
     assert validate(EndpointSpec, {"name": "ep-one", "auth_mode": given}).auth_mode == kept
 
 
-@pytest.mark.parametrize("compute, kept", [(None, "local"), ("", "local"), ("local", "local"), ("ray", "ray")])
+@pytest.mark.parametrize("compute, kept", [(None, "local"), ("", "local"), ("local", "local"), ("ray-dev", "ray-dev"),
+                                           ("azureml:ray-dev", "ray-dev"), ("AzureML:ray-dev", "ray-dev")])
 def test_compute(compute, kept):
     assert validate(EndpointSpec, {"name": "ep-one", "compute": compute}).compute == kept
 
 
-def test_unknown_compute():
-    _refused(EndpointSpec, {"name": "ep-one", "compute": "aks"}, "compute: unknown compute type 'aks': use local or ray")
+def test_a_compute_name_follows_the_name_rule():
+    _refused(EndpointSpec, {"name": "ep-one", "compute": "azureml:a/b"},
+             f"compute: invalid compute name 'a/b': use {NAME_RULE}")
 
 
 @pytest.mark.parametrize("given, kept", [("mlflow_model", "mlflow"), ("custom_model", None), ("triton_model", None),

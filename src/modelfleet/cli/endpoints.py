@@ -33,7 +33,8 @@ def _spec(file, **flags):
 @command(online_endpoint, "create", help="Create an endpoint.")
 @click.option("--name", "-n", default=None)
 @click.option("--auth-mode", type=click.Choice(["key", "none", "aml_token"]), default=None)
-@click.option("--compute-type", "compute", default=None, help="local (default) or ray.")
+@click.option("--compute", "--compute-type", "compute", default=None,
+              help="local (default), or a compute's name (NAME or azureml:NAME; see fleet compute).")
 @click.option("--description", "-d", default=None)
 @click.option("--tag", multiple=True, help="key=value (repeatable).")
 @click.option("-f", "--file", default=None, help="An endpoint YAML (Azure ML v2 files work).")

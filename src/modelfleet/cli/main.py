@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
+from .computes import compute
 from .deployments import online_deployment
 from .endpoints import online_endpoint
 from .models import model
@@ -18,7 +19,7 @@ def cli() -> None:
     """modelfleet: register and serve many models on one machine, with the az ml vocabulary."""
 
 
-for group in (workspace, model, online_endpoint, online_deployment, server):
+for group in (workspace, model, online_endpoint, online_deployment, compute, server):
     cli.add_command(group)
 
 

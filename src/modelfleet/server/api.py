@@ -24,7 +24,9 @@ from ..version import __version__
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
 from ..specs import DeploymentBody, format_loc
 from ..names import check_endpoint_name
+from ..store.computes import ComputeStore
 from ..store.serving import new_key
+from .. import computes as compute_targets
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.api")
@@ -78,6 +80,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
               force_open: bool = False) -> FastAPI:
     serving, registry = controller.serving, controller.registry
     store = OffLoop(serving)
+    computes = ComputeStore(serving.db)
     app = FastAPI(title="modelfleet control API", version=__version__,
                   description="Desired state of a modelfleet workspace: endpoints, deployments, traffic, keys.")
     loopback = is_loopback(host)
@@ -159,8 +162,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     @app.put("/api/endpoints/{name}", dependencies=deps)
     async def put_endpoint(name: str, body: EndpointBody, create: bool | None = None) -> dict:
         check_endpoint_name(name)
-        if body.compute != "local":
-            raise InvalidInput(f"compute type {body.compute!r} is not available on this server; use local")
+        await asyncio.to_thread(compute_targets.resolve, computes, body.compute)
         if body.auth_mode not in ("key", "none"):
             raise InvalidInput(f"auth_mode {body.auth_mode!r}: use key or none")
         if body.auth_mode == "none" and not loopback and not force_open:
@@ -178,6 +180,10 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         else:
             if create is True:
                 raise AlreadyExists(f"endpoint {name!r} already exists")
+            was = existing["spec"].get("compute", "local")
+            if was != body.compute and await store.deployments(name):
+                raise Conflict(f"endpoint {name!r} has deployments on compute {was!r}: delete them before "
+                               f"moving it to {body.compute!r}")
             ep = await store.update_endpoint(name, spec=spec) if existing["spec"] != spec else existing
         controller.poke()
         return await endpoint_view(ep)

@@ -62,10 +62,27 @@ deployments = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
 
+computes = sa.Table(
+    "computes", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),         # ray
+    sa.Column("address", sa.String(256), nullable=False),     # host:port of the cluster's GCS
+    sa.Column("owned", sa.Boolean, nullable=False),           # started (and stopped) by modelfleet
+    sa.Column("auth_token", sa.String(256), nullable=True),   # the cluster's token, when it has one
+    sa.Column("temp_dir", sa.String(256), nullable=True),     # an owned cluster's Ray directory
+    sa.Column("spec", sa.JSON, nullable=False),               # what it was created with (num_cpus)
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 
 def _initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
 
 
-MIGRATIONS = [("0001_initial", _initial)]
+def _computes(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[computes])
+
+
+MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes)]
