@@ -43,7 +43,8 @@ def run(raw):
 
 @pytest.fixture
 def ray_fleet(fleet, models_dir, tmp_path):
-    compute = fleet.computes.create("raydev", num_cpus=2)
+    fleet.computes.create("raydev", num_cpus=2)
+    compute = fleet.computes.resolve("raydev")   # its row: address, token, directory
     fleet.models.register("iris", models_dir / "iris", "1")
     fleet.models.register("iris", models_dir / "iris_v2", "2")
     try:
@@ -171,7 +172,7 @@ def test_onnx_and_mlflow_models_serve_on_ray(ray_fleet, tmp_path):
     (tmp_path / "onnx").mkdir()
     onx = skl2onnx.convert_sklearn(clf, initial_types=[("x", FloatTensorType([None, 4]))])
     (tmp_path / "onnx" / "model.onnx").write_bytes(onx.SerializeToString())
-    mlflow.sklearn.save_model(clf, str(tmp_path / "mlflow"))
+    mlflow.sklearn.save_model(clf, str(tmp_path / "mlflow"), serialization_format="cloudpickle")
     fleet.models.register("iris-onnx", tmp_path / "onnx", "1")
     fleet.models.register("iris-mlflow", tmp_path / "mlflow", "1")
     fleet.online_endpoints.create("onnx-ep", compute="raydev")

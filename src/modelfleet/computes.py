@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 LOCAL = "local"      # the compute of an endpoint that names none: replica processes on this machine
 TYPES = ("ray",)
+# `--compute-type` as az scripts pass it: Azure's container instances are this machine, its
+# Kubernetes clusters a Ray compute.
+COMPUTE_TYPES = {"local": LOCAL, "aci": LOCAL, "managed": LOCAL, "ray": "ray", "aks": "ray", "kubernetes": "ray"}
 
 
 def check_compute_name(name: str) -> str:
@@ -96,6 +99,21 @@ class ComputeOperations:
 
     def list(self) -> list[dict]:
         return [view(r) for r in self._store.list()]
+
+    def for_type(self, compute_type: str) -> str:
+        """The compute `--compute-type` means: local, or the workspace's one Ray compute."""
+        kind = COMPUTE_TYPES.get(compute_type.strip().lower())
+        if kind is None:
+            raise InvalidInput(f"--compute-type {compute_type!r}: use local (or aci) for this machine, "
+                               "ray (or aks) for the workspace's Ray compute")
+        if kind == LOCAL:
+            return LOCAL
+        names = [r["name"] for r in self._store.list() if r["type"] == kind]
+        if len(names) != 1:
+            have = f"it has {', '.join(names)}" if names else "it has none (fleet compute create --type ray)"
+            raise InvalidInput(f"--compute-type {compute_type}: the workspace needs exactly one Ray compute "
+                               f"for that, and {have}; name one with --compute")
+        return names[0]
 
     def resolve(self, name: str) -> dict | None:
         """The compute an endpoint names (see `resolve`): None for local, else its row."""

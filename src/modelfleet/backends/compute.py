@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Callable
 
-from ..errors import DeploymentFailed
+from ..errors import DeploymentFailed, FleetError
 from .base import ReplicaHandle, ReplicaSpec
 from .local import LocalBackend
 
@@ -34,15 +34,18 @@ class ComputeBackends:
         return await (await self._backend(spec.compute)).start(spec)
 
     async def _backend(self, name: str):
-        from .ray import INSTALL_HINT, RayBackend, ray_available
+        from ..compute.ray_cluster import require_ray
+        from .ray import RayBackend
         row = await asyncio.to_thread(self.lookup, name)
         if row is None:
             raise DeploymentFailed(f"compute {name!r} is not attached to this workspace "
                                    f"(fleet compute attach --name {name} ...)")
         if row.get("type", "ray") != "ray":
             raise DeploymentFailed(f"compute {name!r} is of type {row.get('type')!r}; this server runs local and ray")
-        if not ray_available():
-            raise DeploymentFailed(INSTALL_HINT)
+        try:
+            require_ray(f"compute {name!r}")
+        except FleetError as e:
+            raise DeploymentFailed(e.message) from None
         backend = self.ray.get(name)
         if backend is not None and (backend.address, backend.auth_token) != (row["address"], row.get("auth_token")):
             await backend.shutdown()  # re-attached elsewhere: a new driver for the new address

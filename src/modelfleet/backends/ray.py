@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import itertools
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from ..compute.ray_cluster import ray_environment
 from ..errors import DeploymentFailed
 from ..fsutil import tail_lines
 from .base import ReplicaSpec
@@ -34,25 +34,12 @@ log = logging.getLogger("modelfleet.backends.ray")
 
 AGENT_START_TIMEOUT_S = 90.0
 REQUEST_TIMEOUT_S = 150.0
-INSTALL_HINT = "Ray compute needs the ray extra: pip install 'modelfleet[ray]'"
-
-
-def ray_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("ray") is not None
 
 
 def agent_environment(address: str, auth_token: str | None) -> dict[str, str]:
-    """Ray's settings for a driver of this cluster: token auth when the cluster has a token; on a
-    loopback cluster, every Ray socket on loopback too; quick exit when the cluster is lost."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
-    host = address.rsplit(":", 1)[0].strip("[]")
-    with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(host).is_loopback:
-            env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if auth_token:
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token)
-    return env
+    """A driver's environment: Ray's settings for this cluster, and a quick exit when it is lost
+    (so that the backend starts a fresh agent rather than waiting on a dead one)."""
+    return {**os.environ, **ray_environment(auth_token, address), "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
 
 
 class RayReplica(FramedReplica):

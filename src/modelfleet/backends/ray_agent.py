@@ -42,6 +42,7 @@ class Agent:
         self.namespace = namespace
         self.actor_class = ray.remote(ReplicaActor)
         self.snapshots: dict[str, object] = {}   # sha256 -> ObjectRef of its packed files
+        self.placed: dict[str, tuple[str, str]] = {}  # replica -> (its deployment, its node)
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
 
@@ -63,8 +64,9 @@ class Agent:
 
     def start(self, spec: dict) -> dict:
         token = secrets.token_bytes(32)
+        group = spec["config"]["endpoint"] + "/" + spec["config"]["deployment"]
         options = {"name": spec["replica_id"], "lifetime": "detached", "max_restarts": 0,
-                   "num_cpus": spec["num_cpus"], "scheduling_strategy": "SPREAD"}
+                   "num_cpus": spec["num_cpus"], "scheduling_strategy": self._spread(group)}
         if spec.get("memory"):
             options["memory"] = spec["memory"]
         # A model's stored paths start inside its snapshot; a code root's with the root's name.
@@ -78,7 +80,25 @@ class Agent:
         except Exception:
             self._kill(spec["replica_id"])
             raise
+        with self.lock:
+            self.placed[spec["replica_id"]] = (group, where["node_id"])
         return {**where, "token": token.hex()}
+
+    def _spread(self, group: str):
+        """The alive node holding the fewest replicas of this deployment (then the fewest of all).
+        Hard affinity: Ray's soft affinity prefers its own choice on a loaded machine; a node lost
+        meanwhile fails the start, and the controller's retry chooses among the nodes still alive."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        alive = [n["NodeID"] for n in self.ray.nodes() if n.get("Alive")]
+        if len(alive) < 2:
+            return "SPREAD"
+        with self.lock:
+            placed = list(self.placed.values())
+        mine = {n: sum(1 for g, m in placed if m == n and g == group) for n in alive}
+        total = {n: sum(1 for _, m in placed if m == n) for n in alive}
+        node = min(alive, key=lambda n: (mine[n], total[n]))
+        print(f"placing a replica of {group} on node {node[:12]} (of {len(alive)} alive)", flush=True)
+        return NodeAffinitySchedulingStrategy(node, soft=False)
 
     def _kill(self, name: str) -> None:
         try:
@@ -88,6 +108,8 @@ class Agent:
 
     def stop(self, replica: str) -> dict:
         self._kill(replica)
+        with self.lock:
+            self.placed.pop(replica, None)
         return {}
 
     def tail(self, replica: str, lines: int) -> dict:

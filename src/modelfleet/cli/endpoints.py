@@ -33,12 +33,16 @@ def _spec(file, **flags):
 @command(online_endpoint, "create", help="Create an endpoint.")
 @click.option("--name", "-n", default=None)
 @click.option("--auth-mode", type=click.Choice(["key", "none", "aml_token"]), default=None)
-@click.option("--compute", "--compute-type", "compute", default=None,
+@click.option("--compute", default=None,
               help="local (default), or a compute's name (NAME or azureml:NAME; see fleet compute).")
+@click.option("--compute-type", default=None,
+              help="As az scripts pass it: local or aci (this machine); ray or aks (the workspace's Ray compute).")
 @click.option("--description", "-d", default=None)
 @click.option("--tag", multiple=True, help="key=value (repeatable).")
 @click.option("-f", "--file", default=None, help="An endpoint YAML (Azure ML v2 files work).")
-def create(ctx: Ctx, name, auth_mode, compute, description, tag, file):
+def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, file):
+    if compute is None and compute_type is not None:
+        compute = ctx.fleet.computes.for_type(compute_type)
     spec = _spec(file, name=name, auth_mode=auth_mode, compute=compute, description=description,
                  tags=parse_tags(tag))
     for n in spec.notices(file or "endpoint"):

@@ -108,8 +108,11 @@ def _new_temp_dir() -> Path:
 
 
 def start_local(name: str, root: str | Path, num_cpus: int | None = None, *,
-                timeout: float = START_TIMEOUT) -> dict:
+                timeout: float = START_TIMEOUT, address: str | None = None, auth_token: str | None = None,
+                temp_dir: str | Path | None = None) -> dict:
     """Start an owned one-node Ray cluster on 127.0.0.1; returns dict(address, auth_token, temp_dir).
+    With `address`, `auth_token` and `temp_dir` of a cluster that stopped, it starts again where
+    it was, so that endpoints on it find it again.
 
     Every port Ray would otherwise take by default (and clash on with a second cluster on this
     machine) is a free one chosen here. `ray start` output goes to `root/<name>.log`: it leaves
@@ -119,14 +122,16 @@ def start_local(name: str, root: str | Path, num_cpus: int | None = None, *,
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     log = root / f"{name}.log"
-    temp_dir = _new_temp_dir()
-    token = secrets.token_hex(32)
+    temp_dir = Path(temp_dir) if temp_dir else _new_temp_dir()
+    token = auth_token or secrets.token_hex(32)
     names = ["port", "node-manager-port", "object-manager-port", "dashboard-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port"]
     client_server = importlib.util.find_spec("grpc") is not None  # Ray starts one on :10001 when it can
     if client_server:
         names.append("ray-client-server-port")
     *ports, monitor_port = free_ports(len(names) + 1)
+    if address is not None:
+        ports[0] = split_address(address)[1]
     address = f"127.0.0.1:{ports[0]}"
     args = [str(exe), "start", "--head", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
             "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={num_cpus or os.cpu_count() or 1}",
