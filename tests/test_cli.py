@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.quickstart import train
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "multi-model"
+from .helpers import run_seed_scripts
+
 
 
 def run(*args, code: int = 0, input: str | None = None):
@@ -95,48 +92,7 @@ def test_workspaces(fleet_home, tmp_path):
 @pytest.mark.slow
 def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path):
     """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH."""
-    work = tmp_path / "multi-model"
-    shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("models"))
-    train("iris", work / "models" / "model_a")
-    train("wine", work / "models" / "model_b")
-    train("breast_cancer", work / "models" / "model_c")
-    train("wine", work / "models" / "model_b_v2", variant=2)
-    env = {**os.environ, "FLEET_HOME": str(fleet_home),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    assert shutil.which("fleet", path=env["PATH"])
-
-    def sh(script):
-        p = subprocess.run(["bash", str(work / script)], env=env, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, (script, p.stdout, p.stderr)
-        return p
-
-    sh("register.sh")
-    listed = subprocess.run(["fleet", "model", "list", "-o", "json"], env=env, capture_output=True, text=True)
-    got = {(m["name"], m["version"], m["description"]) for m in json.loads(listed.stdout)}
-    assert got == {("model_a", "v1", "Model A for user segment 1"), ("model_b", "v1", "Model B for user segment 2"),
-                   ("model_c", "v2", "Model C for user segment 3")}
-    sh("deploy.sh")
-    eps = json.loads(subprocess.run(["fleet", "online-endpoint", "list", "-o", "json"], env=env,
-                                    capture_output=True, text=True).stdout)
-    assert {e["name"]: e["traffic"] for e in eps} == {
-        "aci-model-a": {"default": 100}, "aci-model-b": {"default": 100}, "aci-model-c": {"default": 100}}
-    pids_a = _pids(env, "aci-model-a")
-    sh("update.sh")
-    dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
-                                     "aci-model-b", "-o", "json"], env=env, capture_output=True, text=True).stdout)
-    assert dep["model"] == "model_b:v2" and dep["provisioning_state"] == "Succeeded"
-    assert _pids(env, "aci-model-a") == pids_a  # the neighbours were not restarted
-    (tmp_path / "req.json").write_text(json.dumps({"data": [[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28,
-                                                             4.38, 1.05, 3.4, 1050]]}))
-    r = subprocess.run(["fleet", "online-endpoint", "invoke", "--name", "aci-model-b", "--request-file",
-                        str(tmp_path / "req.json")], env=env, capture_output=True, text=True)
-    assert r.returncode == 0 and json.loads(r.stdout) in ([0], [1], [2])
-
-
-def _pids(env, endpoint):
-    dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
-                                     endpoint, "-o", "json"], env=env, capture_output=True, text=True).stdout)
-    return sorted(r["pid"] for r in dep["replicas"])
+    run_seed_scripts(fleet_home, tmp_path)
 
 
 @pytest.mark.slow

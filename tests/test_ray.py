@@ -21,7 +21,7 @@ import pytest
 from modelfleet.compute import ray_cluster
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, scoring_code, wait_until
+from .helpers import Load, run_seed_scripts, scoring_code, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -224,8 +224,18 @@ def test_replicas_spread_over_nodes_and_survive_a_killed_worker_and_a_killed_nod
     assert load.result.failed == []
 
 
-def test_a_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_fleet, tmp_path):
+def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_fleet, tmp_path):
     fleet, compute, code = ray_fleet
+    # the same cluster attached under a second name, then detached: said in show, and re-attached
+    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
+    fleet.online_endpoints.create("link-ep", compute="raylink")
+    fleet.online_deployments.create("blue", "link-ep", "iris:1")
+    fleet.computes.detach("raylink")
+    detached = wait_until(lambda: (lambda d: d if d["fault"] else None)(fleet.online_deployments.get("blue", "link-ep")))
+    assert "'raylink' is not attached" in detached["fault"]
+    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
+    wait_until(lambda: fleet.online_deployments.get("blue", "link-ep")["fault"] is None)
+    # the cluster lost: Ray endpoints say so, local ones serve on
     fleet.online_endpoints.create("lost-ep", compute="raydev")
     fleet.online_endpoints.create("calm-ep")
     fleet.online_deployments.create("blue", "lost-ep", "iris:1")
@@ -241,3 +251,19 @@ def test_a_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_flee
                             auth_token=compute["auth_token"], temp_dir=compute["temp_dir"])
     wait_until(lambda: fleet.online_deployments.get("blue", "lost-ep")["health"] == "Healthy", timeout=120)
     assert fleet.online_endpoints.invoke("lost-ep", {"data": IRIS_ROWS})   # no command re-run
+
+
+def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, tmp_path):
+    """deploy.sh with COMPUTE_TYPE=aks, as the seed's AKS variant: every endpoint on the Ray compute."""
+    from modelfleet import Fleet
+    with Fleet() as fleet:
+        fleet.computes.create("raydev", num_cpus=2)
+        compute = fleet.computes.resolve("raydev")
+        try:
+            run_seed_scripts(fleet_home, tmp_path, {"COMPUTE_TYPE": "aks"})
+            assert {e["name"]: e["compute"] for e in fleet.online_endpoints.list()} == {
+                "aci-model-a": "raydev", "aci-model-b": "raydev", "aci-model-c": "raydev"}
+            assert all(r["compute"] == "raydev" for d in fleet.online_deployments.list() for r in d["replicas"])
+        finally:
+            fleet.server.stop()
+            ray_cluster.stop_local(compute["temp_dir"])

@@ -5,7 +5,7 @@ cd "$(dirname "$0")"
 
 WORKSPACE_NAME="${WORKSPACE_NAME:-default}"
 RESOURCE_GROUP="your-resource-group"
-COMPUTE_TYPE="local"   # replicas are processes on this machine; no Docker, no cloud
+COMPUTE_TYPE="${COMPUTE_TYPE:-local}"   # local: processes on this machine (az: aci); aks or ray: the Ray compute
 
 fleet workspace set -w $WORKSPACE_NAME -g $RESOURCE_GROUP
 

@@ -26,6 +26,7 @@ from ..registry import Registry
 from ..specs import DeploymentRecord
 from ..store import ArtifactStore, Database
 from ..store.artifacts import content_digest
+from ..store.computes import ComputeStore
 from ..store.serving import ServingStore
 from ..workspace import Workspace
 from . import reconciler
@@ -69,6 +70,7 @@ class Controller:
                  clock: Clock | None = None):
         self.ws = ws
         self.serving = ServingStore(db)
+        self.computes = ComputeStore(db)
         self.artifacts = ArtifactStore(ws.artifacts)
         self.registry = Registry(db, self.artifacts)
         self.backend = backend
@@ -78,6 +80,7 @@ class Controller:
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self._endpoints: list[dict] = []
         self._computes: dict[str, str] = {}   # endpoint -> compute its replicas run on
+        self._attached: set[str] = set()      # computes the workspace has now
         self._spec_cache: dict[Key, tuple[dict, DeploymentRecord]] = {}
         self._restored = False
         self._wake = asyncio.Event()
@@ -124,6 +127,8 @@ class Controller:
                 return
             endpoints = await asyncio.to_thread(self.serving.endpoints)
             rows = await asyncio.to_thread(self.serving.deployments)
+            if any((ep["spec"].get("compute") or "local") != "local" for ep in endpoints):
+                self._attached = {c["name"] for c in await asyncio.to_thread(self.computes.list)}
             self._step(endpoints, rows)
 
     def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
@@ -380,7 +385,9 @@ class Controller:
         health = "Healthy" if ready >= instance_count else "Degraded" if ready else "Unavailable"
         fault = rt.fault if rt else None
         compute = self._computes.get(endpoint, "local")
-        if fault is None and health != "Healthy" and compute != "local":
+        if compute != "local" and compute not in self._attached:
+            fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"
+        elif fault is None and health != "Healthy" and compute != "local":
             fault = getattr(self.backend, "fault", lambda _c: None)(compute)
         return {"health": health, "ready_replicas": ready, "fault": fault}
 
