@@ -138,23 +138,25 @@ class RequestStats:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _slots(self, keys: list[Key], second: int, seconds: int):
+        """(window, second, slot index) of every slot of `keys` with requests in the last `seconds`."""
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is not None:
+                for s, i in ks.window.slots(second, seconds):
+                    yield ks.window, s, i
+
     def summary(self, keys: list[Key], now: float, seconds: int = WINDOW_S) -> dict:
         """Request rate, latency percentiles and errors over the last `seconds`, all `keys` together."""
         count = err4 = err5 = 0
         hist = [0] * (len(_FINE) + 1)
-        second = int(now)
-        for key in keys:
-            ks = self.keys.get(key)
-            if ks is None:
-                continue
-            w = ks.window
-            for _, i in w.slots(second, seconds):
-                count += w.count[i]
-                err4 += w.err4[i]
-                err5 += w.err5[i]
-                for b, n in enumerate(w.latency[i]):
-                    if n:
-                        hist[b] += n
+        for w, _, i in self._slots(keys, int(now), seconds):
+            count += w.count[i]
+            err4 += w.err4[i]
+            err5 += w.err5[i]
+            for b, n in enumerate(w.latency[i]):
+                if n:
+                    hist[b] += n
         p50, p99 = percentile(hist, 0.5), percentile(hist, 0.99)
         return {"window_s": seconds, "requests": count, "requests_per_second": round(count / seconds, 3),
                 "p50_ms": None if p50 is None else round(p50 * 1000, 3),
@@ -170,21 +172,16 @@ class RequestStats:
         start = second - seconds + 1
         rps, errors = [0] * seconds, [0] * seconds
         hists: list[list[int] | None] = [None] * seconds
-        for key in keys:
-            ks = self.keys.get(key)
-            if ks is None:
-                continue
-            w = ks.window
-            for s, i in w.slots(second, seconds):
-                j = s - start
-                rps[j] += w.count[i]
-                errors[j] += w.err4[i] + w.err5[i]
-                merged = hists[j]
-                if merged is None:
-                    hists[j] = list(w.latency[i])
-                else:
-                    for b, n in enumerate(w.latency[i]):
-                        merged[b] += n
+        for w, s, i in self._slots(keys, second, seconds):
+            j = s - start
+            rps[j] += w.count[i]
+            errors[j] += w.err4[i] + w.err5[i]
+            merged = hists[j]
+            if merged is None:
+                hists[j] = list(w.latency[i])
+            else:
+                for b, n in enumerate(w.latency[i]):
+                    merged[b] += n
 
         def ms(h, q):
             v = percentile(h, q) if h else None
