@@ -74,6 +74,7 @@ class FakeReplica:
         self.id = spec.replica_id
         self.models = frozenset({spec.model_key})
         self.info = {"pid": pid}
+        self.on_batch = None
         self.pid = pid
         self.answer_probes = True
         self.rss: int | None = 10 * 2**20
@@ -110,7 +111,8 @@ class FakeReplica:
     async def ready(self) -> None:
         await self._ready
 
-    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0,
+             request_id: str = "") -> asyncio.Future:
         if self.closed:
             raise ReplicaGone("replica connection closed")
         fut = asyncio.get_running_loop().create_future()
@@ -124,6 +126,9 @@ class FakeReplica:
 
     def memory_bytes(self) -> int | None:
         return self.rss
+
+    def cpu_seconds(self) -> float | None:
+        return None
 
     async def wait_closed(self) -> int | None:
         await self._closed

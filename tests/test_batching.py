@@ -7,7 +7,9 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -69,3 +71,11 @@ def test_scoring_script_run_batch(fleet, models_dir, tmp_path):
     out = _answers(fleet.online_endpoints.get("rb-ep")["scoring_uri"], key, bodies)
     assert [a["sum"] for _, a in out] == [2 * i for i in range(200)]
     assert max(a["batch"] for _, a in out) > 1   # requests really were grouped
+    # the server counts the batches: every request in one, some batches of more than one
+    info = orjson.loads(fleet.workspace.server_file.read_bytes())
+    metrics = httpx.get(f"{info['url']}/metrics", timeout=30).text
+    samples = {s.name: s.value for fam in text_string_to_metric_families(metrics) for s in fam.samples
+               if s.labels.get("endpoint") == "rb-ep" and fam.name == "modelfleet_batch_size"}
+    sizes = [a["batch"] for _, a in out]
+    assert samples["modelfleet_batch_size_sum"] == 200 and samples["modelfleet_batch_size_count"] < 200
+    assert samples["modelfleet_batch_size_count"] >= 200 / max(sizes)

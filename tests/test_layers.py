@@ -17,7 +17,7 @@ MAX_LINES = 600
 # from one above. Entries are the first name under `modelfleet` (a module or a whole package).
 LAYERS = [
     ("interface",   ["cli", "__main__"]),             # thin: parse -> sdk -> print
-    ("sdk",         ["sdk", "quickstart"]),            # the Python API (Fleet)
+    ("sdk",         ["sdk", "quickstart", "offline"]), # the Python API (Fleet); reads while the server is down
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
     ("registry",    ["registry", "workspace", "computes"]),  # model versions; workspaces; compute targets
@@ -26,7 +26,7 @@ LAYERS = [
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("documents",   ["specs", "model_types", "documents", "traffic", "names"]),
-    ("base",        ["errors", "fsutil", "digests", "version"]),
+    ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
 ]
 
 # DESIGN.md's own sentences, kept whatever the order above becomes: (importer, never imports).

@@ -145,8 +145,10 @@ def test_every_control_api_route_requires_the_admin_token(fleet):
     url, token = info["url"], info["token"]
     endpoint_key = fleet.online_endpoints.get_keys("admin-ep")["primaryKey"]
     spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
-    routes = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops]
-    assert len(routes) >= 12
+    routes = [(m.upper(), p) for p, ops in spec["paths"].items() for m, op in ops.items()
+              if op.get("security") == [{"adminToken": []}]]
+    api_routes = [(m.upper(), p) for p, ops in spec["paths"].items() if p.startswith("/api/") for m in ops]
+    assert len(routes) >= 16 and sorted(routes) == sorted(api_routes)  # documented as needing it
     bad = [None, "", f"Bearer {token[:-1]}", f"Bearer {token}x", token, f"Basic {token}", f"bearer  {token}x",
            f"Bearer {endpoint_key}"]
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -200,7 +202,7 @@ def _put_endpoint(fleet, name: str, auth_mode: str) -> httpx.Response:
 
 @pytest.mark.slow
 def test_open_endpoints_need_a_flag_when_listening_beyond_loopback(fleet):
-    r = _start("--host", "0.0.0.0")
+    r = _start("--host", "0.0.0.0", "--allow-plain-http")
     assert r.returncode == 0, r.stderr
     refused = _put_endpoint(fleet, "open-ep", "none")
     assert refused.status_code == 409 and "--allow-open-endpoints" in refused.json()["error"]["message"]
@@ -208,17 +210,27 @@ def test_open_endpoints_need_a_flag_when_listening_beyond_loopback(fleet):
     assert _put_endpoint(fleet, "keyed-ep", "none").status_code == 409  # not by an update either
     fleet.server.stop()
 
-    assert _start("--host", "0.0.0.0", "--allow-open-endpoints").returncode == 0
+    assert _start("--allow-open-endpoints").returncode == 0  # the address is kept: still 0.0.0.0
+    assert _listening(_server_file(fleet)["pid"]) == {"0.0.0.0"}
     assert _put_endpoint(fleet, "open-ep", "none").status_code == 200
     fleet.server.stop()
 
     # An open endpoint made while forced (or on loopback) keeps a plain start off the network.
-    r = _start("--host", "0.0.0.0")
+    r = _start("--no-allow-open-endpoints")
     assert r.returncode == 1
     assert "open-ep has auth_mode none" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert fleet.server.status()["status"] == "stopped"
-    assert _start().returncode == 0  # loopback is fine
+    assert _start("--host", "127.0.0.1").returncode == 0  # loopback is fine
     assert _listening(_server_file(fleet)["pid"]) == {"127.0.0.1"}
+
+
+@pytest.mark.slow
+def test_plain_http_beyond_loopback_is_refused_and_nothing_is_saved(fleet):
+    r = _start("--host", "0.0.0.0")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "without TLS" in r.stderr and "--ssl-certfile" in r.stderr
+    assert fleet.server.status()["status"] == "stopped"
+    assert fleet.server.configure()["host"] == "127.0.0.1"
 
 
 # -- files holding secrets -----------------------------------------------------------------------
@@ -229,7 +241,8 @@ def test_files_holding_secrets_are_0600(fleet, tmp_path):
     fleet.models.register("m", tmp_path / "m.pkl")  # the registry creates the database first
     fleet.online_endpoints.create("secret-ep")       # then the server writes keys into it
     ws = fleet.workspace.path
-    files = [ws / "workspace.db", ws / "workspace.db-wal", ws / "workspace.db-shm", fleet.workspace.server_file]
+    files = [ws / "workspace.db", ws / "workspace.db-wal", ws / "workspace.db-shm", fleet.workspace.server_file,
+             fleet.workspace.config_file]
     key = fleet.online_endpoints.get_keys("secret-ep")["primaryKey"].encode()
     assert any(key in f.read_bytes() for f in files[:2])  # the keys are in there, so this matters
     for f in files:

@@ -100,13 +100,16 @@ class Fleet:
             if self._http is not None:
                 self._http.close()
             self._http = httpx.Client(base_url=info.url, timeout=httpx.Timeout(60.0, connect=5.0),
-                                      headers={"authorization": f"Bearer {info.token}"})
+                                      headers={"authorization": f"Bearer {info.token}"},
+                                      verify=process.verify(info))
             self._info = info
         return info
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                 timeout: float | None = None) -> Any:
         import httpx
+        if method == "GET" and process.read_info(self.workspace) is None:
+            return self._offline.get(path, params)  # reading never starts the server
         self._server()
         try:
             r = self._http.request(method, path, json=json, params=params,
@@ -122,6 +125,12 @@ class Fleet:
                 raise errors.from_dict(body["error"])
             raise FleetError(f"server answered {r.status_code}")
         return body
+
+    @cached_property
+    def _offline(self):
+        from .offline import OfflineReader
+        from .store.serving import ServingStore
+        return OfflineReader(self.workspace, ServingStore(self.db))
 
     def close(self) -> None:
         if self._http is not None:
@@ -273,6 +282,7 @@ class EndpointOperations:
             body = request.encode() if isinstance(request, str) else request
         else:
             body = orjson.dumps(request)
+        info = self._f._server()  # scoring needs the server: start it if it is not running
         ep = self.get(name)
         headers = {"content-type": "application/json"}
         if ep["auth_mode"] == "key":
@@ -280,7 +290,8 @@ class EndpointOperations:
         if deployment_name:
             headers["azureml-model-deployment"] = deployment_name
         try:
-            r = httpx.post(ep["scoring_uri"], content=body, headers=headers, timeout=timeout)
+            r = httpx.post(ep["scoring_uri"], content=body, headers=headers, timeout=timeout,
+                           verify=process.verify(info))
         except httpx.HTTPError as e:
             raise ServerUnavailable(f"cannot reach {ep['scoring_uri']}: {e}") from None
         try:
@@ -401,18 +412,56 @@ class DeploymentOperations:
     def delete(self, name: str, endpoint: str) -> None:
         self._f.request("DELETE", f"/api/endpoints/{endpoint}/deployments/{name}")
 
-    def get_logs(self, name: str, endpoint: str, lines: int = 100) -> str:
-        return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}/logs",
-                               params={"lines": lines})["logs"]
+    def get_logs(self, name: str, endpoint: str, lines: int = 100, since: str | None = None) -> str:
+        """The replicas' logs merged by time, each line prefixed with its replica; `since`: a
+        duration back from now (10m, 2h) or a time."""
+        params = {"lines": lines, **({"since": since} if since else {})}
+        return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}/logs", params=params)["logs"]
+
+    def follow_logs(self, name: str, endpoint: str, lines: int = 10, since: str | None = None):
+        """The last `lines` lines, then every new line as the replicas write it (an iterator of
+        text chunks; it ends when the server stops). Needs the server running."""
+        import httpx
+        process.require(self._f.workspace)
+        self._f._server()
+        params = {"lines": lines, "follow": "true", **({"since": since} if since else {})}
+        path = f"/api/endpoints/{endpoint}/deployments/{name}/logs"
+        with self._f._http.stream("GET", path, params=params, timeout=httpx.Timeout(None, connect=5.0)) as r:
+            if r.status_code >= 400:
+                r.read()
+                body = r.json()
+                raise errors.from_dict(body["error"]) if isinstance(body.get("error"), dict) else FleetError(
+                    f"server answered {r.status_code}")
+            try:
+                yield from r.iter_text()
+            except httpx.HTTPError:
+                return  # the server went away: the stream is over
 
 
 class ServerOperations:
     def __init__(self, fleet: Fleet):
         self._f = fleet
 
-    def start(self, host: str = "127.0.0.1", port: int = 0, allow_open: bool = False) -> tuple[dict, bool]:
-        info, started = process.start(self._f.workspace, host=host, port=port, allow_open=allow_open)
+    def start(self, **changes) -> tuple[dict, bool]:
+        """Start with the saved settings plus `changes` (host, port, ssl_certfile, ...; saved once
+        the server listens). Already running: the changes are saved for the next start."""
+        ws = self._f.workspace
+        info, started = process.start(ws, changes)
+        if not started and changes:
+            from .server import settings
+            settings.update(ws, **changes)
         return info.to_dict(), started
+
+    def stats(self, endpoint: str | None = None, series: int = 0) -> dict:
+        """Live figures over the last minute (req/s, p50, p99, errors, in flight, queued,
+        replicas by state) per endpoint and deployment; never starts the server."""
+        params = {"series": series, **({"endpoint": endpoint} if endpoint else {})}
+        return self._f.request("GET", "/api/stats", params=params)
+
+    def configure(self, **changes) -> dict:
+        """The saved server settings, after applying `changes` (they apply at the next start)."""
+        from .server import settings
+        return settings.update(self._f.workspace, **changes).model_dump()
 
     def stop(self) -> dict | None:
         info = process.stop(self._f.workspace)

@@ -4,6 +4,7 @@ The root is ``$FLEET_HOME`` (default ``~/.modelfleet``). ``config.json`` there n
 workspace and any created with a custom ``--path``. A workspace directory holds::
 
     workspace.db          metadata (SQLite, WAL)
+    config.json           server settings: port (kept across restarts), host, TLS, logs (0600)
     artifacts/            content-addressed model and code snapshots
     run/server.json       address, pid and admin token of the running server (0600)
     logs/                 server and replica logs
@@ -52,6 +53,10 @@ class Workspace:
     @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
 
     @property
     def server_file(self) -> Path:

@@ -280,4 +280,5 @@ def test_every_state_change_goes_through_the_transition_listeners(h):
     finally:
         listeners.remove(listener)
     S = ReplicaState
-    assert seen == [(S.STARTING, S.READY), (S.STARTING, S.READY), (S.READY, S.DRAINING), (S.DRAINING, S.STOPPED)]
+    assert seen == [(None, S.STARTING), (S.STARTING, S.READY),        # created, then ready
+                    (None, S.STARTING), (S.STARTING, S.READY), (S.READY, S.DRAINING), (S.DRAINING, S.STOPPED)]

@@ -20,7 +20,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from ..specs import Batching, Resources
 
@@ -83,6 +83,9 @@ class ReplicaHandle(Protocol):
     id: str
     models: frozenset[str]   # model keys it holds
     info: dict               # what it reported when ready (pid, model metadata)
+    # Set by the server when the replica is created: called with (endpoint, deployment, size) for
+    # each model call that scored several requests, when the backend can tell.
+    on_batch: Callable[[str, str, int], None] | None
 
     @property
     def inflight(self) -> int:
@@ -94,16 +97,21 @@ class ReplicaHandle(Protocol):
     async def ready(self) -> None:
         """Wait until the model is loaded; raises InitFailed."""
 
-    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0,
+             request_id: str = "") -> asyncio.Future:
         """Send one request; the future resolves to a Reply, or fails with ReplicaGone. The
         caller may stop waiting on it: the handle keeps counting it in `inflight` until the
-        replica answers. `header_length` is a V2 request's JSON header length (0: all JSON)."""
+        replica answers. `header_length` is a V2 request's JSON header length (0: all JSON);
+        `request_id` the gateway's id, which the replica's log lines carry."""
 
     async def probe(self, timeout: float) -> bool:
         """Liveness: True when the replica answered within `timeout`; raises ReplicaGone."""
 
     def memory_bytes(self) -> int | None:
         """Resident memory now, if the backend can tell."""
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the replica has used so far (user + system), if the backend can tell."""
 
     async def wait_closed(self) -> int | None:
         """Wait until the replica is gone; its exit code, if known."""

@@ -22,6 +22,7 @@ class FramedReplica(asyncio.Protocol):
         self.id = spec.replica_id
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
+        self.on_batch = None
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
         self._requests = Pending()
@@ -45,6 +46,9 @@ class FramedReplica(asyncio.Protocol):
                 fut = self._probes.pop(rid, None)
                 if fut is not None and not fut.done():
                     fut.set_result(True)
+            elif kind == p.BATCH:
+                if self.on_batch is not None:
+                    self.on_batch(self.spec.endpoint, self.spec.deployment, int.from_bytes(payload, "big"))
             elif kind in (p.READY, p.INIT_FAILED):
                 if not self._ready.done():
                     self._ready.set_result((kind, payload))
@@ -74,15 +78,15 @@ class FramedReplica(asyncio.Protocol):
     def closed(self) -> bool:
         return self._closed.done()
 
-    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0) -> asyncio.Future:
+    def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0,
+             request_id: str = "") -> asyncio.Future:
         if self._closed.done():
             raise ReplicaGone("replica connection closed")
         fut = self.loop.create_future()
         rid = self._requests.add(fut)
-        if kind == RequestKind.V2_INFER:  # the replica splits JSON header and binary tensors
-            self._transport.write(p.frame(rid, kind, header_length.to_bytes(4, "big") + body))
-        else:
-            self._transport.write(p.frame(rid, kind, body))
+        # a V2 request carries its JSON header length: the replica splits header and binary tensors
+        prefix = header_length.to_bytes(4, "big") if kind == RequestKind.V2_INFER else b""
+        self._transport.write(p.request_frame(rid, kind, request_id.encode(), body, prefix))
         return fut
 
     async def ready(self) -> None:
@@ -119,6 +123,9 @@ class FramedReplica(asyncio.Protocol):
     # -- what a backend adds -----------------------------------------------------------------
 
     async def exit_code(self) -> int | None:
+        return None
+
+    def cpu_seconds(self) -> float | None:
         return None
 
     async def _gone_before_ready(self) -> str:

@@ -17,17 +17,20 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
 from ..fsutil import tail_lines
+from ..logfmt import iso_time
 from .base import ReplicaSpec
 from .framed import FramedReplica
 from .zygote import SINGLE_THREAD, Zygote
 
 log = logging.getLogger("modelfleet.backends.local")
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
 
 
@@ -57,6 +60,14 @@ class LocalReplica(FramedReplica):
         try:
             with open(f"/proc/{self.pid}/statm") as f:
                 return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError, TypeError):
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
         except (OSError, ValueError, IndexError, TypeError):
             return None
 
@@ -108,7 +119,7 @@ class LocalReplica(FramedReplica):
 
     def note(self, message: str) -> None:
         with contextlib.suppress(OSError), open(self.spec.log_path, "a") as f:
-            f.write(f"\n[modelfleet] {message}\n")
+            f.write(f"{iso_time(time.time())} [modelfleet] {message}\n")
 
     def describe(self) -> dict:
         return {"pid": self.pid, "log": str(self.spec.log_path)}
@@ -136,7 +147,7 @@ class LocalBackend:
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         script = spec.script_path
-        cfg = replica_config(spec, spec.model_dir, script)
+        cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path)}
         cwd = str(script.parent) if script else None
         env = {**os.environ, **SINGLE_THREAD, **spec.env}
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)

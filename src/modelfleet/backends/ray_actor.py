@@ -76,7 +76,8 @@ class ReplicaActor:
         if code_sha256 is not None:
             script = materialize("code", code_sha256, code) / cfg["scoring_script"]
             os.chdir(script.parent)
-        self.cfg = {**cfg, "model_dir": str(model_dir), "scoring_script": str(script) if script else None}
+        self.cfg = {**cfg, "model_dir": str(model_dir), "scoring_script": str(script) if script else None,
+                    "log_path": str(self.log_path)}  # lines stamped with time and request id
         self.token = token
         self.host = ray.util.get_node_ip_address()
         self.node_id = ray.get_runtime_context().get_node_id()

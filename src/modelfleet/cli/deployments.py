@@ -148,10 +148,17 @@ def delete(ctx: Ctx, name, endpoint, yes):
     ctx.emit({"deleted": f"{endpoint}/{name}"})
 
 
-@command(online_deployment, "get-logs", help="Replica logs: output, init errors, exits.")
+@command(online_deployment, "get-logs",
+         help="Replica logs (output, logging, init errors, exits), merged by time, each line with its replica.")
 @click.option("--name", "-n", required=True)
 @click.option("--endpoint", "--endpoint-name", "-e", "endpoint", required=True)
 @click.option("--lines", "-l", type=int, default=100, show_default=True)
-def get_logs(ctx: Ctx, name, endpoint, lines):
-    text = ctx.fleet.online_deployments.get_logs(name, endpoint, lines)
+@click.option("--since", default=None, help="Only lines from then on: a duration (90s, 10m, 2h, 1d) or a time.")
+@click.option("--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+def get_logs(ctx: Ctx, name, endpoint, lines, since, follow):
+    if follow:
+        for chunk in ctx.fleet.online_deployments.follow_logs(name, endpoint, lines, since):
+            click.echo(chunk, nl=False)
+        return
+    text = ctx.fleet.online_deployments.get_logs(name, endpoint, lines, since)
     ctx.emit({"logs": text}) if ctx.output != "table" else click.echo(text)

@@ -27,6 +27,10 @@ from .quickstart import quickstart  # noqa: E402
 
 cli.add_command(quickstart)
 
+from .top import top  # noqa: E402
+
+cli.add_command(top)
+
 from .fleet import COMMANDS as FLEET_FILE_COMMANDS  # noqa: E402
 
 for _command in FLEET_FILE_COMMANDS:

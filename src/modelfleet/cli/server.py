@@ -14,23 +14,53 @@ def server() -> None:
     pass
 
 
+def _address_options(fn):
+    """Options saved in the workspace settings: every later start (and auto-start) reuses them."""
+    for opt in reversed([
+        click.option("--host", default=None,
+                     help="Address to listen on (default 127.0.0.1); beyond loopback it needs TLS. Saved."),
+        click.option("--port", type=click.IntRange(0, 65535), default=None,
+                     help="Port (saved; default: a free port chosen at the first start and kept; 0: a new one)."),
+        click.option("--ssl-certfile", default=None, help="TLS certificate (PEM); with --ssl-keyfile. '' turns TLS off."),
+        click.option("--ssl-keyfile", default=None, help="TLS private key (PEM)."),
+        click.option("--allow-open-endpoints/--no-allow-open-endpoints", default=None,
+                     help="Allow auth_mode none endpoints beyond loopback."),
+        click.option("--allow-plain-http/--no-allow-plain-http", default=None,
+                     help="Listen beyond loopback without TLS (only behind a TLS proxy)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _changes(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @command(server, "start", help="Start the server in the background (or --foreground).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, help="Default: a free port.")
+@_address_options
 @click.option("--foreground", is_flag=True, help="Run in this process (for systemd or a container).")
-@click.option("--allow-open-endpoints", is_flag=True,
-              help="Allow auth_mode none endpoints on a non-loopback address.")
-def start(ctx: Ctx, host, port, foreground, allow_open_endpoints):
+def start(ctx: Ctx, foreground, **options):
     from ..server import process
+    changes = _changes(**options)
     if foreground:
-        sys.exit(process.run_foreground(ctx.fleet.workspace, host=host, port=port, allow_open=allow_open_endpoints))
-    info, started = ctx.fleet.server.start(host, port, allow_open_endpoints)
+        sys.exit(process.run_foreground(ctx.fleet.workspace, changes))
+    info, started = ctx.fleet.server.start(**changes)
     if not started:
-        ctx.notice(f"already running (pid {info['pid']})")
+        ctx.notice(f"already running (pid {info['pid']})" +
+                   ("; the new settings are saved and apply at the next start (fleet server restart)"
+                    if changes else ""))
     ctx.emit(info)
 
 
-@command(server, "stop", help="Stop the server and its replicas.")
+@command(server, "restart", help="Stop the server (draining requests in flight), then start it again.")
+@_address_options
+def restart(ctx: Ctx, **options):
+    ctx.fleet.server.stop()
+    info, _ = ctx.fleet.server.start(**_changes(**options))
+    ctx.emit(info)
+
+
+@command(server, "stop", help="Stop the server and its replicas (requests in flight are answered first).")
 def stop(ctx: Ctx):
     info = ctx.fleet.server.stop()
     ctx.emit({"status": "stopped", "pid": info["pid"]} if info else {"status": "not running"})
@@ -39,3 +69,18 @@ def stop(ctx: Ctx):
 @command(server, "status", help="Is the server running, and where.")
 def status(ctx: Ctx):
     ctx.emit(ctx.fleet.server.status())
+
+
+@command(server, "configure", help="Show or change the saved server settings (applied at the next start).")
+@_address_options
+@click.option("--admin-token-file", default=None,
+              help="Read a fixed admin token from this file ('' : a new token per start, the default).")
+@click.option("--metrics-auth", type=click.Choice(["auto", "token", "none"]), default=None,
+              help="GET /metrics: auto (open on loopback, admin token beyond), token, or none.")
+@click.option("--access-log/--no-access-log", default=None, help="Write logs/access.log (JSON lines).")
+@click.option("--access-log-max-bytes", type=int, default=None, help="Rotate the access log at this size.")
+@click.option("--access-log-backups", type=int, default=None, help="Rotated access logs to keep.")
+@click.option("--drain-timeout", "drain_timeout_s", type=float, default=None,
+              help="At a stop, how long to wait for requests in flight (seconds).")
+def configure(ctx: Ctx, **options):
+    ctx.emit(ctx.fleet.server.configure(**_changes(**options)))

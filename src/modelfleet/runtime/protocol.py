@@ -14,9 +14,9 @@ HEADER = struct.Struct("!IIB")
 HEADER_SIZE = HEADER.size
 
 # gateway -> replica
-SCORE = 1      # payload: the request body as received
+SCORE = 1      # payload: the request id, then the request body as received (see request_frame)
 PING = 2       # liveness probe
-V2_INFER = 3   # payload: an Open Inference Protocol v2 request body
+V2_INFER = 3   # payload: the request id, then the JSON header length (4 bytes), then the V2 body
 
 # replica -> gateway
 OK = 0             # payload: JSON answer
@@ -25,10 +25,25 @@ BAD_REQUEST = 2    # the body could not be turned into model input; payload: JSO
 READY = 10         # init finished; payload: JSON {"pid": ...}
 INIT_FAILED = 11   # init raised; payload: the traceback text
 PONG = 12
+BATCH = 13         # one model call scored several requests; payload: how many (2 bytes)
 
 
 def frame(req_id: int, kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(len(payload), req_id, kind) + payload
+
+
+def request_frame(req_id: int, kind: int, request_id: bytes, body: bytes, prefix: bytes = b"") -> bytes:
+    """A SCORE or V2_INFER frame: one byte of length and the gateway's request id (for the
+    replica's log lines), `prefix`, then the body, joined in one copy."""
+    request_id = request_id[:255]
+    return b"".join((HEADER.pack(1 + len(request_id) + len(prefix) + len(body), req_id, kind),
+                     bytes((len(request_id),)), request_id, prefix, body))
+
+
+def split_request(payload: bytes) -> tuple[str, bytes]:
+    """(request id, the rest) of a request frame's payload."""
+    n = payload[0] if payload else 0
+    return payload[1:1 + n].decode("ascii", "replace"), payload[1 + n:]
 
 
 def split_frames(buf: bytearray) -> list[tuple[int, int, bytes]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from . import protocol as p
+from . import protocol as p, replica_log
 from .loaders import BadInput, ScriptScorer, load_scorer, set_model_env, to_json
 
 
@@ -57,6 +57,7 @@ class Replica:
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
         self.scorer = None
+        self.tracebacks = replica_log.TracebackLimiter()
 
     def load(self) -> None:
         model_dir = Path(self.cfg["model_dir"])
@@ -64,19 +65,23 @@ class Replica:
         script = self.cfg.get("scoring_script")
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
 
-    def _score(self, bodies: list[bytes]) -> list[tuple[int, bytes]]:
+    def _score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
+        replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
         try:
             results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
             if len(bodies) > 1:  # retry one by one so one bad body does not fail its neighbours
-                return [self._score([b])[0] for b in bodies]
-            traceback.print_exc()
+                return [self._score([b], [i])[0] for b, i in zip(bodies, ids, strict=True)]
+            self.tracebacks.report(e)
             return [(p.MODEL_ERROR, _error(e))]
+        finally:
+            replica_log.request_id = "-"
         return [(p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(r)}}))
                 if isinstance(r, Exception) else (p.OK, r) for r in results]
 
-    def _v2(self, body: bytes) -> tuple[int, bytes]:
+    def _v2(self, payload: bytes) -> tuple[int, bytes]:
         from . import v2
+        replica_log.request_id, body = p.split_request(payload)
         try:
             rows, doc = v2.request_rows(body)
             if isinstance(self.scorer, ScriptScorer):
@@ -87,12 +92,14 @@ class Replica:
         except BadInput as e:
             return p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(e)}})
         except Exception as e:
-            traceback.print_exc()
+            self.tracebacks.report(e)
             return p.MODEL_ERROR, _error(e)
+        finally:
+            replica_log.request_id = "-"
 
     def _handle(self, frames) -> bytes:
         out = []
-        scores = [(rid, body) for rid, kind, body in frames if kind == p.SCORE]
+        scores = [(rid, *p.split_request(payload)) for rid, kind, payload in frames if kind == p.SCORE]
         for rid, kind, body in frames:
             if kind == p.PING:  # answered with the resident memory, for backends that cannot read it
                 out.append(p.frame(rid, p.PONG, _rss_bytes()))
@@ -100,8 +107,11 @@ class Replica:
                 out.append(p.frame(rid, *self._v2(body)))
         for i in range(0, len(scores), self.max_batch):
             chunk = scores[i:i + self.max_batch]
-            for (rid, _), (status, payload) in zip(chunk, self._score([b for _, b in chunk]), strict=True):
+            answers = self._score([body for _, _, body in chunk], [rid_ for _, rid_, _ in chunk])
+            for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True):
                 out.append(p.frame(rid, status, payload))
+            if self.max_batch > 1:  # the server counts batch sizes (modelfleet_batch_size)
+                out.append(p.frame(0, p.BATCH, len(chunk).to_bytes(2, "big")))
         return b"".join(out)
 
     def _recv(self, buf: bytearray) -> bool:
@@ -139,6 +149,8 @@ def main() -> None:
 def serve_connection(cfg: dict, sock: socket.socket) -> bool:
     """Load the model, say READY (or INIT_FAILED with the traceback), then serve until EOF.
     False when the model could not be loaded. Used by replica processes and by Ray actors."""
+    if cfg.get("log_path"):
+        replica_log.install(Path(cfg["log_path"]))
     replica = Replica(cfg, sock)
     started = time.monotonic()
     try:
@@ -150,9 +162,10 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
         with contextlib.suppress(OSError):
             sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
         return False
-    print(f"replica {cfg.get('replica_id')} ready in {(time.monotonic() - started) * 1000:.0f} ms "
+    load_ms = round((time.monotonic() - started) * 1000, 3)
+    print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
           f"(pid {os.getpid()})", flush=True)
-    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid()})))
+    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms})))
     try:
         replica.serve()
     except (BrokenPipeError, ConnectionResetError):
@@ -168,6 +181,7 @@ def run(cfg: dict) -> None:
         sys.exit(1)
     # The server has let go of us: skip interpreter teardown (a fraction of a second with the
     # ML stack loaded), which only delays a rollout's stop of the old replicas.
+    replica_log.finish()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

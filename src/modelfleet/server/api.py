@@ -13,13 +13,15 @@ import logging
 import math
 import socket
 import uuid
+from typing import Callable
 
 from fastapi import Depends, FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from .. import traffic as traffic_rules
+from .. import logfmt, traffic as traffic_rules
 from ..version import __version__
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
 from ..specs import DeploymentBody, format_loc
@@ -27,9 +29,14 @@ from ..names import check_endpoint_name
 from ..store.computes import ComputeStore
 from ..store.serving import new_key
 from .. import computes as compute_targets
+from . import openapi, replica_logs, views
+from .observe_api import add_routes as add_observability, live_figures
+from .telemetry import Telemetry
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.api")
+
+FOLLOW_POLL_S = 0.25
 
 
 def is_loopback(host: str) -> bool:
@@ -77,12 +84,14 @@ class OffLoop:
 
 
 def build_api(controller: Controller, token: str, public_url: str, host: str = "127.0.0.1",
-              force_open: bool = False) -> FastAPI:
+              force_open: bool = False, telemetry: Telemetry | None = None, metrics_auth: str = "auto",
+              draining: Callable[[], bool] = lambda: False) -> FastAPI:
     serving, registry = controller.serving, controller.registry
     store = OffLoop(serving)
     computes = ComputeStore(serving.db)
-    app = FastAPI(title="modelfleet control API", version=__version__,
-                  description="Desired state of a modelfleet workspace: endpoints, deployments, traffic, keys.")
+    telemetry = telemetry or Telemetry()
+    app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
+                         swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None)
     loopback = is_loopback(host)
 
     def admin(request: Request) -> None:
@@ -111,34 +120,13 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     async def endpoint_view(ep: dict, deployments: list[str] | None = None) -> dict:
         if deployments is None:
             deployments = [d["name"] for d in await store.deployments(ep["name"])]
-        return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
-                "compute": ep["spec"].get("compute", "local"), "description": ep["spec"].get("description", ""),
-                "tags": ep["spec"].get("tags", {}), "traffic": ep["traffic"], "mirror_traffic": ep["mirror_traffic"],
-                "scoring_uri": f"{public_url}/endpoints/{ep['name']}/score",
-                "openapi_uri": f"{public_url}/v2/models/{ep['name']}",
-                "provisioning_state": "Succeeded", "deployments": deployments,
-                "created_at": ep["created_at"], "updated_at": ep["updated_at"]}
+        return views.endpoint_view(ep, deployments, public_url)
 
     def deployment_view(row: dict) -> dict:
-        spec = row["spec"]
-        out = {"name": row["name"], "endpoint_name": row["endpoint"], "model": spec["model"],
-               "model_type": spec.get("model_type"),
-               "code_configuration": ({"code": f"sha256:{spec['code']['sha256']}",
-                                       "scoring_script": spec["code"]["scoring_script"]}
-                                      if spec.get("code") else None),
-               "code": spec.get("code")}
-        for k in ("instance_count", "environment_variables", "request_settings", "liveness_probe",
-                  "readiness_probe", "batching", "resources", "description", "tags"):
-            out[k] = spec.get(k)
-        busy = controller.is_busy(row["endpoint"], row["name"])
-        state = row["state"]
-        if state == "Succeeded" and busy:
-            state = "Updating"
-        out.update(provisioning_state=state, error=row["error"],
-                   **controller.health_of(row["endpoint"], row["name"], spec.get("instance_count", 1)),
-                   replicas=controller.replicas_of(row["endpoint"], row["name"]),
-                   created_at=row["created_at"], updated_at=row["updated_at"])
-        return out
+        return views.deployment_view(row, controller.replicas_of(row["endpoint"], row["name"]),
+                                     controller.is_busy(row["endpoint"], row["name"]),
+                                     controller.health_of(row["endpoint"], row["name"],
+                                                          row["spec"].get("instance_count", 1)))
 
     deps = [Depends(admin)]
 
@@ -157,7 +145,9 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
 
     @app.get("/api/endpoints/{name}", dependencies=deps)
     async def get_endpoint(name: str) -> dict:
-        return await endpoint_view(await store.endpoint(name))
+        view = await endpoint_view(await store.endpoint(name))
+        view["live"] = live_figures(telemetry, name, view["deployments"])
+        return view
 
     @app.put("/api/endpoints/{name}", dependencies=deps)
     async def put_endpoint(name: str, body: EndpointBody, create: bool | None = None) -> dict:
@@ -239,7 +229,9 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
             row = await store.deployment(endpoint, name)
             settled = row["state"] in ("Succeeded", "Failed") and not controller.is_busy(endpoint, name)
             if settled or asyncio.get_running_loop().time() >= deadline:
-                return deployment_view(row)
+                view = deployment_view(row)
+                view["live"] = live_figures(telemetry, endpoint, [], name)
+                return view
             await asyncio.sleep(0.02)
 
     @app.put("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
@@ -271,10 +263,36 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         return {"deleted": f"{endpoint}/{name}"}
 
     @app.get("/api/endpoints/{endpoint}/deployments/{name}/logs", dependencies=deps)
-    async def logs(endpoint: str, name: str, lines: int = 100) -> dict:
+    async def logs(endpoint: str, name: str, lines: int = 100, since: str | None = None, follow: bool = False):
+        """The replicas' logs merged by time, each line prefixed with its replica; `since` a
+        duration (10m) or a time; `follow` streams new lines (text/plain) until the client leaves."""
         await store.deployment(endpoint, name)
-        return {"logs": await controller.logs(endpoint, name, min(max(1, lines), 100_000))}
+        if (await store.endpoint(endpoint))["spec"].get("compute", "local") != "local":
+            if since or follow:  # the replicas' own logs are on the cluster's nodes
+                raise InvalidInput("--since and --follow are available for deployments on local compute")
+            return {"logs": await controller.logs(endpoint, name, min(max(1, lines), 100_000))}
+        folder = controller.ws.logs_dir / endpoint / name
+        current = {r["id"] for r in controller.replicas_of(endpoint, name)}
+        start = logfmt.since(since) if since else None
+        if not follow:
+            return {"logs": await asyncio.to_thread(replica_logs.read, folder, lines, current, start)}
 
+        async def stream():
+            new_lines = replica_logs.follow(folder, current)
+            await asyncio.to_thread(next, new_lines)  # from the files' ends as they are now
+            text = await asyncio.to_thread(replica_logs.read, folder, lines, current, start)
+            if text:
+                yield text + "\n"
+            while not draining():
+                await asyncio.sleep(FOLLOW_POLL_S)
+                fresh = await asyncio.to_thread(next, new_lines)
+                if fresh:
+                    yield "\n".join(fresh) + "\n"
+        return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
+
+    add_observability(app, controller, telemetry, admin, token,
+                      metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
+    openapi.document(app)
     return app
 
 

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import random
+import time
 from typing import Mapping
 
 import orjson
@@ -21,6 +22,7 @@ from ..backends.base import ReplicaGone, ReplyStatus, RequestKind
 from . import v2_routes
 from .admission import Saturated
 from .routing import DeploymentSnapshot, EndpointSnapshot, Router
+from .telemetry import RequestTrace, Telemetry, unknown_endpoint
 
 log = logging.getLogger("modelfleet.gateway")
 
@@ -38,8 +40,9 @@ def _expire(fut: asyncio.Future) -> None:
 
 
 class Gateway:
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, telemetry: Telemetry | None = None):
         self.router = router
+        self.telemetry = telemetry
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._background: set[asyncio.Task] = set()
@@ -97,14 +100,19 @@ class Gateway:
     # -- routing -----------------------------------------------------------------------------
 
     async def forward(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes,
-                      header_length: int = 0) -> tuple[int, bytes | None, str]:
-        """(HTTP status, replica payload or None, error message)."""
+                      header_length: int = 0, trace: RequestTrace | None = None,
+                      request_id: str = "") -> tuple[int, bytes | None, str]:
+        """(HTTP status, replica payload or None, error message); `trace` gets the time spent
+        queued and at the replica; `request_id` goes with the request into the replica's log."""
         loop = asyncio.get_running_loop()
         timeout_s = dep.timeout_s
+        arrived = time.perf_counter()  # for the trace; uvloop's loop.time() counts whole ms
         deadline = loop.time() + timeout_s
         admission = dep.admission
         try:
             await admission.admit(deadline)
+            if trace is not None:
+                trace.queue_s = time.perf_counter() - arrived
         except Saturated:
             return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
         except TimeoutError:
@@ -125,7 +133,8 @@ class Gateway:
                     await asyncio.sleep(0.01)
                     continue
                 try:
-                    fut = replica.send(dep.model_key, kind, body, header_length)
+                    sent = time.perf_counter()
+                    fut = replica.send(dep.model_key, kind, body, header_length, request_id)
                     waiter = loop.create_future()
                     fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
                     timer = loop.call_at(deadline, _expire, waiter)
@@ -134,6 +143,8 @@ class Gateway:
                     finally:
                         timer.cancel()
                     status, payload = fut.result()
+                    if trace is not None:
+                        trace.model_s, trace.replica = time.perf_counter() - sent, replica.id
                 except ReplicaGone:
                     crashes += 1
                     if crashes >= 2:
@@ -158,17 +169,25 @@ class Gateway:
         ep = self.router.table.endpoints.get(dep.endpoint)
         return (ep.deployments.get(dep.name) if ep is not None else None) or dep
 
-    def _mirror(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes, header_length: int) -> None:
+    def _mirror(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes, header_length: int,
+                request_id: str) -> None:
         """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""
         if not dep.replicas or not dep.admission.has_capacity():
             return
-        task = asyncio.ensure_future(self.forward(dep, kind, body, header_length))
+        task = asyncio.ensure_future(self.forward(dep, kind, body, header_length, request_id=request_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if self.telemetry is not None:
+            metrics = self.telemetry.metrics
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() or
+                                   metrics.mirror_done(dep.endpoint, dep.name, t.result()[0]))
 
     async def serve(self, scope, receive, send, ep: EndpointSnapshot, target: str | None, kind: RequestKind,
                     rid: str, headers: dict) -> None:
         v2 = kind == RequestKind.V2_INFER
+        trace = scope.get("modelfleet.trace")
+        if trace is not None:
+            trace.endpoint = ep.name
         if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
             return await self._error(send, 401, "unauthorized",
                                      "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
@@ -183,6 +202,8 @@ class Gateway:
             if dep is None:
                 return await self._error(send, 503, "no_traffic",
                                          f"endpoint {ep.name!r} has no deployment taking traffic", rid, v2)
+        if trace is not None:
+            trace.deployment = dep.name
         length = headers.get(b"content-length")
         max_body = dep.settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > max_body:
@@ -195,13 +216,15 @@ class Gateway:
         if body is None:
             return await self._error(send, 413, "payload_too_large",
                                      f"request body is larger than {max_body} bytes", rid, v2)
+        if trace is not None:
+            trace.bytes_in = len(body)
         header_length = 0
         if v2:  # the JSON header length of a V2 request with binary tensors (0: none)
             hlen = headers.get(b"inference-header-content-length", b"0")
             header_length = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
-            self._mirror(ep.mirror, kind, body, header_length)
-        status, payload, message = await self.forward(dep, kind, body, header_length)
+            self._mirror(ep.mirror, kind, body, header_length, rid)
+        status, payload, message = await self.forward(dep, kind, body, header_length, trace, rid)
         if payload is None:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
             return await self._error(send, status, code, message, rid, v2)
@@ -227,11 +250,21 @@ class Gateway:
 
     async def __call__(self, scope, receive, send) -> None:
         rid = f"{self._id_prefix}-{next(self._ids):x}"
+        telemetry = self.telemetry
+        if telemetry is not None:
+            trace = scope["modelfleet.trace"] = RequestTrace(time.perf_counter())
+            send = _traced(send, trace)
         try:
             await self._dispatch(scope, receive, send, rid)
         except Exception:  # never a traceback to the client
             log.exception("gateway error (request %s)", rid)
             await self._error(send, 500, "internal_error", "internal error", rid)
+        finally:
+            if telemetry is not None and trace.endpoint is not None:
+                try:
+                    telemetry.request_done(trace, rid, scope)
+                except Exception:
+                    log.exception("request hook failed (request %s)", rid)
 
     async def _dispatch(self, scope, receive, send, rid: str) -> None:
         parts = scope["path"].strip("/").split("/")
@@ -244,6 +277,19 @@ class Gateway:
                 return await self._error(send, 405, "method_not_allowed", "use POST", rid)
             ep = self.router.table.endpoints.get(parts[1])
             if ep is None:
+                unknown_endpoint(scope)
                 return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
             return await self.serve(scope, receive, send, ep, None, RequestKind.SCORE, rid, headers)
         return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)
+
+
+def _traced(send, trace: RequestTrace):
+    """`send`, noting the status and the size of the answer on `trace`."""
+    async def traced_send(message):
+        if message["type"] == "http.response.start":
+            trace.status = message["status"]
+        else:
+            trace.bytes_out += len(message.get("body", b""))
+        await send(message)
+    return traced_send
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import orjson
 from ..errors import ServerUnavailable
 from ..workspace import Workspace
 
+SERVER_LOG_MAX_BYTES = 16 * 2**20
+
 
 @dataclass
 class ServerInfo:
@@ -24,6 +27,7 @@ class ServerInfo:
     host: str
     port: int
     started_at: float
+    ssl_certfile: str | None = None   # the server's certificate: what its clients here trust
 
     def to_dict(self, secrets: bool = False) -> dict:
         d = {"status": "running", "pid": self.pid, "url": self.url, "host": self.host, "port": self.port,
@@ -74,31 +78,47 @@ def read_info(ws: Workspace) -> ServerInfo | None:
         return None
     if not _alive(raw.get("pid", -1)) or not _is_our_server(raw["pid"], ws):
         return None
-    return ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"])
+    return ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"],
+                      raw.get("ssl_certfile"))
+
+
+def verify(info: ServerInfo | None) -> ssl.SSLContext | bool:
+    """What a client on this machine trusts when it talks to the workspace's own server: over
+    TLS, exactly the certificate the server presents (read from the file it was started with),
+    whatever name it was issued for; the system's CAs otherwise."""
+    if info is None or not info.ssl_certfile:
+        return True
+    ctx = ssl.create_default_context(cafile=info.ssl_certfile)
+    ctx.check_hostname = False  # local clients connect to 127.0.0.1, the certificate names the host
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # trust the leaf itself, not only a root
+    return ctx
 
 
 def healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
     import httpx
     try:
         r = httpx.get(f"{info.url}/api/health", headers={"authorization": f"Bearer {info.token}"},
-                      timeout=timeout)
+                      timeout=timeout, verify=verify(info))
         return r.status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def start(ws: Workspace, *, host: str = "127.0.0.1", port: int = 0, allow_open: bool = False,
-          timeout: float = 60.0) -> tuple[ServerInfo, bool]:
-    """Start the server in the background (detached, logging to a file); (info, started_now)."""
+def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) -> tuple[ServerInfo, bool]:
+    """Start the server in the background (detached, logging to a file) with the workspace's
+    settings plus `changes` (saved once it listens); (info, started_now)."""
     info = read_info(ws)
     if info is not None:
         return info, False
+    from . import settings  # pydantic: imported when a start needs it, not by every command
+    settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "modelfleet.server", "--workspace-name", ws.name,
-           "--workspace-path", str(ws.path), "--host", host, "--port", str(port)]
-    if allow_open:
-        cmd.append("--allow-open-endpoints")
+           "--workspace-path", str(ws.path), "--settings", orjson.dumps(changes or {}).decode()]
     log_path = ws.logs_dir / "server.log"
+    with contextlib.suppress(OSError):  # rotated at each start once it is large (one old file kept)
+        if log_path.stat().st_size > SERVER_LOG_MAX_BYTES:
+            os.replace(log_path, log_path.with_name("server.log.1"))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
@@ -119,16 +139,20 @@ def start(ws: Workspace, *, host: str = "127.0.0.1", port: int = 0, allow_open: 
     raise ServerUnavailable(f"server did not start within {timeout:.0f}s (log: {log_path})")
 
 
-def run_foreground(ws: Workspace, *, host: str, port: int, allow_open: bool) -> int:
+def run_foreground(ws: Workspace, changes: dict | None = None) -> int:
     from .app import main
-    args = ["--workspace-name", ws.name, "--workspace-path", str(ws.path), "--host", host, "--port", str(port)]
-    return main(args + (["--allow-open-endpoints"] if allow_open else []))
+    return main(["--workspace-name", ws.name, "--workspace-path", str(ws.path),
+                 "--settings", orjson.dumps(changes or {}).decode()])
 
 
-def stop(ws: Workspace, timeout: float = 20.0) -> ServerInfo | None:
+def stop(ws: Workspace, timeout: float | None = None) -> ServerInfo | None:
+    """SIGTERM (the server drains requests in flight), SIGKILL if it outlives the drain."""
     info = read_info(ws)
     if info is None:
         return None
+    if timeout is None:
+        from . import settings
+        timeout = settings.load(ws).drain_timeout_s + 10.0
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -147,4 +171,4 @@ def require(ws: Workspace) -> ServerInfo:
     return info
 
 
-__all__ = ["ServerInfo", "read_info", "start", "stop", "require", "healthy"]
+__all__ = ["ServerInfo", "read_info", "start", "stop", "require", "healthy", "verify"]

@@ -6,7 +6,8 @@
         +----abandoned (a rollout gave up, the server stops) -------> STOPPED
 
 Every state change goes through `transition`, the one place where listeners (metrics, events)
-hook in. An illegal change is a bug and raises.
+hook in; they also hear of each replica as it is created (old state None). An illegal change is
+a bug and raises.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Replica:
     started_at: float            # the controller's clock
     state: ReplicaState = S.STARTING
 
+    def __post_init__(self) -> None:
+        _notify(self, None, self.state, "created")
+
     @property
     def id(self) -> str:
         return self.handle.id
@@ -56,7 +60,8 @@ class Replica:
                 "inflight": self.handle.inflight, "started_at": self.started_at}
 
 
-Listener = Callable[[Replica, ReplicaState, ReplicaState, str], None]   # (replica, old, new, reason)
+# (replica, old, new, reason); old is None when the replica was just created (STARTING)
+Listener = Callable[[Replica, ReplicaState | None, ReplicaState, str], None]
 listeners: list[Listener] = []
 
 
@@ -73,9 +78,13 @@ def transition(replica: Replica, new: ReplicaState, reason: str = "") -> bool:
         raise IllegalTransition(f"replica {replica.id}: {old.value} -> {new.value}")
     replica.state = new
     log.debug("%s: %s -> %s %s", replica.id, old.value, new.value, reason)
+    _notify(replica, old, new, reason)
+    return True
+
+
+def _notify(replica: Replica, old: ReplicaState | None, new: ReplicaState, reason: str) -> None:
     for listener in listeners:
         try:
             listener(replica, old, new, reason)
         except Exception:  # a listener must never break the controller
             log.exception("replica state listener failed")
-    return True

@@ -6,6 +6,7 @@ import orjson
 
 from ..version import __version__
 from ..backends.base import RequestKind
+from .telemetry import unknown_endpoint
 
 
 async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid: str, headers: dict):
@@ -23,6 +24,8 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
         return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
     ep = gw.routes.get(rest[1])
     if ep is None:
+        if rest[-1] == "infer":
+            unknown_endpoint(scope)
         return await gw._error(send, 404, "not_found", f"model {rest[1]!r} not found", rid, True)
     tail = rest[2:]
     version = None

@@ -91,3 +91,11 @@ def test_payloads_do_not_alias_the_buffer():
     [(_, _, payload)] = p.split_frames(buf)
     buf[:] = b"x" * len(buf)
     assert payload == b"abc" and isinstance(payload, bytes)
+
+
+@given(st.binary(max_size=40), st.binary(max_size=300), st.binary(max_size=8))
+def test_request_frames_carry_the_request_id(request_id, body, prefix):
+    (rid, kind, payload), = p.split_frames(bytearray(p.request_frame(9, p.SCORE, request_id, body, prefix)))
+    assert (rid, kind) == (9, p.SCORE)
+    given_id, rest = p.split_request(payload)
+    assert given_id == request_id.decode("ascii", "replace") and rest == prefix + body
