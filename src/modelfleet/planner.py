@@ -18,15 +18,14 @@ from .errors import FleetError, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
 from .registry import Model, detect_type
-from .specs import DeploymentSpec, EndpointSpec, ModelSpec, Spec
+from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
 from .store.artifacts import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 ENDPOINT_FIELDS = ("auth_mode", "compute", "description", "tags")
 # Every deployment field but identity, model and code, which are compared on their own; derived
 # from the spec so a new setting is planned and exported without touching this module.
-SETTINGS = tuple(k for k in DeploymentSpec.model_fields
-                 if k not in ("schema_", "name", "endpoint_name", "model", "code_configuration"))
+SETTINGS = SETTINGS_FIELDS
 _NESTED = {k: f.annotation for k, f in DeploymentSpec.model_fields.items()
            if k in SETTINGS and isinstance(f.annotation, type) and issubclass(f.annotation, Spec)}
 _INT = re.compile(r"^[0-9]+$")

@@ -333,9 +333,8 @@ class DeploymentOperations:
             code = {"sha256": snap.sha256, "root": code_dir.resolve().name,
                     "scoring_script": spec.code_configuration.scoring_script}
         data = spec.data()
-        body = {k: data[k] for k in ("environment_variables", "instance_count", "request_settings",
-                                     "liveness_probe", "readiness_probe", "batching", "resources",
-                                     "description", "tags")}
+        from .specs import SETTINGS_FIELDS
+        body = {k: data[k] for k in SETTINGS_FIELDS if k in data}
         body.update(model=model, code=code)
         return body
 

@@ -235,10 +235,40 @@ class Resources(Spec):
         return memory_bytes(self.limits.memory) if self.limits.memory else None
 
 
+class ScaleSettings(Spec):
+    """Azure's `scale_settings`. `default`: `instance_count` replicas, always. `target_utilization`:
+    from `min_instances` to `max_instances` replicas, aiming at `target_utilization_percentage` of
+    their request slots (max_concurrent_requests_per_instance each) busy, looked at every
+    `polling_interval` seconds. modelfleet allows `min_instances: 0`: after `idle_timeout` seconds
+    without a request the last replica stops, and the next request waits while one starts."""
+    type: Literal["default", "target_utilization"] = "default"
+    min_instances: int = Field(default=1, ge=0, le=64)
+    max_instances: int = Field(default=1, ge=1, le=64)
+    target_utilization_percentage: int = Field(default=70, ge=1, le=100)
+    polling_interval: int = Field(default=1, ge=1, le=3600)
+    idle_timeout: int = Field(default=300, ge=1, le=7 * 24 * 3600)   # modelfleet's field (seconds)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, v):
+        return v.lower() if isinstance(v, str) else v   # Azure's enums are case-insensitive
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.type == "target_utilization" and self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})")
+        return self
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.type == "target_utilization"
+
+
 class DeploymentSettings(Spec):
     """What a deployment runs with, shared by the YAML document and the control API's body."""
     environment_variables: dict[str, str] = Field(default_factory=dict)
     instance_count: int = Field(default=1, ge=1, le=64)
+    scale_settings: ScaleSettings = Field(default_factory=ScaleSettings)
     request_settings: RequestSettings = Field(default_factory=RequestSettings)
     liveness_probe: Probe = Field(default_factory=Probe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
@@ -253,8 +283,12 @@ class DeploymentSettings(Spec):
         return {str(k): str(x) for k, x in _mapping(v).items()}
 
 
+# The settings a deployment carries, named once: the SDK sends them, views show them, plans compare them.
+SETTINGS_FIELDS = tuple(k for k in DeploymentSettings.model_fields if k != "schema_")
+
+
 class DeploymentSpec(DeploymentSettings):
-    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled", "scale_settings",
+    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled",
                             "egress_public_network_access", "data_collector", "properties", "type",
                             "model_mount_path", "private_network_connection", "code_path"})
     name: str

@@ -282,3 +282,50 @@ def test_every_state_change_goes_through_the_transition_listeners(h):
     S = ReplicaState
     assert seen == [(None, S.STARTING), (S.STARTING, S.READY),        # created, then ready
                     (None, S.STARTING), (S.STARTING, S.READY), (S.READY, S.DRAINING), (S.DRAINING, S.STOPPED)]
+
+
+def test_an_autoscaled_deployment_goes_to_zero_when_idle_and_a_request_brings_a_replica_back(h):
+    async def scenario():
+        h.put(scale_settings={"type": "target_utilization", "min_instances": 0, "max_instances": 2,
+                              "idle_timeout": 30})
+        await h.converge()
+        first = h.backend.live("blue")
+        assert len(first) == 1
+        await h.clock.advance(31)                     # idle past the timeout
+        await h.reconcile()
+        await until(lambda: first[0].stopped)
+        await h.converge()
+        assert h.routed() == () and h.controller.health_of("ep", "blue", 1)["health"] == "Idle"
+        # a request at zero waits in the queue and asks for a replica at once
+        adm = h.router.admission("ep", "blue")
+        held = asyncio.ensure_future(adm.admit(asyncio.get_running_loop().time() + 10))
+        await h.reconcile()
+        await until(lambda: len(h.routed()) == 1)
+        await held                                    # admitted by the new replica's capacity
+        assert h.controller.health_of("ep", "blue", 1)["last_cold_start_ms"] is not None
+    run(scenario())
+
+
+def test_an_autoscaled_deployment_grows_under_load_and_shrinks_after(h):
+    async def scenario():
+        h.put(scale_settings={"type": "target_utilization", "min_instances": 1, "max_instances": 3,
+                              "target_utilization_percentage": 50},
+              request_settings={"max_concurrent_requests_per_instance": 2})
+        await h.converge()
+        adm = h.router.admission("ep", "blue")
+        loop = asyncio.get_running_loop()
+        busy = [asyncio.ensure_future(adm.admit(loop.time() + 10)) for _ in range(3)]
+        await settle()
+        await h.clock.advance(1)
+        await h.reconcile()
+        await until(lambda: len(h.routed()) == 3)     # 3 busy at 1 of 2 slots each: 3 replicas
+        for fut in busy:
+            await fut
+            adm.release()
+        for _ in range(6):                            # quiet for longer than the scale-down window
+            await h.clock.advance(1)
+            await h.reconcile()
+        await h.clock.advance(0.01)
+        await until(lambda: len(h.backend.live("blue")) == 1)
+        assert len(h.routed()) == 1
+    run(scenario())

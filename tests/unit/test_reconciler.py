@@ -10,7 +10,7 @@ KEY = ("ep", "blue")
 
 def desired(spec_hash="h2", active="h1", failed=None, state="Updating", count=1) -> Desired:
     spec = DeploymentRecord(model="m:1", model_type="sklearn", model_sha256="0" * 64, instance_count=count)
-    return Desired(spec, spec_hash, active, failed, state)
+    return Desired(spec, spec_hash, active, failed, state, count)
 
 
 def test_a_new_spec_is_rolled_out():

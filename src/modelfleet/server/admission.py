@@ -4,12 +4,17 @@ One `Admission` per deployment lives as long as the deployment, across routing s
 router resizes it whenever a snapshot changes the deployment's capacity (replicas x
 max_concurrent_requests_per_instance). A freed slot is handed to the next waiter and counted at
 hand-off, so nobody can slip in between.
+
+It is also what the autoscaler reads: requests that arrived, and the most that were busy (in
+flight or queued) at once since it last looked; `on_demand` is called when a request arrives to
+a deployment with no capacity at all (scaled to zero), so that a replica starts at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Callable
 
 
 class Saturated(Exception):
@@ -17,13 +22,22 @@ class Saturated(Exception):
 
 
 class Admission:
-    __slots__ = ("inflight", "capacity", "max_queue", "waiters")
+    __slots__ = ("inflight", "capacity", "max_queue", "waiters", "arrivals", "peak", "on_demand")
 
     def __init__(self, capacity: int = 0, max_queue: int = 0):
         self.inflight = 0
         self.capacity = capacity
         self.max_queue = max_queue
         self.waiters: deque[asyncio.Future] = deque()
+        self.arrivals = 0
+        self.peak = 0
+        self.on_demand: Callable[[], None] | None = None
+
+    def take_peak(self) -> int:
+        """The most requests busy at once since the last call."""
+        now = self.inflight + len(self.waiters)
+        peak, self.peak = max(self.peak, now), now
+        return peak
 
     def has_capacity(self) -> bool:
         return self.inflight < self.capacity
@@ -32,14 +46,22 @@ class Admission:
         """Take a slot, waiting in the queue if none is free; raises Saturated or TimeoutError
         (at `deadline`, on the event loop's clock). A slot handed to a waiter that is gone by
         then is given back."""
+        self.arrivals += 1
         if self.inflight < self.capacity and not self.waiters:
             self.inflight += 1
+            if self.inflight > self.peak:
+                self.peak = self.inflight
             return
         if len(self.waiters) >= self.max_queue:
             raise Saturated()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.waiters.append(fut)
+        busy = self.inflight + len(self.waiters)
+        if busy > self.peak:
+            self.peak = busy
+        if self.capacity == 0 and self.on_demand is not None:
+            self.on_demand()
         timer = loop.call_at(deadline, lambda: fut.done() or fut.set_exception(TimeoutError()))
         try:
             await fut

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..store.artifacts import content_digest
 from ..store.computes import ComputeStore
 from ..store.serving import ServingStore
 from ..workspace import Workspace
-from . import reconciler
+from . import autoscaler, reconciler
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
 from .replicas import Replica, ReplicaState as S, transition
@@ -56,6 +57,11 @@ class DeploymentRuntime:
     serial: int = 0                        # replica numbering
     retired: bool = False
     fault: str | None = None               # why it has fewer replicas than wanted, if it does
+    scale: autoscaler.ScaleState | None = None   # autoscaled deployments only
+    seen_arrivals: int = 0                 # the admission's arrivals when last looked at
+    last_active: float = 0.0               # when a request was last seen (clock time)
+    demand_at: float | None = None         # when a request came while it had no replica
+    cold_start_ms: float | None = None     # from that request to a ready replica, last time
 
     @property
     def key(self) -> Key:
@@ -135,16 +141,18 @@ class Controller:
         self._endpoints = endpoints
         self._computes = {ep["name"]: ep["spec"].get("compute") or "local" for ep in endpoints}
         desired = {(r["endpoint"], r["name"]): self._desired(r) for r in rows}
+        now = self.clock.now()
         for key, want in desired.items():
             rt = self.runtimes.get(key)
             if rt is None:
                 rt = self.runtimes[key] = DeploymentRuntime(*key)
+            desired[key] = self._autoscale(rt, want, now)
             if rt.hash is None or rt.hash == want.spec_hash:
                 rt.spec = want.spec   # settings (request, probes, limits) apply in place
             elif rt.spec is not None:
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
         actual = {key: rt.actual() for key, rt in self.runtimes.items()}
-        for action in reconciler.step(desired, actual, self.clock.now()):
+        for action in reconciler.step(desired, actual, now):
             self._execute(action)
         if not any(rt.busy for rt in self.runtimes.values()):
             self._restored = True
@@ -156,7 +164,36 @@ class Controller:
         cached = self._spec_cache.get(key)
         if cached is None or cached[0] != row["spec"]:
             cached = self._spec_cache[key] = (row["spec"], DeploymentRecord.model_validate(row["spec"]))
-        return Desired(cached[1], row["spec_hash"], row["active_hash"], row["failed_hash"], row["state"])
+        spec = cached[1]
+        return Desired(spec, row["spec_hash"], row["active_hash"], row["failed_hash"], row["state"],
+                       spec.instance_count)
+
+    def _autoscale(self, rt: DeploymentRuntime, want: Desired, now: float) -> Desired:
+        """`want` with the replicas an autoscaled deployment wants now (see autoscaler.py)."""
+        settings = want.spec.scale_settings
+        if not settings.autoscaled:
+            rt.scale = None
+            return want
+        adm = self.router.admission(rt.endpoint, rt.name)
+        if adm.on_demand is None:
+            adm.on_demand = lambda: self._demand(rt)
+        if rt.scale is None:
+            rt.scale = autoscaler.ScaleState(autoscaler.initial(settings, want.spec.instance_count))
+            rt.last_active = now
+        if adm.arrivals != rt.seen_arrivals or adm.inflight or adm.waiters:
+            rt.seen_arrivals, rt.last_active = adm.arrivals, now
+        if now >= rt.scale.next_poll:
+            autoscaler.decide(settings, want.spec.request_settings.max_concurrent_requests_per_instance, rt.scale,
+                              adm.take_peak(), now - rt.last_active, now)
+        return dataclasses.replace(want, replicas=rt.scale.want)
+
+    def _demand(self, rt: DeploymentRuntime) -> None:
+        """A request came to a deployment scaled to zero: look again now; it waits meanwhile."""
+        if rt.demand_at is None:
+            rt.demand_at = self.clock.now()
+        if rt.scale is not None:
+            rt.scale.next_poll = 0.0
+        self.poke()
 
     def _execute(self, action: reconciler.Action) -> None:
         rt = self.runtimes[action.key]
@@ -307,6 +344,9 @@ class Controller:
                     return
                 rt.group = rt.group + new
                 self._serve(rt, new)
+                if rt.demand_at is not None:   # a cold start: a request waited for this replica
+                    rt.cold_start_ms = round((self.clock.now() - rt.demand_at) * 1000, 1)
+                    rt.demand_at = None
             elif have > want:
                 extra = rt.group[want:]
                 rt.group = rt.group[:want]
@@ -320,7 +360,8 @@ class Controller:
         spec, h = want.spec, want.spec_hash
         try:
             try:
-                new = await self._start_group(rt, spec, h, spec.instance_count)
+                # at least one, even for a deployment scaled to zero: a new version must prove it starts
+                new = await self._start_group(rt, spec, h, max(1, want.replicas))
             except Exception as e:
                 err = e if isinstance(e, FleetError) else FleetError(f"{type(e).__name__}: {e}")
                 text = err.message + (f"\n{err.detail}" if err.detail else "")
@@ -379,17 +420,21 @@ class Controller:
         return "\n".join(line for rid, text in parts for line in (f"==> {rid} <==", *text))
 
     def health_of(self, endpoint: str, name: str, instance_count: int) -> dict:
-        """Healthy (every replica ready), Degraded (some) or Unavailable (none), and why."""
+        """Healthy (every wanted replica ready), Degraded (some), Unavailable (none), or Idle
+        (scaled to zero), why, and how many replicas it wants now."""
         rt = self.runtimes.get((endpoint, name))
         ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
-        health = "Healthy" if ready >= instance_count else "Degraded" if ready else "Unavailable"
+        wanted = rt.scale.want if rt and rt.scale else instance_count
+        health = ("Idle" if wanted == ready == 0 else "Healthy" if ready >= wanted else
+                  "Degraded" if ready else "Unavailable")
         fault = rt.fault if rt else None
         compute = self._computes.get(endpoint, "local")
         if compute != "local" and compute not in self._attached:
             fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"
         elif fault is None and health != "Healthy" and compute != "local":
             fault = getattr(self.backend, "fault", lambda _c: None)(compute)
-        return {"health": health, "ready_replicas": ready, "fault": fault}
+        return {"health": health, "ready_replicas": ready, "wanted_replicas": wanted, "fault": fault,
+                "last_cold_start_ms": rt.cold_start_ms if rt else None}
 
     def is_busy(self, endpoint: str, name: str) -> bool:
         rt = self.runtimes.get((endpoint, name))

@@ -26,6 +26,7 @@ class Desired:
     active_hash: str | None   # what served last (None before the first success)
     failed_hash: str | None   # a spec that failed and is not retried until it changes
     state: str                # provisioning state in the store
+    replicas: int = 1         # how many should serve: instance_count, or the autoscaler's count
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,6 @@ def step(desired: Mapping[Key, Desired], actual: Mapping[Key, Actual], now: floa
         elif want.spec_hash == act.hash:
             if want.state in PENDING_STATES:
                 actions.append(Settle(key, want.spec_hash))
-            if act.replicas != want.spec.instance_count:
-                actions.append(Scale(key, want.spec.instance_count))
+            if act.replicas != want.replicas:
+                actions.append(Scale(key, want.replicas))
     return actions

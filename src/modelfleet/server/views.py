@@ -4,6 +4,8 @@ store alone when the server is not running, so read-only commands never need to 
 
 from __future__ import annotations
 
+from ..specs import SETTINGS_FIELDS
+
 
 def endpoint_view(ep: dict, deployments: list[str], public_url: str | None) -> dict:
     return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
@@ -26,8 +28,7 @@ def deployment_view(row: dict, replicas: list[dict], busy: bool, health: dict = 
                                    "scoring_script": spec["code"]["scoring_script"]}
                                   if spec.get("code") else None),
            "code": spec.get("code")}
-    for k in ("instance_count", "environment_variables", "request_settings", "liveness_probe",
-              "readiness_probe", "batching", "resources", "description", "tags"):
+    for k in SETTINGS_FIELDS:
         out[k] = spec.get(k)
     state = row["state"]
     if state == "Succeeded" and busy:
