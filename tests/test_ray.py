@@ -74,14 +74,8 @@ def second_node(ray_fleet):
 
 
 def kill_node(temp_dir: str) -> None:
-    """SIGKILL every process of one node, its workers (children of its raylet) included."""
-    procs = ray_cluster.cluster_processes(temp_dir)
-    for p in list(procs):
-        try:
-            procs += p.children(recursive=True)
-        except psutil.Error:
-            pass
-    for p in procs:
+    """SIGKILL every process of one node, its workers included."""
+    for p in ray_cluster.cluster_processes(temp_dir):
         try:
             p.kill()
         except psutil.Error:
@@ -142,14 +136,9 @@ def test_a_ray_endpoint_serves_like_a_local_one(ray_fleet, models_dir):
 
 
 def listening_addresses(temp_dir: str) -> list[tuple[str, int]]:
-    procs = ray_cluster.cluster_processes(temp_dir)
-    for p in list(procs):
-        try:
-            procs += p.children(recursive=True)
-        except psutil.Error:
-            pass
+    """Every address a process of the cluster (replica actors included) listens on."""
     out = set()
-    for p in procs:
+    for p in ray_cluster.cluster_processes(temp_dir):
         try:
             for c in p.net_connections(kind="inet"):
                 if c.status == psutil.CONN_LISTEN:
