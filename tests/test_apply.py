@@ -236,12 +236,12 @@ def test_apply_reapply_change_export_and_prune(fleet, tmp_path, suite_models):
 
     # export round-trips: applying it changes nothing
     export_file = tmp_path / "export" / "fleet.yaml"
-    run_cli("export", "-o", str(export_file))
+    run_cli("export", "-f", str(export_file))
     exported = yaml.safe_load(export_file.read_text())
     assert {(m["name"], m["version"]) for m in exported["models"]} == {
         ("model_a", "v1"), ("model_b", "v1"), ("model_b", "v2"), ("model_c", "v2")}
     assert run_cli("apply", "-f", str(export_file)).stdout.strip() == "no changes"
-    run_cli("export", "--copy-models", "-o", str(tmp_path / "copied" / "fleet.yaml"))
+    run_cli("export", "--copy-models", "-f", str(tmp_path / "copied" / "fleet.yaml"))
     assert (tmp_path / "copied" / "models" / "model_b" / "v2" / "model_b_v2" / "model.joblib").is_file()
     assert run_cli("plan", "-f", str(tmp_path / "copied" / "fleet.yaml")).stdout.strip() == "no changes"
 
@@ -293,7 +293,7 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
     assert run_cli("apply", "-f", str(az / "cli" / "endpoints")).stdout.strip() == "no changes"
 
     # export (inline model and code snapshot included) round-trips
-    run_cli("export", "-o", str(tmp_path / "export.yaml"))
+    run_cli("export", "-f", str(tmp_path / "export.yaml"))
     assert run_cli("plan", "-f", str(tmp_path / "export.yaml")).stdout.strip() == "no changes"
 
     # a second endpoint in a multi-document file; then one good and one broken update in one apply

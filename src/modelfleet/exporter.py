@@ -45,17 +45,24 @@ def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) ->
     return str(dest)
 
 
-def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path | None = None) -> dict:
-    """Every model version (not archived), endpoint and deployment, as one fleet document."""
+def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path | None = None,
+                 notice=lambda _msg: None) -> dict:
+    """Every model version (not archived) with its labels, endpoint and deployment, as one fleet
+    document. A deployment that failed and serves nothing is left out (applying it would only fail
+    again); one whose update failed still serves its previous spec, which is what is exported."""
     copy_to = copy_models_to.resolve() if copy_models_to else None
     rel = relative_to.resolve() if relative_to else None
     models = [{"name": m.name, "version": m.version, "path": _model_path(fleet, m, copy_to, rel), "type": m.type,
-               "description": m.description, "tags": m.tags} for m in fleet.models.list()]
-    endpoints = [{k: ep[k] for k in ("name", "auth_mode", "compute", "description", "tags", "traffic",
-                                     "mirror_traffic")} for ep in fleet.online_endpoints.list()]
+               "description": m.description, "tags": m.tags, **({"labels": m.labels} if m.labels else {})}
+              for m in fleet.models.list()]
     defaults = deployment_settings(DeploymentSpec(name="default", model="m"))
     deployments = []
+    left_out: set[tuple[str, str]] = set()
     for d in fleet.online_deployments.list():
+        if d["provisioning_state"] == "Failed" and not d.get("replicas"):
+            notice(f"notice: deployment {d['endpoint_name']}/{d['name']} failed and serves nothing; left out")
+            left_out.add((d["endpoint_name"], d["name"]))
+            continue
         out = {"name": d["name"], "endpoint_name": d["endpoint_name"], "model": d["model"]}
         if d.get("code"):
             code = fleet.artifacts.snapshot_dir("code", d["code"]["sha256"]) / d["code"]["root"]
@@ -64,6 +71,15 @@ def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path
         # defaults are left out to keep the file readable; applying fills them in again
         out.update({k: v for k, v in settings.items() if k == "instance_count" or v != defaults[k]})
         deployments.append(out)
+    endpoints = []
+    for ep in fleet.online_endpoints.list():
+        out = {k: ep[k] for k in ("name", "auth_mode", "compute", "description", "tags", "traffic", "mirror_traffic")}
+        for key in ("traffic", "mirror_traffic"):
+            gone = {d: pct for d, pct in out[key].items() if (ep["name"], d) in left_out}
+            out[key] = {d: pct for d, pct in out[key].items() if d not in gone}
+            if any(gone.values()):
+                del out[key]  # a share went to a deployment left out: applying leaves the split alone
+        endpoints.append(out)
     return {"models": models, "endpoints": endpoints, "deployments": deployments}
 
 

@@ -16,22 +16,46 @@ _ENDPOINT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 VERSION_RULE = "1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
 
 
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_LETTERS = frozenset(c for c in _ALNUM if not c.isdigit())
+
+
+def problem(value, endpoint_rule: bool = False) -> str:
+    """What is wrong with `value` under the name rule (or the endpoint rule), in a few words."""
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not text"
+    low, high = (3, 32) if endpoint_rule else (1, 64)
+    allowed = _ALNUM | ({"-"} if endpoint_rule else {"-", "_", "."})
+    if not value:
+        return "is empty"
+    if len(value) < low or len(value) > high:
+        return f"is {len(value)} characters long ({low} to {high} allowed)"
+    if value[0] not in (_LETTERS if endpoint_rule else _ALNUM):
+        return f"starts with {value[0]!r} (the first character must be a {'letter' if endpoint_rule else 'letter or digit'})"
+    bad = next(((i, c) for i, c in enumerate(value) if c not in allowed), None)
+    if bad is not None:
+        return f"has {bad[1]!r} at position {bad[0] + 1}"
+    if endpoint_rule and value.endswith("-"):
+        return "ends with '-'"
+    return "does not follow the rule"
+
+
 def check_name(value: str, what: str = "name") -> str:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidInput(f"invalid {what} {value!r}: use {NAME_RULE}")
+        raise InvalidInput(f"invalid {what} {value!r}: it {problem(value)}; use {NAME_RULE}")
     return value
 
 
 def check_version(value: str) -> str:
     value = str(value)
     if not _NAME.match(value):
-        raise InvalidInput(f"invalid version {value!r}: use {VERSION_RULE}")
+        raise InvalidInput(f"invalid version {value!r}: it {problem(value)}; use {VERSION_RULE}")
     return value
 
 
-def check_endpoint_name(value: str) -> str:
+def check_endpoint_name(value: str, what: str = "endpoint name") -> str:
     if not isinstance(value, str) or not _ENDPOINT.match(value):
-        raise InvalidInput(f"invalid endpoint name {value!r}: use {ENDPOINT_RULE}")
+        raise InvalidInput(f"invalid {what} {value!r}: it {problem(value, True)}; use {ENDPOINT_RULE}")
     return value
 
 

@@ -235,7 +235,7 @@ class _Planner:
         spec: DeploymentSpec = e.spec
         m = spec.model
         entry = ModelSpec(name=m.name or f"{spec.endpoint_name}-{spec.name}", version=m.version, path=m.path,
-                          type=m.type, description=m.description)
+                          type=m.type, description=m.description, tags=m.tags)
         resolved = self._model(entry, f"{e.where}.model")
         self.file_models.setdefault(entry.name, []).append((entry.version, resolved))
         return resolved

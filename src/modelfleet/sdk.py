@@ -15,6 +15,7 @@ which is started in the background on first need.
 
 from __future__ import annotations
 
+import functools
 import time
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +55,36 @@ def load_fleet(path: str | Path, notice: Callable[[str], None] | None = None) ->
     for n in desired.notices:
         (notice or _notice_nothing)(f"notice: {n}")
     return desired
+
+
+class Resource(dict):
+    """An endpoint or deployment as the server shows it. Its keys read as attributes too
+    (`ep.scoring_uri`), and `to_dict()` gives the plain dict, as for a Model, so every list and
+    get method returns objects used the same way."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict:
+        return dict(self)
+
+
+def _resources(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, list):
+            return [Resource(x) for x in out]
+        return Resource(out) if isinstance(out, dict) else out
+    return wrapper
+
+
+def _without_none(mapping: dict) -> dict:
+    """In an update, a key set to None is one to remove (a tag, an environment variable)."""
+    return {k: v for k, v in mapping.items() if v is not None}
 
 
 class Fleet:
@@ -119,11 +150,16 @@ class Fleet:
         try:
             body = r.json() if r.content else None
         except ValueError:
-            raise FleetError(f"server answered {r.status_code}: {r.text[:200]}") from None
+            err = FleetError(f"server answered {r.status_code}: {r.text[:200]}")
+            err.http_status = r.status_code
+            raise err from None
         if r.status_code >= 400:
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                raise errors.from_dict(body["error"])
-            raise FleetError(f"server answered {r.status_code}")
+                err = errors.from_dict(body["error"])
+            else:
+                err = FleetError(f"server answered {r.status_code}")
+            err.http_status = r.status_code  # what the server said, whatever the class's usual status
+            raise err
         return body
 
     @cached_property
@@ -227,8 +263,9 @@ class EndpointOperations:
     def __init__(self, fleet: Fleet):
         self._f = fleet
 
+    @_resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
-               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> dict:
+               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
         from .specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
@@ -241,23 +278,26 @@ class EndpointOperations:
             ep = self.update(spec.name, traffic=spec.traffic, mirror_traffic=spec.mirror_traffic)
         return ep
 
+    @_resources
     def update(self, name: str, *, traffic: dict | None = None, mirror_traffic: dict | None = None,
-               description: str | None = None, tags: dict | None = None, auth_mode: str | None = None) -> dict:
+               description: str | None = None, tags: dict | None = None, auth_mode: str | None = None) -> Resource:
         ep = self.get(name)
         if description is not None or tags is not None or auth_mode is not None:
             body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
                     "description": ep["description"] if description is None else description,
-                    "tags": {**ep["tags"], **(tags or {})}}
+                    "tags": _without_none({**ep["tags"], **(tags or {})})}
             ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})
         if traffic is not None or mirror_traffic is not None:
             ep = self._f.request("PUT", f"/api/endpoints/{name}/traffic",
                                  json={"traffic": traffic, "mirror_traffic": mirror_traffic})
         return ep
 
-    def get(self, name: str) -> dict:
+    @_resources
+    def get(self, name: str) -> Resource:
         return self._f.request("GET", f"/api/endpoints/{name}")
 
-    def list(self) -> list[dict]:
+    @_resources
+    def list(self) -> list[Resource]:
         return self._f.request("GET", "/api/endpoints")
 
     def delete(self, name: str) -> None:
@@ -316,7 +356,7 @@ class DeploymentOperations:
             path = Path(model.path)
             path = path if path.is_absolute() else base_dir / path
             m = self._f.registry.register(model.name or f"{endpoint}-{spec.name}", path, model.version,
-                                          description=model.description, type=model.type,
+                                          description=model.description, tags=model.tags, type=model.type,
                                           exist_ok=model.version is not None,
                                           reuse_same_content=model.version is None)
             model = m.ref
@@ -338,9 +378,10 @@ class DeploymentOperations:
         body.update(model=model, code=code)
         return body
 
+    @_resources
     def create_or_update(self, spec: DeploymentSpec, *, endpoint: str | None = None, base_dir: Path = Path("."),
                          create: bool | None = None, all_traffic: bool = False, wait: bool = True,
-                         timeout: float = 600.0) -> dict:
+                         timeout: float = 600.0) -> Resource:
         endpoint = endpoint or spec.endpoint_name
         if not endpoint:
             raise InvalidInput("endpoint_name is required (--endpoint or endpoint_name in the file)")
@@ -351,15 +392,19 @@ class DeploymentOperations:
         dep = self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{spec.name}", json=body, params=params)
         return self.wait(endpoint, spec.name, timeout) if wait else dep
 
-    def create(self, name: str, endpoint: str, model: str, **kw) -> dict:
+    @_resources
+    def create(self, name: str, endpoint: str, model: str, **kw) -> Resource:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
         from .specs import DeploymentSpec, validate
         spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
+    @_resources
     def update(self, name: str, endpoint: str, *, wait: bool = True, timeout: float = 600.0,
-               all_traffic: bool = False, **changes) -> dict:
-        """Change some fields of a deployment; the rest stay as they are."""
+               all_traffic: bool = False, **changes) -> Resource:
+        """Change some fields of a deployment; the rest stay as they are. Mappings (tags,
+        environment_variables, request_settings, ...) are merged key by key; a key given as None
+        is removed."""
         cur = self.get(name, endpoint)
         body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
                                         "liveness_probe", "readiness_probe", "batching", "resources",
@@ -372,12 +417,11 @@ class DeploymentOperations:
                 from .specs import DeploymentSpec, validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
-            elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources"):
-                body[k] = {**(body[k] or {}), **v}
-            elif k == "environment_variables":
-                body[k] = {**body[k], **v}
+            elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources",
+                       "environment_variables"):
+                body[k] = _without_none({**(body[k] or {}), **v})
             elif k in body:
-                body[k] = v
+                body[k] = _without_none(v) if isinstance(v, dict) else v
             else:
                 raise InvalidInput(f"unknown deployment field {k!r}")
         params = {"create": "false", "all_traffic": str(all_traffic).lower()}
@@ -385,7 +429,8 @@ class DeploymentOperations:
         self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params)
         return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
 
-    def wait(self, endpoint: str, name: str, timeout: float = 600.0) -> dict:
+    @_resources
+    def wait(self, endpoint: str, name: str, timeout: float = 600.0) -> Resource:
         deadline = time.monotonic() + timeout
         while True:
             dep = self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}",
@@ -400,10 +445,12 @@ class DeploymentOperations:
                 raise DeploymentFailed(f"{endpoint}/{name} is not ready after {timeout:.0f}s "
                                        f"(state {dep['provisioning_state']})")
 
-    def get(self, name: str, endpoint: str) -> dict:
+    @_resources
+    def get(self, name: str, endpoint: str) -> Resource:
         return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments/{name}")
 
-    def list(self, endpoint: str | None = None) -> list[dict]:
+    @_resources
+    def list(self, endpoint: str | None = None) -> list[Resource]:
         if endpoint is None:
             return self._f.request("GET", "/api/deployments")
         return self._f.request("GET", f"/api/endpoints/{endpoint}/deployments")

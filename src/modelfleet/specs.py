@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidInput, SpecError
 from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
-from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version
+from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 
 
 class Spec(BaseModel):
@@ -72,20 +72,41 @@ def _mapping(v) -> dict:
     return v
 
 
-def _by_rule(check, rule: str):
-    """A names.py check as a pydantic validator: the rule, stated once, as the field's error."""
+def _by_rule(check, rule: str, endpoint_rule: bool = False):
+    """A names.py check as a pydantic validator: the value, what is wrong with it, and the rule."""
     def validate(v):
         try:
             return check(v)
         except InvalidInput:
-            raise ValueError(f"must be {rule}") from None
+            raise ValueError(f"must be {rule}: {v!r} {problem(v, endpoint_rule)}") from None
     return validate
 
 
 _check_name = _by_rule(check_name, NAME_RULE)
 _check_version = _by_rule(check_version, NAME_RULE)
 # Azure's rule for deployment names is the endpoint rule.
-_check_endpoint_name = _by_rule(check_endpoint_name, ENDPOINT_RULE)
+_check_endpoint_name = _by_rule(check_endpoint_name, ENDPOINT_RULE, endpoint_rule=True)
+
+
+def _model_type(v):
+    """Ours, or Azure's (custom and triton models are detected from their files); any case, as in Azure."""
+    if v is None:
+        return None
+    key = str(v).lower()
+    if key in AZURE_MODEL_TYPES:
+        return AZURE_MODEL_TYPES[key]
+    if key not in MODEL_TYPES:
+        raise ValueError(f"{v!r} is not a model type: use {', '.join(AZURE_MODEL_TYPES)} or {', '.join(MODEL_TYPES)}")
+    return key
+
+
+def _version(v):
+    """Versions are strings; YAML's `version: 2` is a number and means "2"."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise ValueError(f"must be a string or a number, got {type(v).__name__}")
+    return _check_version(str(v))
 
 
 class ModelSpec(Spec):
@@ -98,20 +119,8 @@ class ModelSpec(Spec):
     tags: dict[str, str] = Field(default_factory=dict)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version(cls, v):
-        return None if v is None else _check_version(str(v))
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v):
-        # Azure's own type names map onto ours; custom/triton models are detected from their files.
-        v = AZURE_MODEL_TYPES.get(v, v)
-        if v is not None and v not in MODEL_TYPES:
-            raise ValueError(f"must be one of {', '.join(MODEL_TYPES)} (or {', '.join(AZURE_MODEL_TYPES)})")
-        return v
+    _version = field_validator("version", mode="before")(classmethod(lambda cls, v: _version(v)))
+    _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _model_type(v)))
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -120,13 +129,20 @@ class ModelSpec(Spec):
 
 
 class InlineModel(Spec):
-    """Azure's inline `model: {path: ...}` inside a deployment: registered on apply."""
+    """Azure's inline `model: {path: ...}` inside a deployment: registered on apply. It takes what a
+    model YAML takes (numeric versions, every model type)."""
     AZURE_ONLY = ModelSpec.AZURE_ONLY
     name: str | None = None
     version: str | None = None
     path: str
     type: str | None = None
     description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: None if v is None else _check_name(v)))
+    _version = field_validator("version", mode="before")(classmethod(lambda cls, v: _version(v)))
+    _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _model_type(v)))
+    _tags = field_validator("tags", mode="before")(ModelSpec._tags.__func__)
 
 
 class CodeConfiguration(Spec):
@@ -369,8 +385,14 @@ class EndpointSpec(Spec):
     @field_validator("auth_mode", mode="before")
     @classmethod
     def _auth(cls, v):
-        # Azure's token modes need Azure AD; locally a key is the equivalent.
-        return "key" if v in ("aml_token", "aad_token") else v
+        # Azure's enums are case-insensitive (Key, AMLToken); its token modes need Azure AD, and
+        # locally a key is the equivalent.
+        v = str(v).lower() if v is not None else "key"
+        if v in ("aml_token", "amltoken", "aad_token", "aadtoken"):
+            return "key"
+        if v not in ("key", "none"):
+            raise ValueError(f"{v!r} is not an auth mode: use key, aml_token or none")
+        return v
 
     @field_validator("compute", mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """Workspaces: where each one lives on disk and which one a command means.
 
 The root is ``$FLEET_HOME`` (default ``~/.modelfleet``). ``config.json`` there names the current
-workspace and any created with a custom ``--path``. A workspace directory holds::
+workspace, any created with a custom ``--path``, and the defaults `fleet configure` sets. A workspace directory holds::
 
     workspace.db          metadata (SQLite, WAL)
     config.json           server settings: port (kept across restarts), host, TLS, logs (0600)
@@ -132,6 +132,31 @@ class Workspaces:
             cfg["current"] = ws.name
             self._write(cfg)
         return ws
+
+    def defaults(self) -> dict[str, str]:
+        """What `fleet configure --defaults KEY=VALUE` stored (such as output=table)."""
+        return dict(self._read().get("defaults", {}))
+
+    def set_defaults(self, changes: dict[str, str]) -> dict[str, str]:
+        """Store defaults; an empty value removes one (as `az configure --defaults key=` does)."""
+        with file_lock(self._lock):
+            cfg = self._read()
+            merged = {**cfg.get("defaults", {}), **changes}
+            cfg["defaults"] = {k: v for k, v in merged.items() if v}
+            self._write(cfg)
+        return cfg["defaults"]
+
+    def first_time(self, what: str) -> bool:
+        """True once per FLEET_HOME for `what` (a notice that needs saying only once)."""
+        if what in self._read().get("said", []):
+            return False
+        with file_lock(self._lock):
+            cfg = self._read()
+            if what in cfg.get("said", []):
+                return False
+            cfg["said"] = [*cfg.get("said", []), what]
+            self._write(cfg)
+        return True
 
     def delete(self, name: str) -> Workspace:
         ws = self.get(name)

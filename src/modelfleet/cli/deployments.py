@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 from pathlib import Path
 
 import click
 
 from ..errors import InvalidInput
-from .common import Ctx, command, parse_tags
+from .common import Ctx, azure_only, command, parse_tags
 
 COLUMNS = ["name", "endpoint_name", "model", "instance_count", "provisioning_state"]
 
@@ -22,7 +23,7 @@ def online_deployment() -> None:
 def _spec_options(fn):
     for opt in reversed([
         click.option("--name", "-n", default=None),
-        click.option("--endpoint", "--endpoint-name", "-e", "endpoint", default=None),
+        click.option("--endpoint-name", "--endpoint", "-e", "endpoint", default=None),
         click.option("--model", "-m", default=None, help="name:version, name@label or name (latest)."),
         click.option("--code", default=None, help="Directory with the scoring script."),
         click.option("--scoring-script", default=None, help="File in --code with init() and run()."),
@@ -35,11 +36,11 @@ def _spec_options(fn):
         click.option("--max-batch-size", type=int, default=None, help="Dynamic batching: requests per model call."),
         click.option("--max-batch-wait-ms", type=float, default=None),
         click.option("--all-traffic", is_flag=True, help="Send 100% of the endpoint's traffic here when ready."),
-        click.option("--no-wait", is_flag=True, help="Return at once instead of waiting until ready."),
         click.option("-f", "--file", default=None, help="A deployment YAML (Azure ML v2 files work)."),
     ]):
         fn = opt(fn)
-    return fn
+    return azure_only("--web", "--skip-script-validation", "--local-enable-gpu", "--vscode-debug",
+                      "--package-model")(fn)
 
 
 def _flag_fields(model, code, scoring_script, instance_count, env, request_timeout_ms,
@@ -68,6 +69,13 @@ def _flag_fields(model, code, scoring_script, instance_count, env, request_timeo
     return fields
 
 
+def _merge(doc: dict, fields: dict) -> dict:
+    """Flags over a document: settings objects are merged key by key, other fields replaced."""
+    for k, v in fields.items():
+        doc[k] = {**(doc.get(k) or {}), **v} if isinstance(v, dict) and k != "code_configuration" else v
+    return doc
+
+
 @contextlib.contextmanager
 def _waiting(ctx: Ctx, what: str, wait: bool):
     if wait and sys.stderr.isatty() and ctx.output == "table":
@@ -78,69 +86,101 @@ def _waiting(ctx: Ctx, what: str, wait: bool):
         yield
 
 
-def _apply(ctx: Ctx, create: bool, name, endpoint, file, all_traffic, no_wait, **flags):
-    from .. import documents, specs
-    fields = _flag_fields(**flags)
-    if file:
-        doc = documents.load_one(file)
-        for k, v in fields.items():
-            doc[k] = {**doc.get(k, {}), **v} if isinstance(v, dict) and k != "code_configuration" else v
-        fields, base = doc, Path(file).parent
-    else:
-        base = Path(".")
+def _validate(ctx: Ctx, doc: dict, where: str):
+    from .. import specs
+    if not doc.get("name") or "model" not in doc:
+        raise InvalidInput("--name and --model are required (or name and model in -f FILE)")
+    spec = specs.validate(specs.DeploymentSpec, doc, where)
+    for n in spec.notices(where or "deployment"):
+        ctx.notice(f"notice: {n}")
+    return spec
+
+
+def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic, **flags) -> dict:
+    from .. import documents
+    doc = documents.load_one(file) if file else {}
+    _merge(doc, _flag_fields(**flags))
     if name:
-        fields["name"] = name
+        doc["name"] = name
     if endpoint:
-        fields["endpoint_name"] = endpoint
-    dep_ops = ctx.fleet.online_deployments
+        doc["endpoint_name"] = endpoint
+    spec = _validate(ctx, ctx.apply_ops(doc), file or "")
     verb = "Creating" if create else "Updating"
-    if file or create:
-        if not fields.get("name") or "model" not in fields:
-            raise InvalidInput("--name and --model are required (or name and model in -f FILE)")
-        spec = specs.validate(specs.DeploymentSpec, fields, file or "")
-        for n in spec.notices(file or "deployment"):
-            ctx.notice(f"notice: {n}")
-        with _waiting(ctx, f"{verb} {spec.endpoint_name}/{spec.name} ...", not no_wait):
-            dep = dep_ops.create_or_update(spec, base_dir=base, create=True if create else False,
-                                           all_traffic=all_traffic, wait=not no_wait)
-    else:
-        if not name or not endpoint:
-            raise InvalidInput("--name and --endpoint are required")
-        with _waiting(ctx, f"{verb} {endpoint}/{name} ...", not no_wait):
-            changes = {k: v for k, v in fields.items() if k not in ("name", "endpoint_name")}
-            dep = dep_ops.update(name, endpoint, wait=not no_wait, all_traffic=all_traffic, **changes)
-    ctx.emit(dep)
+    with _waiting(ctx, f"{verb} {spec.endpoint_name}/{spec.name} ...", not ctx.no_wait):
+        return ctx.fleet.online_deployments.create_or_update(
+            spec, base_dir=Path(file).parent if file else Path("."), create=create, all_traffic=all_traffic,
+            wait=not ctx.no_wait)
 
 
-@command(online_deployment, "create", help="Create a deployment and wait until it is ready.")
+# What `update` can change, as the document --set/--add/--remove act on.
+EDITABLE = ("name", "endpoint_name", "model", "code_configuration", "instance_count", "environment_variables",
+            "request_settings", "liveness_probe", "readiness_probe", "batching", "resources", "description", "tags")
+
+
+def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
+    """Change some fields of a running deployment: flags and --set/--add/--remove on its current spec."""
+    from ..planner import deployment_settings
+    if not name or not endpoint:
+        raise InvalidInput("--name and --endpoint-name are required")
+    dep_ops = ctx.fleet.online_deployments
+    current = dep_ops.get(name, endpoint)
+    doc = _merge({k: copy.deepcopy(current.get(k)) for k in EDITABLE}, _flag_fields(**flags))
+    spec = _validate(ctx, ctx.apply_ops(doc), "")
+    if (spec.name, spec.endpoint_name) != (name, endpoint):
+        raise InvalidInput("name and endpoint_name cannot change; create a new deployment instead")
+    if not isinstance(spec.model, str):
+        raise InvalidInput("model: update takes a registered model (name:version); register it first")
+    before, after = deployment_settings(current), deployment_settings(spec)
+    changes = {}
+    for k, v in after.items():
+        if v != before[k]:  # a key left out of a mapping is removed
+            changes[k] = {**{x: None for x in before[k]}, **v} if isinstance(v, dict) else v
+    if spec.model != current["model"]:
+        changes["model"] = spec.model
+    cc = spec.code_configuration
+    if cc is not None and cc.model_dump(exclude={"schema_"}) != current.get("code_configuration"):
+        code = cc.code
+        if code.startswith("sha256:"):  # the code it runs now, with another scoring script
+            code = str(ctx.fleet.artifacts.snapshot_dir("code", current["code"]["sha256"]) / current["code"]["root"])
+        changes["code_configuration"] = {"code": code, "scoring_script": cc.scoring_script}
+    with _waiting(ctx, f"Updating {endpoint}/{name} ...", not ctx.no_wait):
+        return dep_ops.update(name, endpoint, wait=not ctx.no_wait, all_traffic=all_traffic, **changes)
+
+
+@command(online_deployment, "create", help="Create a deployment and wait until it is ready.", properties=True)
 @_spec_options
 def create(ctx: Ctx, **kw):
-    _apply(ctx, True, **kw)
+    ctx.emit(_create_or_replace(ctx, True, **kw), kind="deployment")
 
 
-@command(online_deployment, "update", help="Update a deployment with zero downtime (rolls back on failure).")
+@command(online_deployment, "update", help="Update a deployment with zero downtime (rolls back on failure).",
+         properties=True)
 @_spec_options
-def update(ctx: Ctx, **kw):
-    _apply(ctx, False, **kw)
+def update(ctx: Ctx, file, **kw):
+    if file:
+        dep = _create_or_replace(ctx, False, file=file, **kw)
+    else:
+        dep = _update(ctx, **kw)
+    ctx.emit(dep, kind="deployment")
 
 
 @command(online_deployment, "show", help="Show a deployment and its replicas.")
 @click.option("--name", "-n", required=True)
-@click.option("--endpoint", "--endpoint-name", "-e", "endpoint", required=True)
+@click.option("--endpoint-name", "--endpoint", "-e", "endpoint", required=True)
 def show(ctx: Ctx, name, endpoint):
-    ctx.emit(ctx.fleet.online_deployments.get(name, endpoint))
+    ctx.emit(ctx.fleet.online_deployments.get(name, endpoint), kind="deployment")
 
 
 @command(online_deployment, "list", help="List deployments (of one endpoint, or all).")
-@click.option("--endpoint", "--endpoint-name", "-e", "endpoint", default=None)
+@click.option("--endpoint-name", "--endpoint", "-e", "endpoint", default=None)
 def list_(ctx: Ctx, endpoint):
-    ctx.emit(ctx.fleet.online_deployments.list(endpoint), columns=COLUMNS)
+    ctx.emit(ctx.fleet.online_deployments.list(endpoint), columns=COLUMNS, kind="deployment")
 
 
 @command(online_deployment, "delete", help="Delete a deployment (it must take no traffic unless it is the last).")
 @click.option("--name", "-n", required=True)
-@click.option("--endpoint", "--endpoint-name", "-e", "endpoint", required=True)
-@click.option("-y", "--yes", is_flag=True)
+@click.option("--endpoint-name", "--endpoint", "-e", "endpoint", required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(ctx: Ctx, name, endpoint, yes):
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete deployment {endpoint}/{name}?", abort=True, default=True)
@@ -151,14 +191,19 @@ def delete(ctx: Ctx, name, endpoint, yes):
 @command(online_deployment, "get-logs",
          help="Replica logs (output, logging, init errors, exits), merged by time, each line with its replica.")
 @click.option("--name", "-n", required=True)
-@click.option("--endpoint", "--endpoint-name", "-e", "endpoint", required=True)
+@click.option("--endpoint-name", "--endpoint", "-e", "endpoint", required=True)
 @click.option("--lines", "-l", type=int, default=100, show_default=True)
 @click.option("--since", default=None, help="Only lines from then on: a duration (90s, 10m, 2h, 1d) or a time.")
 @click.option("--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
-def get_logs(ctx: Ctx, name, endpoint, lines, since, follow):
+@click.option("--container", "-c", type=click.Choice(["inference-server", "storage-initializer"]),
+              default="inference-server", help="Azure's container: every log here is the inference server's.")
+def get_logs(ctx: Ctx, name, endpoint, lines, since, follow, container):
+    if container != "inference-server":
+        ctx.notice(f"notice: --container {container}: modelfleet has no such container; "
+                   "showing the replicas' logs")
     if follow:
         for chunk in ctx.fleet.online_deployments.follow_logs(name, endpoint, lines, since):
             click.echo(chunk, nl=False)
         return
     text = ctx.fleet.online_deployments.get_logs(name, endpoint, lines, since)
-    ctx.emit({"logs": text}) if ctx.output != "table" else click.echo(text)
+    ctx.emit({"logs": text}) if ctx.output != "table" or ctx.query else click.echo(text)

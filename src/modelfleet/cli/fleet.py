@@ -95,30 +95,28 @@ def apply(ctx: Ctx, path, prune, dry_run, timeout):
 
 
 @command(fleet_commands, "export", help="Write the workspace's current state as a fleet file.")
+@click.option("-f", "--file", "path", default=None, type=click.Path(dir_okay=False),
+              help="File to write (default: standard output). -o json writes JSON, else YAML.")
 @click.option("--copy-models", is_flag=True,
               help="Copy model files into models/ beside the output file instead of pointing at the "
                    "workspace's snapshots (for use on another machine).")
-def export(ctx: Ctx, copy_models):
+def export(ctx: Ctx, path, copy_models):
     from ..exporter import dump, export_fleet
     from ..fsutil import atomic_write
-    out = Path(ctx.output) if ctx.output else None
+    out = Path(path) if path else None
     base = out.parent if out else Path(".")
     doc = export_fleet(ctx.fleet, copy_models_to=base / "models" if copy_models else None,
-                       relative_to=base if copy_models else None)
-    text = dump(doc, ctx.fleet.workspace.name)
+                       relative_to=base if copy_models else None, notice=ctx.notice)
+    if ctx.explicit_output and ctx.output in ("json", "jsonc"):
+        text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+    else:  # a fleet file is YAML unless JSON is asked for
+        text = dump(doc, ctx.fleet.workspace.name)
     if out is None:
         click.echo(text, nl=False)
     else:
         atomic_write(out, text.encode())
         ctx.notice(f"wrote {len(doc['models'])} models, {len(doc['endpoints'])} endpoints and "
                    f"{len(doc['deployments'])} deployments to {out}")
-
-
-# `fleet export -o FILE`: here -o names the file to write rather than an output format.
-for _param in export.params:
-    if _param.name == "output":
-        _param.type, _param.default, _param.show_default = click.Path(dir_okay=False), None, False
-        _param.help = "File to write (default: standard output)."
 
 
 @command(fleet_commands, "schema", help="Print the JSON Schema of a document kind, for editor completion.")

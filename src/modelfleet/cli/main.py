@@ -23,9 +23,11 @@ for group in (workspace, model, online_endpoint, online_deployment, compute, ser
     cli.add_command(group)
 
 
+from .configure import configure  # noqa: E402
 from .quickstart import quickstart  # noqa: E402
 
 cli.add_command(quickstart)
+cli.add_command(configure)
 
 from .top import top  # noqa: E402
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..errors import Conflict
+from ..errors import Conflict, InvalidInput
 from .common import Ctx, command
 
 
@@ -15,37 +15,42 @@ def workspace() -> None:
     pass
 
 
-@command(workspace, "create", help="Create a workspace.")
-@click.option("--name", required=True)
+def _named(ctx: Ctx, name: str | None, verb: str) -> str:
+    """--name, or else -w/--workspace-name as on every other command."""
+    if not (name or ctx.workspace_name):
+        raise InvalidInput(f"give the workspace: fleet workspace {verb} -w NAME (or --name NAME)")
+    return name or ctx.workspace_name
+
+
+@command(workspace, "create", help="Create a workspace (fleet workspace create -w NAME).")
+@click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("--path", default=None, help="Directory for it (default: $FLEET_HOME/workspaces/NAME).")
-def create(ctx: Ctx, name, path):
+def create(ctx: Ctx, name_, path):
     from ..workspace import Workspaces
-    ws = Workspaces().create(name, path)
-    ctx.emit(ws.to_dict())
+    wss = Workspaces()
+    ws = wss.create(_named(ctx, name_, "create"), path)
+    ctx.emit(ws.to_dict(wss.current_name()), kind="workspace")
 
 
 @command(workspace, "set", help="Make a workspace the current one (fleet workspace set -w NAME).")
-@click.option("--name", "name_", default=None, help="Workspace name (or -w NAME).")
+@click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def set_(ctx: Ctx, name_):
-    from ..errors import InvalidInput
     from ..workspace import Workspaces
-    if not (name_ or ctx.workspace_name):
-        raise InvalidInput("give the workspace: fleet workspace set -w NAME")
-    ws = Workspaces().set_current(name_ or ctx.workspace_name)
-    ctx.emit(ws.to_dict(ws.name))
+    ws = Workspaces().set_current(_named(ctx, name_, "set"))
+    ctx.emit(ws.to_dict(ws.name), kind="workspace")
 
 
 @command(workspace, "show", help="Show a workspace (default: the current one).")
-@click.option("--name", default=None)
-def show(ctx: Ctx, name):
+@click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
+def show(ctx: Ctx, name_):
     from ..server import process
     from ..workspace import Workspaces
     wss = Workspaces()
-    ws = wss.get(name or ctx.workspace_name)
+    ws = wss.get(_named(ctx, name_, "show") if (name_ or ctx.workspace_name) else None)
     info = process.read_info(ws)
     out = ws.to_dict(wss.current_name())
     out["server"] = info.url if info else "stopped"
-    ctx.emit(out)
+    ctx.emit(out, kind="workspace")
 
 
 @command(workspace, "list", help="List workspaces.")
@@ -53,15 +58,16 @@ def list_(ctx: Ctx):
     from ..workspace import Workspaces
     wss = Workspaces()
     current = wss.current_name()
-    ctx.emit([w.to_dict(current) for w in wss.list()], columns=["name", "current", "path"])
+    ctx.emit([w.to_dict(current) for w in wss.list()], columns=["name", "current", "path"], kind="workspace")
 
 
 @command(workspace, "delete", help="Delete a workspace and everything in it.")
-@click.option("--name", required=True)
+@click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def delete(ctx: Ctx, name, yes):
+def delete(ctx: Ctx, name_, yes):
     from ..server import process
     from ..workspace import Workspaces
+    name = _named(ctx, name_, "delete")
     wss = Workspaces()
     ws = wss.get(name)
     if process.read_info(ws) is not None:
