@@ -8,10 +8,11 @@ MAX_MIRROR = 50
 
 
 def parse(text: str | None, flag: str = "--traffic") -> dict[str, int]:
-    """`"blue=90 green=10"` (spaces or commas) -> {"blue": 90, "green": 10}."""
+    """`"blue=90 green=10"` (spaces or commas; `blue:90,green:10` as older az samples write it)
+    -> {"blue": 90, "green": 10}."""
     out: dict[str, int] = {}
     for part in (text or "").replace(",", " ").split():
-        name, sep, value = part.partition("=")
+        name, sep, value = part.partition("=") if "=" in part else part.partition(":")
         if not sep or not name:
             raise InvalidInput(f"{flag}: {part!r} is not deployment=percent")
         try:

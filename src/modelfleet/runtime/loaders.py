@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from . import signatures
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -33,21 +37,26 @@ def to_json(value: Any) -> bytes:
         return json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode()
 
 
+_ROW_KEYS = ("data", "input_data", "inputs", "instances", "dataframe_split", "dataframe_records")
+
+
 def rows_of(body: bytes) -> list:
-    """The input rows of a no-code request: {"data"|"input_data"|"inputs": rows} or bare rows."""
+    """The input rows of a no-code request: {"data"|"input_data"|"inputs": rows} or bare rows.
+    pandas' split orientation ({"columns", "index", "data"}, what Azure sends MLflow models)
+    gives rows keyed by column name, so named columns reach the model by name."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BadInput(f"request body is not valid JSON: {e}") from None
     if isinstance(doc, dict):
-        for key in ("data", "input_data", "inputs", "instances"):
+        for key in _ROW_KEYS:
             if key in doc:
                 doc = doc[key]
                 break
         else:
             raise BadInput('request body must hold "data", "input_data" or "inputs"')
-        if isinstance(doc, dict) and "data" in doc:  # pandas "split" orientation
-            doc = doc["data"]
+        if isinstance(doc, dict) and "data" in doc:
+            doc = _split_rows(doc)
     if not isinstance(doc, list) or not doc:
         raise BadInput("input must be a non-empty list of rows")
     if not isinstance(doc[0], (list, dict)):
@@ -55,21 +64,55 @@ def rows_of(body: bytes) -> list:
     return doc
 
 
-class VectorScorer:
-    """No-code types with a vectorized predict: rows of many requests go through one call."""
+def _split_rows(frame: dict) -> list:
+    data, columns = frame["data"], frame.get("columns")
+    if columns is None:
+        return data
+    if not isinstance(columns, list) or not all(isinstance(c, (str, int)) for c in columns):
+        raise BadInput('"columns" must be a list of column names')
+    if not isinstance(data, list):
+        raise BadInput('"data" must be a list of rows')
+    rows = []
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise BadInput(f"row {i} has {len(row) if isinstance(row, list) else 'no list of'} values "
+                           f"for {len(columns)} columns")
+        rows.append(dict(zip(columns, row)))
+    return rows
 
-    def __init__(self, predict, feature_names=None):
+
+def join_columns(columns: list):
+    """V2 input tensors, each [N, k], side by side as one [N, sum k] matrix."""
+    import numpy as np
+    return columns[0] if len(columns) == 1 else np.hstack(columns)
+
+
+class VectorScorer:
+    """No-code types with a vectorized predict: rows of many requests go through one call.
+
+    `outputs` are the model's named outputs for V2 (name -> function of the input matrix), and
+    `metadata` its V2 tensors (runtime/signatures.py)."""
+
+    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None):
         self._predict = predict
         self._features = list(feature_names) if feature_names is not None else None
+        self.outputs = outputs or {"predict": predict}
+        self.metadata = metadata or signatures.empty()
 
-    def _matrix(self, rows: list):
-        import numpy as np
+    def _ordered(self, rows: list) -> list:
         if isinstance(rows[0], dict):
             names = self._features or list(rows[0])
             try:
-                rows = [[r[n] for n in names] for r in rows]
+                return [[r[n] for n in names] for r in rows]
             except KeyError as e:
                 raise BadInput(f"row is missing feature {e.args[0]!r}") from None
+            except TypeError:
+                raise BadInput("rows must all be objects, or all lists") from None
+        return rows
+
+    def _matrix(self, rows: list):
+        import numpy as np
+        rows = self._ordered(rows)
         try:
             return np.asarray(rows, dtype=float)
         except (ValueError, TypeError):
@@ -77,6 +120,12 @@ class VectorScorer:
 
     def predict_rows(self, rows: list):
         return self._predict(self._matrix(rows))
+
+    def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
+        """V2: the `wanted` outputs for input tensors `columns` (each [N, k])."""
+        import numpy as np
+        x = join_columns(columns)
+        return [(name, np.asarray(self.outputs[name](x))) for name in wanted]
 
     def score(self, bodies: list[bytes]) -> list[bytes | Exception]:
         parsed: list = []
@@ -115,37 +164,97 @@ def _find(model_dir: Path, suffixes: tuple[str, ...]) -> Path:
 def load_sklearn(model_dir: Path) -> VectorScorer:
     import joblib
     model = joblib.load(_find(model_dir, (".joblib", ".pkl", ".pickle")))
-    return VectorScorer(model.predict, getattr(model, "feature_names_in_", None))
+    meta = signatures.sklearn(model)
+    outputs = {"predict": model.predict}
+    if any(t["name"] == "predict_proba" for t in meta["outputs"]):
+        outputs["predict_proba"] = model.predict_proba
+    return VectorScorer(model.predict, getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta)
+
+
+class OnnxScorer(VectorScorer):
+    """An ONNX graph: V2 outputs are the graph's, and several graph inputs are fed by name."""
+
+    def __init__(self, session):
+        import numpy as np
+        self._session = session
+        self._inputs = session.get_inputs()
+        self._dtypes = {i.name: np.dtype(_ONNX_NUMPY.get(i.type, "float32")) for i in self._inputs}
+        meta = signatures.onnx(session)
+        first = meta["outputs"][0]["name"] if meta["outputs"] else session.get_outputs()[0].name
+        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta)
+
+    def _run(self, names: list[str], feed: dict):
+        import numpy as np
+        return self._session.run(names, {k: np.asarray(v, dtype=self._dtypes[k]) for k, v in feed.items()})
+
+    def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
+        return list(zip(wanted, self._run(wanted, {self._inputs[0].name: join_columns(columns)}), strict=True))
+
+    def infer_named(self, tensors: dict, wanted: list[str]) -> list[tuple[str, object]]:
+        return list(zip(wanted, self._run(wanted, tensors), strict=True))
+
+
+_ONNX_NUMPY = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+               "tensor(bool)": "bool", "tensor(string)": "object",
+               **{f"tensor({t}{b})": f"{t}{b}" for t in ("int", "uint") for b in (8, 16, 32, 64)}}
 
 
 def load_onnx(model_dir: Path) -> VectorScorer:
-    import numpy as np
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(_find(model_dir, (".onnx",))), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    dtype = np.int64 if "int64" in inp.type else np.float32
+    return OnnxScorer(ort.InferenceSession(str(_find(model_dir, (".onnx",))), opts,
+                                           providers=["CPUExecutionProvider"]))
 
-    def predict(x):
-        return sess.run(None, {inp.name: np.asarray(x, dtype=dtype)})[0]
-    return VectorScorer(predict)
+
+class MlflowScorer(VectorScorer):
+    """An MLflow pyfunc: rows go in as a DataFrame named by the signature's columns, with their
+    JSON types kept (MLflow checks them against the signature)."""
+
+    def __init__(self, model):
+        self._model = model
+        meta = signatures.mlflow(model)
+        sig = model.metadata.signature
+        names = sig.inputs.input_names() if sig is not None and not sig.inputs.is_tensor_spec() else None
+        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta)
+
+    def _frame(self, rows_or_columns, from_columns: bool = False):
+        import pandas as pd
+        if from_columns:  # V2 tensors: one column per tensor column, each keeping its dtype
+            cols = [c[:, j] for c in rows_or_columns for j in range(c.shape[1])]
+            names = self._features if self._features and len(self._features) == len(cols) else range(len(cols))
+            return pd.DataFrame(dict(zip(names, cols)))
+        rows = self._ordered(rows_or_columns)
+        try:
+            return pd.DataFrame(rows, columns=self._features)
+        except (ValueError, AssertionError) as e:
+            raise BadInput(f"rows do not fit the model's columns {self._features}: {e}") from None
+
+    def _predict_frame(self, frame):
+        out = self._model.predict(frame)
+        return out.to_numpy() if hasattr(out, "to_numpy") and not hasattr(out, "columns") else out
+
+    def predict_rows(self, rows: list):
+        out = self._predict_frame(self._frame(rows))
+        return out.to_numpy() if hasattr(out, "to_numpy") else out
+
+    def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
+        import numpy as np
+        out = self._predict_frame(self._frame(columns, from_columns=True))
+        if hasattr(out, "columns") and all(n in out.columns for n in wanted):
+            return [(n, out[n].to_numpy()) for n in wanted]
+        return [(wanted[0], np.asarray(out.to_numpy() if hasattr(out, "to_numpy") else out))]
 
 
 def load_mlflow(model_dir: Path) -> VectorScorer:
     import mlflow.pyfunc
     root = _find(model_dir, ("mlmodel",)).parent
-    model = mlflow.pyfunc.load_model(str(root))
-
-    def predict(x):
-        import pandas as pd
-        out = model.predict(pd.DataFrame(x))
-        return out.to_numpy() if hasattr(out, "to_numpy") else out
-    return VectorScorer(predict)
+    return MlflowScorer(mlflow.pyfunc.load_model(str(root)))
 
 
 class ScriptScorer:
-    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional."""
+    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional.
+    A module-level `v2_metadata` declares its V2 tensors (runtime/signatures.py)."""
 
     def __init__(self, script: Path):
         spec = importlib.util.spec_from_file_location("score", script)
@@ -155,6 +264,8 @@ class ScriptScorer:
         spec.loader.exec_module(module)
         if not callable(getattr(module, "run", None)) and not callable(getattr(module, "run_batch", None)):
             raise AttributeError(f"{script.name} defines neither run(raw_data) nor run_batch(list_of_raw)")
+        self.metadata = (signatures.declared(module.v2_metadata, script.name) if hasattr(module, "v2_metadata")
+                         else signatures.empty())
         if callable(getattr(module, "init", None)):
             module.init()
         self._run = getattr(module, "run", None)
@@ -169,6 +280,27 @@ class ScriptScorer:
             return [to_json(o) for o in outs]
         return [to_json(self._run(r)) for r in raws]
 
+    def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
+        """V2: run() gets {"data": rows}; an answer that is an object keyed by output names gives
+        those outputs (in their declared datatypes), any other answer is the one output."""
+        import numpy as np
+        rows = join_columns(columns).tolist()
+        rows = [[v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r] for r in rows]
+        result = orjson.loads(self.score([orjson.dumps({"data": rows})])[0])
+        declared = {t["name"]: t["datatype"] for t in self.metadata["outputs"]}
+        if isinstance(result, dict) and all(n in result for n in wanted):
+            picked = [(n, result[n]) for n in wanted]
+        elif len(wanted) == 1:
+            picked = [(wanted[0], result)]
+        else:
+            raise ValueError(f"run() returned one value, not an object with the outputs {', '.join(wanted)}")
+        return [(n, np.asarray(v, dtype=_NUMPY.get(declared.get(n)))) for n, v in picked]
+
+
+_NUMPY = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+          "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+          "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
+
 
 def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None):
     if scoring_script is not None:
@@ -182,3 +314,44 @@ def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None):
 def set_model_env(model_dir: Path) -> None:
     os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
     os.environ["FLEET_MODEL_DIR"] = str(model_dir)
+
+
+# -- errors in the user's code -----------------------------------------------------------------
+
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+# code snapshots live at <workspace>/artifacts/code/<sha256>/<the user's folder>/...
+_SNAPSHOT = re.compile(r"^.*[/\\]code[/\\][0-9a-f]{64}[/\\]")
+
+
+def _shown(filename: str) -> str:
+    """The user's own path (their folder's name and below) for a file in a code snapshot."""
+    return _SNAPSHOT.sub("", filename)
+
+
+def _trim(te: traceback.TracebackException) -> None:
+    keep = [f for f in te.stack if not f.filename.startswith(_PACKAGE) and not f.filename.startswith("<frozen ")]
+    te.stack = traceback.StackSummary.from_list(
+        [traceback.FrameSummary(_shown(f.filename), f.lineno, f.name, line=f.line) for f in keep])
+    if getattr(te, "filename", None):  # a SyntaxError points at its file too
+        te.filename = _shown(te.filename)
+    for inner in (te.__cause__, te.__context__):
+        if inner is not None:
+            _trim(inner)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an error in a model or score.py as the user wants to read it: their files
+    named as in their code folder (not the copy in the store), modelfleet's own frames left out."""
+    te = traceback.TracebackException.from_exception(exc)
+    _trim(te)
+    return "".join(te.format())
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a client: `Type: message (at folder/score.py:12 in run)`."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _SNAPSHOT.match(f.filename)]
+    if frames:
+        f = frames[-1]
+        text += f" (at {_shown(f.filename)}:{f.lineno} in {f.name})"
+    return text

@@ -19,10 +19,10 @@ PING = 2       # liveness probe
 V2_INFER = 3   # payload: the request id, then the JSON header length (4 bytes), then the V2 body
 
 # replica -> gateway
-OK = 0             # payload: JSON answer
+OK = 0             # payload: JSON answer (V2_INFER: a 4-byte JSON length, 0 if all JSON, then the body)
 MODEL_ERROR = 1    # the model (or score.py) raised; payload: JSON error
 BAD_REQUEST = 2    # the body could not be turned into model input; payload: JSON error
-READY = 10         # init finished; payload: JSON {"pid": ...}
+READY = 10         # init finished; payload: JSON {"pid", "metadata": the model's V2 inputs and outputs}
 INIT_FAILED = 11   # init raised; payload: the traceback text
 PONG = 12
 BATCH = 13         # one model call scored several requests; payload: how many (2 bytes)

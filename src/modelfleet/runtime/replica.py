@@ -15,13 +15,12 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import orjson
 
 from . import protocol as p, replica_log
-from .loaders import BadInput, ScriptScorer, load_scorer, set_model_env, to_json
+from .loaders import describe_error, load_scorer, set_model_env, to_json, user_traceback
 
 
 def die_with_parent(name: str | None = None) -> None:
@@ -45,7 +44,7 @@ def _rss_bytes() -> bytes:
 
 
 def _error(exc: BaseException) -> bytes:
-    return orjson.dumps({"error": {"code": "model_error", "message": f"{type(exc).__name__}: {exc}"}})
+    return orjson.dumps({"error": {"code": "model_error", "message": describe_error(exc)}})
 
 
 class Replica:
@@ -57,7 +56,7 @@ class Replica:
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
         self.scorer = None
-        self.tracebacks = replica_log.TracebackLimiter()
+        self.tracebacks = replica_log.TracebackLimiter(user_traceback)
 
     def load(self) -> None:
         model_dir = Path(self.cfg["model_dir"])
@@ -83,17 +82,7 @@ class Replica:
         from . import v2
         replica_log.request_id, body = p.split_request(payload)
         try:
-            rows, doc = v2.request_rows(body)
-            if isinstance(self.scorer, ScriptScorer):
-                result = orjson.loads(self.scorer.score([orjson.dumps({"data": rows})])[0])
-            else:
-                result = self.scorer.predict_rows(rows)
-            return p.OK, v2.response(result, doc, *self.names)
-        except BadInput as e:
-            return p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(e)}})
-        except Exception as e:
-            self.tracebacks.report(e)
-            return p.MODEL_ERROR, _error(e)
+            return v2.handle(self.scorer, body, *self.names, report=self.tracebacks.report)
         finally:
             replica_log.request_id = "-"
 
@@ -155,8 +144,8 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
     started = time.monotonic()
     try:
         replica.load()
-    except BaseException:
-        tb = traceback.format_exc()
+    except BaseException as e:
+        tb = user_traceback(e)
         sys.stderr.write(tb)
         sys.stderr.flush()
         with contextlib.suppress(OSError):
@@ -165,7 +154,8 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
     load_ms = round((time.monotonic() - started) * 1000, 3)
     print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
           f"(pid {os.getpid()})", flush=True)
-    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms})))
+    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
+                                              "metadata": replica.scorer.metadata})))
     try:
         replica.serve()
     except (BrokenPipeError, ConnectionResetError):

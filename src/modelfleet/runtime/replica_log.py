@@ -116,7 +116,8 @@ class TracebackLimiter:
     """Prints the traceback of an error the first time it is seen in a period, then only counts
     it; the count comes out with the next traceback of that error."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, formatted=lambda exc: "".join(traceback.format_exception(exc)), clock=time.monotonic):
+        self.formatted = formatted   # how a traceback reads (the replica shows the user's own frames)
         self.clock = clock
         self.period_start = clock()
         self.printed = 0
@@ -145,4 +146,4 @@ class TracebackLimiter:
         earlier = self.carried.pop(key, 0)
         if earlier:
             print(f"({earlier} more {key[0]} errors like the one below were not printed)", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)
+        sys.stderr.write(self.formatted(exc))

@@ -67,12 +67,13 @@ class Gateway:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _error(self, send, status: int, code: str, message: str, rid: str, v2: bool = False) -> None:
+    async def _error(self, send, status: int, code: str, message: str, rid: str, v2: bool = False,
+                     extra: list | None = None) -> None:
         # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
         err = message if v2 else {"code": code, "message": message}
         body = orjson.dumps({"error": err, "code": code, "request_id": rid} if v2 else
                             {"error": err, "request_id": rid})
-        await self._send(send, status, body, rid)
+        await self._send(send, status, body, rid, extra)
 
     @staticmethod
     async def _read_body(receive, limit: int) -> bytes | None:
@@ -274,7 +275,7 @@ class Gateway:
             if len(parts) != 3 or parts[2] != "score":
                 return await self._error(send, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
             if method != "POST":
-                return await self._error(send, 405, "method_not_allowed", "use POST", rid)
+                return await self._error(send, 405, "method_not_allowed", "use POST", rid, extra=[(b"allow", b"POST")])
             ep = self.router.table.endpoints.get(parts[1])
             if ep is None:
                 unknown_endpoint(scope)
