@@ -52,10 +52,13 @@ def _check_range(arr, datatype: str, where: str):
             raise BadInput(f"{where}: BOOL data must be true or false")
         return arr
     if datatype.startswith(("INT", "UINT")):
+        info = np.iinfo(_NP[datatype])
+        if kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all() and \
+                (arr.min() < info.min or arr.max() > info.max):  # JSON numbers past 64 bits arrive as floats
+            raise BadInput(f"{where}: a value is out of range for {datatype} ({info.min} to {info.max})")
         if kind not in "iu":
             what = "fractions" if kind == "f" else "values that are not whole numbers"
             raise BadInput(f"{where}: {datatype} data cannot hold {what}")
-        info = np.iinfo(_NP[datatype])
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             bad = arr.min() if arr.min() < info.min else arr.max()
             raise BadInput(f"{where}: {bad} is out of range for {datatype} ({info.min} to {info.max})")
