@@ -128,7 +128,7 @@ def add_property(doc: dict, args: list[str], force_string: bool = False) -> None
     for arg in args[1:]:
         k, eq, v = arg.partition("=")
         if eq and k:
-            pending[k] = _value(v, force_string)
+            pending[k] = v  # as in az: key=value pairs stay strings
             continue
         if pending:
             target.append(pending)
