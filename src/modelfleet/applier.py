@@ -95,11 +95,15 @@ class Applier:
         if c.action == "update":
             self.fleet.models.update(p["name"], p["version"], description=p["description"], tags=p["tags"],
                                      remove_tags=p["remove_tags"])
+            for label in p.get("labels", []):
+                self.fleet.models.label(p["name"], p["version"], label)
             return f"updated {c.name}"
         spec = p["spec"]
         m = self.fleet.registry.register(spec.name, spec.path, spec.version, description=spec.description,
                                          tags=spec.tags, type=spec.type, exist_ok=spec.version is not None,
                                          reuse_same_content=spec.version is None)
+        for label in spec.labels:
+            self.fleet.models.label(m.name, m.version, label)
         p["registered"] = m.ref
         return f"registered {m.ref}"
 

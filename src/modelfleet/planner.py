@@ -166,10 +166,13 @@ class _Planner:
     def _model_metadata(self, spec: ModelSpec, model: Model) -> None:
         fields = {k: (getattr(model, k), getattr(spec, k)) for k in ("description", "tags")
                   if getattr(model, k) != getattr(spec, k)}
+        labels = [label for label in spec.labels if label not in model.labels]  # labels are moved, never removed
+        if labels:
+            fields["labels"] = (model.labels, sorted({*model.labels, *labels}))
         if fields:
             self.plan.changes.append(Change("update", "model", model.ref, fields, payload={
                 "name": model.name, "version": model.version, "description": spec.description,
-                "tags": spec.tags, "remove_tags": [k for k in model.tags if k not in spec.tags]}))
+                "tags": spec.tags, "remove_tags": [k for k in model.tags if k not in spec.tags], "labels": labels}))
 
     def model_ref(self, ref: str, where: str) -> _Resolved:
         """A deployment's `model`: the file's own entries first, then the registry."""

@@ -117,6 +117,7 @@ class ModelSpec(Spec):
     type: str | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)  # fleet files: labels that point at this version
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _version = field_validator("version", mode="before")(classmethod(lambda cls, v: _version(v)))
@@ -126,6 +127,15 @@ class ModelSpec(Spec):
     @classmethod
     def _tags(cls, v):
         return {str(k): "" if x is None else str(x) for k, x in _mapping(v).items()}
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v):
+        for label in v:
+            _check_name(label)
+            if label == "latest":
+                raise ValueError("'latest' is built in (the newest version) and cannot be set")
+        return v
 
 
 class InlineModel(Spec):

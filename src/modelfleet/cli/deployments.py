@@ -206,4 +206,7 @@ def get_logs(ctx: Ctx, name, endpoint, lines, since, follow, container):
             click.echo(chunk, nl=False)
         return
     text = ctx.fleet.online_deployments.get_logs(name, endpoint, lines, since)
-    ctx.emit({"logs": text}) if ctx.output != "table" or ctx.query else click.echo(text)
+    if ctx.query or (ctx.explicit_output and ctx.output != "table"):
+        ctx.emit({"logs": text})
+    else:  # as az prints them: plain text, whatever the default output
+        click.echo(text)

@@ -39,6 +39,8 @@ def _register(ctx: Ctx, name, version, path, description, tag, type_, file, exis
     if path is not None:
         base = Path(".")  # a --path flag is relative to where the command runs, a file's to the file
     m = ctx.fleet.models.register_spec(spec, base, exist_ok=exist_ok)
+    for label in spec.labels:
+        m = ctx.fleet.models.label(m.name, m.version, label)
     ctx.emit(m, kind="model")
 
 
