@@ -174,3 +174,16 @@ def test_name_errors_say_which_name_and_what_is_wrong(fleet_home, model_dir, kin
 
 def test_ordered_dicts_from_query_print_in_order():
     assert output.tsv(OrderedDict([("z", 1), ("a", 2)])) == "1\t2\n"
+
+
+@pytest.mark.parametrize("given,meant", [("custom_model", None), ("Triton_Model", None), ("mlflow_model", "mlflow"),
+                                         ("MLFLOW", "mlflow"), ("sklearn", "sklearn"), ("onnx", "onnx"),
+                                         ("custom", "custom")])
+def test_inline_models_take_every_model_type_and_number_versions(given, meant):
+    from modelfleet import specs
+    dep = specs.validate(specs.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "version": 2, "type": given}})
+    assert (dep.model.version, dep.model.type) == ("2", meant)
+    model = specs.validate(specs.ModelSpec, {"name": "m", "path": "./m", "version": 2.5, "type": given})
+    assert (model.version, model.type) == ("2.5", meant)
+    with pytest.raises(InvalidInput, match="model.type: 'pickle' is not a model type"):
+        specs.validate(specs.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "type": "pickle"}})

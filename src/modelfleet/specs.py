@@ -446,7 +446,10 @@ def validate(kind: type[Spec], data: Any, where: str = "") -> Spec:
     try:
         return kind.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        # A field with alternatives (a model reference or an inline model) fails on each of them:
+        # the deepest error is the one about what was actually given.
+        err = max((x for x in errors if x["loc"][:1] == errors[0]["loc"][:1]), key=lambda x: len(x["loc"]))
         loc = format_loc(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         head = f"{where}: " if where else ""
