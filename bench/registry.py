@@ -135,8 +135,8 @@ def cli_timings(args) -> list[dict]:
                                                       "-o", "json"]),
         ("fleet model show -n big -l latest -o json", [fleet_cli, "model", "show", "-n", "big", "-l", "latest",
                                                        "-o", "json"]),
-        ("fleet model list  (table)", [fleet_cli, "model", "list"]),
-        (f"fleet model list -n {mm}  (table)", [fleet_cli, "model", "list", "-n", mm]),
+        ("fleet model list -o table", [fleet_cli, "model", "list", "-o", "table"]),  # piped, the default is json
+        (f"fleet model list -n {mm} -o table", [fleet_cli, "model", "list", "-n", mm, "-o", "table"]),
     ]
     out = []
     for name, cmd in cmds:
