@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 SCRIPT_HEAD = """set -euo pipefail
 az() {  # `az ml ...` -> `fleet ...`: the only change to the script
     [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }

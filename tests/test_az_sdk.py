@@ -17,6 +17,8 @@ from modelfleet.errors import DeploymentFailed, FleetError, NotFound
 
 from .conftest import IRIS_ROWS
 
+pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+
 FAILING_RUN = '''import helpers
 
 def init():

@@ -130,6 +130,7 @@ def test_replicas_find_the_tensors_of_their_model(models_dir, tmp_path):
         loaders.ScriptScorer(Path(bad["code"]) / "score.py")
 
 
+@pytest.mark.slow
 def test_model_metadata_lists_the_real_tensors(v2):
     r = httpx.get(f"{v2.base}/v2/models/v2-onnx", headers=_auth(v2, "v2-onnx"))
     assert r.status_code == 200
@@ -144,6 +145,7 @@ def test_model_metadata_lists_the_real_tensors(v2):
 
 # -- outputs ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_outputs_are_the_models_own_selected_by_name(v2):
     sk = joblib.load(Path(v2.fleet.registry.path_of(v2.fleet.models.get("iris", "1"))) / "iris" / "model.joblib")
     r = _infer(v2, "v2-iris", {"id": "q1", "inputs": [_iris_input()]})
@@ -164,6 +166,7 @@ def test_outputs_are_the_models_own_selected_by_name(v2):
     assert onnx["outputs"][0]["data"] == [0, 2]
 
 
+@pytest.mark.slow
 def test_tritonclient_with_binary_inputs_and_outputs(v2):
     import tritonclient.http as tc
     client = tc.InferenceServerClient(url=v2.host)
@@ -197,6 +200,7 @@ def test_tritonclient_with_binary_inputs_and_outputs(v2):
         client.close()
 
 
+@pytest.mark.slow
 def test_binary_data_output_for_every_output(v2):
     r = _infer(v2, "v2-iris", {"inputs": [_iris_input()], "parameters": {"binary_data_output": True}})
     hlen = int(r.headers["inference-header-content-length"])
@@ -230,6 +234,7 @@ BAD_TENSORS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_TENSORS))
 def test_tensors_a_datatype_or_shape_cannot_hold_are_400(v2, case):
     tensor, reason = BAD_TENSORS[case]
@@ -241,6 +246,7 @@ def test_tensors_a_datatype_or_shape_cannot_hold_are_400(v2, case):
     _valid(r.json(), "inference_error_response")
 
 
+@pytest.mark.slow
 def test_binary_inputs_must_fit_their_shape(v2):
     x = np.asarray(IRIS_ROWS, dtype="<f8").tobytes()
     head = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "parameters": {"binary_data_size": 64}}]}
@@ -267,6 +273,7 @@ ROUTES = [("/v2", "GET"), ("/v2/health/live", "GET"), ("/v2/health/ready", "GET"
           ("/v2/models/v2-iris/versions/blue/infer", "POST"), ("/endpoints/v2-iris/score", "POST")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path,allowed", ROUTES)
 def test_every_route_refuses_other_methods_with_allow(v2, path, allowed):
     with httpx.Client(base_url=v2.base, headers=v2.auth) as c:
@@ -280,6 +287,7 @@ def test_every_route_refuses_other_methods_with_allow(v2, path, allowed):
 
 # -- clients and the published schema -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_kserve_v2_rest_client_flow(v2):
     """What KServe's InferenceRESTClient sends and reads (V2 REST shapes, plain httpx: the kserve
     package pins pandas<3 and brings Kubernetes and gRPC, so it is not installed here)."""
@@ -307,6 +315,7 @@ def test_kserve_v2_rest_client_flow(v2):
         assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [0, 2]
 
 
+@pytest.mark.slow
 def test_answers_follow_the_published_rest_schema(v2):
     with httpx.Client(base_url=v2.base, headers=v2.auth, timeout=30) as c:
         _valid(c.get("/v2").json(), "metadata_server_response")

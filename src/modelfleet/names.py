@@ -41,20 +41,20 @@ def problem(value, endpoint_rule: bool = False) -> str:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise InvalidInput(f"invalid {what} {value!r}: it {problem(value)}; use {NAME_RULE}")
     return value
 
 
 def check_version(value: str) -> str:
     value = str(value)
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidInput(f"invalid version {value!r}: it {problem(value)}; use {VERSION_RULE}")
     return value
 
 
 def check_endpoint_name(value: str, what: str = "endpoint name") -> str:
-    if not isinstance(value, str) or not _ENDPOINT.match(value):
+    if not isinstance(value, str) or not _ENDPOINT.fullmatch(value):
         raise InvalidInput(f"invalid {what} {value!r}: it {problem(value, True)}; use {ENDPOINT_RULE}")
     return value
 

@@ -1,11 +1,13 @@
-"""Names and model references: one rule each, and errors that state the rule."""
+"""Names and model references: one rule each, and errors that say what is wrong and state the rule."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from modelfleet.errors import InvalidInput
-from modelfleet.names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version
+from modelfleet.names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 
 
 @pytest.mark.parametrize("name", ["a", "A", "0", "model_a", "iris.v2", "a-b_c.d", "x" * 64, "9lives"])
@@ -18,13 +20,27 @@ def test_good_names(name):
 def test_bad_names_state_the_rule(name):
     with pytest.raises(InvalidInput) as info:
         check_name(name, "model name")
-    assert info.value.message == f"invalid model name {name!r}: use {NAME_RULE}"
+    assert info.value.message.startswith(f"invalid model name {name!r}: it ")
+    assert info.value.message.endswith(f"; use {NAME_RULE}")
 
 
-@pytest.mark.xfail(strict=True, reason="names.py matches with `$`, which also matches before a final newline")
+@pytest.mark.parametrize("name, endpoint, what", [
+    ("", False, "is empty"), ("x" * 65, False, "is 65 characters long (1 to 64 allowed)"),
+    ("-x", False, "starts with '-' (the first character must be a letter or digit)"),
+    ("a b", False, "has ' ' at position 2"), ("é", False, "starts with 'é' (the first character must be a letter or digit)"), (3, False, "is a int, not text"),
+    ("ab", True, "is 2 characters long (3 to 32 allowed)"), ("1abc", True, "starts with '1' (the first character "
+                                                                            "must be a letter)"),
+    ("a_bc", True, "has '_' at position 2"), ("abc-", True, "ends with '-'"), ("abc\n", True, "has '\\n' at position 4"),
+])
+def test_errors_say_what_is_wrong_with_the_name(name, endpoint, what):
+    assert problem(name, endpoint) == what
+    with pytest.raises(InvalidInput, match=re.escape(f"it {what}; use")):
+        (check_endpoint_name if endpoint else check_name)(name)
+
+
 @pytest.mark.parametrize("check", [check_name, check_version, check_endpoint_name])
 def test_a_trailing_newline_is_not_part_of_a_name(check):
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match="at position 4"):
         check("abc\n")
 
 
@@ -35,7 +51,7 @@ def test_versions_are_names_and_numbers_become_text(version, expected):
 
 @pytest.mark.parametrize("version", ["", "-1", "1 2", "x" * 65, "1/2"])
 def test_bad_versions(version):
-    with pytest.raises(InvalidInput, match=r"^invalid version .*: use 1-64 letters"):
+    with pytest.raises(InvalidInput, match=r"^invalid version .*: it .*; use 1-64 letters"):
         check_version(version)
 
 
@@ -48,7 +64,8 @@ def test_good_endpoint_names(name):
 def test_bad_endpoint_names_state_the_rule(name):
     with pytest.raises(InvalidInput) as info:
         check_endpoint_name(name)
-    assert info.value.message == f"invalid endpoint name {name!r}: use {ENDPOINT_RULE}"
+    assert info.value.message.startswith(f"invalid endpoint name {name!r}: it ")
+    assert info.value.message.endswith(f"; use {ENDPOINT_RULE}")
 
 
 @pytest.mark.parametrize("text, ref, shown", [

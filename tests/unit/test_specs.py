@@ -65,11 +65,17 @@ def test_endpoint_and_model_defaults():
     ({**DEPLOYMENT, "code_configuration": {"code": "."}}, "code_configuration.scoring_script: Field required"),
     ({**DEPLOYMENT, "environment_variables": ["A=1"]},
      "environment_variables: must be a mapping of names to values, got list"),
-    ({**DEPLOYMENT, "name": "b"}, "name: must be 3-32 letters, digits or '-', starting with a letter, not ending with '-'"),
+    ({**DEPLOYMENT, "name": "b"}, "name: must be 3-32 letters, digits or '-', starting with a letter, not ending with "
+                                  "'-': 'b' is 1 characters long (3 to 32 allowed)"),
     ({**DEPLOYMENT, "endpoint_name": "../ep"},
-     "endpoint_name: must be 3-32 letters, digits or '-', starting with a letter, not ending with '-'"),
+     "endpoint_name: must be 3-32 letters, digits or '-', starting with a letter, not ending with '-': "
+     "'../ep' starts with '.' (the first character must be a letter)"),
     ({**DEPLOYMENT, "model": "../m:1"},
-     "model: invalid model name '../m': use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+     "model: invalid model name '../m': it starts with '.' (the first character must be a letter or digit); "
+     "use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+    ({**DEPLOYMENT, "model": {"path": ".", "type": "pickle"}},
+     "model.type: 'pickle' is not a model type: use custom_model, triton_model, mlflow_model or custom, sklearn, "
+     "onnx, mlflow"),
     ({"name": "blue"}, "model: Field required"),
     ({**DEPLOYMENT, "instance_typo": "x"}, "unknown field 'instance_typo'"),
 ])
@@ -79,7 +85,8 @@ def test_deployment_errors_name_the_field_path(doc, message):
 
 @pytest.mark.parametrize("doc, message", [
     ({"models": [{"name": "m", "path": ".", "version": "a b"}]},
-     "models[0].version: must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"),
+     "models[0].version: must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit: "
+     "'a b' has ' ' at position 2"),
     ({"models": [{"name": "m", "path": "."}, {"name": "n", "path": ".", "pth": "x"}]}, "models[1]: unknown field 'pth'"),
     ({"endpoints": [{"name": "ep-one", "traffic": {"blue": "most"}}]},
      "endpoints[0].traffic.blue: Input should be a valid integer, unable to parse string as an integer"),
@@ -92,8 +99,8 @@ def test_fleet_errors_name_the_item_and_field(doc, message):
 
 
 def test_errors_start_with_where_the_document_came_from():
-    _refused(EndpointSpec, {"name": "ep-one", "auth_mode": "maybe"}, "endpoint.yml: auth_mode: Input should be 'key' or 'none'",
-             where="endpoint.yml")
+    _refused(EndpointSpec, {"name": "ep-one", "auth_mode": "maybe"},
+             "endpoint.yml: auth_mode: 'maybe' is not an auth mode: use key, aml_token or none", where="endpoint.yml")
     _refused(ModelSpec, ["name", "path"], "model.yml: expected a mapping of fields, got list", where="model.yml")
     _refused(ModelSpec, None, "document: expected a mapping of fields, got NoneType")
 
@@ -117,8 +124,9 @@ def test_nested_azure_fields_are_left_out_too():
                                   "ignored", "d.yml: field 'resources.limits.cpu' has no meaning on modelfleet; ignored"]
 
 
-@pytest.mark.parametrize("given, kept", [("aml_token", "key"), ("aad_token", "key"), ("key", "key"), ("none", "none")])
-def test_azure_token_auth_modes_become_keys(given, kept):
+@pytest.mark.parametrize("given, kept", [("aml_token", "key"), ("aad_token", "key"), ("key", "key"), ("none", "none"),
+                                         ("Key", "key"), ("AMLToken", "key"), ("NONE", "none")])
+def test_azure_token_auth_modes_become_keys_in_any_case(given, kept):
     assert validate(EndpointSpec, {"name": "ep-one", "auth_mode": given}).auth_mode == kept
 
 
@@ -130,7 +138,7 @@ def test_compute(compute, kept):
 
 def test_a_compute_name_follows_the_name_rule():
     _refused(EndpointSpec, {"name": "ep-one", "compute": "azureml:a/b"},
-             f"compute: invalid compute name 'a/b': use {NAME_RULE}")
+             f"compute: invalid compute name 'a/b': it has '/' at position 2; use {NAME_RULE}")
 
 
 @pytest.mark.parametrize("given, kept", [("mlflow_model", "mlflow"), ("custom_model", None), ("triton_model", None),

@@ -20,6 +20,7 @@ DEPLOYMENTS = {"blue", "green", "shadow"}
     ("blue=0", {"blue": 0}),
     ("blue=-5", {"blue": -5}),          # parsed; `check` refuses it with the range
     ("blue=10 blue=20", {"blue": 20}),  # the last one wins
+    ("blue:90,green:10", {"blue": 90, "green": 10}),  # as older az samples write it
     ("", {}),
     (None, {}),
 ])
@@ -29,7 +30,7 @@ def test_parse(text, expected):
 
 @pytest.mark.parametrize("text, message", [
     ("blue", "--traffic: 'blue' is not deployment=percent"),
-    ("blue:90", "--traffic: 'blue:90' is not deployment=percent"),
+    (":90", "--traffic: ':90' is not deployment=percent"),
     ("=90", "--traffic: '=90' is not deployment=percent"),
     ("blue=90 green", "--traffic: 'green' is not deployment=percent"),
     ("blue=ninety", "--traffic: 'ninety' for 'blue' is not a whole number"),

@@ -43,29 +43,42 @@ def _shape(t: dict, i: int) -> list[int]:
     return shape
 
 
+def _whole_numbers(data, datatype: str, where: str):
+    """JSON numbers as an INT/UINT tensor, each checked: whole, and in the datatype's range."""
+    import numpy as np
+    info = np.iinfo(_NP[datatype])
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise BadInput(f"{where}.data is not a regular list of {datatype} values") from None
+    if arr.dtype.kind in "iu":  # the common case, checked as a whole
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            bad = arr.min() if arr.min() < info.min else arr.max()
+            raise BadInput(f"{where}: {bad} is out of range for {datatype} ({info.min} to {info.max})")
+        return arr.astype(_NP[datatype]).reshape(-1)
+    values = _flat(data)  # floats, numbers past 64 bits (JSON gives those as floats), or a mix
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise BadInput(f"{where}: {datatype} data must be whole numbers")
+        if isinstance(v, float) and not v.is_integer():
+            raise BadInput(f"{where}: {datatype} data cannot hold fractions ({v})")
+        if not info.min <= v <= info.max:
+            raise BadInput(f"{where}: {v:.0f} is out of range for {datatype} ({info.min} to {info.max})")
+    return np.array([int(v) for v in values], dtype=_NP[datatype])
+
+
 def _check_range(arr, datatype: str, where: str):
-    """`arr` (as JSON gave it) as `datatype`, refusing values the datatype cannot hold."""
+    """`arr` (as JSON gave it) as a BOOL or FP `datatype`, refusing values it cannot hold."""
     import numpy as np
     kind = arr.dtype.kind
     if datatype == "BOOL":
         if kind != "b":
             raise BadInput(f"{where}: BOOL data must be true or false")
         return arr
-    if datatype.startswith(("INT", "UINT")):
-        info = np.iinfo(_NP[datatype])
-        if kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all() and \
-                (arr.min() < info.min or arr.max() > info.max):  # JSON numbers past 64 bits arrive as floats
-            raise BadInput(f"{where}: a value is out of range for {datatype} ({info.min} to {info.max})")
-        if kind not in "iu":
-            what = "fractions" if kind == "f" else "values that are not whole numbers"
-            raise BadInput(f"{where}: {datatype} data cannot hold {what}")
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            bad = arr.min() if arr.min() < info.min else arr.max()
-            raise BadInput(f"{where}: {bad} is out of range for {datatype} ({info.min} to {info.max})")
-        return arr.astype(_NP[datatype])
     if kind not in "iuf":
         raise BadInput(f"{where}: {datatype} data must be numbers")
-    out = arr.astype(_NP[datatype])
+    with np.errstate(over="ignore"):
+        out = arr.astype(_NP[datatype])
     if arr.size and np.isfinite(arr).all() and not np.isfinite(out).all():
         raise BadInput(f"{where}: a value is out of range for {datatype}")
     return out
@@ -92,16 +105,13 @@ def _from_json(data, datatype: str, count: int, where: str):
             raise BadInput(f"{where}: BYTES data must be strings")
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
+    elif datatype.startswith(("INT", "UINT")):
+        arr = _whole_numbers(data, datatype, where)
     else:
         try:
             arr = np.asarray(data).reshape(-1)
         except (ValueError, TypeError, OverflowError):
             raise BadInput(f"{where}.data is not a regular list of {datatype} values") from None
-        if arr.dtype.kind == "O":  # numbers too large for any numpy type, or mixed types
-            vals = arr.tolist()
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-                raise BadInput(f"{where}: a value is out of range for {datatype}")
-            raise BadInput(f"{where}: {datatype} data must be {'true or false' if datatype == 'BOOL' else 'numbers'}")
         arr = _check_range(arr, datatype, where)
     if arr.size != count:
         raise BadInput(f"{where}: data has {arr.size} values; its shape needs {count}")
@@ -221,7 +231,7 @@ def wanted_outputs(doc: dict, available: list[str]) -> list[tuple[str, bool]]:
     params = doc.get("parameters") or {}
     binary_default = params.get("binary_data_output") is True
     requested = doc.get("outputs")
-    if requested is None:
+    if requested is None or requested == []:
         return [(n, binary_default) for n in available]
     if not isinstance(requested, list):
         raise BadInput("outputs must be a list of {name}")
