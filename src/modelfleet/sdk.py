@@ -439,8 +439,11 @@ class DeploymentOperations:
                 text = dep.get("error") or "deployment failed"
                 first, _, rest = text.partition("\n")
                 raise DeploymentFailed(f"{endpoint}/{name}: {first}", detail=rest or None)
-            if dep["provisioning_state"] == "Succeeded":
+            ready = sum(r.get("state") == "ready" for r in dep.get("replicas") or [])
+            if dep["provisioning_state"] == "Succeeded" and ready >= dep["instance_count"]:
                 return dep
+            if dep["provisioning_state"] == "Succeeded":  # settled, but a scale-up is still starting replicas
+                time.sleep(0.05)
             if time.monotonic() > deadline:
                 raise DeploymentFailed(f"{endpoint}/{name} is not ready after {timeout:.0f}s "
                                        f"(state {dep['provisioning_state']})")
