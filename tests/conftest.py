@@ -48,6 +48,21 @@ def _children(pid: int) -> list[int]:
     return []
 
 
+@contextlib.contextmanager
+def fleet_in(home: Path):
+    """A Fleet on its own FLEET_HOME for a module-scoped fixture; stops its servers afterwards."""
+    from modelfleet import Fleet
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLEET_HOME", str(home))
+        mp.delenv("FLEET_WORKSPACE", raising=False)
+        f = Fleet()
+        try:
+            yield f
+        finally:
+            f.close()
+            _stop_servers(home)
+
+
 @pytest.fixture
 def fleet_home(tmp_path, monkeypatch, request):
     home = tmp_path / "home"

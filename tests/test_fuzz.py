@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from modelfleet import Fleet
 from modelfleet.cli.main import cli
 
-from .conftest import IRIS_ROWS, _stop_servers
+from .conftest import IRIS_ROWS, fleet_in
 
 MAX_BODY = 64 * 1024
 FUZZ = settings(max_examples=300, deadline=None, database=None,
@@ -84,27 +84,20 @@ def target(tmp_path_factory, models_dir):
     home = tmp_path_factory.mktemp("fuzz") / "home"
     code = tmp_path_factory.mktemp("echo")
     (code / "score.py").write_text(ECHO_PY)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLEET_HOME", str(home))
-        mp.delenv("FLEET_WORKSPACE", raising=False)
-        f = Fleet()
-        try:
-            f.models.register("iris", models_dir / "iris", "1")
-            limits = {"max_body_bytes": MAX_BODY}
-            f.online_endpoints.create("fuzz-key")
-            f.online_deployments.create("blue", "fuzz-key", "iris:1", request_settings=limits)
-            f.online_deployments.create("green", "fuzz-key", "iris:1", request_settings=limits,
-                                        code_configuration={"code": str(code), "scoring_script": "score.py"})
-            f.online_endpoints.update("fuzz-key", traffic={"blue": 50, "green": 50})
-            f.online_endpoints.create("fuzz-open", auth_mode="none")
-            f.online_deployments.create("blue", "fuzz-open", "iris:1", request_settings=limits)
-            status = f.server.status()
-            pids = [r["pid"] for d in f.online_deployments.list() for r in d["replicas"]]
-            yield Target(f, status["port"], f.online_endpoints.get_keys("fuzz-key")["primaryKey"],
-                         status["pid"], pids, f.workspace.logs_dir / "server.log")
-        finally:
-            f.close()
-            _stop_servers(home)
+    with fleet_in(home) as f:
+        f.models.register("iris", models_dir / "iris", "1")
+        limits = {"max_body_bytes": MAX_BODY}
+        f.online_endpoints.create("fuzz-key")
+        f.online_deployments.create("blue", "fuzz-key", "iris:1", request_settings=limits)
+        f.online_deployments.create("green", "fuzz-key", "iris:1", request_settings=limits,
+                                    code_configuration={"code": str(code), "scoring_script": "score.py"})
+        f.online_endpoints.update("fuzz-key", traffic={"blue": 50, "green": 50})
+        f.online_endpoints.create("fuzz-open", auth_mode="none")
+        f.online_deployments.create("blue", "fuzz-open", "iris:1", request_settings=limits)
+        status = f.server.status()
+        pids = [r["pid"] for d in f.online_deployments.list() for r in d["replicas"]]
+        yield Target(f, status["port"], f.online_endpoints.get_keys("fuzz-key")["primaryKey"],
+                     status["pid"], pids, f.workspace.logs_dir / "server.log")
 
 
 def _assert_unharmed(t: Target) -> None:

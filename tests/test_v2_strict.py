@@ -18,7 +18,7 @@ import pytest
 from modelfleet import Fleet
 from modelfleet.runtime import loaders
 
-from .conftest import IRIS_ROWS, _stop_servers
+from .conftest import IRIS_ROWS, fleet_in
 from .helpers import scoring_code
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "open_inference_protocol_rest.schema.json").read_text())
@@ -58,7 +58,8 @@ class Target:
     fleet: Fleet
     base: str
     host: str
-    auth: dict
+    auth: dict      # the key of v2-iris
+    keys: dict      # endpoint -> key
 
 
 @pytest.fixture(scope="module")
@@ -66,32 +67,20 @@ def v2(tmp_path_factory, models_dir):
     """One server: iris (scikit-learn), iris as ONNX, and a score.py over strings that declares its tensors."""
     home = tmp_path_factory.mktemp("v2-home")
     work = tmp_path_factory.mktemp("v2-work")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLEET_HOME", str(home))
-        mp.delenv("FLEET_WORKSPACE", raising=False)
-        fleet = Fleet()
-        try:
-            fleet.models.register("iris", models_dir / "iris", "1")
-            fleet.models.register("iris-onnx", _onnx_iris(models_dir, work / "onnx"), "1")
-            (work / "empty").mkdir()
-            (work / "empty" / "README").write_text("no model files: the scoring script is the model")
-            fleet.models.register("text", work / "empty", "1", type="custom")
-            for ep, model, extra in (("v2-iris", "iris:1", {}), ("v2-onnx", "iris-onnx:1", {}),
-                                     ("v2-text", "text:1", {"code_configuration": scoring_code(work / "code",
-                                                                                              TEXT_SCORE)})):
-                fleet.online_endpoints.create(ep)
-                fleet.online_deployments.create("blue", ep, model, **extra)
-            key = fleet.online_endpoints.get_keys("v2-iris")["primaryKey"]
-            keys = {ep: fleet.online_endpoints.get_keys(ep)["primaryKey"] for ep in ("v2-onnx", "v2-text")}
-            for ep, k in keys.items():  # one key for every endpoint keeps the requests short
-                assert k
-            base = fleet.online_endpoints.get("v2-iris")["scoring_uri"].split("/endpoints/")[0]
-            target = Target(fleet, base, base.removeprefix("http://"), {"Authorization": f"Bearer {key}"})
-            target.keys = {"v2-iris": key, **keys}
-            yield target
-        finally:
-            fleet.close()
-            _stop_servers(home)
+    with fleet_in(home) as fleet:
+        fleet.models.register("iris", models_dir / "iris", "1")
+        fleet.models.register("iris-onnx", _onnx_iris(models_dir, work / "onnx"), "1")
+        (work / "empty").mkdir()
+        (work / "empty" / "README").write_text("no model files: the scoring script is the model")
+        fleet.models.register("text", work / "empty", "1", type="custom")
+        for ep, model, extra in (("v2-iris", "iris:1", {}), ("v2-onnx", "iris-onnx:1", {}),
+                                 ("v2-text", "text:1", {"code_configuration": scoring_code(work / "code",
+                                                                                          TEXT_SCORE)})):
+            fleet.online_endpoints.create(ep)
+            fleet.online_deployments.create("blue", ep, model, **extra)
+        keys = {ep: fleet.online_endpoints.get_keys(ep)["primaryKey"] for ep in ("v2-iris", "v2-onnx", "v2-text")}
+        base = fleet.online_endpoints.get("v2-iris")["scoring_uri"].split("/endpoints/")[0]
+        yield Target(fleet, base, base.removeprefix("http://"), {"Authorization": f"Bearer {keys['v2-iris']}"}, keys)
 
 
 def _auth(v2: Target, ep: str) -> dict:
