@@ -21,7 +21,7 @@ from ..errors import FleetError, InvalidInput
 from .output import FORMATS, emit
 
 # Groups whose commands exist in `az ml`: piped output defaults to JSON there, as in az.
-AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment"})
+AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment", "compute"})
 
 # Flags that take every following value up to the next option: az's nargs='+'.
 _GREEDY_OPS = ("--set", "--add", "--remove")
@@ -99,7 +99,7 @@ class Ctx:
             click.echo(msg, err=True)
 
     def emit(self, data, columns=None, title=None, kind: str | None = None) -> None:
-        """Print a result; `kind` (endpoint, deployment, model, workspace) adds Azure's `id`."""
+        """Print a result; `kind` (endpoint, deployment, model, workspace, compute) adds Azure's `id`."""
         if kind is not None:
             from .resource_ids import with_ids
             data = with_ids(data, kind, self.workspace_for_ids())

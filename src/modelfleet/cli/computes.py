@@ -28,7 +28,7 @@ def _gib(n: int) -> str:
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs the cluster offers (default: this machine's count).")
 def create(ctx: Ctx, name, type_, num_cpus):
-    ctx.emit(ctx.fleet.computes.create(name, type_, num_cpus=num_cpus))
+    ctx.emit(ctx.fleet.computes.create(name, type_, num_cpus=num_cpus), kind="compute")
 
 
 @command(compute, "attach", help="Record a Ray cluster that runs elsewhere, by the address of its head.")
@@ -38,20 +38,20 @@ def create(ctx: Ctx, name, type_, num_cpus):
 @click.option("--auth-token", default=None, envvar="RAY_AUTH_TOKEN", show_envvar=True,
               help="The cluster's Ray auth token, when it has token auth on.")
 def attach(ctx: Ctx, name, type_, address, auth_token):
-    ctx.emit(ctx.fleet.computes.attach(name, address, type_, auth_token=auth_token))
+    ctx.emit(ctx.fleet.computes.attach(name, address, type_, auth_token=auth_token), kind="compute")
 
 
 @command(compute, "list", help="List computes.")
 def list_(ctx: Ctx):
-    ctx.emit(ctx.fleet.computes.list(), columns=COLUMNS)
+    ctx.emit(ctx.fleet.computes.list(), columns=COLUMNS, kind="compute")
 
 
 @command(compute, "show", help="Show a compute and its cluster now: nodes, CPUs, memory, health.")
 @click.option("--name", "-n", required=True)
 def show(ctx: Ctx, name):
     info = ctx.fleet.computes.show(name)
-    if ctx.output != "table":
-        ctx.emit(info)
+    if ctx.output != "table" or ctx.query:
+        ctx.emit(info, kind="compute")
         return
     summary = {k: v for k, v in info.items() if k not in ("nodes", "memory_bytes")}
     summary["memory"] = _gib(info["memory_bytes"])

@@ -19,6 +19,7 @@ _PATHS = {
     "model": lambda d: f"/models/{d['name']}/versions/{d['version']}",
     "endpoint": lambda d: f"/onlineEndpoints/{d['name']}",
     "deployment": lambda d: f"/onlineEndpoints/{d['endpoint_name']}/deployments/{d['name']}",
+    "compute": lambda d: f"/computes/{d['name']}",
 }
 
 
