@@ -440,7 +440,9 @@ class DeploymentOperations:
                 first, _, rest = text.partition("\n")
                 raise DeploymentFailed(f"{endpoint}/{name}: {first}", detail=rest or None)
             ready = sum(r.get("state") == "ready" for r in dep.get("replicas") or [])
-            if dep["provisioning_state"] == "Succeeded" and ready >= dep["instance_count"]:
+            scale = dep.get("scale_settings") or {}
+            want = scale.get("min_instances", 1) if scale.get("type") == "target_utilization" else dep["instance_count"]
+            if dep["provisioning_state"] == "Succeeded" and ready >= want:
                 return dep
             if dep["provisioning_state"] == "Succeeded":  # settled, but a scale-up is still starting replicas
                 time.sleep(0.05)

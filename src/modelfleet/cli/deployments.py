@@ -113,8 +113,9 @@ def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic
 
 
 # What `update` can change, as the document --set/--add/--remove act on.
-EDITABLE = ("name", "endpoint_name", "model", "code_configuration", "instance_count", "environment_variables",
-            "request_settings", "liveness_probe", "readiness_probe", "batching", "resources", "description", "tags")
+def _editable() -> tuple[str, ...]:
+    from ..specs import SETTINGS_FIELDS
+    return ("name", "endpoint_name", "model", "code_configuration", *SETTINGS_FIELDS)
 
 
 def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
@@ -124,7 +125,8 @@ def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
         raise InvalidInput("--name and --endpoint-name are required")
     dep_ops = ctx.fleet.online_deployments
     current = dep_ops.get(name, endpoint)
-    doc = _merge({k: copy.deepcopy(current.get(k)) for k in EDITABLE}, _flag_fields(**flags))
+    doc = _merge({k: copy.deepcopy(current[k]) for k in _editable() if current.get(k) is not None},
+                 _flag_fields(**flags))
     spec = _validate(ctx, ctx.apply_ops(doc), "")
     if (spec.name, spec.endpoint_name) != (name, endpoint):
         raise InvalidInput("name and endpoint_name cannot change; create a new deployment instead")
