@@ -56,13 +56,15 @@ class Harness:
         await settle()
 
     async def converge(self, name: str = "blue") -> None:
-        """Reconcile until the deployment has no step under way and its row is settled."""
-        async def done():
-            await self.reconcile()
-            return not self.controller.is_busy("ep", name) and self.row(name)["state"] in ("Succeeded", "Failed")
+        """Reconcile until the deployment has no step under way and its row is settled, then once
+        more, so that the routing table is published from the settled state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not await done():
+        while True:
+            await self.reconcile()
+            if not self.controller.is_busy("ep", name) and self.row(name)["state"] in ("Succeeded", "Failed"):
+                await self.reconcile()
+                return
             assert loop.time() < deadline, "the deployment did not settle"
             await asyncio.sleep(0.005)
 
