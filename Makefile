@@ -2,6 +2,9 @@
 #   make quickstart   the main job: install, then train, register, deploy, invoke and update three models
 #   make test         install with test extras, then run the whole test suite
 # and, while developing, `make test-fast`: the tests that start no process (a few seconds).
+SHELL := /bin/bash
+# pipefail: a failed pip install fails the target, though its output is filtered
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +12,8 @@ BIN    := $(VENV)/bin
 $(BIN)/fleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "installing modelfleet and its test extras into $(VENV) (a few minutes on a fresh machine: Ray, ONNX, MLflow)"
+	$(BIN)/pip install --progress-bar off -e '.[test]' | grep -E --line-buffered '^(Collecting|Successfully|ERROR)'
 	touch $@
 
 .PHONY: install quickstart test test-fast bench
