@@ -61,24 +61,25 @@ def check_endpoint_name(value: str, what: str = "endpoint name") -> str:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """`name:version`, `name@label`, bare `name` (= @latest); `azureml:` prefix accepted."""
+    """`name:version`, `name@label`, bare `name` (= @latest); `azureml:` prefix accepted. Models
+    and environments are referred to alike (`what` names which one in errors)."""
 
     name: str
     version: str | None = None
     label: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelRef":
+    def parse(cls, text: str, what: str = "model") -> "ModelRef":
         raw = str(text).strip()
         if raw.startswith("azureml:"):
             raw = raw[len("azureml:"):]
         if "@" in raw:
             name, label = raw.split("@", 1)
-            return cls(check_name(name, "model name"), label=check_name(label, "label"))
+            return cls(check_name(name, f"{what} name"), label=check_name(label, "label"))
         if ":" in raw:
             name, version = raw.split(":", 1)
-            return cls(check_name(name, "model name"), version=check_version(version))
-        return cls(check_name(raw, "model name"))
+            return cls(check_name(name, f"{what} name"), version=check_version(version))
+        return cls(check_name(raw, f"{what} name"))
 
     def __str__(self) -> str:
         if self.version is not None:

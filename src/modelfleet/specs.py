@@ -1,7 +1,7 @@
 """Pydantic models of every document users write (Azure ML v2 field names) and their errors.
 
 Azure files work unchanged: `$schema` is accepted, and fields that have no meaning on modelfleet
-(`instance_type`, `environment`, ...) are accepted with a notice. Any other unknown field is an
+(`instance_type`, an environment's `image`, ...) are accepted with a notice. Any other unknown field is an
 error naming its path, so typos do not pass silently.
 """
 
@@ -21,6 +21,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     schema_: str | None = Field(default=None, alias="$schema", exclude=True)
     AZURE_ONLY: ClassVar[frozenset[str]] = frozenset()
+    NOTED: ClassVar[dict[str, str]] = {}   # declared fields that are kept and shown but act on nothing here: why
 
     @model_validator(mode="after")
     def _no_unknown_fields(self):
@@ -32,7 +33,8 @@ class Spec(BaseModel):
     def notices(self, where: str = "") -> list[str]:
         """One line per ignored Azure field, nested ones named by their path."""
         prefix = f"{where}: " if where else ""
-        return [f"{prefix}field {path!r} has no meaning on modelfleet; ignored" for path in self._ignored()]
+        return [f"{prefix}field {path!r} has no meaning on modelfleet; ignored" for path in self._ignored()] + \
+            [f"{prefix}field {path!r} is kept but not used: {why}" for path, why in self._noted()]
 
     def _ignored(self, at: str = "") -> list[str]:
         out = [f"{at}{k}" for k in (self.model_extra or {})]
@@ -40,6 +42,14 @@ class Spec(BaseModel):
             value = getattr(self, name)
             if isinstance(value, Spec):
                 out += value._ignored(f"{at}{name}.")
+        return out
+
+    def _noted(self, at: str = "") -> list[tuple[str, str]]:
+        out = [(f"{at}{k}", why) for k, why in self.NOTED.items() if getattr(self, k, None) is not None]
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Spec):
+                out += value._noted(f"{at}{name}.")
         return out
 
     def data(self) -> dict:
@@ -153,6 +163,68 @@ class InlineModel(Spec):
     _version = field_validator("version", mode="before")(classmethod(lambda cls, v: _version(v)))
     _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _model_type(v)))
     _tags = field_validator("tags", mode="before")(ModelSpec._tags.__func__)
+
+
+def _environment_ref(v):
+    """`azureml:NAME:VERSION`, `NAME:VERSION`, `NAME@label` or `NAME` (latest), as for models."""
+    if v is None:
+        return None
+    if str(v).startswith("azureml://"):
+        raise ValueError("environments from Azure registries (azureml://...) are Azure's images: create the "
+                         "environment here (fleet environment create) and name it as azureml:NAME:VERSION")
+    try:
+        ModelRef.parse(str(v), "environment")
+    except Exception as e:
+        raise ValueError(str(e)) from None
+    return str(v)
+
+
+class EnvironmentSpec(Spec):
+    """Azure's environment YAML. The packages come from `conda_file` (a conda environment file, or
+    that document inline) or `requirements` (modelfleet's: a requirements.txt, or its lines);
+    `image` is kept but not used: there is no Docker here."""
+    AZURE_ONLY = frozenset({"build", "inference_config", "os_type", "docker", "properties", "datastore", "stage",
+                            "intellectual_property"})
+    NOTED = {"image": "environments are virtualenvs built with uv from the conda file, not Docker images"}
+    name: str
+    version: str | None = None
+    conda_file: str | dict | None = None
+    requirements: str | list[str] | None = None
+    image: str | None = None
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v):
+        return None if v is None else _check_version(str(v))
+
+    @field_validator("conda_file", mode="before")
+    @classmethod
+    def _conda_file(cls, v):
+        return v[len("file:"):] if isinstance(v, str) and v.startswith("file:") else v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v):
+        return {str(k): "" if x is None else str(x) for k, x in _mapping(v).items()}
+
+    @model_validator(mode="after")
+    def _packages(self):
+        if self.conda_file is None and self.requirements is None:
+            raise ValueError("conda_file: required (or requirements: a requirements.txt): environments are "
+                             "built from packages, not from an image")
+        if self.conda_file is not None and self.requirements is not None:
+            raise ValueError("give conda_file or requirements, not both")
+        return self
+
+
+class InlineEnvironment(EnvironmentSpec):
+    """Azure's inline `environment: {conda_file: ..., image: ...}` inside a deployment: an
+    anonymous environment, registered on deploy."""
+    name: str | None = None
 
 
 class CodeConfiguration(Spec):
@@ -300,6 +372,8 @@ class DeploymentSettings(Spec):
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
     resources: Resources = Field(default_factory=Resources)
+    # MLflow's word: build the environment an MLflow model logged for itself (local: none)
+    env_manager: Literal["virtualenv", "uv", "conda"] | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -308,21 +382,38 @@ class DeploymentSettings(Spec):
     def _env(cls, v):
         return {str(k): str(x) for k, x in _mapping(v).items()}
 
+    @field_validator("env_manager", mode="before")
+    @classmethod
+    def _env_manager(cls, v):
+        return None if v in (None, "", "local") else v
+
+    @model_validator(mode="after")
+    def _one_environment(self):
+        if getattr(self, "environment", None) is not None and self.env_manager is not None:
+            raise ValueError("give environment or env_manager, not both")
+        return self
+
 
 # The settings a deployment carries, named once: the SDK sends them, views show them, plans compare them.
 SETTINGS_FIELDS = tuple(k for k in DeploymentSettings.model_fields if k != "schema_")
 
 
 class DeploymentSpec(DeploymentSettings):
-    AZURE_ONLY = frozenset({"instance_type", "environment", "app_insights_enabled",
+    AZURE_ONLY = frozenset({"instance_type", "app_insights_enabled",
                             "egress_public_network_access", "data_collector", "properties", "type",
                             "model_mount_path", "private_network_connection", "code_path"})
     name: str
     endpoint_name: str | None = None
     model: str | InlineModel
     code_configuration: CodeConfiguration | None = None
+    environment: InlineEnvironment | str | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, v):
+        return _environment_ref(v) if isinstance(v, str) else v
 
     @field_validator("endpoint_name")
     @classmethod
@@ -369,9 +460,13 @@ class CodeRef(Spec):
 
 
 class DeploymentBody(DeploymentSettings):
-    """The control API's deployment body: settings, a model reference and a stored code snapshot."""
+    """The control API's deployment body: settings, a model reference, a stored code snapshot and
+    an environment reference (stored as name:version once resolved)."""
     model: str
     code: CodeRef | None = None
+    environment: str | None = None
+
+    _environment = field_validator("environment")(classmethod(lambda cls, v: _environment_ref(v)))
 
 
 class DeploymentRecord(DeploymentBody):
@@ -423,7 +518,7 @@ class FleetSpec(Spec):
     deployments: list[DeploymentSpec] = Field(default_factory=list)
 
 
-KINDS: dict[str, type[Spec]] = {"model": ModelSpec, "endpoint": EndpointSpec,
+KINDS: dict[str, type[Spec]] = {"model": ModelSpec, "endpoint": EndpointSpec, "environment": EnvironmentSpec,
                                 "deployment": DeploymentSpec, "fleet": FleetSpec}
 
 
@@ -432,7 +527,8 @@ def format_loc(loc: tuple, prefix: str = "") -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "InlineModel", "function-after[_model(), str]") or str(part).startswith(("function-", "constrained-")):
+        elif part in ("str", "dict[any,any]", "list[str]", "InlineModel", "InlineEnvironment",
+                      "function-after[_model(), str]") or str(part).startswith(("function-", "constrained-")):
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -120,7 +120,7 @@ def export(ctx: Ctx, path, copy_models):
 
 
 @command(fleet_commands, "schema", help="Print the JSON Schema of a document kind, for editor completion.")
-@click.argument("kind", type=click.Choice(["model", "endpoint", "deployment", "fleet"]), default="fleet")
+@click.argument("kind", type=click.Choice(["model", "endpoint", "environment", "deployment", "fleet"]), default="fleet")
 def schema(ctx: Ctx, kind):
     from ..specs import KINDS
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"modelfleet {kind}",

@@ -76,6 +76,23 @@ computes = sa.Table(
 )
 
 
+environments = sa.Table(
+    "environments", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),   # creation order, for @latest
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("image", sa.String(512), nullable=True),          # Azure's base image: kept, not used
+    sa.Column("content", sa.JSON, nullable=False),              # requirements, index options, python pin
+    sa.Column("sha256", sa.String(64), nullable=False),         # of the content
+    sa.Column("source", sa.JSON, nullable=False),               # what it was read from (a conda document)
+    sa.Column("lock", sa.JSON, nullable=True),                  # its resolution, made by its first build
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+
 def _initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
@@ -85,4 +102,8 @@ def _computes(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[computes])
 
 
-MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes)]
+def _environments(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[environments])
+
+
+MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments)]
