@@ -17,15 +17,15 @@ MAX_LINES = 600
 # from one above. Entries are the first name under `modelfleet` (a module or a whole package).
 LAYERS = [
     ("interface",   ["cli", "__main__"]),             # thin: parse -> sdk -> print
-    ("sdk",         ["sdk", "quickstart", "offline"]), # the Python API (Fleet); reads while the server is down
+    ("sdk",         ["sdk", "environment_ops", "quickstart", "offline"]),  # the Python API (Fleet); offline reads
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
-    ("registry",    ["registry", "workspace", "computes"]),  # model versions; workspaces; compute targets
+    ("registry",    ["registry", "environments", "workspace", "computes"]),  # models, environments; workspaces; computes
     ("store",       ["store"]),                        # the only SQL and artifact file I/O
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.
-    ("documents",   ["specs", "model_types", "documents", "traffic", "names"]),
+    ("documents",   ["specs", "model_types", "documents", "envfiles", "traffic", "names"]),
     ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
 ]
 

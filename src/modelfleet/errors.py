@@ -14,6 +14,7 @@ Every boundary maps these the same way: the CLI prints one line and exits with
     +-- StorageError           (1, 507)  the disk refused a write (full, read-only)
     +-- ServerUnavailable      (1, 503)  the workspace server cannot be reached
     +-- DeploymentFailed       (1, 500)  replicas did not become ready; old version kept
+    +-- BuildFailed            (1, 422)  an environment's packages could not be resolved or installed
 """
 
 from __future__ import annotations
@@ -84,9 +85,14 @@ class DeploymentFailed(FleetError):
     code = "deployment_failed"
 
 
+class BuildFailed(FleetError):
+    code = "build_failed"
+    http_status = 422
+
+
 _BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, NotFound, AlreadyExists,
                                        Conflict, IntegrityError, StorageError, ServerUnavailable,
-                                       DeploymentFailed)}
+                                       DeploymentFailed, BuildFailed)}
 
 
 def from_dict(body: dict) -> FleetError:

@@ -67,6 +67,8 @@ def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path
         if d.get("code"):
             code = fleet.artifacts.snapshot_dir("code", d["code"]["sha256"]) / d["code"]["root"]
             out["code_configuration"] = {"code": str(code), "scoring_script": d["code"]["scoring_script"]}
+        if d.get("environment") and not d.get("env_manager"):
+            out["environment"] = f"azureml:{d['environment']}"
         settings = deployment_settings(d)
         # defaults are left out to keep the file readable; applying fills them in again
         out.update({k: v for k, v in settings.items() if k == "instance_count" or v != defaults[k]})

@@ -150,6 +150,11 @@ def _resolve_paths(spec: Spec, base: Path, where: str) -> Spec:
             raise SpecError(f"{where}.code_configuration.scoring_script: {cc.scoring_script!r} "
                             f"not found in {code}")
         update["code_configuration"] = cc.model_copy(update={"code": str(code)})
+    env = spec.environment
+    if env is not None and not isinstance(env, str):  # an inline environment's files
+        files = {k: _existing(getattr(env, k), base, f"{where}.environment.{k}")
+                 for k in ("conda_file", "requirements") if isinstance(getattr(env, k), str)}
+        update["environment"] = env.model_copy(update=files) if files else env
     return spec.model_copy(update=update) if update else spec
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import traffic as traffic_rules
+from .environments import ANONYMOUS, content_of
 from .errors import FleetError, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
@@ -76,11 +77,13 @@ class Current:
     endpoints: list[dict]
     deployments: list[dict]
     computes: list[str] | None = None  # compute names; None: not known, not checked
+    environments: list = field(default_factory=list)  # environment versions (archived too)
 
 
 def read_current(fleet) -> Current:
     return Current(fleet.models.list(include_archived=True), fleet.online_endpoints.list(),
-                   fleet.online_deployments.list(), [c["name"] for c in fleet.computes.list()])
+                   fleet.online_deployments.list(), [c["name"] for c in fleet.computes.list()],
+                   fleet.environments.list(include_archived=True))
 
 
 def _show(value: Any) -> str:
@@ -254,12 +257,15 @@ class _Planner:
         elif model.type == "custom":
             raise SpecError(f"{e.where}.code_configuration: model {model.ref} is of type custom: "
                             "give code_configuration (code and scoring_script)")
-        wanted = {"model": model.ref, "code": code, **deployment_settings(spec)}
+        wanted = {"model": model.ref, "code": code, "environment": self._environment(e), **deployment_settings(spec)}
         name = f"{spec.endpoint_name}/{spec.name}"
         payload = {"spec": spec, "model": model.ref, "model_change": model.change}
         if cur is None:
             return Change("create", "deployment", name, detail=f"model {model.ref}", payload=payload)
-        have = {"model": cur["model"], "code": _code(cur.get("code")), **deployment_settings(cur)}
+        have = {"model": cur["model"], "code": _code(cur.get("code")), "environment": cur.get("environment"),
+                **deployment_settings(cur)}
+        if spec.env_manager is not None:  # the model's own environment: it changes with the model
+            have["environment"] = wanted["environment"]
         fields = {k: (have[k], wanted[k]) for k in wanted if have[k] != wanted[k]}
         if "code" in fields:  # the snapshot hash says little; name the script instead
             fields["code"] = tuple(f"{c['root']}/{c['scoring_script']} sha256:{c['sha256'][:12]}" if c else None
@@ -269,6 +275,27 @@ class _Planner:
             return None
         return Change("update", "deployment", name, fields, detail="" if fields else "retry: its last rollout failed",
                       payload=payload)
+
+    def _environment(self, e: Entry) -> str | None:
+        """The environment version a deployment entry names, as the SDK will resolve it."""
+        env = e.spec.environment
+        if env is None:
+            return None
+        if isinstance(env, str):
+            r = ModelRef.parse(env, "environment")
+            if r.version is not None:
+                return f"{r.name}:{r.version}"
+            live = [x for x in self.current.environments if x.name == r.name and not x.archived]
+            if not live:
+                raise SpecError(f"{e.where}.environment: environment {r} not found")
+            return live[-1].ref
+        sha = content_of(env, Path("."))[0].sha256   # the fleet file's paths are absolute by now
+        if env.name is None:
+            return f"{ANONYMOUS}:{sha[:32]}"
+        if env.version is not None:
+            return f"{env.name}:{env.version}"
+        same = [x for x in self.current.environments if x.name == env.name and x.sha256 == sha]
+        return same[-1].ref if same else f"{env.name}:(next version)"
 
     # -- traffic and pruning -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import orjson
 
 from . import errors
 from .computes import ComputeOperations
+from .environment_ops import EnvironmentOperations
 from .errors import DeploymentFailed, FleetError, InvalidInput, ServerUnavailable
 from .server import process
 from .workspace import Workspace, Workspaces
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the heavy imports wait until a call needs them: the CLI sta
     import httpx
 
     from .applier import Outcome, Progress
+    from .environments import Environments
     from .fleetfile import DesiredFleet
     from .planner import Plan
     from .registry import Model, Registry
@@ -97,6 +99,7 @@ class Fleet:
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
         self.computes = ComputeOperations(self)
+        self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
         self._http: httpx.Client | None = None
         self._info: process.ServerInfo | None = None
@@ -117,6 +120,11 @@ class Fleet:
     def registry(self) -> Registry:
         from .registry import Registry
         return Registry(self.db, self.artifacts)
+
+    @cached_property
+    def environment_registry(self) -> Environments:
+        from .environments import Environments
+        return Environments.of_workspace(self.workspace, self.db)
 
     # -- talking to the server ---------------------------------------------------------------
 
@@ -375,8 +383,27 @@ class DeploymentOperations:
         data = spec.data()
         from .specs import SETTINGS_FIELDS
         body = {k: data[k] for k in SETTINGS_FIELDS if k in data}
-        body.update(model=model, code=code)
+        body.update(model=model, code=code, environment=self._environment(spec.environment, base_dir))
         return body
+
+    def _environment(self, environment, base_dir: Path) -> str | None:
+        """A deployment's `environment` as a version ref; Azure's inline block is registered first."""
+        if environment is None or isinstance(environment, str):
+            return environment
+        return self._f.environment_registry.inline(environment, base_dir).ref
+
+    def _build_environment(self, endpoint: str, body: dict) -> None:
+        """Build the body's environment before the deployment is written, so its progress shows
+        (the server finds it built then); for env_manager, the one the MLflow model logged."""
+        ref = body.get("environment")
+        if ref is None and body.get("env_manager"):
+            model = self._f.registry.get(body["model"])
+            if model.type != "mlflow":
+                return  # the server says why
+            ref = self._f.environment_registry.for_mlflow_model(
+                model.ref, self._f.registry.path_of(model, False), body["env_manager"]).ref
+        if ref is not None:
+            self._f.environments.build(ref, compute=self._f.online_endpoints.get(endpoint)["compute"])
 
     @_resources
     def create_or_update(self, spec: DeploymentSpec, *, endpoint: str | None = None, base_dir: Path = Path("."),
@@ -386,6 +413,7 @@ class DeploymentOperations:
         if not endpoint:
             raise InvalidInput("endpoint_name is required (--endpoint or endpoint_name in the file)")
         body = self._body(spec, endpoint, base_dir)
+        self._build_environment(endpoint, body)
         params = {"all_traffic": str(all_traffic).lower()}
         if create is not None:
             params["create"] = str(create).lower()
@@ -410,10 +438,17 @@ class DeploymentOperations:
                                         "liveness_probe", "readiness_probe", "batching", "resources",
                                         "description", "tags")}
         body["code"] = cur.get("code")
+        # an env_manager's environment is the model's own: derived again from the model given
+        body.update(environment=None if cur.get("env_manager") else cur.get("environment"),
+                    env_manager=cur.get("env_manager"))
         for k, v in changes.items():
             if v is None:
                 continue
-            if k == "code_configuration":
+            if k == "environment":
+                body.update(environment=self._environment(_environment_spec(v), Path(".")), env_manager=None)
+            elif k == "env_manager":  # "local": back to the server's own interpreter
+                body.update(environment=None, env_manager=None if v == "local" else v)
+            elif k == "code_configuration":
                 from .specs import DeploymentSpec, validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
@@ -426,6 +461,7 @@ class DeploymentOperations:
                 raise InvalidInput(f"unknown deployment field {k!r}")
         params = {"create": "false", "all_traffic": str(all_traffic).lower()}
         body = {k: v for k, v in body.items() if v is not None}
+        self._build_environment(endpoint, body)
         self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params)
         return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
 
@@ -487,6 +523,14 @@ class DeploymentOperations:
                 yield from r.iter_text()
             except httpx.HTTPError:
                 return  # the server went away: the stream is over
+
+
+def _environment_spec(value):
+    """An `environment` change: a ref as it is, Azure's inline block validated."""
+    if isinstance(value, dict):
+        from .specs import InlineEnvironment, validate
+        return validate(InlineEnvironment, value, "environment")
+    return value
 
 
 class ServerOperations:

@@ -8,6 +8,10 @@ workspace, any created with a custom ``--path``, and the defaults `fleet configu
     artifacts/            content-addressed model and code snapshots
     run/server.json       address, pid and admin token of the running server (0600)
     logs/                 server and replica logs
+    environments/         virtualenvs built for environments (docs/environments.md)
+
+Every workspace under the root shares uv's package cache, ``$FLEET_HOME/cache/uv``
+(``FLEET_UV_CACHE_DIR`` moves it), so their environments share the bytes of common packages.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ DEFAULT = "default"
 
 def fleet_home() -> Path:
     return Path(os.environ.get("FLEET_HOME") or Path.home() / ".modelfleet").expanduser().resolve()
+
+
+def uv_cache_dir() -> Path:
+    """uv's package cache, shared by every workspace (environments hard-link their files from it)."""
+    return Path(os.environ.get("FLEET_UV_CACHE_DIR") or fleet_home() / "cache" / "uv").expanduser().resolve()
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,10 @@ class Workspace:
     @property
     def logs_dir(self) -> Path:
         return self.path / "logs"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.path / "environments"
 
     @property
     def config_file(self) -> Path:

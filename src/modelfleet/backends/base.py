@@ -52,6 +52,15 @@ Reply = tuple[int, bytes]   # (ReplyStatus, payload)
 
 
 @dataclass(frozen=True)
+class ReplicaEnvironment:
+    """The environment a replica runs in: its exact requirements, and on this machine the
+    interpreter of its built virtualenv (None when the backend builds it where replicas run)."""
+    key: str                          # names the build: the lock, the Python and the platform
+    requirements: tuple[str, ...]     # index options first, then name==version pins
+    python: Path | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything a backend needs to start one replica, validated and with its defaults applied.
     Snapshots are named by path on the server and by sha256, so that a backend whose replicas run
@@ -71,6 +80,7 @@ class ReplicaSpec:
     resources: Resources
     log_path: Path                 # on the server: the replica's log, or its supervisor notes
     compute: str = "local"
+    environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
 
     @property
     def script_path(self) -> Path | None:

@@ -55,6 +55,10 @@ class ComputeBackends:
                                                   self.logs_dir)
         return backend
 
+    def release(self, python: Path) -> None:
+        """An environment's build is going away: its local zygote may stop."""
+        self.local.release(python)
+
     def fault(self, compute: str) -> str | None:
         """Why a compute cannot be used now, if its last use failed."""
         backend = self.ray.get(compute)

@@ -1,8 +1,10 @@
 """Local compute: each replica is an OS process on this machine, connected by a socketpair.
 
-Replicas are forked from a warm zygote (see backends/zygote.py) and start in milliseconds. A
-deployment whose environment changes how native libraries initialise (thread counts, library
-paths) gets a fresh interpreter instead, since those settings only take effect at import.
+Replicas are forked from a warm zygote (see backends/zygote.py) and start in milliseconds; a
+replica in an environment (ReplicaSpec.environment) is forked from that environment's own zygote,
+which runs the environment's interpreter. A deployment whose environment variables change how
+native libraries initialise (thread counts, library paths) gets a fresh interpreter instead,
+since those settings only take effect at import.
 The socketpair carries length-prefixed frames (runtime/protocol.py): many requests in flight at
 once, matched by id.
 """
@@ -46,9 +48,10 @@ def replica_config(spec: ReplicaSpec, model_dir: Path, script: Path | None) -> d
 class LocalReplica(FramedReplica):
     """A ReplicaHandle over one replica process and its socketpair."""
 
-    def __init__(self, backend: LocalBackend, spec: ReplicaSpec):
+    def __init__(self, backend: LocalBackend, spec: ReplicaSpec, zygote: Zygote):
         super().__init__(spec)
         self.backend = backend
+        self.zygote = zygote        # the one it was forked from, or would have been
         self.pid: int | None = None
         self.popen: subprocess.Popen | None = None   # set for a fresh interpreter, not a fork
 
@@ -82,18 +85,18 @@ class LocalReplica(FramedReplica):
     def _poll(self) -> int | None:
         if self.popen is not None:
             return self.popen.poll()
-        return self.backend.zygote.exit_codes.get(self.pid)
+        return self.zygote.exit_codes.get(self.pid)
 
     def _running(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        if self.pid is None or self.pid in self.backend.zygote.exit_codes:
+        if self.pid is None or self.pid in self.zygote.exit_codes:
             return False
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        return self.backend.zygote.alive
+        return self.zygote.alive
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
@@ -128,11 +131,54 @@ class LocalReplica(FramedReplica):
         return "\n".join(await asyncio.to_thread(tail_lines, self.spec.log_path, lines))
 
 
+def runtime_path(folder: Path) -> Path:
+    """`folder` holding only a link to this server's modelfleet package: the PYTHONPATH of replicas
+    in an environment, which import modelfleet's runtime and nothing else of the server's."""
+    target = Path(__file__).resolve().parents[1]
+    link = folder / "modelfleet"
+    if not (link.is_symlink() and link.resolve() == target):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".modelfleet-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)
+    return folder
+
+
 class LocalBackend:
     name = "local"
 
-    def __init__(self, logs_dir: Path | None = None):
-        self.zygote = Zygote((logs_dir or Path(".")) / "zygote.log")
+    def __init__(self, logs_dir: Path | None = None, runtime_dir: Path | None = None):
+        self.logs_dir = logs_dir or Path(".")
+        self.runtime_dir = runtime_dir or self.logs_dir.parent / "run" / "pythonpath"
+        self.zygote = Zygote(self.logs_dir / "zygote.log")   # the server's own interpreter
+        self.zygotes: dict[Path, Zygote] = {}                # one per environment's interpreter
+
+    def _environ(self, python: Path | None) -> dict[str, str]:
+        """The environment of processes that run `python`: an environment's interpreter finds
+        modelfleet through PYTHONPATH, and none of the server's own packages."""
+        if python is None:
+            return dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        return {**env, "PYTHONPATH": str(runtime_path(self.runtime_dir))}
+
+    def _zygote(self, python: Path | None) -> Zygote:
+        if python is None:
+            return self.zygote
+        zygote = self.zygotes.get(python)
+        if zygote is None:
+            zygote = self.zygotes[python] = Zygote(self.logs_dir / f"zygote-{python.parents[1].name}.log", python,
+                                                   self._environ(python))
+        return zygote
+
+    def release(self, python: Path) -> None:
+        """Stop the zygote of an environment's interpreter when no replica of it runs (its build
+        is being removed)."""
+        zygote = self.zygotes.get(python)
+        if zygote is not None and not zygote.children:
+            zygote.stop()
+            del self.zygotes[python]
 
     async def warm(self) -> None:
         """Start the zygote ahead of the first deployment, so that one is fast too."""
@@ -149,22 +195,26 @@ class LocalBackend:
         script = spec.script_path
         cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path)}
         cwd = str(script.parent) if script else None
-        env = {**os.environ, **SINGLE_THREAD, **spec.env}
+        python = spec.environment.python if spec.environment else None
+        env = {**self._environ(python), **SINGLE_THREAD, **spec.env}
+        if python is not None and "PYTHONPATH" in spec.env:  # the deployment's own, then modelfleet's
+            env["PYTHONPATH"] = spec.env["PYTHONPATH"] + os.pathsep + self._environ(python)["PYTHONPATH"]
+        zygote = self._zygote(python)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             pid = popen = None
             if not self._cold(spec):
                 try:
-                    pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
-                                                   "log_path": str(spec.log_path)}, theirs.fileno())
+                    pid = await zygote.spawn({**cfg, "environ": env, "cwd": cwd,
+                                              "log_path": str(spec.log_path)}, theirs.fileno())
                 except OSError as e:  # e.g. an environment too large for one message
                     log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
             if pid is None:
-                popen = self._popen(cfg, env, cwd, theirs, spec.log_path)
+                popen = self._popen(python, cfg, env, cwd, theirs, spec.log_path)
                 pid = popen.pid
             ours.setblocking(False)
             _, replica = await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: LocalReplica(self, spec), ours)
+                lambda: LocalReplica(self, spec, zygote), ours)
         except BaseException:
             ours.close()
             raise
@@ -174,13 +224,15 @@ class LocalBackend:
         return replica
 
     @staticmethod
-    def _popen(cfg: dict, env: dict, cwd: str | None, theirs: socket.socket, log_path: Path) -> subprocess.Popen:
+    def _popen(python: Path | None, cfg: dict, env: dict, cwd: str | None, theirs: socket.socket,
+               log_path: Path) -> subprocess.Popen:
         env = {**env, "FLEET_REPLICA": orjson.dumps({**cfg, "fd": theirs.fileno()}).decode()}
         with open(log_path, "ab") as log_file:
             # From the event-loop (main) thread: PR_SET_PDEATHSIG follows the spawning thread.
-            return subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.replica"],
+            return subprocess.Popen([str(python or sys.executable), "-m", "modelfleet.runtime.replica"],
                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                     stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd)
 
     async def shutdown(self) -> None:
-        self.zygote.stop()
+        for zygote in [self.zygote, *self.zygotes.values()]:
+            zygote.stop()

@@ -69,6 +69,8 @@ class Agent:
                    "num_cpus": spec["num_cpus"], "scheduling_strategy": self._spread(group)}
         if spec.get("memory"):
             options["memory"] = spec["memory"]
+        if spec.get("pip"):  # Ray's uv runtime_env: a virtualenv per node, over the node's own packages
+            options["runtime_env"] = {"uv": {"packages": spec["pip"], "uv_pip_install_options": ["--no-build"]}}
         # A model's stored paths start inside its snapshot; a code root's with the root's name.
         model = self._snapshot(spec["model_sha256"], spec["model_dir"], "")
         code = (self._snapshot(spec["code_sha256"], spec["code_dir"], Path(spec["code_dir"]).name + "/")

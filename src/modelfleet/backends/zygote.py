@@ -1,4 +1,5 @@
-"""The server's handle on the warm parent process that forks local replicas (runtime/zygote.py)."""
+"""The server's handle on a warm parent process that forks local replicas (runtime/zygote.py): one
+for the server's own interpreter, one per environment's interpreter."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
 class Zygote:
     """The server's handle on the warm parent process."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, python: Path | None = None, environ: dict[str, str] | None = None):
         self.log_path = log_path
+        self.python = python            # None: the server's own interpreter
+        self.environ = environ          # the parent's environment (None: the server's)
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.exit_codes: dict[int, int] = {}
+        self.children: set[int] = set()   # forked and not exited
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
@@ -41,11 +45,12 @@ class Zygote:
             if self.alive:
                 return
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            env = {**os.environ, **SINGLE_THREAD, "FLEET_ZYGOTE_FD": str(theirs.fileno())}
+            env = {**(os.environ if self.environ is None else self.environ), **SINGLE_THREAD,
+                   "FLEET_ZYGOTE_FD": str(theirs.fileno())}
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
                 # Spawned from the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
-                self.proc = subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.zygote"],
+                self.proc = subprocess.Popen([str(self.python or sys.executable), "-m", "modelfleet.runtime.zygote"],
                                              pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT)
             theirs.close()
@@ -71,8 +76,10 @@ class Zygote:
                 event = orjson.loads(msg)
                 if "exited" in event:
                     self.exit_codes[event["exited"]] = event["code"]
+                    self.children.discard(event["exited"])
                 elif "id" in event:
                     self.exit_codes.pop(event["pid"], None)  # a reused pid is a new process
+                    self.children.add(event["pid"])
                     fut = self._pending.pop(event["id"], None)
                     if fut is not None and not fut.done():
                         fut.set_result(event["pid"])

@@ -27,6 +27,10 @@ def _spec_options(fn):
         click.option("--model", "-m", default=None, help="name:version, name@label or name (latest)."),
         click.option("--code", default=None, help="Directory with the scoring script."),
         click.option("--scoring-script", default=None, help="File in --code with init() and run()."),
+        click.option("--environment", default=None,
+                     help="azureml:NAME:VERSION (or NAME@latest): the packages its replicas run with."),
+        click.option("--env-manager", type=click.Choice(["local", "virtualenv", "uv", "conda"]), default=None,
+                     help="MLflow models: build the environment the model logged (local: the server's own)."),
         click.option("--instance-count", type=int, default=None),
         click.option("--env", multiple=True, help="K=V environment variable (repeatable)."),
         click.option("--request-timeout-ms", type=int, default=None),
@@ -43,12 +47,18 @@ def _spec_options(fn):
                       "--package-model")(fn)
 
 
-def _flag_fields(model, code, scoring_script, instance_count, env, request_timeout_ms,
+def _flag_fields(model, code, scoring_script, environment, env_manager, instance_count, env, request_timeout_ms,
                  max_concurrent_requests_per_instance, max_queue_size, max_body_bytes,
                  max_batch_size, max_batch_wait_ms) -> dict:
     fields: dict = {}
     if model is not None:
         fields["model"] = model
+    if environment is not None and env_manager is not None:
+        raise InvalidInput("give --environment or --env-manager, not both")
+    if environment is not None:
+        fields["environment"] = environment
+    if env_manager is not None:
+        fields["env_manager"] = env_manager
     if code is not None or scoring_script is not None:
         if not (code and scoring_script):
             raise InvalidInput("--code and --scoring-script go together")
@@ -70,9 +80,13 @@ def _flag_fields(model, code, scoring_script, instance_count, env, request_timeo
 
 
 def _merge(doc: dict, fields: dict) -> dict:
-    """Flags over a document: settings objects are merged key by key, other fields replaced."""
+    """Flags over a document: settings objects are merged key by key, other fields replaced; an
+    environment flag replaces the document's environment and env_manager both."""
     for k, v in fields.items():
         doc[k] = {**(doc.get(k) or {}), **v} if isinstance(v, dict) and k != "code_configuration" else v
+    for flag, other in (("environment", "env_manager"), ("env_manager", "environment")):
+        if flag in fields:
+            doc.pop(other, None)
     return doc
 
 
@@ -115,7 +129,7 @@ def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic
 # What `update` can change, as the document --set/--add/--remove act on.
 def _editable() -> tuple[str, ...]:
     from ..specs import SETTINGS_FIELDS
-    return ("name", "endpoint_name", "model", "code_configuration", *SETTINGS_FIELDS)
+    return ("name", "endpoint_name", "model", "code_configuration", "environment", *SETTINGS_FIELDS)
 
 
 def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
@@ -125,8 +139,10 @@ def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
         raise InvalidInput("--name and --endpoint-name are required")
     dep_ops = ctx.fleet.online_deployments
     current = dep_ops.get(name, endpoint)
-    doc = _merge({k: copy.deepcopy(current[k]) for k in _editable() if current.get(k) is not None},
-                 _flag_fields(**flags))
+    # an env_manager's environment is derived from the model: the env_manager is what to keep
+    derived = {"environment"} if current.get("env_manager") else set()
+    doc = _merge({k: copy.deepcopy(current[k]) for k in _editable() if current.get(k) is not None
+                  and k not in derived}, _flag_fields(**flags))
     spec = _validate(ctx, ctx.apply_ops(doc), "")
     if (spec.name, spec.endpoint_name) != (name, endpoint):
         raise InvalidInput("name and endpoint_name cannot change; create a new deployment instead")
@@ -139,6 +155,10 @@ def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
             changes[k] = {**{x: None for x in before[k]}, **v} if isinstance(v, dict) else v
     if spec.model != current["model"]:
         changes["model"] = spec.model
+    if spec.env_manager is None and current.get("env_manager"):
+        changes["env_manager"] = "local"   # back to the server's interpreter, or on to a named environment
+    if spec.environment is not None and str(spec.environment).removeprefix("azureml:") != current.get("environment"):
+        changes["environment"] = spec.environment
     cc = spec.code_configuration
     if cc is not None and cc.model_dump(exclude={"schema_"}) != current.get("code_configuration"):
         code = cc.code

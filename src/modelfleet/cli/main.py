@@ -8,6 +8,7 @@ from ..version import __version__
 from .computes import compute
 from .deployments import online_deployment
 from .endpoints import online_endpoint
+from .environments import environment
 from .models import model
 from .server import server
 from .workspaces import workspace
@@ -19,7 +20,7 @@ def cli() -> None:
     """modelfleet: register and serve many models on one machine, with the az ml vocabulary."""
 
 
-for group in (workspace, model, online_endpoint, online_deployment, compute, server):
+for group in (workspace, model, environment, online_endpoint, online_deployment, compute, server):
     cli.add_command(group)
 
 

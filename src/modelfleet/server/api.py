@@ -30,6 +30,7 @@ from ..store.computes import ComputeStore
 from ..store.serving import new_key
 from .. import computes as compute_targets
 from . import openapi, replica_logs, views
+from .environments_api import add_routes as add_environments, deployment_environment
 from .observe_api import add_routes as add_observability, live_figures
 from .telemetry import Telemetry
 from .controller import Controller
@@ -241,7 +242,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
             check_endpoint_name(name)
         except InvalidInput as e:
             raise InvalidInput(e.message.replace("endpoint name", "deployment name")) from None
-        await store.endpoint(endpoint)
+        ep = await store.endpoint(endpoint)
         model = await asyncio.to_thread(registry.get, body.model)
         spec = body.model_dump()
         spec.update(model=model.ref, model_type=model.type, model_sha256=model.sha256)
@@ -252,6 +253,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
+        spec["environment"] = await deployment_environment(controller, body, model, ep)  # built, or nothing changes
         row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic)
         controller.poke()
         return deployment_view(row)
@@ -290,6 +292,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                     yield "\n".join(fresh) + "\n"
         return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
+    add_environments(app, controller, deps)
     add_observability(app, controller, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
     openapi.document(app)

@@ -20,7 +20,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends.base import Backend, InitFailed, ReplicaSpec
+from ..backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
+from ..environments import Environments
 from ..errors import DeploymentFailed, FleetError, IntegrityError
 from ..fsutil import tail_lines
 from ..registry import Registry
@@ -79,6 +80,7 @@ class Controller:
         self.computes = ComputeStore(db)
         self.artifacts = ArtifactStore(ws.artifacts)
         self.registry = Registry(db, self.artifacts)
+        self.environments = Environments.of_workspace(ws, db)
         self.backend = backend
         self.router = router
         self.clock = clock or Clock()
@@ -231,7 +233,7 @@ class Controller:
     # -- replicas ----------------------------------------------------------------------------
 
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
-                      code_dir: Path | None) -> ReplicaSpec:
+                      code_dir: Path | None, environment: ReplicaEnvironment | None = None) -> ReplicaSpec:
         rt.serial += 1
         rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
         code = spec.code
@@ -241,7 +243,7 @@ class Controller:
                            scoring_script=code.scoring_script if code else None,
                            env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
                            log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
-                           compute=self._computes.get(rt.endpoint, "local"))
+                           compute=self._computes.get(rt.endpoint, "local"), environment=environment)
 
     async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
         """Model directory and code root; each snapshot is checked against its sha256 the first
@@ -264,10 +266,19 @@ class Controller:
             raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
         return model_dir, root
 
+    async def _environment(self, rt: DeploymentRuntime, spec: DeploymentRecord) -> ReplicaEnvironment | None:
+        """The deployment's environment (built before its row was written; built again here only
+        if it went missing); on a Ray compute, the pins Ray builds it from on each node."""
+        if spec.environment is None:
+            return None
+        local = self._computes.get(rt.endpoint, "local") == "local"
+        return await asyncio.to_thread(self.environments.for_replicas, spec.environment, build=local)
+
     async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
         model_dir, code_dir = await self._resolve(spec)
+        environment = await self._environment(rt, spec)
         probe = spec.readiness_probe
         timeout = probe.initial_delay + probe.period * probe.failure_threshold
         started: list[Replica] = []
@@ -281,7 +292,8 @@ class Controller:
 
         try:
             for _ in range(count):
-                handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir))
+                handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
+                                                                     environment))
                 started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now()))
             await self.clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:

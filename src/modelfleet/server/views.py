@@ -28,7 +28,7 @@ def deployment_view(row: dict, replicas: list[dict], busy: bool, health: dict = 
                                    "scoring_script": spec["code"]["scoring_script"]}
                                   if spec.get("code") else None),
            "code": spec.get("code")}
-    for k in SETTINGS_FIELDS:
+    for k in ("environment", *SETTINGS_FIELDS):
         out[k] = spec.get(k)
     state = row["state"]
     if state == "Succeeded" and busy:

@@ -13,12 +13,14 @@ from .db import Database, utcnow
 from .schema import deployments, endpoints
 
 # Spec fields that change what a replica runs; the rest apply without restarting replicas.
-REPLICA_FIELDS = ("model", "model_type", "model_sha256", "code", "environment_variables", "batching")
+REPLICA_FIELDS = ("model", "model_type", "model_sha256", "code", "environment_variables", "batching", "environment")
 
 
 def replica_hash(spec: dict) -> str:
-    return hashlib.sha256(orjson.dumps({k: spec.get(k) for k in REPLICA_FIELDS},
-                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+    fields = {k: spec.get(k) for k in REPLICA_FIELDS}
+    if fields["environment"] is None:  # so the hashes of deployments from before environments still hold
+        del fields["environment"]
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def new_key() -> str:
