@@ -63,6 +63,18 @@ def fleet_in(home: Path):
             _stop_servers(home)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_uv_cache(tmp_path_factory):
+    """One uv package cache for the session (every test has its own FLEET_HOME): environments
+    download each package once. A FLEET_UV_CACHE_DIR set by the developer is kept across runs."""
+    given = os.environ.get("FLEET_UV_CACHE_DIR")
+    if given is None:
+        os.environ["FLEET_UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+    yield Path(os.environ["FLEET_UV_CACHE_DIR"])
+    if given is None:
+        os.environ.pop("FLEET_UV_CACHE_DIR", None)
+
+
 @pytest.fixture
 def fleet_home(tmp_path, monkeypatch, request):
     home = tmp_path / "home"

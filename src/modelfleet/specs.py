@@ -364,6 +364,7 @@ class ScaleSettings(Spec):
 
 class DeploymentSettings(Spec):
     """What a deployment runs with, shared by the YAML document and the control API's body."""
+    ASKS_ONE_ENVIRONMENT: ClassVar[bool] = True   # an environment, or an env_manager to derive one
     environment_variables: dict[str, str] = Field(default_factory=dict)
     instance_count: int = Field(default=1, ge=1, le=64)
     scale_settings: ScaleSettings = Field(default_factory=ScaleSettings)
@@ -389,7 +390,8 @@ class DeploymentSettings(Spec):
 
     @model_validator(mode="after")
     def _one_environment(self):
-        if getattr(self, "environment", None) is not None and self.env_manager is not None:
+        if self.ASKS_ONE_ENVIRONMENT and getattr(self, "environment", None) is not None \
+                and self.env_manager is not None:
             raise ValueError("give environment or env_manager, not both")
         return self
 
@@ -470,7 +472,9 @@ class DeploymentBody(DeploymentSettings):
 
 
 class DeploymentRecord(DeploymentBody):
-    """A deployment's desired state as the store keeps it: the model resolved to name:version."""
+    """A deployment's desired state as the store keeps it: the model resolved to name:version, and
+    the environment too (for an env_manager, the one derived from the model)."""
+    ASKS_ONE_ENVIRONMENT = False
     model_type: str
     model_sha256: str
 

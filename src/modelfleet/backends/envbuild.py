@@ -82,8 +82,8 @@ def uv_binary() -> str:
 
 
 def explain(lines: list[str], what: str, interpreter: Interpreter, from_conda: tuple[str, ...] = ()) -> str:
-    """uv's failure as one line that names the package."""
-    text = "\n".join(lines)
+    """uv's failure as one line that names the package (uv wraps its messages: they are joined)."""
+    text = re.sub(r"\s+", " ", " ".join(lines))
     m = re.search(r"Because (\S+?) was not found in the package registry", text)
     if m:
         name = re.split(r"[=<>!~\[;]", m[1])[0]
@@ -97,10 +97,9 @@ def explain(lines: list[str], what: str, interpreter: Interpreter, from_conda: t
     m = re.search(r"Because there is no version of (\S+)", text)
     if m:
         return f"{what}: there is no version {m[1]} in the package index"
-    causes = [ln.strip().removeprefix("cause:").strip() for ln in lines if ln.strip().startswith("cause:")]
-    errors = [ln.strip().removeprefix("error:").strip() for ln in lines if ln.strip().startswith("error:")]
-    first = (causes or errors or [ln for ln in lines if ln.strip()][-1:] or ["uv failed"])[0]
-    return f"{what}: {first.removesuffix(', we can conclude that your requirements are unsatisfiable.')}"
+    m = (re.search(r"cause: (.*?)(?:, we can conclude that your requirements are unsatisfiable\.| hint:|$)", text)
+         or re.search(r"error: (.*?)(?: cause:| hint:|$)", text))
+    return f"{what}: {m[1].strip() if m else (lines[-1] if lines else 'uv failed')}"
 
 
 def _inodes(paths: list[Path]) -> dict[tuple[int, int], list[int]]:
