@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+import sklearn
 import yaml
 from click.testing import CliRunner
 
@@ -264,6 +266,18 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
     model_dir.mkdir(parents=True)
     shutil.copyfile(models_dir / "iris" / "model.joblib", model_dir / "sklearn_regression_model.pkl")
     write(az / "model-1" / "onlinescoring" / "score.py", SCORE_PY)
+    # Azure's example pins the Python its image had; this one pins the server's, so it can be built here
+    write(az / "model-1" / "environment" / "conda.yaml", f"""
+        name: model-env
+        channels:
+          - conda-forge
+        dependencies:
+          - python={".".join(platform.python_version().split(".")[:2])}
+          - scikit-learn={sklearn.__version__}
+          - pip
+          - pip:
+            - joblib
+    """)
     write(az / "cli" / "endpoints" / "endpoint.yml", """
         $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json
         name: my-endpoint
@@ -285,11 +299,14 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
         instance_count: 1
     """)
     r = run_cli("apply", "-f", str(az / "cli" / "endpoints"))
-    assert "blue-deployment.yml: field 'environment' has no meaning on modelfleet; ignored" in r.stderr
+    assert "blue-deployment.yml: field 'environment.image' is kept but not used" in r.stderr
     assert "blue-deployment.yml: field 'instance_type' has no meaning on modelfleet; ignored" in r.stderr
     assert "+ model my-endpoint-blue:1" in r.stdout  # the inline model, registered under the deployment's name
     answer = fleet.online_endpoints.invoke("my-endpoint", {"data": IRIS_ROWS})
     assert answer == {"scored": [0, 2]}
+    # the inline environment: an anonymous version, as Azure names it, built from the conda file
+    env = fleet.online_deployments.get("blue", "my-endpoint")["environment"]
+    assert env.startswith("CliV2AnonymousEnvironment:") and fleet.environments.resolve(env).to_dict()["built"]
     assert run_cli("apply", "-f", str(az / "cli" / "endpoints")).stdout.strip() == "no changes"
 
     # export (inline model and code snapshot included) round-trips

@@ -97,7 +97,7 @@ def _conda_specifier(rest: str, dep: str, where: str) -> str:
     try:
         SpecifierSet(spec)
     except InvalidSpecifier:
-        raise InvalidInput(f"{where}: cannot read conda dependency {dep!r} as a version constraint") from None
+        raise SpecError(f"{where}: cannot read conda dependency {dep!r} as a version constraint") from None
     return spec
 
 
@@ -106,15 +106,15 @@ def conda_dependency(dep: str, where: str) -> tuple[str, str] | None:
     text = str(dep).strip()
     m = _CONDA_SPEC.match(text)
     if not m or "[" in text or "|" in text:
-        raise InvalidInput(f"{where}: cannot read conda dependency {text!r} (use name, name=version or "
-                           "name>=version)")
+        raise SpecError(f"{where}: cannot read conda dependency {text!r} (use name, name=version or "
+                        "name>=version)")
     name = m["name"].lower()
     if name in CONDA_TOOLS:
         return None
     if name in CONDA_ONLY or name.startswith(("r-", "_")):
-        raise InvalidInput(f"{where}: {name!r} is a conda-only package (PyPI has no such package) and "
-                           "environments are installed from PyPI: remove it, or name the PyPI package "
-                           "that provides it under pip:")
+        raise SpecError(f"{where}: {name!r} is a conda-only package (PyPI has no such package) and "
+                        "environments are installed from PyPI: remove it, or name the PyPI package "
+                        "that provides it under pip:")
     pypi = CONDA_TO_PYPI.get(name, name)
     return canonicalize_name(pypi), f"{pypi}{_conda_specifier(m['rest'], text, where)}"
 
@@ -208,11 +208,12 @@ def read_requirement_lines(lines: list[str], base_dir: Path | None, where: str,
                 raise SpecError(f"{at}: option {flag!r} is not supported in an environment "
                                 "(only -r, --index-url, --extra-index-url and --find-links)")
             continue
+        if line.startswith((".", "/", "~")):
+            raise SpecError(f"{at}: local paths ({line!r}) cannot be part of an environment")
         try:
             req = Requirement(line)
-        except InvalidRequirement as e:
-            raise SpecError(f"{at}: {line!r} is not a requirement such as scikit-learn==1.5.2 "
-                            f"({str(e).splitlines()[0]})") from None
+        except InvalidRequirement:
+            raise SpecError(f"{at}: {line!r} is not a requirement such as scikit-learn==1.5.2") from None
         if req.url and req.url.startswith("file:"):
             raise SpecError(f"{at}: local paths ({line!r}) cannot be part of an environment")
         requirements.append(str(req))

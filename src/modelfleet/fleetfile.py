@@ -116,14 +116,9 @@ def _add(fleet: DesiredFleet, doc, where: str, base: Path, problems: list[str]) 
             fleet.deployments.append(Entry(spec, at))
 
 
-def _notices(spec: Spec, where: str, path: str = "") -> list[str]:
+def _notices(spec: Spec, where: str) -> list[str]:
     """Notices for ignored Azure fields, nested ones (request_settings.max_queue_wait_ms) included."""
-    out = spec.notices(f"{where}{'.' if ': ' in where else ': '}{path}" if path else where)
-    for name in type(spec).model_fields:
-        value = getattr(spec, name)
-        if isinstance(value, Spec):
-            out += _notices(value, where, f"{path}.{name}" if path else name)
-    return out
+    return spec.notices(where)
 
 
 def _absolute(value: str, base: Path) -> Path:
