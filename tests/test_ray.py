@@ -173,6 +173,17 @@ def test_onnx_and_mlflow_models_serve_on_ray(ray_fleet, tmp_path):
     assert fleet.online_endpoints.invoke("mlflow-ep", {"data": IRIS_ROWS}) == expected
 
 
+def test_an_environment_on_ray_is_built_by_ray_from_the_same_pins(ray_fleet, tmp_path):
+    fleet, _, _ = ray_fleet
+    fleet.environments.create("tab", requirements=["tabulate==0.9.0"])   # a package the server lacks
+    code = scoring_code(tmp_path / "tab", "def run(raw):\n    import tabulate\n    return tabulate.__version__\n")
+    fleet.online_endpoints.create("env-ep", compute="raydev")
+    fleet.online_deployments.create("blue", "env-ep", "iris:1", code_configuration=code, environment="tab:1")
+    assert fleet.online_endpoints.invoke("env-ep", {"data": 1}) == "0.9.0"
+    shown = fleet.environments.get("tab", "1").to_dict()
+    assert "tabulate==0.9.0" in shown["lock"]["requirements"] and not shown["built"]  # Ray built it, on its node
+
+
 def test_rolling_update_on_ray_drops_nothing_and_a_failed_version_rolls_back(ray_fleet):
     fleet, _, code = ray_fleet
     fleet.online_endpoints.create("roll-ep", compute="raydev")
