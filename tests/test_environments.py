@@ -23,7 +23,7 @@ from modelfleet import Fleet
 from modelfleet.cli.main import cli
 from modelfleet.errors import AlreadyExists, DeploymentFailed, FleetError, InvalidInput
 
-from .conftest import IRIS_ROWS, _stop_servers
+from .conftest import IRIS_ROWS, fleet_in
 from .helpers import Load, scoring_code, wait_until
 
 OLD_SKLEARN = "1.5.2"   # has wheels for Python 3.11; the server runs another version (asserted below)
@@ -186,28 +186,20 @@ def world(tmp_path_factory, models_dir):
     model pickled with the server's scikit-learn, on the server's interpreter)."""
     assert sklearn.__version__ != OLD_SKLEARN
     tmp = tmp_path_factory.mktemp("environments")
-    home = tmp / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLEET_HOME", str(home))
-        mp.delenv("FLEET_WORKSPACE", raising=False)
-        f = Fleet()
-        try:
-            f.environments.create("sk152", requirements=[f"scikit-learn=={OLD_SKLEARN}", "tabulate==0.9.0"])
-            python = f.environments.build("sk152:1")["python"]
-            (tmp / "iris152").mkdir()
-            subprocess.run([python, "-c", TRAIN, str(tmp / "iris152" / "model.joblib")], check=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-            f.models.register("iris152", tmp / "iris152", "1")
-            f.models.register("iris", models_dir / "iris", "1")
-            code = scoring_code(tmp / "code", SCORE_PY)
-            f.online_endpoints.create("versions")
-            f.online_deployments.create("env", "versions", "iris152:1", code_configuration=code,
-                                        environment="azureml:sk152:1")
-            f.online_deployments.create("default", "versions", "iris:1", code_configuration=code)
-            yield World(f, home, python, code)
-        finally:
-            f.close()
-            _stop_servers(home)
+    with fleet_in(tmp / "home") as f:
+        f.environments.create("sk152", requirements=[f"scikit-learn=={OLD_SKLEARN}", "tabulate==0.9.0"])
+        python = f.environments.build("sk152:1")["python"]
+        (tmp / "iris152").mkdir()
+        subprocess.run([python, "-c", TRAIN, str(tmp / "iris152" / "model.joblib")], check=True,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        f.models.register("iris152", tmp / "iris152", "1")
+        f.models.register("iris", models_dir / "iris", "1")
+        code = scoring_code(tmp / "code", SCORE_PY)
+        f.online_endpoints.create("versions")
+        f.online_deployments.create("env", "versions", "iris152:1", code_configuration=code,
+                                    environment="azureml:sk152:1")
+        f.online_deployments.create("default", "versions", "iris:1", code_configuration=code)
+        yield World(f, tmp / "home", python, code)
 
 
 def ask(world: World, deployment: str) -> dict:

@@ -176,6 +176,6 @@ def test_schema_migrations_are_recorded(fleet):
     fleet.models.list()
     with fleet.db.read() as conn:
         names = [r[0] for r in conn.execute(sa.text("select name from schema_migrations"))]
-    assert names == ["0001_initial", "0002_computes"]
+    assert names == ["0001_initial", "0002_computes", "0003_environments"]
     with fleet.db.read() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
