@@ -87,13 +87,27 @@ def timed(fn) -> float:
     return round(time.perf_counter() - t, 3)
 
 
-def bench_deployments(work: Path) -> dict:
+@contextlib.contextmanager
+def fleet_on(home: Path, uv_cache: Path):
+    """A Fleet on its own FLEET_HOME and uv cache; its server and everything it spawned stop after."""
     from modelfleet import Fleet
-    os.environ["FLEET_HOME"] = str(work / "home")
-    os.environ["FLEET_UV_CACHE_DIR"] = str(work / "uv-cache")   # warm from part 1
+    os.environ["FLEET_HOME"] = str(home)
+    os.environ["FLEET_UV_CACHE_DIR"] = str(uv_cache)
     fleet = Fleet()
-    pids: list[int] = []
     try:
+        yield fleet
+    finally:
+        pids = []
+        with contextlib.suppress(Exception):
+            pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
+        with contextlib.suppress(Exception):
+            fleet.server.stop()
+        c.stop_pids(pids, 5.0)
+        fleet.close()
+
+
+def bench_deployments(work: Path) -> dict:
+    with fleet_on(work / "home", work / "uv-cache") as fleet:   # the cache is warm from part 1
         fleet.models.register("iris", c.train_iris(work / "iris").parent, "1")
         for ep in ("warm-up", "on-server", "first-use", "reused"):
             fleet.online_endpoints.create(ep)
@@ -107,15 +121,7 @@ def bench_deployments(work: Path) -> dict:
                                                                         environment="sk:1"))}
         for ep in ("on-server", "first-use", "reused"):
             assert fleet.online_endpoints.invoke(ep, {"data": [c.IRIS_ROW]}) == [0]
-        pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
         return out
-    finally:
-        with contextlib.suppress(Exception):
-            pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-        with contextlib.suppress(Exception):
-            fleet.server.stop()
-        c.stop_pids(pids, 5.0)
-        fleet.close()
 
 
 # -- 3. MLflow ----------------------------------------------------------------------------------
@@ -158,13 +164,9 @@ def bench_mlflow_serve(py: Path, model: Path, manager: str, caches: Path, work: 
 
 
 def bench_modelfleet_mlflow(models: list[Path], work: Path) -> list[dict]:
-    from modelfleet import Fleet
     from modelfleet.backends.envbuild import bytes_only_in, disk_usage
-    os.environ["FLEET_HOME"] = str(work / "mf-home")
-    os.environ["FLEET_UV_CACHE_DIR"] = str(work / "mf-uv-cache")   # empty: as cold as MLflow's
-    fleet = Fleet()
-    pids, out = [], []
-    try:
+    out = []
+    with fleet_on(work / "mf-home", work / "mf-uv-cache") as fleet:   # an empty cache: as cold as MLflow's
         fleet.server.start()
         for i, model in enumerate(models):
             fleet.models.register(f"mlflow-{i}", model, "1")
@@ -176,15 +178,7 @@ def bench_modelfleet_mlflow(models: list[Path], work: Path) -> list[dict]:
             path = Path(fleet.environments.resolve(dep["environment"]).to_dict()["path"])
             out.append({"ready_s": round(seconds, 1), "env_mb": round(disk_usage([path]) / MB, 1),
                         "own_mb": round(bytes_only_in([path]) / MB, 1)})
-        pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-        return out
-    finally:
-        with contextlib.suppress(Exception):
-            pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-        with contextlib.suppress(Exception):
-            fleet.server.stop()
-        c.stop_pids(pids, 5.0)
-        fleet.close()
+    return out
 
 
 def bench_mlflow(args, work: Path) -> dict:

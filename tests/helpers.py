@@ -7,13 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner
 
+from modelfleet.cli.main import cli
 from modelfleet.quickstart import train
 
 
@@ -80,6 +83,20 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def run_cli(*args: str, code: int = 0):
+    """`fleet ARGS` in this process; asserts the exit code."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def write(path: Path, text: str) -> Path:
+    """`text` (dedented) as the file at `path`, its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
 
 
 def scoring_code(folder, source: str) -> dict:

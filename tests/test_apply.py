@@ -5,21 +5,20 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 import sklearn
 import yaml
-from click.testing import CliRunner
 
 from modelfleet import fleetfile, planner
-from modelfleet.cli.main import cli
 from modelfleet.errors import SpecError
 from modelfleet.quickstart import train
 from modelfleet.registry import Model
 from modelfleet.specs import DeploymentSpec, validate
 from modelfleet.store.artifacts import content_digest
+
+from .helpers import run_cli, write
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -47,18 +46,6 @@ def init():
 def run(raw_data):
     return None
 """
-
-
-def run_cli(*args: str, code: int = 0):
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 def suite_doc(models: dict[str, tuple[str, str]], endpoints=("aci-model-a", "aci-model-b", "aci-model-c")) -> dict:

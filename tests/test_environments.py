@@ -10,21 +10,18 @@ import json
 import os
 import platform
 import subprocess
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 import sklearn
-from click.testing import CliRunner
 
 from modelfleet import Fleet
-from modelfleet.cli.main import cli
 from modelfleet.errors import AlreadyExists, DeploymentFailed, FleetError, InvalidInput
 
 from .conftest import IRIS_ROWS, fleet_in
-from .helpers import Load, scoring_code, wait_until
+from .helpers import Load, run_cli, scoring_code, wait_until, write
 
 OLD_SKLEARN = "1.5.2"   # has wheels for Python 3.11; the server runs another version (asserted below)
 
@@ -64,18 +61,6 @@ class TabulateVersion(mlflow.pyfunc.PythonModel):
 
 set_model(TabulateVersion())
 """
-
-
-def run_cli(*args: str, code: int = 0):
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 # -- the registry (no server, no build) -----------------------------------------------------------

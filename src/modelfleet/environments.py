@@ -149,7 +149,8 @@ class Environments:
         """`env` with where its build is on this machine, when it has one."""
         key = self._key(env)
         built = key is not None and self.builder.is_built(key)
-        env.extra = {"python": env.content.get("python"), "built": built,
+        env.extra = {"requirements": env.content.get("requirements", []), "python": env.content.get("python"),
+                     "built": built,
                      "path": str(self.builder.path(key)) if built else None}
         return env
 
