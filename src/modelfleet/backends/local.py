@@ -4,7 +4,8 @@ Replicas are forked from a warm zygote (see backends/zygote.py) and start in mil
 deployment whose environment changes how native libraries initialise (thread counts, library
 paths) gets a fresh interpreter instead, since those settings only take effect at import.
 The socketpair carries length-prefixed frames (runtime/protocol.py): many requests in flight at
-once, matched by id.
+once, matched by id. Forked replicas are the server's own children (backends/reaping.py), so
+they outlive the zygote.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from ..fsutil import tail_lines
 from ..logfmt import iso_time
 from .base import ReplicaSpec
 from .framed import FramedReplica
-from .zygote import SINGLE_THREAD, Zygote
+from .reaping import Children
+from .zygote import SINGLE_THREAD, Zygote, ZygoteLost
 
 log = logging.getLogger("modelfleet.backends.local")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
+SWEEP_S = 2.0   # how often orphans re-parented to the server are reaped
 
 
 def replica_config(spec: ReplicaSpec, model_dir: Path, script: Path | None) -> dict:
@@ -51,6 +54,7 @@ class LocalReplica(FramedReplica):
         self.backend = backend
         self.pid: int | None = None
         self.popen: subprocess.Popen | None = None   # set for a fresh interpreter, not a fork
+        self.code: int | None = None                 # once it has exited
 
     async def _gone_before_ready(self) -> str:
         await asyncio.sleep(0.1)  # let its last words reach the log
@@ -80,20 +84,25 @@ class LocalReplica(FramedReplica):
         return None
 
     def _poll(self) -> int | None:
-        if self.popen is not None:
-            return self.popen.poll()
-        return self.backend.zygote.exit_codes.get(self.pid)
+        if self.code is None and self.pid is not None:
+            if self.popen is not None:
+                self.code = self.popen.poll()
+            else:  # the server's own child (re-parented), or the zygote's when the server is no subreaper
+                self.code = self.backend.children.reap(self.pid)
+                if self.code is None:
+                    self.code = self.backend.zygote.exit_codes.get(self.pid)
+            if self.code is not None and self.popen is not None:
+                self.backend.children.owned.discard(self.pid)
+        return self.code
 
     def _running(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        if self.pid is None or self.pid in self.backend.zygote.exit_codes:
+        if self.pid is None or self._poll() is not None:
             return False
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        return self.backend.zygote.alive
+        return self.backend.children.subreaper or self.popen is not None or self.backend.zygote.alive
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
@@ -132,12 +141,21 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, logs_dir: Path | None = None):
-        self.zygote = Zygote((logs_dir or Path(".")) / "zygote.log")
+        self.children = Children()
+        self.zygote = Zygote((logs_dir or Path(".")) / "zygote.log", os.getpid() if self.children.subreaper else 0)
+        self._sweeper: asyncio.Task | None = None
 
     async def warm(self) -> None:
         """Start the zygote ahead of the first deployment, so that one is fast too."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
         with contextlib.suppress(Exception):
             await self.zygote.ensure()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self.children.sweep({self.zygote.proc.pid} if self.zygote.proc is not None else set())
 
     @staticmethod
     def _cold(spec: ReplicaSpec) -> bool:
@@ -147,21 +165,30 @@ class LocalBackend:
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         script = spec.script_path
-        cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path)}
+        cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path),
+               "memory_limit": spec.resources.memory_limit_bytes}
         cwd = str(script.parent) if script else None
         env = {**os.environ, **SINGLE_THREAD, **spec.env}
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a full disk: the replica serves without its log
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             pid = popen = None
             if not self._cold(spec):
-                try:
-                    pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
-                                                   "log_path": str(spec.log_path)}, theirs.fileno())
-                except OSError as e:  # e.g. an environment too large for one message
-                    log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
+                for _ in range(2):  # a zygote lost mid-spawn is replaced on the second try
+                    try:
+                        pid = await self.zygote.spawn({**cfg, "environ": env, "cwd": cwd,
+                                                       "log_path": str(spec.log_path)}, theirs.fileno())
+                        break
+                    except ZygoteLost:
+                        continue
+                    except OSError as e:  # e.g. an environment too large for one message
+                        log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
+                        break
             if pid is None:
                 popen = self._popen(cfg, env, cwd, theirs, spec.log_path)
                 pid = popen.pid
+                self.children.owned.add(pid)
+            self.children.new(pid)
             ours.setblocking(False)
             _, replica = await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: LocalReplica(self, spec), ours)
@@ -176,11 +203,17 @@ class LocalBackend:
     @staticmethod
     def _popen(cfg: dict, env: dict, cwd: str | None, theirs: socket.socket, log_path: Path) -> subprocess.Popen:
         env = {**env, "FLEET_REPLICA": orjson.dumps({**cfg, "fd": theirs.fileno()}).decode()}
-        with open(log_path, "ab") as log_file:
+        try:
+            log_file = open(log_path, "ab")
+        except OSError:  # a full or read-only disk loses the replica's log, never the replica
+            log_file = open(os.devnull, "ab")
+        with log_file:
             # From the event-loop (main) thread: PR_SET_PDEATHSIG follows the spawning thread.
             return subprocess.Popen([sys.executable, "-m", "modelfleet.runtime.replica"],
                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                     stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd)
 
     async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self.zygote.stop()
