@@ -155,7 +155,8 @@ class LocalBackend:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_S)
-            self.children.sweep({self.zygote.proc.pid} if self.zygote.proc is not None else set())
+            with contextlib.suppress(OSError):  # out of file descriptors: next time
+                self.children.sweep({self.zygote.proc.pid} if self.zygote.proc is not None else set())
 
     @staticmethod
     def _cold(spec: ReplicaSpec) -> bool:
