@@ -163,7 +163,7 @@ class Builder:
             return []
         now = time.time()
         return [p for p in self.root.iterdir() if p.is_dir() and (
-            (p.name.startswith(".tmp-") and now - p.stat().st_mtime > older_than_s)
+            (p.name.startswith((".tmp-", ".resolve-")) and now - p.stat().st_mtime > older_than_s)
             or (not p.name.startswith(".") and not (p / MARKER).is_file()))]
 
     # -- running uv ----------------------------------------------------------------------------
