@@ -77,6 +77,8 @@ class FakeReplica:
         self.on_batch = None
         self.pid = pid
         self.answer_probes = True
+        self.responsive = True
+        self.busy_s = 0.0
         self.rss: int | None = 10 * 2**20
         self.notes: list[str] = []
         self.stopped = False
@@ -102,7 +104,22 @@ class FakeReplica:
     # ReplicaHandle
     @property
     def inflight(self) -> int:
+        return self.requests.inflight
+
+    @property
+    def unanswered(self) -> int:
         return len(self.requests.futures)
+
+    @property
+    def late(self) -> int:
+        return len(self.requests.late)
+
+    @property
+    def answered(self) -> int:
+        return self.requests.answered
+
+    def give_up(self, fut: asyncio.Future) -> None:
+        self.requests.give_up(fut)
 
     @property
     def closed(self) -> bool:

@@ -10,6 +10,7 @@ Every boundary maps these the same way: the CLI prints one line and exits with
     +-- NotFound               (1, 404)  a workspace, model, endpoint or deployment
     +-- AlreadyExists          (1, 409)  an immutable thing registered twice
     +-- Conflict               (1, 409)  a request that the current state forbids
+    |   +-- PreconditionFailed (1, 412)  an update based on a version that is no longer current
     +-- IntegrityError         (1, 500)  stored bytes no longer match their sha256
     +-- StorageError           (1, 507)  the disk refused a write (full, read-only)
     +-- ServerUnavailable      (1, 503)  the workspace server cannot be reached
@@ -67,6 +68,11 @@ class Conflict(FleetError):
     http_status = 409
 
 
+class PreconditionFailed(Conflict):
+    code = "precondition_failed"
+    http_status = 412
+
+
 class IntegrityError(FleetError):
     code = "integrity_error"
 
@@ -91,8 +97,8 @@ class BuildFailed(FleetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, NotFound, AlreadyExists,
-                                       Conflict, IntegrityError, StorageError, ServerUnavailable,
-                                       DeploymentFailed, BuildFailed)}
+                                       Conflict, PreconditionFailed, IntegrityError, StorageError,
+                                       ServerUnavailable, DeploymentFailed, BuildFailed)}
 
 
 def from_dict(body: dict) -> FleetError:

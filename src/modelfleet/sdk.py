@@ -145,13 +145,13 @@ class Fleet:
         return info
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                timeout: float | None = None) -> Any:
+                timeout: float | None = None, headers: dict | None = None) -> Any:
         import httpx
         if method == "GET" and process.read_info(self.workspace) is None:
             return self._offline.get(path, params)  # reading never starts the server
         self._server()
         try:
-            r = self._http.request(method, path, json=json, params=params,
+            r = self._http.request(method, path, json=json, params=params, headers=headers,
                                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as e:
             raise ServerUnavailable(f"cannot reach the server at {self._info.url}: {e}") from None
@@ -432,7 +432,8 @@ class DeploymentOperations:
                all_traffic: bool = False, **changes) -> Resource:
         """Change some fields of a deployment; the rest stay as they are. Mappings (tags,
         environment_variables, request_settings, ...) are merged key by key; a key given as None
-        is removed."""
+        is removed. The change is based on the deployment as read here (its etag): if another
+        writer changed it in between, it is refused with PreconditionFailed and nothing changes."""
         cur = self.get(name, endpoint)
         body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
                                         "liveness_probe", "readiness_probe", "batching", "resources",
@@ -462,7 +463,8 @@ class DeploymentOperations:
         params = {"create": "false", "all_traffic": str(all_traffic).lower()}
         body = {k: v for k, v in body.items() if v is not None}
         self._build_environment(endpoint, body)
-        self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params)
+        self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params,
+                        headers={"if-match": f'"{cur["etag"]}"'})
         return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
 
     @_resources

@@ -15,7 +15,7 @@ from modelfleet.server.gateway import Gateway
 from modelfleet.server.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from modelfleet.specs import Batching, RequestSettings, Resources
 
-from ..fakes import FakeReplica, settle
+from ..fakes import FakeReplica, settle, until
 
 
 def run(coro):
@@ -125,18 +125,43 @@ def test_a_request_that_kills_two_replicas_gets_502():
     run(scenario())
 
 
-def test_a_timed_out_request_keeps_its_slot_until_the_late_answer():
+def test_a_timed_out_request_frees_its_slots_and_its_replica_gets_nothing_new_until_it_answers():
     async def scenario():
         router = Router()
-        slow = replica(1)
-        dep = snapshot(router, [slow], request_timeout_ms=20, max_concurrent_requests_per_instance=1)
+        stuck, sibling = replica(1), replica(2)
+        dep = snapshot(router, [stuck, sibling], request_timeout_ms=20, max_concurrent_requests_per_instance=1)
         publish(router, dep)
         status, _, _ = await Gateway(router).forward(dep, RequestKind.SCORE, b"{}")
         adm = router.admission("ep", "blue")
-        assert status == 408 and slow.inflight == 1 and adm.inflight == 1
-        slow.answer_all()
-        await settle()
-        assert slow.inflight == 0 and adm.inflight == 0
+        assert status == 408 and adm.inflight == 0            # the deployment's slot is free again
+        assert (stuck.inflight, stuck.unanswered, stuck.late) == (0, 1, 1)   # a drain still waits for it
+        for _ in range(3):                                      # new requests go to the sibling
+            assert dep.pick() is sibling
+            nxt = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+            await settle()
+            sibling.answer_all()
+            assert (await nxt)[0] == 200
+        assert sibling.answered == 3 and stuck.unanswered == 1  # nothing more was sent to the stuck one
+        stuck.answer_all()                                      # the late answer: it is routable again
+        assert (stuck.late, stuck.unanswered) == (0, 0) and dep.pick() is stuck
+    run(scenario())
+
+
+def test_an_unresponsive_replica_is_skipped_and_a_request_waits_rather_than_queue_behind_it():
+    async def scenario():
+        router = Router()
+        stopped, fresh = replica(1), replica(2)
+        dep = snapshot(router, [stopped], request_timeout_ms=2000)
+        publish(router, dep)
+        stopped.responsive = False                              # it missed a liveness probe
+        assert dep.pick() is None
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await asyncio.sleep(0.05)
+        assert stopped.unanswered == 0 and not answer.done()     # waiting for a replica, not queued on it
+        publish(router, snapshot(router, [stopped, fresh], request_timeout_ms=2000))  # its replacement
+        await until(lambda: fresh.unanswered)
+        fresh.answer_all()
+        assert (await answer)[0] == 200
     run(scenario())
 
 

@@ -22,6 +22,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from ..runtime.protocol import EXIT_MEMORY_LIMIT  # noqa: F401  the one exit code the supervisor explains
 from ..specs import Batching, Resources
 
 
@@ -97,9 +98,30 @@ class ReplicaHandle(Protocol):
     # each model call that scored several requests, when the backend can tell.
     on_batch: Callable[[str, str, int], None] | None
 
+    # Set by the supervisor: False after a missed liveness probe, until the replica answers again.
+    responsive: bool
+
     @property
     def inflight(self) -> int:
-        """Requests sent and not answered yet (including ones whose caller gave up waiting)."""
+        """Requests sent and not answered yet, except those given up on (`give_up`): the load
+        that routing balances."""
+
+    @property
+    def unanswered(self) -> int:
+        """Every request sent and not answered yet, given up on or not: what a drain waits for."""
+
+    @property
+    def late(self) -> int:
+        """Requests given up on (they timed out) that the replica has still not answered: more
+        than zero means it is stuck or overloaded, and routing sends it nothing new."""
+
+    @property
+    def answered(self) -> int:
+        """Answers received so far (a replica that answered is not crash-looping)."""
+
+    @property
+    def busy_s(self) -> float:
+        """How long the replica's current model call has been running, as it last said (0: idle)."""
 
     @property
     def closed(self) -> bool: ...
@@ -114,8 +136,13 @@ class ReplicaHandle(Protocol):
         replica answers. `header_length` is a V2 request's JSON header length (0: all JSON);
         `request_id` the gateway's id, which the replica's log lines carry."""
 
+    def give_up(self, fut: asyncio.Future) -> None:
+        """The caller stopped waiting for `fut` (it timed out): it leaves `inflight` and counts
+        in `late` until the replica answers it."""
+
     async def probe(self, timeout: float) -> bool:
-        """Liveness: True when the replica answered within `timeout`; raises ReplicaGone."""
+        """Liveness: True when the replica answered within `timeout` (even while a model call is
+        running; `busy_s` then says for how long); raises ReplicaGone."""
 
     def memory_bytes(self) -> int | None:
         """Resident memory now, if the backend can tell."""
@@ -154,18 +181,35 @@ class Backend(Protocol):
 
 @dataclass
 class Pending:
-    """Requests in flight on one replica, matched to their answers by id."""
+    """Requests in flight on one replica, matched to their answers by id; `late` are those whose
+    caller gave up waiting."""
     futures: dict[int, asyncio.Future] = field(default_factory=dict)
+    late: set[int] = field(default_factory=set)
     next_id: int = 0
+    answered: int = 0
+
+    @property
+    def inflight(self) -> int:
+        return len(self.futures) - len(self.late)
 
     def add(self, fut: asyncio.Future) -> int:
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
         self.futures[self.next_id] = fut
         return self.next_id
 
+    def give_up(self, fut: asyncio.Future) -> None:
+        for req_id, f in self.futures.items():  # only on a timeout, among a few requests
+            if f is fut:
+                self.late.add(req_id)
+                return
+
     def resolve(self, req_id: int, reply: Reply) -> None:
         fut = self.futures.pop(req_id, None)
-        if fut is not None and not fut.done():
+        if fut is None:
+            return
+        self.late.discard(req_id)
+        self.answered += 1
+        if not fut.done():
             fut.set_result(reply)
 
     def fail_all(self, exc: Exception) -> None:
@@ -174,3 +218,4 @@ class Pending:
                 fut.set_exception(exc)
                 fut.exception()  # retrieved: nobody may be waiting on a request that timed out
         self.futures.clear()
+        self.late.clear()

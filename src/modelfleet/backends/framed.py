@@ -25,6 +25,8 @@ class FramedReplica(asyncio.Protocol):
         self.on_batch = None
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
+        self.busy_s = 0.0                    # its current model call's age, as it last reported it
+        self.responsive = True
         self._requests = Pending()
         self._probes: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future = self.loop.create_future()
@@ -40,12 +42,14 @@ class FramedReplica(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buf += data
         for rid, kind, payload in p.split_frames(self._buf):
-            if kind == p.PONG:
+            if kind == p.PONG:  # an answer to a PING, or a heartbeat (id 0) from the replica's watch thread
                 if payload:
-                    self.last_rss = int.from_bytes(payload, "big")
-                fut = self._probes.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(True)
+                    self.last_rss, self.busy_s = p.split_pong(payload)
+                for fut in ([self._probes.pop(rid, None)] if rid else self._probes.values()):
+                    if fut is not None and not fut.done():
+                        fut.set_result(True)
+                if not rid:
+                    self._probes.clear()
             elif kind == p.BATCH:
                 if self.on_batch is not None:
                     self.on_batch(self.spec.endpoint, self.spec.deployment, int.from_bytes(payload, "big"))
@@ -72,7 +76,22 @@ class FramedReplica(asyncio.Protocol):
 
     @property
     def inflight(self) -> int:
+        return self._requests.inflight
+
+    @property
+    def unanswered(self) -> int:
         return len(self._requests.futures)
+
+    @property
+    def late(self) -> int:
+        return len(self._requests.late)
+
+    @property
+    def answered(self) -> int:
+        return self._requests.answered
+
+    def give_up(self, fut: asyncio.Future) -> None:
+        self._requests.give_up(fut)
 
     @property
     def closed(self) -> bool:

@@ -6,7 +6,8 @@ which runs the environment's interpreter. A deployment whose environment variabl
 native libraries initialise (thread counts, library paths) gets a fresh interpreter instead,
 since those settings only take effect at import.
 The socketpair carries length-prefixed frames (runtime/protocol.py): many requests in flight at
-once, matched by id.
+once, matched by id. Forked replicas are the server's own children (backends/reaping.py), so
+they outlive their zygote.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from ..fsutil import tail_lines
 from ..logfmt import iso_time
 from .base import ReplicaSpec
 from .framed import FramedReplica
-from .zygote import SINGLE_THREAD, Zygote
+from .reaping import Children
+from .zygote import SINGLE_THREAD, Zygote, ZygoteLost
 
 log = logging.getLogger("modelfleet.backends.local")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 COLD_ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "CUDA", "TF_", "TORCH", "GOTO")
+SWEEP_S = 2.0   # how often orphans re-parented to the server are reaped
 
 
 def replica_config(spec: ReplicaSpec, model_dir: Path, script: Path | None) -> dict:
@@ -54,6 +57,7 @@ class LocalReplica(FramedReplica):
         self.zygote = zygote        # the one it was forked from, or would have been
         self.pid: int | None = None
         self.popen: subprocess.Popen | None = None   # set for a fresh interpreter, not a fork
+        self.code: int | None = None                 # once it has exited
 
     async def _gone_before_ready(self) -> str:
         await asyncio.sleep(0.1)  # let its last words reach the log
@@ -83,20 +87,26 @@ class LocalReplica(FramedReplica):
         return None
 
     def _poll(self) -> int | None:
-        if self.popen is not None:
-            return self.popen.poll()
-        return self.zygote.exit_codes.get(self.pid)
+        if self.code is None and self.pid is not None:
+            if self.popen is not None:
+                self.code = self.popen.poll()
+            else:  # the server's own child (re-parented), or the zygote's when the server is no subreaper
+                self.code = self.backend.children.reap(self.pid)
+                if self.code is None:
+                    self.code = self.zygote.exit_codes.get(self.pid)
+            if self.code is not None:
+                self.backend.children.owned.discard(self.pid)
+                self.zygote.children.discard(self.pid)
+        return self.code
 
     def _running(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        if self.pid is None or self.pid in self.zygote.exit_codes:
+        if self.pid is None or self._poll() is not None:
             return False
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        return self.zygote.alive
+        return self.backend.children.subreaper or self.popen is not None or self.zygote.alive
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """EOF first (the replica's loop ends by itself), then SIGTERM, then SIGKILL."""
@@ -152,8 +162,11 @@ class LocalBackend:
     def __init__(self, logs_dir: Path | None = None, runtime_dir: Path | None = None):
         self.logs_dir = logs_dir or Path(".")
         self.runtime_dir = runtime_dir or self.logs_dir.parent / "run" / "pythonpath"
-        self.zygote = Zygote(self.logs_dir / "zygote.log")   # the server's own interpreter
+        self.children = Children()
+        self.subreaper = os.getpid() if self.children.subreaper else 0
+        self.zygote = Zygote(self.logs_dir / "zygote.log", subreaper=self.subreaper)   # the server's interpreter
         self.zygotes: dict[Path, Zygote] = {}                # one per environment's interpreter
+        self._sweeper: asyncio.Task | None = None
 
     def _environ(self, python: Path | None) -> dict[str, str]:
         """The environment of processes that run `python`: an environment's interpreter finds
@@ -169,7 +182,7 @@ class LocalBackend:
         zygote = self.zygotes.get(python)
         if zygote is None:
             zygote = self.zygotes[python] = Zygote(self.logs_dir / f"zygote-{python.parents[1].name}.log", python,
-                                                   self._environ(python))
+                                                   self._environ(python), self.subreaper)
         return zygote
 
     def release(self, python: Path) -> None:
@@ -182,8 +195,17 @@ class LocalBackend:
 
     async def warm(self) -> None:
         """Start the zygote ahead of the first deployment, so that one is fast too."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
         with contextlib.suppress(Exception):
             await self.zygote.ensure()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            zygotes = {z.proc.pid for z in [self.zygote, *self.zygotes.values()] if z.proc is not None}
+            with contextlib.suppress(OSError):  # out of file descriptors: next time
+                self.children.sweep(zygotes)
 
     @staticmethod
     def _cold(spec: ReplicaSpec) -> bool:
@@ -193,25 +215,34 @@ class LocalBackend:
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         script = spec.script_path
-        cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path)}
+        cfg = {**replica_config(spec, spec.model_dir, script), "log_path": str(spec.log_path),
+               "memory_limit": spec.resources.memory_limit_bytes}
         cwd = str(script.parent) if script else None
         python = spec.environment.python if spec.environment else None
         env = {**self._environ(python), **SINGLE_THREAD, **spec.env}
         if python is not None and "PYTHONPATH" in spec.env:  # the deployment's own, then modelfleet's
             env["PYTHONPATH"] = spec.env["PYTHONPATH"] + os.pathsep + self._environ(python)["PYTHONPATH"]
         zygote = self._zygote(python)
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a full disk: the replica serves without its log
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             pid = popen = None
             if not self._cold(spec):
-                try:
-                    pid = await zygote.spawn({**cfg, "environ": env, "cwd": cwd,
-                                              "log_path": str(spec.log_path)}, theirs.fileno())
-                except OSError as e:  # e.g. an environment too large for one message
-                    log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
+                for _ in range(2):  # a zygote lost mid-spawn is replaced on the second try
+                    try:
+                        pid = await zygote.spawn({**cfg, "environ": env, "cwd": cwd,
+                                                  "log_path": str(spec.log_path)}, theirs.fileno())
+                        break
+                    except ZygoteLost:
+                        continue
+                    except OSError as e:  # e.g. an environment too large for one message
+                        log.warning("zygote could not start %s (%s); using a fresh interpreter", spec.replica_id, e)
+                        break
             if pid is None:
                 popen = self._popen(python, cfg, env, cwd, theirs, spec.log_path)
                 pid = popen.pid
+                self.children.owned.add(pid)
+            self.children.new(pid)
             ours.setblocking(False)
             _, replica = await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: LocalReplica(self, spec, zygote), ours)
@@ -227,12 +258,18 @@ class LocalBackend:
     def _popen(python: Path | None, cfg: dict, env: dict, cwd: str | None, theirs: socket.socket,
                log_path: Path) -> subprocess.Popen:
         env = {**env, "FLEET_REPLICA": orjson.dumps({**cfg, "fd": theirs.fileno()}).decode()}
-        with open(log_path, "ab") as log_file:
+        try:
+            log_file = open(log_path, "ab")
+        except OSError:  # a full or read-only disk loses the replica's log, never the replica
+            log_file = open(os.devnull, "ab")
+        with log_file:
             # From the event-loop (main) thread: PR_SET_PDEATHSIG follows the spawning thread.
             return subprocess.Popen([str(python or sys.executable), "-m", "modelfleet.runtime.replica"],
                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
                                     stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd)
 
     async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for zygote in [self.zygote, *self.zygotes.values()]:
             zygote.stop()

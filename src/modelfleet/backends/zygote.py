@@ -19,13 +19,20 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
                  "PYTHONUNBUFFERED": "1"}
 
 
-class Zygote:
-    """The server's handle on the warm parent process."""
+class ZygoteLost(RuntimeError):
+    """The zygote exited before it answered a spawn request."""
 
-    def __init__(self, log_path: Path, python: Path | None = None, environ: dict[str, str] | None = None):
+
+class Zygote:
+    """The server's handle on a warm parent process. `subreaper`: the server's pid when it is a
+    child subreaper (backends/reaping.py): replicas are then re-parented to it, and outlive the zygote."""
+
+    def __init__(self, log_path: Path, python: Path | None = None, environ: dict[str, str] | None = None,
+                 subreaper: int = 0):
         self.log_path = log_path
         self.python = python            # None: the server's own interpreter
         self.environ = environ          # the parent's environment (None: the server's)
+        self.subreaper = subreaper
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.exit_codes: dict[int, int] = {}
@@ -47,6 +54,8 @@ class Zygote:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             env = {**(os.environ if self.environ is None else self.environ), **SINGLE_THREAD,
                    "FLEET_ZYGOTE_FD": str(theirs.fileno())}
+            if self.subreaper:
+                env["FLEET_SUBREAPER"] = str(self.subreaper)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
                 # Spawned from the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
@@ -86,7 +95,7 @@ class Zygote:
         finally:
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(RuntimeError("the replica zygote exited"))
+                    fut.set_exception(ZygoteLost("the replica zygote exited"))
             self._pending.clear()
 
     async def spawn(self, cfg: dict, fd: int) -> int:
@@ -99,7 +108,10 @@ class Zygote:
         except OSError:
             self._pending.pop(req_id, None)
             raise
-        return await asyncio.wait_for(fut, 30)
+        pid = await asyncio.wait_for(fut, 30)
+        if not pid:
+            raise OSError(f"the replica zygote could not fork (log: {self.log_path})")
+        return pid
 
     def stop(self) -> None:
         if self.sock is not None:

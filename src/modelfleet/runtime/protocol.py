@@ -24,8 +24,11 @@ MODEL_ERROR = 1    # the model (or score.py) raised; payload: JSON error
 BAD_REQUEST = 2    # the body could not be turned into model input; payload: JSON error
 READY = 10         # init finished; payload: JSON {"pid", "metadata": the model's V2 inputs and outputs}
 INIT_FAILED = 11   # init raised; payload: the traceback text
-PONG = 12
+PONG = 12          # payload: resident memory (8 bytes), then the running model call's age in ms (4 bytes)
 BATCH = 13         # one model call scored several requests; payload: how many (2 bytes)
+
+# The exit code of a replica that ran out of room under its memory limit (runtime/memory.py).
+EXIT_MEMORY_LIMIT = 3
 
 
 def frame(req_id: int, kind: int, payload: bytes = b"") -> bytes:
@@ -38,6 +41,17 @@ def request_frame(req_id: int, kind: int, request_id: bytes, body: bytes, prefix
     request_id = request_id[:255]
     return b"".join((HEADER.pack(1 + len(request_id) + len(prefix) + len(body), req_id, kind),
                      bytes((len(request_id),)), request_id, prefix, body))
+
+
+def pong(rss: int | None, busy_ms: int) -> bytes:
+    """A PONG's payload; with id 0 it is a heartbeat the replica sends unasked."""
+    return (rss or 0).to_bytes(8, "big") + min(busy_ms, 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def split_pong(payload: bytes) -> tuple[int | None, float]:
+    """(resident bytes or None, seconds the running model call has taken so far) of a PONG."""
+    rss = int.from_bytes(payload[:8], "big") or None
+    return rss, int.from_bytes(payload[8:12], "big") / 1000.0
 
 
 def split_request(payload: bytes) -> tuple[str, bytes]:

@@ -1,8 +1,9 @@
 """The replica process: load one model, then answer framed requests on its socket until EOF.
 
 Started by a backend with its configuration in $FLEET_REPLICA (JSON) and a connected socket
-inherited as file descriptor `fd`. Single-threaded and blocking on purpose: one model call at a
-time, every waiting request on the socket taken as one batch when batching is on.
+inherited as file descriptor `fd`. One thread serves, blocking on purpose: one model call at a
+time, every waiting request on the socket taken as one batch when batching is on. A second thread
+only sends heartbeats (runtime/heartbeat.py), so a hung `run()` is told apart from a slow one.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from pathlib import Path
 
 import orjson
 
-from . import protocol as p, replica_log
+from . import memory, protocol as p, replica_log
+from .heartbeat import Outbox
 from .loaders import describe_error, load_scorer, set_model_env, to_json, user_traceback
+
+REPLICA_OOM_SCORE_ADJ = 800   # under memory pressure the kernel kills a replica (the biggest) first
 
 
 def die_with_parent(name: str | None = None) -> None:
@@ -35,12 +39,25 @@ def die_with_parent(name: str | None = None) -> None:
         pass
 
 
-def _rss_bytes() -> bytes:
+def die_with_server(server_pid: int, name: str) -> bool:
+    """For a replica forked twice so that it outlives its warm parent: wait until the kernel has
+    re-parented it to the server (a child subreaper), then die with the server. False if the
+    server is gone already."""
+    first_parent = os.getppid()
+    deadline = time.monotonic() + 5.0
+    while os.getppid() == first_parent and first_parent != server_pid and time.monotonic() < deadline:
+        time.sleep(0.0005)  # the intermediate process exits right after forking us
+    die_with_parent(name)
+    return os.getppid() == server_pid
+
+
+def oom_priority(adj: int) -> None:
+    """Linux: how eagerly the OOM killer picks this process (-1000..1000); raising it needs no privilege."""
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return (int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")).to_bytes(8, "big")
-    except (OSError, ValueError, IndexError):
-        return b""
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(adj))
+    except OSError:
+        pass
 
 
 def _error(exc: BaseException) -> bytes:
@@ -51,6 +68,9 @@ class Replica:
     def __init__(self, cfg: dict, sock: socket.socket):
         self.cfg = cfg
         self.sock = sock
+        self.out = Outbox(sock)
+        self.budget: memory.MemoryBudget | None = None
+        self.out_of_memory = False   # a MemoryError with the budget used up: answer, then exit
         # Every setting arrives with its default applied (specs.py is where defaults live).
         self.max_batch = int(cfg["max_batch_size"])
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
@@ -66,42 +86,68 @@ class Replica:
 
     def _score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
+        self.out.busy_since = time.monotonic()
         try:
             results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
-            if len(bodies) > 1:  # retry one by one so one bad body does not fail its neighbours
+            if len(bodies) > 1 and not self._memory_full(e):  # one by one: one bad body must not fail the rest
                 return [self._score([b], [i])[0] for b, i in zip(bodies, ids, strict=True)]
+            if self._memory_full(e):
+                return [(p.MODEL_ERROR, self._memory_error())] * len(bodies)
             self.tracebacks.report(e)
             return [(p.MODEL_ERROR, _error(e))]
         finally:
+            self.out.busy_since = 0.0
             replica_log.request_id = "-"
         return [(p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(r)}}))
                 if isinstance(r, Exception) else (p.OK, r) for r in results]
 
+    def _memory_full(self, e: Exception) -> bool:
+        if isinstance(e, MemoryError) and self.budget is not None and self.budget.full():
+            self.out_of_memory = True
+        return self.out_of_memory
+
+    def _report(self, e: Exception) -> None:
+        """A model's exception for the log, unless it is the replica running out of memory."""
+        if not self._memory_full(e):
+            self.tracebacks.report(e)
+
+    def _memory_error(self) -> bytes:
+        limit = self.cfg["memory_limit"] >> 20
+        with contextlib.suppress(Exception):  # at the limit even a log line may not fit
+            print(f"MemoryError: the replica reached its memory limit ({limit} MiB); exiting so that a fresh "
+                  "one takes its place", file=sys.stderr)
+        return orjson.dumps({"error": {"code": "model_error", "message":
+                                       f"the replica reached its memory limit ({limit} MiB) and restarts"}})
+
     def _v2(self, payload: bytes) -> tuple[int, bytes]:
         from . import v2
         replica_log.request_id, body = p.split_request(payload)
+        self.out.busy_since = time.monotonic()
         try:
-            return v2.handle(self.scorer, body, *self.names, report=self.tracebacks.report)
+            answer = v2.handle(self.scorer, body, *self.names, report=self._report)
+            return (p.MODEL_ERROR, self._memory_error()) if self.out_of_memory else answer
         finally:
+            self.out.busy_since = 0.0
             replica_log.request_id = "-"
 
-    def _handle(self, frames) -> bytes:
-        out = []
+    def _handle(self, frames) -> None:
+        """Answer `frames` into the outbox (the heartbeat thread sends what is there if a later
+        model call hangs)."""
+        out = self.out
         scores = [(rid, *p.split_request(payload)) for rid, kind, payload in frames if kind == p.SCORE]
         for rid, kind, body in frames:
             if kind == p.PING:  # answered with the resident memory, for backends that cannot read it
-                out.append(p.frame(rid, p.PONG, _rss_bytes()))
+                out.add(p.frame(rid, p.PONG, out.pong()))
             elif kind == p.V2_INFER:
-                out.append(p.frame(rid, *self._v2(body)))
+                out.add(p.frame(rid, *self._v2(body)))
         for i in range(0, len(scores), self.max_batch):
             chunk = scores[i:i + self.max_batch]
             answers = self._score([body for _, _, body in chunk], [rid_ for _, rid_, _ in chunk])
-            for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True):
-                out.append(p.frame(rid, status, payload))
+            out.add(b"".join(p.frame(rid, status, payload)
+                             for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True)))
             if self.max_batch > 1:  # the server counts batch sizes (modelfleet_batch_size)
-                out.append(p.frame(0, p.BATCH, len(chunk).to_bytes(2, "big")))
-        return b"".join(out)
+                out.add(p.frame(0, p.BATCH, len(chunk).to_bytes(2, "big")))
 
     def _recv(self, buf: bytearray) -> bool:
         data = self.sock.recv(65536)  # not larger: recv allocates its whole buffer every call
@@ -126,7 +172,10 @@ class Replica:
                         break
                     frames += p.split_frames(buf)
             if frames:
-                self.sock.sendall(self._handle(frames))
+                self._handle(frames)
+                self.out.flush()
+                if self.out_of_memory:
+                    return
 
 
 def main() -> None:
@@ -143,28 +192,35 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
     replica = Replica(cfg, sock)
     started = time.monotonic()
     try:
+        replica.out.start_heartbeats()
+        replica.budget = memory.apply(cfg.get("memory_limit"))
         replica.load()
     except BaseException as e:
         tb = user_traceback(e)
         sys.stderr.write(tb)
         sys.stderr.flush()
         with contextlib.suppress(OSError):
-            sock.sendall(p.frame(0, p.INIT_FAILED, tb.encode()))
+            replica.out.flush(p.frame(0, p.INIT_FAILED, tb.encode()))
         return False
     load_ms = round((time.monotonic() - started) * 1000, 3)
     print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
           f"(pid {os.getpid()})", flush=True)
-    sock.sendall(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
-                                              "metadata": replica.scorer.metadata})))
+    replica.out.flush(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
+                                                   "metadata": replica.scorer.metadata})))
+    replica.out.serving.set()
     try:
         replica.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass
+    if replica.out_of_memory:  # only under a memory budget, which only replica processes have
+        replica_log.finish()
+        os._exit(p.EXIT_MEMORY_LIMIT)
     return True
 
 
 def run(cfg: dict) -> None:
     """A replica process: serve the socket inherited as `fd`, then exit."""
+    oom_priority(REPLICA_OOM_SCORE_ADJ)
     sock = socket.socket(fileno=int(cfg["fd"]))
     sock.setblocking(True)
     if not serve_connection(cfg, sock):

@@ -6,12 +6,17 @@ server talks to it over one socketpair:
 
     server -> zygote   a JSON spawn request, with the replica's socket passed as a file descriptor
     zygote -> server   one JSON message per event: {"id": n, "pid": p} after a fork,
-                       {"exited": p, "code": c} when a child ends (the zygote reaps its children)
+                       {"exited": p, "code": c} when a child of its own ends
 
 The socketpair is SOCK_SEQPACKET, so every message arrives whole and alone.
 
 The zygote stays single-threaded (BLAS thread pools pinned to one thread before import) so that
-forking it is safe, and dies with the server (PR_SET_PDEATHSIG); replicas die with it.
+forking it is safe, and dies with the server (PR_SET_PDEATHSIG). It is not a single point of
+failure: when the server is a child subreaper ($FLEET_SUBREAPER holds its pid), each replica is
+forked twice and the intermediate process exits at once, so the kernel re-parents the replica to
+the server, which reaps it; the replica then dies with the server, not with the zygote. Killing
+the zygote (or the OOM killer choosing it) leaves every replica serving; the server starts a new
+zygote when it next needs one.
 """
 
 from __future__ import annotations
@@ -39,17 +44,28 @@ def _warm() -> None:
             pass
 
 
-def _child(ctl: socket.socket, wake: tuple[int, int], cfg: dict, fd: int) -> None:
-    from .replica import die_with_parent, run
+ZYGOTE_OOM_SCORE_ADJ = 500   # below replicas (800), above the server: a replica is the first to go
+
+
+def _child(ctl: socket.socket, inherited: tuple[int, ...], cfg: dict, fd: int, server_pid: int) -> None:
+    from .replica import die_with_parent, die_with_server, run
     code = 0
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for end in wake:
+        for end in inherited:
             os.close(end)
         ctl.close()
-        die_with_parent(f"mf:{cfg.get('deployment', '')}")
-        log = os.open(cfg["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        name = f"mf:{cfg.get('deployment', '')}"
+        if server_pid:
+            if not die_with_server(server_pid, name):
+                os._exit(1)  # the server died while we were being forked
+        else:
+            die_with_parent(name)
+        try:
+            log = os.open(cfg["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:  # a full or read-only disk loses the replica's log, never the replica
+            log = os.open(os.devnull, os.O_WRONLY)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
@@ -82,9 +98,39 @@ def _reap(ctl: socket.socket) -> None:
         ctl.sendall(orjson.dumps({"exited": pid, "code": os.waitstatus_to_exitcode(status)}))
 
 
+def _fork(ctl: socket.socket, wake: tuple[int, int], req: dict, fd: int, server_pid: int) -> int:
+    """Fork a replica; its pid. With a subreaper server, fork twice (see the module's docstring)."""
+    if not server_pid:
+        pid = os.fork()
+        if pid == 0:
+            _child(ctl, wake, req, fd, 0)
+        return pid
+    r, w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(ctl, (*wake, r, w), req, fd, server_pid)
+            os.write(w, pid.to_bytes(4, "big"))
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        data = os.read(r, 4)
+    finally:
+        os.close(r)
+        os.waitpid(middle, 0)
+    if len(data) != 4:
+        raise OSError("the replica could not be forked")
+    return int.from_bytes(data, "big")
+
+
 def main() -> None:
-    from .replica import die_with_parent
+    from .replica import die_with_parent, oom_priority
     die_with_parent("mf-zygote")
+    oom_priority(ZYGOTE_OOM_SCORE_ADJ)
+    server_pid = int(os.environ.pop("FLEET_SUBREAPER", "0") or 0)
     ctl = socket.socket(fileno=int(os.environ["FLEET_ZYGOTE_FD"]))
     ctl.setblocking(True)
     _warm()
@@ -109,10 +155,13 @@ def main() -> None:
         req = orjson.loads(msg)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(ctl, wake, req, fds[0])
-        os.close(fds[0])
+        try:
+            pid = _fork(ctl, wake, req, fds[0], server_pid)
+        except OSError as e:  # out of processes or memory: the server falls back to a fresh interpreter
+            print(f"cannot fork a replica: {e}", file=sys.stderr, flush=True)
+            pid = 0
+        finally:
+            os.close(fds[0])
         ctl.sendall(orjson.dumps({"id": req["id"], "pid": pid}))
 
 

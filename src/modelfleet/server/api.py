@@ -15,7 +15,7 @@ import socket
 import uuid
 from typing import Callable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -237,7 +237,9 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
 
     @app.put("/api/endpoints/{endpoint}/deployments/{name}", dependencies=deps)
     async def put_deployment(endpoint: str, name: str, body: DeploymentBody, create: bool | None = None,
-                             all_traffic: bool = False) -> dict:
+                             all_traffic: bool = False,
+                             if_match: str | None = Header(default=None, alias="if-match")) -> dict:
+        """`If-Match: "<etag>"` (from the deployment's view): refused with 412 if it changed since."""
         try:
             check_endpoint_name(name)
         except InvalidInput as e:
@@ -254,7 +256,8 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
         spec["environment"] = await deployment_environment(controller, body, model, ep)  # built, or nothing changes
-        row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic)
+        row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic,
+                                            if_match=if_match.strip().removeprefix("W/").strip('"') if if_match else None)
         controller.poke()
         return deployment_view(row)
 

@@ -13,7 +13,9 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import secrets
+import shutil
 import socket
 import ssl
 import sys
@@ -33,6 +35,7 @@ from ..workspace import Workspace
 from . import replicas, settings
 from .access_log import AccessLog
 from .api import build_api, is_loopback
+from .connections import Limits, guarded_protocol
 from .controller import Controller
 from .gateway import Gateway
 from .metrics import Metrics
@@ -43,6 +46,7 @@ from .telemetry import EventLog, Telemetry
 log = logging.getLogger("modelfleet.server")
 
 PRUNE_EVERY_S = 10.0
+DISK_LOW_FRACTION, DISK_LOW_BYTES = 0.10, 1 << 30   # warn below the smaller of the two
 IDLE_GRACE_S = 1.0  # at a stop, how long an idle keep-alive connection may still bring one request
 
 
@@ -65,6 +69,7 @@ class ServerApp:
         self.url = cfg.url(port)
         self.token = token
         self.draining = False
+        self.disk_low = False
         self.api = build_api(self.controller, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
 
@@ -75,9 +80,27 @@ class ServerApp:
 
     async def _prune_telemetry(self) -> None:
         while True:
+            self._check_disk()
             await asyncio.sleep(PRUNE_EVERY_S)
             live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
             self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
+
+    def _check_disk(self) -> None:
+        """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at
+        full, replicas and the server lose log lines but keep serving, while registering models
+        and changing deployments fail."""
+        try:
+            usage = shutil.disk_usage(self.ws.path)
+        except OSError:
+            return
+        low = usage.free < min(usage.total * DISK_LOW_FRACTION, DISK_LOW_BYTES)
+        if low and not self.disk_low:
+            log.warning("the workspace's disk is nearly full: %d MiB free of %d MiB at %s; when it is full, logs "
+                        "lose lines and registering models or changing deployments fails (serving goes on)",
+                        usage.free >> 20, usage.total >> 20, self.ws.path)
+        elif self.disk_low and not low:
+            log.warning("the workspace's disk has room again: %d MiB free", usage.free >> 20)
+        self.disk_low = low
 
     def _observe(self, on: bool) -> None:
         """Hook the telemetry into replica state changes and the server's warnings (or unhook it)."""
@@ -192,6 +215,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_open_files() -> int:
+    """Lift the soft limit on open files to the hard one (each connection and replica takes
+    some); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 1 << 20) if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
 def _admin_token(cfg: ServerSettings) -> str:
     """A new token per start, unless the operator keeps one in a file (for Prometheus and the
     dashboard of a long-running server)."""
@@ -260,8 +295,11 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     atomic_write(ws.server_file, orjson.dumps(info), mode=0o600)
     with contextlib.suppress(OSError):
         os.chmod(ws.db_path, 0o600)  # it holds endpoint keys
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning",
-                            access_log=False, timeout_keep_alive=75, backlog=2048,
+    # Connections may take the open files not kept for replicas, logs and the database.
+    limits = Limits(cfg.idle_timeout_s, cfg.header_timeout_s, max(16, min(cfg.max_connections,
+                                                                           _raise_open_files() - 512)))
+    config = uvicorn.Config(app, loop="uvloop", http=guarded_protocol(limits), lifespan="on", log_level="warning",
+                            access_log=False, timeout_keep_alive=cfg.idle_timeout_s, backlog=2048,
                             timeout_graceful_shutdown=cfg.drain_timeout_s,
                             ssl_certfile=cfg.ssl_certfile, ssl_keyfile=cfg.ssl_keyfile)
     server = DrainingServer(config, app)

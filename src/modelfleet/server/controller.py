@@ -5,6 +5,8 @@ each action as its own task, so one slow or failing deployment never holds up an
 starts the new replicas, waits until every one is ready, switches routing in one publish, drains
 the old replicas, then stops them; if the new ones fail, they are stopped and the old ones never
 stop serving. A replica that dies is dropped from routing at once and restarted with backoff.
+Any error while starting replicas (an init that fails, the OS refusing a socket or a process)
+is one log line and a backoff, never a tight loop.
 
 The controller knows replicas only through the backend's `ReplicaHandle`s (backends/base.py),
 moves them through the state machine in replicas.py, and tells the gateway about them only by
@@ -42,7 +44,9 @@ log = logging.getLogger("modelfleet.controller")
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 30.0
-HEALTHY_AFTER_S = 60.0     # a replica up this long forgives earlier crashes
+HEALTHY_AFTER_S = 60.0     # a replica up this long (or that answered a request) forgives earlier crashes
+CRASH_LOOP_AFTER = 3       # consecutive failed starts or early deaths before health says CrashLoop
+ERROR_REPEAT_S = 60.0      # the same reconcile error is logged again at most this often
 
 
 @dataclass(eq=False)
@@ -58,6 +62,8 @@ class DeploymentRuntime:
     serial: int = 0                        # replica numbering
     retired: bool = False
     fault: str | None = None               # why it has fewer replicas than wanted, if it does
+    restarts: int = 0                      # replicas lost and replaced since the server started
+    last_failure: str | None = None        # why the last one was lost
     scale: autoscaler.ScaleState | None = None   # autoscaled deployments only
     seen_arrivals: int = 0                 # the admission's arrivals when last looked at
     last_active: float = 0.0               # when a request was last seen (clock time)
@@ -97,6 +103,7 @@ class Controller:
         self._reconciling = asyncio.Lock()  # one pass at a time: the last reads are the ones published
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
         self._stopping = False
+        self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -113,14 +120,28 @@ class Controller:
             self._wake.clear()
             try:
                 await self.reconcile()
-            except Exception:
-                log.exception("reconcile failed; retrying")
+                self._last_error = None
+            except Exception as e:  # a full disk, a locked database: retried every second, logged rarely
+                text, now = f"{type(e).__name__}: {e}", self.clock.now()
+                if self._last_error is None or self._last_error[0] != text:
+                    log.exception("reconcile failed; retrying")
+                    self._last_error = (text, now)
+                elif now - self._last_error[1] >= ERROR_REPEAT_S:
+                    log.warning("reconcile still failing: %s", text)
+                    self._last_error = (text, now)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.warning("controller step failed: %s", e.message if isinstance(e, FleetError) else
+                        f"{type(e).__name__}: {e}")
 
     def _backoff(self, rt: DeploymentRuntime) -> None:
         """Hold off the next step on `rt`: 100 ms doubling to 30 s; a poke when it may go."""
@@ -324,19 +345,22 @@ class Controller:
                 transition(r, S.DRAINING)
         timeout_s = rt.spec.request_settings.request_timeout_ms / 1000.0 if rt.spec else 5.0
         deadline = self.clock.now() + timeout_s + 1.0
-        while any(r.handle.inflight for r in replicas) and self.clock.now() < deadline:
+        while any(r.handle.unanswered for r in replicas) and self.clock.now() < deadline:
             await self.clock.sleep(0.01)
         await self._stop(replicas, 5.0)
 
-    def _lost(self, r: Replica, code: int | None) -> None:
-        """The supervisor saw a serving replica die: drop it, then restart after a backoff."""
+    def _lost(self, r: Replica, code: int | None, why: str) -> None:
+        """The supervisor saw a serving replica die: drop it, then restart after a backoff (short
+        for a replica that served: a hang or a leak is not a crash loop)."""
         rt = self.runtimes.get((r.endpoint, r.deployment))
         if rt is None:
             return
         rt.group = [x for x in rt.group if x is not r]
         self.publish()
-        if self.clock.now() - r.started_at > HEALTHY_AFTER_S:
+        if r.handle.answered or self.clock.now() - r.started_at > HEALTHY_AFTER_S:
             rt.failures = 0
+        rt.restarts += 1
+        rt.fault = rt.last_failure = why
         self._backoff(rt)  # then the reconcile scales the group back to instance_count
 
     async def _scale(self, rt: DeploymentRuntime, want: int) -> None:
@@ -345,9 +369,10 @@ class Controller:
             if have < want:
                 try:
                     new = await self._start_group(rt, rt.spec, rt.hash, want - have)
-                except FleetError as e:
-                    log.warning("could not restart replicas of %s/%s: %s", rt.endpoint, rt.name, e.message)
-                    rt.fault = e.message
+                except Exception as e:  # an init that fails, or the OS refusing (EMFILE, EAGAIN, ENOMEM)
+                    why = e.message if isinstance(e, FleetError) else f"{type(e).__name__}: {e}"
+                    log.warning("could not start replicas of %s/%s: %s", rt.endpoint, rt.name, why)
+                    rt.fault = why
                     self._backoff(rt)
                     return
                 rt.fault = None
@@ -432,12 +457,14 @@ class Controller:
         return "\n".join(line for rid, text in parts for line in (f"==> {rid} <==", *text))
 
     def health_of(self, endpoint: str, name: str, instance_count: int) -> dict:
-        """Healthy (every wanted replica ready), Degraded (some), Unavailable (none), or Idle
-        (scaled to zero), why, and how many replicas it wants now."""
+        """Healthy (every wanted replica ready), Degraded (some), Unavailable (none), CrashLoop
+        (replicas keep failing to start or dying before they serve), or Idle (scaled to zero);
+        why, how many replicas it wants now, and how many it lost."""
         rt = self.runtimes.get((endpoint, name))
         ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
         wanted = rt.scale.want if rt and rt.scale else instance_count
         health = ("Idle" if wanted == ready == 0 else "Healthy" if ready >= wanted else
+                  "CrashLoop" if rt and rt.failures >= CRASH_LOOP_AFTER else
                   "Degraded" if ready else "Unavailable")
         fault = rt.fault if rt else None
         compute = self._computes.get(endpoint, "local")
@@ -446,6 +473,7 @@ class Controller:
         elif fault is None and health != "Healthy" and compute != "local":
             fault = getattr(self.backend, "fault", lambda _c: None)(compute)
         return {"health": health, "ready_replicas": ready, "wanted_replicas": wanted, "fault": fault,
+                "restarts": rt.restarts if rt else 0, "last_failure": rt.last_failure if rt else None,
                 "last_cold_start_ms": rt.cold_start_ms if rt else None}
 
     def is_busy(self, endpoint: str, name: str) -> bool:

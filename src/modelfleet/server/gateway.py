@@ -120,12 +120,13 @@ class Gateway:
             if not self._current(dep).replicas:
                 return 503, None, f"deployment {dep.name!r} has no ready replica"
             return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms waiting in queue"
-        slot_held = True
         crashes = 0
         try:
-            # Inference is idempotent: when a replica dies mid-request, retry on another one, or
-            # on its replacement, until the deadline; a request that kills two replicas is the
-            # cause, not the victim, and is not retried again.
+            # When a replica dies before answering (a crash, or the supervisor replacing a hung
+            # or stopped one), retry on another one, or on its replacement, until the deadline: a
+            # request queued behind a stuck call never reached the model. A request that kills
+            # two replicas is the cause, not the victim, and is not retried again. A request that
+            # timed out is never retried: custom code need not be idempotent.
             while True:
                 replica = self._current(dep).pick()
                 if replica is None:
@@ -133,6 +134,8 @@ class Gateway:
                         return 503, None, f"deployment {dep.name!r} has no ready replica"
                     await asyncio.sleep(0.01)
                     continue
+                if trace is not None:
+                    trace.replica = replica.id
                 try:
                     sent = time.perf_counter()
                     fut = replica.send(dep.model_key, kind, body, header_length, request_id)
@@ -145,25 +148,23 @@ class Gateway:
                         timer.cancel()
                     status, payload = fut.result()
                     if trace is not None:
-                        trace.model_s, trace.replica = time.perf_counter() - sent, replica.id
+                        trace.model_s = time.perf_counter() - sent
                 except ReplicaGone:
                     crashes += 1
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
                     continue
                 except (TimeoutError, asyncio.CancelledError) as e:
-                    # The replica is still working on it: the deployment's slot (like the
-                    # replica's own count) stays taken until the late answer arrives or the
-                    # replica dies, so a slow model is not sent more than it was allowed.
-                    slot_held = False
-                    fut.add_done_callback(admission.release)
+                    # The deployment's slot is free again; the replica counts the request as
+                    # late until it answers, and routing sends it nothing new meanwhile (the
+                    # supervisor probes it, and replaces it if its model call is stuck).
+                    replica.give_up(fut)
                     if isinstance(e, asyncio.CancelledError):
                         raise
                     return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms"
                 return _STATUS.get(status, 502), payload, ""
         finally:
-            if slot_held:
-                admission.release()
+            admission.release()
 
     def _current(self, dep: DeploymentSnapshot) -> DeploymentSnapshot:
         """The newest snapshot of `dep` (replicas change while a request waits)."""

@@ -34,10 +34,12 @@ class DeploymentSnapshot:
         return self.settings.request_timeout_ms / 1000.0
 
     def pick(self) -> ReplicaHandle | None:
-        """The open replica with the fewest requests in flight."""
+        """The open replica with the fewest requests in flight, among those that answer their
+        probes and have no request stuck past its timeout (None if no replica qualifies: a
+        request waits for one rather than queue behind a stuck call)."""
         best = None
         for r in self.replicas:
-            if (best is None or r.inflight < best.inflight) and not r.closed:
+            if (best is None or r.inflight < best.inflight) and not r.closed and r.responsive and not r.late:
                 best = r
         return best
 

@@ -34,6 +34,12 @@ class ServerSettings(BaseModel):
     access_log_max_bytes: int = Field(default=64 * 2**20, ge=4096)
     access_log_backups: int = Field(default=5, ge=0, le=1000)
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)  # SIGTERM: wait this long for requests
+    # Connection limits (server/connections.py): a connection with no request is closed after
+    # idle_timeout_s; a request's headers must arrive within header_timeout_s (and its body may
+    # not pause longer); beyond max_connections the oldest idle connection is closed.
+    idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
 
     @field_validator("host")
     @classmethod

@@ -5,6 +5,7 @@ store alone when the server is not running, so read-only commands never need to 
 from __future__ import annotations
 
 from ..specs import SETTINGS_FIELDS
+from ..store.serving import spec_etag
 
 
 def endpoint_view(ep: dict, deployments: list[str], public_url: str | None) -> dict:
@@ -33,6 +34,6 @@ def deployment_view(row: dict, replicas: list[dict], busy: bool, health: dict = 
     state = row["state"]
     if state == "Succeeded" and busy:
         state = "Updating"
-    out.update(provisioning_state=state, error=row["error"], **health, replicas=replicas,
+    out.update(provisioning_state=state, error=row["error"], etag=spec_etag(spec), **health, replicas=replicas,
                created_at=row["created_at"], updated_at=row["updated_at"])
     return out

@@ -8,7 +8,7 @@ import secrets
 import orjson
 import sqlalchemy as sa
 
-from ..errors import AlreadyExists, Conflict, NotFound
+from ..errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
 from .db import Database, utcnow
 from .schema import deployments, endpoints
 
@@ -21,6 +21,12 @@ def replica_hash(spec: dict) -> str:
     if fields["environment"] is None:  # so the hashes of deployments from before environments still hold
         del fields["environment"]
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def spec_etag(spec: dict) -> str:
+    """The version of a deployment's desired spec that an update was based on: its content, so
+    an update that wrote the same content is no conflict."""
+    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def new_key() -> str:
@@ -95,8 +101,9 @@ class ServingStore:
         return row._asdict()
 
     def put_deployment(self, endpoint: str, name: str, spec: dict, *, create: bool | None,
-                       take_all_traffic: bool = False) -> tuple[dict, bool]:
-        """Create or update desired state; returns (row, created). The first deployment takes 100%."""
+                       take_all_traffic: bool = False, if_match: str | None = None) -> tuple[dict, bool]:
+        """Create or update desired state; returns (row, created). The first deployment takes 100%.
+        `if_match`: the etag the change was based on; refused if the row changed since."""
         now = utcnow()
         h = replica_hash(spec)
         with self.db.write() as conn:
@@ -106,6 +113,10 @@ class ServingStore:
             row = conn.execute(sa.select(deployments).where(
                 deployments.c.endpoint == endpoint, deployments.c.name == name)).first()
             where = (deployments.c.endpoint == endpoint) & (deployments.c.name == name)
+            if if_match is not None and (row is None or spec_etag(row.spec) != if_match):
+                now_at = "it was deleted" if row is None else f"its etag is now {spec_etag(row.spec)}"
+                raise PreconditionFailed(f"deployment {name!r} on endpoint {endpoint!r} changed since it was read "
+                                         f"(etag {if_match}; {now_at}): read it again and retry")
             if row is None:
                 if create is False:
                     raise NotFound(f"deployment {name!r} not found on endpoint {endpoint!r}")

@@ -1,0 +1,73 @@
+"""The replica's watch thread: proof of life and of progress while the model is busy.
+
+The replica's main thread runs one model call at a time; a `run()` that never returns would
+otherwise leave the server no way to tell a hung replica from a slow one. This thread sends a
+heartbeat (a PONG frame with id 0) every `PERIOD_S`, carrying the resident memory and how long
+the current model call has been running, and flushes answers the main thread finished before it
+got stuck on a later request. It shares the socket's write side with the main thread (one lock);
+only the main thread reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+from . import protocol as p
+
+PERIOD_S = 0.25
+STACK_BYTES = 256 * 1024
+
+
+def rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Outbox:
+    """Frames for the server, written by the main thread and the heartbeat thread."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.frames: list[bytes] = []
+        self.busy_since = 0.0      # time.monotonic() when the current model call started; 0: idle
+        self.serving = threading.Event()
+
+    def add(self, frame: bytes) -> None:
+        with self.lock:
+            self.frames.append(frame)
+
+    def flush(self, extra: bytes = b"") -> None:
+        with self.lock:
+            data = b"".join(self.frames) + extra
+            self.frames.clear()
+            if data:
+                self.sock.sendall(data)
+
+    def pong(self) -> bytes:
+        since = self.busy_since
+        return p.pong(rss_bytes(), int((time.monotonic() - since) * 1000) if since else 0)
+
+    def start_heartbeats(self) -> None:
+        """Start the thread now (it waits for `serving`): later, under a memory limit, a new
+        thread's stack might not fit."""
+        old = threading.stack_size(STACK_BYTES)
+        try:
+            threading.Thread(target=self._beat, name="mf-heartbeat", daemon=True).start()
+        finally:
+            threading.stack_size(old)
+
+    def _beat(self) -> None:
+        self.serving.wait()
+        while True:
+            time.sleep(PERIOD_S)
+            try:
+                self.flush(p.frame(0, p.PONG, self.pong()))
+            except OSError:
+                return  # the server closed the connection; the main thread sees it too
