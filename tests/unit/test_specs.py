@@ -23,7 +23,8 @@ def test_deployment_defaults():
     rs = d.request_settings
     assert (rs.request_timeout_ms, rs.max_concurrent_requests_per_instance, rs.max_queue_size, rs.max_body_bytes) \
         == (5000, 16, 512, 16 * 1024 * 1024)
-    assert (d.liveness_probe.period, d.liveness_probe.timeout, d.liveness_probe.failure_threshold) == (2, 2, 30)
+    # a stopped or wedged replica is found in seconds, not minutes
+    assert (d.liveness_probe.period, d.liveness_probe.timeout, d.liveness_probe.failure_threshold) == (1, 1, 3)
     # a replica may take a minute to load its model before it counts as failed
     assert (d.readiness_probe.period, d.readiness_probe.failure_threshold) == (1, 60)
     assert (d.batching.max_batch_size, d.batching.max_batch_wait_ms) == (1, 2.0)

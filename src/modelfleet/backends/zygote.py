@@ -93,6 +93,8 @@ class Zygote:
                     if fut is not None and not fut.done():
                         fut.set_result(event["pid"])
         finally:
+            if self.proc is not None:
+                self.proc.poll()  # reap it if it has exited (a new one starts when next needed)
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(ZygoteLost("the replica zygote exited"))

@@ -124,7 +124,10 @@ class Controller:
             except Exception as e:  # a full disk, a locked database: retried every second, logged rarely
                 text, now = f"{type(e).__name__}: {e}", self.clock.now()
                 if self._last_error is None or self._last_error[0] != text:
-                    log.exception("reconcile failed; retrying")
+                    if isinstance(e, (OSError, FleetError)):   # the machine's state, not a bug: one line
+                        log.warning("reconcile failed: %s; retrying", text)
+                    else:
+                        log.exception("reconcile failed; retrying")
                     self._last_error = (text, now)
                 elif now - self._last_error[1] >= ERROR_REPEAT_S:
                     log.warning("reconcile still failing: %s", text)
