@@ -241,12 +241,20 @@ class RequestSettings(Spec):
 
 
 class Probe(Spec):
-    """Azure's probe fields, in seconds. The liveness defaults find a stopped or wedged replica in
-    about 3 s (Azure's: 10 s period, 30 misses); a replica's heartbeats answer even while run() is busy."""
+    """Azure's probe fields, in seconds."""
     initial_delay: int = Field(default=0, ge=0)
+    period: int = Field(default=2, ge=1)
+    timeout: int = Field(default=2, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=30, ge=1)
+
+
+class LivenessProbe(Probe):
+    """Defaults that find a stopped or wedged replica in about 3 s (Azure's: 10 s period, 30
+    misses): a replica answers from a second thread even while run() is busy, so a miss means
+    the process itself is stuck."""
     period: int = Field(default=1, ge=1)
     timeout: int = Field(default=1, ge=1)
-    success_threshold: int = Field(default=1, ge=1)
     failure_threshold: int = Field(default=3, ge=1)
 
 
@@ -371,7 +379,7 @@ class DeploymentSettings(Spec):
     instance_count: int = Field(default=1, ge=1, le=64)
     scale_settings: ScaleSettings = Field(default_factory=ScaleSettings)
     request_settings: RequestSettings = Field(default_factory=RequestSettings)
-    liveness_probe: Probe = Field(default_factory=Probe)
+    liveness_probe: LivenessProbe = Field(default_factory=LivenessProbe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
     resources: Resources = Field(default_factory=Resources)

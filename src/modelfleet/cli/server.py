@@ -82,5 +82,11 @@ def status(ctx: Ctx):
 @click.option("--access-log-backups", type=int, default=None, help="Rotated access logs to keep.")
 @click.option("--drain-timeout", "drain_timeout_s", type=float, default=None,
               help="At a stop, how long to wait for requests in flight (seconds).")
+@click.option("--idle-timeout", "idle_timeout_s", type=float, default=None,
+              help="Close a connection with no request for this long (seconds).")
+@click.option("--header-timeout", "header_timeout_s", type=float, default=None,
+              help="A request's headers must arrive within this long, and its body may not pause longer.")
+@click.option("--max-connections", type=int, default=None,
+              help="Beyond this, a new connection closes the oldest one with no request in progress.")
 def configure(ctx: Ctx, **options):
     ctx.emit(ctx.fleet.server.configure(**_changes(**options)))
