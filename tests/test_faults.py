@@ -54,14 +54,19 @@ def _zygote(server: psutil.Process) -> psutil.Process:
     return next(c for c in server.children() if c.name() == "mf-zygote" and c.status() != psutil.STATUS_ZOMBIE)
 
 
+def _deploy_iris(f, models_dir: Path, endpoint: str, **settings) -> None:
+    """Model iris:1 as deployment blue of a new endpoint."""
+    f.models.register("iris", models_dir / "iris", "1")
+    f.online_endpoints.create(endpoint)
+    f.online_deployments.create("blue", endpoint, "iris:1", **settings)
+
+
 # -- the warm parent killed ------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_killing_the_zygote_under_load_fails_no_request_and_its_replicas_outlive_it(fleet, models_dir):
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("zyg-ep")
-    f.online_deployments.create("blue", "zyg-ep", "iris:1", instance_count=2)
+    _deploy_iris(f, models_dir, "zyg-ep", instance_count=2)
     server = psutil.Process(f.server.status()["pid"])
     zygote = _zygote(server)
     replicas = _ready_pids(f, "zyg-ep")
@@ -147,15 +152,13 @@ class PacedLoad:
 def test_a_run_that_hangs_for_one_request_in_a_hundred_leaves_the_other_ninety_nine_served(fleet, models_dir,
                                                                                           tmp_path):
     """20 s at about 40 requests a second, 4 replicas, a 1 s request timeout: about 8 hangs, each of
-    which holds a replica until the supervisor sees its model call outlive the timeout and replaces
-    it. 20 s rather than a minute: it covers several hangs per replica and several replacements in
+    which holds a replica until the supervisor sees its model call outlive the timeout by what the
+    liveness probe allows (1 s here) and replaces it. 20 s rather than a minute: it covers several hangs per replica and several replacements in
     flight at once, which is what a longer run would repeat."""
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("hang-ep")
-    f.online_deployments.create("blue", "hang-ep", "iris:1", instance_count=4,
-                                request_settings={"request_timeout_ms": 1000},
-                                code_configuration=scoring_code(tmp_path / "code", HANG_PY))
+    _deploy_iris(f, models_dir, "hang-ep", instance_count=4, request_settings={"request_timeout_ms": 1000},
+                 liveness_probe={"period": 1, "failure_threshold": 1},   # stuck: 1 s past the timeout
+                 code_configuration=scoring_code(tmp_path / "code", HANG_PY))
     url, key = _scoring(f, "hang-ep")
     load = PacedLoad(url, key, threads=4, per_s=10, seconds=20, hang_every=100)
     load.run()
@@ -182,9 +185,7 @@ def test_a_stopped_replica_is_replaced_and_fails_no_request_it_had_not_taken(fle
     routing skips it after the first miss, and it is killed after three; the requests it held but
     never answered are retried on its sibling."""
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("stop-ep")
-    f.online_deployments.create("blue", "stop-ep", "iris:1", instance_count=2)
+    _deploy_iris(f, models_dir, "stop-ep", instance_count=2)
     before = _ready_pids(f, "stop-ep")
     stopped = before[0]
     stopped_id = next(r["id"] for r in f.online_deployments.get("blue", "stop-ep")["replicas"] if r["pid"] == stopped)
@@ -322,9 +323,7 @@ def test_a_full_disk_leaves_good_traffic_served_and_is_warned_about_first(tmp_pa
 def test_a_flood_of_idle_and_slowloris_connections_leaves_normal_requests_served(fleet, models_dir):
     f = fleet
     f.server.start(idle_timeout_s=10, header_timeout_s=5, max_connections=1000)
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("flood-ep")
-    f.online_deployments.create("blue", "flood-ep", "iris:1")
+    _deploy_iris(f, models_dir, "flood-ep")
     url, key = _scoring(f, "flood-ep")
     where = urlsplit(url)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -373,9 +372,7 @@ _ATTEMPT = re.compile(r"^(\S+ \S+) WARNING modelfleet.controller: could not star
 @pytest.mark.slow
 def test_out_of_file_descriptors_a_restart_backs_off_with_one_line_per_attempt(fleet, models_dir):
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("fd-ep")
-    f.online_deployments.create("blue", "fd-ep", "iris:1", instance_count=2)
+    _deploy_iris(f, models_dir, "fd-ep", instance_count=2)
     server = f.server.status()["pid"]
     log = f.workspace.logs_dir / "server.log"
     victim = _ready_pids(f, "fd-ep")[0]
@@ -402,9 +399,8 @@ def test_out_of_file_descriptors_a_restart_backs_off_with_one_line_per_attempt(f
 @pytest.mark.slow
 def test_a_stale_update_is_refused_and_nothing_changes(fleet, models_dir):
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("etag-ep")
-    read = f.online_deployments.create("blue", "etag-ep", "iris:1")
+    _deploy_iris(f, models_dir, "etag-ep")
+    read = f.online_deployments.get("blue", "etag-ep")
     f.online_deployments.update("blue", "etag-ep", request_settings={"request_timeout_ms": 3000})
     now = f.online_deployments.get("blue", "etag-ep")
     assert now["etag"] != read["etag"]
@@ -419,9 +415,7 @@ def test_a_stale_update_is_refused_and_nothing_changes(fleet, models_dir):
 @pytest.mark.slow
 def test_twenty_parallel_cli_updates_each_win_or_fail_none_is_lost(fleet, models_dir):
     f = fleet
-    f.models.register("iris", models_dir / "iris", "1")
-    f.online_endpoints.create("race-ep")
-    f.online_deployments.create("blue", "race-ep", "iris:1")
+    _deploy_iris(f, models_dir, "race-ep")
 
     def update(i: int) -> subprocess.CompletedProcess:
         return subprocess.run([FLEET, "online-deployment", "update", "--name", "blue", "--endpoint", "race-ep",

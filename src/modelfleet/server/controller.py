@@ -363,7 +363,7 @@ class Controller:
         if r.handle.answered or self.clock.now() - r.started_at > HEALTHY_AFTER_S:
             rt.failures = 0
         rt.restarts += 1
-        rt.fault = rt.last_failure = why
+        rt.last_failure = why
         self._backoff(rt)  # then the reconcile scales the group back to instance_count
 
     async def _scale(self, rt: DeploymentRuntime, want: int) -> None:
@@ -470,6 +470,8 @@ class Controller:
                   "CrashLoop" if rt and rt.failures >= CRASH_LOOP_AFTER else
                   "Degraded" if ready else "Unavailable")
         fault = rt.fault if rt else None
+        if health == "CrashLoop" and fault is None:
+            fault = rt.last_failure
         compute = self._computes.get(endpoint, "local")
         if compute != "local" and compute not in self._attached:
             fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"

@@ -6,8 +6,10 @@ One `watch` task per ready replica, waking every `TICK_S`. It kills and replaces
   `initial_delay` on, each answer awaited `timeout` seconds; a stopped or wedged process). After
   one miss the replica is marked unresponsive and routing sends it nothing new, until it answers
   `success_threshold` probes in a row;
-- says (in its heartbeats) that its current model call has run longer than the request timeout:
-  nobody waits for that answer any more, and the replica serves nothing else meanwhile;
+- says (in its heartbeats) that its current model call has run past the request timeout for
+  longer than the liveness probe tolerates (`period` x `failure_threshold`): nobody waits for
+  that answer any more, and the replica serves nothing else meanwhile (a call that is merely
+  slow, and ends within that time, costs no restart);
 - grows past `resources.limits.memory`.
 
 A replica with requests given up on (`late`) is probed at once instead of at the next period.
@@ -55,12 +57,13 @@ class Supervisor:
                 break
             probe, limit = spec.liveness_probe, spec.resources.memory_limit_bytes
             timeout_s = spec.request_settings.request_timeout_ms / 1000.0
+            stuck_after = timeout_s + probe.period * probe.failure_threshold
             rss = r.handle.memory_bytes() if limit else None
             if rss is not None and rss > limit:
                 why = f"exceeded its memory limit ({rss // 2**20} MiB > {limit // 2**20} MiB)"
-            elif r.handle.busy_s > timeout_s:
-                why = (f"has been running one model call for {r.handle.busy_s:.1f} s, longer than the "
-                       f"request timeout ({timeout_s:g} s): run() is stuck")
+            elif r.handle.busy_s > stuck_after:
+                why = (f"has been running one model call for {r.handle.busy_s:.1f} s, past the request "
+                       f"timeout ({timeout_s:g} s) by more than the liveness probe allows: run() is stuck")
             elif self.clock.now() >= next_probe or r.handle.late:
                 next_probe = self.clock.now() + probe.period
                 try:
