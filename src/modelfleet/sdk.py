@@ -429,11 +429,12 @@ class DeploymentOperations:
 
     @_resources
     def update(self, name: str, endpoint: str, *, wait: bool = True, timeout: float = 600.0,
-               all_traffic: bool = False, **changes) -> Resource:
+               all_traffic: bool = False, etag: str | None = None, **changes) -> Resource:
         """Change some fields of a deployment; the rest stay as they are. Mappings (tags,
         environment_variables, request_settings, ...) are merged key by key; a key given as None
-        is removed. The change is based on the deployment as read here (its etag): if another
-        writer changed it in between, it is refused with PreconditionFailed and nothing changes."""
+        is removed. The change is based on the deployment as read here, or on the version `etag`
+        names (from an earlier read): if another writer changed it since, it is refused with
+        PreconditionFailed and nothing changes."""
         cur = self.get(name, endpoint)
         body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
                                         "liveness_probe", "readiness_probe", "batching", "resources",
@@ -464,7 +465,7 @@ class DeploymentOperations:
         body = {k: v for k, v in body.items() if v is not None}
         self._build_environment(endpoint, body)
         self._f.request("PUT", f"/api/endpoints/{endpoint}/deployments/{name}", json=body, params=params,
-                        headers={"if-match": f'"{cur["etag"]}"'})
+                        headers={"if-match": f'"{etag or cur["etag"]}"'})
         return self.wait(endpoint, name, timeout) if wait else self.get(name, endpoint)
 
     @_resources

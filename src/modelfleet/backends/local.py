@@ -7,7 +7,7 @@ native libraries initialise (thread counts, library paths) gets a fresh interpre
 since those settings only take effect at import.
 The socketpair carries length-prefixed frames (runtime/protocol.py): many requests in flight at
 once, matched by id. Forked replicas are the server's own children (backends/reaping.py), so
-they outlive the zygote.
+they outlive their zygote.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class LocalReplica(FramedReplica):
                 self.code = self.backend.children.reap(self.pid)
                 if self.code is None:
                     self.code = self.zygote.exit_codes.get(self.pid)
-            if self.code is not None and self.popen is not None:
+            if self.code is not None:
                 self.backend.children.owned.discard(self.pid)
+                self.zygote.children.discard(self.pid)
         return self.code
 
     def _running(self) -> bool:
@@ -162,13 +163,10 @@ class LocalBackend:
         self.logs_dir = logs_dir or Path(".")
         self.runtime_dir = runtime_dir or self.logs_dir.parent / "run" / "pythonpath"
         self.children = Children()
-        self.zygote = Zygote(self.logs_dir / "zygote.log", subreaper=self._subreaper)  # the server's interpreter
+        self.subreaper = os.getpid() if self.children.subreaper else 0
+        self.zygote = Zygote(self.logs_dir / "zygote.log", subreaper=self.subreaper)   # the server's interpreter
         self.zygotes: dict[Path, Zygote] = {}                # one per environment's interpreter
         self._sweeper: asyncio.Task | None = None
-
-    @property
-    def _subreaper(self) -> int:
-        return os.getpid() if self.children.subreaper else 0
 
     def _environ(self, python: Path | None) -> dict[str, str]:
         """The environment of processes that run `python`: an environment's interpreter finds
@@ -184,7 +182,7 @@ class LocalBackend:
         zygote = self.zygotes.get(python)
         if zygote is None:
             zygote = self.zygotes[python] = Zygote(self.logs_dir / f"zygote-{python.parents[1].name}.log", python,
-                                                   self._environ(python), subreaper=self._subreaper)
+                                                   self._environ(python), self.subreaper)
         return zygote
 
     def release(self, python: Path) -> None:
@@ -205,8 +203,9 @@ class LocalBackend:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_S)
+            zygotes = {z.proc.pid for z in [self.zygote, *self.zygotes.values()] if z.proc is not None}
             with contextlib.suppress(OSError):  # out of file descriptors: next time
-                self.children.sweep({z.proc.pid for z in [self.zygote, *self.zygotes.values()] if z.proc is not None})
+                self.children.sweep(zygotes)
 
     @staticmethod
     def _cold(spec: ReplicaSpec) -> bool:

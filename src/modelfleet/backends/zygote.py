@@ -24,7 +24,7 @@ class ZygoteLost(RuntimeError):
 
 
 class Zygote:
-    """The server's handle on the warm parent process. `subreaper`: the server's pid when it is a
+    """The server's handle on a warm parent process. `subreaper`: the server's pid when it is a
     child subreaper (backends/reaping.py): replicas are then re-parented to it, and outlive the zygote."""
 
     def __init__(self, log_path: Path, python: Path | None = None, environ: dict[str, str] | None = None,

@@ -166,7 +166,8 @@ def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
             code = str(ctx.fleet.artifacts.snapshot_dir("code", current["code"]["sha256"]) / current["code"]["root"])
         changes["code_configuration"] = {"code": code, "scoring_script": cc.scoring_script}
     with _waiting(ctx, f"Updating {endpoint}/{name} ...", not ctx.no_wait):
-        return dep_ops.update(name, endpoint, wait=not ctx.no_wait, all_traffic=all_traffic, **changes)
+        return dep_ops.update(name, endpoint, wait=not ctx.no_wait, all_traffic=all_traffic,
+                              etag=current["etag"], **changes)   # based on what was read above
 
 
 @command(online_deployment, "create", help="Create a deployment and wait until it is ready.", properties=True)
