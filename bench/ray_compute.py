@@ -58,6 +58,14 @@ def cluster_pids(temp_dir: str) -> list[int]:
     return [p.pid for p in ray_cluster.cluster_processes(temp_dir)]
 
 
+def idle_cpu_pct(groups: dict[str, list[int]], seconds: float = 5.0) -> dict[str, float]:
+    """CPU each group of processes takes with no request in flight, in % of one core."""
+    c.wait_quiet()
+    start = {k: c.cpu_seconds(v) for k, v in groups.items()}
+    time.sleep(seconds)
+    return {k: round(100 * (c.cpu_seconds(v) - start[k]) / seconds, 1) for k, v in groups.items()}
+
+
 def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
     from modelfleet.compute import ray_cluster
     mf = serving.Modelfleet(work)
@@ -76,6 +84,11 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
             f.online_deployments.create("blue", endpoint, "iris:1", all_traffic=True)
         out["listening_off_loopback"] = c.listening_off_loopback(mf.tree_pids() + cluster_pids(temp_dir))
         print(f"  listening off loopback: {out['listening_off_loopback'] or 'nothing'}", flush=True)
+        local_replicas, ray_replicas = (mf.replica_pids(endpoint) for endpoint, _ in PATHS.values())
+        out["idle_cpu_pct"] = idle_cpu_pct({
+            "gateway": [mf.server_pid()], "local replica": local_replicas, "Ray replica": ray_replicas,
+            "Ray's processes": [p for p in cluster_pids(temp_dir) if p not in ray_replicas]})
+        print(f"  idle CPU, % of a core: {out['idle_cpu_pct']}", flush=True)
         for conns in (args.low, args.connections):
             for key, (endpoint, _) in PATHS.items():
                 print(f"  {LABELS[key]}", flush=True)
@@ -171,22 +184,30 @@ def report(result: dict, args) -> str:
         mem = list((mf.get("replica_memory") or {}).get(key, {}).values())
         row = {"compute": LABELS[key].split(", ")[1]}
         if rd:
+            outside = [1000 * t - i for t, i in zip(rd["runs_s"], rd["replica_init_ms"]) if i is not None]
             row.update(ready=1000 * rd["median_s"], ready_runs=", ".join(f"{1000 * t:.0f}" for t in rd["runs_s"]),
-                       init=", ".join(str(x) for x in rd["replica_init_ms"]))
+                       init=", ".join(str(x) for x in rd["replica_init_ms"]), outside=c.median_of(outside))
         if up:
-            row.update(update=up["update_s_median"], update_runs=", ".join(f"{u['update_s']:.2f}" for u in up["updates"]),
-                       update_errors=up["errors_total"], p99x=up["p99_ratio_median"])
+            row.update(update=up["update_s_median"], update_errors=up["errors_total"], p99x=up["p99_ratio_median"],
+                       update_runs=", ".join(f"{u['update_s']:.2f}" for u in up["updates"]))
         if mem:
             row.update(rss=mem[0]["rss_mb"], pss=mem[0]["pss_mb"])
         rows.append(row)
+    idle = mf.get("idle_cpu_pct")
+    if idle:
+        parts.append("CPU taken with no request in flight (5 s, % of one core): "
+                     + ", ".join(f"{k} {v:.1f} %" for k, v in idle.items()) + ".\n")
     parts.append(f"## Lifecycle\n\nCreate -> ready: wall time of `online_deployments.create` on a new endpoint "
-                 f"(idle machine, median of {args.ready_runs}). Update: `online_deployments.update` to the other "
-                 f"model version under {args.update_connections} connections of load ({args.updates} runs); errors "
-                 f"over the whole loaded run; p99 during / before the update (median).\n\n" + c.table(rows, [
+                 f"(idle machine, median of {args.ready_runs}); the replica's own model load (imports included) "
+                 f"is from its log, the rest is everything around it (placement, snapshots, connection). Update: "
+                 f"`online_deployments.update` to the other model version under {args.update_connections} "
+                 f"connections of load ({args.updates} runs); errors over the whole loaded run; p99 during / "
+                 f"before the update (median).\n\n" + c.table(rows, [
                      ("compute", "compute"), ("ready", "create -> ready median ms"), ("ready_runs", "runs ms"),
-                     ("init", "replica's own start ms"), ("update", "update median s"), ("update_runs", "runs s"),
-                     ("update_errors", "errors"), ("p99x", "p99 x during update"), ("rss", "replica RSS MiB"),
-                     ("pss", "replica PSS MiB")]) + "\n")
+                     ("init", "replica's own model load ms"), ("outside", "the rest, median ms"),
+                     ("update", "update median s"), ("update_runs", "runs s"), ("update_errors", "errors"),
+                     ("p99x", "p99 x during update"), ("rss", "replica RSS MiB"), ("pss", "replica PSS MiB")])
+                 + "\n")
     parts.append("## Aims (issue 11)\n\n" + c.table(
         [{**t, "met": {True: "met", False: "NOT met", None: ""}[t["met"]]} for t in result["targets"]],
         [("target", "aim"), ("measured", "measured"), ("met", "")]) + "\n")
