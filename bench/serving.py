@@ -144,20 +144,22 @@ class Modelfleet:
         """Wall time of online_deployments.create (it returns once the deployment is ready), on a
         new endpoint on `compute`."""
         f = self.fleet
-        f.online_endpoints.create("ready-test", compute=compute)
+        # one endpoint name per compute: a replica's server-side log is kept by endpoint and deployment
+        endpoint = "ready-test" if compute == "local" else f"ready-test-{compute}"
+        f.online_endpoints.create(endpoint, compute=compute)
         times, replica_ms = [], []
         for i in range(runs):
             c.wait_quiet()
             t = time.perf_counter()
-            f.online_deployments.create(f"dep{i}", "ready-test", "iris:1", all_traffic=True,
+            f.online_deployments.create(f"dep{i}", endpoint, "iris:1", all_traffic=True,
                                         environment_variables=env or {})
             times.append(time.perf_counter() - t)
             # the replica's own log, wherever it runs; a Ray replica's, on its node, keeps the lines
             # of earlier replicas of the same id (same spec), so the last line is this one's
-            found = re.findall(r"ready in (\d+) ms", f.online_deployments.get_logs(f"dep{i}", "ready-test", lines=50))
+            found = re.findall(r"ready in (\d+) ms", f.online_deployments.get_logs(f"dep{i}", endpoint, lines=50))
             replica_ms.append(int(found[-1]) if found else None)
-            f.online_deployments.delete(f"dep{i}", "ready-test")
-        f.online_endpoints.delete("ready-test")
+            f.online_deployments.delete(f"dep{i}", endpoint)
+        f.online_endpoints.delete(endpoint)
         on = f" on compute {compute}" if compute != "local" else ""
         print(f"    create -> ready{on}{' with ' + str(env) if env else ''}: median {c.median_of(times):.3f} s "
               f"({', '.join(f'{t:.3f}' for t in times)}); the replica's own model load "
