@@ -176,6 +176,21 @@ class Service:
         self._log.close()
 
 
+def listening_off_loopback(pids: list[int]) -> list[str]:
+    """Each "ip:port" one of `pids` listens on that is not a loopback address (there should be none)."""
+    import ipaddress
+    out = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status != psutil.CONN_LISTEN:
+                    continue
+                ip = ipaddress.ip_address(conn.laddr.ip.split("%")[0])
+                if not (getattr(ip, "ipv4_mapped", None) or ip).is_loopback:
+                    out.add(f"{conn.laddr.ip}:{conn.laddr.port}")
+    return sorted(out)
+
+
 def run_python(python: str, code: str, timeout: float = 300, env: dict | None = None) -> str:
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
                        env=env or clean_env())

@@ -140,35 +140,40 @@ class Modelfleet:
                 "server": mem.get(server, {}), "zygote": mem.get(zygote) if zygote else None,
                 "replicas": [mem[p] for p in reps if p in mem]}
 
-    def time_to_ready(self, runs: int, env: dict | None = None) -> dict:
-        """Wall time of online_deployments.create (it returns once the deployment is ready)."""
+    def time_to_ready(self, runs: int, env: dict | None = None, compute: str = "local") -> dict:
+        """Wall time of online_deployments.create (it returns once the deployment is ready), on a
+        new endpoint on `compute`."""
         f = self.fleet
-        f.online_endpoints.create("ready-test")
+        # one endpoint name per compute: a replica's server-side log is kept by endpoint and deployment
+        endpoint = "ready-test" if compute == "local" else f"ready-test-{compute}"
+        f.online_endpoints.create(endpoint, compute=compute)
         times, replica_ms = [], []
         for i in range(runs):
             c.wait_quiet()
             t = time.perf_counter()
-            dep = f.online_deployments.create(f"dep{i}", "ready-test", "iris:1", all_traffic=True,
-                                              environment_variables=env or {})
+            f.online_deployments.create(f"dep{i}", endpoint, "iris:1", all_traffic=True,
+                                        environment_variables=env or {})
             times.append(time.perf_counter() - t)
-            log = Path(dep["replicas"][0]["log"]).read_text()
-            m = re.search(r"ready in (\d+) ms", log)
-            replica_ms.append(int(m.group(1)) if m else None)
-            f.online_deployments.delete(f"dep{i}", "ready-test")
-        f.online_endpoints.delete("ready-test")
-        print(f"    create -> ready{' with ' + str(env) if env else ''}: median {c.median_of(times):.3f} s "
+            # the replica's own log, wherever it runs; a Ray replica's, on its node, keeps the lines
+            # of earlier replicas of the same id (same spec), so the last line is this one's
+            found = re.findall(r"ready in (\d+) ms", f.online_deployments.get_logs(f"dep{i}", endpoint, lines=50))
+            replica_ms.append(int(found[-1]) if found else None)
+            f.online_deployments.delete(f"dep{i}", endpoint)
+        f.online_endpoints.delete(endpoint)
+        on = f" on compute {compute}" if compute != "local" else ""
+        print(f"    create -> ready{on}{' with ' + str(env) if env else ''}: median {c.median_of(times):.3f} s "
               f"({', '.join(f'{t:.3f}' for t in times)}); the replica's own model load "
               f"{', '.join(str(x) for x in replica_ms)} ms", flush=True)
         return {"runs_s": [round(t, 3) for t in times], "median_s": round(c.median_of(times), 3),
-                "replica_init_ms": replica_ms, "environment_variables": env or {}}
+                "replica_init_ms": replica_ms, "environment_variables": env or {}, "compute": compute}
 
     def switch_over(self, connections: int, updates: int = 3, steady_s: float = 3.0,
-                    settle_s: float = 1.0) -> dict:
-        """Load the endpoint with the per-request recorder while its deployment moves between
+                    settle_s: float = 1.0, endpoint: str = "iris") -> dict:
+        """Load `endpoint` with the per-request recorder while its deployment "blue" moves between
         iris:1 and iris:2 `updates` times. Each update's "during" window runs from the call until
         `settle_s` after it returned (switch, drain, first requests on the new replica); its
         "before" window is the steady state just before the call."""
-        base, path, headers = self.target("iris")
+        base, path, headers = self.target(endpoint)
         rec = c.Recorder(base, [(path, BODY, {**JSON_HEADERS, **headers})])
         c.wait_quiet()
         runner = threading.Thread(target=rec.run, args=(connections, 300.0), daemon=True)  # stopped below
@@ -177,11 +182,11 @@ class Modelfleet:
         marks = []
         for i in range(updates):
             time.sleep(steady_s)
-            old = self.replica_pids("iris")
+            old = self.replica_pids(endpoint)
             t_call = time.perf_counter() - rec.start_clock
-            self.fleet.online_deployments.update("blue", "iris", model="iris:2" if i % 2 == 0 else "iris:1")
+            self.fleet.online_deployments.update("blue", endpoint, model="iris:2" if i % 2 == 0 else "iris:1")
             t_done = time.perf_counter() - rec.start_clock
-            marks.append((t_call, t_done, old, self.replica_pids("iris")))
+            marks.append((t_call, t_done, old, self.replica_pids(endpoint)))
         time.sleep(steady_s)
         rec.stop_clock = time.perf_counter()
         runner.join(30)
@@ -257,13 +262,15 @@ def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path) ->
 # -- baselines --------------------------------------------------------------------------------
 
 def bench_service(args, svc: c.Service, ready_url: str, base: str, path: str, body: bytes,
-                  ready_timeout: float, post_ready: bool = False) -> dict:
+                  ready_timeout: float, post_ready: bool = False, connections: tuple[int, ...] | None = None) -> dict:
+    """Wait for `svc`, load it at `connections` (default: the main and the batching counts), stop it."""
     try:
         t = time.perf_counter()
         svc.wait_ready(ready_url, ready_timeout, body if post_ready else None,
                        JSON_HEADERS if post_ready else None)
-        out = {"available": True, "startup_s": round(time.perf_counter() - t, 2), "runs": {}}
-        for conns in (args.connections, args.batch_connections):
+        out = {"available": True, "startup_s": round(time.perf_counter() - t, 2), "runs": {},
+               "listening_off_loopback": c.listening_off_loopback(svc.pids())}
+        for conns in connections or (args.connections, args.batch_connections):
             out["runs"][conns] = measure(args, base, path, body, {}, conns, svc.pids(), {"server": svc.pids()})
             mem = memory(svc.pids())
             out["memory"] = {"rss_mb": round(sum(m["rss_mb"] for m in mem.values()), 1),
@@ -313,16 +320,20 @@ def bench_mlflow(args, work: Path, model: Path) -> dict:
     return out
 
 
-def bench_ray(args, work: Path, model: Path) -> dict:
+def bench_ray(args, work: Path, model: Path, connections: tuple[int, ...] | None = None) -> dict:
     py, why = c.ensure_venv("ray", ["ray[serve]", sklearn_pin()], args.install_timeout)
     if py is None:
         return unavailable(why)
+    from modelfleet.compute.ray_cluster import ray_environment
     port = c.free_port()
-    env = c.clean_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    # ray_environment keeps every Ray process on 127.0.0.1 (on Linux Ray otherwise takes the
+    # machine's network address even for a local instance)
+    env = c.clean_env({"RAY_AUTH_MODE": "disabled", **ray_environment(None)})
     svc = c.Service("ray", [str(py), str(c.BENCH / "baselines" / "ray_app.py"), "--model", str(model),
                             "--port", str(port)], work, env=env)
     base = f"http://{c.HOST}:{port}"
-    return bench_service(args, svc, f"{base}/score", base, "/score", BODY, 180, post_ready=True)
+    return bench_service(args, svc, f"{base}/score", base, "/score", BODY, 180, post_ready=True,
+                         connections=connections)
 
 
 def bench_bentoml(args, work: Path, model: Path) -> dict:

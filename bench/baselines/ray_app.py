@@ -14,6 +14,16 @@ import signal
 import threading
 
 
+def loopback_only() -> None:
+    """Run in every Ray worker at start: Ray Serve 2.60 binds each replica's inter-deployment
+    gRPC server to [::] (all interfaces) with no setting to change it; bind it to 127.0.0.1.
+    Everything else stays on loopback through RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which the
+    benchmark sets."""
+    from ray.serve._private import replica
+    bind = replica.add_port_to_grpc_server
+    replica.add_port_to_grpc_server = lambda server, address: bind(server, address.replace("[::]", "127.0.0.1"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -37,7 +47,8 @@ def main() -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": loopback_only})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         serve.run(Scorer.bind(args.model), route_prefix="/score")
