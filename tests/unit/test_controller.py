@@ -331,3 +331,12 @@ def test_an_autoscaled_deployment_grows_under_load_and_shrinks_after(h):
         await until(lambda: len(h.backend.live("blue")) == 1)
         assert len(h.routed()) == 1
     run(scenario())
+
+
+def test_a_row_the_server_cannot_read_does_not_stop_the_others(h):
+    async def scenario():
+        h.put("blue")
+        h.store.put_deployment("ep", "green", {"model": "m:1", "instance_count": "many"}, create=None)
+        await h.converge("blue")
+        assert len(h.backend.live("blue")) == 1 and h.backend.live("green") == []
+    run(scenario())

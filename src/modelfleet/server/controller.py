@@ -96,6 +96,7 @@ class Controller:
         self._computes: dict[str, str] = {}   # endpoint -> compute its replicas run on
         self._attached: set[str] = set()      # computes the workspace has now
         self._spec_cache: dict[Key, tuple[dict, DeploymentRecord]] = {}
+        self._unreadable: set[Key] = set()    # rows whose spec failed validation (said once each)
         self._restored = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -166,7 +167,16 @@ class Controller:
     def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
         self._endpoints = endpoints
         self._computes = {ep["name"]: ep["spec"].get("compute") or "local" for ep in endpoints}
-        desired = {(r["endpoint"], r["name"]): self._desired(r) for r in rows}
+        desired, unreadable = {}, set()
+        for r in rows:
+            key = (r["endpoint"], r["name"])
+            try:
+                desired[key] = self._desired(r)
+            except ValueError as e:  # one row this server cannot read never stops the others
+                unreadable.add(key)
+                if key not in self._unreadable:
+                    log.error("deployment %s/%s has a spec this server cannot read; left as it runs: %s", *key, e)
+        self._unreadable = unreadable
         now = self.clock.now()
         for key, want in desired.items():
             rt = self.runtimes.get(key)
@@ -177,7 +187,7 @@ class Controller:
                 rt.spec = want.spec   # settings (request, probes, limits) apply in place
             elif rt.spec is not None:
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
-        actual = {key: rt.actual() for key, rt in self.runtimes.items()}
+        actual = {key: rt.actual() for key, rt in self.runtimes.items() if key not in unreadable}
         for action in reconciler.step(desired, actual, now):
             self._execute(action)
         if not any(rt.busy for rt in self.runtimes.values()):
