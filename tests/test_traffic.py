@@ -242,13 +242,14 @@ def test_request_limits_and_errors_are_json(who):
     assert "Traceback" not in r.text
     r = httpx.post(url, content=json.dumps({"sleep": 1.0}).encode(), headers=h)
     assert r.status_code == 408 and r.json()["error"]["code"] == "timeout" and r.json()["request_id"]
-    # the timed-out sleeper keeps the one slot until it finishes; then requests are served again
+    # the timed-out sleeper frees its slot at once, but its replica gets nothing new until it
+    # answers; then requests are served again
     wait_until(lambda: httpx.post(url, content=b'{"data": 7}', headers=h).json() == {"who": "blue", "data": 7})
+    fleet.online_deployments.update("blue", "lim-ep", request_settings={"request_timeout_ms": 5000})
+    assert httpx.post(url, content=json.dumps({"sleep": 0.5}).encode(), headers=h).status_code == 200
     # one slot, a queue of two: a burst of ten gets 429s, each a JSON error
     with ThreadPoolExecutor(10) as pool:
         rs = list(pool.map(lambda _: httpx.post(url, content=b'{"sleep": 0.2}', headers=h, timeout=30), range(10)))
     codes = Counter(r.status_code for r in rs)
     assert codes[429] >= 5, codes
     assert all(r.json()["error"]["code"] == "too_many_requests" for r in rs if r.status_code == 429)
-    fleet.online_deployments.update("blue", "lim-ep", request_settings={"request_timeout_ms": 5000})
-    assert httpx.post(url, content=json.dumps({"sleep": 0.5}).encode(), headers=h).status_code == 200

@@ -128,10 +128,13 @@ class Gateway:
             # two replicas is the cause, not the victim, and is not retried again. A request that
             # timed out is never retried: custom code need not be idempotent.
             while True:
-                replica = self._current(dep).pick()
+                current = self._current(dep)
+                replica = current.pick()
                 if replica is None:
                     if loop.time() >= deadline:
-                        return 503, None, f"deployment {dep.name!r} has no ready replica"
+                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is stuck "
+                                           "past the request timeout or missed a liveness probe)" if current.replicas
+                                           else f"deployment {dep.name!r} has no ready replica")
                     await asyncio.sleep(0.01)
                     continue
                 if trace is not None:
