@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def second_node(ray_fleet):
         kill_node(temp_dir)
         proc.kill()
         proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def kill_node(temp_dir: str) -> None:
