@@ -5,13 +5,14 @@ local compute (a replica process forked by the server) and one on an owned Ray c
 actor on a one-node cluster on 127.0.0.1, which the gateway reaches over one TCP connection).
 Measured in one run, one system at a time:
 
-  1. per-request overhead: wrk at 1 connection (p50/p99) and at 16 (req/s), same body, on each;
+  1. per-request overhead: wrk at 1 connection (p50/p99) and at 16 (req/s), same body, on each,
+     in rounds of one local run then one Ray run (so both share whatever else the machine does);
   2. Ray Serve's own HTTP proxy on the same model and load (bench/baselines/ray_app.py in its
      virtualenv, as serving.py runs it), after modelfleet and its cluster are stopped;
   3. deployment create -> ready on an idle machine, and a rolling update to a new model version
      under load, a few runs each, on each compute.
 
-    .venv/bin/python bench/ray_compute.py               # about 5 minutes (+5 once: Ray Serve's virtualenv)
+    .venv/bin/python bench/ray_compute.py               # 5-9 minutes (+5 once: Ray Serve's virtualenv)
     .venv/bin/python bench/ray_compute.py --rounds 5 --duration 10
     .venv/bin/python bench/ray_compute.py --no-serve    # without the Ray Serve baseline
 
