@@ -461,13 +461,14 @@ FOREIGN_MAX_PCT = 10.0   # a run disturbed by more than this share of the machin
 
 
 def measure(base: str, targets: list[tuple[str, bytes, dict]], connections: int, duration: float,
-            warmup: float, pids: list[int], groups: dict[str, list[int]] | None = None) -> dict:
-    """Warm up, then one measured run; repeated (up to twice) when other work took CPU meanwhile.
-    `pids` are the measured servers' processes (their CPU is not "other work"); `groups` names
-    subsets of them whose CPU time per request is reported."""
+            warmup: float, pids: list[int], groups: dict[str, list[int]] | None = None, attempts: int = 3,
+            quiet_wait_s: float = 20.0) -> dict:
+    """Warm up, then one measured run; repeated (up to `attempts` in all) when other work took CPU
+    meanwhile. `pids` are the measured servers' processes (their CPU is not "other work"); `groups`
+    names subsets of them whose CPU time per request is reported."""
     best = None
-    for _attempt in range(3):
-        wait_quiet()
+    for _attempt in range(attempts):
+        wait_quiet(quiet_wait_s)
         load(base, targets, connections, warmup)
         watch = CpuWatch(pids, groups)
         result = load(base, targets, connections, duration)

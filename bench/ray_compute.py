@@ -5,13 +5,15 @@ local compute (a replica process forked by the server) and one on an owned Ray c
 actor on a one-node cluster on 127.0.0.1, which the gateway reaches over one TCP connection).
 Measured in one run, one system at a time:
 
-  1. per-request overhead: wrk at 1 connection (p50/p99) and at 16 (req/s), same body, on each;
+  1. per-request overhead: wrk at 1 connection (p50/p99) and at 16 (req/s), same body, on each,
+     in rounds of one local run then one Ray run (so both share whatever else the machine does);
   2. Ray Serve's own HTTP proxy on the same model and load (bench/baselines/ray_app.py in its
      virtualenv, as serving.py runs it), after modelfleet and its cluster are stopped;
   3. deployment create -> ready on an idle machine, and a rolling update to a new model version
      under load, a few runs each, on each compute.
 
-    .venv/bin/python bench/ray_compute.py               # about 5 minutes (+5 once: Ray Serve's virtualenv)
+    .venv/bin/python bench/ray_compute.py               # 5-9 minutes (+5 once: Ray Serve's virtualenv)
+    .venv/bin/python bench/ray_compute.py --rounds 5 --duration 10
     .venv/bin/python bench/ray_compute.py --no-serve    # without the Ray Serve baseline
 
 Writes bench/results/ray_compute.json and bench/results/ray_compute.md.
@@ -38,8 +40,10 @@ LABELS = {"local": "modelfleet, local compute", "ray": "modelfleet, Ray compute"
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per run")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each run")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds of measured load per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of (local, Ray) runs at each connection count; medians are reported")
     ap.add_argument("--low", type=int, default=1, help="connections of the latency runs")
     ap.add_argument("--connections", type=int, default=16, help="connections of the throughput runs")
     ap.add_argument("--ready-runs", type=int, default=5, help="deployments created on each compute")
@@ -58,6 +62,17 @@ def cluster_pids(temp_dir: str) -> list[int]:
     return [p.pid for p in ray_cluster.cluster_processes(temp_dir)]
 
 
+def niceness(pids: list[int]) -> list[int | None]:
+    import psutil
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid).nice())
+        except psutil.Error:
+            out.append(None)
+    return out
+
+
 def idle_cpu_pct(groups: dict[str, list[int]], seconds: float = 5.0) -> dict[str, float]:
     """CPU each group of processes takes with no request in flight, in % of one core."""
     c.wait_quiet()
@@ -66,12 +81,45 @@ def idle_cpu_pct(groups: dict[str, list[int]], seconds: float = 5.0) -> dict[str
     return {k: round(100 * (c.cpu_seconds(v) - start[k]) / seconds, 1) for k, v in groups.items()}
 
 
+def paired_rounds(args, mf: serving.Modelfleet, temp_dir: str, conns: int) -> tuple[dict, dict]:
+    """`args.rounds` rounds of one run on each path, back to back, so that in each round both
+    paths share whatever else the machine is doing. Returns each path's median over the rounds
+    (every round kept under "rounds") and the median of the rounds' Ray - local differences."""
+    rounds = []
+    for r in range(args.rounds):
+        row = {}
+        for key, (endpoint, _) in PATHS.items():
+            print(f"  round {r + 1}/{args.rounds}, {LABELS[key]}", flush=True)
+            base, path, headers = mf.target(endpoint)
+            ray = cluster_pids(temp_dir)
+            replicas = mf.replica_pids(endpoint)
+            groups = {**mf.groups(endpoint), "ray": [p for p in ray if p not in replicas]}
+            row[key] = c.measure(base, [(path, serving.BODY, {**serving.JSON_HEADERS, **headers})], conns,
+                                 args.duration, args.warmup, mf.tree_pids() + ray, groups, attempts=1,
+                                 quiet_wait_s=5.0)
+        rounds.append(row)
+    med = lambda xs: round(c.median_of(xs), 3)  # noqa: E731
+    runs = {}
+    for key in PATHS:
+        mine = [r[key] for r in rounds]
+        cpu_keys = mine[0]["cpu_us_per_request"]
+        runs[key] = {"connections": conns, "rounds": mine, "errors": sum(m["errors"] for m in mine),
+                     **{k: med([m[k] for m in mine]) for k in ("rps", "p50_ms", "p99_ms", "foreign_cpu_pct")},
+                     "cpu_us_per_request": {k: med([m["cpu_us_per_request"][k] for m in mine]) for k in cpu_keys}}
+    paired = {"p50_added_ms": med([r["ray"]["p50_ms"] - r["local"]["p50_ms"] for r in rounds]),
+              "p99_added_ms": med([r["ray"]["p99_ms"] - r["local"]["p99_ms"] for r in rounds]),
+              "rps_ratio": med([r["ray"]["rps"] / r["local"]["rps"] for r in rounds if r["local"]["rps"]])}
+    print(f"  {conns} conns, Ray - local over {args.rounds} rounds (median): p50 {paired['p50_added_ms']:+.3f} ms, "
+          f"req/s x{paired['rps_ratio']:.2f}", flush=True)
+    return runs, paired
+
+
 def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
     from modelfleet.compute import ray_cluster
     mf = serving.Modelfleet(work)
     f = mf.fleet
     temp_dir = None
-    out: dict = {"runs": {k: {} for k in PATHS}, "ready": {}, "update": {}}
+    out: dict = {"runs": {k: {} for k in PATHS}, "paired": {}, "ready": {}, "update": {}}
     try:
         t = time.perf_counter()
         temp_dir = f.computes.create(COMPUTE)["temp_dir"]
@@ -89,15 +137,14 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
             "gateway": [mf.server_pid()], "local replica": local_replicas, "Ray replica": ray_replicas,
             "Ray's processes": [p for p in cluster_pids(temp_dir) if p not in ray_replicas]})
         print(f"  idle CPU, % of a core: {out['idle_cpu_pct']}", flush=True)
+        # Ray starts its workers, the replica actors included, at its `worker_niceness` (15 unless
+        # RAY_worker_niceness is set where the cluster starts): they lose CPU to any other busy process
+        out["replica_nice"] = {key: niceness(mf.replica_pids(endpoint)) for key, (endpoint, _) in PATHS.items()}
+        print(f"  replicas' nice value: {out['replica_nice']}", flush=True)
         for conns in (args.low, args.connections):
-            for key, (endpoint, _) in PATHS.items():
-                print(f"  {LABELS[key]}", flush=True)
-                base, path, headers = mf.target(endpoint)
-                ray = cluster_pids(temp_dir)
-                replicas = mf.replica_pids(endpoint)
-                groups = {**mf.groups(endpoint), "ray": [p for p in ray if p not in replicas]}
-                out["runs"][key][conns] = serving.measure(args, base, path, serving.BODY, headers, conns,
-                                                          mf.tree_pids() + ray, groups)
+            runs, out["paired"][conns] = paired_rounds(args, mf, temp_dir, conns)
+            for key in PATHS:
+                out["runs"][key][conns] = runs[key]
         out["replica_memory"] = {key: serving.memory(mf.replica_pids(endpoint))
                                  for key, (endpoint, _) in PATHS.items()}
         for key, (endpoint, compute) in PATHS.items():
@@ -144,15 +191,17 @@ def targets(result: dict, args) -> list[dict]:
     local1, ray1 = run_of(result, "local", args.low), run_of(result, "ray", args.low)
     local16, ray16 = run_of(result, "local", args.connections), run_of(result, "ray", args.connections)
     serve16 = run_of(result, "serve", args.connections)
+    paired = result["modelfleet"].get("paired", {})
     if local1 and ray1:
-        added = ray1["p50_ms"] - local1["p50_ms"]
+        added = paired[args.low]["p50_added_ms"]
         out.append({"target": f"Ray path within 1 ms of the local path's p50 ({args.low} conn)",
-                    "measured": f"{ray1['p50_ms']:.3f} vs {local1['p50_ms']:.3f} ms ({added:+.3f} ms)",
-                    "met": added <= 1.0})
+                    "measured": f"{ray1['p50_ms']:.3f} vs {local1['p50_ms']:.3f} ms; {added:+.3f} ms (median of "
+                                f"the rounds' differences)", "met": added <= 1.0})
     if local16 and ray16:
         out.append({"target": f"Ray path req/s against the local path ({args.connections} conns; no aim)",
-                    "measured": f"{ray16['rps']:,.0f} vs {local16['rps']:,.0f} "
-                                f"({serving.ratio(ray16['rps'], local16['rps'])}x)", "met": None})
+                    "measured": f"{ray16['rps']:,.0f} vs {local16['rps']:,.0f}; "
+                                f"x{paired[args.connections]['rps_ratio']:.2f} (median of the rounds' ratios)",
+                    "met": None})
     if ray16 and serve16:
         r = serving.ratio(ray16["rps"], serve16["rps"])
         out.append({"target": f"Ray path above Ray Serve's own proxy in req/s ({args.connections} conns)",
@@ -172,7 +221,8 @@ def report(result: dict, args) -> str:
              f"{', '.join(mf.get('listening_off_loopback') or []) or 'none'}"
              + (f" (Ray Serve: {', '.join(result['ray_serve'].get('listening_off_loopback') or []) or 'none'})"
                 if (result.get("ray_serve") or {}).get("available") else "") + ".\n"]
-    parts.append("## Per request\n\nCPU columns: µs of CPU per request from the processes' own counters "
+    parts.append(f"## Per request\n\nmodelfleet: median of {args.rounds} rounds, each one run on the local path "
+                 f"then one on the Ray path. CPU columns: µs of CPU per request from the processes' own counters "
                  "(\"Ray's processes\": the cluster's GCS, raylet and idle workers, the replica actor excluded; "
                  "for Ray Serve everything is under \"gateway\").\n\n" + c.table(per_request_rows(result, args), [
                      ("path", "path"), ("conns", "conns"), ("rps", "req/s"), ("p50", "p50 ms"), ("p99", "p99 ms"),
@@ -196,7 +246,9 @@ def report(result: dict, args) -> str:
     idle = mf.get("idle_cpu_pct")
     if idle:
         parts.append("CPU taken with no request in flight (5 s, % of one core): "
-                     + ", ".join(f"{k} {v:.1f} %" for k, v in idle.items()) + ".\n")
+                     + ", ".join(f"{k} {v:.1f} %" for k, v in idle.items()) + ". Replicas' nice value: "
+                     + ", ".join(f"{LABELS[k].split(', ')[1]} {v}" for k, v in mf.get("replica_nice", {}).items())
+                     + ".\n")
     parts.append(f"## Lifecycle\n\nCreate -> ready: wall time of `online_deployments.create` on a new endpoint "
                  f"(idle machine, median of {args.ready_runs}); the replica's own model load (imports included) "
                  f"is from its log, the rest is everything around it (placement, snapshots, connection). Update: "
