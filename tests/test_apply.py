@@ -195,6 +195,8 @@ def test_apply_reapply_change_export_and_prune(fleet, tmp_path, suite_models):
 
     r = run_cli("apply", "-f", str(fleet_file))
     assert "Applied 12 of 12 changes." in r.stdout
+    # apply sends the endpoints from several threads: one of them starts the server, once
+    assert "already running" not in (fleet.workspace.logs_dir / "server.log").read_text()
     deps = {d["endpoint_name"]: d for d in fleet.online_deployments.list()}
     assert {ep: (d["model"], d["provisioning_state"]) for ep, d in deps.items()} == {
         "aci-model-a": ("model_a:v1", "Succeeded"), "aci-model-b": ("model_b:v1", "Succeeded"),

@@ -38,7 +38,7 @@ NEVER = [
 
 # The replica boundary: routing and the control loop know replicas only through the handle protocol.
 BOUNDARY = (["server.gateway", "server.routing", "server.controller"],
-            ["backends.local", "runtime.protocol"])
+            ["backends.local", "backends.shared", "backends.shared_worker", "runtime.protocol", "runtime.worker"])
 
 ROOT = "modelfleet"
 SRC = Path(__file__).resolve().parents[1] / "src" / ROOT

@@ -163,7 +163,7 @@ def test_broken_update_rolls_back(iris, code_dir):
     # the CLI prints the init error and exits non-zero
     r = CliRunner().invoke(cli, ["online-deployment", "update", "--name", "blue", "--endpoint", "rb-ep",
                                  "--env", "FAIL_INIT=1", "--code", str(code_dir), "--scoring-script", "score.py"])
-    assert r.exit_code == 1 and "init exploded on purpose" in r.stderr
+    assert r.exit_code == 1 and "init exploded on purpose" in r.stderr, (r.exit_code, r.stderr, r.output)
     # a good update afterwards works
     assert f.online_deployments.update("blue", "rb-ep", model="iris:2")["provisioning_state"] == "Succeeded"
 
@@ -242,7 +242,9 @@ def test_server_kill_9_leaves_no_orphans_and_restores(iris):
 def test_delete_endpoint_stops_its_replicas(iris):
     f = iris
     f.online_endpoints.create("del-ep")
-    pids = [r["pid"] for r in f.online_deployments.create("blue", "del-ep", "iris:1")["replicas"]]
+    # a process of its own, to see it stop (a shared worker goes on serving other models)
+    pids = [r["pid"] for r in f.online_deployments.create("blue", "del-ep", "iris:1",
+                                                          placement="dedicated")["replicas"]]
     with pytest.raises(Conflict, match="deployed by del-ep/blue"):
         f.models.delete("iris", "1")
     f.online_endpoints.delete("del-ep")

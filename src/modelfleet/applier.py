@@ -70,8 +70,12 @@ class Applier:
     def apply(self, plan: Plan) -> list[Outcome]:
         for c in plan.of("model"):
             self._run(c, lambda c=c: self._model(c))
-        for c in plan.of("endpoint", "create", "update"):
-            if not self._run(c, lambda c=c: self._endpoint(c)):
+        endpoints = plan.of("endpoint", "create", "update")
+        for c in endpoints:
+            self.progress(c, "running", "")
+        for c, (ok, message, detail) in zip(endpoints, self._parallel(endpoints, self._endpoint), strict=True):
+            self._record(c, ok, message, detail)
+            if not ok:
                 self.failed_endpoints.add(c.name)
         self._deployments(plan.of("deployment", "create", "update"))
         for c in plan.of("traffic"):
@@ -113,11 +117,30 @@ class Applier:
         self.fleet.online_endpoints.create(spec.name, spec=spec, exist_ok=c.action == "update")
         return f"{c.action}d {c.name}"
 
+    @staticmethod
+    def _parallel(changes: list[Change], action: Callable[[Change], str]) -> list[tuple[bool, str, str | None]]:
+        """`action` on every change, MAX_PARALLEL at a time (the server takes many writes at once
+        better than one after another: one reconcile pass covers several); (ok, message, detail)
+        of each, in order."""
+        def attempt(c: Change) -> tuple[bool, str, str | None]:
+            try:
+                return True, action(c), None
+            except FleetError as e:
+                return False, e.message, e.detail
+        if len(changes) < 2:
+            return [attempt(c) for c in changes]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(changes))) as pool:
+            return list(pool.map(attempt, changes))
+
     def _deployments(self, changes: list[Change]) -> None:
+        ready = [c for c in changes if self._can_put(c)]
         started = []
-        for c in changes:
-            if self._run_put(c):
+        for c, (ok, message, detail) in zip(ready, self._parallel(ready, self._put), strict=True):
+            if ok:
                 started.append(c)
+            else:
+                self._record(c, False, message, detail)
+                self.failed_endpoints.add(c.payload["spec"].endpoint_name)
         if not started:
             return
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(started))) as pool:
@@ -127,30 +150,29 @@ class Applier:
             if not ok:
                 self.failed_endpoints.add(c.payload["spec"].endpoint_name)
 
-    def _run_put(self, c: Change) -> bool:
+    def _can_put(self, c: Change) -> bool:
+        """Whether what the deployment needs is there (else it is recorded as skipped); its model
+        reference as registered goes into the payload."""
         spec = c.payload["spec"]
         self.progress(c, "running", "")
         if spec.endpoint_name in self.failed_endpoints:
             self._record(c, False, f"skipped: endpoint {spec.endpoint_name} could not be created or updated",
                          skipped=True)
             return False
-        model = c.payload["model"]
         source = c.payload.get("model_change")
         if source is not None and source.action == "create":
-            model = source.payload.get("registered")
-            if model is None:
+            if source.payload.get("registered") is None:
                 self._record(c, False, f"skipped: model {source.name} was not registered", skipped=True)
                 self.failed_endpoints.add(spec.endpoint_name)
                 return False
-        try:
-            self.fleet.online_deployments.create_or_update(
-                spec.model_copy(update={"model": model}), create=c.action == "create", wait=False)
-        except FleetError as e:
-            self._record(c, False, e.message, e.detail)
-            self.failed_endpoints.add(spec.endpoint_name)
-            return False
-        c.payload["model"] = model
+            c.payload["model"] = source.payload["registered"]
         return True
+
+    def _put(self, c: Change) -> str:
+        spec = c.payload["spec"]
+        self.fleet.online_deployments.create_or_update(
+            spec.model_copy(update={"model": c.payload["model"]}), create=c.action == "create", wait=False)
+        return "sent"
 
     def _wait(self, c: Change) -> tuple[bool, str, str | None]:
         spec = c.payload["spec"]

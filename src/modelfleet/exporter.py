@@ -19,7 +19,7 @@ import yaml
 from .version import __version__
 from .errors import StorageError
 from .planner import deployment_settings
-from .specs import DeploymentSpec
+from .specs import DeploymentSpec, written_placement
 
 
 def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) -> str:
@@ -72,6 +72,8 @@ def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path
         settings = deployment_settings(d)
         # defaults are left out to keep the file readable; applying fills them in again
         out.update({k: v for k, v in settings.items() if k == "instance_count" or v != defaults[k]})
+        if written_placement(d) is None:
+            out.pop("placement", None)   # the default for this model: say nothing
         deployments.append(out)
     endpoints = []
     for ep in fleet.online_endpoints.list():

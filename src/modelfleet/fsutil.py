@@ -56,3 +56,12 @@ def tail_lines(path: Path, lines: int, max_bytes: int = 1 << 20) -> list[str]:
     except OSError:
         return []
     return data.decode("utf-8", "replace").splitlines()[-max(1, lines):]
+
+
+def size_on_disk(path: Path) -> int:
+    """The bytes of a file, or of every file under a folder (0 if it cannot be read)."""
+    try:
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() \
+            else path.stat().st_size
+    except OSError:
+        return 0

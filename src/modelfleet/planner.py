@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 from . import traffic as traffic_rules
 from .environments import ANONYMOUS, content_of
-from .errors import FleetError, SpecError
+from .errors import FleetError, InvalidInput, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
 from .registry import Model, detect_type
-from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
+from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec, resolve_placement
 from .store.artifacts import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
@@ -258,6 +258,13 @@ class _Planner:
             raise SpecError(f"{e.where}.code_configuration: model {model.ref} is of type custom: "
                             "give code_configuration (code and scoring_script)")
         wanted = {"model": model.ref, "code": code, "environment": self._environment(e), **deployment_settings(spec)}
+        try:   # compared as the server shows it: as written, or the default for this model
+            wanted["placement"] = resolve_placement(spec.placement, model.type, code=code is not None,
+                                                    environment_variables=spec.environment_variables,
+                                                    environment=spec.environment is not None
+                                                    or spec.env_manager is not None)
+        except InvalidInput as err:
+            raise SpecError(f"{e.where}: {err.message}") from None
         name = f"{spec.endpoint_name}/{spec.name}"
         payload = {"spec": spec, "model": model.ref, "model_change": model.change}
         if cur is None:
@@ -266,6 +273,7 @@ class _Planner:
                 **deployment_settings(cur)}
         if spec.env_manager is not None:  # the model's own environment: it changes with the model
             have["environment"] = wanted["environment"]
+        have["placement"] = cur.get("placement") or wanted["placement"]   # a server before placement: no change
         fields = {k: (have[k], wanted[k]) for k in wanted if have[k] != wanted[k]}
         if "code" in fields:  # the snapshot hash says little; name the script instead
             fields["code"] = tuple(f"{c['root']}/{c['scoring_script']} sha256:{c['sha256'][:12]}" if c else None

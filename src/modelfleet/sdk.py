@@ -16,6 +16,7 @@ which is started in the background on first need.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -103,6 +104,7 @@ class Fleet:
         self.server = ServerOperations(self)
         self._http: httpx.Client | None = None
         self._info: process.ServerInfo | None = None
+        self._server_lock = threading.Lock()   # threads of one Fleet (apply's) start one server
 
     @cached_property
     def db(self) -> Database:
@@ -129,6 +131,10 @@ class Fleet:
     # -- talking to the server ---------------------------------------------------------------
 
     def _server(self) -> process.ServerInfo:
+        with self._server_lock:
+            return self._connect()
+
+    def _connect(self) -> process.ServerInfo:
         import httpx
         info = process.read_info(self.workspace)
         if info is None:
@@ -443,6 +449,8 @@ class DeploymentOperations:
         # an env_manager's environment is the model's own: derived again from the model given
         body.update(environment=None if cur.get("env_manager") else cur.get("environment"),
                     env_manager=cur.get("env_manager"))
+        from .specs import written_placement
+        body["placement"] = written_placement(cur)   # set explicitly: kept (the default follows the model)
         for k, v in changes.items():
             if v is None:
                 continue

@@ -82,6 +82,7 @@ class ReplicaSpec:
     log_path: Path                 # on the server: the replica's log, or its supervisor notes
     compute: str = "local"
     environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
+    placement: str = "dedicated"   # or "shared": one model among many in a multi-model worker
 
     @property
     def script_path(self) -> Path | None:

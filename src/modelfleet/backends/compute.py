@@ -1,5 +1,6 @@
 """One Backend for the controller that sends each replica to the backend of its endpoint's compute:
-`local`, or a Ray compute by name (one RayBackend, and one agent process, per compute in use)."""
+`local` (a process of its own, or a shared multi-model worker for `placement: shared`), or a Ray
+compute by name (one RayBackend, and one agent process, per compute in use; always dedicated)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Callable
 from ..errors import DeploymentFailed, FleetError
 from .base import ReplicaHandle, ReplicaSpec
 from .local import LocalBackend
+from .shared import SharedPool
 
 # compute name -> its row ({"type", "address", "auth_token", ...}) or None when unknown
 Lookup = Callable[[str], "dict | None"]
@@ -18,8 +20,10 @@ Lookup = Callable[[str], "dict | None"]
 class ComputeBackends:
     name = "compute"
 
-    def __init__(self, local: LocalBackend, lookup: Lookup, logs_dir: Path, namespace: str):
+    def __init__(self, local: LocalBackend, lookup: Lookup, logs_dir: Path, namespace: str,
+                 shared: SharedPool | None = None):
         self.local = local
+        self.shared = shared or SharedPool(local.zygote, logs_dir / "shared")
         self.lookup = lookup
         self.logs_dir = logs_dir
         self.namespace = namespace
@@ -30,6 +34,8 @@ class ComputeBackends:
 
     async def start(self, spec: ReplicaSpec) -> ReplicaHandle:
         if spec.compute == "local":
+            if spec.placement == "shared":
+                return await self.shared.start(spec)
             return await self.local.start(spec)
         return await (await self._backend(spec.compute)).start(spec)
 
@@ -65,5 +71,6 @@ class ComputeBackends:
         return getattr(backend, "fault", None)
 
     async def shutdown(self) -> None:
+        await self.shared.shutdown()
         await self.local.shutdown()
         await asyncio.gather(*(b.shutdown() for b in self.ray.values()), return_exceptions=True)

@@ -135,7 +135,8 @@ class LocalReplica(FramedReplica):
             f.write(f"{iso_time(time.time())} [modelfleet] {message}\n")
 
     def describe(self) -> dict:
-        return {"pid": self.pid, "log": str(self.spec.log_path)}
+        return {"placement": "dedicated", "pid": self.pid, "loaded": True,
+                "last_load_ms": self.info.get("load_ms"), "log": str(self.spec.log_path)}
 
     async def log_tail(self, lines: int) -> str:
         return "\n".join(await asyncio.to_thread(tail_lines, self.spec.log_path, lines))

@@ -73,7 +73,8 @@ class RayReplica(FramedReplica):
         return "\n".join([remote, *notes]) if notes else remote
 
     def describe(self) -> dict:
-        return {"pid": self.where.get("pid"), "node": self.where.get("host"), "node_id": self.where.get("node_id"),
+        return {"placement": "dedicated", "pid": self.where.get("pid"), "node": self.where.get("host"),
+                "node_id": self.where.get("node_id"), "loaded": True, "last_load_ms": self.info.get("load_ms"),
                 "compute": self.backend.name, "log": str(self.spec.log_path)}
 
 

@@ -33,6 +33,9 @@ def _spec_options(fn):
                      help="MLflow models: build the environment the model logged (local: the server's own)."),
         click.option("--instance-count", type=int, default=None),
         click.option("--env", multiple=True, help="K=V environment variable (repeatable)."),
+        click.option("--placement", type=click.Choice(["shared", "dedicated"]), default=None,
+                     help="A shared multi-model worker or a process of its own (default: shared for "
+                          "sklearn, onnx and mlflow models without a scoring script, --env or environment)."),
         click.option("--request-timeout-ms", type=int, default=None),
         click.option("--max-concurrent-requests-per-instance", type=int, default=None),
         click.option("--max-queue-size", type=int, default=None),
@@ -47,8 +50,8 @@ def _spec_options(fn):
                       "--package-model")(fn)
 
 
-def _flag_fields(model, code, scoring_script, environment, env_manager, instance_count, env, request_timeout_ms,
-                 max_concurrent_requests_per_instance, max_queue_size, max_body_bytes,
+def _flag_fields(model, code, scoring_script, environment, env_manager, instance_count, env, placement,
+                 request_timeout_ms, max_concurrent_requests_per_instance, max_queue_size, max_body_bytes,
                  max_batch_size, max_batch_wait_ms) -> dict:
     fields: dict = {}
     if model is not None:
@@ -67,6 +70,8 @@ def _flag_fields(model, code, scoring_script, environment, env_manager, instance
         fields["instance_count"] = instance_count
     if env:
         fields["environment_variables"] = parse_tags(env)
+    if placement is not None:
+        fields["placement"] = placement
     rs = {k: v for k, v in (("request_timeout_ms", request_timeout_ms),
                             ("max_concurrent_requests_per_instance", max_concurrent_requests_per_instance),
                             ("max_queue_size", max_queue_size), ("max_body_bytes", max_body_bytes)) if v is not None}
@@ -135,13 +140,15 @@ def _editable() -> tuple[str, ...]:
 def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
     """Change some fields of a running deployment: flags and --set/--add/--remove on its current spec."""
     from ..planner import deployment_settings
+    from ..specs import written_placement
     if not name or not endpoint:
         raise InvalidInput("--name and --endpoint-name are required")
     dep_ops = ctx.fleet.online_deployments
     current = dep_ops.get(name, endpoint)
     # an env_manager's environment is derived from the model: the env_manager is what to keep
     derived = {"environment"} if current.get("env_manager") else set()
-    doc = _merge({k: copy.deepcopy(current[k]) for k in _editable() if current.get(k) is not None
+    written = {**current, "placement": written_placement(current)}   # the default follows the model
+    doc = _merge({k: copy.deepcopy(written[k]) for k in _editable() if written.get(k) is not None
                   and k not in derived}, _flag_fields(**flags))
     spec = _validate(ctx, ctx.apply_ops(doc), "")
     if (spec.name, spec.endpoint_name) != (name, endpoint):

@@ -88,5 +88,9 @@ def status(ctx: Ctx):
               help="A request's headers must arrive within this long, and its body may not pause longer.")
 @click.option("--max-connections", type=int, default=None,
               help="Beyond this, a new connection closes the oldest one with no request in progress.")
+@click.option("--shared-workers", type=int, default=None,
+              help="Shared multi-model worker processes (default: one per core, 2 to 8).")
+@click.option("--shared-worker-memory", default=None,
+              help="Each shared worker's memory budget for loaded models (512Mi, 2Gi; default 1Gi).")
 def configure(ctx: Ctx, **options):
     ctx.emit(ctx.fleet.server.configure(**_changes(**options)))

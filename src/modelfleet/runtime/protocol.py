@@ -30,6 +30,21 @@ BATCH = 13         # one model call scored several requests; payload: how many (
 # The exit code of a replica that ran out of room under its memory limit (runtime/memory.py).
 EXIT_MEMORY_LIMIT = 3
 
+# A multi-model worker (runtime/worker.py) speaks the same frames, with a model key in front of
+# the payload (see keyed): server -> worker
+LOAD = 20          # key, then the model's JSON config: register it and load it; answered LOADED
+UNLOAD = 21        # key: forget the model and free its memory; answered UNLOADED
+MODEL_SCORE = 22   # key, then as SCORE
+MODEL_V2 = 23      # key, then as V2_INFER
+# worker -> server (PING is answered with PONG: a JSON of the worker's memory, see worker.py)
+LOADED = 24        # key, then JSON {"ms", "bytes"}: on the LOAD's id, or id 0 for a reload on demand
+LOAD_FAILED = 25   # key, then the traceback text
+UNLOADED = 26      # key
+EVICTED = 27       # key, then the worker's memory as in PONG (id 0): unloaded to stay within the budget
+UNKNOWN_MODEL = 28 # key: a request for a model that is not registered
+WORKER_READY = 29  # JSON {"pid", "rss"} once, when the worker starts
+MODEL_BATCH = 30   # key, then as BATCH
+
 
 def frame(req_id: int, kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(len(payload), req_id, kind) + payload
@@ -52,6 +67,25 @@ def split_pong(payload: bytes) -> tuple[int | None, float]:
     """(resident bytes or None, seconds the running model call has taken so far) of a PONG."""
     rss = int.from_bytes(payload[:8], "big") or None
     return rss, int.from_bytes(payload[8:12], "big") / 1000.0
+
+
+def keyed(key: bytes, payload: bytes = b"") -> bytes:
+    """A payload with a model key in front: one byte of length, then the key."""
+    return bytes((len(key),)) + key + payload
+
+
+def split_key(payload: bytes) -> tuple[str, bytes]:
+    """(model key, the rest) of a keyed payload."""
+    n = payload[0] if payload else 0
+    return payload[1:1 + n].decode("utf-8", "replace"), payload[1 + n:]
+
+
+def keyed_request_frame(req_id: int, kind: int, key: bytes, request_id: bytes, body: bytes,
+                        prefix: bytes = b"") -> bytes:
+    """A MODEL_SCORE or MODEL_V2 frame: the key, then as request_frame, joined in one copy."""
+    request_id = request_id[:255]
+    return b"".join((HEADER.pack(2 + len(key) + len(request_id) + len(prefix) + len(body), req_id, kind),
+                     bytes((len(key),)), key, bytes((len(request_id),)), request_id, prefix, body))
 
 
 def split_request(payload: bytes) -> tuple[str, bytes]:

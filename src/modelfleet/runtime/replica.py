@@ -84,14 +84,15 @@ class Replica:
         script = self.cfg.get("scoring_script")
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
 
-    def _score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
+    def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
+        """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""
         replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
         self.out.busy_since = time.monotonic()
         try:
             results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
             if len(bodies) > 1 and not self._memory_full(e):  # one by one: one bad body must not fail the rest
-                return [self._score([b], [i])[0] for b, i in zip(bodies, ids, strict=True)]
+                return [self.score([b], [i])[0] for b, i in zip(bodies, ids, strict=True)]
             if self._memory_full(e):
                 return [(p.MODEL_ERROR, self._memory_error())] * len(bodies)
             self.tracebacks.report(e)
@@ -120,7 +121,8 @@ class Replica:
         return orjson.dumps({"error": {"code": "model_error", "message":
                                        f"the replica reached its memory limit ({limit} MiB) and restarts"}})
 
-    def _v2(self, payload: bytes) -> tuple[int, bytes]:
+    def infer_v2(self, payload: bytes) -> tuple[int, bytes]:
+        """(status, payload) of one V2 request (its frame's payload: request id, then the body)."""
         from . import v2
         replica_log.request_id, body = p.split_request(payload)
         self.out.busy_since = time.monotonic()
@@ -140,10 +142,10 @@ class Replica:
             if kind == p.PING:  # answered with the resident memory, for backends that cannot read it
                 out.add(p.frame(rid, p.PONG, out.pong()))
             elif kind == p.V2_INFER:
-                out.add(p.frame(rid, *self._v2(body)))
+                out.add(p.frame(rid, *self.infer_v2(body)))
         for i in range(0, len(scores), self.max_batch):
             chunk = scores[i:i + self.max_batch]
-            answers = self._score([body for _, _, body in chunk], [rid_ for _, rid_, _ in chunk])
+            answers = self.score([body for _, _, body in chunk], [rid_ for _, rid_, _ in chunk])
             out.add(b"".join(p.frame(rid, status, payload)
                              for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True)))
             if self.max_batch > 1:  # the server counts batch sizes (modelfleet_batch_size)

@@ -50,16 +50,35 @@ class RotatingFile:
                 pass  # a full or read-only disk loses log lines, never the replica
 
     def _rotate(self) -> None:
-        for i in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{i}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
-        if self.backups:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        shift(self.path, self.backups)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | (0 if self.backups else os.O_TRUNC), 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+
+
+def shift(path: Path, backups: int) -> None:
+    """Rotate `path`: <name>.1 becomes <name>.2 (up to `backups`), the file itself <name>.1."""
+    for i in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    if backups:
+        os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+def append(path: Path, data: bytes, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+    """Add lines to a log file that is not this process's output (one model's log in a shared
+    worker), rotated by size like the replica's own."""
+    mode = "ab"
+    try:
+        if path.stat().st_size + len(data) > max_bytes:
+            shift(path, backups)
+            mode = "ab" if backups else "wb"
+    except FileNotFoundError:
+        pass
+    with open(path, mode) as f:
+        f.write(data)
 
 
 class LineWriter(io.TextIOBase):

@@ -49,6 +49,8 @@ ZYGOTE_OOM_SCORE_ADJ = 500   # below replicas (800), above the server: a replica
 
 def _child(ctl: socket.socket, inherited: tuple[int, ...], cfg: dict, fd: int, server_pid: int) -> None:
     from .replica import die_with_parent, die_with_server, run
+    if cfg.get("worker"):  # a shared multi-model worker rather than a replica
+        from .worker import run
     code = 0
     try:
         signal.set_wakeup_fd(-1)

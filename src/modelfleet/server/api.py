@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from .. import logfmt, traffic as traffic_rules
 from ..version import __version__
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
-from ..specs import DeploymentBody, format_loc
+from ..specs import DeploymentBody, format_loc, resolve_placement
 from ..names import check_endpoint_name
 from ..store.computes import ComputeStore
 from ..store.serving import new_key
@@ -146,7 +146,12 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
 
     @app.get("/api/endpoints/{name}", dependencies=deps)
     async def get_endpoint(name: str) -> dict:
-        view = await endpoint_view(await store.endpoint(name))
+        ep = await store.endpoint(name)
+        rows = await store.deployments(name)
+        view = await endpoint_view(ep, [d["name"] for d in rows])
+        runs = {d["name"]: views.where_it_runs(d["spec"], controller.replicas_of(name, d["name"])) for d in rows}
+        for k in ("placement", "loaded", "last_load_ms"):   # per deployment: where its model runs
+            view[k] = {d: r[k] for d, r in runs.items()}
         view["live"] = live_figures(telemetry, name, view["deployments"])
         return view
 
@@ -250,6 +255,9 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         spec.update(model=model.ref, model_type=model.type, model_sha256=model.sha256)
         if body.code is None and model.type == "custom":
             raise InvalidInput(f"model {model.ref} is of type custom: give --code and --scoring-script")
+        resolve_placement(body.placement, model.type, code=body.code is not None,
+                          environment_variables=body.environment_variables,
+                          environment=body.environment is not None or body.env_manager is not None)
         if body.code is not None:
             script = (controller.artifacts.snapshot_dir("code", body.code.sha256) / body.code.root
                       / body.code.scoring_script)

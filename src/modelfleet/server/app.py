@@ -28,6 +28,7 @@ import uvicorn
 from ..backends.compute import ComputeBackends
 from ..backends.local import LocalBackend
 from ..backends.ray import namespace_for
+from ..backends.shared import SharedPool
 from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
@@ -56,8 +57,9 @@ class ServerApp:
         self.cfg = cfg
         self.db = Database(ws.db_url)
         self.router = Router()
-        self.backend = ComputeBackends(LocalBackend(ws.logs_dir), self._compute, ws.logs_dir,
-                                       namespace_for(ws.path))
+        local = LocalBackend(ws.logs_dir)
+        shared = SharedPool(local.zygote, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
+        self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
         self.controller = Controller(ws, self.db, self.backend, self.router)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)

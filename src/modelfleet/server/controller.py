@@ -277,7 +277,8 @@ class Controller:
                            scoring_script=code.scoring_script if code else None,
                            env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
                            log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
-                           compute=self._computes.get(rt.endpoint, "local"), environment=environment)
+                           compute=self._computes.get(rt.endpoint, "local"), environment=environment,
+                           placement=spec.effective_placement)
 
     async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
         """Model directory and code root; each snapshot is checked against its sha256 the first

@@ -161,6 +161,10 @@ class Metrics:
     def model_evicted(self, endpoint: str, deployment: str) -> None:
         self.model_evictions.labels(endpoint, deployment).inc()
 
+    def model_loaded(self, endpoint: str, deployment: str, load_s: float) -> None:
+        """A model loaded again on demand after an eviction (shared multi-model workers)."""
+        self.model_load.labels(endpoint, deployment).observe(load_s)
+
     def forget(self, endpoint: str, deployment: str) -> None:
         """A deleted deployment: its series go (names are reused, and memory must not grow)."""
         self.stats.forget(endpoint, deployment)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import InvalidInput
 from ..fsutil import atomic_write, file_lock
+from ..specs import memory_bytes
 from ..workspace import Workspace
 
 
@@ -40,6 +41,19 @@ class ServerSettings(BaseModel):
     idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
     header_timeout_s: float = Field(default=10.0, gt=0, le=600)
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
+    shared_workers: int | None = Field(default=None, ge=1, le=256)  # None: one per core, 2 to 8
+    shared_worker_memory: str = "1Gi"    # each shared worker's budget for loaded models
+
+    @field_validator("shared_worker_memory")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        if memory_bytes(v) < 2**20:
+            raise ValueError("must be at least 1Mi")
+        return v
+
+    @property
+    def shared_worker_memory_bytes(self) -> int:
+        return memory_bytes(self.shared_worker_memory)
 
     @field_validator("host")
     @classmethod

@@ -4,7 +4,7 @@ store alone when the server is not running, so read-only commands never need to 
 
 from __future__ import annotations
 
-from ..specs import SETTINGS_FIELDS
+from ..specs import SETTINGS_FIELDS, placement_of
 from ..store.serving import spec_etag
 
 
@@ -31,9 +31,20 @@ def deployment_view(row: dict, replicas: list[dict], busy: bool, health: dict = 
            "code": spec.get("code")}
     for k in ("environment", *SETTINGS_FIELDS):
         out[k] = spec.get(k)
+    out.update(where_it_runs(spec, replicas))
     state = row["state"]
     if state == "Succeeded" and busy:
         state = "Updating"
     out.update(provisioning_state=state, error=row["error"], etag=spec_etag(spec), **health, replicas=replicas,
                created_at=row["created_at"], updated_at=row["updated_at"])
     return out
+
+
+def where_it_runs(spec: dict, replicas: list[dict]) -> dict:
+    """For show: dedicated or shared (on Ray compute every replica is dedicated, as its replicas
+    say), whether the model is loaded in every replica now, and the slowest replica's last model
+    load (at its start, or on demand after an eviction in a shared worker)."""
+    starts = [r["last_load_ms"] for r in replicas if r.get("last_load_ms") is not None]
+    return {"placement": placement_of(spec),
+            "loaded": bool(replicas) and all(r.get("loaded", True) for r in replicas),
+            "last_load_ms": max(starts) if starts else None}

@@ -13,13 +13,14 @@ from .db import Database, utcnow
 from .schema import deployments, endpoints
 
 # Spec fields that change what a replica runs; the rest apply without restarting replicas.
-REPLICA_FIELDS = ("model", "model_type", "model_sha256", "code", "environment_variables", "batching", "environment")
+REPLICA_FIELDS = ("model", "model_type", "model_sha256", "code", "environment_variables", "batching", "environment",
+                  "placement")
+# Fields added later count only when set, so the hashes of deployments from before them still hold.
+_LATER_FIELDS = ("environment", "placement")
 
 
 def replica_hash(spec: dict) -> str:
-    fields = {k: spec.get(k) for k in REPLICA_FIELDS}
-    if fields["environment"] is None:  # so the hashes of deployments from before environments still hold
-        del fields["environment"]
+    fields = {k: spec.get(k) for k in REPLICA_FIELDS if k not in _LATER_FIELDS or spec.get(k) is not None}
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -1,0 +1,397 @@
+"""A shared multi-model worker: many no-code models in one process, kept within a memory budget.
+
+Forked from the zygote like a replica, with one socket to the server carrying the replica's
+frames with a model key in front (runtime/protocol.py):
+
+    LOAD key+config      register the model and load it (unless "lazy"); answered LOADED (time,
+                         bytes) or LOAD_FAILED
+    MODEL_SCORE key+...  as SCORE for that model (loaded first if it was evicted)
+    MODEL_V2 key+...     as V2_INFER
+    UNLOAD key           forget the model and free its memory; answered UNLOADED
+    PING                 answered PONG with the worker's memory as JSON (rss, baseline, used, ...)
+
+Each model's size is measured around its load: the larger of the growth of the heap in use
+(glibc's malloc, which numpy and native libraries allocate from, plus Python's small-object
+blocks) and the growth of resident memory. Both are read in microseconds, so measuring costs a
+reload nothing (tracemalloc would multiply a small model's load time by five). When the loaded models' sizes pass the budget, the least recently used are
+evicted (runtime/model_budget.py) and the server is told (EVICTED); asked for again, a model
+reloads transparently and the server hears LOADED with id 0. Freed memory goes back to the
+operating system once the worker is idle (gc, then malloc_trim).
+
+Lines printed while a model loads or scores go to that model's own log (what `get-logs` of its
+deployment reads); the rest to the worker's log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import select
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import orjson
+
+from ..fsutil import size_on_disk
+from . import protocol as p, replica_log
+from .loaders import to_json, user_traceback
+from .model_budget import MemoryBudget
+from .replica import Replica
+
+TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request came for this long
+# Libraries a model type needs, imported before its first load so that their memory counts as
+# the worker's own rather than as the first model's.
+TYPE_IMPORTS = {"sklearn": ("joblib",), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2():
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2   # glibc 2.33 and later
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+SMALL_BLOCK_BYTES = 64   # a typical Python small-object block (pymalloc counts blocks, not bytes)
+
+
+def heap_bytes() -> int:
+    """Bytes in use on the heap: malloc's (numpy arrays, native libraries; 0 without glibc) and
+    Python's small-object blocks."""
+    in_use = 0
+    if _MALLINFO2 is not None:
+        info = _MALLINFO2()
+        in_use = info.uordblks + info.hblkhd
+    return in_use + sys.getallocatedblocks() * SMALL_BLOCK_BYTES
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: freed memory is returned when the allocator decides
+
+
+class ModelLogs:
+    """Where a printed line goes: the log of the model being loaded or scored, else the worker's."""
+
+    def __init__(self, own: replica_log.RotatingFile):
+        self.own = own
+        self.current: Path | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.current is None:
+            self.own.write(data)
+            return
+        try:
+            replica_log.append(self.current, data)
+        except OSError:
+            pass  # a full or read-only disk loses log lines, never the worker
+
+
+class Model:
+    """One registered model: its configuration, its scorer while loaded (a Replica without a
+    socket of its own), and what its last load cost."""
+
+    def __init__(self, key: str, cfg: dict):
+        self.key = key
+        self.replica = Replica(cfg, None)
+        self.log_path = Path(cfg["log_path"]) if cfg.get("log_path") else None
+        self.disk_bytes = size_on_disk(Path(cfg["model_dir"]))
+        self.load_ms = 0.0
+
+    @property
+    def batching(self) -> bool:
+        return self.replica.max_batch > 1 and self.replica.wait_s > 0
+
+
+class Worker:
+    def __init__(self, cfg: dict, sock: socket.socket, logs: ModelLogs | None = None):
+        self.sock = sock
+        self.name = f"shared worker {cfg.get('worker_id', '?')} (pid {os.getpid()})"
+        self.budget = MemoryBudget(int(cfg["memory_budget"]))
+        self.models: dict[str, Model] = {}
+        self.logs = logs
+        self.baseline = rss_bytes()   # before any model; grows by the libraries model types import
+        self.frees = 0                # evictions and unloads: memory that should have gone back
+        self.batching = 0             # registered models that wait to gather a batch
+        self.dirty = False            # memory freed and not yet given back to the system
+        self._imported: set[str] = set()
+
+    # -- loading and evicting -------------------------------------------------------------------
+
+    def _as(self, model: Model | None) -> None:
+        """Send printed lines to `model`'s log (None: the worker's own)."""
+        if self.logs is not None:
+            self.logs.current = model.log_path if model is not None else None
+
+    def _import_for(self, model_type: str) -> None:
+        if model_type in self._imported:
+            return
+        before = rss_bytes()
+        for name in TYPE_IMPORTS.get(model_type, ()):
+            try:
+                __import__(name)
+            except ImportError:
+                pass  # the load reports it
+        self._imported.add(model_type)
+        self.baseline += max(0, rss_bytes() - before)
+
+    def load(self, model: Model, out: list[bytes], why: str) -> None:
+        """Load `model`, evicting others first if it would not fit; raises what the load raised."""
+        key = model.key
+        estimate = self.budget.size(key) or model.disk_bytes
+        self._evict(self.budget.make_room(key, estimate), out)
+        self._import_for(model.replica.cfg["model_type"])
+        self._as(model)
+        try:
+            rss, heap = rss_bytes(), heap_bytes()
+            started = time.monotonic()
+            model.replica.load()
+            model.load_ms = round((time.monotonic() - started) * 1000, 3)
+            size = max(heap_bytes() - heap, rss_bytes() - rss, 0)
+            what = f"reloaded in {model.load_ms:.0f} ms" if why else \
+                f"replica {model.replica.cfg.get('replica_id')} ready in {model.load_ms:.0f} ms"
+            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}", flush=True)
+        finally:
+            self._as(None)
+        self._evict(self.budget.add(key, size), out)
+
+    def _evict(self, keys: list[str], out: list[bytes]) -> None:
+        for key in keys:
+            model = self.models.get(key)
+            if model is None:
+                continue
+            model.replica.scorer = None
+            self.frees += 1
+            self.dirty = True
+            self._as(model)
+            print(f"evicted: the loaded models passed {self.name}'s memory budget "
+                  f"({self.budget.budget / 2**20:.0f} MiB); it reloads on its next request", flush=True)
+            self._as(None)
+            out.append(p.frame(0, p.EVICTED, p.keyed(key.encode(), self.stats())))
+
+    def release_memory(self) -> None:
+        """Give freed memory back to the system (run when idle: a full collection takes a while)."""
+        gc.collect()
+        _malloc_trim()
+        self.dirty = False
+
+    def stats(self) -> bytes:
+        return orjson.dumps({"rss": rss_bytes(), "baseline": self.baseline, "used": self.budget.used,
+                             "budget": self.budget.budget, "loaded": len(self.budget),
+                             "registered": len(self.models), "frees": self.frees})
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def _register(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+        key, config = p.split_key(payload)
+        kb = key.encode()
+        if key in self.models:
+            self._forget(key)
+        try:
+            cfg = orjson.loads(config)
+            model = Model(key, cfg)
+            self.models[key] = model
+            self.batching += model.batching
+            if not cfg.get("lazy"):   # lazy: moved from a worker where it was not loaded either
+                self.load(model, out, "")
+        except BaseException as e:
+            self._forget(key)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            tb = user_traceback(e)
+            log_path = orjson.loads(config).get("log_path") if config else None
+            if log_path:
+                replica_log.append(Path(log_path), tb.encode())
+            out.append(p.frame(rid, p.LOAD_FAILED, p.keyed(kb, tb.encode())))
+            return
+        scorer = model.replica.scorer   # its V2 tensors, for the model's metadata (lazy: not known yet)
+        out.append(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
+                                                               "metadata": scorer.metadata if scorer else None}))))
+
+    def _forget(self, key: str) -> None:
+        model = self.models.pop(key, None)
+        if model is not None:
+            self.batching -= model.batching
+            if self.budget.remove(key):
+                self.frees += 1
+                self.dirty = True
+            model.replica.scorer = None
+
+    def _unregister(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+        key, _ = p.split_key(payload)
+        self._forget(key)
+        out.append(p.frame(rid, p.UNLOADED, p.keyed(key.encode())))
+
+    def _ready(self, model: Model, out: list[bytes]) -> Exception | None:
+        """Load `model` if it was evicted; the error if it could not be."""
+        if model.key in self.budget:
+            self.budget.touch(model.key)
+            return None
+        try:
+            self.load(model, out, ", on demand after an eviction")
+        except Exception as e:
+            self._as(model)
+            traceback.print_exc()
+            self._as(None)
+            return e
+        out.append(p.frame(0, p.LOADED, p.keyed(model.key.encode(), orjson.dumps(
+            {"ms": model.load_ms, "bytes": self.budget.size(model.key)}))))
+        return None
+
+    def _score(self, key: str, items: list[tuple[int, str, bytes]], out: list[bytes]) -> None:
+        """Answer `items` (id, request id, body) for one model, in batches when it batches."""
+        model = self.models.get(key)
+        if model is None:
+            out += [p.frame(rid, p.UNKNOWN_MODEL, p.keyed(key.encode())) for rid, _, _ in items]
+            return
+        failed = self._ready(model, out)
+        if failed is not None:
+            err = orjson.dumps({"error": {"code": "model_error", "message":
+                                          f"the model could not be loaded: {type(failed).__name__}: {failed}"}})
+            out += [p.frame(rid, p.MODEL_ERROR, err) for rid, _, _ in items]
+            return
+        step = model.replica.max_batch
+        self._as(model)
+        try:
+            for i in range(0, len(items), step):
+                chunk = items[i:i + step]
+                answers = model.replica.score([body for _, _, body in chunk], [r for _, r, _ in chunk])
+                out += [p.frame(rid, status, payload)
+                        for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True)]
+                if step > 1:
+                    out.append(p.frame(0, p.MODEL_BATCH, p.keyed(key.encode(), len(chunk).to_bytes(2, "big"))))
+        finally:
+            self._as(None)
+
+    def _v2(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+        key, rest = p.split_key(payload)
+        model = self.models.get(key)
+        if model is None:
+            out.append(p.frame(rid, p.UNKNOWN_MODEL, p.keyed(key.encode())))
+            return
+        failed = self._ready(model, out)
+        if failed is not None:
+            out.append(p.frame(rid, p.MODEL_ERROR, orjson.dumps({"error": {"code": "model_error", "message":
+                       f"the model could not be loaded: {type(failed).__name__}: {failed}"}})))
+            return
+        self._as(model)
+        try:
+            out.append(p.frame(rid, *model.replica.infer_v2(rest)))
+        finally:
+            self._as(None)
+
+    def handle(self, frames: list[tuple[int, int, bytes]]) -> bytes:
+        """Answers to `frames`, in one buffer. Scoring requests are grouped by model (a batch per
+        model); LOAD and UNLOAD take effect in order with the requests around them."""
+        out: list[bytes] = []
+        scores: dict[str, list[tuple[int, str, bytes]]] = {}
+
+        def flush() -> None:
+            for key, items in scores.items():
+                self._score(key, items, out)
+            scores.clear()
+
+        for rid, kind, payload in frames:
+            if kind == p.MODEL_SCORE:
+                key, rest = p.split_key(payload)
+                scores.setdefault(key, []).append((rid, *p.split_request(rest)))
+            elif kind == p.PING:
+                out.append(p.frame(rid, p.PONG, self.stats()))
+            elif kind == p.MODEL_V2:
+                self._v2(rid, payload, out)
+            elif kind == p.LOAD:
+                flush()
+                self._register(rid, payload, out)
+            elif kind == p.UNLOAD:
+                flush()
+                self._unregister(rid, payload, out)
+        flush()
+        return b"".join(out)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _recv(self, buf: bytearray) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        buf += data
+        return True
+
+    def _wants_more(self, frames: list) -> float:
+        """How long to wait for more requests: the shortest batching wait among the models that
+        have requests here and fewer than a full batch (0: none)."""
+        if not self.batching:
+            return 0.0
+        counts: dict[str, int] = {}
+        for _, kind, payload in frames:
+            if kind == p.MODEL_SCORE:
+                key = p.split_key(payload)[0]
+                counts[key] = counts.get(key, 0) + 1
+        waits = [m.replica.wait_s for key, n in counts.items()
+                 if (m := self.models.get(key)) is not None and m.batching and n < m.replica.max_batch]
+        return min(waits, default=0.0)
+
+    def serve(self) -> None:
+        buf = bytearray()
+        while True:
+            if self.dirty and not select.select([self.sock], [], [], TRIM_WHEN_IDLE_S)[0]:
+                self.release_memory()
+                continue
+            if not self._recv(buf):
+                return
+            frames = p.split_frames(buf)
+            wait = self._wants_more(frames)
+            if wait:
+                deadline = time.monotonic() + wait
+                while (left := deadline - time.monotonic()) > 0 and select.select([self.sock], [], [], left)[0]:
+                    if not self._recv(buf):
+                        break
+                    frames += p.split_frames(buf)
+                    if not self._wants_more(frames):
+                        break
+            if frames:
+                self.sock.sendall(self.handle(frames))
+
+
+def run(cfg: dict) -> None:
+    """The worker process: serve the socket inherited as `fd` until the server closes it."""
+    sock = socket.socket(fileno=int(cfg["fd"]))
+    sock.setblocking(True)
+    logs = None
+    if cfg.get("log_path"):
+        own = replica_log.install(Path(cfg["log_path"]))
+        logs = ModelLogs(own)
+        sys.stdout = replica_log.LineWriter(logs, 1)
+        sys.stderr = replica_log.LineWriter(logs, 2)
+    worker = Worker(cfg, sock, logs)
+    print(f"{worker.name} started, memory budget {worker.budget.budget / 2**20:.0f} MiB", flush=True)
+    try:
+        sock.sendall(p.frame(0, p.WORKER_READY, orjson.dumps({"pid": os.getpid(), "rss": worker.baseline})))
+        worker.serve()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    replica_log.finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
