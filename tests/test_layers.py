@@ -25,7 +25,7 @@ LAYERS = [
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.
-    ("documents",   ["specs", "model_types", "documents", "envfiles", "traffic", "names"]),
+    ("documents",   ["specs", "placement", "model_types", "documents", "envfiles", "traffic", "names"]),
     ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
 ]
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
 
+import httpx
 import joblib
 import numpy as np
 import psutil
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+
+from modelfleet.errors import InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
@@ -53,6 +57,16 @@ def _deploy(fleet, endpoint: str, model: str, **kw) -> dict:
     return fleet.online_deployments.create("blue", endpoint, model, **kw)
 
 
+def _importable(tmp_path, monkeypatch, name: str, source: str):
+    """A module the test pickles a model class from, and that the server's processes import."""
+    code = tmp_path / f"{name}_code"
+    code.mkdir()
+    (code / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]))
+    return __import__(name)
+
+
 def test_least_recently_used_models_are_evicted_by_measured_bytes_and_reload_on_demand(fleet, tmp_path):
     f = fleet
     f.server.configure(shared_workers=1, shared_worker_memory="64Mi")   # room for two of three models
@@ -76,6 +90,10 @@ def test_least_recently_used_models_are_evicted_by_measured_bytes_and_reload_on_
     assert _replica(f, "ep-b")["pid"] == a["pid"]                      # the same worker throughout
     logs = f.online_deployments.get_logs("blue", "ep-b")
     assert "ready in" in logs and "evicted" in logs and "reloaded in" in logs
+    metrics = httpx.get(f"{f.server.status()['url']}/metrics").text
+    for ep in ("ep-a", "ep-b"):   # evicted once each; ep-b also loaded again on demand
+        assert re.search(rf'modelfleet_model_evictions_total{{[^}}]*endpoint="{ep}"[^}}]*}} 1\.0', metrics)
+    assert re.search(r'modelfleet_model_load_duration_seconds_count{[^}]*endpoint="ep-b"[^}]*} 2\.0', metrics)
 
     worker = psutil.Process(a["pid"])
     with_models = worker.memory_info().rss
@@ -163,12 +181,7 @@ LEAKY = textwrap.dedent('''
 
 
 def test_a_worker_whose_memory_keeps_growing_is_recycled_without_a_failed_request(fleet, tmp_path, monkeypatch):
-    code = tmp_path / "leaky_code"
-    code.mkdir()
-    (code / "leaky_model.py").write_text(LEAKY)
-    monkeypatch.syspath_prepend(str(code))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]))
-    import leaky_model
+    leaky_model = _importable(tmp_path, monkeypatch, "leaky_model", LEAKY)
     X, y = load_iris(return_X_y=True)
     for name in "ab":
         (tmp_path / name).mkdir()
@@ -193,6 +206,46 @@ def test_a_worker_whose_memory_keeps_growing_is_recycled_without_a_failed_reques
     wait_until(lambda: not _alive(first), timeout=15)                   # its memory went with it
 
 
+SLEEPY = textwrap.dedent('''
+    """A classifier whose predict never returns for one input: a model call that hangs."""
+    import time
+    from sklearn.linear_model import LogisticRegression
+
+    class Sleepy(LogisticRegression):
+        def predict(self, X):
+            if X[0][0] == 99:
+                time.sleep(3600)
+            return super().predict(X)
+''')
+
+
+def test_a_worker_stuck_in_a_model_call_is_killed_and_its_models_start_again_elsewhere(fleet, models_dir,
+                                                                                        tmp_path, monkeypatch):
+    sleepy = _importable(tmp_path, monkeypatch, "sleepy_model", SLEEPY)
+    (tmp_path / "sleepy").mkdir()
+    joblib.dump(sleepy.Sleepy(max_iter=1000).fit(*load_iris(return_X_y=True)), tmp_path / "sleepy" / "model.joblib")
+    sys.modules.pop("sleepy_model", None)
+    f = fleet
+    f.server.configure(shared_workers=1)
+    f.models.register("sleepy", tmp_path / "sleepy", "1")
+    f.models.register("iris", models_dir / "iris", "1")
+    quick = {"request_settings": {"request_timeout_ms": 1000}, "liveness_probe": {"period": 1, "failure_threshold": 2}}
+    _deploy(f, "hang-ep", "sleepy:1", **quick)
+    _deploy(f, "calm-ep", "iris:1", **quick)
+    stuck = _replica(f, "hang-ep")["pid"]
+    assert _replica(f, "calm-ep")["pid"] == stuck
+
+    with pytest.raises(Exception, match="timed out"):   # the call hangs: 408, and the worker with it
+        f.online_endpoints.invoke("hang-ep", {"data": [[99, 3.5, 1.4, 0.2]]})
+    wait_until(lambda: not _alive(stuck), timeout=60)
+    wait_until(lambda: all(_replica(f, ep)["pid"] not in (None, stuck) and _replica(f, ep)["state"] == "ready"
+                           for ep in ("hang-ep", "calm-ep")), timeout=60)
+    assert f.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS}) == [0, 2]
+    assert f.online_endpoints.invoke("hang-ep", {"data": IRIS_ROWS}) == [0, 2]
+    assert "run() is stuck" in f.online_deployments.get_logs("blue", "hang-ep", lines=1000)
+    assert "killing it" in (f.workspace.logs_dir / "server.log").read_text()
+
+
 def test_dedicated_placement_and_what_show_says(fleet, models_dir, tmp_path):
     f = fleet
     f.models.register("iris", models_dir / "iris", "1")
@@ -210,5 +263,5 @@ def test_dedicated_placement_and_what_show_says(fleet, models_dir, tmp_path):
     assert moved["placement"] == "shared" and moved["replicas"][0]["id"] != own["replicas"][0]["id"]
     assert f.online_deployments.update("blue", "where-own", instance_count=1)["placement"] == "shared"
     assert f.online_endpoints.invoke("where-own", {"data": IRIS_ROWS}) == [0, 2]
-    with pytest.raises(Exception, match="placement: shared cannot set environment_variables"):
+    with pytest.raises(InvalidInput, match="^placement: shared does not apply: environment_variables"):
         f.online_deployments.update("blue", "where-env", placement="shared")

@@ -19,7 +19,8 @@ import yaml
 from .version import __version__
 from .errors import StorageError
 from .planner import deployment_settings
-from .specs import DeploymentSpec, written_placement
+from .placement import written_placement
+from .specs import DeploymentSpec
 
 
 def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) -> str:

@@ -19,7 +19,8 @@ from .errors import FleetError, InvalidInput, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
 from .registry import Model, detect_type
-from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec, resolve_placement
+from .placement import resolve_placement
+from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
 from .store.artifacts import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}

@@ -449,7 +449,7 @@ class DeploymentOperations:
         # an env_manager's environment is the model's own: derived again from the model given
         body.update(environment=None if cur.get("env_manager") else cur.get("environment"),
                     env_manager=cur.get("env_manager"))
-        from .specs import written_placement
+        from .placement import written_placement
         body["placement"] = written_placement(cur)   # set explicitly: kept (the default follows the model)
         for k, v in changes.items():
             if v is None:

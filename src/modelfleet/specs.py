@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput, SpecError
-from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES, NO_CODE_TYPES
+from .placement import Placement, check_shared, resolve_placement
+from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 
 
@@ -372,69 +373,6 @@ class ScaleSettings(Spec):
         return self.type == "target_utilization"
 
 
-Placement = Literal["shared", "dedicated"]
-
-
-def _not_shareable(model_type: str | None, code: bool, environment_variables: dict | None,
-                   environment: bool) -> str | None:
-    """Why a deployment needs a process of its own (None: it can share a multi-model worker)."""
-    if code:
-        return "a scoring script gets a process of its own (its init() may do anything)"
-    if environment_variables:
-        return "environment_variables are a process's own (a shared worker is one process for many models)"
-    if environment:
-        return "an environment (or env_manager) has its own Python; shared workers run the server's"
-    if model_type not in NO_CODE_TYPES:
-        return f"shared workers serve {', '.join(NO_CODE_TYPES)} models; this model is of type {model_type}"
-    return None
-
-
-def default_placement(model_type: str | None, *, code: bool, environment_variables: dict | None,
-                      environment: bool = False) -> str:
-    """Where a deployment runs when its spec does not say: a no-code model (sklearn, ONNX, MLflow)
-    in the server's own Python, without a scoring script or environment variables, shares a
-    multi-model worker; anything else gets a process of its own."""
-    return "dedicated" if _not_shareable(model_type, code, environment_variables, environment) else "shared"
-
-
-def resolve_placement(placement: str | None, model_type: str | None, *, code: bool,
-                      environment_variables: dict | None, environment: bool = False) -> str:
-    """The placement a deployment gets; InvalidInput when `placement: shared` cannot apply."""
-    if placement != "shared":
-        return placement or default_placement(model_type, code=code, environment_variables=environment_variables,
-                                              environment=environment)
-    why = _not_shareable(model_type, code, environment_variables, environment)
-    if why:
-        raise InvalidInput(f"placement: shared does not apply: {why}; use placement: dedicated")
-    return "shared"
-
-
-def placement_of(deployment: dict) -> str:
-    """A stored spec's or a view's placement: as written, or the default for its model."""
-    return deployment.get("placement") or default_placement(
-        deployment.get("model_type"), code=bool(deployment.get("code")),
-        environment_variables=deployment.get("environment_variables"),
-        environment=bool(deployment.get("environment") or deployment.get("env_manager")))
-
-
-def written_placement(deployment: dict) -> str | None:
-    """A deployment view's placement as a document would write it: None when it is the default
-    for its model (views show the placement in effect; a copy must not pin the default)."""
-    placement = deployment.get("placement")
-    return None if placement == placement_of({**deployment, "placement": None}) else placement
-
-
-def _check_shared(placement: str | None, code: bool, environment_variables: dict, environment: bool) -> None:
-    """`placement: shared` where it cannot apply, as a field error (the model's type is checked
-    once the model is resolved)."""
-    if placement == "shared":
-        try:
-            resolve_placement(placement, NO_CODE_TYPES[0], code=code, environment_variables=environment_variables,
-                              environment=environment)
-        except InvalidInput as e:
-            raise ValueError(e.message) from None
-
-
 class DeploymentSettings(Spec):
     """What a deployment runs with, shared by the YAML document and the control API's body."""
     ASKS_ONE_ENVIRONMENT: ClassVar[bool] = True   # an environment, or an env_manager to derive one
@@ -510,7 +448,7 @@ class DeploymentSpec(DeploymentSettings):
 
     @model_validator(mode="after")
     def _placement(self):
-        _check_shared(self.placement, self.code_configuration is not None, self.environment_variables,
+        check_shared(self.placement, self.code_configuration is not None, self.environment_variables,
                       self.environment is not None or self.env_manager is not None)
         return self
 
@@ -553,7 +491,7 @@ class DeploymentBody(DeploymentSettings):
 
     @model_validator(mode="after")
     def _placement(self):
-        _check_shared(self.placement, self.code is not None, self.environment_variables,
+        check_shared(self.placement, self.code is not None, self.environment_variables,
                       self.environment is not None or self.env_manager is not None)
         return self
 

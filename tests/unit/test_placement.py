@@ -6,33 +6,39 @@ import pytest
 
 from modelfleet.errors import InvalidInput, SpecError
 from modelfleet.server.views import where_it_runs
-from modelfleet.specs import (DeploymentRecord, DeploymentSpec, default_placement, resolve_placement, validate,
-                              written_placement)
+from modelfleet.placement import default_placement, resolve_placement, written_placement
+from modelfleet.specs import DeploymentRecord, DeploymentSpec, validate
 from modelfleet.store.serving import replica_hash
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
 CODE = {"code": "./src", "scoring_script": "score.py"}
 
 
-@pytest.mark.parametrize("model_type, code, env, expected", [
-    ("sklearn", False, {}, "shared"), ("onnx", False, {}, "shared"), ("mlflow", False, {}, "shared"),
-    ("sklearn", True, {}, "dedicated"),          # a score.py may do anything in init()
-    ("custom", True, {}, "dedicated"),
-    ("sklearn", False, {"OMP_NUM_THREADS": "4"}, "dedicated"),   # a process environment of its own
+@pytest.mark.parametrize("model_type, code, env, environment, expected", [
+    ("sklearn", False, {}, False, "shared"), ("onnx", False, {}, False, "shared"),
+    ("mlflow", False, {}, False, "shared"),
+    ("sklearn", True, {}, False, "dedicated"),           # a score.py may do anything in init()
+    ("custom", True, {}, False, "dedicated"),
+    ("sklearn", False, {"OMP_NUM_THREADS": "4"}, False, "dedicated"),   # a process environment of its own
+    ("mlflow", False, {}, True, "dedicated"),            # another Python than the server's
 ])
-def test_the_default_placement(model_type, code, env, expected):
-    assert default_placement(model_type, code, env) == expected
-    assert resolve_placement(None, model_type, code, env) == expected
-    assert resolve_placement("dedicated", model_type, code, env) == "dedicated"
+def test_the_default_placement(model_type, code, env, environment, expected):
+    where = dict(code=code, environment_variables=env, environment=environment)
+    assert default_placement(model_type, **where) == expected
+    assert resolve_placement(None, model_type, **where) == expected
+    assert resolve_placement("dedicated", model_type, **where) == "dedicated"
 
 
 def test_shared_is_refused_where_it_cannot_apply():
-    with pytest.raises(InvalidInput, match="scoring script"):
-        resolve_placement("shared", "sklearn", True, {})
+    plain = dict(code=False, environment_variables={}, environment=False)
+    with pytest.raises(InvalidInput, match="^placement: shared does not apply: a scoring script"):
+        resolve_placement("shared", "sklearn", **{**plain, "code": True})
     with pytest.raises(InvalidInput, match="environment_variables"):
-        resolve_placement("shared", "sklearn", False, {"A": "1"})
+        resolve_placement("shared", "sklearn", **{**plain, "environment_variables": {"A": "1"}})
+    with pytest.raises(InvalidInput, match="has its own Python"):
+        resolve_placement("shared", "mlflow", **{**plain, "environment": True})
     with pytest.raises(InvalidInput, match="type custom"):
-        resolve_placement("shared", "custom", False, {})
+        resolve_placement("shared", "custom", **plain)
 
 
 def test_the_field_in_a_deployment_document():
@@ -40,7 +46,7 @@ def test_the_field_in_a_deployment_document():
     assert validate(DeploymentSpec, {**DEPLOYMENT, "placement": "dedicated"}).placement == "dedicated"
     with pytest.raises(SpecError, match="placement"):
         validate(DeploymentSpec, {**DEPLOYMENT, "placement": "everywhere"})
-    with pytest.raises(SpecError, match="^d.yaml: placement: shared serves no-code models only"):
+    with pytest.raises(SpecError, match="^d.yaml: placement: shared does not apply: a scoring script"):
         validate(DeploymentSpec, {**DEPLOYMENT, "placement": "shared", "code_configuration": CODE}, "d.yaml")
 
 
@@ -48,6 +54,7 @@ def test_a_record_knows_its_placement():
     record = {"model": "iris:1", "model_type": "sklearn", "model_sha256": "0" * 64}
     assert DeploymentRecord.model_validate(record).effective_placement == "shared"
     assert DeploymentRecord.model_validate({**record, "placement": "dedicated"}).effective_placement == "dedicated"
+    assert DeploymentRecord.model_validate({**record, "environment": "py-env:1"}).effective_placement == "dedicated"
 
 
 def test_placement_changes_what_runs_but_leaves_old_hashes_alone():

@@ -23,7 +23,7 @@ class ComputeBackends:
     def __init__(self, local: LocalBackend, lookup: Lookup, logs_dir: Path, namespace: str,
                  shared: SharedPool | None = None):
         self.local = local
-        self.shared = shared or SharedPool(local.zygote, logs_dir / "shared")
+        self.shared = shared or SharedPool(local, logs_dir / "shared")
         self.lookup = lookup
         self.logs_dir = logs_dir
         self.namespace = namespace

@@ -36,9 +36,9 @@ from ..fsutil import size_on_disk, tail_lines
 from ..logfmt import iso_time
 from ..runtime import protocol as p
 from .base import InitFailed, ReplicaGone, ReplicaSpec, RequestKind
-from .local import replica_config
+from .local import LocalBackend, replica_config
 from .shared_worker import WorkerConnection
-from .zygote import SINGLE_THREAD, Zygote
+from .zygote import SINGLE_THREAD
 
 log = logging.getLogger("modelfleet.backends.shared")
 
@@ -46,6 +46,8 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 MONITOR_S = 2.0            # how often the pool reads its workers' memory
 WORKER_START_TIMEOUT_S = 60.0
 MOVE_CONCURRENCY = 16      # models moved at once when a worker is recycled
+UNLOAD_WAIT_S = 2.0        # how long a stop waits for its model to be unregistered
+STUCK_AFTER_S = 10.0       # a worker that has not unregistered a model by then is stuck: killed
 
 
 def default_workers() -> int:
@@ -87,8 +89,11 @@ class SharedReplica:
         self.loaded = False
         self.last_load_ms: float | None = None
         self.size = size_on_disk(spec.model_dir)   # measured at each load; the files' size until then
+        self.responsive = True
         self.loop = asyncio.get_running_loop()
-        self._inflight: dict[WorkerConnection, int] = {}
+        self._pending: dict[asyncio.Future, WorkerConnection] = {}   # sent, not answered: where to
+        self._late: set[asyncio.Future] = set()                       # of those, given up on
+        self._answered = 0
         self._closed: asyncio.Future = self.loop.create_future()
         self._died: WorkerConnection | None = None
         self._stopping = False
@@ -123,7 +128,6 @@ class SharedReplica:
     def worker_lost(self, worker: WorkerConnection) -> None:
         """The worker's connection closed: its requests fail (the gateway retries them); this
         handle closes if that was where its model lived."""
-        self._inflight.pop(worker, None)
         if worker is self.worker and not self._closed.done():
             self._died = worker
             self._closed.set_result(None)
@@ -132,7 +136,28 @@ class SharedReplica:
 
     @property
     def inflight(self) -> int:
-        return sum(self._inflight.values())
+        return len(self._pending) - len(self._late)
+
+    @property
+    def unanswered(self) -> int:
+        return len(self._pending)
+
+    @property
+    def late(self) -> int:
+        return len(self._late)
+
+    @property
+    def answered(self) -> int:
+        return self._answered
+
+    @property
+    def busy_s(self) -> float:
+        """How long its worker's current model call has run (any model's: they take turns)."""
+        return self.worker.busy_s
+
+    def give_up(self, fut: asyncio.Future) -> None:
+        if fut in self._pending:
+            self._late.add(fut)
 
     @property
     def closed(self) -> bool:
@@ -156,18 +181,19 @@ class SharedReplica:
              request_id: str = "") -> asyncio.Future:
         if self._closed.done():
             raise ReplicaGone("replica closed")
-        worker = self.worker
-        fut = worker.request(self._kb, kind, body, header_length, request_id)
-        self._inflight[worker] = self._inflight.get(worker, 0) + 1
-        fut.add_done_callback(lambda _f, w=worker: self._answered(w))
+        fut = self.worker.request(self._kb, kind, body, header_length, request_id)
+        self._pending[fut] = self.worker
+        fut.add_done_callback(self._done)
         return fut
 
-    def _answered(self, worker: WorkerConnection) -> None:
-        n = self._inflight.get(worker, 0) - 1
-        if n > 0:
-            self._inflight[worker] = n
-        else:
-            self._inflight.pop(worker, None)
+    def _done(self, fut: asyncio.Future) -> None:
+        self._pending.pop(fut, None)
+        self._late.discard(fut)
+        if not fut.cancelled() and fut.exception() is None:
+            self._answered += 1
+
+    def _unanswered_in(self, worker: WorkerConnection) -> int:
+        return sum(1 for w in self._pending.values() if w is worker)
 
     async def probe(self, timeout: float) -> bool:
         if self._closed.done():
@@ -195,10 +221,14 @@ class SharedReplica:
         worker = self.worker
         if not self._closed.done():
             deadline = self.loop.time() + grace_s
-            while self.inflight and self.loop.time() < deadline:
+            while self.unanswered and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(worker.control(p.UNLOAD, self._kb), max(grace_s, 2.0))
+            with contextlib.suppress(ReplicaGone):
+                unload = worker.control(p.UNLOAD, self._kb)
+                try:
+                    await asyncio.wait_for(asyncio.shield(unload), max(grace_s, UNLOAD_WAIT_S))
+                except asyncio.TimeoutError:   # the worker is stuck in a model call, or wedged
+                    self.pool.suspect(worker, unload, f"{self.spec.endpoint}/{self.spec.deployment}")
         worker.detach(self)
         if not self._closed.done():
             self._closed.set_result(None)
@@ -235,7 +265,7 @@ class SharedReplica:
         self._loaded(payload)
         self.info = {**self.info, "pid": new.pid}
         deadline = self.loop.time() + 30.0
-        while self._inflight.get(old) and self.loop.time() < deadline:
+        while self._unanswered_in(old) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(old.control(p.UNLOAD, self._kb), 10.0)
@@ -248,9 +278,10 @@ class SharedPool:
 
     name = "shared"
 
-    def __init__(self, zygote: Zygote, logs_dir: Path, workers: int | None = None,
+    def __init__(self, local: LocalBackend, logs_dir: Path, workers: int | None = None,
                  memory_budget: int | None = None):
-        self.zygote = zygote
+        self.zygote = local.zygote        # the server's own interpreter's warm parent
+        self.children = local.children    # reaps the workers, as it reaps replicas
         self.logs_dir = logs_dir
         self.size = workers or default_workers()
         self.budget = memory_budget or DEFAULT_MEMORY_BUDGET
@@ -259,7 +290,7 @@ class SharedPool:
         self._serial = 0
         self._lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
-        self._recycling: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()   # recycles and checks of stuck workers
 
     async def warm(self) -> None:
         pass   # workers start with the first shared deployment
@@ -302,6 +333,7 @@ class SharedPool:
         finally:
             theirs.close()
         worker.pid = pid
+        self.children.new(pid)
         try:
             await asyncio.wait_for(asyncio.shield(worker.started), WORKER_START_TIMEOUT_S)
         except (ReplicaGone, asyncio.TimeoutError):
@@ -323,32 +355,61 @@ class SharedPool:
                 log.warning("shared worker %d (pid %s) exited; its models start again in another worker",
                             worker.id, worker.pid)
 
+    def _poll(self, worker: WorkerConnection) -> int | None:
+        """Its exit code once it has exited: the server reaps it (a subreaper), or the zygote."""
+        if worker.exit_code is None and worker.pid is not None:
+            worker.exit_code = self.children.reap(worker.pid)
+            if worker.exit_code is None:
+                worker.exit_code = self.zygote.exit_codes.get(worker.pid)
+            if worker.exit_code is not None:
+                self.zygote.children.discard(worker.pid)
+        return worker.exit_code
+
     async def exit_code(self, worker: WorkerConnection | None) -> int | None:
-        if worker is None or worker.pid is None:
+        if worker is None:
             return None
-        for _ in range(50):  # the zygote reports the exit a moment after the socket closes
-            code = self.zygote.exit_codes.get(worker.pid)
-            if code is not None:
-                return code
+        for _ in range(50):  # the exit code arrives a moment after the socket closes
+            if self._poll(worker) is not None:
+                return worker.exit_code
             await asyncio.sleep(0.02)
         return None
+
+    def _background(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def suspect(self, worker: WorkerConnection, unload: asyncio.Future, what: str) -> None:
+        """A stop could not unregister `what` in time: if the worker has still not done so after
+        STUCK_AFTER_S, it is stuck in a model call (or wedged) and is killed, so that its models
+        start again elsewhere rather than wait behind it."""
+        async def check() -> None:
+            retiring, worker.retiring = worker.retiring, True   # meanwhile, no new model goes there
+            with contextlib.suppress(asyncio.TimeoutError, ReplicaGone):
+                await asyncio.wait_for(unload, STUCK_AFTER_S)
+                worker.retiring = retiring
+                return
+            if not worker.closed:
+                log.warning("shared worker %d (pid %s) has not unregistered %s in %.0f s (its current model "
+                            "call has run %.0f s); killing it", worker.id, worker.pid, what,
+                            STUCK_AFTER_S + UNLOAD_WAIT_S, worker.busy_s)
+                worker.kill()
+        self._background(check())
 
     # -- memory watch and recycling --------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Read every worker's memory now and then (pings do; evictions report it too)."""
+        """Ask every worker for its memory now and then (evictions report it too)."""
         while self.workers:
             await asyncio.sleep(MONITOR_S)
-            for worker in [w for w in self.workers if w.usable]:
-                with contextlib.suppress(ReplicaGone):
-                    await worker.ping(10.0)
+            for worker in self.workers:
+                if worker.usable:
+                    worker.ask_stats()
 
     def _check_memory(self, worker: WorkerConnection) -> None:
         if worker.usable and leaking(worker.stats, self.slack):
             worker.retiring = True   # at once: the next report must not start a second recycle
-            task = asyncio.create_task(self.recycle(worker))
-            self._recycling.add(task)
-            task.add_done_callback(self._recycling.discard)
+            self._background(self.recycle(worker))
 
     async def recycle(self, old: WorkerConnection) -> bool:
         """Move every model of `old` to a fresh worker, then let `old` exit; True when it did."""
@@ -382,7 +443,7 @@ class SharedPool:
     async def shutdown(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
-        for task in list(self._recycling):
+        for task in list(self._tasks):
             task.cancel()
         workers = list(self.workers)
         for w in workers:
@@ -391,5 +452,5 @@ class SharedPool:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(w.wait_closed() for w in workers)), 2.0)
         for w in workers:
-            if w.pid not in self.zygote.exit_codes:
+            if self._poll(w) is None:
                 w.kill()

@@ -2,8 +2,9 @@
 
 Requests and control frames carry a model key; answers are matched to them by id, as on a
 replica's socket. Events the worker sends on its own (a model evicted, reloaded on demand, a
-batch scored) go to the handle registered under that key. Liveness pings are shared: every
-handle in the worker probes the same process, so one ping answers them all for a moment.
+batch scored) go to the handle registered under that key. Liveness is the worker's: its
+heartbeats (a PONG every 0.25 s, with how long the current model call has run) answer every
+handle's probe, so a thousand models in one worker cost one ping now and then, not a thousand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import orjson
 from ..runtime import protocol as p
 from .base import Pending, ReplicaGone, RequestKind
 
-PING_REUSE_S = 0.5   # a pong this recent answers a probe without another ping
+PING_REUSE_S = 0.5   # a pong (or heartbeat) this recent answers a probe without another ping
 
 
 class ModelHandle(Protocol):
@@ -38,8 +39,10 @@ class WorkerConnection(asyncio.Protocol):
                  memory: Callable[["WorkerConnection"], None]):
         self.id = worker_id
         self.pid: int | None = None
+        self.exit_code: int | None = None             # once it has exited and been reaped
         self.handles: dict[str, ModelHandle] = {}   # model key -> the handle registered under it
-        self.stats: dict = {}                         # the worker's memory, from its last pong
+        self.stats: dict = {}                         # the worker's memory, as it last reported it
+        self.busy_s = 0.0                             # its current model call's age, from its heartbeats
         self.retiring = False                         # being recycled: no new models
         self.loop = asyncio.get_running_loop()
         self.started: asyncio.Future = self.loop.create_future()   # the worker's first words
@@ -62,9 +65,14 @@ class WorkerConnection(asyncio.Protocol):
         for rid, kind, payload in p.split_frames(self._buf):
             if kind in (p.OK, p.MODEL_ERROR, p.BAD_REQUEST):
                 self._pending.resolve(rid, (kind, payload))
-            elif kind == p.PONG:
+            elif kind == p.PONG:   # an answer to a PING, or a heartbeat (id 0)
                 self._pong_at = self.loop.time()
-                self._pending.resolve(rid, (kind, b""))
+                _, self.busy_s = p.split_pong(payload)
+                if rid:
+                    self._pending.resolve(rid, (kind, b""))
+                elif self._ping is not None and not self._ping.done():
+                    self._ping.set_result((kind, b""))   # alive: the ping's own answer may be queued behind a call
+            elif kind == p.WORKER_STATS:
                 self._stats(payload)
             elif kind == p.UNKNOWN_MODEL:
                 fut = self._pending.futures.pop(rid, None)
@@ -155,6 +163,11 @@ class WorkerConnection(asyncio.Protocol):
         except asyncio.TimeoutError:
             return False
         return True
+
+    def ask_stats(self) -> None:
+        """Ask for the worker's memory (WORKER_STATS comes with the answer to a PING)."""
+        if not self.closed:
+            self._transport.write(p.frame(self._pending.add(self.loop.create_future()), p.PING))
 
     async def wait_closed(self) -> None:
         await self._closed

@@ -140,7 +140,7 @@ def _editable() -> tuple[str, ...]:
 def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
     """Change some fields of a running deployment: flags and --set/--add/--remove on its current spec."""
     from ..planner import deployment_settings
-    from ..specs import written_placement
+    from ..placement import written_placement
     if not name or not endpoint:
         raise InvalidInput("--name and --endpoint-name are required")
     dep_ops = ctx.fleet.online_deployments

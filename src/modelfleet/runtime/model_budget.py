@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-class MemoryBudget:
+class LruBudget:
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
         self._loaded: OrderedDict[str, int] = OrderedDict()   # key -> bytes, least recently used first

@@ -36,14 +36,15 @@ LOAD = 20          # key, then the model's JSON config: register it and load it;
 UNLOAD = 21        # key: forget the model and free its memory; answered UNLOADED
 MODEL_SCORE = 22   # key, then as SCORE
 MODEL_V2 = 23      # key, then as V2_INFER
-# worker -> server (PING is answered with PONG: a JSON of the worker's memory, see worker.py)
+# worker -> server (PING is answered with PONG, then WORKER_STATS; heartbeats are PONGs with id 0)
 LOADED = 24        # key, then JSON {"ms", "bytes"}: on the LOAD's id, or id 0 for a reload on demand
 LOAD_FAILED = 25   # key, then the traceback text
 UNLOADED = 26      # key
-EVICTED = 27       # key, then the worker's memory as in PONG (id 0): unloaded to stay within the budget
+EVICTED = 27       # key, then the worker's memory as in WORKER_STATS (id 0): unloaded to stay within the budget
 UNKNOWN_MODEL = 28 # key: a request for a model that is not registered
 WORKER_READY = 29  # JSON {"pid", "rss"} once, when the worker starts
 MODEL_BATCH = 30   # key, then as BATCH
+WORKER_STATS = 31  # JSON: the worker's memory (rss, baseline, used by loaded models, budget, frees, ...)
 
 
 def frame(req_id: int, kind: int, payload: bytes = b"") -> bytes:

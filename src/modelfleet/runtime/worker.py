@@ -8,7 +8,10 @@ frames with a model key in front (runtime/protocol.py):
     MODEL_SCORE key+...  as SCORE for that model (loaded first if it was evicted)
     MODEL_V2 key+...     as V2_INFER
     UNLOAD key           forget the model and free its memory; answered UNLOADED
-    PING                 answered PONG with the worker's memory as JSON (rss, baseline, used, ...)
+    PING                 answered PONG, then WORKER_STATS: its memory (rss, baseline, used, ...)
+
+As in a replica, a second thread sends heartbeats (PONG, id 0) with how long the current model
+call has run (runtime/heartbeat.py), so a slow model is told apart from a hung worker.
 
 Each model's size is measured around its load: the larger of the growth of the heap in use
 (glibc's malloc, which numpy and native libraries allocate from, plus Python's small-object
@@ -39,8 +42,9 @@ import orjson
 from ..fsutil import size_on_disk
 from . import protocol as p, replica_log
 from .loaders import to_json, user_traceback
-from .model_budget import MemoryBudget
-from .replica import Replica
+from .heartbeat import Outbox
+from .model_budget import LruBudget
+from .replica import REPLICA_OOM_SCORE_ADJ, Replica, oom_priority
 
 TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request came for this long
 # Libraries a model type needs, imported before its first load so that their memory counts as
@@ -112,9 +116,10 @@ class Model:
     """One registered model: its configuration, its scorer while loaded (a Replica without a
     socket of its own), and what its last load cost."""
 
-    def __init__(self, key: str, cfg: dict):
+    def __init__(self, key: str, cfg: dict, out: Outbox):
         self.key = key
         self.replica = Replica(cfg, None)
+        self.replica.out = out
         self.log_path = Path(cfg["log_path"]) if cfg.get("log_path") else None
         self.disk_bytes = size_on_disk(Path(cfg["model_dir"]))
         self.load_ms = 0.0
@@ -125,10 +130,11 @@ class Model:
 
 
 class Worker:
-    def __init__(self, cfg: dict, sock: socket.socket, logs: ModelLogs | None = None):
+    def __init__(self, cfg: dict, sock: socket.socket | None, logs: ModelLogs | None = None):
         self.sock = sock
+        self.out = Outbox(sock)   # shared with the heartbeat thread; every model's calls count as busy
         self.name = f"shared worker {cfg.get('worker_id', '?')} (pid {os.getpid()})"
-        self.budget = MemoryBudget(int(cfg["memory_budget"]))
+        self.budget = LruBudget(int(cfg["memory_budget"]))
         self.models: dict[str, Model] = {}
         self.logs = logs
         self.baseline = rss_bytes()   # before any model; grows by the libraries model types import
@@ -156,11 +162,11 @@ class Worker:
         self._imported.add(model_type)
         self.baseline += max(0, rss_bytes() - before)
 
-    def load(self, model: Model, out: list[bytes], why: str) -> None:
+    def load(self, model: Model, why: str) -> None:
         """Load `model`, evicting others first if it would not fit; raises what the load raised."""
         key = model.key
         estimate = self.budget.size(key) or model.disk_bytes
-        self._evict(self.budget.make_room(key, estimate), out)
+        self._evict(self.budget.make_room(key, estimate))
         self._import_for(model.replica.cfg["model_type"])
         self._as(model)
         try:
@@ -174,9 +180,9 @@ class Worker:
             print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}", flush=True)
         finally:
             self._as(None)
-        self._evict(self.budget.add(key, size), out)
+        self._evict(self.budget.add(key, size))
 
-    def _evict(self, keys: list[str], out: list[bytes]) -> None:
+    def _evict(self, keys: list[str]) -> None:
         for key in keys:
             model = self.models.get(key)
             if model is None:
@@ -188,7 +194,7 @@ class Worker:
             print(f"evicted: the loaded models passed {self.name}'s memory budget "
                   f"({self.budget.budget / 2**20:.0f} MiB); it reloads on its next request", flush=True)
             self._as(None)
-            out.append(p.frame(0, p.EVICTED, p.keyed(key.encode(), self.stats())))
+            self.out.add(p.frame(0, p.EVICTED, p.keyed(key.encode(), self.stats())))
 
     def release_memory(self) -> None:
         """Give freed memory back to the system (run when idle: a full collection takes a while)."""
@@ -203,18 +209,18 @@ class Worker:
 
     # -- frames ---------------------------------------------------------------------------------
 
-    def _register(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+    def _register(self, rid: int, payload: bytes) -> None:
         key, config = p.split_key(payload)
         kb = key.encode()
         if key in self.models:
             self._forget(key)
         try:
             cfg = orjson.loads(config)
-            model = Model(key, cfg)
+            model = Model(key, cfg, self.out)
             self.models[key] = model
             self.batching += model.batching
             if not cfg.get("lazy"):   # lazy: moved from a worker where it was not loaded either
-                self.load(model, out, "")
+                self.load(model, "")
         except BaseException as e:
             self._forget(key)
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -223,11 +229,11 @@ class Worker:
             log_path = orjson.loads(config).get("log_path") if config else None
             if log_path:
                 replica_log.append(Path(log_path), tb.encode())
-            out.append(p.frame(rid, p.LOAD_FAILED, p.keyed(kb, tb.encode())))
+            self.out.add(p.frame(rid, p.LOAD_FAILED, p.keyed(kb, tb.encode())))
             return
         scorer = model.replica.scorer   # its V2 tensors, for the model's metadata (lazy: not known yet)
-        out.append(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
-                                                               "metadata": scorer.metadata if scorer else None}))))
+        self.out.add(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
+                                                                 "metadata": scorer.metadata if scorer else None}))))
 
     def _forget(self, key: str) -> None:
         model = self.models.pop(key, None)
@@ -238,38 +244,43 @@ class Worker:
                 self.dirty = True
             model.replica.scorer = None
 
-    def _unregister(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+    def _unregister(self, rid: int, payload: bytes) -> None:
         key, _ = p.split_key(payload)
         self._forget(key)
-        out.append(p.frame(rid, p.UNLOADED, p.keyed(key.encode())))
+        self.out.add(p.frame(rid, p.UNLOADED, p.keyed(key.encode())))
 
-    def _ready(self, model: Model, out: list[bytes]) -> Exception | None:
+    def _ready(self, model: Model) -> Exception | None:
         """Load `model` if it was evicted; the error if it could not be."""
         if model.key in self.budget:
             self.budget.touch(model.key)
             return None
         try:
-            self.load(model, out, ", on demand after an eviction")
+            self.load(model, ", on demand after an eviction")
         except Exception as e:
             self._as(model)
             traceback.print_exc()
             self._as(None)
             return e
-        out.append(p.frame(0, p.LOADED, p.keyed(model.key.encode(), orjson.dumps(
+        self.out.add(p.frame(0, p.LOADED, p.keyed(model.key.encode(), orjson.dumps(
             {"ms": model.load_ms, "bytes": self.budget.size(model.key)}))))
         return None
 
-    def _score(self, key: str, items: list[tuple[int, str, bytes]], out: list[bytes]) -> None:
-        """Answer `items` (id, request id, body) for one model, in batches when it batches."""
-        model = self.models.get(key)
-        if model is None:
-            out += [p.frame(rid, p.UNKNOWN_MODEL, p.keyed(key.encode())) for rid, _, _ in items]
-            return
-        failed = self._ready(model, out)
-        if failed is not None:
+    def _failed(self, rids: list[int], key: str, failed: Exception | None) -> bool:
+        """Answer `rids` at once if the model is not registered or could not be loaded."""
+        if key not in self.models:
+            self.out.add(b"".join(p.frame(rid, p.UNKNOWN_MODEL, p.keyed(key.encode())) for rid in rids))
+        elif failed is not None:
             err = orjson.dumps({"error": {"code": "model_error", "message":
                                           f"the model could not be loaded: {type(failed).__name__}: {failed}"}})
-            out += [p.frame(rid, p.MODEL_ERROR, err) for rid, _, _ in items]
+            self.out.add(b"".join(p.frame(rid, p.MODEL_ERROR, err) for rid in rids))
+        else:
+            return False
+        return True
+
+    def _score(self, key: str, items: list[tuple[int, str, bytes]]) -> None:
+        """Answer `items` (id, request id, body) for one model, in batches when it batches."""
+        model = self.models.get(key)
+        if self._failed([rid for rid, _, _ in items], key, model and self._ready(model)):
             return
         step = model.replica.max_batch
         self._as(model)
@@ -277,57 +288,50 @@ class Worker:
             for i in range(0, len(items), step):
                 chunk = items[i:i + step]
                 answers = model.replica.score([body for _, _, body in chunk], [r for _, r, _ in chunk])
-                out += [p.frame(rid, status, payload)
-                        for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True)]
+                self.out.add(b"".join(p.frame(rid, status, payload)
+                                      for (rid, _, _), (status, payload) in zip(chunk, answers, strict=True)))
                 if step > 1:
-                    out.append(p.frame(0, p.MODEL_BATCH, p.keyed(key.encode(), len(chunk).to_bytes(2, "big"))))
+                    self.out.add(p.frame(0, p.MODEL_BATCH, p.keyed(key.encode(), len(chunk).to_bytes(2, "big"))))
         finally:
             self._as(None)
 
-    def _v2(self, rid: int, payload: bytes, out: list[bytes]) -> None:
+    def _v2(self, rid: int, payload: bytes) -> None:
         key, rest = p.split_key(payload)
         model = self.models.get(key)
-        if model is None:
-            out.append(p.frame(rid, p.UNKNOWN_MODEL, p.keyed(key.encode())))
-            return
-        failed = self._ready(model, out)
-        if failed is not None:
-            out.append(p.frame(rid, p.MODEL_ERROR, orjson.dumps({"error": {"code": "model_error", "message":
-                       f"the model could not be loaded: {type(failed).__name__}: {failed}"}})))
+        if self._failed([rid], key, model and self._ready(model)):
             return
         self._as(model)
         try:
-            out.append(p.frame(rid, *model.replica.infer_v2(rest)))
+            self.out.add(p.frame(rid, *model.replica.infer_v2(rest)))
         finally:
             self._as(None)
 
-    def handle(self, frames: list[tuple[int, int, bytes]]) -> bytes:
-        """Answers to `frames`, in one buffer. Scoring requests are grouped by model (a batch per
-        model); LOAD and UNLOAD take effect in order with the requests around them."""
-        out: list[bytes] = []
+    def handle(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Answer `frames` into the outbox (the heartbeat thread sends what is there if a later
+        model call hangs). Scoring requests are grouped by model (a batch per model); LOAD and
+        UNLOAD take effect in order with the requests around them."""
         scores: dict[str, list[tuple[int, str, bytes]]] = {}
 
         def flush() -> None:
             for key, items in scores.items():
-                self._score(key, items, out)
+                self._score(key, items)
             scores.clear()
 
         for rid, kind, payload in frames:
             if kind == p.MODEL_SCORE:
                 key, rest = p.split_key(payload)
                 scores.setdefault(key, []).append((rid, *p.split_request(rest)))
-            elif kind == p.PING:
-                out.append(p.frame(rid, p.PONG, self.stats()))
+            elif kind == p.PING:   # liveness, and the worker's memory for the pool
+                self.out.add(p.frame(rid, p.PONG, self.out.pong()) + p.frame(0, p.WORKER_STATS, self.stats()))
             elif kind == p.MODEL_V2:
-                self._v2(rid, payload, out)
+                self._v2(rid, payload)
             elif kind == p.LOAD:
                 flush()
-                self._register(rid, payload, out)
+                self._register(rid, payload)
             elif kind == p.UNLOAD:
                 flush()
-                self._unregister(rid, payload, out)
+                self._unregister(rid, payload)
         flush()
-        return b"".join(out)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -371,11 +375,13 @@ class Worker:
                     if not self._wants_more(frames):
                         break
             if frames:
-                self.sock.sendall(self.handle(frames))
+                self.handle(frames)
+                self.out.flush()
 
 
 def run(cfg: dict) -> None:
     """The worker process: serve the socket inherited as `fd` until the server closes it."""
+    oom_priority(REPLICA_OOM_SCORE_ADJ)
     sock = socket.socket(fileno=int(cfg["fd"]))
     sock.setblocking(True)
     logs = None
@@ -387,7 +393,9 @@ def run(cfg: dict) -> None:
     worker = Worker(cfg, sock, logs)
     print(f"{worker.name} started, memory budget {worker.budget.budget / 2**20:.0f} MiB", flush=True)
     try:
-        sock.sendall(p.frame(0, p.WORKER_READY, orjson.dumps({"pid": os.getpid(), "rss": worker.baseline})))
+        worker.out.start_heartbeats()
+        worker.out.flush(p.frame(0, p.WORKER_READY, orjson.dumps({"pid": os.getpid(), "rss": worker.baseline})))
+        worker.out.serving.set()
         worker.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass

@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field
 from .. import logfmt, traffic as traffic_rules
 from ..version import __version__
 from ..errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
-from ..specs import DeploymentBody, format_loc, resolve_placement
+from ..placement import resolve_placement
+from ..specs import DeploymentBody, format_loc
 from ..names import check_endpoint_name
 from ..store.computes import ComputeStore
 from ..store.serving import new_key
@@ -108,7 +109,8 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     async def _invalid(_req, exc: RequestValidationError):
         err = exc.errors()[0]
         loc = format_loc(tuple(x for x in err["loc"] if x != "body"))
-        return JSONResponse({"error": {"code": "invalid_input", "message": f"{loc}: {err['msg']}"}},
+        msg = err["msg"].removeprefix("Value error, ")   # a whole-body rule has no field to name
+        return JSONResponse({"error": {"code": "invalid_input", "message": f"{loc}: {msg}" if loc else msg}},
                             status_code=400)
 
     @app.exception_handler(Exception)

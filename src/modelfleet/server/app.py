@@ -58,7 +58,7 @@ class ServerApp:
         self.db = Database(ws.db_url)
         self.router = Router()
         local = LocalBackend(ws.logs_dir)
-        shared = SharedPool(local.zygote, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
+        shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
         self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
         self.controller = Controller(ws, self.db, self.backend, self.router)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,

@@ -4,7 +4,8 @@ store alone when the server is not running, so read-only commands never need to 
 
 from __future__ import annotations
 
-from ..specs import SETTINGS_FIELDS, placement_of
+from ..placement import placement_of
+from ..specs import SETTINGS_FIELDS
 from ..store.serving import spec_etag
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from modelfleet.runtime.model_budget import MemoryBudget
+from modelfleet.runtime.model_budget import LruBudget
 
 MiB = 2**20
 
 
 def test_models_within_the_budget_all_stay_loaded():
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     assert b.make_room("a", 30 * MiB) == [] and b.add("a", 30 * MiB) == []
     assert b.make_room("b", 30 * MiB) == [] and b.add("b", 30 * MiB) == []
     assert b.loaded() == ["a", "b"] and b.used == 60 * MiB
 
 
 def test_the_least_recently_used_goes_first_to_make_room():
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     for key in "abc":
         b.add(key, 30 * MiB)
     b.touch("a")                                   # a used last: b is now the oldest
@@ -28,7 +28,7 @@ def test_the_least_recently_used_goes_first_to_make_room():
 
 
 def test_a_model_larger_than_estimated_evicts_after_its_load():
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     b.add("a", 40 * MiB)
     b.add("b", 40 * MiB)
     assert b.make_room("c", 1 * MiB) == []          # the files were small ...
@@ -37,7 +37,7 @@ def test_a_model_larger_than_estimated_evicts_after_its_load():
 
 
 def test_bytes_count_not_models():
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     for i in range(1000):
         assert b.add(f"small-{i}", 64 * 1024) == []   # a thousand small ones fit (62.5 MiB)
     assert len(b) == 1000
@@ -46,14 +46,14 @@ def test_bytes_count_not_models():
 
 
 def test_a_model_larger_than_the_budget_still_serves_alone():
-    b = MemoryBudget(10 * MiB)
+    b = LruBudget(10 * MiB)
     b.add("a", 5 * MiB)
     assert b.make_room("huge", 50 * MiB) == ["a"]
     assert b.add("huge", 50 * MiB) == [] and b.loaded() == ["huge"]
 
 
 def test_removing_forgets_and_evicting_remembers():
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     b.add("a", 10 * MiB)
     b.add("b", 20 * MiB)
     assert b.evict("a") and not b.evict("a") and b.size("a") == 10 * MiB
@@ -63,7 +63,7 @@ def test_removing_forgets_and_evicting_remembers():
 
 @given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 60 * MiB)), max_size=60))
 def test_the_budget_holds_whenever_more_than_one_model_is_loaded(loads):
-    b = MemoryBudget(100 * MiB)
+    b = LruBudget(100 * MiB)
     for key, size in loads:
         for victim in b.make_room(key, size):
             assert victim != key

@@ -58,7 +58,9 @@ def _config(models, name: str, tmp_path, **extra) -> bytes:
 
 def _run(worker: Worker, *frames: bytes) -> list[tuple[int, int, str, bytes]]:
     """Hand `frames` to the worker; its answers as (id, kind, key or "", rest of the payload)."""
-    answers = p.split_frames(bytearray(worker.handle(p.split_frames(bytearray(b"".join(frames))))))
+    worker.handle(p.split_frames(bytearray(b"".join(frames))))
+    answers = p.split_frames(bytearray(b"".join(worker.out.frames)))
+    worker.out.frames.clear()
     out = []
     for rid, kind, payload in answers:
         key, rest = p.split_key(payload) if kind >= p.LOAD else ("", payload)
