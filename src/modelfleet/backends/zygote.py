@@ -105,8 +105,14 @@ class Zygote:
         req_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
+        msg = orjson.dumps({**cfg, "id": req_id})
         try:
-            socket.send_fds(self.sock, [orjson.dumps({**cfg, "id": req_id})], [fd])
+            while True:
+                try:
+                    socket.send_fds(self.sock, [msg], [fd])
+                    break
+                except BlockingIOError:   # many spawns at once (a restore): the zygote reads them in turn
+                    await asyncio.sleep(0.01)
         except OSError:
             self._pending.pop(req_id, None)
             raise
