@@ -13,9 +13,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput, SpecError
-from .placement import Placement, check_shared, resolve_placement
 from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
+from .placement import Placement, check_shared, resolve_placement
 
 
 class Spec(BaseModel):
@@ -380,7 +380,7 @@ class DeploymentSettings(Spec):
     instance_count: int = Field(default=1, ge=1, le=64)
     scale_settings: ScaleSettings = Field(default_factory=ScaleSettings)
     # modelfleet's own field: a shared multi-model worker or a process of its own (None: the
-    # default for the model, see default_placement)
+    # default for the model, placement.py)
     placement: Placement | None = None
     request_settings: RequestSettings = Field(default_factory=RequestSettings)
     liveness_probe: LivenessProbe = Field(default_factory=LivenessProbe)
@@ -449,7 +449,7 @@ class DeploymentSpec(DeploymentSettings):
     @model_validator(mode="after")
     def _placement(self):
         check_shared(self.placement, self.code_configuration is not None, self.environment_variables,
-                      self.environment is not None or self.env_manager is not None)
+                     self.environment is not None or self.env_manager is not None)
         return self
 
 
@@ -492,7 +492,7 @@ class DeploymentBody(DeploymentSettings):
     @model_validator(mode="after")
     def _placement(self):
         check_shared(self.placement, self.code is not None, self.environment_variables,
-                      self.environment is not None or self.env_manager is not None)
+                     self.environment is not None or self.env_manager is not None)
         return self
 
 
