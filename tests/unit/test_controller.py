@@ -308,6 +308,51 @@ def test_an_autoscaled_deployment_goes_to_zero_when_idle_and_a_request_brings_a_
     run(scenario())
 
 
+def test_a_request_at_zero_starts_a_replica_without_a_pass_over_the_fleet(h):
+    async def scenario():
+        h.put(scale_settings={"type": "target_utilization", "min_instances": 0, "max_instances": 1,
+                              "idle_timeout": 5})
+        await h.converge()
+        await h.clock.advance(6)
+        await h.reconcile()
+        await until(lambda: h.backend.live("blue") == [])
+        await h.converge()
+        passes = 0
+        reconcile = h.controller.reconcile
+
+        async def counted():
+            nonlocal passes
+            passes += 1
+            await reconcile()
+        h.controller.reconcile = counted
+        held = asyncio.ensure_future(h.router.admission("ep", "blue").admit(asyncio.get_running_loop().time() + 10))
+        await held                                    # no reconcile was called: the request stepped it
+        assert passes == 0 and len(h.routed()) == 1
+    run(scenario())
+
+
+def test_a_change_to_one_endpoint_keeps_the_others_snapshots(h):
+    async def scenario():
+        h.store.create_endpoint("other", {"auth_mode": "key"})
+        spec = DeploymentRecord(model=h.model.ref, model_type=h.model.type, model_sha256=h.model.sha256)
+        h.store.put_deployment("other", "green", spec.model_dump(), create=None)
+        h.put(instance_count=1)
+        await h.converge()
+        await h.converge()
+        other = h.router.table.endpoints["other"]
+        assert len(other.deployments["green"].replicas) == 1
+        h.put(instance_count=2)                      # a scale of ep: a new row, a full publish
+        await h.reconcile()
+        await until(lambda: len(h.routed()) == 2)
+        victim = h.backend.live("blue")[0]            # a death on ep: ep's snapshot alone
+        victim.die()
+        await until(lambda: len(h.routed()) == 1)
+        assert h.router.table.endpoints["other"] is other
+        await h.reconcile()                           # nothing committed since: no publish at all
+        assert h.router.table.endpoints["other"] is other
+    run(scenario())
+
+
 def test_an_autoscaled_deployment_grows_under_load_and_shrinks_after(h):
     async def scenario():
         h.put(scale_settings={"type": "target_utilization", "min_instances": 1, "max_instances": 3,

@@ -69,6 +69,8 @@ class DeploymentRuntime:
     last_active: float = 0.0               # when a request was last seen (clock time)
     demand_at: float | None = None         # when a request came while it had no replica
     cold_start_ms: float | None = None     # from that request to a ready replica, last time
+    desired: Desired | None = None         # its row as last read, before the autoscaler's count
+    snapshot: DeploymentSnapshot | None = None   # as last published
 
     @property
     def key(self) -> Key:
@@ -93,9 +95,12 @@ class Controller:
         self.supervisor = Supervisor(self.clock, self._lost)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self._endpoints: list[dict] = []
+        self._rows: list[dict] = []           # deployments as last read
+        self._changes = db.watch()            # rows are read again only after a commit
+        self._published: dict[str, tuple[dict, dict, EndpointSnapshot]] = {}   # endpoint -> its inputs, snapshot
         self._computes: dict[str, str] = {}   # endpoint -> compute its replicas run on
         self._attached: set[str] = set()      # computes the workspace has now
-        self._spec_cache: dict[Key, tuple[dict, DeploymentRecord]] = {}
+        self._spec_cache: dict[Key, tuple[dict, DeploymentRecord, Desired]] = {}   # row, its spec, Desired
         self._unreadable: set[Key] = set()    # rows whose spec failed validation (said once each)
         self._restored = False
         self._wake = asyncio.Event()
@@ -158,17 +163,25 @@ class Controller:
         async with self._reconciling:
             if self._stopping:
                 return
-            endpoints = await asyncio.to_thread(self.serving.endpoints)
-            rows = await asyncio.to_thread(self.serving.deployments)
-            if any((ep["spec"].get("compute") or "local") != "local" for ep in endpoints):
-                self._attached = {c["name"] for c in await asyncio.to_thread(self.computes.list)}
-            self._step(endpoints, rows)
+            fresh = await asyncio.to_thread(self._changes.changed)
+            if fresh:
+                try:
+                    self._endpoints = await asyncio.to_thread(self.serving.endpoints)
+                    self._rows = await asyncio.to_thread(self.serving.deployments)
+                    if any((ep["spec"].get("compute") or "local") != "local" for ep in self._endpoints):
+                        self._attached = {c["name"] for c in await asyncio.to_thread(self.computes.list)}
+                except BaseException:
+                    self._changes.forget()
+                    raise
+            self._step(fresh)
 
-    def _step(self, endpoints: list[dict], rows: list[dict]) -> None:
-        self._endpoints = endpoints
-        self._computes = {ep["name"]: ep["spec"].get("compute") or "local" for ep in endpoints}
+    def _step(self, fresh: bool) -> None:
+        """One pass over every deployment. Between commits to the store (`fresh` false) the rows
+        are those read last, and routing changes only through the actions' own publishes."""
+        if fresh:
+            self._computes = {ep["name"]: ep["spec"].get("compute") or "local" for ep in self._endpoints}
         desired, unreadable = {}, set()
-        for r in rows:
+        for r in self._rows:
             key = (r["endpoint"], r["name"])
             try:
                 desired[key] = self._desired(r)
@@ -182,27 +195,47 @@ class Controller:
             rt = self.runtimes.get(key)
             if rt is None:
                 rt = self.runtimes[key] = DeploymentRuntime(*key)
-            desired[key] = self._autoscale(rt, want, now)
+            rt.desired = want
             if rt.hash is None or rt.hash == want.spec_hash:
                 rt.spec = want.spec   # settings (request, probes, limits) apply in place
-            elif rt.spec is not None:
+            elif rt.spec is not None and any(getattr(rt.spec, k) is not getattr(want.spec, k)
+                                             for k in SETTINGS_IN_PLACE):
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
+            desired[key] = self._autoscale(rt, want, now)
         actual = {key: rt.actual() for key, rt in self.runtimes.items() if key not in unreadable}
         for action in reconciler.step(desired, actual, now):
             self._execute(action)
-        if not any(rt.busy for rt in self.runtimes.values()):
-            self._restored = True
-        self.publish()
+        restored = self._restored or not any(rt.busy for rt in self.runtimes.values())
+        if fresh or restored != self._restored:
+            self._restored = restored
+            self.publish()
+
+    def _step_one(self, rt: DeploymentRuntime) -> None:
+        """Step `rt` alone, from its row as last read: what a request at zero or the end of a
+        scale needs at once, without the cost of a pass over the whole fleet."""
+        if rt.desired is None or rt.busy is not None or rt.retired:
+            self.poke()
+            return
+        now = self.clock.now()
+        want = self._autoscale(rt, rt.desired, now)
+        for action in reconciler.step({rt.key: want}, {rt.key: rt.actual()}, now):
+            self._execute(action)
 
     def _desired(self, row: dict) -> Desired:
-        """The row as typed values; its spec is validated again only when it changed."""
+        """The row as typed values, made again only when the row was read again, and its spec
+        validated again only when it changed."""
         key = (row["endpoint"], row["name"])
         cached = self._spec_cache.get(key)
-        if cached is None or cached[0] != row["spec"]:
-            cached = self._spec_cache[key] = (row["spec"], DeploymentRecord.model_validate(row["spec"]))
-        spec = cached[1]
-        return Desired(spec, row["spec_hash"], row["active_hash"], row["failed_hash"], row["state"],
+        if cached is not None and cached[0] is row:
+            return cached[2]
+        if cached is None or cached[0]["spec"] != row["spec"]:
+            spec = DeploymentRecord.model_validate(row["spec"])
+        else:
+            spec = cached[1]
+        want = Desired(spec, row["spec_hash"], row["active_hash"], row["failed_hash"], row["state"],
                        spec.instance_count)
+        self._spec_cache[key] = (row, spec, want)
+        return want
 
     def _autoscale(self, rt: DeploymentRuntime, want: Desired, now: float) -> Desired:
         """`want` with the replicas an autoscaled deployment wants now (see autoscaler.py)."""
@@ -221,15 +254,18 @@ class Controller:
         if now >= rt.scale.next_poll:
             autoscaler.decide(settings, want.spec.request_settings.max_concurrent_requests_per_instance, rt.scale,
                               adm.take_peak(), now - rt.last_active, now)
-        return dataclasses.replace(want, replicas=rt.scale.want)
+        return want if want.replicas == rt.scale.want else dataclasses.replace(want, replicas=rt.scale.want)
 
     def _demand(self, rt: DeploymentRuntime) -> None:
-        """A request came to a deployment scaled to zero: look again now; it waits meanwhile."""
+        """A request came to a deployment scaled to zero; it waits meanwhile. The deployment is
+        stepped at once, alone, from its row as last read: a pass over every deployment would
+        make a cold start cost as much as the whole fleet's reconcile."""
+        now = self.clock.now()
         if rt.demand_at is None:
-            rt.demand_at = self.clock.now()
+            rt.demand_at = now
         if rt.scale is not None:
             rt.scale.next_poll = 0.0
-        self.poke()
+        self._step_one(rt)
 
     def _execute(self, action: reconciler.Action) -> None:
         rt = self.runtimes[action.key]
@@ -246,23 +282,55 @@ class Controller:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def publish(self) -> None:
-        """Build every endpoint's snapshot from the last rows read and the serving groups."""
+    def publish(self, endpoint: str | None = None) -> None:
+        """Publish every endpoint's snapshot from the last rows read and the serving groups, or
+        only `endpoint`'s after a change to its replicas. A snapshot whose inputs are unchanged is
+        kept, so that a change to one deployment costs a new snapshot of its endpoint, not of
+        the thousand others."""
+        if endpoint is not None and endpoint in self._published:
+            self._publish_one(endpoint)
+            return
         by_endpoint: dict[str, dict[str, DeploymentSnapshot]] = {}
         for (endpoint, name), rt in self.runtimes.items():
-            if rt.retired or rt.spec is None:
-                continue
-            ready = tuple(r.handle for r in rt.group if r.state is S.READY)
-            by_endpoint.setdefault(endpoint, {})[name] = DeploymentSnapshot(
-                endpoint, name, rt.hash or "", rt.spec.request_settings, ready,
-                self.router.admission(endpoint, name),
+            if not rt.retired and rt.spec is not None:
+                by_endpoint.setdefault(endpoint, {})[name] = self._deployment_snapshot(rt)
+        published, table = {}, {}
+        for ep in self._endpoints:
+            name, deployments = ep["name"], by_endpoint.get(ep["name"], {})
+            last = self._published.get(name)
+            if last is not None and last[1] == deployments and (last[0] is ep or last[0] == ep):
+                snapshot = last[2]
+            else:
+                snapshot = EndpointSnapshot.build(name, ep["spec"].get("auth_mode", "key"),
+                                                  (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
+                                                  ep["mirror_traffic"], deployments)
+            published[name], table[name] = (ep, deployments, snapshot), snapshot
+        self._published = published
+        self.router.publish(RoutingTable(table, ready=self._restored))
+
+    def _publish_one(self, endpoint: str) -> None:
+        ep = self._published[endpoint][0]
+        deployments = {name: self._deployment_snapshot(rt) for (e, name), rt in self.runtimes.items()
+                       if e == endpoint and not rt.retired and rt.spec is not None}
+        snapshot = EndpointSnapshot.build(endpoint, ep["spec"].get("auth_mode", "key"),
+                                          (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
+                                          ep["mirror_traffic"], deployments)
+        self._published[endpoint] = (ep, deployments, snapshot)
+        self.router.publish(RoutingTable({**self.router.table.endpoints, endpoint: snapshot}, ready=self._restored),
+                            changed=(endpoint,))
+
+    def _deployment_snapshot(self, rt: DeploymentRuntime) -> DeploymentSnapshot:
+        """`rt`'s snapshot: the one published last if its ready replicas and settings are the same."""
+        ready = tuple(r.handle for r in rt.group if r.state is S.READY)
+        admission = self.router.admission(rt.endpoint, rt.name)
+        last = rt.snapshot
+        if (last is None or last.replicas != ready or last.model_key != (rt.hash or "")
+                or last.settings is not rt.spec.request_settings or last.admission is not admission):
+            last = rt.snapshot = DeploymentSnapshot(
+                rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings, ready, admission,
                 ready[0].info.get("metadata") or {} if ready else {},
-                ((b"azureml-model-deployment", name.encode()),))
-        self.router.publish(RoutingTable({
-            ep["name"]: EndpointSnapshot.build(ep["name"], ep["spec"].get("auth_mode", "key"),
-                                               (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
-                                               ep["mirror_traffic"], by_endpoint.get(ep["name"], {}))
-            for ep in self._endpoints}, ready=self._restored))
+                ((b"azureml-model-deployment", rt.name.encode()),))
+        return last
 
     # -- replicas ----------------------------------------------------------------------------
 
@@ -344,7 +412,7 @@ class Controller:
 
     def _serve(self, rt: DeploymentRuntime, new: list[Replica]) -> None:
         """Publish `rt.group` and start supervising the `new` replicas."""
-        self.publish()
+        self.publish(rt.endpoint)
         for r in new:
             self._spawn(self.supervisor.watch(r, lambda rt=rt: rt.spec))
 
@@ -370,7 +438,7 @@ class Controller:
         if rt is None:
             return
         rt.group = [x for x in rt.group if x is not r]
-        self.publish()
+        self.publish(rt.endpoint)
         if r.handle.answered or self.clock.now() - r.started_at > HEALTHY_AFTER_S:
             rt.failures = 0
         rt.restarts += 1
@@ -401,11 +469,11 @@ class Controller:
             elif have > want:
                 extra = rt.group[want:]
                 rt.group = rt.group[:want]
-                self.publish()
+                self.publish(rt.endpoint)
                 await self._drain_and_stop(rt, extra)
         finally:
             rt.busy = None
-            self.poke()
+            self._step_one(rt)
 
     async def _rollout(self, rt: DeploymentRuntime, want: Desired) -> None:
         spec, h = want.spec, want.spec_hash
@@ -440,7 +508,7 @@ class Controller:
             with contextlib.suppress(BaseException):
                 await rt.busy
         replicas, rt.group = rt.group, []
-        self.publish()
+        self.publish(rt.endpoint)
         await self._drain_and_stop(rt, replicas)
         if self.runtimes.get(rt.key) is rt:
             del self.runtimes[rt.key]
@@ -508,6 +576,7 @@ class Controller:
                 transition(r, S.DRAINING, "server stopping")
         await self._stop(everyone, 2.0)
         await self.backend.shutdown()
+        self._changes.close()
 
 
 # Settings that never change what a replica runs: they apply to the serving group at once, even

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import random
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ..backends.base import ReplicaHandle
 from ..specs import RequestSettings
@@ -101,13 +101,30 @@ class Router:
             adm = self._admissions[key] = Admission()
         return adm
 
-    def publish(self, table: RoutingTable) -> None:
-        self.table = table
+    def publish(self, table: RoutingTable, changed: Iterable[str] | None = None) -> None:
+        """Install `table`. `changed`: the only endpoints whose snapshots may differ from the last
+        table's (None: any); a snapshot kept from the last table has its admissions sized already."""
+        old, self.table = self.table.endpoints, table
+        if changed is not None:
+            for name in changed:
+                self._resize(old.get(name), table.endpoints.get(name))
+            return
         present = set()
-        for ep in table.endpoints.values():
-            for dep in ep.deployments.values():
-                present.add((dep.endpoint, dep.name))
-                dep.admission.resize(dep.settings.max_concurrent_requests_per_instance * len(dep.replicas),
-                                     dep.settings.max_queue_size)
+        for name, ep in table.endpoints.items():
+            present.update((ep.name, dep) for dep in ep.deployments)
+            self._resize(old.get(name), ep)
         for key in [k for k in self._admissions if k not in present]:
             self._admissions.pop(key).resize(0, 0)   # gone: its waiters time out as unavailable
+
+    def _resize(self, before: EndpointSnapshot | None, after: EndpointSnapshot | None) -> None:
+        if before is after:
+            return
+        for dep in after.deployments.values() if after else ():
+            dep.admission.resize(dep.settings.max_concurrent_requests_per_instance * len(dep.replicas),
+                                 dep.settings.max_queue_size)
+        if before is None:
+            return
+        for name in before.deployments.keys() - (after.deployments.keys() if after else set()):
+            adm = self._admissions.pop((before.name, name), None)
+            if adm is not None:
+                adm.resize(0, 0)   # gone: its waiters time out as unavailable

@@ -115,5 +115,34 @@ class Database:
         with self.engine.connect() as conn:
             yield conn
 
+    def watch(self) -> "ChangeWatch":
+        return ChangeWatch(self.path)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+class ChangeWatch:
+    """Whether anything was committed to the database since the last look, so that a reader
+    polling many rows reads them again only when they may differ. SQLite's `data_version` on a
+    connection of the watch's own: it never writes, so every commit is another connection's.
+    Without SQLite (a server database), the answer is always yes."""
+
+    def __init__(self, path: Path | None):
+        self._conn = sqlite3.connect(path, check_same_thread=False) if path is not None else None
+        self._seen: int | None = None
+
+    def changed(self) -> bool:
+        if self._conn is None:
+            return True
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._seen = version != self._seen, version
+        return changed
+
+    def forget(self) -> None:
+        """The last answer was not acted on (the read failed): say yes next time."""
+        self._seen = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
