@@ -15,12 +15,18 @@ without them, one dedicated replica process per endpoint (`placement: dedicated`
      its latency (a reload on demand) and the workers' RSS after each `--cycles` cycles;
   6. the dedicated comparison: apply time and PSS for `--dedicated` endpoints with one replica
      process each (extrapolated linearly to N when fewer: a replica costs the same whatever its
-     neighbours).
+     neighbours);
+  7. Ray Serve's model multiplexing on the same N model files (bench/baselines/ray_multiplex.py in
+     Ray Serve's virtualenv, as bench/serving.py runs its Ray Serve baseline): one deployment, two
+     replicas each allowed all N models, the model chosen by a request header. Time from start
+     to serving; PSS of every process of its Ray instance after a sweep requesting each model once
+     (cold: the first request of each model), then a warm sweep; the same hot set under the same
+     wrk load, against one model alone.
 
     .venv/bin/python bench/density.py [--endpoints 1000] [--hot 20] [--duration 10] [--dedicated 200]
+    .venv/bin/python bench/density.py --only rayserve --endpoints 50     # one run alone
 
-Writes bench/results/density.json and density.md. Ray Serve's model multiplexing is not part of
-the comparison (docs/benchmarks.md says why).
+Writes bench/results/density.json and density.md.
 """
 
 from __future__ import annotations
@@ -40,10 +46,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
+import serving  # noqa: E402
 
 BODY = orjson.dumps({"data": [c.IRIS_ROW]})
 GiB = 2**30
 MiB = 2**20
+RUNS = ("shared", "evict", "dedicated", "rayserve")
+MODEL_HEADER = "serve_multiplexed_model_id"   # Ray Serve's: which model a request is for
+RAY_REPLICAS = 2                               # one per core, as modelfleet's shared workers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +69,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="endpoints the evict/load requests go round (models of 64 KiB, 1 MiB budget)")
     ap.add_argument("--dedicated", type=int, default=200,
                     help="endpoints with one dedicated replica each, for the comparison (0: skip)")
-    return ap.parse_args(argv)
+    ap.add_argument("--rayserve", action=argparse.BooleanOptionalAction, default=True,
+                    help="compare with Ray Serve's model multiplexing on the same models")
+    ap.add_argument("--only", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
+    ap.add_argument("--install-timeout", type=float, default=900.0,
+                    help="seconds allowed to create Ray Serve's virtualenv (first run only)")
+    args = ap.parse_args(argv)
+    args.only = [r for r in args.only.split(",") if r]
+    unknown = sorted(set(args.only) - set(RUNS))
+    if unknown:
+        ap.error(f"--only: unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
+    return args
 
 
 # -- the fleet ----------------------------------------------------------------------------------
@@ -145,21 +165,20 @@ def keys_of(fleet, names: list[str]) -> dict[str, str]:
     return {n: fleet.online_endpoints.get_keys(n)["primaryKey"] for n in names}
 
 
-def sweep(base: str, calls: list[tuple[str, str]], timeout: float = 60.0) -> dict:
-    """Invoke each (endpoint, key) in turn: errors, and the latency of each request."""
+def sweep(base: str, targets: list[tuple[str, bytes, dict]], timeout: float = 60.0) -> dict:
+    """POST each (path, body, headers) target in turn: errors, and the latency of each request."""
     lat, errors = [], []
     with httpx.Client(timeout=timeout) as client:
-        for name, key in calls:
+        for path, body, headers in targets:
             t = time.perf_counter()
             try:
-                r = client.post(f"{base}/endpoints/{name}/score", content=BODY,
-                                headers={"content-type": "application/json", "authorization": f"Bearer {key}"})
+                r = client.post(f"{base}{path}", content=body, headers=headers)
                 ok, why = r.status_code == 200, r.status_code
             except httpx.HTTPError as e:
                 ok, why = False, repr(e)
             lat.append(time.perf_counter() - t)
             if not ok:
-                errors.append(f"{name}: {why}")
+                errors.append(f"{path} {headers.get(MODEL_HEADER, '')}: {why}".replace(" :", ":"))
     lat.sort()
     pct = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2)  # noqa: E731
     return {"requests": len(lat), "errors": len(errors), "error_samples": errors[:5], "p50_ms": pct(0.5),
@@ -168,6 +187,14 @@ def sweep(base: str, calls: list[tuple[str, str]], timeout: float = 60.0) -> dic
 
 def target(name: str, key: str) -> tuple[str, bytes, dict]:
     return (f"/endpoints/{name}/score", BODY, {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+
+
+def targets(keys: dict[str, str], names: list[str] | None = None) -> list[tuple[str, bytes, dict]]:
+    return [target(n, keys[n]) for n in (keys if names is None else names)]
+
+
+def ray_target(model_id: str) -> tuple[str, bytes, dict]:
+    return ("/score", BODY, {"Content-Type": "application/json", MODEL_HEADER: model_id})
 
 
 def all_at(fleet, names: list[str], replicas: int, timeout: float = 600.0) -> bool:
@@ -194,7 +221,7 @@ def shared_run(args, fleet, work: Path, models: list[Path], res: dict) -> None:
     base = status["url"]
     keys = keys_of(fleet, names)
 
-    res["warm_sweep"] = sweep(base, list(keys.items()))
+    res["warm_sweep"] = sweep(base, targets(keys))
     res["loaded"] = tree_memory(status["pid"])
     res["workers"] = len(worker_pids(fleet))
     print(f"    all loaded: {res['loaded']['pss_gib']:.2f} GiB PSS in {res['loaded']['processes']} processes "
@@ -206,7 +233,7 @@ def shared_run(args, fleet, work: Path, models: list[Path], res: dict) -> None:
     fleet.online_deployments.create("blue", "solo", "solo:1", placement="dedicated")
     pids = [p.pid for p in c.tree(status["pid"])]
     print(f"    hot set of {args.hot}, then one dedicated endpoint, under wrk ...", flush=True)
-    res["hot"] = c.measure(base, [target(n, keys[n]) for n in names[:args.hot]], args.connections, args.duration,
+    res["hot"] = c.measure(base, targets(keys, names[:args.hot]), args.connections, args.duration,
                            args.warmup, pids)
     solo = target("solo", fleet.online_endpoints.get_keys("solo")["primaryKey"])
     res["solo"] = c.measure(base, [solo], args.connections, args.duration, args.warmup, pids)
@@ -221,7 +248,7 @@ def shared_run(args, fleet, work: Path, models: list[Path], res: dict) -> None:
     time.sleep(2.0)   # workers give freed memory back once idle
     res["idle"] = tree_memory(status["pid"])
     print(f"    at zero: {res['idle']['pss_gib']:.2f} GiB PSS; a sweep from zero ...", flush=True)
-    res["cold_sweep"] = sweep(base, list(keys.items()))
+    res["cold_sweep"] = sweep(base, targets(keys))
     print(f"    {res['cold_sweep']}", flush=True)
 
 
@@ -237,7 +264,7 @@ def evict_run(args, fleet, work: Path, models: list[Path], res: dict) -> None:
     rss = [worker_rss_mib(pids)]
     res["sweeps"] = []
     for _ in range(2):
-        res["sweeps"].append(sweep(base, [(n, keys[n]) for n in order]))
+        res["sweeps"].append(sweep(base, targets(keys, order)))
         rss.append(worker_rss_mib(pids))
     res["worker_rss_mib"] = rss
     res["workers_alive"] = worker_pids(fleet) == pids   # not recycled meanwhile
@@ -254,7 +281,7 @@ def dedicated_run(args, fleet, work: Path, models: list[Path], res: dict) -> Non
     res["apply_s"], res["apply_failed"] = apply(fleet, fleet_file(work / "dedicated.json", models[:n], "dd",
                                                                   placement="dedicated"))
     status = fleet.server.status()
-    res["warm_sweep"] = sweep(status["url"], list(keys_of(fleet, names).items()))
+    res["warm_sweep"] = sweep(status["url"], targets(keys_of(fleet, names)))
     res["memory"] = tree_memory(status["pid"])
     res["replicas"] = n
     per = (res["memory"]["pss_gib"] - res["empty"]["pss_gib"]) / n
@@ -265,73 +292,143 @@ def dedicated_run(args, fleet, work: Path, models: list[Path], res: dict) -> Non
           f"({res['pss_per_replica_mib']} MiB each)", flush=True)
 
 
+def rayserve_run(args, work: Path, models: list[Path], res: dict) -> None:
+    """Ray Serve's model multiplexing on the same model files: each model's folder name is its id."""
+    ids = [m.name for m in models]
+    svc, base = serving.ray_baseline("ray_multiplex", work, "ray_multiplex.py",
+                                     ["--models", str(models[0].parent), "--capacity", str(len(ids)),
+                                      "--replicas", str(RAY_REPLICAS)], args.install_timeout)
+    if svc is None:
+        res.update(available=False, reason=base)
+        print(f"    Ray Serve not available: {base}", flush=True)
+        return
+    print(f"Ray Serve multiplexing: {len(ids)} models, {RAY_REPLICAS} replicas ...", flush=True)
+    try:
+        t = time.perf_counter()
+        svc.wait_ready(f"{base}/score", 300)
+        res.update(available=True, start_s=round(time.perf_counter() - t, 1), replicas=RAY_REPLICAS,
+                   max_num_models_per_replica=len(ids),
+                   ray_version=c.run_python(str(c.venv_python("ray")), "import ray; print(ray.__version__)").strip())
+        res["empty"] = tree_memory(svc.pid)
+        res["cold_sweep"] = sweep(base, [ray_target(i) for i in ids])
+        res["loaded"] = tree_memory(svc.pid)
+        res["warm_sweep"] = sweep(base, [ray_target(i) for i in ids])
+        pids = svc.pids()
+        res["listening_off_loopback"] = c.listening_off_loopback(pids)
+        print(f"    serving in {res['start_s']:.1f} s; all loaded: {res['loaded']['pss_gib']:.2f} GiB PSS in "
+              f"{res['loaded']['processes']} processes ({res['empty']['pss_gib']:.2f} before the first request); "
+              f"cold sweep {res['cold_sweep']}; warm p50 {res['warm_sweep']['p50_ms']} ms; listening off "
+              f"loopback: {res['listening_off_loopback'] or 'nothing'}", flush=True)
+        print(f"    hot set of {args.hot}, then one model alone, under wrk ...", flush=True)
+        res["hot"] = c.measure(base, [ray_target(i) for i in ids[:args.hot]], args.connections, args.duration,
+                               args.warmup, pids)
+        res["solo"] = c.measure(base, [ray_target(ids[0])], args.connections, args.duration, args.warmup, pids)
+        res["hot_ratio"] = round(res["hot"]["rps"] / res["solo"]["rps"], 3) if res["solo"]["rps"] else None
+    except RuntimeError as e:   # not ready, or its interpreter failed: the other runs still count
+        res.update(available=False, reason=str(e))
+        print(f"    Ray Serve failed: {e}", flush=True)
+    finally:
+        svc.stop()
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 def _met(ok: bool | None) -> str:
     return "not measured" if ok is None else "met" if ok else "missed"
 
 
+def _sweep_cell(s: dict | None, what: str = "") -> str:
+    return f"{s['p50_ms']:.0f} / {s['p99_ms']:.0f} ms{what}" if s else "-"
+
+
 def rows_of(res: dict, args) -> list[dict]:
-    sh, ev, dd = res["shared"], res["evict"], res.get("dedicated") or {}
+    """The targets table: one row per target, a cell per system ("-": not measured there)."""
+    sh, ev, dd, ray = (res.get(k) or {} for k in RUNS)
+    ray = ray if ray.get("available") else {}
     n = args.endpoints
-    rows = [
-        {"target": f"`fleet apply` of {n} endpoints", "goal": "< 60 s", "shared": f"{sh['apply_s']:.1f} s",
-         "dedicated": f"{dd['apply_s']:.1f} s for {dd['replicas']} (~{dd['apply_at_n_s']:.0f} s for {n})" if dd else "-",
-         "verdict": _met(sh["apply_s"] < 60)},
-        {"target": "PSS of the server tree, every model loaded", "goal": "< 2 GiB",
-         "shared": f"{sh['loaded']['pss_gib']:.2f} GiB",
-         "dedicated": (f"{dd['memory']['pss_gib']:.2f} GiB for {dd['replicas']} (~{dd['pss_at_n_gib']:.1f} GiB "
-                       f"for {n})" if dd else "-"), "verdict": _met(sh["loaded"]["pss_gib"] < 2)},
-    ]
-    idle, cold = sh.get("idle"), sh.get("cold_sweep")
-    rows.append({"target": "PSS, idle after scale to zero", "goal": "< 0.5 GiB",
-                 "shared": f"{idle['pss_gib']:.2f} GiB" if idle else "not measured (no scale_settings)",
-                 "dedicated": "-", "verdict": _met(idle["pss_gib"] < 0.5 if idle else None)})
-    rows.append({"target": f"sweep of the {n} endpoints from zero: errors", "goal": "0",
-                 "shared": str(cold["errors"]) if cold else "-", "dedicated": "-",
-                 "verdict": _met(cold["errors"] == 0 if cold else None)})
-    rows.append({"target": "cold start from zero p50 / p99", "goal": "< 50 / < 300 ms",
-                 "shared": f"{cold['p50_ms']:.0f} / {cold['p99_ms']:.0f} ms" if cold else "-", "dedicated": "-",
-                 "verdict": _met(cold["p50_ms"] < 50 and cold["p99_ms"] < 300 if cold else None)})
-    rows.append({"target": f"hot set of {args.hot} under wrk vs one dedicated endpoint", "goal": ">= 0.9x",
-                 "shared": f"{sh['hot']['rps']:,.0f} vs {sh['solo']['rps']:,.0f} req/s = {sh['hot_ratio']:.2f}x",
-                 "dedicated": "-", "verdict": _met(sh["hot_ratio"] is not None and sh["hot_ratio"] >= 0.9)})
-    first, second = ev["sweeps"]
-    rows.append({"target": f"{2 * args.cycles:,} evict/load cycles: errors; reload p50 / p99", "goal": "0",
-                 "shared": f"{first['errors'] + second['errors']}; {first['p50_ms']:.1f} / {first['p99_ms']:.1f} ms",
-                 "dedicated": "-", "verdict": _met(first["errors"] + second["errors"] == 0)})
-    rss = ev["worker_rss_mib"]
-    flat = all(abs(b - a) <= max(4.0, 0.03 * a) for a, b in zip(rss[1], rss[2], strict=False))
-    rows.append({"target": f"worker RSS after 0, {args.cycles:,} and {2 * args.cycles:,} cycles", "goal": "flat",
-                 "shared": " -> ".join("/".join(f"{x:.0f}" for x in r) + " MiB" for r in rss), "dedicated": "-",
-                 "verdict": _met(flat and ev["workers_alive"])})
+    rows = []
+
+    def add(target: str, goal: str, verdict: str, shared: str = "-", dedicated: str = "-", rayserve: str = "-"):
+        rows.append({"target": target, "goal": goal, "shared": shared, "dedicated": dedicated, "rayserve": rayserve,
+                     "verdict": verdict})
+
+    add(f"`fleet apply` of {n} endpoints", "< 60 s", _met(sh["apply_s"] < 60 if sh else None),
+        shared=f"{sh['apply_s']:.1f} s" if sh else "-",
+        dedicated=f"{dd['apply_s']:.1f} s for {dd['replicas']} (~{dd['apply_at_n_s']:.0f} s for {n})" if dd else "-",
+        rayserve=f"{ray['start_s']:.1f} s from start to serving (one deployment)" if ray else "-")
+    add("PSS of the server tree, every model loaded", "< 2 GiB", _met(sh["loaded"]["pss_gib"] < 2 if sh else None),
+        shared=f"{sh['loaded']['pss_gib']:.2f} GiB" if sh else "-",
+        dedicated=(f"{dd['memory']['pss_gib']:.2f} GiB for {dd['replicas']} (~{dd['pss_at_n_gib']:.1f} GiB for {n})"
+                   if dd else "-"),
+        rayserve=(f"{ray['loaded']['pss_gib']:.2f} GiB ({ray['loaded']['processes']} processes; "
+                  f"{ray['empty']['pss_gib']:.2f} GiB before the first request)" if ray else "-"))
+    idle, cold, rcold = sh.get("idle"), sh.get("cold_sweep"), ray.get("cold_sweep")
+    add("PSS, idle after scale to zero", "< 0.5 GiB", _met(idle["pss_gib"] < 0.5 if idle else None),
+        shared=f"{idle['pss_gib']:.2f} GiB" if idle else "not measured (no scale_settings)" if sh else "-")
+    add(f"sweep of the {n} endpoints from zero: errors", "0", _met(cold["errors"] == 0 if cold else None),
+        shared=str(cold["errors"]) if cold else "-",
+        rayserve=f"{rcold['errors']} (first request of each model)" if rcold else "-")
+    add("cold start from zero p50 / p99", "< 50 / < 300 ms",
+        _met(cold["p50_ms"] < 50 and cold["p99_ms"] < 300 if cold else None),
+        shared=_sweep_cell(cold), rayserve=_sweep_cell(rcold, " (first request of each model)"))
+    add("sweep with every model loaded p50 / p99", "-", "", shared=_sweep_cell(sh.get("warm_sweep")),
+        dedicated=_sweep_cell(dd.get("warm_sweep")), rayserve=_sweep_cell(ray.get("warm_sweep")))
+
+    def hot_cell(r: dict, alone: str) -> str:
+        ratio = f"{r['hot_ratio']:.2f}x" if r.get("hot_ratio") is not None else "-"
+        return f"{r['hot']['rps']:,.0f} vs {r['solo']['rps']:,.0f} req/s = {ratio}{alone}" if r else "-"
+
+    add(f"hot set of {args.hot} under wrk vs one dedicated endpoint", ">= 0.9x",
+        _met(sh["hot_ratio"] is not None and sh["hot_ratio"] >= 0.9 if sh else None),
+        shared=hot_cell(sh, ""), rayserve=hot_cell(ray, " (vs one model alone)"))
+    if ev:
+        first, second = ev["sweeps"]
+        add(f"{2 * args.cycles:,} evict/load cycles: errors; reload p50 / p99", "0",
+            _met(first["errors"] + second["errors"] == 0),
+            shared=f"{first['errors'] + second['errors']}; {first['p50_ms']:.1f} / {first['p99_ms']:.1f} ms")
+        rss = ev["worker_rss_mib"]
+        flat = all(abs(b - a) <= max(4.0, 0.03 * a) for a, b in zip(rss[1], rss[2], strict=False))
+        add(f"worker RSS after 0, {args.cycles:,} and {2 * args.cycles:,} cycles", "flat",
+            _met(flat and ev["workers_alive"]), shared=" -> ".join("/".join(f"{x:.0f}" for x in r) + " MiB" for r in rss))
     return rows
 
 
 def report(res: dict, args) -> str:
-    m = res["machine"]
+    m, sh, ray = res["machine"], res.get("shared") or {}, res.get("rayserve")
     table = c.table(rows_of(res, args), [("target", "target"), ("goal", "goal"), ("shared", "shared workers"),
-                                         ("dedicated", "dedicated replicas"), ("verdict", "")])
+                                         ("dedicated", "dedicated replicas"), ("rayserve", "Ray Serve multiplexing"),
+                                         ("verdict", "")])
+    about = f" {sh['workers']} shared workers." if sh else ""
+    if ray and ray.get("available"):
+        about += (f" Ray Serve {ray['ray_version']}: one deployment, {ray['replicas']} replicas, "
+                  f"max_num_models_per_replica {ray['max_num_models_per_replica']}, the model chosen by the "
+                  f"`{MODEL_HEADER}` header; listening off loopback: "
+                  f"{', '.join(ray['listening_off_loopback']) or 'nothing'}.")
+    elif ray:
+        about += f" Ray Serve multiplexing not measured: {ray['reason']}."
     return (f"# Density: {args.endpoints} endpoints on one machine\n\n{m['nproc']} cores, {m['cpu_model']}, "
             f"{m['memory_gib']} GiB, Python {m['python']}; load: {m['load_generator']}, {args.duration:.0f} s "
-            f"per run, {args.connections} connections; {res['shared']['workers']} shared workers.\n\n{table}\n")
+            f"per run, {args.connections} connections.{about}\n\n{table}\n")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     removed = c.scrub_blas_overrides()
     res: dict = {"machine": c.machine(removed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "endpoints": args.endpoints, "scale_to_zero": scale_to_zero_supported()}
+                 "endpoints": args.endpoints, "scale_to_zero": scale_to_zero_supported(), "runs": args.only}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-density-") as tmp:
         work = Path(tmp)
         for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
             os.environ.pop(k, None)
         models = make_models(work / "models", args.endpoints)
-        padded = make_models(work / "padded", args.evict_endpoints, pad_bytes=64 * 1024)
         from modelfleet import Fleet
-        runs = [("shared", shared_run, models), ("evict", evict_run, padded)]
-        if args.dedicated:
+        runs = []
+        if "shared" in args.only:
+            runs.append(("shared", shared_run, models))
+        if "evict" in args.only:
+            runs.append(("evict", evict_run, make_models(work / "padded", args.evict_endpoints, pad_bytes=64 * 1024)))
+        if "dedicated" in args.only and args.dedicated:
             runs.append(("dedicated", dedicated_run, models))
         for label, runner, these in runs:
             os.environ["FLEET_HOME"] = str(work / f"home-{label}")
@@ -347,6 +444,9 @@ def main(argv=None) -> int:
                     fleet.server.stop()
                 c.stop_pids(pids, 5.0)
                 fleet.close()
+        if "rayserve" in args.only and args.rayserve:   # last: alone on the machine, the servers above stopped
+            res["rayserve"] = {}
+            rayserve_run(args, work, models, res["rayserve"])
     res["bench_s"] = round(time.monotonic() - started)
     c.publish("density", res, report(res, args))
     return 0

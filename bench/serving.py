@@ -320,18 +320,27 @@ def bench_mlflow(args, work: Path, model: Path) -> dict:
     return out
 
 
-def bench_ray(args, work: Path, model: Path, connections: tuple[int, ...] | None = None) -> dict:
-    py, why = c.ensure_venv("ray", ["ray[serve]", sklearn_pin()], args.install_timeout)
+def ray_baseline(name: str, work: Path, script: str, script_args: list[str],
+                 install_timeout: float) -> tuple[c.Service | None, str]:
+    """Start one of bench/baselines' Ray Serve apps in Ray Serve's virtualenv, on a free port:
+    (the service, its base URL), or (None, why not)."""
+    py, why = c.ensure_venv("ray", ["ray[serve]", sklearn_pin()], install_timeout)
     if py is None:
-        return unavailable(why)
+        return None, why
     from modelfleet.compute.ray_cluster import ray_environment
     port = c.free_port()
     # ray_environment keeps every Ray process on 127.0.0.1 (on Linux Ray otherwise takes the
     # machine's network address even for a local instance)
     env = c.clean_env({"RAY_AUTH_MODE": "disabled", **ray_environment(None)})
-    svc = c.Service("ray", [str(py), str(c.BENCH / "baselines" / "ray_app.py"), "--model", str(model),
-                            "--port", str(port)], work, env=env)
-    base = f"http://{c.HOST}:{port}"
+    svc = c.Service(name, [str(py), str(c.BENCH / "baselines" / script), *script_args, "--port", str(port)], work,
+                    env=env)
+    return svc, f"http://{c.HOST}:{port}"
+
+
+def bench_ray(args, work: Path, model: Path, connections: tuple[int, ...] | None = None) -> dict:
+    svc, base = ray_baseline("ray", work, "ray_app.py", ["--model", str(model)], args.install_timeout)
+    if svc is None:
+        return unavailable(base)
     return bench_service(args, svc, f"{base}/score", base, "/score", BODY, 180, post_ready=True,
                          connections=connections)
 
