@@ -138,14 +138,27 @@ def apply(fleet, path: Path) -> tuple[float, int]:
 
 # -- measurements -------------------------------------------------------------------------------
 
-def tree_memory(server_pid: int) -> dict:
+def _title(p: psutil.Process) -> str:
+    """A process's program and script without their folders: "python ray_multiplex.py", "raylet"."""
+    words = [Path(a).name for a in p.cmdline() if a and not a.startswith("-")]
+    return " ".join(words[:2 if words and words[0].startswith("python") else 1]) or p.name()
+
+
+def tree_memory(server_pid: int, by_process: bool = False) -> dict:
+    """PSS and RSS summed over `server_pid` and its descendants; with `by_process`, each one's
+    PSS in MiB by its program (Ray names its workers after their actor: ray::ServeReplica:...)."""
     rss = pss = 0
     procs = c.tree(server_pid)
+    each = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
             m = p.memory_full_info()
             rss, pss = rss + m.rss, pss + m.pss
-    return {"pss_gib": round(pss / GiB, 3), "rss_gib": round(rss / GiB, 3), "processes": len(procs)}
+            each.append({"name": _title(p), "pss_mib": round(m.pss / MiB, 1)})
+    out = {"pss_gib": round(pss / GiB, 3), "rss_gib": round(rss / GiB, 3), "processes": len(procs)}
+    if by_process:
+        out["by_process"] = sorted(each, key=lambda e: -e["pss_mib"])
+    return out
 
 
 def worker_pids(fleet) -> list[int]:
@@ -309,9 +322,9 @@ def rayserve_run(args, work: Path, models: list[Path], res: dict) -> None:
         res.update(available=True, start_s=round(time.perf_counter() - t, 1), replicas=RAY_REPLICAS,
                    max_num_models_per_replica=len(ids),
                    ray_version=c.run_python(str(c.venv_python("ray")), "import ray; print(ray.__version__)").strip())
-        res["empty"] = tree_memory(svc.pid)
+        res["empty"] = tree_memory(svc.pid, by_process=True)
         res["cold_sweep"] = sweep(base, [ray_target(i) for i in ids])
-        res["loaded"] = tree_memory(svc.pid)
+        res["loaded"] = tree_memory(svc.pid, by_process=True)
         res["warm_sweep"] = sweep(base, [ray_target(i) for i in ids])
         pids = svc.pids()
         res["listening_off_loopback"] = c.listening_off_loopback(pids)
