@@ -191,7 +191,7 @@ def sweep(base: str, targets: list[tuple[str, bytes, dict]], timeout: float = 60
                 ok, why = False, repr(e)
             lat.append(time.perf_counter() - t)
             if not ok:
-                errors.append(f"{path} {headers.get(MODEL_HEADER, '')}: {why}".replace(" :", ":"))
+                errors.append(f"{headers.get(MODEL_HEADER) or path}: {why}")   # Ray Serve: the model id
     lat.sort()
     pct = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2)  # noqa: E731
     return {"requests": len(lat), "errors": len(errors), "error_samples": errors[:5], "p50_ms": pct(0.5),
