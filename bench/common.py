@@ -124,6 +124,17 @@ def stop_pids(pids: list[int], grace_s: float = 10.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def stop_fleet(fleet) -> None:
+    """Stop a `Fleet`'s server and everything it started (by pid), then close the Fleet."""
+    pids: list[int] = []
+    with contextlib.suppress(Exception):
+        pids = [p.pid for p in tree(fleet.server.status()["pid"])]
+    with contextlib.suppress(Exception):
+        fleet.server.stop()
+    stop_pids(pids, 5.0)   # replicas die with the server; this only makes sure
+    fleet.close()
+
+
 class Service:
     """A server started as a child process; `stop()` ends it and everything it spawned."""
 

@@ -446,17 +446,11 @@ def main(argv=None) -> int:
         for label, runner, these in runs:
             os.environ["FLEET_HOME"] = str(work / f"home-{label}")
             fleet = Fleet()
-            pids: list[int] = []
             res[label] = {}
             try:
                 runner(args, fleet, work, these, res[label])
             finally:
-                with contextlib.suppress(Exception):
-                    pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-                with contextlib.suppress(Exception):
-                    fleet.server.stop()
-                c.stop_pids(pids, 5.0)
-                fleet.close()
+                c.stop_fleet(fleet)
         if "rayserve" in args.only and args.rayserve:   # last: alone on the machine, the servers above stopped
             res["rayserve"] = {}
             rayserve_run(args, work, models, res["rayserve"])

@@ -97,13 +97,7 @@ def fleet_on(home: Path, uv_cache: Path):
     try:
         yield fleet
     finally:
-        pids = []
-        with contextlib.suppress(Exception):
-            pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-        with contextlib.suppress(Exception):
-            fleet.server.stop()
-        c.stop_pids(pids, 5.0)
-        fleet.close()
+        c.stop_fleet(fleet)
 
 
 def bench_deployments(work: Path) -> dict:

@@ -170,12 +170,7 @@ def main(argv=None) -> int:
             res["runs"] += run_case(args, f"{args.endpoints} endpoints, load on all", base, targets,
                                     groups_of(fleet, names))
         finally:
-            with contextlib.suppress(Exception):
-                pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-            with contextlib.suppress(Exception):
-                fleet.server.stop()
-            c.stop_pids(pids, 5.0)   # replicas die with the server; this only makes sure
-            fleet.close()
+            c.stop_fleet(fleet)
     md = report(res, args)
     c.publish("many_endpoints", res, md)
     return 0
