@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
@@ -73,6 +74,14 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=60)
+
+
+def alive(pid: int) -> bool:
+    """The process runs (a zombie does not); one that exits while asked is not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):

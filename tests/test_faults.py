@@ -28,14 +28,10 @@ import pytest
 from modelfleet.errors import PreconditionFailed
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, scoring_code, wait_until
+from .helpers import Load, alive, scoring_code, wait_until
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
 IRIS_BODY = json.dumps({"data": IRIS_ROWS}).encode()
-
-
-def _alive(pid: int) -> bool:
-    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
 
 def _scoring(fleet, endpoint: str) -> tuple[str, str]:
@@ -77,7 +73,7 @@ def test_killing_the_zygote_under_load_fails_no_request_and_its_replicas_outlive
     url, key = _scoring(f, "zyg-ep")
     with Load(url, key, IRIS_BODY, threads=4) as load:
         zygote.kill()
-        wait_until(lambda: not _alive(zygote.pid))
+        wait_until(lambda: not alive(zygote.pid))
         served = load.result.ok
         wait_until(lambda: load.result.ok > served + 50)
         assert _ready_pids(f, "zyg-ep") == replicas                      # the same processes serve on,
@@ -92,7 +88,7 @@ def test_killing_the_zygote_under_load_fails_no_request_and_its_replicas_outlive
     # Re-parented replicas still die with the server.
     everyone = [c.pid for c in server.children(recursive=True)]
     server.kill()
-    wait_until(lambda: not any(_alive(p) for p in everyone), timeout=15)
+    wait_until(lambda: not any(alive(p) for p in everyone), timeout=15)
 
 
 # -- a run() that hangs -----------------------------------------------------------------------------
@@ -192,7 +188,7 @@ def test_a_stopped_replica_is_replaced_and_fails_no_request_it_had_not_taken(fle
     url, key = _scoring(f, "stop-ep")
     with Load(url, key, IRIS_BODY, threads=4) as load:
         os.kill(stopped, signal.SIGSTOP)
-        wait_until(lambda: not _alive(stopped), timeout=30)
+        wait_until(lambda: not alive(stopped), timeout=30)
         wait_until(lambda: len(pids := _ready_pids(f, "stop-ep")) == 2 and stopped not in pids, timeout=30)
         served = load.result.ok
         wait_until(lambda: load.result.ok > served + 50)

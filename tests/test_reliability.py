@@ -24,7 +24,7 @@ import pytest
 from modelfleet.errors import DeploymentFailed, FleetError, StorageError
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, wait_until
+from .helpers import Load, alive, wait_until
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
 
@@ -38,10 +38,6 @@ def _one_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     return lines[0]
-
-
-def _alive(pid: int) -> bool:
-    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
 
 def _scoring(fleet, endpoint: str) -> tuple[str, str]:
@@ -324,7 +320,7 @@ def test_a_leak_under_a_memory_limit_stays_under_it_restarts_and_says_why(fleet,
     assert dep["restarts"] >= 2 and "reached its memory limit (300Mi)" in dep["last_failure"]
     logs = f.online_deployments.get_logs("blue", "leak-ep", lines=500)
     assert "reached its memory limit" in logs and "restarting" in logs
-    assert not _alive(pids[0])
+    assert not alive(pids[0])
     assert [r["pid"] for r in f.online_deployments.get("blue", "calm-ep")["replicas"]] == calm
     assert f.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS}) == [0, 2]
 
@@ -363,7 +359,7 @@ def test_server_kill_9_under_load_then_start_restores_every_endpoint(fleet, mode
     url, key = _scoring(f, "split-ep")
     with Load(url, key, IRIS_BODY, threads=2) as through_crash:
         os.kill(server.pid, signal.SIGKILL)
-        wait_until(lambda: not any(_alive(p) for p in children), timeout=15)  # no orphan
+        wait_until(lambda: not any(alive(p) for p in children), timeout=15)  # no orphan
         served_before_restart = through_crash.result.ok
         r = _fleet_cli("server", "start", "--port", str(port), "-o", "json")
         assert r.returncode == 0, r.stderr

@@ -15,7 +15,7 @@ from modelfleet.cli.main import cli
 from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInput, NotFound
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, wait_until
+from .helpers import Load, alive, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -227,8 +227,7 @@ def test_server_kill_9_leaves_no_orphans_and_restores(iris):
     server_pid = f.server.status()["pid"]
     replica_pids = [r["pid"] for r in f.online_deployments.get("blue", "k9-ep")["replicas"]]
     os.kill(server_pid, signal.SIGKILL)
-    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                               for p in replica_pids), timeout=10)
+    wait_until(lambda: not any(alive(p) for p in replica_pids), timeout=10)
     assert f.server.status()["status"] == "stopped"
     f.server.start()
     wait_until(lambda: len(f.online_deployments.get("blue", "k9-ep")["replicas"]) == 2, timeout=30)
@@ -249,8 +248,7 @@ def test_delete_endpoint_stops_its_replicas(iris):
         f.models.delete("iris", "1")
     f.online_endpoints.delete("del-ep")
     f.models.delete("iris", "1")  # no deployment uses it any more
-    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                               for p in pids), timeout=15)
+    wait_until(lambda: not any(alive(p) for p in pids), timeout=15)
     assert [e["name"] for e in f.online_endpoints.list()] == []
 
 

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from modelfleet.errors import InvalidInput
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, wait_until
+from .helpers import Load, alive, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and shared workers
 
@@ -37,10 +37,6 @@ def _padded_model(folder, mib: int, seed: int = 0):
     folder.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, folder / "model.joblib")
     return folder
-
-
-def _alive(pid: int) -> bool:
-    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
 
 def _replica(fleet, endpoint: str) -> dict:
@@ -148,7 +144,7 @@ def test_a_killed_worker_moves_its_models_and_no_request_fails(fleet, models_dir
         load.__enter__()
     try:
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: not _alive(victim), timeout=15)
+        wait_until(lambda: not alive(victim), timeout=15)
 
         def settled():
             now = {ep: f.online_deployments.get("blue", ep)["replicas"] for ep in endpoints}
@@ -203,7 +199,7 @@ def test_a_worker_whose_memory_keeps_growing_is_recycled_without_a_failed_reques
         served = on_a.result.ok, on_b.result.ok
         wait_until(lambda: on_a.result.ok > served[0] and on_b.result.ok > served[1])
     assert on_a.result.failed == [] and on_b.result.failed == []
-    wait_until(lambda: not _alive(first), timeout=15)                   # its memory went with it
+    wait_until(lambda: not alive(first), timeout=15)                   # its memory went with it
 
 
 SLEEPY = textwrap.dedent('''
@@ -237,7 +233,7 @@ def test_a_worker_stuck_in_a_model_call_is_killed_and_its_models_start_again_els
 
     with pytest.raises(Exception, match="timed out"):   # the call hangs: 408, and the worker with it
         f.online_endpoints.invoke("hang-ep", {"data": [[99, 3.5, 1.4, 0.2]]})
-    wait_until(lambda: not _alive(stuck), timeout=60)
+    wait_until(lambda: not alive(stuck), timeout=60)
     wait_until(lambda: all(_replica(f, ep)["pid"] not in (None, stuck) and _replica(f, ep)["state"] == "ready"
                            for ep in ("hang-ep", "calm-ep")), timeout=60)
     assert f.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS}) == [0, 2]
