@@ -181,6 +181,9 @@ class Worker:
         finally:
             self._as(None)
         self._evict(self.budget.add(key, size))
+        # A loaded model lives long: out of the collector's sight, so that a full collection under
+        # load walks only what requests leave behind, not every model (~100 ms at 500 models)
+        gc.freeze()
 
     def _evict(self, keys: list[str]) -> None:
         for key in keys:
@@ -197,8 +200,11 @@ class Worker:
             self.out.add(p.frame(0, p.EVICTED, p.keyed(key.encode(), self.stats())))
 
     def release_memory(self) -> None:
-        """Give freed memory back to the system (run when idle: a full collection takes a while)."""
+        """Give freed memory back to the system (run when idle: a full collection takes a while),
+        cycles frozen with the models included."""
+        gc.unfreeze()
         gc.collect()
+        gc.freeze()
         _malloc_trim()
         self.dirty = False
 

@@ -39,6 +39,7 @@ from .api import build_api, is_loopback
 from .connections import Limits, guarded_protocol
 from .controller import Controller
 from .gateway import Gateway
+from .heap import HeapKeeper
 from .metrics import Metrics
 from .routing import Router
 from .settings import ServerSettings
@@ -60,7 +61,8 @@ class ServerApp:
         local = LocalBackend(ws.logs_dir)
         shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
         self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
-        self.controller = Controller(ws, self.db, self.backend, self.router)
+        self.controller = Controller(ws, self.db, self.backend, self.router,
+                                     after_pass=HeapKeeper().after_pass)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)
         self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now)

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
 from ..environments import Environments
@@ -82,7 +83,7 @@ class DeploymentRuntime:
 
 class Controller:
     def __init__(self, ws: Workspace, db: Database, backend: Backend, router: Router,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, after_pass: Callable[[bool], None] | None = None):
         self.ws = ws
         self.serving = ServingStore(db)
         self.computes = ComputeStore(db)
@@ -93,6 +94,7 @@ class Controller:
         self.router = router
         self.clock = clock or Clock()
         self.supervisor = Supervisor(self.clock, self._lost)
+        self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self._endpoints: list[dict] = []
         self._rows: list[dict] = []           # deployments as last read
@@ -174,6 +176,8 @@ class Controller:
                     self._changes.forget()
                     raise
             self._step(fresh)
+            if self._after_pass is not None:
+                self._after_pass(fresh)
 
     def _step(self, fresh: bool) -> None:
         """One pass over every deployment. Between commits to the store (`fresh` false) the rows
