@@ -156,7 +156,7 @@ def test_an_unresponsive_replica_is_skipped_and_a_request_waits_rather_than_queu
         stopped.responsive = False                              # it missed a liveness probe
         assert dep.pick() is None
         answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
-        await asyncio.sleep(0.05)
+        await settle()
         assert stopped.unanswered == 0 and not answer.done()     # waiting for a replica, not queued on it
         publish(router, snapshot(router, [stopped, fresh], request_timeout_ms=2000))  # its replacement
         await until(lambda: fresh.unanswered)

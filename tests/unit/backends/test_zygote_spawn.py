@@ -11,6 +11,8 @@ import orjson
 
 from modelfleet.backends.zygote import Zygote
 
+from ...fakes import settle
+
 
 def test_spawn_requests_wait_for_room_when_the_zygote_socket_is_full(tmp_path):
     async def scenario():
@@ -25,7 +27,7 @@ def test_spawn_requests_wait_for_room_when_the_zygote_socket_is_full(tmp_path):
         zygote.ensure = running
         spare = os.open(os.devnull, os.O_RDONLY)
         spawns = [asyncio.ensure_future(zygote.spawn({"padding": "x" * 2000}, spare)) for _ in range(50)]
-        await asyncio.sleep(0.2)                   # the socket is full by now: nobody has read it
+        await settle()                              # every spawn has tried: the socket is full, nobody reads it
         assert not any(s.done() for s in spawns)
         loop = asyncio.get_running_loop()
         theirs.settimeout(10)
