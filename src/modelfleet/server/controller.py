@@ -159,7 +159,9 @@ class Controller:
         rt.failures += 1
         delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (rt.failures - 1))
         rt.not_before = self.clock.now() + delay
-        self.clock.call_later(delay, self.poke)
+        # a millisecond late: the loop's clock moves in millisecond steps, and a pass in the same
+        # millisecond as the hold's end may find itself a hair before it and wait a whole second
+        self.clock.call_later(delay + 0.001, self.poke)
 
     async def reconcile(self) -> None:
         async with self._reconciling:
