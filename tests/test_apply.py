@@ -332,7 +332,7 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
 def test_sdk_plans_and_applies_a_fleet_file(fleet_home, tmp_path, models_dir):
     from modelfleet import Fleet
     from modelfleet.errors import InvalidInput
-    from modelfleet.sdk import load_fleet
+    from modelfleet.client import load_fleet
 
     shutil.copytree(models_dir / "iris", tmp_path / "iris")
     fleet_file = write(tmp_path / "fleet.yaml", """

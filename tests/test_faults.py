@@ -213,7 +213,7 @@ f.models.register("iris", sys.argv[2], "1")
 f.online_endpoints.create("disk-ep")
 f.online_deployments.create("blue", "disk-ep", "iris:1", instance_count=2,
                             code_configuration={"code": sys.argv[3], "scoring_script": "score.py"})
-from modelfleet.server.process import read_info
+from modelfleet.client.launcher import read_info
 server = read_info(f.workspace)
 print(json.dumps({"url": f.online_endpoints.get("disk-ep")["scoring_uri"],
                   "key": f.online_endpoints.get_keys("disk-ep")["primaryKey"],

@@ -6,7 +6,7 @@ from .version import __version__
 
 def __getattr__(name):  # keep `import modelfleet` cheap for replicas: the SDK loads on first use
     if name == "Fleet":
-        from .sdk import Fleet
+        from .client import Fleet
         return Fleet
     raise AttributeError(name)
 

@@ -103,9 +103,9 @@ class Applier:
                 self.fleet.models.label(p["name"], p["version"], label)
             return f"updated {c.name}"
         spec = p["spec"]
-        m = self.fleet.registry.register(spec.name, spec.path, spec.version, description=spec.description,
-                                         tags=spec.tags, type=spec.type, exist_ok=spec.version is not None,
-                                         reuse_same_content=spec.version is None)
+        m = self.fleet.models.register(spec.name, spec.path, spec.version, description=spec.description,
+                                       tags=spec.tags, type=spec.type, exist_ok=spec.version is not None,
+                                       reuse_same_content=spec.version is None)
         for label in spec.labels:
             self.fleet.models.label(m.name, m.version, label)
         p["registered"] = m.ref

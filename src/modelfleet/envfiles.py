@@ -296,3 +296,23 @@ def check_python(pin: str | None, what: str, version: str | None = None) -> None
     minor = ".".join(version.split(".")[:2])
     raise InvalidInput(f"{what} asks for Python {shown}; this server runs Python {version} and downloads no "
                        f"other interpreter: pin python={minor} (or remove the pin)")
+
+
+ANONYMOUS = "CliV2AnonymousEnvironment"   # Azure's name for environments written inline
+
+
+def content_of(spec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
+    """What `spec` asks for, and the source document kept with the version (for `show`)."""
+    if isinstance(spec.conda_file, dict):
+        return read_conda(spec.conda_file, base_dir, "conda_file"), {"conda_file": spec.conda_file}
+    if spec.conda_file is not None:
+        path = Path(spec.conda_file).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if path.suffix.lower() == ".txt":  # a plain requirements.txt given as the conda file
+            return read_requirements_file(path), {"requirements_file": path.name}
+        return read_conda_file(path), {"conda_file": documents.load_one(path), "file": path.name}
+    if isinstance(spec.requirements, list):
+        return read_requirements(spec.requirements, "requirements"), {"requirements": spec.requirements}
+    path = Path(spec.requirements).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    return read_requirements_file(path), {"requirements_file": path.name}

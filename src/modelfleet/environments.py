@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import documents
 from .backends.base import ReplicaEnvironment
 from .backends.envbuild import Builder, Interpreter, disk_usage
-from .envfiles import (EnvironmentContent, check_python, read_conda, read_conda_file, read_mlflow_model,
-                       read_requirements, read_requirements_file)
+from .envfiles import ANONYMOUS, EnvironmentContent, check_python, content_of, read_mlflow_model
 from .errors import InvalidInput, NotFound
 from .names import ModelRef, check_name, check_version
 from .specs import EnvironmentSpec
@@ -34,7 +32,6 @@ from .workspace import Workspace, uv_cache_dir
 
 __all__ = ["ANONYMOUS", "Environment", "Environments", "Prepared"]
 
-ANONYMOUS = "CliV2AnonymousEnvironment"   # Azure's name for environments written inline
 
 Progress = Callable[[str], None]
 
@@ -59,23 +56,6 @@ class Prepared:
                 "seconds": round(self.seconds, 3)}
 
 
-def content_of(spec: EnvironmentSpec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
-    """What `spec` asks for, and the source document kept with the version (for `show`)."""
-    if isinstance(spec.conda_file, dict):
-        return read_conda(spec.conda_file, base_dir, "conda_file"), {"conda_file": spec.conda_file}
-    if spec.conda_file is not None:
-        path = Path(spec.conda_file).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        if path.suffix.lower() == ".txt":  # a plain requirements.txt given as the conda file
-            return read_requirements_file(path), {"requirements_file": path.name}
-        return read_conda_file(path), {"conda_file": documents.load_one(path), "file": path.name}
-    if isinstance(spec.requirements, list):
-        return read_requirements(spec.requirements, "requirements"), {"requirements": spec.requirements}
-    path = Path(spec.requirements).expanduser()
-    path = path if path.is_absolute() else base_dir / path
-    return read_requirements_file(path), {"requirements_file": path.name}
-
-
 class Environments:
     def __init__(self, db: Database, root: Path, cache: Path, interpreter: Interpreter | None = None):
         self.db = db
@@ -89,18 +69,24 @@ class Environments:
     # -- the registry --------------------------------------------------------------------------
 
     def create(self, spec: EnvironmentSpec, base_dir: Path = Path("."), *, exist_ok: bool = False) -> Environment:
+        return self.add(spec, *content_of(spec, base_dir), exist_ok=exist_ok)
+
+    def add(self, spec: EnvironmentSpec, content: EnvironmentContent, source: dict, *,
+            exist_ok: bool = False) -> Environment:
+        """A new version of `spec`'s name, holding `content` (read by `content_of`, here or by a client)."""
         check_name(spec.name, "environment name")
         if spec.version is not None:
             check_version(spec.version)
-        content, source = content_of(spec, base_dir)
         return self.store.add(spec.name, spec.version, content=content.to_dict(), sha256=content.sha256,
                               source=source, image=spec.image, description=spec.description, tags=spec.tags,
                               exist_ok=exist_ok)
 
     def inline(self, spec: EnvironmentSpec, base_dir: Path = Path(".")) -> Environment:
+        return self.add_inline(spec, *content_of(spec, base_dir))
+
+    def add_inline(self, spec: EnvironmentSpec, content: EnvironmentContent, source: dict) -> Environment:
         """A deployment's inline `environment:` block: the anonymous version of its content, or,
         when it has a name, that version (or the newest one with the same content, or the next)."""
-        content, source = content_of(spec, base_dir)
         if spec.name is None:
             return self.anonymous(content, source, spec.image, spec.description)
         if spec.version is None:

@@ -1,16 +1,16 @@
 """`fleet export`: the workspace's current state as a fleet file that `fleet apply` takes back.
 
 Model paths point at each version's content-addressed snapshot in the workspace
-(artifacts/models/<sha256>/<root>), and code paths at the code snapshot a deployment runs. Hashing
+(artifacts/models/<sha256>/<root>, as the server says), and code paths at the code snapshot a
+deployment runs: on the server's machine, that is. Hashing
 those folders gives exactly the sha256 they were stored under, so applying the export registers
 nothing, restarts nothing, and no bytes are copied (models can be large). The snapshots are
-read-only and never change while the version exists. `copy_models_to` copies each version to a
-folder instead (for another machine); the copies hash the same, so that export is a no-op too.
+read-only and never change while the version exists. `copy_models_to` downloads each version to
+a folder instead (for another machine); the copies hash the same, so that export is a no-op too.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -24,23 +24,19 @@ from .specs import DeploymentSpec
 
 
 def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) -> str:
-    snapshot = fleet.registry.path_of(model)  # verifies every file against its sha256 first
     root = model.files[0]["path"].split("/", 1)[0]  # the registered folder's (or file's) own name
     if copy_to is None:
-        return str(snapshot / root)
-    dest = copy_to / model.name / model.version / root
+        return str(Path(fleet.models.verified_path(model)) / root)  # every file checked against its sha256
+    dest = copy_to / model.name / model.version
     try:
-        if dest.exists():
-            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if (snapshot / root).is_dir():
-            shutil.copytree(snapshot / root, dest)
-        else:
-            shutil.copyfile(snapshot / root, dest)
-        for p in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)  # snapshot files are read-only; copies need not be
+        if (dest / root).is_dir():
+            shutil.rmtree(dest / root)
+        elif (dest / root).exists():
+            (dest / root).unlink()
     except OSError as e:
         raise StorageError(f"cannot copy {model.ref} to {dest}: {e.strerror or e}") from e
+    fleet.models.download_to(model, dest)   # each file checked against its sha256
+    dest = dest / root
     if relative_to is not None and dest.is_relative_to(relative_to):
         return dest.relative_to(relative_to).as_posix()
     return str(dest)
@@ -66,7 +62,7 @@ def export_fleet(fleet, *, copy_models_to: Path | None = None, relative_to: Path
             continue
         out = {"name": d["name"], "endpoint_name": d["endpoint_name"], "model": d["model"]}
         if d.get("code"):
-            code = fleet.artifacts.snapshot_dir("code", d["code"]["sha256"]) / d["code"]["root"]
+            code = Path(fleet.request("GET", f"/api/artifacts/code/{d['code']['sha256']}")["path"]) / d["code"]["root"]
             out["code_configuration"] = {"code": str(code), "scoring_script": d["code"]["scoring_script"]}
         if d.get("environment") and not d.get("env_manager"):
             out["environment"] = f"azureml:{d['environment']}"

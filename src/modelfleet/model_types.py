@@ -8,3 +8,14 @@ NO_CODE_TYPES = ("sklearn", "onnx", "mlflow")
 MODEL_TYPES = ("custom", *NO_CODE_TYPES)
 # Azure ML's type names, mapped onto ours (None: detected from the model's files).
 AZURE_MODEL_TYPES = {"custom_model": None, "triton_model": None, "mlflow_model": "mlflow"}
+
+
+def detect_type(files: list[dict]) -> str:
+    names = [f["path"].rsplit("/", 1)[-1].lower() for f in files]
+    if "mlmodel" in names:
+        return "mlflow"
+    if any(n.endswith(".onnx") for n in names):
+        return "onnx"
+    if any(n.endswith((".joblib", ".pkl", ".pickle")) for n in names):
+        return "sklearn"
+    return "custom"

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import traffic as traffic_rules
-from .environments import ANONYMOUS, content_of
+from .envfiles import ANONYMOUS, content_of
 from .errors import FleetError, InvalidInput, SpecError
 from .fleetfile import DesiredFleet, Entry
 from .names import ModelRef
-from .registry import Model, detect_type
+from .model_types import detect_type
+from .schema.records import Model
 from .placement import resolve_placement
 from .specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
-from .store.artifacts import content_digest
+from .digests import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 ENDPOINT_FIELDS = ("auth_mode", "compute", "description", "tags")

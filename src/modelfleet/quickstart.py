@@ -43,8 +43,8 @@ def train(dataset: str, out_dir: Path, variant: int = 1) -> list:
 
 
 def run(say: Callable[[str], None], workspace: str = WORKSPACE) -> list[dict]:
-    from .server import process
-    from .sdk import Fleet
+    from .client import launcher as process
+    from .client import Fleet
     from .workspace import Workspaces
 
     t0 = time.monotonic()

@@ -9,24 +9,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .digests import tree_digest
 from .errors import InvalidInput, NotFound
-from .model_types import MODEL_TYPES
+from .model_types import MODEL_TYPES, detect_type
 from .names import ModelRef, check_name, check_version
 from .store import ArtifactStore, Database
 from .store.models import Model, ModelStore
 
 __all__ = ["Model", "Registry", "detect_type"]  # Model lives in store/models.py, at the row edge
-
-
-def detect_type(files: list[dict]) -> str:
-    names = [f["path"].rsplit("/", 1)[-1].lower() for f in files]
-    if "mlmodel" in names:
-        return "mlflow"
-    if any(n.endswith(".onnx") for n in names):
-        return "onnx"
-    if any(n.endswith((".joblib", ".pkl", ".pickle")) for n in names):
-        return "sklearn"
-    return "custom"
 
 
 def _check_tags(tags: dict | None) -> dict[str, str]:
@@ -74,15 +64,40 @@ class Registry:
                  exist_ok: bool = False, reuse_same_content: bool = False) -> Model:
         """Register files as a new version. `reuse_same_content` (with no version given) returns
         the newest existing version holding identical files instead of adding one."""
+        version, tags = self._check(name, version, type, tags)
+        snap = self.artifacts.add("models", path)
+        return self._add(name, version, snap.sha256, snap.files, description, tags, type, exist_ok,
+                         reuse_same_content)
+
+    def register_snapshot(self, name: str, version: str | None, sha256: str, files: list[dict], *,
+                          description: str = "", tags: dict | None = None, type: str | None = None,
+                          exist_ok: bool = False, reuse_same_content: bool = False) -> Model:
+        """Register a snapshot already in the store (uploaded by a client): `files` must hash to
+        `sha256` and name exactly the snapshot's files, sizes included."""
+        version, tags = self._check(name, version, type, tags)
+        base = self.artifacts.snapshot_dir("models", sha256)
+        if not base.is_dir():
+            raise NotFound(f"artifact models/{sha256} is not in the workspace store: upload it first")
+        files = sorted(({"path": str(f["path"]), "size": int(f["size"]), "sha256": str(f["sha256"])} for f in files),
+                       key=lambda f: f["path"])
+        on_disk = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        if not files or tree_digest(files) != sha256 or on_disk != [f["path"] for f in files] or any(
+                (base / f["path"]).stat().st_size != f["size"] for f in files):
+            raise InvalidInput(f"files: the list given does not describe snapshot models/{sha256[:12]}")
+        return self._add(name, version, sha256, files, description, tags, type, exist_ok, reuse_same_content)
+
+    @staticmethod
+    def _check(name: str, version: str | None, type: str | None, tags: dict | None) -> tuple[str | None, dict]:
         check_name(name, "model name")
         if version is not None:
             version = check_version(version)
         if type is not None and type not in MODEL_TYPES:
             raise InvalidInput(f"invalid model type {type!r}: use one of {', '.join(MODEL_TYPES)}")
-        tags = _check_tags(tags)
-        snap = self.artifacts.add("models", path)
-        return self.store.add(name, version, type=type or detect_type(snap.files), sha256=snap.sha256,
-                              size=snap.size, files=snap.files, description=description, tags=tags,
+        return version, _check_tags(tags)
+
+    def _add(self, name, version, sha256, files, description, tags, type, exist_ok, reuse_same_content) -> Model:
+        return self.store.add(name, version, type=type or detect_type(files), sha256=sha256,
+                              size=sum(f["size"] for f in files), files=files, description=description, tags=tags,
                               exist_ok=exist_ok, reuse_same_content=reuse_same_content)
 
     def update(self, name: str, version: str, *, description: str | None = None,

@@ -90,7 +90,7 @@ class Ctx:
     @property
     def fleet(self):
         if self._fleet is None:
-            from ..sdk import Fleet
+            from ..client import Fleet
             self._fleet = Fleet(self.workspace_name, notice=self.notice)
         return self._fleet
 
@@ -107,7 +107,7 @@ class Ctx:
 
     def workspace_for_ids(self) -> str:
         if self._fleet is not None:
-            return self._fleet.workspace.name
+            return self._fleet.workspace_name
         from ..workspace import Workspaces
         return self.workspace_name or Workspaces().current_name()
 

@@ -168,10 +168,8 @@ def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
         changes["environment"] = spec.environment
     cc = spec.code_configuration
     if cc is not None and cc.model_dump(exclude={"schema_"}) != current.get("code_configuration"):
-        code = cc.code
-        if code.startswith("sha256:"):  # the code it runs now, with another scoring script
-            code = str(ctx.fleet.artifacts.snapshot_dir("code", current["code"]["sha256"]) / current["code"]["root"])
-        changes["code_configuration"] = {"code": code, "scoring_script": cc.scoring_script}
+        # `sha256:...`: the code it runs now, with another scoring script
+        changes["code_configuration"] = {"code": cc.code, "scoring_script": cc.scoring_script}
     with _waiting(ctx, f"Updating {endpoint}/{name} ...", not ctx.no_wait):
         return dep_ops.update(name, endpoint, wait=not ctx.no_wait, all_traffic=all_traffic,
                               etag=current["etag"], **changes)   # based on what was read above

@@ -19,7 +19,7 @@ FILE_HELP = "A fleet YAML, a multi-document YAML, or a directory of single docum
 
 
 def _plan(ctx: Ctx, path: str, prune: bool):
-    from ..sdk import load_fleet
+    from ..client import load_fleet
     desired = load_fleet(path, ctx.notice)  # all validated before the workspace or server is touched
     return ctx.fleet.plan(desired, prune=prune)
 
@@ -110,7 +110,7 @@ def export(ctx: Ctx, path, copy_models):
     if ctx.explicit_output and ctx.output in ("json", "jsonc"):
         text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
     else:  # a fleet file is YAML unless JSON is asked for
-        text = dump(doc, ctx.fleet.workspace.name)
+        text = dump(doc, ctx.fleet.workspace_name)
     if out is None:
         click.echo(text, nl=False)
     else:

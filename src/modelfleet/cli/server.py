@@ -40,10 +40,12 @@ def _changes(**options) -> dict:
 @_address_options
 @click.option("--foreground", is_flag=True, help="Run in this process (for systemd or a container).")
 def start(ctx: Ctx, foreground, **options):
-    from ..server import process
+    from ..client import launcher
     changes = _changes(**options)
     if foreground:
-        sys.exit(process.run_foreground(ctx.fleet.workspace, changes))
+        if ctx.fleet.workspace is None:
+            ctx.fleet.server.start()   # refused: a remote server is started where it runs
+        sys.exit(launcher.run_foreground(ctx.fleet.workspace, changes))
     info, started = ctx.fleet.server.start(**changes)
     if not started:
         ctx.notice(f"already running (pid {info['pid']})" +
@@ -67,8 +69,11 @@ def stop(ctx: Ctx):
 
 
 @command(server, "status", help="Is the server running, and where.")
-def status(ctx: Ctx):
-    ctx.emit(ctx.fleet.server.status())
+@click.option("--show-token", is_flag=True,
+              help="Also print the admin token (FLEET_TOKEN for clients elsewhere); only the owner of the "
+                   "workspace folder can read it.")
+def status(ctx: Ctx, show_token):
+    ctx.emit(ctx.fleet.server.status(show_token=show_token))
 
 
 @command(server, "configure", help="Show or change the saved server settings (applied at the next start).")

@@ -43,7 +43,7 @@ def set_(ctx: Ctx, name_):
 @command(workspace, "show", help="Show a workspace (default: the current one).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def show(ctx: Ctx, name_):
-    from ..server import process
+    from ..client import launcher as process
     from ..workspace import Workspaces
     wss = Workspaces()
     ws = wss.get(_named(ctx, name_, "show") if (name_ or ctx.workspace_name) else None)
@@ -65,7 +65,7 @@ def list_(ctx: Ctx):
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(ctx: Ctx, name_, yes):
-    from ..server import process
+    from ..client import launcher as process
     from ..workspace import Workspaces
     name = _named(ctx, name_, "delete")
     wss = Workspaces()

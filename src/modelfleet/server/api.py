@@ -31,7 +31,10 @@ from ..store.computes import ComputeStore
 from ..store.serving import new_key
 from .. import computes as compute_targets
 from . import openapi, replica_logs, views
+from ..schema import settings
+from .computes_api import add_routes as add_computes
 from .environments_api import add_routes as add_environments, deployment_environment
+from .models_api import add_routes as add_models
 from .observe_api import add_routes as add_observability, live_figures
 from .telemetry import Telemetry
 from .controller import Controller
@@ -306,6 +309,18 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
     add_environments(app, controller, deps)
+    add_models(app, registry, controller.artifacts, deps)
+    add_computes(app, computes, controller.ws.logs_dir, deps)
+
+    @app.get("/api/server/settings", dependencies=deps)
+    async def get_settings() -> dict:
+        return (await asyncio.to_thread(settings.load, controller.ws)).model_dump()
+
+    @app.patch("/api/server/settings", dependencies=deps)
+    async def change_settings(changes: dict) -> dict:
+        """Saved for the next start, as `fleet server configure` saves them."""
+        return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).model_dump()
+
     add_observability(app, controller, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
     openapi.document(app)

@@ -33,7 +33,8 @@ from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
 from ..workspace import Workspace
-from . import replicas, settings
+from . import replicas
+from ..schema import settings
 from .access_log import AccessLog
 from .api import build_api, is_loopback
 from .connections import Limits, guarded_protocol
@@ -42,7 +43,7 @@ from .gateway import Gateway
 from .heap import HeapKeeper
 from .metrics import Metrics
 from .routing import Router
-from .settings import ServerSettings
+from ..schema.settings import ServerSettings
 from .telemetry import EventLog, Telemetry
 
 log = logging.getLogger("modelfleet.server")

@@ -1,5 +1,10 @@
-"""Environment builds in the server: `POST /api/environments/build` (progress streamed),
-`POST /api/environments/gc`, and the environment of a deployment being written.
+"""Environments in the server: the registry (`GET|POST /api/environments`, `GET
+/api/environments/{ref}`, `PUT /api/environments/{name}/versions/{version}/archived`, inline and
+MLflow-logged versions), builds (`POST /api/environments/build`, progress streamed), `POST
+/api/environments/gc`, and the environment of a deployment being written.
+
+A client reads an environment's files itself (`envfiles.content_of`) and sends what they ask for;
+the server recomputes the content's sha256, so equal content is one version whoever sent it.
 
 Builds run in worker threads (uv subprocesses), never on the event loop the gateway shares. A
 build streams newline-delimited JSON: `{"progress": "<a line of uv's output>"}` as it goes, then
@@ -15,11 +20,12 @@ from pathlib import Path
 import orjson
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..environments import Environment
+from ..envfiles import EnvironmentContent
 from ..errors import FleetError, InvalidInput
-from ..specs import DeploymentBody
+from ..specs import DeploymentBody, EnvironmentSpec
 from .controller import Controller
 
 log = logging.getLogger("modelfleet.environments")
@@ -32,6 +38,38 @@ class BuildBody(BaseModel):
 
 class CollectBody(BaseModel):
     cache: bool = False
+
+
+class EnvironmentBody(BaseModel):
+    """A version to register: its spec's fields and the content its files asked for."""
+    name: str | None = None
+    version: str | None = None
+    image: str | None = None
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    content: dict
+    source: dict
+    exist_ok: bool = False
+    inline: bool = False   # a deployment's inline block: the anonymous version, or a reused one
+
+    def spec(self) -> EnvironmentSpec:
+        return EnvironmentSpec.model_construct(name=self.name, version=self.version, image=self.image,
+                                               description=self.description, tags=self.tags)
+
+    def parsed(self) -> EnvironmentContent:
+        try:
+            return EnvironmentContent.from_dict(self.content)
+        except (TypeError, AttributeError):
+            raise InvalidInput("content: requirements, options, python and from_conda expected") from None
+
+
+class ModelEnvironmentBody(BaseModel):
+    model: str
+    env_manager: str
+
+
+class Archived(BaseModel):
+    archived: bool
 
 
 async def deployment_environment(controller: Controller, body: DeploymentBody, model, endpoint: dict) -> str | None:
@@ -56,6 +94,43 @@ async def deployment_environment(controller: Controller, body: DeploymentBody, m
 
 def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
     envs = controller.environments
+
+    @app.get("/api/environments", dependencies=deps)
+    async def list_environments(name: str | None = None, include_archived: bool = False) -> list[dict]:
+        found = await asyncio.to_thread(envs.list, name, include_archived)
+        return [(await asyncio.to_thread(envs.describe, e)).to_dict() for e in found]
+
+    @app.post("/api/environments", dependencies=deps)
+    async def create(body: EnvironmentBody) -> dict:
+        if not body.inline and not body.name:
+            raise InvalidInput("name: an environment needs a name")
+        if body.inline:
+            env = await asyncio.to_thread(envs.add_inline, body.spec(), body.parsed(), body.source)
+        else:
+            env = await asyncio.to_thread(envs.add, body.spec(), body.parsed(), body.source, exist_ok=body.exist_ok)
+        return (await asyncio.to_thread(envs.describe, env)).to_dict()
+
+    @app.post("/api/environments/of-model", dependencies=deps)
+    async def of_model(body: ModelEnvironmentBody) -> dict:
+        """The environment an MLflow model logged for itself (`--env-manager`), registered."""
+        model = await asyncio.to_thread(controller.registry.get, body.model)
+        if model.type != "mlflow":
+            raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
+                               "mlflow; name an environment instead")
+        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
+        env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
+        return (await asyncio.to_thread(envs.describe, env)).to_dict()
+
+    @app.get("/api/environments/{ref}", dependencies=deps)
+    async def get(ref: str) -> dict:
+        """`NAME:VERSION`, `NAME@latest` (an `azureml:` prefix is fine)."""
+        env = await asyncio.to_thread(envs.get, ref)
+        return (await asyncio.to_thread(envs.describe, env)).to_dict()
+
+    @app.put("/api/environments/{name}/versions/{version}/archived", dependencies=deps)
+    async def archive(name: str, version: str, body: Archived) -> dict:
+        env = await asyncio.to_thread(envs.set_archived, name, version, body.archived)
+        return (await asyncio.to_thread(envs.describe, env)).to_dict()
 
     @app.post("/api/environments/build", dependencies=deps)
     async def build(body: BuildBody) -> StreamingResponse:

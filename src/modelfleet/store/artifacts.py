@@ -12,15 +12,16 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tarfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from ..digests import CHUNK, file_sha256, tree_digest
+from ..digests import CHUNK, content_digest, file_sha256, tree_digest, walk as _walk
 from ..errors import IntegrityError, InvalidInput, NotFound, StorageError
 
-
+__all__ = ["ArtifactStore", "Snapshot", "content_digest"]
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -28,39 +29,6 @@ class Snapshot:
     size: int
     files: list[dict]  # [{"path", "size", "sha256"}], sorted by path
     path: Path
-
-
-def _walk(src: Path) -> list[tuple[Path, str]]:
-    """(absolute file, relative path) pairs; the top-level name is kept, as Azure ML does."""
-    if src.is_file():
-        return [(src, src.name)]
-    out = []
-    inside = src.resolve()
-    for root, dirs, names in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
-        for d in dirs:  # os.walk does not descend into linked directories; say so for outside ones
-            p = Path(root) / d
-            if p.is_symlink() and not p.resolve().is_relative_to(inside):
-                raise InvalidInput(f"{p}: symbolic link points outside {src}")
-        for n in sorted(names):
-            p = Path(root) / n
-            if p.is_symlink() and not p.resolve().is_relative_to(inside):
-                raise InvalidInput(f"{p}: symbolic link points outside {src}")
-            out.append((p, f"{src.name}/{p.relative_to(src).as_posix()}"))
-    return out
-
-
-def content_digest(src: str | Path) -> tuple[str, list[dict]]:
-    """The sha256 and file list that `ArtifactStore.add` would give `src`, without copying it
-    (lets a plan tell whether local files differ from a stored snapshot)."""
-    src = Path(src).expanduser()
-    if not src.exists():
-        raise InvalidInput(f"path {str(src)!r} does not exist")
-    files = sorted(({"path": rel, "size": p.stat().st_size, "sha256": file_sha256(p)} for p, rel in _walk(src)),
-                   key=lambda f: f["path"])
-    if not files:
-        raise InvalidInput(f"path {str(src)!r} contains no files")
-    return tree_digest(files), files
 
 
 class ArtifactStore:
@@ -113,6 +81,56 @@ class ArtifactStore:
         except OSError as e:
             shutil.rmtree(staging, ignore_errors=True)
             raise StorageError(f"cannot store {src} in {self.root}: {e.strerror or e}") from e
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def receive(self, kind: str, sha256: str, tar_path: Path) -> Snapshot:
+        """Store the files of an uploaded tar (regular files only, paths inside the snapshot) as
+        a snapshot, refused unless their content hashes to `sha256`: what a client sent is what
+        it hashed, or nothing is stored."""
+        final = self.snapshot_dir(kind, sha256)
+        staging = self.tmp / uuid.uuid4().hex
+        try:
+            staging.mkdir(parents=True)
+            files = []
+            with tarfile.open(tar_path, "r|") as tar:
+                for member in tar:
+                    if member.isdir():
+                        continue
+                    rel = PurePosixPath(member.name)
+                    if not member.isreg() or rel.is_absolute() or ".." in rel.parts or len(rel.parts) < 2:
+                        raise InvalidInput(f"upload of {kind}/{sha256[:12]}: {member.name!r} is not a file "
+                                           "inside one folder")
+                    dest = staging / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    h = hashlib.sha256()
+                    src = tar.extractfile(member)
+                    with open(dest, "wb") as fout:
+                        while chunk := src.read(CHUNK):
+                            h.update(chunk)
+                            fout.write(chunk)
+                        fout.flush()
+                        os.fsync(fout.fileno())
+                    os.chmod(dest, 0o444)
+                    files.append({"path": rel.as_posix(), "size": member.size, "sha256": h.hexdigest()})
+            files.sort(key=lambda f: f["path"])
+            if not files or tree_digest(files) != sha256:
+                raise IntegrityError(f"upload of {kind}/{sha256[:12]}: the files received hash to "
+                                     f"{tree_digest(files)[:12] if files else 'nothing'}, not to the sha256 given")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.exists():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)   # an identical upload landed first
+            return Snapshot(sha256, sum(f["size"] for f in files), files, final)
+        except (OSError, tarfile.TarError) as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(e, tarfile.TarError):
+                raise InvalidInput(f"upload of {kind}/{sha256[:12]}: not a tar stream ({e})") from None
+            raise StorageError(f"cannot store an upload in {self.root}: {e.strerror or e}") from e
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -8,39 +8,14 @@ build, so every later build of the version installs the same packages.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-
 import sqlalchemy as sa
 
 from ..errors import AlreadyExists, NotFound
+from ..schema.records import Environment
 from .db import Database, utcnow
 from .schema import environments
 
 _INT = re.compile(r"^[0-9]+$")
-
-
-@dataclass
-class Environment:
-    name: str
-    version: str
-    description: str
-    tags: dict[str, str]
-    image: str | None
-    content: dict          # EnvironmentContent.to_dict()
-    sha256: str
-    source: dict           # what it was read from: {"conda_file": {...}} or {"requirements": [...]}
-    lock: dict | None = None   # {"python", "platform", "requirements": [...]} once resolved
-    archived: bool = False
-    created_at: str = ""
-    extra: dict = field(default_factory=dict)  # filled in by whoever shows it (build state)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        return {**out, **self.extra}
 
 
 def _entity(row) -> Environment:

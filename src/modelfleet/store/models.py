@@ -8,39 +8,15 @@ serialized across processes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-
 import sqlalchemy as sa
 
 from ..errors import AlreadyExists, Conflict, NotFound
+from ..schema.records import Model
 from .db import Database, utcnow
 from .schema import model_labels, models
 from .serving import deployment_of_model
 
 _INT = re.compile(r"^[0-9]+$")
-
-
-@dataclass
-class Model:
-    name: str
-    version: str
-    type: str
-    description: str
-    sha256: str
-    size: int
-    files: list[dict]
-    tags: dict[str, str]
-    labels: list[str] = field(default_factory=list)
-    archived: bool = False
-    created_at: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    def to_dict(self) -> dict:
-        # Shallow on purpose: dataclasses.asdict deep-copies every file list (10x slower at 10k rows).
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _entity(row, labels: list[str]) -> Model:

@@ -1,4 +1,9 @@
-"""Start, stop and find a workspace's server process (used by the SDK and CLI)."""
+"""The launcher: start, stop and find the server of a workspace on this machine.
+
+It reads only the workspace's run/server.json (address, pid, admin token; 0600, so only the
+folder's owner can) and its saved server settings, never the database: everything else the
+client asks the server for, over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,11 @@ class ServerInfo:
         if secrets:
             d["token"] = self.token
         return d
+
+
+def _server_args(ws: Workspace, changes: dict | None) -> list[str]:
+    return [sys.executable, "-m", "modelfleet.server", "--workspace-name", ws.name,
+            "--workspace-path", str(ws.path), "--settings", orjson.dumps(changes or {}).decode()]
 
 
 def _alive(pid: int) -> bool:
@@ -110,11 +120,10 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
     info = read_info(ws)
     if info is not None:
         return info, False
-    from . import settings  # pydantic: imported when a start needs it, not by every command
+    from ..schema import settings  # pydantic: imported when a start needs it, not by every command
     settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "modelfleet.server", "--workspace-name", ws.name,
-           "--workspace-path", str(ws.path), "--settings", orjson.dumps(changes or {}).decode()]
+    cmd = _server_args(ws, changes)
     log_path = ws.logs_dir / "server.log"
     with contextlib.suppress(OSError):  # rotated at each start once it is large (one old file kept)
         if log_path.stat().st_size > SERVER_LOG_MAX_BYTES:
@@ -140,9 +149,12 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
 
 
 def run_foreground(ws: Workspace, changes: dict | None = None) -> int:
-    from .app import main
-    return main(["--workspace-name", ws.name, "--workspace-path", str(ws.path),
-                 "--settings", orjson.dumps(changes or {}).decode()])
+    """Become the server (this process's pid, signals and output): for systemd or a container."""
+    from ..schema import settings
+    settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
+    args = _server_args(ws, changes)
+    os.execv(args[0], args)
+    return 1  # not reached
 
 
 def stop(ws: Workspace, timeout: float | None = None) -> ServerInfo | None:
@@ -151,7 +163,7 @@ def stop(ws: Workspace, timeout: float | None = None) -> ServerInfo | None:
     if info is None:
         return None
     if timeout is None:
-        from . import settings
+        from ..schema import settings
         timeout = settings.load(ws).drain_timeout_s + 10.0
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)

@@ -1,9 +1,9 @@
-"""`fleet.environments`: environments in the Python API.
+"""`fleet.environments`: environment versions and their builds, over the control API.
 
-Creating, showing, listing and archiving versions are registry work, done in the workspace's store
-(no server needed, like models). Building is the server's: `build` streams the server's progress
-(uv's own lines) to a callback, then returns what was built; deployments build their environment
-the same way before they are written.
+The client reads a new version's files (a conda file, a requirements.txt) itself and sends what
+they ask for; the server registers it. Building is the server's: `build` streams the server's
+progress (uv's own lines) to a callback, then returns what was built; deployments build their
+environment the same way before they are written.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import orjson
 
-from . import errors
-from .errors import FleetError, ServerUnavailable
+from .. import errors
+from ..envfiles import content_of
+from ..schema.records import Environment
+from ..errors import ServerUnavailable
 
 if TYPE_CHECKING:
-    from .environments import Environment, Environments
-    from .specs import EnvironmentSpec
+    from ..specs import EnvironmentSpec
 
 
 class EnvironmentOperations:
     def __init__(self, fleet):
         self._f = fleet
-
-    @property
-    def _envs(self) -> Environments:
-        return self._f.environment_registry
 
     def create(self, name: str | None = None, *, version: str | int | None = None, conda_file: str | dict | None = None,
                requirements: str | list[str] | None = None, image: str | None = None, description: str = "",
@@ -35,35 +32,55 @@ class EnvironmentOperations:
                exist_ok: bool = False) -> Environment:
         """A new immutable version from a conda file (path or document), a requirements.txt path or
         a list of requirements; `spec` is a validated environment YAML (paths relative to `base_dir`)."""
-        from .specs import EnvironmentSpec, validate
+        from ..specs import EnvironmentSpec, validate
         if spec is None:
             fields = dict(name=name, version=version, conda_file=conda_file, requirements=requirements, image=image,
                           description=description, tags=tags or {})
             spec = validate(EnvironmentSpec, {k: v for k, v in fields.items() if v is not None})
-        return self._envs.describe(self._envs.create(spec, Path(base_dir), exist_ok=exist_ok))
+        return self._register(spec, Path(base_dir), exist_ok=exist_ok)
+
+    def inline(self, spec: EnvironmentSpec, base_dir: Path) -> Environment:
+        """A deployment's inline `environment:` block, registered as the version it becomes."""
+        return self._register(spec, base_dir, inline=True)
+
+    def _register(self, spec: EnvironmentSpec, base_dir: Path, *, exist_ok: bool = False,
+                  inline: bool = False) -> Environment:
+        content, source = content_of(spec, base_dir)
+        body = {"name": spec.name, "version": spec.version, "image": spec.image, "description": spec.description,
+                "tags": spec.tags, "content": content.to_dict(), "source": source, "exist_ok": exist_ok,
+                "inline": inline}
+        return Environment.from_dict(self._f.request("POST", "/api/environments", json=body))
+
+    def of_model(self, model: str, env_manager: str) -> Environment:
+        """The environment an MLflow model logged for itself, as `env_manager` reads it."""
+        return Environment.from_dict(self._f.request("POST", "/api/environments/of-model",
+                                                     json={"model": model, "env_manager": env_manager}))
 
     def get(self, name: str, version: str | None = None) -> Environment:
-        return self._envs.describe(self._envs.get(f"{name}:{version}" if version is not None else f"{name}@latest"))
+        return self.resolve(f"{name}:{version}" if version is not None else f"{name}@latest")
 
     def resolve(self, ref: str) -> Environment:
         """`azureml:NAME:VERSION`, `NAME:VERSION` or `NAME@latest`."""
-        return self._envs.describe(self._envs.get(ref))
+        return Environment.from_dict(self._f.request("GET", f"/api/environments/{ref}"))
 
     def list(self, name: str | None = None, include_archived: bool = False) -> list[Environment]:
-        return [self._envs.describe(e) for e in self._envs.list(name, include_archived)]
+        params = {"include_archived": str(include_archived).lower(), **({"name": name} if name else {})}
+        return [Environment.from_dict(e) for e in self._f.request("GET", "/api/environments", params=params)]
 
     def archive(self, name: str, version: str) -> Environment:
         """Hide a version from list and @latest; its build may then be collected (`gc`)."""
-        return self._envs.describe(self._envs.set_archived(name, version, True))
+        return Environment.from_dict(self._f.request("PUT", f"/api/environments/{name}/versions/{version}/archived",
+                                                     json={"archived": True}))
 
     def restore(self, name: str, version: str) -> Environment:
-        return self._envs.describe(self._envs.set_archived(name, version, False))
+        return Environment.from_dict(self._f.request("PUT", f"/api/environments/{name}/versions/{version}/archived",
+                                                     json={"archived": False}))
 
     def build(self, ref: str, *, compute: str = "local", progress: Callable[[str], None] | None = None) -> dict:
         """Have the server resolve and build `ref` (or find it built); each line of its progress
         goes to `progress` (default: this Fleet's notices). `compute` other than local only
         resolves: Ray builds the environment on its nodes."""
-        env = self._envs.get(ref)
+        env = self.resolve(ref)
         say = progress or self._f.notice
         said = False
         for event in self._stream("/api/environments/build", {"environment": env.ref, "compute": compute}):
@@ -82,18 +99,7 @@ class EnvironmentOperations:
         return self._f.request("POST", "/api/environments/gc", json={"cache": cache}, timeout=600)
 
     def _stream(self, path: str, body: dict) -> Iterator[dict]:
-        import httpx
-        self._f._server()
-        try:
-            with self._f._http.stream("POST", path, json=body, timeout=httpx.Timeout(None, connect=5.0)) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    doc = r.json() if r.content else {}
-                    if isinstance(doc.get("error"), dict):
-                        raise errors.from_dict(doc["error"])
-                    raise FleetError(f"server answered {r.status_code}")
-                for line in r.iter_lines():
-                    if line.strip():
-                        yield orjson.loads(line)
-        except httpx.HTTPError as e:
-            raise ServerUnavailable(f"cannot reach the server at {self._f._info.url}: {e}") from None
+        with self._f.connection.stream("POST", path, json=body) as r:
+            for line in r.iter_lines():
+                if line.strip():
+                    yield orjson.loads(line)
