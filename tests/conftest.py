@@ -89,6 +89,26 @@ def fleet_home(tmp_path, monkeypatch, request):
 
 
 @pytest.fixture
+def inprocess(tmp_path, monkeypatch):
+    """The real control API in this process on a temporary workspace (tests/inprocess.py)."""
+    from .inprocess import InProcessServer
+    monkeypatch.delenv("FLEET_SERVER", raising=False)
+    monkeypatch.delenv("FLEET_TOKEN", raising=False)
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "client-home"))   # never written: the client opens no file
+    server = InProcessServer(tmp_path)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def api_fleet(inprocess):
+    """A Fleet whose server is `inprocess`: client and API together, no process, no port."""
+    f = inprocess.fleet()
+    yield f
+    f.close()
+
+
+@pytest.fixture
 def fleet(fleet_home):
     from modelfleet import Fleet
     f = Fleet()

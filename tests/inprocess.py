@@ -2,7 +2,7 @@
 
 The API app is the server's own (`server.api.build_api`) over a real SQLite store and artifact
 folder in a temporary workspace; only the replicas are fakes (the controller runs on
-tests/fakes.py's backend and clock). The client is the real `Fleet`, given a transport: httpx's
+tests/fakes.py's backend and clock; its replicas are ready at once). The client is the real `Fleet`, given a transport: httpx's
 ASGITransport, run on an event loop of its own thread so that the synchronous client can use it.
 No process is started and no port opened.
 """
@@ -60,6 +60,7 @@ class InProcessServer:
 
         async def build():
             self.controller = Controller(self.ws, self.db, self.backend, Router(), FakeClock())
+            await self.controller.start()   # rollouts on fake replicas, ready at once
             return build_api(self.controller, TOKEN, URL)
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
@@ -68,6 +69,7 @@ class InProcessServer:
         return Fleet(server=URL, token=token, transport=self.transport, **kw)
 
     def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.controller.stop(), self.loop).result(CALL_TIMEOUT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

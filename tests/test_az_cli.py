@@ -71,6 +71,7 @@ def model_dir(tmp_path):
     return tmp_path / "m"
 
 
+@pytest.mark.slow
 def test_every_format_and_query_on_show_and_list(fleet_home, model_dir):
     run("model", "create", "--name", "m", "--path", str(model_dir), "--set", "version=3", "description=first one",
         "--tags", "team=risk", "owner=me", "-o", "none")
@@ -96,6 +97,7 @@ def test_every_format_and_query_on_show_and_list(fleet_home, model_dir):
     assert r.stderr.count("\n") == 1 and "JMESPath" in r.stderr
 
 
+@pytest.mark.slow
 def test_default_output_is_settable_and_json_when_piped(fleet_home, model_dir):
     run("model", "create", "-n", "m", "-p", str(model_dir), "-o", "none")
     assert json.loads(run("model", "show", "-n", "m", "-v", "1").stdout)["name"] == "m"
@@ -114,6 +116,7 @@ def test_default_output_is_settable_and_json_when_piped(fleet_home, model_dir):
     assert json.loads(run("workspace", "show", "-o", "json").stdout)["name"] == "team"
 
 
+@pytest.mark.slow
 def test_azure_global_flags_are_accepted(fleet_home, model_dir):
     common = ["-g", "rg", "--subscription", "00000000-0000-0000-0000-000000000000", "--only-show-errors"]
     r = run("model", "create", "-n", "m", "-p", str(model_dir), *common, "--local", "--verbose", "-o", "none")
@@ -126,6 +129,7 @@ def test_azure_global_flags_are_accepted(fleet_home, model_dir):
     assert "error: model m:9 not found" in r.stderr and "Traceback" in r.stderr
 
 
+@pytest.mark.slow
 def test_option_prefixes_and_greedy_values(fleet_home, model_dir):
     run("model", "create", "--name", "m", "--pa", str(model_dir), "--descr", "short", "--tags", "a=1", "b=2", "-o", "none")
     m = json.loads(run("model", "show", "--na", "m", "--vers", "1", "-o", "json").stdout)
@@ -134,6 +138,7 @@ def test_option_prefixes_and_greedy_values(fleet_home, model_dir):
     assert "No such option" in r.output
 
 
+@pytest.mark.slow
 def test_model_update_and_list_options(fleet_home, model_dir):
     for _ in range(2):
         run("model", "create", "-n", "m", "-p", str(model_dir), "-o", "none")

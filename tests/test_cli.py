@@ -22,6 +22,7 @@ def run(*args, code: int = 0, input: str | None = None):
     return result
 
 
+@pytest.mark.slow
 def test_model_commands_and_output_formats(fleet_home, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.pkl").write_bytes(b"x")
@@ -45,6 +46,7 @@ def test_model_commands_and_output_formats(fleet_home, tmp_path):
     assert json.loads(run("model", "list", "-o", "json").stdout) == []
 
 
+@pytest.mark.slow
 def test_model_yaml_file_azure_format(fleet_home, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "sklearn_regression_model.pkl").write_bytes(b"pickled")
@@ -58,6 +60,7 @@ def test_model_yaml_file_azure_format(fleet_home, tmp_path):
     assert "properties" in r.stderr and "ignored" in r.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_exit_codes(fleet_home, tmp_path):
     r = run("model", "show", "--name", "nope", code=1)
     assert r.stderr.strip() == "error: model nope@latest not found"
@@ -70,6 +73,7 @@ def test_errors_are_one_line_with_exit_codes(fleet_home, tmp_path):
     assert "bad.yml:2:8: invalid YAML" in r.stderr
 
 
+@pytest.mark.slow
 def test_workspaces(fleet_home, tmp_path):
     run("workspace", "create", "--name", "team-a")
     run("workspace", "create", "--name", "elsewhere", "--path", str(tmp_path / "ws"))

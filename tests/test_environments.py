@@ -63,10 +63,10 @@ set_model(TabulateVersion())
 """
 
 
-# -- the registry (no server, no build) -----------------------------------------------------------
+# -- the registry (the API in process, no build) -----------------------------------------------------------
 
-def test_versions_are_immutable_and_numbered(fleet):
-    envs = fleet.environments
+def test_versions_are_immutable_and_numbered(api_fleet):
+    envs = api_fleet.environments
     one = envs.create("sk", requirements=["scikit-learn==1.5.2"])
     assert (one.version, one.content["requirements"], one.lock) == ("1", ["scikit-learn==1.5.2"], None)
     assert envs.create("sk", requirements=["scikit-learn==1.5.2", "tabulate"]).version == "2"
@@ -79,6 +79,7 @@ def test_versions_are_immutable_and_numbered(fleet):
     assert envs.resolve("azureml:sk:2").archived  # still usable by its version
 
 
+@pytest.mark.slow
 def test_the_azure_examples_environment_files_create_environments(fleet_home, tmp_path):
     """An environment YAML as Azure's examples write it (an image plus a conda file pinning an
     older Python): created, with a notice for the image; building it is refused in one line."""
@@ -135,6 +136,7 @@ def test_the_azure_examples_environment_files_create_environments(fleet_home, tm
         f"{platform.python_version()} and downloads no other interpreter: pin python={minor} (or remove the pin)")
 
 
+@pytest.mark.slow
 def test_conda_only_packages_and_bad_files_are_refused_in_one_line(fleet_home, tmp_path):
     conda = write(tmp_path / "gpu.yml", """
         dependencies:

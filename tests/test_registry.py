@@ -23,89 +23,89 @@ def _file(tmp_path: Path, name: str, content: bytes) -> Path:
     return p
 
 
-def test_register_auto_versions_and_any_string_versions(fleet, tmp_path):
-    a = fleet.models.register("m", _file(tmp_path, "a/model.pkl", b"one"))
-    b = fleet.models.register("m", _file(tmp_path, "b/model.pkl", b"two"))
-    c = fleet.models.register("m", _file(tmp_path, "c/model.pkl", b"three"), "2024-12-01")
-    d = fleet.models.register("m", _file(tmp_path, "d/model.pkl", b"four"))
+def test_register_auto_versions_and_any_string_versions(api_fleet, inprocess, tmp_path):
+    a = api_fleet.models.register("m", _file(tmp_path, "a/model.pkl", b"one"))
+    b = api_fleet.models.register("m", _file(tmp_path, "b/model.pkl", b"two"))
+    c = api_fleet.models.register("m", _file(tmp_path, "c/model.pkl", b"three"), "2024-12-01")
+    d = api_fleet.models.register("m", _file(tmp_path, "d/model.pkl", b"four"))
     assert [a.version, b.version, c.version, d.version] == ["1", "2", "2024-12-01", "3"]
     assert a.type == "sklearn" and a.files[0]["path"] == "model.pkl"
-    assert fleet.models.get("m").version == "3"  # latest = newest registration
-    assert fleet.models.resolve("m:2024-12-01").sha256 == c.sha256
+    assert api_fleet.models.get("m").version == "3"  # latest = newest registration
+    assert api_fleet.models.resolve("m:2024-12-01").sha256 == c.sha256
 
 
-def test_versions_are_immutable_and_exist_ok_needs_same_content(fleet, tmp_path):
+def test_versions_are_immutable_and_exist_ok_needs_same_content(api_fleet, inprocess, tmp_path):
     f1 = _file(tmp_path, "x/model.onnx", b"abc")
-    m = fleet.models.register("m", f1, "v1")
+    m = api_fleet.models.register("m", f1, "v1")
     assert m.type == "onnx"
     with pytest.raises(AlreadyExists, match="m:v1"):
-        fleet.models.register("m", f1, "v1")
-    assert fleet.models.register("m", f1, "v1", exist_ok=True).sha256 == m.sha256
+        api_fleet.models.register("m", f1, "v1")
+    assert api_fleet.models.register("m", f1, "v1", exist_ok=True).sha256 == m.sha256
     with pytest.raises(AlreadyExists, match="different content"):
-        fleet.models.register("m", _file(tmp_path, "y/model.onnx", b"changed"), "v1", exist_ok=True)
+        api_fleet.models.register("m", _file(tmp_path, "y/model.onnx", b"changed"), "v1", exist_ok=True)
 
 
-def test_directory_keeps_its_name_and_type_detection(fleet, tmp_path):
+def test_directory_keeps_its_name_and_type_detection(api_fleet, inprocess, tmp_path):
     d = tmp_path / "mlmodel_dir"
     _file(d, "MLmodel", b"flavors: {}")
     _file(d, "sub/model.pkl", b"x")
-    m = fleet.models.register("ml", d)
+    m = api_fleet.models.register("ml", d)
     assert m.type == "mlflow"
     assert sorted(f["path"] for f in m.files) == ["mlmodel_dir/MLmodel", "mlmodel_dir/sub/model.pkl"]
     assert detect_type([{"path": "a/readme.txt"}]) == "custom"
 
 
-def test_labels_archive_restore_update(fleet, tmp_path):
-    v1 = fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"1"), tags={"team": "a"})
-    v2 = fleet.models.register("m", _file(tmp_path, "2/model.pkl", b"2"))
-    fleet.models.label("m", "1", "champion")
-    assert fleet.models.resolve("m@champion").version == "1"
-    assert fleet.models.get("m", label="champion").labels == ["champion"]
+def test_labels_archive_restore_update(api_fleet, inprocess, tmp_path):
+    v1 = api_fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"1"), tags={"team": "a"})
+    v2 = api_fleet.models.register("m", _file(tmp_path, "2/model.pkl", b"2"))
+    api_fleet.models.label("m", "1", "champion")
+    assert api_fleet.models.resolve("m@champion").version == "1"
+    assert api_fleet.models.get("m", label="champion").labels == ["champion"]
     with pytest.raises(InvalidInput, match="latest"):
-        fleet.models.label("m", "1", "latest")
-    fleet.models.archive("m", v2.version)
-    assert [m.version for m in fleet.models.list("m")] == ["1"]
-    assert len(fleet.models.list("m", include_archived=True)) == 2
-    assert fleet.models.get("m").version == "1"          # latest skips archived
-    assert fleet.models.resolve("m:2").archived            # still resolvable explicitly
-    fleet.models.restore("m", "2")
-    assert fleet.models.get("m").version == "2"
-    u = fleet.models.update("m", "1", description="new", tags={"x": "y"}, remove_tags=["team"])
+        api_fleet.models.label("m", "1", "latest")
+    api_fleet.models.archive("m", v2.version)
+    assert [m.version for m in api_fleet.models.list("m")] == ["1"]
+    assert len(api_fleet.models.list("m", include_archived=True)) == 2
+    assert api_fleet.models.get("m").version == "1"          # latest skips archived
+    assert api_fleet.models.resolve("m:2").archived            # still resolvable explicitly
+    api_fleet.models.restore("m", "2")
+    assert api_fleet.models.get("m").version == "2"
+    u = api_fleet.models.update("m", "1", description="new", tags={"x": "y"}, remove_tags=["team"])
     assert u.description == "new" and u.tags == {"x": "y"}
     assert v1.sha256 == u.sha256
 
 
-def test_delete_and_download(fleet, tmp_path):
-    m = fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"payload"))
-    out = fleet.models.download("m", "1", download_path=tmp_path / "dl")
+def test_delete_and_download(api_fleet, inprocess, tmp_path):
+    m = api_fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"payload"))
+    out = api_fleet.models.download("m", "1", download_path=tmp_path / "dl")
     assert (out / "model.pkl").read_bytes() == b"payload"
-    fleet.models.delete("m", "1")
+    api_fleet.models.delete("m", "1")
     with pytest.raises(NotFound):
-        fleet.models.resolve("m:1")
-    assert not (fleet.workspace.artifacts / "models" / m.sha256).exists()
+        api_fleet.models.resolve("m:1")
+    assert not (inprocess.ws.artifacts / "models" / m.sha256).exists()
 
 
 @pytest.mark.parametrize("bad", ["", "-x", "a b", "x" * 65, "../etc", "a/b", "é"])
-def test_bad_names_are_refused_with_the_rule(fleet, tmp_path, bad):
+def test_bad_names_are_refused_with_the_rule(api_fleet, inprocess, tmp_path, bad):
     with pytest.raises(InvalidInput, match="letters, digits"):
-        fleet.models.register(bad, _file(tmp_path, "m.pkl", b"1"))
-    assert fleet.models.list() == []
+        api_fleet.models.register(bad, _file(tmp_path, "m.pkl", b"1"))
+    assert api_fleet.models.list() == []
 
 
-def test_missing_path_changes_nothing(fleet, tmp_path):
+def test_missing_path_changes_nothing(api_fleet, inprocess, tmp_path):
     with pytest.raises(InvalidInput, match="does not exist"):
-        fleet.models.register("m", tmp_path / "nope")
-    assert fleet.models.list() == []
+        api_fleet.models.register("m", tmp_path / "nope")
+    assert api_fleet.models.list() == []
 
 
-def test_corrupted_artifact_is_detected(fleet, tmp_path):
+def test_corrupted_artifact_is_detected(api_fleet, inprocess, tmp_path):
     from modelfleet.errors import IntegrityError
-    m = fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"good bytes"))
-    stored = fleet.workspace.artifacts / "models" / m.sha256 / "model.pkl"
+    m = api_fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"good bytes"))
+    stored = inprocess.ws.artifacts / "models" / m.sha256 / "model.pkl"
     os.chmod(stored, 0o644)
     stored.write_bytes(b"evil bytes")
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
-        fleet.registry.path_of(m)
+        api_fleet.models.verified_path(m)
 
 
 def _register_many(home: str, src: str, n: int, q) -> None:
@@ -171,11 +171,11 @@ def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
     f.close()
 
 
-def test_schema_migrations_are_recorded(fleet):
+def test_schema_migrations_are_recorded(api_fleet, inprocess):
     import sqlalchemy as sa
-    fleet.models.list()
-    with fleet.db.read() as conn:
+    api_fleet.models.list()
+    with inprocess.db.read() as conn:
         names = [r[0] for r in conn.execute(sa.text("select name from schema_migrations"))]
     assert names == ["0001_initial", "0002_computes", "0003_environments"]
-    with fleet.db.read() as conn:
+    with inprocess.db.read() as conn:
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"

@@ -171,9 +171,10 @@ def test_read_only_workspace_refuses_register_with_a_clear_error(fleet, tmp_path
     assert [(m.name, m.version) for m in fleet.models.list()] == [("kept", "1")]
 
 
-def test_read_only_artifact_store_refuses_register_and_leaves_no_version(fleet, tmp_path):
+def test_read_only_artifact_store_refuses_register_and_leaves_no_version(api_fleet, inprocess, tmp_path):
+    fleet = api_fleet
     fleet.models.register("kept", _small_model(tmp_path, "kept", b"kept"))
-    artifacts = fleet.workspace.artifacts
+    artifacts = inprocess.ws.artifacts
     new = _small_model(tmp_path, "new", b"new")
     with _read_only(artifacts):
         with pytest.raises(StorageError, match=f"cannot store .* in {artifacts}"):

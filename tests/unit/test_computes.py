@@ -1,5 +1,5 @@
 """Compute targets without a cluster: the store's rows, the rules on names and addresses, Ray's
-environment, the missing `ray` extra, and how endpoints and fleet files name a compute."""
+environment, the missing `ray` extra, and how endpoints and api_fleet files name a compute."""
 
 from __future__ import annotations
 
@@ -73,10 +73,10 @@ def test_with_ray_installed_the_row_is_the_answer(db):
     assert resolve(store, "far")["auth_token"] == "tok"
 
 
-def test_create_without_ray_starts_nothing(fleet, no_ray):
+def test_create_without_ray_starts_nothing(api_fleet, inprocess, no_ray):
     with pytest.raises(Conflict, match=r"pip install 'modelfleet\[ray\]'"):
-        fleet.computes.create("dev")
-    assert fleet.computes.list() == []
+        api_fleet.computes.create("dev")
+    assert api_fleet.computes.list() == []
 
 
 @pytest.mark.parametrize("call, message", [
@@ -88,20 +88,20 @@ def test_create_without_ray_starts_nothing(fleet, no_ray):
     (lambda f: f.computes.attach("far", "ray://10.0.0.5:10001"), "use HOST:PORT"),
     (lambda f: f.computes.attach("far", "10.0.0.5:99999"), "use HOST:PORT"),
 ])
-def test_bad_input_is_one_line_naming_the_value_and_changes_nothing(fleet, call, message):
+def test_bad_input_is_one_line_naming_the_value_and_changes_nothing(api_fleet, inprocess, call, message):
     with pytest.raises(InvalidInput, match=message):
-        call(fleet)
-    assert fleet.computes.list() == []
+        call(api_fleet)
+    assert api_fleet.computes.list() == []
 
 
-def test_detach_and_delete_each_refuse_the_other_kind(fleet):
-    ComputeStore(fleet.db).create("dev", type="ray", address="127.0.0.1:9", owned=True, temp_dir="/tmp/mf-x")
-    fleet.computes.attach("far", "[::1]:6379")
+def test_detach_and_delete_each_refuse_the_other_kind(api_fleet, inprocess):
+    ComputeStore(inprocess.db).create("dev", type="ray", address="127.0.0.1:9", owned=True, temp_dir="/tmp/mf-x")
+    api_fleet.computes.attach("far", "[::1]:6379")
     with pytest.raises(Conflict, match="compute 'dev' was created by modelfleet"):
-        fleet.computes.detach("dev")
+        api_fleet.computes.detach("dev")
     with pytest.raises(Conflict, match="compute 'far' is attached"):
-        fleet.computes.delete("far")
-    assert [c["name"] for c in fleet.computes.list()] == ["dev", "far"]
+        api_fleet.computes.delete("far")
+    assert [c["name"] for c in api_fleet.computes.list()] == ["dev", "far"]
 
 
 def test_ray_environment():
@@ -139,11 +139,11 @@ def test_endpoint_documents_name_a_compute_as_azure_does():
 
 
 def test_a_fleet_file_names_only_known_computes_and_moves_no_endpoint_with_deployments(tmp_path):
-    (tmp_path / "fleet.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "api_fleet.yaml").write_text(textwrap.dedent("""\
         endpoints:
           - {name: ep-one, compute: azureml:ray-dev}
     """))
-    desired = fleetfile.load(tmp_path / "fleet.yaml")
+    desired = fleetfile.load(tmp_path / "api_fleet.yaml")
     with pytest.raises(SpecError, match=r"endpoints\[0\]\.compute: compute 'ray-dev' not found"):
         planner.make_plan(desired, planner.Current([], [], [], computes=[]))
     assert [c.line() for c in planner.make_plan(desired, planner.Current([], [], [], computes=["ray-dev"])).changes
@@ -156,12 +156,12 @@ def test_a_fleet_file_names_only_known_computes_and_moves_no_endpoint_with_deplo
     assert [c.line() for c in plan.changes] == ["~ endpoint ep-one: compute local -> ray-dev"]
 
 
-def test_detach_while_endpoints_use_it_keeps_them_and_says_so(fleet):
+def test_detach_while_endpoints_use_it_keeps_them_and_says_so(api_fleet, inprocess):
     notices = []
-    fleet.notice = notices.append
-    fleet.computes.attach("far", "127.0.0.1:9")
-    ServingStore(fleet.db).create_endpoint("ep-far", {"compute": "far"})
-    assert fleet.computes.detach("far")["endpoints"] == ["ep-far"]
+    api_fleet.notice = notices.append
+    api_fleet.computes.attach("far", "127.0.0.1:9")
+    ServingStore(inprocess.db).create_endpoint("ep-far", {"compute": "far"})
+    assert api_fleet.computes.detach("far")["endpoints"] == ["ep-far"]
     assert notices == ["endpoint ep-far keeps compute 'far' and cannot serve until a compute named 'far' "
                        "is attached again"]
-    assert ServingStore(fleet.db).endpoint("ep-far")["spec"]["compute"] == "far"
+    assert ServingStore(inprocess.db).endpoint("ep-far")["spec"]["compute"] == "far"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
-from ..names import ModelRef
+from ..names import ModelRef, check_name
 from ..schema.records import Model
 from . import transfer
 
@@ -27,6 +27,7 @@ class ModelOperations:
         """Upload the files at `path` (unless the server holds them already) and register them as
         a version. `reuse_same_content` (no version given) returns the newest version holding
         identical files instead of adding one."""
+        check_name(name, "model name")   # before any byte is sent
         sha256, files = transfer.upload(self._f.connection, "models", path)
         return self._call("POST", f"/api/models/{name}/versions", json={
             "version": None if version is None else str(version), "description": description, "tags": tags or {},

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, StorageError
 from ..names import ModelRef
 
 KINDS = ("models", "code")
@@ -83,15 +83,18 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
         """The request body streams to a file under the store's tmp/, then is unpacked and hashed
         in a worker thread: the event loop the gateway shares never waits on the disk for long."""
         _check_artifact(kind, sha256)
-        await asyncio.to_thread(artifacts.tmp.mkdir, parents=True, exist_ok=True)
         spool = artifacts.tmp / f"upload-{uuid.uuid4().hex}.tar"
         try:
-            f = await asyncio.to_thread(open, spool, "wb")
             try:
-                async for chunk in request.stream():
-                    await asyncio.to_thread(f.write, chunk)
-            finally:
-                await asyncio.to_thread(f.close)
+                await asyncio.to_thread(artifacts.tmp.mkdir, parents=True, exist_ok=True)
+                f = await asyncio.to_thread(open, spool, "wb")
+                try:
+                    async for chunk in request.stream():
+                        await asyncio.to_thread(f.write, chunk)
+                finally:
+                    await asyncio.to_thread(f.close)
+            except OSError as e:
+                raise StorageError(f"cannot store an upload in {artifacts.root}: {e.strerror or e}") from None
             snap = await asyncio.to_thread(artifacts.receive, kind, sha256, spool)
         finally:
             with contextlib.suppress(OSError):

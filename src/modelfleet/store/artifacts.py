@@ -99,9 +99,9 @@ class ArtifactStore:
                     if member.isdir():
                         continue
                     rel = PurePosixPath(member.name)
-                    if not member.isreg() or rel.is_absolute() or ".." in rel.parts or len(rel.parts) < 2:
+                    if not member.isreg() or rel.is_absolute() or ".." in rel.parts or not rel.parts:
                         raise InvalidInput(f"upload of {kind}/{sha256[:12]}: {member.name!r} is not a file "
-                                           "inside one folder")
+                                           "inside the snapshot")
                     dest = staging / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     h = hashlib.sha256()
