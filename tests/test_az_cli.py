@@ -1,4 +1,4 @@
-"""az's shared surface on every command, without a server: output formats and their rules,
+"""az's shared surface on every command: output formats and their rules,
 --query, --set/--add/--remove, defaults, the accepted Azure flags, option prefixes, ids."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_set_add_remove_by_property_path():
             properties.apply(doc, ops)
 
 
-# -- the CLI, without a server ------------------------------------------------------------------
+# -- the CLI ------------------------------------------------------------------
 
 @pytest.fixture
 def model_dir(tmp_path):

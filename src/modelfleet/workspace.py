@@ -163,12 +163,15 @@ class Workspaces:
         """True once per FLEET_HOME for `what` (a notice that needs saying only once)."""
         if what in self._read().get("said", []):
             return False
-        with file_lock(self._lock):
-            cfg = self._read()
-            if what in cfg.get("said", []):
-                return False
-            cfg["said"] = [*cfg.get("said", []), what]
-            self._write(cfg)
+        try:
+            with file_lock(self._lock):
+                cfg = self._read()
+                if what in cfg.get("said", []):
+                    return False
+                cfg["said"] = [*cfg.get("said", []), what]
+                self._write(cfg)
+        except OSError:
+            pass   # a read-only FLEET_HOME (a client of a remote server): said every time, then
         return True
 
     def delete(self, name: str) -> Workspace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -22,6 +23,17 @@ def _named(ctx: Ctx, name: str | None, verb: str) -> str:
     return name or ctx.workspace_name
 
 
+def _remote(ctx: Ctx, name: str | None) -> bool:
+    """With FLEET_SERVER, the workspace is the one that server serves: shown (or refused) here."""
+    if not os.environ.get("FLEET_SERVER"):
+        return False
+    served = ctx.fleet.workspace_name
+    if name not in (None, served):
+        raise InvalidInput(f"workspace {name!r}: the server at {ctx.fleet.connection.url} serves workspace {served!r}")
+    ctx.emit({"name": served, "server": ctx.fleet.connection.url, "current": True}, kind="workspace")
+    return True
+
+
 @command(workspace, "create", help="Create a workspace (fleet workspace create -w NAME).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("--path", default=None, help="Directory for it (default: $FLEET_HOME/workspaces/NAME).")
@@ -36,13 +48,18 @@ def create(ctx: Ctx, name_, path):
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def set_(ctx: Ctx, name_):
     from ..workspace import Workspaces
-    ws = Workspaces().set_current(_named(ctx, name_, "set"))
+    name = _named(ctx, name_, "set")
+    if _remote(ctx, name):
+        return
+    ws = Workspaces().set_current(name)
     ctx.emit(ws.to_dict(ws.name), kind="workspace")
 
 
 @command(workspace, "show", help="Show a workspace (default: the current one).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def show(ctx: Ctx, name_):
+    if _remote(ctx, name_ or ctx.workspace_name):
+        return
     from ..client import launcher as process
     from ..workspace import Workspaces
     wss = Workspaces()
