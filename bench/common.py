@@ -289,7 +289,7 @@ class CpuWatch:
 def train_iris(out_dir: Path, C: float | None = None) -> Path:
     """The quickstart's iris pipeline (StandardScaler + LogisticRegression) in out_dir/model.joblib.
     A different `C` gives a second version with other weights but the same cost per row."""
-    from modelfleet.quickstart import train
+    from modelfleet.cli.quickstart import train
     train("iris", out_dir)
     if C is not None:
         import joblib

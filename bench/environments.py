@@ -53,7 +53,7 @@ def sklearn_pin() -> str:
 # -- 1. builds ----------------------------------------------------------------------------------
 
 def bench_builds(work: Path) -> dict:
-    from modelfleet.backends.envbuild import Builder, bytes_only_in, disk_usage
+    from modelfleet.envbuild.builder import Builder, bytes_only_in, disk_usage
     builder = Builder(work / "builds", work / "uv-cache")
     rows, paths = [], []
     for i, extra in enumerate(EXTRAS):
@@ -130,7 +130,7 @@ def new_dirs(root: Path, before: set[str]) -> list[Path]:
 
 
 def bench_mlflow_serve(py: Path, model: Path, manager: str, caches: Path, work: Path, name: str) -> dict:
-    from modelfleet.backends.envbuild import bytes_only_in, disk_usage
+    from modelfleet.envbuild.builder import bytes_only_in, disk_usage
     root = caches / "mlflow-envs"
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.iterdir()}
@@ -158,7 +158,7 @@ def bench_mlflow_serve(py: Path, model: Path, manager: str, caches: Path, work: 
 
 
 def bench_modelfleet_mlflow(models: list[Path], work: Path) -> list[dict]:
-    from modelfleet.backends.envbuild import bytes_only_in, disk_usage
+    from modelfleet.envbuild.builder import bytes_only_in, disk_usage
     out = []
     with fleet_on(work / "mf-home", work / "mf-uv-cache") as fleet:   # an empty cache: as cold as MLflow's
         fleet.server.start()
@@ -241,7 +241,7 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     removed = c.scrub_blas_overrides()
-    from modelfleet.backends.envbuild import uv_binary
+    from modelfleet.envbuild.builder import uv_binary
     res = {"machine": c.machine(removed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "uv": subprocess.run([uv_binary(), "--version"], capture_output=True, text=True).stdout.split()[1]}
     for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL", "FLEET_UV_CACHE_DIR"):

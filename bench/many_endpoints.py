@@ -80,8 +80,8 @@ def routing_lookup(counts=(1, 10, 100, 1000, 10000), lookups: int = 200_000) -> 
     """In process: the gateway's per-request routing work (endpoint lookup, key check, choice of
     deployment) against routing tables of growing size, on the gateway's own classes."""
     import random
-    from modelfleet.server.gateway import Gateway
-    from modelfleet.server.routing import DeploymentRoute, EndpointRoute
+    from modelfleet.server.dataplane.gateway import Gateway
+    from modelfleet.server.dataplane.routing import DeploymentRoute, EndpointRoute
     key = b"k" * 43
     header = b"Bearer " + key
     out = []

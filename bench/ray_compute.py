@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- modelfleet on local and Ray compute ------------------------------------------------------
 
 def cluster_pids(temp_dir: str) -> list[int]:
-    from modelfleet.compute import ray_cluster
+    from modelfleet.backends.ray import cluster as ray_cluster
     return [p.pid for p in ray_cluster.cluster_processes(temp_dir)]
 
 
@@ -115,7 +115,7 @@ def paired_rounds(args, mf: serving.Modelfleet, temp_dir: str, conns: int) -> tu
 
 
 def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
-    from modelfleet.compute import ray_cluster
+    from modelfleet.backends.ray import cluster as ray_cluster
     mf = serving.Modelfleet(work)
     f = mf.fleet
     temp_dir = None

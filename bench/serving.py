@@ -327,7 +327,7 @@ def ray_baseline(name: str, work: Path, script: str, script_args: list[str],
     py, why = c.ensure_venv("ray", ["ray[serve]", sklearn_pin()], install_timeout)
     if py is None:
         return None, why
-    from modelfleet.compute.ray_cluster import ray_environment
+    from modelfleet.backends.ray.cluster import ray_environment
     port = c.free_port()
     # ray_environment keeps every Ray process on 127.0.0.1 (on Linux Ray otherwise takes the
     # machine's network address even for a local instance)

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 from modelfleet.backends.base import ReplyStatus  # noqa: E402
-from modelfleet.server.access_log import AccessLog  # noqa: E402
-from modelfleet.server.admission import Admission  # noqa: E402
-from modelfleet.server.gateway import Gateway  # noqa: E402
-from modelfleet.server.metrics import Metrics  # noqa: E402
-from modelfleet.server.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable  # noqa: E402
-from modelfleet.server.telemetry import RequestTrace, Telemetry  # noqa: E402
-from modelfleet.specs import RequestSettings  # noqa: E402
+from modelfleet.server.telemetry.access_log import AccessLog  # noqa: E402
+from modelfleet.server.dataplane.admission import Admission  # noqa: E402
+from modelfleet.server.dataplane.gateway import Gateway  # noqa: E402
+from modelfleet.server.telemetry.metrics import Metrics  # noqa: E402
+from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable  # noqa: E402
+from modelfleet.server.telemetry.hooks import RequestTrace, Telemetry  # noqa: E402
+from modelfleet.schema.specs import RequestSettings  # noqa: E402
 
 BODY = b'{"data": [[5.1, 3.5, 1.4, 0.2]]}'
 ANSWER = b"[0]"

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from modelfleet.quickstart import train
+from modelfleet.cli.quickstart import train
 
 
 def _stop_servers(home: Path) -> None:

@@ -16,7 +16,7 @@ import heapq
 import itertools
 
 from modelfleet.backends.base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
-from modelfleet.server.clock import Clock
+from modelfleet.server.control.clock import Clock
 
 
 async def settle(rounds: int = 50) -> None:

@@ -18,7 +18,7 @@ import psutil
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.quickstart import train
+from modelfleet.cli.quickstart import train
 
 
 @dataclass

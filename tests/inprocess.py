@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
-from modelfleet.server.api import build_api
-from modelfleet.server.controller import Controller
-from modelfleet.server.routing import Router
+from modelfleet.server.http.api import build_api
+from modelfleet.server.control.controller import Controller
+from modelfleet.server.dataplane.routing import Router
 from modelfleet.store import Database
-from modelfleet.workspace import Workspace
+from modelfleet.schema.workspace import Workspace
 
 from .fakes import FakeBackend, FakeClock
 

@@ -4,7 +4,7 @@ adds nodes (`ray start --address` refuses to while Ray is kept on loopback).
     python tests/ray_node.py GCS_ADDRESS TEMP_DIR NUM_CPUS
 
 Prints "ready" once the node is up and runs until SIGTERM or SIGINT. The caller sets Ray's
-environment (modelfleet.compute.ray_cluster.ray_environment) and stops the node's processes by
+environment (modelfleet.backends.ray.cluster.ray_environment) and stops the node's processes by
 pid (they all name TEMP_DIR on their command line).
 """
 

@@ -11,11 +11,11 @@ import pytest
 import sklearn
 import yaml
 
-from modelfleet import fleetfile, planner
-from modelfleet.errors import SpecError
-from modelfleet.quickstart import train
-from modelfleet.registry import Model
-from modelfleet.specs import DeploymentSpec, validate
+from modelfleet.fleetfile import desired as fleetfile, planner
+from modelfleet.domain.errors import SpecError
+from modelfleet.cli.quickstart import train
+from modelfleet.assets.models import Model
+from modelfleet.schema.specs import DeploymentSpec, validate
 from modelfleet.store.artifacts import content_digest
 
 from .helpers import run_cli, write
@@ -331,7 +331,7 @@ def test_azure_files_apply_with_notices_and_a_failed_rollout_keeps_the_old_versi
 @pytest.mark.slow
 def test_sdk_plans_and_applies_a_fleet_file(fleet_home, tmp_path, models_dir):
     from modelfleet import Fleet
-    from modelfleet.errors import InvalidInput
+    from modelfleet.domain.errors import InvalidInput
     from modelfleet.client import load_fleet
 
     shutil.copytree(models_dir / "iris", tmp_path / "iris")

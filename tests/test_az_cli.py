@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from modelfleet.cli import output, properties
 from modelfleet.cli.main import cli
-from modelfleet.errors import InvalidInput
+from modelfleet.domain.errors import InvalidInput
 
 
 def run(*args, code: int = 0, env: dict | None = None):
@@ -185,7 +185,7 @@ def test_ordered_dicts_from_query_print_in_order():
                                          ("MLFLOW", "mlflow"), ("sklearn", "sklearn"), ("onnx", "onnx"),
                                          ("custom", "custom")])
 def test_inline_models_take_every_model_type_and_number_versions(given, meant):
-    from modelfleet import specs
+    from modelfleet.schema import specs
     dep = specs.validate(specs.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "version": 2, "type": given}})
     assert (dep.model.version, dep.model.type) == ("2", meant)
     model = specs.validate(specs.ModelSpec, {"name": "m", "path": "./m", "version": 2.5, "type": given})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelfleet.errors import DeploymentFailed, FleetError, NotFound
+from modelfleet.domain.errors import DeploymentFailed, FleetError, NotFound
 
 from .conftest import IRIS_ROWS
 

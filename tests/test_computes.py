@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.compute import ray_cluster
-from modelfleet.errors import Conflict, NotFound
+from modelfleet.backends.ray import cluster as ray_cluster
+from modelfleet.domain.errors import Conflict, NotFound
 from modelfleet.store.computes import ComputeStore
 
 pytestmark = pytest.mark.slow

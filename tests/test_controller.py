@@ -7,8 +7,8 @@ import subprocess
 import orjson
 import pytest
 
-from modelfleet.errors import DeploymentFailed
-from modelfleet.specs import DeploymentSpec, validate
+from modelfleet.domain.errors import DeploymentFailed
+from modelfleet.schema.specs import DeploymentSpec, validate
 
 from .helpers import scoring_code, wait_until
 

@@ -18,7 +18,7 @@ import pytest
 import sklearn
 
 from modelfleet import Fleet
-from modelfleet.errors import AlreadyExists, DeploymentFailed, FleetError, InvalidInput
+from modelfleet.domain.errors import AlreadyExists, DeploymentFailed, FleetError, InvalidInput
 
 from .conftest import IRIS_ROWS, fleet_in
 from .helpers import Load, run_cli, scoring_code, wait_until, write

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from modelfleet.errors import PreconditionFailed
+from modelfleet.domain.errors import PreconditionFailed
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, scoring_code, wait_until

@@ -16,29 +16,34 @@ MAX_LINES = 600
 # The layers, top to bottom. A module imports from its own layer and the layers below it, never
 # from one above. Entries are the first name under `modelfleet` (a module or a whole package).
 LAYERS = [
-    ("interface",   ["cli", "__main__"]),             # thin: parse -> sdk -> print
-    ("sdk",         ["sdk", "environment_ops", "quickstart", "offline"]),  # the Python API (Fleet); offline reads
-    ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
-    ("server",      ["server"]),                       # control API, controller, gateway, routing
-    ("registry",    ["registry", "environments", "workspace", "computes"]),  # models, environments; workspaces; computes
-    ("store",       ["store"]),                        # the only SQL and artifact file I/O
-    ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
-    ("runtime",     ["runtime"]),                      # what runs inside a replica
+    ("interface",   ["cli", "__main__"]),   # thin: parse -> client -> print
+    ("client",      ["client"]),            # Fleet and one module per resource; HTTP only; the launcher
+    ("fleet files", ["fleetfile"]),         # load, plan, apply, export: over the client's operations
+    ("server",      ["server"]),            # control (loop), dataplane (gateway), http (API), telemetry
+    ("assets",      ["assets"]),            # what people register: models, environments, computes
+    ("store",       ["store"]),             # the only SQL and artifact file I/O
+    ("envbuild",    ["envbuild"]),          # virtualenvs built with uv: a build tool
+    ("backends",    ["backends"]),          # where replicas run: the protocol, router, local, shared, ray
+    ("runtime",     ["runtime"]),           # what runs inside replica and worker processes
     # Below the replicas on purpose: typed specs travel down to the backends.
-    ("documents",   ["specs", "placement", "model_types", "documents", "envfiles", "traffic", "names"]),
-    ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
+    ("schema",      ["schema"]),            # every contract: documents, settings, wire bodies, records
+    ("files",       ["files"]),             # atomic writes and locks, sha256s, log lines
+    ("domain",      ["domain"]),            # pure rules: names, traffic, placement, model types, errors
+    ("base",        ["version"]),
 ]
 
 # DESIGN.md's own sentences, kept whatever the order above becomes: (importer, never imports).
 NEVER = [
-    ("server",  ["cli", "sdk"]),                        # the server never reaches back up
-    ("store",   ["registry", "sdk", "server", "cli"]),  # the store knows rows, not their users
-    ("runtime", ["server", "store", "sdk", "cli"]),     # replicas run without the control plane
+    ("client",    ["server", "store", "assets", "backends", "runtime", "envbuild"]),  # HTTP only
+    ("fleetfile", ["server", "store", "assets", "backends", "runtime", "envbuild"]),  # runs in the client
+    ("server",    ["cli", "client", "fleetfile"]),            # the server never reaches back up
+    ("store",     ["assets", "client", "server", "cli"]),     # the store knows rows, not their users
+    ("runtime",   ["server", "store", "assets", "client", "cli"]),  # replicas run without the control plane
 ]
 
 # The replica boundary: routing and the control loop know replicas only through the handle protocol.
-BOUNDARY = (["server.gateway", "server.routing", "server.controller"],
-            ["backends.local", "backends.shared", "backends.shared_worker", "runtime.protocol", "runtime.worker"])
+BOUNDARY = (["server.dataplane.gateway", "server.dataplane.routing", "server.control.controller"],
+            ["backends.local", "backends.shared", "runtime.protocol", "runtime.worker"])
 
 ROOT = "modelfleet"
 SRC = Path(__file__).resolve().parents[1] / "src" / ROOT
@@ -127,10 +132,10 @@ def _is_under(module: str, prefix: str) -> bool:
 def test_the_import_scan_sees_known_edges():
     """Guards the scanner itself: a scanner that finds nothing would pass every rule below."""
     edges = {(i.source, i.target) for i in IMPORTS}
-    assert ("registry", "store.models") in edges
-    assert ("server.api", "traffic") in edges          # `from .. import traffic as traffic_rules`
-    assert ("cli.common", "sdk") in edges              # an import inside a function
-    assert ("server.controller", "store.serving") in edges
+    assert ("assets.models", "store.models") in edges
+    assert ("server.http.api", "domain.traffic") in edges   # `from ...domain import traffic as traffic_rules`
+    assert ("cli.common", "client") in edges                # an import inside a function
+    assert ("server.control.controller", "store.serving") in edges
 
 
 def test_no_module_is_too_long():

@@ -12,9 +12,9 @@ import time
 import httpx
 import pytest
 
-from modelfleet.logfmt import iso_time, line_time
+from modelfleet.files.logfmt import iso_time, line_time
 from modelfleet.runtime.replica_log import TRACEBACKS_PER_PERIOD, TracebackLimiter
-from modelfleet.server import replica_logs
+from modelfleet.server.http import logs as replica_logs
 
 from .helpers import scoring_code, wait_until
 

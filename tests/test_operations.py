@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import InvalidInput
+from modelfleet.domain.errors import InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import scoring_code, wait_until

@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from modelfleet.compute import ray_cluster
+from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, run_seed_scripts, scoring_code, wait_until

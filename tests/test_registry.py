@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.errors import AlreadyExists, InvalidInput, NotFound
-from modelfleet.registry import detect_type
+from modelfleet.domain.errors import AlreadyExists, InvalidInput, NotFound
+from modelfleet.assets.models import detect_type
 
 from .helpers import wait_until
 
@@ -99,7 +99,7 @@ def test_missing_path_changes_nothing(api_fleet, inprocess, tmp_path):
 
 
 def test_corrupted_artifact_is_detected(api_fleet, inprocess, tmp_path):
-    from modelfleet.errors import IntegrityError
+    from modelfleet.domain.errors import IntegrityError
     m = api_fleet.models.register("m", _file(tmp_path, "1/model.pkl", b"good bytes"))
     stored = inprocess.ws.artifacts / "models" / m.sha256 / "model.pkl"
     os.chmod(stored, 0o644)

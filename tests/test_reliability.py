@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from modelfleet.errors import DeploymentFailed, FleetError, StorageError
+from modelfleet.domain.errors import DeploymentFailed, FleetError, StorageError
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until
@@ -230,7 +230,7 @@ _FULL_DISK = '''
 import json, os, sys
 os.environ["FLEET_HOME"] = sys.argv[1]
 from modelfleet import Fleet
-from modelfleet.errors import StorageError
+from modelfleet.domain.errors import StorageError
 f = Fleet()
 f.models.register("small", sys.argv[2])
 out = {}

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import InvalidInput
+from modelfleet.domain.errors import InvalidInput
 
 from .conftest import IRIS_ROWS
 
@@ -96,7 +96,8 @@ def test_keys_are_32_random_bytes_distinct_and_regenerable(fleet, models_dir):
 
 
 def test_keys_and_admin_token_are_compared_in_constant_time():
-    from modelfleet.server import api, gateway
+    from modelfleet.server.http import api
+    from modelfleet.server.dataplane import gateway
     auth = inspect.getsource(gateway.Gateway._authorized)
     assert "hmac.compare_digest" in auth and "==" not in auth
     assert "hmac.compare_digest" in inspect.getsource(api.build_api)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.errors import Conflict, DeploymentFailed, FleetError, InvalidInput, NotFound
+from modelfleet.domain.errors import Conflict, DeploymentFailed, FleetError, InvalidInput, NotFound
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until

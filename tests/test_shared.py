@@ -18,7 +18,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from modelfleet.errors import InvalidInput
+from modelfleet.domain.errors import InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from modelfleet.errors import Conflict, InvalidInput
+from modelfleet.domain.errors import Conflict, InvalidInput
 
 from .conftest import IRIS_ROWS
 from .helpers import scoring_code, wait_until

@@ -1,6 +1,6 @@
 """modelfleet: register and serve many machine-learning models from one command line."""
 
-from .errors import FleetError
+from .domain.errors import FleetError
 from .version import __version__
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelfleet.server.autoscaler import SCALE_DOWN_POLLS, ScaleState, decide, initial, needed
-from modelfleet.specs import ScaleSettings
+from modelfleet.server.control.autoscaler import SCALE_DOWN_POLLS, ScaleState, decide, initial, needed
+from modelfleet.schema.specs import ScaleSettings
 
 AUTO = ScaleSettings(type="target_utilization", min_instances=1, max_instances=4,
                      target_utilization_percentage=50, polling_interval=1, idle_timeout=60)

@@ -8,11 +8,11 @@ import textwrap
 
 import pytest
 
-from modelfleet import fleetfile, planner
-from modelfleet.compute import ray_cluster
-from modelfleet.computes import resolve
-from modelfleet.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SpecError
-from modelfleet.specs import EndpointSpec, validate
+from modelfleet.fleetfile import desired as fleetfile, planner
+from modelfleet.backends.ray import cluster as ray_cluster
+from modelfleet.assets.computes import resolve
+from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SpecError
+from modelfleet.schema.specs import EndpointSpec, validate
 from modelfleet.store import Database
 from modelfleet.store.computes import ComputeStore
 from modelfleet.store.serving import ServingStore

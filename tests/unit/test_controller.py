@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from modelfleet.registry import Registry
-from modelfleet.server.controller import Controller
-from modelfleet.server.replicas import ReplicaState, listeners
-from modelfleet.server.routing import Router
-from modelfleet.specs import DeploymentRecord
+from modelfleet.assets.models import Registry
+from modelfleet.server.control.controller import Controller
+from modelfleet.server.control.replicas import ReplicaState, listeners
+from modelfleet.server.dataplane.routing import Router
+from modelfleet.schema.specs import DeploymentRecord
 from modelfleet.store import ArtifactStore, Database
 from modelfleet.store.serving import ServingStore
-from modelfleet.workspace import Workspace
+from modelfleet.schema.workspace import Workspace
 
 from ..fakes import FakeBackend, FakeClock, settle, until
 

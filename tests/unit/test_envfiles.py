@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.backends.envbuild import Interpreter, bytes_only_in, disk_usage, explain
-from modelfleet.envfiles import (EnvironmentContent, check_python, conda_dependency, python_allows, read_conda,
-                                 read_mlflow_model, read_requirement_lines)
-from modelfleet.errors import InvalidInput, SpecError
-from modelfleet.specs import DeploymentBody, DeploymentRecord, DeploymentSpec, EnvironmentSpec, validate
+from modelfleet.envbuild.builder import Interpreter, bytes_only_in, disk_usage, explain
+from modelfleet.schema.environment_files import (EnvironmentContent, check_python, conda_dependency,
+                                                 python_allows, read_conda, read_mlflow_model,
+                                                 read_requirement_lines)
+from modelfleet.domain.errors import InvalidInput, SpecError
+from modelfleet.schema.specs import DeploymentBody, DeploymentRecord, DeploymentSpec, EnvironmentSpec, validate
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from modelfleet.errors import InvalidInput
-from modelfleet.names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
+from modelfleet.domain.errors import InvalidInput
+from modelfleet.domain.names import (ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name,
+                                     check_version, problem)
 
 
 @pytest.mark.parametrize("name", ["a", "A", "0", "model_a", "iris.v2", "a-b_c.d", "x" * 64, "9lives"])

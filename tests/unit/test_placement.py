@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.errors import InvalidInput, SpecError
-from modelfleet.server.views import where_it_runs
-from modelfleet.placement import default_placement, resolve_placement, written_placement
-from modelfleet.specs import DeploymentRecord, DeploymentSpec, validate
+from modelfleet.domain.errors import InvalidInput, SpecError
+from modelfleet.server.http.views import where_it_runs
+from modelfleet.domain.placement import default_placement, resolve_placement, written_placement
+from modelfleet.schema.specs import DeploymentRecord, DeploymentSpec, validate
 from modelfleet.store.serving import replica_hash
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelfleet.server.reconciler import Actual, Desired, Retire, Rollout, Scale, Settle, step
-from modelfleet.specs import DeploymentRecord
+from modelfleet.server.control.reconciler import Actual, Desired, Retire, Rollout, Scale, Settle, step
+from modelfleet.schema.specs import DeploymentRecord
 
 KEY = ("ep", "blue")
 

@@ -10,10 +10,10 @@ import pytest
 
 from modelfleet.backends.base import ReplicaGone, ReplicaSpec, RequestKind
 from modelfleet.runtime import protocol
-from modelfleet.server.admission import Admission, Saturated
-from modelfleet.server.gateway import Gateway
-from modelfleet.server.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
-from modelfleet.specs import Batching, RequestSettings, Resources
+from modelfleet.server.dataplane.admission import Admission, Saturated
+from modelfleet.server.dataplane.gateway import Gateway
+from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from modelfleet.schema.specs import Batching, RequestSettings, Resources
 
 from ..fakes import FakeReplica, settle, until
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.errors import SpecError
-from modelfleet.names import NAME_RULE
-from modelfleet.specs import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec, memory_bytes, validate
+from modelfleet.domain.errors import SpecError
+from modelfleet.domain.names import NAME_RULE
+from modelfleet.schema.specs import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec, memory_bytes, validate
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet import traffic
-from modelfleet.errors import InvalidInput
+from modelfleet.domain import traffic
+from modelfleet.domain.errors import InvalidInput
 
 DEPLOYMENTS = {"blue", "green", "shadow"}
 

@@ -17,7 +17,7 @@ import traceback
 
 import click
 
-from ..errors import FleetError, InvalidInput
+from ..domain.errors import FleetError, InvalidInput
 from .output import FORMATS, emit
 
 # Groups whose commands exist in `az ml`: piped output defaults to JSON there, as in az.
@@ -108,7 +108,7 @@ class Ctx:
     def workspace_for_ids(self) -> str:
         if self._fleet is not None:
             return self._fleet.workspace_name
-        from ..workspace import Workspaces
+        from ..schema.workspace import Workspaces
         return self.workspace_name or Workspaces().current_name()
 
     def apply_ops(self, doc: dict) -> dict:
@@ -141,7 +141,7 @@ def default_output(az_command: bool) -> str:
     on a terminal and, for az's commands, JSON when piped (what az scripts parse)."""
     value = os.environ.get("FLEET_OUTPUT")
     if not value:
-        from ..workspace import Workspaces
+        from ..schema.workspace import Workspaces
         value = Workspaces().defaults().get("output")
     if value:
         if value.lower() not in FORMATS:
@@ -211,7 +211,7 @@ def command(group: click.Group, name: str, *, properties: bool = False, **kw):
                     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                                         format="%(levelname)s: %(name)s: %(message)s")
                 if _local and not only_errors:
-                    from ..workspace import Workspaces
+                    from ..schema.workspace import Workspaces
                     if Workspaces().first_time("--local"):
                         ctx.notice(f"notice: {_AZURE_ONLY_NOTICE.format(flag='--local')}")
                 if not properties and force_string:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 from .common import Ctx, command
 from .output import FORMATS
 
@@ -29,7 +29,7 @@ def _holder() -> None:
 @click.option("--scope", type=click.Choice(["global", "local"]), default="global", hidden=True,
               help="Accepted from az; modelfleet's defaults are per FLEET_HOME.")
 def configure(ctx: Ctx, defaults, list_defaults, scope):
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     wss = Workspaces()
     changes = {}
     for item in defaults:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 from .common import Ctx, azure_only, command, parse_tags
 
 COLUMNS = ["name", "endpoint_name", "model", "instance_count", "provisioning_state"]
@@ -106,7 +106,7 @@ def _waiting(ctx: Ctx, what: str, wait: bool):
 
 
 def _validate(ctx: Ctx, doc: dict, where: str):
-    from .. import specs
+    from ..schema import specs
     if not doc.get("name") or "model" not in doc:
         raise InvalidInput("--name and --model are required (or name and model in -f FILE)")
     spec = specs.validate(specs.DeploymentSpec, doc, where)
@@ -116,7 +116,7 @@ def _validate(ctx: Ctx, doc: dict, where: str):
 
 
 def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic, **flags) -> dict:
-    from .. import documents
+    from ..schema import yaml_files as documents
     doc = documents.load_one(file) if file else {}
     _merge(doc, _flag_fields(**flags))
     if name:
@@ -133,14 +133,14 @@ def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic
 
 # What `update` can change, as the document --set/--add/--remove act on.
 def _editable() -> tuple[str, ...]:
-    from ..specs import SETTINGS_FIELDS
+    from ..schema.specs import SETTINGS_FIELDS
     return ("name", "endpoint_name", "model", "code_configuration", "environment", *SETTINGS_FIELDS)
 
 
 def _update(ctx: Ctx, name, endpoint, all_traffic, **flags) -> dict:
     """Change some fields of a running deployment: flags and --set/--add/--remove on its current spec."""
-    from ..planner import deployment_settings
-    from ..placement import written_placement
+    from ..fleetfile.planner import deployment_settings
+    from ..domain.placement import written_placement
     if not name or not endpoint:
         raise InvalidInput("--name and --endpoint-name are required")
     dep_ops = ctx.fleet.online_deployments

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import traffic as traffic_rules
-from ..errors import InvalidInput
+from ..domain import traffic as traffic_rules
+from ..domain.errors import InvalidInput
 from .common import Ctx, azure_only, command, parse_tags
 
 COLUMNS = ["name", "auth_mode", "traffic", "mirror_traffic", "deployments", "scoring_uri"]
@@ -22,7 +22,7 @@ def online_endpoint() -> None:
 
 
 def _validate(ctx: Ctx, fields: dict, where: str):
-    from .. import specs
+    from ..schema import specs
     if not fields.get("name"):
         raise InvalidInput("--name is required (or name in -f FILE)")
     spec = specs.validate(specs.EndpointSpec, fields, where)
@@ -52,7 +52,7 @@ def _tag_option(fn):
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML (Azure ML v2 files work).")
 def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, file):
-    from .. import documents
+    from ..schema import yaml_files as documents
     if compute is None and compute_type is not None:
         compute = ctx.fleet.computes.for_type(compute_type)
     fields = documents.load_one(file) if file else {}
@@ -74,7 +74,7 @@ def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, f
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML: its fields replace the current ones.")
 def update(ctx: Ctx, name, traffic, mirror_traffic, description, tag, file):
-    from .. import documents
+    from ..schema import yaml_files as documents
     given = documents.load_one(file) if file else {}
     name = name or given.get("name")
     if not name:

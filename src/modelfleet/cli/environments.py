@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 from .common import Ctx, command, parse_tags
 
 COLUMNS = ["name", "version", "requirements", "python", "built", "description", "created_at"]
@@ -29,7 +29,7 @@ def environment() -> None:
 @click.option("-f", "--file", default=None, help="An environment YAML (Azure ML v2 environment files work).")
 @click.option("--exist-ok", is_flag=True, help="Return the existing version when its packages are the same.")
 def create(ctx: Ctx, name, version, conda_file, requirements, image, description, tag, file, exist_ok):
-    from .. import documents, specs
+    from ..schema import yaml_files as documents, specs
     fields: dict = documents.load_one(file) if file else {}
     for k, v in (("name", name), ("version", version), ("conda_file", conda_file), ("requirements", requirements),
                  ("image", image), ("description", description)):

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
-from ..errors import DeploymentFailed
+from ..domain.errors import DeploymentFailed
 from .common import Ctx, command
 
 # A holder group: cli/main.py adds each of these commands at the top level (`fleet apply`).
@@ -101,8 +101,8 @@ def apply(ctx: Ctx, path, prune, dry_run, timeout):
               help="Copy model files into models/ beside the output file instead of pointing at the "
                    "workspace's snapshots (for use on another machine).")
 def export(ctx: Ctx, path, copy_models):
-    from ..exporter import dump, export_fleet
-    from ..fsutil import atomic_write
+    from ..fleetfile.exporter import dump, export_fleet
+    from ..files.fsutil import atomic_write
     out = Path(path) if path else None
     base = out.parent if out else Path(".")
     doc = export_fleet(ctx.fleet, copy_models_to=base / "models" if copy_models else None,
@@ -122,7 +122,7 @@ def export(ctx: Ctx, path, copy_models):
 @command(fleet_commands, "schema", help="Print the JSON Schema of a document kind, for editor completion.")
 @click.argument("kind", type=click.Choice(["model", "endpoint", "environment", "deployment", "fleet"]), default="fleet")
 def schema(ctx: Ctx, kind):
-    from ..specs import KINDS
+    from ..schema.specs import KINDS
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"modelfleet {kind}",
            **{k: v for k, v in KINDS[kind].model_json_schema(by_alias=True).items() if k != "title"}}
     if ctx.output == "yaml":

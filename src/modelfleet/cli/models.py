@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 from .common import Ctx, command, parse_tags
 
 COLUMNS = ["name", "version", "type", "labels", "description", "size", "created_at"]
@@ -19,7 +19,7 @@ def model() -> None:
 
 
 def _register(ctx: Ctx, name, version, path, description, tag, type_, file, exist_ok):
-    from .. import documents, specs
+    from ..schema import yaml_files as documents, specs
     fields: dict = documents.load_one(file) if file else {}
     base = Path(file).parent if file else Path(".")
     for k, v in (("name", name), ("version", version), ("path", path), ("type", type_)):

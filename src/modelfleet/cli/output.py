@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 
 FORMATS = ("json", "jsonc", "yaml", "yamlc", "table", "tsv", "none")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidInput
+from ..domain.errors import InvalidInput
 
 _SEGMENT = re.compile(r"\[[^\]]*\]|[^.\[\]]+")
 _PATH = re.compile(r"(?:[^.\[\]]+|\[[^\]]*\])(?:\.[^.\[\]]+|\.?\[[^\]]*\])*")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..errors import Conflict, InvalidInput
+from ..domain.errors import Conflict, InvalidInput
 from .common import Ctx, command
 
 
@@ -38,7 +38,7 @@ def _remote(ctx: Ctx, name: str | None) -> bool:
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("--path", default=None, help="Directory for it (default: $FLEET_HOME/workspaces/NAME).")
 def create(ctx: Ctx, name_, path):
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     wss = Workspaces()
     ws = wss.create(_named(ctx, name_, "create"), path)
     ctx.emit(ws.to_dict(wss.current_name()), kind="workspace")
@@ -47,7 +47,7 @@ def create(ctx: Ctx, name_, path):
 @command(workspace, "set", help="Make a workspace the current one (fleet workspace set -w NAME).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def set_(ctx: Ctx, name_):
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     name = _named(ctx, name_, "set")
     if _remote(ctx, name):
         return
@@ -61,7 +61,7 @@ def show(ctx: Ctx, name_):
     if _remote(ctx, name_ or ctx.workspace_name):
         return
     from ..client import launcher as process
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     wss = Workspaces()
     ws = wss.get(_named(ctx, name_, "show") if (name_ or ctx.workspace_name) else None)
     info = process.read_info(ws)
@@ -72,7 +72,7 @@ def show(ctx: Ctx, name_):
 
 @command(workspace, "list", help="List workspaces.")
 def list_(ctx: Ctx):
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     wss = Workspaces()
     current = wss.current_name()
     ctx.emit([w.to_dict(current) for w in wss.list()], columns=["name", "current", "path"], kind="workspace")
@@ -83,7 +83,7 @@ def list_(ctx: Ctx):
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(ctx: Ctx, name_, yes):
     from ..client import launcher as process
-    from ..workspace import Workspaces
+    from ..schema.workspace import Workspaces
     name = _named(ctx, name_, "delete")
     wss = Workspaces()
     ws = wss.get(name)

@@ -29,7 +29,7 @@ class ComputeOperations:
 
     def for_type(self, compute_type: str) -> str:
         """The compute `--compute-type` means: local, or the workspace's one Ray compute."""
-        from ..errors import InvalidInput
+        from ..domain.errors import InvalidInput
         kind = COMPUTE_TYPES.get(compute_type.strip().lower())
         if kind is None:
             raise InvalidInput(f"--compute-type {compute_type!r}: use local (or aci) for this machine, "

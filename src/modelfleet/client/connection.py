@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .. import errors
-from ..errors import FleetError, ServerUnavailable
+from ..domain import errors
+from ..domain.errors import FleetError, ServerUnavailable
 
 if TYPE_CHECKING:  # httpx loads when the first request goes out: the CLI starts faster
     import httpx

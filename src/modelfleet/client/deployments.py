@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DeploymentFailed, InvalidInput
+from ..domain.errors import DeploymentFailed, InvalidInput
 from . import transfer
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..specs import DeploymentSpec
+    from ..schema.specs import DeploymentSpec
 
 
 class DeploymentOperations:
@@ -41,7 +41,7 @@ class DeploymentOperations:
             code = {"sha256": sha256, "root": code_dir.resolve().name,
                     "scoring_script": spec.code_configuration.scoring_script}
         data = spec.data()
-        from ..specs import SETTINGS_FIELDS
+        from ..schema.specs import SETTINGS_FIELDS
         body = {k: data[k] for k in SETTINGS_FIELDS if k in data}
         body.update(model=model, code=code, environment=self._environment(spec.environment, base_dir))
         return body
@@ -82,7 +82,7 @@ class DeploymentOperations:
     @resources
     def create(self, name: str, endpoint: str, model: str, **kw) -> Resource:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
-        from ..specs import DeploymentSpec, validate
+        from ..schema.specs import DeploymentSpec, validate
         spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
@@ -102,7 +102,7 @@ class DeploymentOperations:
         # an env_manager's environment is the model's own: derived again from the model given
         body.update(environment=None if cur.get("env_manager") else cur.get("environment"),
                     env_manager=cur.get("env_manager"))
-        from ..placement import written_placement
+        from ..domain.placement import written_placement
         body["placement"] = written_placement(cur)   # set explicitly: kept (the default follows the model)
         for k, v in changes.items():
             if v is None:
@@ -114,7 +114,7 @@ class DeploymentOperations:
             elif k == "code_configuration" and str(v.get("code", "")) == f"sha256:{(body['code'] or {}).get('sha256')}":
                 body["code"] = {**body["code"], "scoring_script": v["scoring_script"]}   # the code it runs now
             elif k == "code_configuration":
-                from ..specs import DeploymentSpec, validate
+                from ..schema.specs import DeploymentSpec, validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
             elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources",
@@ -187,6 +187,6 @@ class DeploymentOperations:
 def _environment_spec(value):
     """An `environment` change: a ref as it is, Azure's inline block validated."""
     if isinstance(value, dict):
-        from ..specs import InlineEnvironment, validate
+        from ..schema.specs import InlineEnvironment, validate
         return validate(InlineEnvironment, value, "environment")
     return value

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import FleetError, InvalidInput
+from ..domain.errors import FleetError, InvalidInput
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..specs import EndpointSpec
+    from ..schema.specs import EndpointSpec
 
 
 class EndpointOperations:
@@ -21,7 +21,7 @@ class EndpointOperations:
     @resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
                tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
-        from ..specs import EndpointSpec, validate
+        from ..schema.specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import orjson
 
-from .. import errors
-from ..envfiles import content_of
+from ..domain import errors
+from ..schema.environment_files import content_of
 from ..schema.records import Environment
-from ..errors import ServerUnavailable
+from ..domain.errors import ServerUnavailable
 
 if TYPE_CHECKING:
-    from ..specs import EnvironmentSpec
+    from ..schema.specs import EnvironmentSpec
 
 
 class EnvironmentOperations:
@@ -32,7 +32,7 @@ class EnvironmentOperations:
                exist_ok: bool = False) -> Environment:
         """A new immutable version from a conda file (path or document), a requirements.txt path or
         a list of requirements; `spec` is a validated environment YAML (paths relative to `base_dir`)."""
-        from ..specs import EnvironmentSpec, validate
+        from ..schema.specs import EnvironmentSpec, validate
         if spec is None:
             fields = dict(name=name, version=version, conda_file=conda_file, requirements=requirements, image=image,
                           description=description, tags=tags or {})

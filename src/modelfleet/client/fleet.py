@@ -22,8 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import InvalidInput
-from ..workspace import Workspace, Workspaces
+from ..domain.errors import InvalidInput
+from ..schema.workspace import Workspace, Workspaces
 from . import launcher
 from .computes import ComputeOperations
 from .connection import Connection, Target
@@ -36,9 +36,9 @@ from .server import ServerOperations
 if TYPE_CHECKING:
     import httpx
 
-    from ..applier import Outcome, Progress
-    from ..fleetfile import DesiredFleet
-    from ..planner import Plan
+    from ..fleetfile.applier import Outcome, Progress
+    from ..fleetfile.desired import DesiredFleet
+    from ..fleetfile.planner import Plan
 
 IN_PROCESS_URL = "http://modelfleet"   # the base URL when only a transport is given
 
@@ -51,7 +51,7 @@ def load_fleet(path: str | Path, notice: Callable[[str], None] | None = None) ->
     """A fleet YAML, multi-document YAML or directory of documents, validated in full before any
     workspace or server is touched (one SpecError lists every problem). Fields that have no
     meaning here (Azure-only) are reported to `notice`."""
-    from ..fleetfile import load
+    from ..fleetfile.desired import load
     desired = load(path)
     for n in desired.notices:
         (notice or _notice_nothing)(f"notice: {n}")
@@ -118,8 +118,8 @@ class Fleet:
         """The changes that make the workspace match `fleet`: a path (its notices go to this
         Fleet's `notice`) or what `load_fleet` returned. `prune` also deletes endpoints and
         deployments the fleet no longer names."""
-        from ..fleetfile import DesiredFleet
-        from ..planner import make_plan, read_current
+        from ..fleetfile.desired import DesiredFleet
+        from ..fleetfile.planner import make_plan, read_current
         desired = fleet if isinstance(fleet, DesiredFleet) else load_fleet(fleet, self.notice)
         return make_plan(desired, read_current(self), prune=prune)
 
@@ -128,8 +128,8 @@ class Fleet:
         """Carry out `plan(fleet)` (or a Plan already made), waiting up to `timeout` seconds for
         each deployment; `progress(change, state, text)` hears of each step. One failure does not
         stop the others: every change has an Outcome, check `ok`."""
-        from ..applier import apply_plan
-        from ..planner import Plan
+        from ..fleetfile.applier import apply_plan
+        from ..fleetfile.planner import Plan
         if isinstance(fleet, Plan):
             if prune:
                 raise InvalidInput("prune is decided when planning: pass it to plan()")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..errors import ServerUnavailable
-from ..workspace import Workspace
+from ..domain.errors import ServerUnavailable
+from ..schema.workspace import Workspace
 
 SERVER_LOG_MAX_BYTES = 16 * 2**20
 
@@ -120,7 +120,7 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
     info = read_info(ws)
     if info is not None:
         return info, False
-    from ..schema import settings  # pydantic: imported when a start needs it, not by every command
+    from ..schema import server_settings as settings  # pydantic: imported when a start needs it, not by every command
     settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
     cmd = _server_args(ws, changes)
@@ -150,7 +150,7 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
 
 def run_foreground(ws: Workspace, changes: dict | None = None) -> int:
     """Become the server (this process's pid, signals and output): for systemd or a container."""
-    from ..schema import settings
+    from ..schema import server_settings as settings
     settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
     args = _server_args(ws, changes)
     os.execv(args[0], args)
@@ -163,7 +163,7 @@ def stop(ws: Workspace, timeout: float | None = None) -> ServerInfo | None:
     if info is None:
         return None
     if timeout is None:
-        from ..schema import settings
+        from ..schema import server_settings as settings
         timeout = settings.load(ws).drain_timeout_s + 10.0
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)

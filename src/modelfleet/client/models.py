@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInput
-from ..names import ModelRef, check_name
+from ..domain.errors import InvalidInput
+from ..domain.names import ModelRef, check_name
 from ..schema.records import Model
 from . import transfer
 
 if TYPE_CHECKING:
-    from ..specs import ModelSpec
+    from ..schema.specs import ModelSpec
 
 
 class ModelOperations:

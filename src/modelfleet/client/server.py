@@ -7,7 +7,7 @@ the workspace (they apply at the next start, so changing them starts nothing). A
 
 from __future__ import annotations
 
-from ..errors import Conflict
+from ..domain.errors import Conflict
 from . import launcher
 
 
@@ -27,7 +27,7 @@ class ServerOperations:
         ws = self._local("start")
         info, started = launcher.start(ws, changes)
         if not started and changes:
-            from ..schema import settings
+            from ..schema import server_settings as settings
             settings.update(ws, **changes)
         return info.to_dict(), started
 
@@ -62,5 +62,5 @@ class ServerOperations:
         if self._f.workspace is None:
             return self._f.request("PATCH", "/api/server/settings", json={k: v for k, v in changes.items()
                                                                          if v is not None})
-        from ..schema import settings
+        from ..schema import server_settings as settings
         return settings.update(self._f.workspace, **changes).model_dump()

@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from ..digests import CHUNK, content_digest, walk
-from ..errors import IntegrityError, InvalidInput, NotFound, StorageError
+from ..files.digests import CHUNK, content_digest, walk
+from ..domain.errors import IntegrityError, InvalidInput, NotFound, StorageError
 
 BLOCK = tarfile.BLOCKSIZE
 

@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..logfmt import iso_time
+from ..files.logfmt import iso_time
 
 MAX_BYTES = 16 * 2**20
 BACKUPS = 2

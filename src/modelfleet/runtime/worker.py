@@ -39,7 +39,7 @@ from pathlib import Path
 
 import orjson
 
-from ..fsutil import size_on_disk
+from ..files.fsutil import size_on_disk
 from . import protocol as p, replica_log
 from .loaders import to_json, user_traceback
 from .heartbeat import Outbox

@@ -25,26 +25,26 @@ from pathlib import Path
 import orjson
 import uvicorn
 
-from ..backends.compute import ComputeBackends
-from ..backends.local import LocalBackend
-from ..backends.ray import namespace_for
-from ..backends.shared import SharedPool
-from ..errors import FleetError, StorageError
-from ..fsutil import atomic_write
+from ..backends.router import ComputeBackends
+from ..backends.local.backend import LocalBackend
+from ..backends.ray.backend import namespace_for
+from ..backends.shared.pool import SharedPool
+from ..domain.errors import FleetError, StorageError
+from ..files.fsutil import atomic_write
 from ..store import Database
-from ..workspace import Workspace
-from . import replicas
-from ..schema import settings
-from .access_log import AccessLog
-from .api import build_api, is_loopback
-from .connections import Limits, guarded_protocol
-from .controller import Controller
-from .gateway import Gateway
-from .heap import HeapKeeper
-from .metrics import Metrics
-from .routing import Router
-from ..schema.settings import ServerSettings
-from .telemetry import EventLog, Telemetry
+from ..schema.workspace import Workspace
+from .control import replicas
+from ..schema import server_settings as settings
+from .telemetry.access_log import AccessLog
+from .http.api import build_api, is_loopback
+from .dataplane.connections import Limits, guarded_protocol
+from .control.controller import Controller
+from .dataplane.gateway import Gateway
+from .control.heap import HeapKeeper
+from .telemetry.metrics import Metrics
+from .dataplane.routing import Router
+from ..schema.server_settings import ServerSettings
+from .telemetry.hooks import EventLog, Telemetry
 
 log = logging.getLogger("modelfleet.server")
 
@@ -123,7 +123,7 @@ class ServerApp:
     def _compute(self, name: str) -> dict | None:
         """A compute's row (address, auth token), read when its first replica starts."""
         from ..store.computes import ComputeStore
-        from ..errors import NotFound
+        from ..domain.errors import NotFound
         try:
             return ComputeStore(self.db).get(name)
         except NotFound:

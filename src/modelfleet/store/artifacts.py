@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..digests import CHUNK, content_digest, file_sha256, tree_digest, walk as _walk
-from ..errors import IntegrityError, InvalidInput, NotFound, StorageError
+from ..files.digests import CHUNK, content_digest, file_sha256, tree_digest, walk as _walk
+from ..domain.errors import IntegrityError, InvalidInput, NotFound, StorageError
 
 __all__ = ["ArtifactStore", "Snapshot", "content_digest"]
 

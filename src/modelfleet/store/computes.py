@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..errors import AlreadyExists, Conflict, NotFound
+from ..domain.errors import AlreadyExists, Conflict, NotFound
 from .db import Database, utcnow
 from .schema import computes, endpoints
 

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from ..errors import StorageError
+from ..domain.errors import StorageError
 from .schema import MIGRATIONS, migrations_table
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlalchemy as sa
 
-from ..errors import AlreadyExists, NotFound
+from ..domain.errors import AlreadyExists, NotFound
 from ..schema.records import Environment
 from .db import Database, utcnow
 from .schema import environments

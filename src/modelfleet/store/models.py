@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlalchemy as sa
 
-from ..errors import AlreadyExists, Conflict, NotFound
+from ..domain.errors import AlreadyExists, Conflict, NotFound
 from ..schema.records import Model
 from .db import Database, utcnow
 from .schema import model_labels, models

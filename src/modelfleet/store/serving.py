@@ -8,7 +8,7 @@ import secrets
 import orjson
 import sqlalchemy as sa
 
-from ..errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
+from ..domain.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
 from .db import Database, utcnow
 from .schema import deployments, endpoints
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelfleet.backends.shared import default_workers, leaking, recycle_slack
+from modelfleet.backends.shared.pool import default_workers, leaking, recycle_slack
 
 MiB = 2**20
 

@@ -9,7 +9,7 @@ import socket
 
 import orjson
 
-from modelfleet.backends.zygote import Zygote
+from modelfleet.backends.local.zygote_client import Zygote
 
 from ...fakes import settle
 

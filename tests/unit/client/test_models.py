@@ -8,8 +8,8 @@ import hashlib
 import httpx
 import pytest
 
-from modelfleet.digests import content_digest
-from modelfleet.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound, Unauthorized
+from modelfleet.files.digests import content_digest
+from modelfleet.domain.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound, Unauthorized
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_a_remote_client_needs_a_token(monkeypatch):
 
 def test_a_server_that_cannot_be_reached_is_one_error(monkeypatch):
     from modelfleet import Fleet
-    from modelfleet.errors import ServerUnavailable
+    from modelfleet.domain.errors import ServerUnavailable
     f = Fleet(server="http://127.0.0.1:9", token="t", transport=httpx.MockTransport(
         lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused"))))
     with pytest.raises(ServerUnavailable, match="cannot reach the server"):

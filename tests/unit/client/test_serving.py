@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from modelfleet.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PreconditionFailed
+from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PreconditionFailed
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_fleet_file_is_planned_applied_reapplied_and_exported(api_fleet, tmp_p
     assert [c.line() for c in plan.changes] == ["+ model iris:1", "+ endpoint ep-x", "+ deployment ep-x/blue (model iris:1)"]
     assert all(o.ok for o in api_fleet.apply(plan))
     assert not api_fleet.plan(file)
-    from modelfleet.exporter import export_fleet
+    from modelfleet.fleetfile.exporter import export_fleet
     doc = export_fleet(api_fleet)
     assert [(m["name"], m["version"]) for m in doc["models"]] == [("iris", "1")]
     assert doc["deployments"][0]["instance_count"] == 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
-from modelfleet.server import heap
-from modelfleet.server.heap import HeapKeeper
+from modelfleet.server.control import heap
+from modelfleet.server.control.heap import HeapKeeper
 
 
 class Node:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelfleet.server.request_stats import HISTORY_S, RequestStats, percentile, _FINE
+from modelfleet.server.telemetry.request_stats import HISTORY_S, RequestStats, percentile, _FINE
 
 
 def test_summary_counts_errors_and_percentiles_over_the_last_minute():

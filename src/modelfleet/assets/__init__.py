@@ -1,0 +1,1 @@
+"""What people register: model versions, environments, computes (the server's side)."""

@@ -1,0 +1,1 @@
+"""Ray compute: the backend, the actor, the agent process, clusters started or attached."""

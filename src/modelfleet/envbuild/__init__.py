@@ -1,0 +1,1 @@
+"""Virtual environments built with uv from a shared cache (a build tool, used by assets/environments)."""

@@ -1,0 +1,1 @@
+"""Fleet files: load, plan, apply, export (the declarative workflow)."""

@@ -1,0 +1,1 @@
+"""The control loop: controller, reconciler, supervisor, autoscaler, replica states, clock."""

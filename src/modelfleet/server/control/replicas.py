@@ -1,0 +1,90 @@
+"""The controller's record of each replica and its state machine.
+
+    STARTING --ready--> READY --drain--> DRAINING --stopped--> STOPPED
+        |                 |                  |
+        +----failed-------+------died--------+--> FAILED --stopped--> STOPPED
+        +----abandoned (a rollout gave up, the server stops) -------> STOPPED
+
+Every state change goes through `transition`, the one place where listeners (metrics, events)
+hook in; they also hear of each replica as it is created (old state None). An illegal change is
+a bug and raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from ...backends.base import ReplicaHandle
+
+log = logging.getLogger("modelfleet.replicas")
+
+
+class ReplicaState(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+S = ReplicaState
+ALLOWED: dict[ReplicaState, frozenset[ReplicaState]] = {
+    S.STARTING: frozenset({S.READY, S.FAILED, S.STOPPED}),
+    S.READY: frozenset({S.DRAINING, S.FAILED}),
+    S.DRAINING: frozenset({S.STOPPED, S.FAILED}),
+    S.FAILED: frozenset({S.STOPPED}),
+    S.STOPPED: frozenset(),
+}
+
+
+@dataclass(eq=False)
+class Replica:
+    handle: ReplicaHandle
+    endpoint: str
+    deployment: str
+    started_at: float            # the controller's clock
+    state: ReplicaState = S.STARTING
+
+    def __post_init__(self) -> None:
+        _notify(self, None, self.state, "created")
+
+    @property
+    def id(self) -> str:
+        return self.handle.id
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **self.handle.describe(), "state": self.state.value,
+                "inflight": self.handle.inflight, "started_at": self.started_at}
+
+
+# (replica, old, new, reason); old is None when the replica was just created (STARTING)
+Listener = Callable[[Replica, ReplicaState | None, ReplicaState, str], None]
+listeners: list[Listener] = []
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def transition(replica: Replica, new: ReplicaState, reason: str = "") -> bool:
+    """Move `replica` to `new`; False (and nothing happens) when it is already there."""
+    old = replica.state
+    if old is new:
+        return False
+    if new not in ALLOWED[old]:
+        raise IllegalTransition(f"replica {replica.id}: {old.value} -> {new.value}")
+    replica.state = new
+    log.debug("%s: %s -> %s %s", replica.id, old.value, new.value, reason)
+    _notify(replica, old, new, reason)
+    return True
+
+
+def _notify(replica: Replica, old: ReplicaState | None, new: ReplicaState, reason: str) -> None:
+    for listener in listeners:
+        try:
+            listener(replica, old, new, reason)
+        except Exception:  # a listener must never break the controller
+            log.exception("replica state listener failed")

@@ -1,0 +1,100 @@
+"""Supervision of serving replicas: liveness probes, progress, the memory limit, and noticing death.
+
+One `watch` task per ready replica, waking every `TICK_S`. It kills and replaces a replica that
+
+- misses `failure_threshold` liveness probes in a row (probed every `period` seconds from
+  `initial_delay` on, each answer awaited `timeout` seconds; a stopped or wedged process). After
+  one miss the replica is marked unresponsive and routing sends it nothing new, until it answers
+  `success_threshold` probes in a row;
+- says (in its heartbeats) that its current model call has run past the request timeout for
+  longer than the liveness probe tolerates (`period` x `failure_threshold`): nobody waits for
+  that answer any more, and the replica serves nothing else meanwhile (a call that is merely
+  slow, and ends within that time, costs no restart);
+- grows past `resources.limits.memory`.
+
+A replica with requests given up on (`late`) is probed at once instead of at the next period.
+When a READY replica's connection closes, for whatever reason, it moves to FAILED and the
+controller is told (`lost`, with the reason), which drops it from routing and restarts it with
+backoff; a replica stopped on purpose (DRAINING or STOPPED) is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from ...backends.base import EXIT_MEMORY_LIMIT, ReplicaGone
+from ...schema.specs import DeploymentRecord
+from .clock import Clock
+from .replicas import Replica, ReplicaState as S, transition
+
+log = logging.getLogger("modelfleet.supervisor")
+
+TICK_S = 0.25
+
+
+class Supervisor:
+    def __init__(self, clock: Clock, lost: Callable[[Replica, int | None, str], None]):
+        self.clock = clock
+        self.lost = lost
+
+    @staticmethod
+    def note(r: Replica, message: str) -> None:
+        """A supervisor event, in the server log and in the replica's own log (get-logs)."""
+        log.warning("%s: %s", r.id, message)
+        r.handle.note(message)
+
+    async def watch(self, r: Replica, spec_of: Callable[[], DeploymentRecord | None]) -> None:
+        closed = asyncio.ensure_future(r.handle.wait_closed())
+        spec = spec_of()
+        next_probe = self.clock.now() + (spec.liveness_probe.initial_delay if spec else 0)
+        misses = answers = 0
+        why = None   # why the supervisor killed it
+        while r.state is S.READY:
+            spec = spec_of()
+            if spec is None or await self.clock.wait(closed, TICK_S) or r.state is not S.READY:
+                break
+            probe, limit = spec.liveness_probe, spec.resources.memory_limit_bytes
+            timeout_s = spec.request_settings.request_timeout_ms / 1000.0
+            stuck_after = timeout_s + probe.period * probe.failure_threshold
+            rss = r.handle.memory_bytes() if limit else None
+            if rss is not None and rss > limit:
+                why = f"exceeded its memory limit ({rss // 2**20} MiB > {limit // 2**20} MiB)"
+            elif r.handle.busy_s > stuck_after:
+                why = (f"has been running one model call for {r.handle.busy_s:.1f} s, past the request "
+                       f"timeout ({timeout_s:g} s) by more than the liveness probe allows: run() is stuck")
+            elif self.clock.now() >= next_probe or r.handle.late:
+                next_probe = self.clock.now() + probe.period
+                try:
+                    alive = await r.handle.probe(probe.timeout)
+                except ReplicaGone:
+                    break
+                if alive:
+                    answers += 1
+                    if answers >= probe.success_threshold:
+                        misses, r.handle.responsive = 0, True
+                else:
+                    misses, answers, r.handle.responsive = misses + 1, 0, False
+                    if misses >= probe.failure_threshold:
+                        why = f"missed {misses} liveness probes"
+            if why:
+                self.note(r, f"replica {why}; killing it")
+                await r.handle.stop(0.5)
+                break
+        code = await closed
+        if r.state is not S.READY:
+            return  # stopped on purpose
+        if why is None:
+            why = (f"reached its memory limit ({spec.resources.limits.memory})"
+                   if code == EXIT_MEMORY_LIMIT and spec is not None else f"exited with code {code}")
+        transition(r, S.FAILED, why)
+        self.note(r, f"replica ({_where(r)}) of {r.endpoint}/{r.deployment} exited with code {code}; restarting")
+        self.lost(r, code, f"replica {r.id} {why}")
+        await r.handle.stop(0.0)
+        transition(r, S.STOPPED)
+
+
+def _where(r: Replica) -> str:
+    info = r.handle.describe()
+    return f"pid {info['pid']}" if info.get("pid") else r.id

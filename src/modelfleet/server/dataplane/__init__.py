@@ -1,0 +1,1 @@
+"""The data plane: gateway, routing snapshots, admission, V2 routes, connections."""

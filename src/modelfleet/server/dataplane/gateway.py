@@ -1,0 +1,300 @@
+"""The data plane: authenticate, route endpoint -> deployment -> replica, answer.
+
+Raw ASGI with no framework or validation layer on the hot path. It reads only the routing
+snapshots the controller pushes (never SQL). Answers are the replica's JSON bytes, passed through;
+every error is JSON with a request id, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import random
+import time
+from typing import Mapping
+
+import orjson
+
+from ...backends.base import ReplicaGone, ReplyStatus, RequestKind
+from . import v2_routes
+from .admission import Saturated
+from .routing import DeploymentSnapshot, EndpointSnapshot, Router
+from ..telemetry.hooks import RequestTrace, Telemetry, unknown_endpoint
+
+log = logging.getLogger("modelfleet.gateway")
+
+_JSON = (b"content-type", b"application/json")
+_STATUS = {ReplyStatus.OK: 200, ReplyStatus.BAD_REQUEST: 400, ReplyStatus.MODEL_ERROR: 424}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was complete."""
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+class Gateway:
+    def __init__(self, router: Router, telemetry: Telemetry | None = None):
+        self.router = router
+        self.telemetry = telemetry
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+        self._background: set[asyncio.Task] = set()
+
+    @property
+    def routes(self) -> Mapping[str, EndpointSnapshot]:
+        return self.router.table.endpoints
+
+    @property
+    def ready(self) -> bool:
+        """Whether the controller has restored every endpoint since the server started."""
+        return self.router.table.ready
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _send(send, status: int, body: bytes, rid: str, extra: list | None = None) -> None:
+        # An explicit length spares the client chunked decoding.
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid.encode())]
+        if extra:
+            headers += extra
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _error(self, send, status: int, code: str, message: str, rid: str, v2: bool = False,
+                     extra: list | None = None) -> None:
+        # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
+        err = message if v2 else {"code": code, "message": message}
+        body = orjson.dumps({"error": err, "code": code, "request_id": rid} if v2 else
+                            {"error": err, "request_id": rid})
+        await self._send(send, status, body, rid, extra)
+
+    @staticmethod
+    async def _read_body(receive, limit: int) -> bytes | None:
+        """The whole body, or None once it grows past `limit`; ClientGone if the client leaves
+        before sending all of it (a partial body must never reach a model)."""
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone()
+        body = msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body if len(body) <= limit else None
+        parts, size = [body], len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = msg.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return None
+            if not msg.get("more_body"):
+                return b"".join(parts)
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def forward(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes,
+                      header_length: int = 0, trace: RequestTrace | None = None,
+                      request_id: str = "") -> tuple[int, bytes | None, str]:
+        """(HTTP status, replica payload or None, error message); `trace` gets the time spent
+        queued and at the replica; `request_id` goes with the request into the replica's log."""
+        loop = asyncio.get_running_loop()
+        timeout_s = dep.timeout_s
+        arrived = time.perf_counter()  # for the trace; uvloop's loop.time() counts whole ms
+        deadline = loop.time() + timeout_s
+        admission = dep.admission
+        try:
+            await admission.admit(deadline)
+            if trace is not None:
+                trace.queue_s = time.perf_counter() - arrived
+        except Saturated:
+            return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
+        except TimeoutError:
+            if not self._current(dep).replicas:
+                return 503, None, f"deployment {dep.name!r} has no ready replica"
+            return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms waiting in queue"
+        crashes = 0
+        try:
+            # When a replica dies before answering (a crash, or the supervisor replacing a hung
+            # or stopped one), retry on another one, or on its replacement, until the deadline: a
+            # request queued behind a stuck call never reached the model. A request that kills
+            # two replicas is the cause, not the victim, and is not retried again. A request that
+            # timed out is never retried: custom code need not be idempotent.
+            while True:
+                current = self._current(dep)
+                replica = current.pick()
+                if replica is None:
+                    if loop.time() >= deadline:
+                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is stuck "
+                                           "past the request timeout or missed a liveness probe)" if current.replicas
+                                           else f"deployment {dep.name!r} has no ready replica")
+                    await asyncio.sleep(0.01)
+                    continue
+                if trace is not None:
+                    trace.replica = replica.id
+                try:
+                    sent = time.perf_counter()
+                    fut = replica.send(dep.model_key, kind, body, header_length, request_id)
+                    waiter = loop.create_future()
+                    fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
+                    timer = loop.call_at(deadline, _expire, waiter)
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+                    status, payload = fut.result()
+                    if trace is not None:
+                        trace.model_s = time.perf_counter() - sent
+                except ReplicaGone:
+                    crashes += 1
+                    if crashes >= 2:
+                        return 502, None, "the replica exited while handling this request (twice)"
+                    continue
+                except (TimeoutError, asyncio.CancelledError) as e:
+                    # The deployment's slot is free again; the replica counts the request as
+                    # late until it answers, and routing sends it nothing new meanwhile (the
+                    # supervisor probes it, and replaces it if its model call is stuck).
+                    replica.give_up(fut)
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
+                    return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms"
+                return _STATUS.get(status, 502), payload, ""
+        finally:
+            admission.release()
+
+    def _current(self, dep: DeploymentSnapshot) -> DeploymentSnapshot:
+        """The newest snapshot of `dep` (replicas change while a request waits)."""
+        ep = self.router.table.endpoints.get(dep.endpoint)
+        return (ep.deployments.get(dep.name) if ep is not None else None) or dep
+
+    def _mirror(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes, header_length: int,
+                request_id: str) -> None:
+        """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""
+        if not dep.replicas or not dep.admission.has_capacity():
+            return
+        task = asyncio.ensure_future(self.forward(dep, kind, body, header_length, request_id=request_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        if self.telemetry is not None:
+            metrics = self.telemetry.metrics
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() or
+                                   metrics.mirror_done(dep.endpoint, dep.name, t.result()[0]))
+
+    async def serve(self, scope, receive, send, ep: EndpointSnapshot, target: str | None, kind: RequestKind,
+                    rid: str, headers: dict) -> None:
+        v2 = kind == RequestKind.V2_INFER
+        trace = scope.get("modelfleet.trace")
+        if trace is not None:
+            trace.endpoint = ep.name
+        if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
+            return await self._error(send, 401, "unauthorized",
+                                     "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
+        target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
+        if target is not None:
+            dep = ep.deployments.get(target)
+            if dep is None:
+                return await self._error(send, 404, "not_found",
+                                         f"deployment {target!r} not found on endpoint {ep.name!r}", rid, v2)
+        else:
+            dep = ep.choose()
+            if dep is None:
+                return await self._error(send, 503, "no_traffic",
+                                         f"endpoint {ep.name!r} has no deployment taking traffic", rid, v2)
+        if trace is not None:
+            trace.deployment = dep.name
+        length = headers.get(b"content-length")
+        max_body = dep.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return await self._error(send, 413, "payload_too_large",
+                                     f"request body is larger than {max_body} bytes", rid, v2)
+        try:
+            body = await self._read_body(receive, max_body)
+        except ClientGone:
+            return
+        if body is None:
+            return await self._error(send, 413, "payload_too_large",
+                                     f"request body is larger than {max_body} bytes", rid, v2)
+        if trace is not None:
+            trace.bytes_in = len(body)
+        header_length = 0
+        if v2:  # the JSON header length of a V2 request with binary tensors (0: none)
+            hlen = headers.get(b"inference-header-content-length", b"0")
+            header_length = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
+        if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
+            self._mirror(ep.mirror, kind, body, header_length, rid)
+        status, payload, message = await self.forward(dep, kind, body, header_length, trace, rid)
+        if payload is None:
+            code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
+            return await self._error(send, status, code, message, rid, v2)
+        if status == 200:
+            return await self._send(send, 200, payload, rid, dep.header)
+        err = orjson.loads(payload)
+        if v2:
+            err = {"error": err["error"]["message"], "code": err["error"]["code"]}
+        err["request_id"] = rid
+        await self._send(send, status, orjson.dumps(err), rid, dep.header)
+
+    @staticmethod
+    def _authorized(ep: EndpointSnapshot, value: bytes | None) -> bool:
+        if not value or value[:7].lower() != b"bearer ":
+            return False
+        given = value[7:].strip()
+        ok = False
+        for key in ep.keys:  # compare with every key so timing does not tell which one matched
+            ok |= hmac.compare_digest(given, key)
+        return ok
+
+    # -- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        rid = f"{self._id_prefix}-{next(self._ids):x}"
+        telemetry = self.telemetry
+        if telemetry is not None:
+            trace = scope["modelfleet.trace"] = RequestTrace(time.perf_counter())
+            send = _traced(send, trace)
+        try:
+            await self._dispatch(scope, receive, send, rid)
+        except Exception:  # never a traceback to the client
+            log.exception("gateway error (request %s)", rid)
+            await self._error(send, 500, "internal_error", "internal error", rid)
+        finally:
+            if telemetry is not None and trace.endpoint is not None:
+                try:
+                    telemetry.request_done(trace, rid, scope)
+                except Exception:
+                    log.exception("request hook failed (request %s)", rid)
+
+    async def _dispatch(self, scope, receive, send, rid: str) -> None:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        headers = dict(scope["headers"])
+        if parts[0] == "endpoints":
+            if len(parts) != 3 or parts[2] != "score":
+                return await self._error(send, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
+            if method != "POST":
+                return await self._error(send, 405, "method_not_allowed", "use POST", rid, extra=[(b"allow", b"POST")])
+            ep = self.router.table.endpoints.get(parts[1])
+            if ep is None:
+                unknown_endpoint(scope)
+                return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
+            return await self.serve(scope, receive, send, ep, None, RequestKind.SCORE, rid, headers)
+        return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)
+
+
+def _traced(send, trace: RequestTrace):
+    """`send`, noting the status and the size of the answer on `trace`."""
+    async def traced_send(message):
+        if message["type"] == "http.response.start":
+            trace.status = message["status"]
+        else:
+            trace.bytes_out += len(message.get("body", b""))
+        await send(message)
+    return traced_send
+

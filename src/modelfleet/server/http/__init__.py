@@ -1,0 +1,1 @@
+"""The control API over HTTP: routes per resource, OpenAPI, views, replica logs."""

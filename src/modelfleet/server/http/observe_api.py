@@ -1,0 +1,107 @@
+"""Routes to watch the fleet: `GET /metrics` (Prometheus), the JSON the dashboard and `fleet top`
+read (`/api/stats`, `/api/models`, `/api/events`, `/api/requests`), and the dashboard itself,
+static files shipped in the package under server/static/dashboard/."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections import Counter
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from ...domain.errors import NotFound, Unauthorized
+from ..control.controller import Controller
+from ..telemetry.hooks import Telemetry
+
+STATIC = Path(__file__).parents[1] / "static"   # server/static, shipped as package data
+
+
+def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin, token: str,
+               metrics_open: bool) -> None:
+    deps = [Depends(admin)]
+    stats = telemetry.stats
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        if not metrics_open:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise Unauthorized("missing or invalid admin token (GET /metrics needs it beyond loopback)")
+        body, content_type = telemetry.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    def replica_states() -> dict[tuple[str, str], Counter]:
+        states: dict[tuple[str, str], Counter] = {}
+        for ep, dep, state in telemetry.replica_states():
+            states.setdefault((ep, dep), Counter())[state] += 1
+        return states
+
+    @app.get("/api/stats", dependencies=deps)
+    async def get_stats(endpoint: str | None = None, series: int = 0, top: int = 8) -> dict:
+        """Live figures over the last minute per endpoint and deployment (req/s, p50, p99,
+        errors, in flight, queued, replicas by state); with `series=N`, per-second points of the
+        last N seconds for the `top` busiest endpoints (or the one asked for)."""
+        now = time.time()
+        table = controller.router.table
+        if endpoint is not None and endpoint not in table.endpoints:
+            raise NotFound(f"endpoint {endpoint!r} not found")
+        states = replica_states()
+        endpoints = []
+        for ep in table.endpoints.values():
+            if endpoint is not None and ep.name != endpoint:
+                continue
+            keys = [(ep.name, "")] + [(ep.name, d) for d in ep.deployments]
+            deployments = []
+            for d in ep.deployments.values():
+                deployments.append({
+                    "name": d.name, "live": stats.summary([(ep.name, d.name)], now),
+                    "inflight": d.admission.inflight, "queued": len(d.admission.waiters),
+                    "replicas": dict(states.get((ep.name, d.name), {})),
+                    "updating": controller.is_busy(ep.name, d.name)})
+            endpoints.append({"name": ep.name, "live": stats.summary(keys, now),
+                              "inflight": sum(d["inflight"] for d in deployments),
+                              "queued": sum(d["queued"] for d in deployments), "deployments": deployments})
+        out = {"time": now, "endpoints": endpoints,
+               "rollouts": [{"endpoint": e["name"], "deployment": d["name"], "replicas": d["replicas"]}
+                            for e in endpoints for d in e["deployments"] if d["updating"]]}
+        if series > 0:
+            busiest = sorted(endpoints, key=lambda e: -e["live"]["requests"])[:max(1, top)]
+            out["series"] = {}
+            for e in busiest:
+                keys = [(e["name"], "")] + [(e["name"], d["name"]) for d in e["deployments"]]
+                out["series"][e["name"]] = stats.series(keys, now, series)
+                for d in e["deployments"]:
+                    out["series"][f"{e['name']}/{d['name']}"] = stats.series([(e["name"], d["name"])], now, series)
+        return out
+
+    @app.get("/api/models", dependencies=deps)
+    async def list_models() -> list[dict]:
+        found = await asyncio.to_thread(controller.registry.list)
+        return [{k: v for k, v in m.to_dict().items() if k != "files"} for m in found]
+
+    @app.get("/api/events", dependencies=deps)
+    async def events(n: int = 100) -> list[dict]:
+        """The newest server events (replica state changes, warnings), oldest first."""
+        return list(telemetry.events)[-max(1, min(n, 1000)):]
+
+    @app.get("/api/requests", dependencies=deps)
+    async def requests(n: int = 50) -> list[dict]:
+        """The newest access-log entries, oldest first."""
+        return telemetry.access_log.recent_entries(max(1, min(n, 1000)))
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    app.mount("/dashboard", StaticFiles(directory=STATIC / "dashboard", html=True), name="dashboard")
+
+
+def live_figures(telemetry: Telemetry, endpoint: str, deployments: list[str], deployment: str | None = None) -> dict:
+    """The last minute of one endpoint (all its deployments) or one deployment, for `show`."""
+    keys = [(endpoint, deployment)] if deployment else [(endpoint, "")] + [(endpoint, d) for d in deployments]
+    return telemetry.stats.summary(keys, time.time())

@@ -1,0 +1,1 @@
+"""Observability: the two hooks, Prometheus metrics, request stats, the access log."""
