@@ -93,6 +93,54 @@ environments = sa.Table(
 )
 
 
+# -- who may do what, and what they did (docs/security.md) -----------------------------------------
+
+principals = sa.Table(
+    "principals", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(24), nullable=False),             # user | service_principal
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),           # sha256 of the token; the token is never kept
+    sa.Column("principal", sa.String(64), sa.ForeignKey("principals.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.String(32), nullable=True),        # None: until revoked
+    sa.Column("last_used_at", sa.String(32), nullable=True),
+    sa.UniqueConstraint("principal", "name", name="uq_tokens_principal_name"),
+)
+
+role_assignments = sa.Table(
+    "role_assignments", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),             # Azure's assignment name: a UUID
+    sa.Column("principal", sa.String(64), sa.ForeignKey("principals.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.UniqueConstraint("principal", "role", "scope", name="uq_role_assignments"),
+)
+
+activity_log = sa.Table(
+    "activity_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False, index=True),
+    sa.Column("caller", sa.String(64), nullable=False, index=True),
+    sa.Column("operation", sa.String(256), nullable=False),       # the Azure action, e.g. .../models/write
+    sa.Column("resource", sa.String(256), nullable=False),        # what it acted on: models/iris/versions/3
+    sa.Column("status", sa.String(16), nullable=False),           # Succeeded | Failed
+    sa.Column("http_status", sa.Integer, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),           # the caller's address
+    sa.Column("correlation_id", sa.String(64), nullable=False),   # the request id of the access log
+    sa.Column("message", sa.Text, nullable=True),                 # a failure's one line
+)
+
+
 def _initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
