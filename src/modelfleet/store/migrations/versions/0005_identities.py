@@ -3,8 +3,8 @@
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_identities"
-down_revision = "0003_environments"
+revision = "0005_identities"
+down_revision = "0004_datastores"
 branch_labels = None
 depends_on = None
 
