@@ -9,6 +9,7 @@ import pytest
 
 from modelfleet.assets.models import Registry
 from modelfleet.server.control.controller import Controller
+from modelfleet.server.control.stores import Stores
 from modelfleet.server.control.replicas import ReplicaState, listeners
 from modelfleet.server.dataplane.routing import Router
 from modelfleet.schema.specs import DeploymentRecord
@@ -36,7 +37,7 @@ class Harness:
         self.controller = self.new_controller()
 
     def new_controller(self) -> Controller:
-        return Controller(self.ws, self.db, self.backend, self.router, self.clock)
+        return Controller(self.ws, Stores.of_workspace(self.ws, self.db), self.backend, self.router, self.clock)
 
     def put(self, name: str = "blue", **settings) -> None:
         spec = DeploymentRecord(model=self.model.ref, model_type=self.model.type,
@@ -62,7 +63,7 @@ class Harness:
         deadline = loop.time() + 10
         while True:
             await self.reconcile()
-            if not self.controller.is_busy("ep", name) and self.row(name)["state"] in ("Succeeded", "Failed"):
+            if not self.controller.queries.is_busy("ep", name) and self.row(name)["state"] in ("Succeeded", "Failed"):
                 await self.reconcile()
                 return
             assert loop.time() < deadline, "the deployment did not settle"
@@ -297,14 +298,14 @@ def test_an_autoscaled_deployment_goes_to_zero_when_idle_and_a_request_brings_a_
         await h.reconcile()
         await until(lambda: first[0].stopped)
         await h.converge()
-        assert h.routed() == () and h.controller.health_of("ep", "blue", 1)["health"] == "Idle"
+        assert h.routed() == () and h.controller.queries.health_of("ep", "blue", 1)["health"] == "Idle"
         # a request at zero waits in the queue and asks for a replica at once
         adm = h.router.admission("ep", "blue")
         held = asyncio.ensure_future(adm.admit(asyncio.get_running_loop().time() + 10))
         await h.reconcile()
         await until(lambda: len(h.routed()) == 1)
         await held                                    # admitted by the new replica's capacity
-        assert h.controller.health_of("ep", "blue", 1)["last_cold_start_ms"] is not None
+        assert h.controller.queries.health_of("ep", "blue", 1)["last_cold_start_ms"] is not None
     run(scenario())
 
 

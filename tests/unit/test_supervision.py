@@ -41,7 +41,7 @@ def test_a_model_call_running_long_past_the_request_timeout_gets_its_replica_rep
         await h.clock.advance(0.25)
         await until(lambda: busy.closed)
         assert any("run() is stuck" in n for n in busy.notes)
-        health = h.controller.health_of("ep", "blue", 1)
+        health = h.controller.queries.health_of("ep", "blue", 1)
         assert health["restarts"] == 1 and "run() is stuck" in health["last_failure"]
     run(scenario())
 
@@ -54,14 +54,14 @@ def test_replicas_that_keep_dying_before_serving_are_a_crash_loop_with_the_reaso
             victim = h.backend.live("blue")[0]
             victim.die(EXIT_MEMORY_LIMIT)
             await until(lambda: h.routed() == ())
-            health = h.controller.health_of("ep", "blue", 1)
+            health = h.controller.queries.health_of("ep", "blue", 1)
             why = f"replica {victim.id} reached its memory limit (64Mi)"
             assert health["health"] == ("CrashLoop" if n >= 3 else "Unavailable")
             assert health["last_failure"] == why and health["fault"] == (why if n >= 3 else None)
             await h.clock.advance(0.1 * 2 ** (n - 1))     # the backoff doubles
             await h.reconcile()
             await until(lambda: len(h.routed()) == 1)
-        assert h.controller.health_of("ep", "blue", 1)["health"] == "Healthy"
+        assert h.controller.queries.health_of("ep", "blue", 1)["health"] == "Healthy"
     run(scenario())
 
 
@@ -79,7 +79,7 @@ def test_a_replica_that_served_before_it_died_is_restarted_without_growing_backo
             await h.clock.advance(0.1)               # always the first step of the backoff
             await h.reconcile()
             await until(lambda: len(h.routed()) == 1)
-        assert h.controller.health_of("ep", "blue", 1)["restarts"] == 4
+        assert h.controller.queries.health_of("ep", "blue", 1)["restarts"] == 4
     run(scenario())
 
 
@@ -104,7 +104,7 @@ def test_an_os_error_starting_replicas_is_one_log_line_and_a_backoff(h, caplog):
             await h.reconcile()
             assert len(lines()) == n
         assert not any(r.exc_info for r in lines())
-        assert h.controller.health_of("ep", "blue", 1)["fault"] == "OSError: [Errno 24] Too many open files"
+        assert h.controller.queries.health_of("ep", "blue", 1)["fault"] == "OSError: [Errno 24] Too many open files"
         h.backend.start = start
         await h.clock.advance(0.8)
         await h.reconcile()

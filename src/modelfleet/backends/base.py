@@ -98,6 +98,11 @@ class ReplicaHandle(Protocol):
     # Set by the server when the replica is created: called with (endpoint, deployment, size) for
     # each model call that scored several requests, when the backend can tell.
     on_batch: Callable[[str, str, int], None] | None
+    # Likewise: (endpoint, deployment) when its model was evicted from memory, and (endpoint,
+    # deployment, load seconds) when it was loaded again. Only a replica that shares a worker
+    # with other models ever calls them.
+    on_evicted: Callable[[str, str], None] | None
+    on_reloaded: Callable[[str, str, float], None] | None
 
     # Set by the supervisor: False after a missed liveness probe, until the replica answers again.
     responsive: bool
@@ -178,6 +183,12 @@ class Backend(Protocol):
 
     async def shutdown(self) -> None:
         """Release what `warm` and `start` acquired; called after every replica is stopped."""
+
+    def fault(self, compute: str) -> str | None:
+        """Why `compute` cannot run replicas now, if its last use failed (None: none known)."""
+
+    def release(self, python: Path) -> None:
+        """An environment's build at `python` is going away: what runs it ahead of need may stop."""
 
 
 @dataclass

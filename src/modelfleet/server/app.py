@@ -39,6 +39,7 @@ from .telemetry.access_log import AccessLog
 from .http.api import build_api, is_loopback
 from .dataplane.connections import Limits, guarded_protocol
 from .control.controller import Controller
+from .control.stores import Stores
 from .dataplane.gateway import Gateway
 from .control.heap import HeapKeeper
 from .telemetry.metrics import Metrics
@@ -62,7 +63,8 @@ class ServerApp:
         local = LocalBackend(ws.logs_dir)
         shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
         self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
-        self.controller = Controller(ws, self.db, self.backend, self.router,
+        self.stores = Stores.of_workspace(ws, self.db)
+        self.controller = Controller(ws, self.stores, self.backend, self.router,
                                      after_pass=HeapKeeper().after_pass)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)
@@ -75,7 +77,7 @@ class ServerApp:
         self.token = token
         self.draining = False
         self.disk_low = False
-        self.api = build_api(self.controller, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
+        self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
 
     def _admission(self):
@@ -122,10 +124,9 @@ class ServerApp:
 
     def _compute(self, name: str) -> dict | None:
         """A compute's row (address, auth token), read when its first replica starts."""
-        from ..store.computes import ComputeStore
         from ..domain.errors import NotFound
         try:
-            return ComputeStore(self.db).get(name)
+            return self.stores.computes.get(name)
         except NotFound:
             return None
 
@@ -285,7 +286,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     if not cfg.allow_open_endpoints and not loopback:
         # Endpoints made open while the server listened on loopback must not become open to
         # the network just because the server restarts on another address.
-        open_eps = [e["name"] for e in app.controller.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        open_eps = [e["name"] for e in app.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
         if open_eps:
             sock.close()
             app.db.close()

@@ -186,6 +186,9 @@ class LocalBackend:
                                                    self._environ(python), self.subreaper)
         return zygote
 
+    def fault(self, compute: str) -> str | None:
+        return None   # this machine: a failure is the replica's own, in its log
+
     def release(self, python: Path) -> None:
         """Stop the zygote of an environment's interpreter when no replica of it runs (its build
         is being removed)."""

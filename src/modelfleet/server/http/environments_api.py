@@ -27,6 +27,7 @@ from ...schema.environment_files import EnvironmentContent
 from ...domain.errors import FleetError, InvalidInput
 from ...schema.specs import DeploymentBody, EnvironmentSpec
 from ..control.controller import Controller
+from ..control.stores import Stores
 
 log = logging.getLogger("modelfleet.environments")
 
@@ -72,16 +73,16 @@ class Archived(BaseModel):
     archived: bool
 
 
-async def deployment_environment(controller: Controller, body: DeploymentBody, model, endpoint: dict) -> str | None:
+async def deployment_environment(stores: Stores, body: DeploymentBody, model, endpoint: dict) -> str | None:
     """The `name:version` of the environment a deployment body names (or that its MLflow model
     logged, with env_manager), resolved and built before the deployment's row is written: a
     failed build changes nothing."""
-    envs = controller.environments
+    envs = stores.environments
     if body.env_manager is not None:
         if model.type != "mlflow":
             raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
                                "mlflow; name an environment instead")
-        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
         env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
     elif body.environment is not None:
         env = await asyncio.to_thread(envs.get, body.environment)
@@ -92,8 +93,8 @@ async def deployment_environment(controller: Controller, body: DeploymentBody, m
     return env.ref
 
 
-def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
-    envs = controller.environments
+def add_routes(app: FastAPI, controller: Controller, stores: Stores, deps: list) -> None:
+    envs = stores.environments
 
     @app.get("/api/environments", dependencies=deps)
     async def list_environments(name: str | None = None, include_archived: bool = False) -> list[dict]:
@@ -113,11 +114,11 @@ def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
     @app.post("/api/environments/of-model", dependencies=deps)
     async def of_model(body: ModelEnvironmentBody) -> dict:
         """The environment an MLflow model logged for itself (`--env-manager`), registered."""
-        model = await asyncio.to_thread(controller.registry.get, body.model)
+        model = await asyncio.to_thread(stores.registry.get, body.model)
         if model.type != "mlflow":
             raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
                                "mlflow; name an environment instead")
-        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
         env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
         return (await asyncio.to_thread(envs.describe, env)).to_dict()
 
@@ -170,8 +171,6 @@ def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
     async def collect(body: CollectBody) -> dict:
         """Remove the builds no deployment and no named environment version uses; what it freed."""
         report = await asyncio.to_thread(envs.collect, cache=body.cache)
-        release = getattr(controller.backend, "release", None)
-        for removed in report["removed"]:
-            if release is not None:  # their warm parents go too
-                release(Path(removed["path"]) / "bin" / "python")
+        for removed in report["removed"]:   # their warm parents go too
+            controller.backend.release(Path(removed["path"]) / "bin" / "python")
         return report

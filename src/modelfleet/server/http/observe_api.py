@@ -21,7 +21,7 @@ from ..telemetry.hooks import Telemetry
 STATIC = Path(__file__).parents[1] / "static"   # server/static, shipped as package data
 
 
-def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin, token: str,
+def add_routes(app: FastAPI, controller: Controller, registry, telemetry: Telemetry, admin, token: str,
                metrics_open: bool) -> None:
     deps = [Depends(admin)]
     stats = telemetry.stats
@@ -62,7 +62,7 @@ def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin
                     "name": d.name, "live": stats.summary([(ep.name, d.name)], now),
                     "inflight": d.admission.inflight, "queued": len(d.admission.waiters),
                     "replicas": dict(states.get((ep.name, d.name), {})),
-                    "updating": controller.is_busy(ep.name, d.name)})
+                    "updating": controller.queries.is_busy(ep.name, d.name)})
             endpoints.append({"name": ep.name, "live": stats.summary(keys, now),
                               "inflight": sum(d["inflight"] for d in deployments),
                               "queued": sum(d["queued"] for d in deployments), "deployments": deployments})
@@ -81,7 +81,7 @@ def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin
 
     @app.get("/api/models", dependencies=deps)
     async def list_models() -> list[dict]:
-        found = await asyncio.to_thread(controller.registry.list)
+        found = await asyncio.to_thread(registry.list)
         return [{k: v for k, v in m.to_dict().items() if k != "files"} for m in found]
 
     @app.get("/api/events", dependencies=deps)

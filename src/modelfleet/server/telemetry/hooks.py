@@ -77,9 +77,8 @@ class Telemetry:
     def replica_changed(self, r: Replica, old: S | None, new: S, reason: str) -> None:
         if old is None:
             r.handle.on_batch = self.metrics.batch
-            if hasattr(r.handle, "on_evicted"):   # a shared replica: its model leaves and comes back
-                r.handle.on_evicted = self.metrics.model_evicted
-                r.handle.on_reloaded = self.metrics.model_loaded
+            r.handle.on_evicted = self.metrics.model_evicted   # a shared replica's model leaves and comes back
+            r.handle.on_reloaded = self.metrics.model_loaded
         if new is S.STOPPED:
             self.replicas.pop(r.id, None)
             self._prune_logs(r)
