@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from modelfleet.domain.errors import DeploymentFailed
-from modelfleet.schema.specs import DeploymentSpec, validate
+from modelfleet.schema.documents import DeploymentSpec
+from modelfleet.schema.validation import validate
 
 from .helpers import scoring_code, wait_until
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelfleet.server.control.autoscaler import SCALE_DOWN_POLLS, ScaleState, decide, initial, needed
-from modelfleet.schema.specs import ScaleSettings
+from modelfleet.schema.deployment_settings import ScaleSettings
 
 AUTO = ScaleSettings(type="target_utilization", min_instances=1, max_instances=4,
                      target_utilization_percentage=50, polling_interval=1, idle_timeout=60)

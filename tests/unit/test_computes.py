@@ -12,7 +12,8 @@ from modelfleet.fleetfile import desired as fleetfile, planner
 from modelfleet.backends.ray import cluster as ray_cluster
 from modelfleet.assets.computes import resolve
 from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SpecError
-from modelfleet.schema.specs import EndpointSpec, validate
+from modelfleet.schema.documents import EndpointSpec
+from modelfleet.schema.validation import validate
 from modelfleet.store import Database
 from modelfleet.store.computes import ComputeStore
 from modelfleet.store.serving import ServingStore

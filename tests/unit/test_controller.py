@@ -12,7 +12,7 @@ from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
 from modelfleet.server.control.replicas import ReplicaState, listeners
 from modelfleet.server.dataplane.routing import Router
-from modelfleet.schema.specs import DeploymentRecord
+from modelfleet.schema.wire import DeploymentRecord
 from modelfleet.store import ArtifactStore, Database
 from modelfleet.store.serving import ServingStore
 from modelfleet.schema.workspace import Workspace

@@ -15,7 +15,9 @@ from modelfleet.schema.environment_files import (EnvironmentContent, check_pytho
                                                  python_allows, read_conda, read_mlflow_model,
                                                  read_requirement_lines)
 from modelfleet.domain.errors import InvalidInput, SpecError
-from modelfleet.schema.specs import DeploymentBody, DeploymentRecord, DeploymentSpec, EnvironmentSpec, validate
+from modelfleet.schema.documents import DeploymentSpec, EnvironmentSpec
+from modelfleet.schema.validation import validate
+from modelfleet.schema.wire import DeploymentBody, DeploymentRecord
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
 

@@ -7,7 +7,9 @@ import pytest
 from modelfleet.domain.errors import InvalidInput, SpecError
 from modelfleet.server.http.views import where_it_runs
 from modelfleet.domain.placement import default_placement, resolve_placement, written_placement
-from modelfleet.schema.specs import DeploymentRecord, DeploymentSpec, validate
+from modelfleet.schema.documents import DeploymentSpec
+from modelfleet.schema.validation import validate
+from modelfleet.schema.wire import DeploymentRecord
 from modelfleet.store.serving import replica_hash
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}

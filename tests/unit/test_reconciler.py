@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelfleet.server.control.reconciler import Actual, Desired, Retire, Rollout, Scale, Settle, step
-from modelfleet.schema.specs import DeploymentRecord
+from modelfleet.schema.wire import DeploymentRecord
 
 KEY = ("ep", "blue")
 

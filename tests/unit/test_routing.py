@@ -13,7 +13,7 @@ from modelfleet.runtime import protocol
 from modelfleet.server.dataplane.admission import Admission, Saturated
 from modelfleet.server.dataplane.gateway import Gateway
 from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
-from modelfleet.schema.specs import Batching, RequestSettings, Resources
+from modelfleet.schema.deployment_settings import Batching, RequestSettings, Resources
 
 from ..fakes import FakeReplica, settle, until
 

@@ -6,7 +6,9 @@ import pytest
 
 from modelfleet.domain.errors import SpecError
 from modelfleet.domain.names import NAME_RULE
-from modelfleet.schema.specs import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec, memory_bytes, validate
+from modelfleet.schema.deployment_settings import memory_bytes
+from modelfleet.schema.documents import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec
+from modelfleet.schema.validation import validate
 
 DEPLOYMENT = {"name": "blue", "endpoint_name": "iris-ep", "model": "iris:1"}
 

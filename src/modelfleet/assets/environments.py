@@ -24,7 +24,7 @@ from ..envbuild.builder import Builder, Interpreter, disk_usage
 from ..schema.environment_files import ANONYMOUS, EnvironmentContent, check_python, content_of, read_mlflow_model
 from ..domain.errors import InvalidInput, NotFound
 from ..domain.names import ModelRef, check_name, check_version
-from ..schema.specs import EnvironmentSpec
+from ..schema.documents import EnvironmentSpec
 from ..store import Database
 from ..store.environments import Environment, EnvironmentStore
 from ..store.serving import ServingStore

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 from ..runtime.protocol import EXIT_MEMORY_LIMIT  # noqa: F401  the one exit code the supervisor explains
-from ..schema.specs import Batching, Resources
+from ..schema.deployment_settings import Batching, Resources
 
 
 class ReplicaGone(Exception):

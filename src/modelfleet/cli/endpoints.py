@@ -22,10 +22,10 @@ def online_endpoint() -> None:
 
 
 def _validate(ctx: Ctx, fields: dict, where: str):
-    from ..schema import specs
+    from ..schema import documents, validation
     if not fields.get("name"):
         raise InvalidInput("--name is required (or name in -f FILE)")
-    spec = specs.validate(specs.EndpointSpec, fields, where)
+    spec = validation.validate(documents.EndpointSpec, fields, where)
     for n in spec.notices(where or "endpoint"):
         ctx.notice(f"notice: {n}")
     return spec
@@ -52,10 +52,10 @@ def _tag_option(fn):
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML (Azure ML v2 files work).")
 def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, file):
-    from ..schema import yaml_files as documents
+    from ..schema import yaml_files
     if compute is None and compute_type is not None:
         compute = ctx.fleet.computes.for_type(compute_type)
-    fields = documents.load_one(file) if file else {}
+    fields = yaml_files.load_one(file) if file else {}
     for k, v in (("name", name), ("auth_mode", auth_mode), ("compute", compute), ("description", description)):
         if v is not None:
             fields[k] = v
@@ -74,8 +74,8 @@ def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, f
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML: its fields replace the current ones.")
 def update(ctx: Ctx, name, traffic, mirror_traffic, description, tag, file):
-    from ..schema import yaml_files as documents
-    given = documents.load_one(file) if file else {}
+    from ..schema import yaml_files
+    given = yaml_files.load_one(file) if file else {}
     name = name or given.get("name")
     if not name:
         raise InvalidInput("--name is required (or name in -f FILE)")

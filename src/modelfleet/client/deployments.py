@@ -11,7 +11,7 @@ from . import transfer
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..schema.specs import DeploymentSpec
+    from ..schema.documents import DeploymentSpec
 
 
 class DeploymentOperations:
@@ -41,7 +41,7 @@ class DeploymentOperations:
             code = {"sha256": sha256, "root": code_dir.resolve().name,
                     "scoring_script": spec.code_configuration.scoring_script}
         data = spec.data()
-        from ..schema.specs import SETTINGS_FIELDS
+        from ..schema.deployment_settings import SETTINGS_FIELDS
         body = {k: data[k] for k in SETTINGS_FIELDS if k in data}
         body.update(model=model, code=code, environment=self._environment(spec.environment, base_dir))
         return body
@@ -82,7 +82,8 @@ class DeploymentOperations:
     @resources
     def create(self, name: str, endpoint: str, model: str, **kw) -> Resource:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
-        from ..schema.specs import DeploymentSpec, validate
+        from ..schema.documents import DeploymentSpec
+        from ..schema.validation import validate
         spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
@@ -114,7 +115,8 @@ class DeploymentOperations:
             elif k == "code_configuration" and str(v.get("code", "")) == f"sha256:{(body['code'] or {}).get('sha256')}":
                 body["code"] = {**body["code"], "scoring_script": v["scoring_script"]}   # the code it runs now
             elif k == "code_configuration":
-                from ..schema.specs import DeploymentSpec, validate
+                from ..schema.documents import DeploymentSpec
+                from ..schema.validation import validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
             elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources",
@@ -187,6 +189,7 @@ class DeploymentOperations:
 def _environment_spec(value):
     """An `environment` change: a ref as it is, Azure's inline block validated."""
     if isinstance(value, dict):
-        from ..schema.specs import InlineEnvironment, validate
+        from ..schema.documents import InlineEnvironment
+        from ..schema.validation import validate
         return validate(InlineEnvironment, value, "environment")
     return value

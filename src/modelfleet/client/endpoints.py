@@ -11,7 +11,7 @@ from ..domain.errors import FleetError, InvalidInput
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..schema.specs import EndpointSpec
+    from ..schema.documents import EndpointSpec
 
 
 class EndpointOperations:
@@ -21,7 +21,8 @@ class EndpointOperations:
     @resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
                tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
-        from ..schema.specs import EndpointSpec, validate
+        from ..schema.documents import EndpointSpec
+        from ..schema.validation import validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,

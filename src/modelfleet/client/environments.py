@@ -19,7 +19,7 @@ from ..schema.records import Environment
 from ..domain.errors import ServerUnavailable
 
 if TYPE_CHECKING:
-    from ..schema.specs import EnvironmentSpec
+    from ..schema.documents import EnvironmentSpec
 
 
 class EnvironmentOperations:
@@ -32,7 +32,8 @@ class EnvironmentOperations:
                exist_ok: bool = False) -> Environment:
         """A new immutable version from a conda file (path or document), a requirements.txt path or
         a list of requirements; `spec` is a validated environment YAML (paths relative to `base_dir`)."""
-        from ..schema.specs import EnvironmentSpec, validate
+        from ..schema.documents import EnvironmentSpec
+        from ..schema.validation import validate
         if spec is None:
             fields = dict(name=name, version=version, conda_file=conda_file, requirements=requirements, image=image,
                           description=description, tags=tags or {})

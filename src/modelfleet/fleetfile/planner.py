@@ -21,7 +21,9 @@ from ..domain.names import ModelRef
 from ..domain.model_types import detect_type
 from ..schema.records import Model
 from ..domain.placement import resolve_placement
-from ..schema.specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
+from ..schema.deployment_settings import SETTINGS_FIELDS
+from ..schema.documents import DeploymentSpec, EndpointSpec, ModelSpec
+from ..schema.validation import Spec
 from ..files.digests import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}

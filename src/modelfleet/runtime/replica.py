@@ -71,7 +71,7 @@ class Replica:
         self.out = Outbox(sock)
         self.budget: memory.MemoryBudget | None = None
         self.out_of_memory = False   # a MemoryError with the budget used up: answer, then exit
-        # Every setting arrives with its default applied (specs.py is where defaults live).
+        # Every setting arrives with its default applied (schema/deployment_settings.py is where defaults live).
         self.max_batch = int(cfg["max_batch_size"])
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))

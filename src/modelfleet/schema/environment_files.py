@@ -25,7 +25,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import yaml_files as documents
+from . import yaml_files
 from ..domain.errors import InvalidInput, SpecError
 
 # conda names whose PyPI package is called differently
@@ -152,7 +152,7 @@ def read_conda(doc, base_dir: Path | None, where: str) -> EnvironmentContent:
 
 def read_conda_file(path: str | Path) -> EnvironmentContent:
     path = Path(path)
-    return read_conda(documents.load_one(path), path.parent, str(path))
+    return read_conda(yaml_files.load_one(path), path.parent, str(path))
 
 
 # -- requirements files -----------------------------------------------------------------------
@@ -257,7 +257,7 @@ def read_mlflow_model(model_dir: Path, manager: str, where: str) -> EnvironmentC
                            "name an environment instead of --env-manager")
     if not (root / "python_env.yaml").is_file():
         return read_requirements_file(root / "requirements.txt")
-    doc = documents.load_one(root / "python_env.yaml")
+    doc = yaml_files.load_one(root / "python_env.yaml")
     deps = doc.get("dependencies") or []
     if not isinstance(deps, list):
         raise SpecError(f"{root / 'python_env.yaml'}: dependencies: expected a list")
@@ -310,7 +310,7 @@ def content_of(spec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
         path = path if path.is_absolute() else base_dir / path
         if path.suffix.lower() == ".txt":  # a plain requirements.txt given as the conda file
             return read_requirements_file(path), {"requirements_file": path.name}
-        return read_conda_file(path), {"conda_file": documents.load_one(path), "file": path.name}
+        return read_conda_file(path), {"conda_file": yaml_files.load_one(path), "file": path.name}
     if isinstance(spec.requirements, list):
         return read_requirements(spec.requirements, "requirements"), {"requirements": spec.requirements}
     path = Path(spec.requirements).expanduser()

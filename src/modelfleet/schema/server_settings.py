@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..domain.errors import InvalidInput
 from ..files.fsutil import atomic_write, file_lock
-from .specs import memory_bytes
+from .deployment_settings import memory_bytes
 from .workspace import Workspace
 
 

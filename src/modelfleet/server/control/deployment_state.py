@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from ...schema.specs import DeploymentRecord
+from ...schema.wire import DeploymentRecord
 from ..dataplane.routing import DeploymentSnapshot
 from . import autoscaler
 from .reconciler import Actual, Desired, Key

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ...schema.specs import DeploymentRecord
+from ...schema.wire import DeploymentRecord
 from .reconciler import Desired, Key
 from .stores import Stores
 

@@ -15,7 +15,7 @@ from typing import Callable
 from ...backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
 from ...domain.errors import DeploymentFailed, FleetError, IntegrityError
 from ...files.digests import content_digest
-from ...schema.specs import DeploymentRecord
+from ...schema.wire import DeploymentRecord
 from ...schema.workspace import Workspace
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime

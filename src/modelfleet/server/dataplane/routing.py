@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ...backends.base import ReplicaHandle
-from ...schema.specs import RequestSettings
+from ...schema.deployment_settings import RequestSettings
 from .admission import Admission
 
 

@@ -26,7 +26,8 @@ from ...domain import traffic as traffic_rules
 from ...version import __version__
 from ...domain.errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
 from ...domain.placement import resolve_placement
-from ...schema.specs import DeploymentBody, format_loc
+from ...schema.validation import format_loc
+from ...schema.wire import DeploymentBody
 from ...domain.names import check_endpoint_name
 from ...store.serving import new_key
 from ...assets import computes as compute_targets

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 from ...assets.environments import Environment
 from ...schema.environment_files import EnvironmentContent
 from ...domain.errors import FleetError, InvalidInput
-from ...schema.specs import DeploymentBody, EnvironmentSpec
+from ...schema.documents import EnvironmentSpec
+from ...schema.wire import DeploymentBody
 from ..control.controller import Controller
 from ..control.stores import Stores
 

@@ -5,7 +5,7 @@ store alone when the server is not running, so read-only commands never need to 
 from __future__ import annotations
 
 from ...domain.placement import placement_of
-from ...schema.specs import SETTINGS_FIELDS
+from ...schema.deployment_settings import SETTINGS_FIELDS
 from ...store.serving import spec_etag
 
 
