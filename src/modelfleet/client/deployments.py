@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class DeploymentOperations:
-    def __init__(self, fleet: Fleet):
+    def __init__(self, fleet):
         self._f = fleet
 
     def _body(self, spec: DeploymentSpec, endpoint: str, base_dir: Path) -> dict:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class EndpointOperations:
-    def __init__(self, fleet: Fleet):
+    def __init__(self, fleet):
         self._f = fleet
 
     @resources

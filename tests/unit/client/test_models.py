@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from modelfleet.files.digests import content_digest
-from modelfleet.domain.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound, Unauthorized
+from modelfleet.domain.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, Unauthorized
 
 
 @pytest.fixture
