@@ -11,7 +11,7 @@ import orjson
 
 from modelfleet.backends.local.zygote_client import Zygote
 
-from ...fakes import settle
+from tests.fakes import settle
 
 
 def test_spawn_requests_wait_for_room_when_the_zygote_socket_is_full(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from modelfleet.backends.base import EXIT_MEMORY_LIMIT
 
-from ..fakes import until
+from tests.fakes import until
 from .test_controller import h, run  # noqa: F401  (h is a fixture)
 
 

@@ -17,7 +17,7 @@ from modelfleet.store import ArtifactStore, Database
 from modelfleet.store.serving import ServingStore
 from modelfleet.schema.workspace import Workspace
 
-from ..fakes import FakeBackend, FakeClock, settle, until
+from tests.fakes import FakeBackend, FakeClock, settle, until
 
 
 class Harness:

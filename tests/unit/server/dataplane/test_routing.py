@@ -15,7 +15,7 @@ from modelfleet.server.dataplane.gateway import Gateway
 from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from modelfleet.schema.deployment_settings import Batching, RequestSettings, Resources
 
-from ..fakes import FakeReplica, settle, until
+from tests.fakes import FakeReplica, settle, until
 
 
 def run(coro):
