@@ -316,12 +316,12 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:
-        return (await asyncio.to_thread(settings.load, controller.ws)).model_dump()
+        return (await asyncio.to_thread(settings.load, controller.ws)).shown()   # a password hidden
 
     @app.patch("/api/server/settings", dependencies=deps)
     async def change_settings(changes: dict) -> dict:
         """Saved for the next start, as `fleet server configure` saves them."""
-        return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).model_dump()
+        return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).shown()
 
     add_observability(app, controller, registry, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
