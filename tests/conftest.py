@@ -15,8 +15,12 @@ from modelfleet.cli.quickstart import train
 
 
 def _stop_servers(home: Path) -> None:
-    """Stop every server started under `home` (SIGTERM, then SIGKILL), and their replicas."""
-    for server_file in home.glob("**/run/server.json"):
+    """Stop every server of a workspace under `home` or registered in its config.json with a path
+    of its own (SIGTERM, then SIGKILL), and their replicas."""
+    folders = [home]
+    with contextlib.suppress(Exception):
+        folders += [Path(w["path"]) for w in orjson.loads((home / "config.json").read_bytes())["workspaces"].values()]
+    for server_file in [f for folder in folders for f in folder.glob("**/run/server.json")]:
         with contextlib.suppress(Exception):
             pid = orjson.loads(server_file.read_bytes())["pid"]
             children = _children(pid)

@@ -122,15 +122,23 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
         return info, False
     from ..schema import server_settings as settings  # pydantic: imported when a start needs it, not by every command
     settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
-    ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ServerUnavailable(f"cannot start the server of workspace {ws.name!r}: {ws.logs_dir}: "
+                                f"{e.strerror or e}") from None
     cmd = _server_args(ws, changes)
     log_path = ws.logs_dir / "server.log"
     with contextlib.suppress(OSError):  # rotated at each start once it is large (one old file kept)
         if log_path.stat().st_size > SERVER_LOG_MAX_BYTES:
             os.replace(log_path, log_path.with_name("server.log.1"))
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+    except OSError as e:   # a read-only or full workspace: one line, nothing started
+        raise ServerUnavailable(f"cannot start the server of workspace {ws.name!r}: {e.filename or ws.path}: "
+                                f"{e.strerror or e}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
