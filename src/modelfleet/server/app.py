@@ -33,7 +33,6 @@ from ..domain.errors import FleetError, StorageError
 from ..files.fsutil import atomic_write
 from ..store import Database
 from ..schema.workspace import Workspace
-from .control import replicas
 from ..schema import server_settings as settings
 from .telemetry.access_log import AccessLog
 from .http.api import build_api, is_loopback
@@ -113,12 +112,12 @@ class ServerApp:
         """Hook the telemetry into replica state changes and the server's warnings (or unhook it)."""
         root = logging.getLogger("modelfleet")
         if on:
-            replicas.listeners.append(self.telemetry.replica_changed)
+            self.controller.listeners.append(self.telemetry.replica_changed)
             self._events = EventLog(self.telemetry)
             root.addHandler(self._events)
         else:
             with contextlib.suppress(ValueError):
-                replicas.listeners.remove(self.telemetry.replica_changed)
+                self.controller.listeners.remove(self.telemetry.replica_changed)
             root.removeHandler(self._events)
             self.telemetry.close()
 

@@ -6,15 +6,15 @@
         +----abandoned (a rollout gave up, the server stops) -------> STOPPED
 
 Every state change goes through `transition`, the one place where listeners (metrics, events)
-hook in; they also hear of each replica as it is created (old state None). An illegal change is
-a bug and raises.
+hook in: the controller's list, handed to each replica it creates; they also hear of each replica
+as it is created (old state None). An illegal change is a bug and raises.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ...backends.base import ReplicaHandle
@@ -40,12 +40,17 @@ ALLOWED: dict[ReplicaState, frozenset[ReplicaState]] = {
 }
 
 
+# (replica, old, new, reason); old is None when the replica was just created (STARTING)
+Listener = Callable[["Replica", "ReplicaState | None", ReplicaState, str], None]
+
+
 @dataclass(eq=False)
 class Replica:
     handle: ReplicaHandle
     endpoint: str
     deployment: str
     started_at: float            # the controller's clock
+    listeners: list[Listener] = field(default_factory=list)   # the controller's: told of every change
     state: ReplicaState = S.STARTING
 
     def __post_init__(self) -> None:
@@ -60,9 +65,6 @@ class Replica:
                 "inflight": self.handle.inflight, "started_at": self.started_at}
 
 
-# (replica, old, new, reason); old is None when the replica was just created (STARTING)
-Listener = Callable[[Replica, ReplicaState | None, ReplicaState, str], None]
-listeners: list[Listener] = []
 
 
 class IllegalTransition(RuntimeError):
@@ -83,7 +85,7 @@ def transition(replica: Replica, new: ReplicaState, reason: str = "") -> bool:
 
 
 def _notify(replica: Replica, old: ReplicaState | None, new: ReplicaState, reason: str) -> None:
-    for listener in listeners:
+    for listener in replica.listeners:
         try:
             listener(replica, old, new, reason)
         except Exception:  # a listener must never break the controller

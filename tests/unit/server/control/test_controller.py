@@ -10,7 +10,7 @@ import pytest
 from modelfleet.assets.models import Registry
 from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
-from modelfleet.server.control.replicas import ReplicaState, listeners
+from modelfleet.server.control.replicas import ReplicaState
 from modelfleet.server.dataplane.routing import Router
 from modelfleet.schema.wire import DeploymentRecord
 from modelfleet.store import ArtifactStore, Database
@@ -272,16 +272,14 @@ def test_a_failed_restore_is_retried_with_backoff_until_it_serves(h):
 def test_every_state_change_goes_through_the_transition_listeners(h):
     seen = []
     listener = lambda r, old, new, reason: seen.append((old, new))  # noqa: E731
-    listeners.append(listener)
-    try:
-        async def scenario():
-            h.put(environment_variables={"V": "1"})
-            await h.converge()
-            h.put(environment_variables={"V": "2"})
-            await h.converge()
-        run(scenario())
-    finally:
-        listeners.remove(listener)
+    h.controller.listeners.append(listener)
+
+    async def scenario():
+        h.put(environment_variables={"V": "1"})
+        await h.converge()
+        h.put(environment_variables={"V": "2"})
+        await h.converge()
+    run(scenario())
     S = ReplicaState
     assert seen == [(None, S.STARTING), (S.STARTING, S.READY),        # created, then ready
                     (None, S.STARTING), (S.STARTING, S.READY), (S.READY, S.DRAINING), (S.DRAINING, S.STOPPED)]
