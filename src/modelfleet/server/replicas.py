@@ -6,8 +6,8 @@
         +----abandoned (a rollout gave up, the server stops) -------> STOPPED
 
 Every state change goes through `transition`, the one place where listeners (metrics, events)
-hook in; they also hear of each replica as it is created (old state None). An illegal change is
-a bug and raises.
+hook in; they also hear of each replica as it is created (old state None), after the replica's
+roster (replica_states.py) has. An illegal change is a bug and raises.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..backends.base import ReplicaHandle
+
+if TYPE_CHECKING:
+    from .replica_states import Roster
 
 log = logging.getLogger("modelfleet.replicas")
 
@@ -47,6 +50,7 @@ class Replica:
     deployment: str
     started_at: float            # the controller's clock
     state: ReplicaState = S.STARTING
+    roster: Roster | None = None   # the controller's, which every view counts (replica_states.py)
 
     def __post_init__(self) -> None:
         _notify(self, None, self.state, "created")
@@ -55,9 +59,15 @@ class Replica:
     def id(self) -> str:
         return self.handle.id
 
+    @property
+    def busy(self) -> bool:
+        """Ready and answering a request now (given-up requests aside): a property of a ready
+        replica, never a state of its own."""
+        return self.state is S.READY and self.handle.inflight > 0
+
     def to_dict(self) -> dict:
         return {"id": self.id, **self.handle.describe(), "state": self.state.value,
-                "inflight": self.handle.inflight, "started_at": self.started_at}
+                "inflight": self.handle.inflight, "busy": self.busy, "started_at": self.started_at}
 
 
 # (replica, old, new, reason); old is None when the replica was just created (STARTING)
@@ -83,6 +93,8 @@ def transition(replica: Replica, new: ReplicaState, reason: str = "") -> bool:
 
 
 def _notify(replica: Replica, old: ReplicaState | None, new: ReplicaState, reason: str) -> None:
+    if replica.roster is not None:   # before the listeners, which may count replicas
+        replica.roster.changed(replica, new)
     for listener in listeners:
         try:
             listener(replica, old, new, reason)
