@@ -160,7 +160,9 @@ async function refreshStats() {
   fillTable("requests", requests.reverse().map((r) => el("tr", {},
     cell(r.time.slice(11, 23)), cell(r.endpoint), cell(r.deployment), cell(r.replica),
     cell(String(r.status), `s${String(r.status)[0]}`), num(r.latency_ms, 2), cell(r.request_id))));
-  fillTable("events", events.reverse().map((e) => el("tr", {}, cell(e.time.slice(11, 23)), cell(e.message))));
+  // a replica's id names its deployment, not its endpoint: the endpoint goes first
+  fillTable("events", events.reverse().map((e) => el("tr", {}, cell(e.time.slice(11, 23)),
+    cell(e.endpoint ? `${e.endpoint}/${e.message}` : e.message))));
 }
 
 function drawTiles(stats) {
@@ -202,7 +204,7 @@ function drawDeployments(stats) {
     const s = live[`${dep.endpoint_name}/${dep.name}`];
     const n = s ? s.replicas : ownCounts(dep);   // a deployment the stats do not name yet (just created)
     const state = s?.updating && dep.provisioning_state === "Succeeded" ? "Updating" : dep.provisioning_state;
-    const replicas = el("td", { class: "replicas" }, ...replicaBadges(n));
+    const replicas = el("td", { class: "replicas", "data-ready": n.ready, "data-wanted": n.wanted }, ...replicaBadges(n));
     return el("tr", { "data-deployment": `${dep.endpoint_name}/${dep.name}` },
       cell(dep.endpoint_name), cell(dep.name), cell(dep.model), el("td", {}, badge(state)), replicas,
       num(s?.live.requests_per_second, 2), num(s?.live.p99_ms, 2), cell(String(s?.live.errors ?? 0), "num"));
