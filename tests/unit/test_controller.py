@@ -410,11 +410,15 @@ def test_every_view_counts_the_same_replicas_through_a_rollout_under_load_and_at
         old.answer_all()
         assert request.result() == (0, b'"ok"')
         assert counts() == {"wanted": 1, "ready": 1, "busy": 0, "starting": 0, "draining": 0, "failed": 0}
-        h.put(instance_count=0, environment_variables={"V": "1"})
+        h.put(environment_variables={"V": "1"}, scale_settings={
+            "type": "target_utilization", "min_instances": 0, "max_instances": 1, "idle_timeout": 30})
         await h.converge()
+        await h.clock.advance(31)                       # idle past the timeout: scaled to zero
+        await h.reconcile()
         await until(lambda: old.stopped)
+        await h.converge()
         assert counts() == {"wanted": 0, "ready": 0, "busy": 0, "starting": 0, "draining": 0, "failed": 0}
-        assert h.controller.health_of("ep", "blue", 0)["health"] == "Idle"
+        assert h.controller.health_of("ep", "blue", 1)["health"] == "Idle"
     run(scenario())
 
 

@@ -37,7 +37,7 @@ from ..workspace import Workspace
 from . import autoscaler, reconciler, replica_states
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
-from .replicas import Replica, ReplicaState as S, transition
+from .replicas import Replica, ReplicaState as S, Roster, transition
 from .routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from .supervisor import Supervisor
 
@@ -96,7 +96,7 @@ class Controller:
         self.supervisor = Supervisor(self.clock, self._lost)
         self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
-        self.roster = replica_states.Roster()   # every replica until it stops, as every view counts them
+        self.roster = Roster()   # every replica until it stops, as every view counts them
         self._endpoints: list[dict] = []
         self._rows: list[dict] = []           # deployments as last read
         self._changes = db.watch()            # rows are read again only after a commit

@@ -8,19 +8,17 @@ state: it is a ready replica with a request in flight, counted among the ready o
 instead of them. Wanted is how many the deployment should have now: instance_count, or the
 autoscaler's count.
 
-Every view counts the same replicas, the controller's `Roster`: each one from its creation until
-it is stopped, whether it serves, starts in a rollout or drains after one.
+Every view counts the same replicas, the controller's `Roster` (replicas.py): each one from its
+creation until it is stopped, whether it serves, starts in a rollout or drains after one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .replicas import Replica, ReplicaState as S
-
-Key = tuple[str, str]   # (endpoint, deployment)
 
 STATES = (S.STARTING, S.READY, S.DRAINING, S.FAILED)   # a replica's state until it is stopped
 
@@ -50,29 +48,3 @@ def count(replicas: Iterable[Replica], wanted: int) -> ReplicaCounts:
             n[r.state] += 1
             busy += r.busy
     return ReplicaCounts(wanted, n[S.READY], busy, n[S.STARTING], n[S.DRAINING], n[S.FAILED])
-
-
-class Roster:
-    """The controller's replicas not yet stopped, by deployment. `replicas.transition` keeps it:
-    each replica created with a roster tells it of every change of state."""
-
-    def __init__(self) -> None:
-        self._of: dict[Key, dict[Replica, None]] = {}   # insertion-ordered sets, by identity
-
-    def changed(self, replica: Replica, new: S) -> None:
-        key = (replica.endpoint, replica.deployment)
-        if new is not S.STOPPED:
-            self._of.setdefault(key, {})[replica] = None
-        elif key in self._of:
-            self._of[key].pop(replica, None)
-            if not self._of[key]:
-                del self._of[key]
-
-    def of(self, endpoint: str, deployment: str) -> list[Replica]:
-        return list(self._of.get((endpoint, deployment), ()))
-
-    def deployments(self) -> list[Key]:
-        return list(self._of)
-
-    def __iter__(self) -> Iterator[Replica]:
-        return iter([r for group in self._of.values() for r in group])

@@ -7,7 +7,7 @@
 
 Every state change goes through `transition`, the one place where listeners (metrics, events)
 hook in; they also hear of each replica as it is created (old state None), after the replica's
-roster (replica_states.py) has. An illegal change is a bug and raises.
+`Roster` has. An illegal change is a bug and raises.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Iterator
 
 from ..backends.base import ReplicaHandle
-
-if TYPE_CHECKING:
-    from .replica_states import Roster
 
 log = logging.getLogger("modelfleet.replicas")
 
@@ -50,7 +47,7 @@ class Replica:
     deployment: str
     started_at: float            # the controller's clock
     state: ReplicaState = S.STARTING
-    roster: Roster | None = None   # the controller's, which every view counts (replica_states.py)
+    roster: Roster | None = None   # the controller's: told of each change of state
 
     def __post_init__(self) -> None:
         _notify(self, None, self.state, "created")
@@ -100,3 +97,30 @@ def _notify(replica: Replica, old: ReplicaState | None, new: ReplicaState, reaso
             listener(replica, old, new, reason)
         except Exception:  # a listener must never break the controller
             log.exception("replica state listener failed")
+
+
+class Roster:
+    """The controller's replicas not yet stopped, by deployment, as every view counts them
+    (replica_states.py). `transition` keeps it: each replica created with a roster tells it of
+    every change of state."""
+
+    def __init__(self) -> None:
+        self._of: dict[tuple[str, str], dict[Replica, None]] = {}   # insertion-ordered sets, by identity
+
+    def changed(self, replica: Replica, new: ReplicaState) -> None:
+        key = (replica.endpoint, replica.deployment)
+        if new is not S.STOPPED:
+            self._of.setdefault(key, {})[replica] = None
+        elif key in self._of:
+            self._of[key].pop(replica, None)
+            if not self._of[key]:
+                del self._of[key]
+
+    def of(self, endpoint: str, deployment: str) -> list[Replica]:
+        return list(self._of.get((endpoint, deployment), ()))
+
+    def deployments(self) -> list[tuple[str, str]]:
+        return list(self._of)
+
+    def __iter__(self) -> Iterator[Replica]:
+        return iter([r for group in self._of.values() for r in group])

@@ -18,8 +18,7 @@ from ..logfmt import iso_time
 from .access_log import AccessLog
 from . import replica_logs
 from .metrics import Metrics
-from .replica_states import Roster
-from .replicas import Replica, ReplicaState as S
+from .replicas import Replica, ReplicaState as S, Roster
 
 log = logging.getLogger("modelfleet.telemetry")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet.server.metrics import Metrics
-from modelfleet.server.replica_states import ReplicaCounts, Roster, count
-from modelfleet.server.replicas import Replica, ReplicaState as S, transition
+from modelfleet.server.replica_states import ReplicaCounts, count
+from modelfleet.server.replicas import Replica, ReplicaState as S, Roster, transition
 
 
 class Handle:
