@@ -85,3 +85,10 @@ def test_metrics_show_every_state_of_every_deployment_with_busy_and_wanted_apart
         ("modelfleet_replicas", "at-zero", "draining"): 0, ("modelfleet_replicas", "at-zero", "failed"): 0,
         ("modelfleet_replicas_busy", "busy-one", None): 1, ("modelfleet_replicas_busy", "at-zero", None): 0,
         ("modelfleet_replicas_wanted", "busy-one", None): 1, ("modelfleet_replicas_wanted", "at-zero", None): 0}
+
+
+def test_fleet_top_reads_ready_of_wanted_then_what_else_there_is():
+    from modelfleet.cli.top import replicas_text
+    assert replicas_text(ReplicaCounts(wanted=1, ready=1, busy=1, starting=1).to_dict()) == \
+        "1 ready of 1, 1 busy, 1 starting"
+    assert replicas_text(ReplicaCounts(wanted=0).to_dict()) == "0 ready of 0"
