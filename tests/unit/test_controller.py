@@ -38,10 +38,10 @@ class Harness:
     def new_controller(self) -> Controller:
         return Controller(self.ws, self.db, self.backend, self.router, self.clock)
 
-    def put(self, name: str = "blue", **settings) -> None:
+    def put(self, name: str = "blue", endpoint: str = "ep", **settings) -> None:
         spec = DeploymentRecord(model=self.model.ref, model_type=self.model.type,
                                 model_sha256=self.model.sha256, **settings)
-        self.store.put_deployment("ep", name, spec.model_dump(), create=None)
+        self.store.put_deployment(endpoint, name, spec.model_dump(), create=None)
 
     def row(self, name: str = "blue") -> dict:
         return self.store.deployment("ep", name)
@@ -334,8 +334,7 @@ def test_a_request_at_zero_starts_a_replica_without_a_pass_over_the_fleet(h):
 def test_a_change_to_one_endpoint_keeps_the_others_snapshots(h):
     async def scenario():
         h.store.create_endpoint("other", {"auth_mode": "key"})
-        spec = DeploymentRecord(model=h.model.ref, model_type=h.model.type, model_sha256=h.model.sha256)
-        h.store.put_deployment("other", "green", spec.model_dump(), create=None)
+        h.put("green", endpoint="other")
         h.put(instance_count=1)
         await h.converge()
         await h.converge()
@@ -425,8 +424,7 @@ def test_every_view_counts_the_same_replicas_through_a_rollout_under_load_and_at
 def test_the_same_deployment_in_two_endpoints_has_its_own_replicas_counted(h):
     async def scenario():
         h.store.create_endpoint("other", {"auth_mode": "key"})
-        spec = DeploymentRecord(model=h.model.ref, model_type=h.model.type, model_sha256=h.model.sha256)
-        h.store.put_deployment("other", "blue", spec.model_dump(), create=None)
+        h.put("blue", endpoint="other")
         h.put()
         await h.converge()
         await until(lambda: len(h.backend.live("blue")) == 2)
