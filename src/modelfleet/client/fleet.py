@@ -11,8 +11,9 @@
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
 on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, or `server=` and `token=`); or,
-in tests, any httpx transport (`transport=httpx.ASGITransport(app)`). The client opens no file
-of the workspace but the launcher's run/server.json and saved settings.
+in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
+httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
+launcher's run/server.json and saved settings.
 """
 
 from __future__ import annotations

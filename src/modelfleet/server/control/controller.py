@@ -34,7 +34,7 @@ from .executor import Executor
 from .publisher import RoutePublisher
 from .queries import Queries
 from .reconciler import Desired, Key, Retire, Rollout, Scale, Settle
-from .replicas import Listener, ReplicaState as S, transition
+from .replicas import Listener, ReplicaState as S, Roster, transition
 from .stores import Stores
 
 log = logging.getLogger("modelfleet.controller")
@@ -57,11 +57,12 @@ class Controller:
         self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self.listeners: list[Listener] = []   # told of every replica's state changes (telemetry)
+        self.roster = Roster()   # every replica until it stops, as every view counts them
         self.state = DesiredState(stores)
         self.publisher = RoutePublisher(router, self.state, self.runtimes)
         self.executor = Executor(ws, stores, backend, self.clock, self.state, self.publisher, self._spawn,
-                                 self.poke, self._step_one, self.runtimes, self.listeners)
-        self.queries = Queries(ws, self.runtimes, self.state, backend)
+                                 self.poke, self._step_one, self.runtimes, self.listeners, self.roster)
+        self.queries = Queries(ws, self.runtimes, self.state, backend, self.roster)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()

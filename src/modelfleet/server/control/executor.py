@@ -22,7 +22,7 @@ from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
 from .desired_state import DesiredState
 from .publisher import RoutePublisher
 from .reconciler import Desired
-from .replicas import Listener, Replica, ReplicaState as S, transition
+from .replicas import Listener, Replica, ReplicaState as S, Roster, transition
 from .stores import Stores
 from .supervisor import Supervisor
 
@@ -32,11 +32,12 @@ log = logging.getLogger("modelfleet.controller")
 class Executor:
     def __init__(self, ws: Workspace, stores: Stores, backend: Backend, clock: Clock, state: DesiredState,
                  publisher: RoutePublisher, spawn: Callable, poke: Callable[[], None],
-                 step_one: Callable[[DeploymentRuntime], None], runtimes: dict, listeners: list[Listener]):
+                 step_one: Callable[[DeploymentRuntime], None], runtimes: dict, listeners: list[Listener],
+                 roster: Roster):
         self._ws, self._stores, self._backend, self._clock = ws, stores, backend, clock
         self._state, self._publisher = state, publisher
         self._spawn, self._poke, self._step_one, self._runtimes = spawn, poke, step_one, runtimes
-        self._listeners = listeners
+        self._listeners, self._roster = listeners, roster
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
 
@@ -113,7 +114,8 @@ class Executor:
             for _ in range(count):
                 handle = await self._backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
                                                                       environment))
-                started.append(Replica(handle, rt.endpoint, rt.name, self._clock.now(), self._listeners))
+                started.append(Replica(handle, rt.endpoint, rt.name, self._clock.now(), self._listeners,
+                                       roster=self._roster))
             await self._clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:
             await self.stop(started, 1.0)

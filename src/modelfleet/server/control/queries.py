@@ -11,12 +11,14 @@ from ...schema.workspace import Workspace
 from .deployment_state import CRASH_LOOP_AFTER, DeploymentRuntime
 from .desired_state import DesiredState
 from .reconciler import Key
-from .replicas import ReplicaState as S
+from .replica_states import ReplicaCounts, count
+from .replicas import Roster
 
 
 class Queries:
-    def __init__(self, ws: Workspace, runtimes: dict[Key, DeploymentRuntime], state: DesiredState, backend: Backend):
-        self._ws, self._runtimes, self._state, self._backend = ws, runtimes, state, backend
+    def __init__(self, ws: Workspace, runtimes: dict[Key, DeploymentRuntime], state: DesiredState, backend: Backend,
+                 roster: Roster):
+        self._ws, self._runtimes, self._state, self._backend, self._roster = ws, runtimes, state, backend, roster
 
     def replicas_of(self, endpoint: str, name: str) -> list[dict]:
         rt = self._runtimes.get((endpoint, name))
@@ -48,11 +50,10 @@ class Queries:
         (replicas keep failing to start or dying before they serve), or Idle (scaled to zero);
         why, how many replicas it wants now, and how many it lost."""
         rt = self._runtimes.get((endpoint, name))
-        ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
-        wanted = rt.scale.want if rt and rt.scale else instance_count
-        health = ("Idle" if wanted == ready == 0 else "Healthy" if ready >= wanted else
+        n = self.replica_counts(endpoint, name, instance_count)
+        health = ("Idle" if n.wanted == n.ready == 0 else "Healthy" if n.ready >= n.wanted else
                   "CrashLoop" if rt and rt.failures >= CRASH_LOOP_AFTER else
-                  "Degraded" if ready else "Unavailable")
+                  "Degraded" if n.ready else "Unavailable")
         fault = rt.fault if rt else None
         if health == "CrashLoop" and fault is None:
             fault = rt.last_failure
@@ -61,6 +62,15 @@ class Queries:
             fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"
         elif fault is None and health != "Healthy" and compute != "local":
             fault = self._backend.fault(compute)
-        return {"health": health, "ready_replicas": ready, "wanted_replicas": wanted, "fault": fault,
+        return {"health": health, **{f"{k}_replicas": v for k, v in n.to_dict().items()}, "fault": fault,
                 "restarts": rt.restarts if rt else 0, "last_failure": rt.last_failure if rt else None,
                 "last_cold_start_ms": rt.cold_start_ms if rt else None}
+
+    def replica_counts(self, endpoint: str, name: str, instance_count: int = 0) -> ReplicaCounts:
+        """Its replicas by state (replica_states.py) and how many it wants now: the autoscaler's
+        count, else its row's instance_count as last read (`instance_count` until it is read)."""
+        rt = self._runtimes.get((endpoint, name))
+        if rt is not None and rt.desired is not None:
+            instance_count = 0 if rt.retired else rt.desired.spec.instance_count
+        wanted = rt.scale.want if rt and rt.scale else instance_count
+        return count(self._roster.of(endpoint, name), wanted)
