@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..domain.errors import ServerUnavailable
+from ..domain.errors import ServerUnavailable, Unauthorized
 from ..schema.workspace import Workspace
 
 SERVER_LOG_MAX_BYTES = 16 * 2**20
@@ -86,6 +86,9 @@ def read_info(ws: Workspace) -> ServerInfo | None:
         raw = orjson.loads(ws.server_file.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
+    except PermissionError:
+        raise Unauthorized(f"{ws.server_file}: only the owner of the workspace folder can read its server's "
+                           "address and admin token (elsewhere: FLEET_SERVER and FLEET_TOKEN)") from None
     if not _alive(raw.get("pid", -1)) or not _is_our_server(raw["pid"], ws):
         return None
     return ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"],
