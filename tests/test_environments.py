@@ -134,7 +134,7 @@ def test_the_azure_examples_environment_files_create_environments(fleet_home, tm
     assert env["content"]["requirements"] == ["numpy==1.23.5.*", "scikit-learn==1.2.2.*", "scipy==1.10.1.*",
                                               "inference-schema[numpy-support]", "joblib"]
     with Fleet() as f, pytest.raises(InvalidInput) as refused:
-        f.environment_registry.prepare("docker-image-plus-conda-example:1")  # refused before any download
+        f.environments.build("docker-image-plus-conda-example:1")  # refused by the server before any download
     minor = ".".join(platform.python_version().split(".")[:2])
     assert refused.value.message == (
         f"environment docker-image-plus-conda-example:1 asks for Python 3.8; this server runs Python "

@@ -136,7 +136,7 @@ def test_model_metadata_lists_the_real_tensors(v2):
 
 @pytest.mark.slow
 def test_outputs_are_the_models_own_selected_by_name(v2):
-    sk = joblib.load(Path(v2.fleet.registry.path_of(v2.fleet.models.get("iris", "1"))) / "iris" / "model.joblib")
+    sk = joblib.load(Path(v2.fleet.models.verified_path(v2.fleet.models.get("iris", "1"))) / "iris" / "model.joblib")
     r = _infer(v2, "v2-iris", {"id": "q1", "inputs": [_iris_input()]})
     assert r.status_code == 200
     body = r.json()
