@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelfleet.compute import ray_cluster
+from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
 from .helpers import Load, wait_until
