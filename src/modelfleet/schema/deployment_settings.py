@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..domain.placement import Placement
+from ..domain.placement import Placement, check_shared
 from .validation import Spec, _mapping
 
 
@@ -186,6 +186,11 @@ class DeploymentSettings(Spec):
     @classmethod
     def _env_manager(cls, v):
         return None if v in (None, "", "local") else v
+
+    def _check_placement(self, has_code: bool) -> None:
+        """`placement: shared` only for what a shared worker can run (placement.py's rule)."""
+        check_shared(self.placement, has_code, self.environment_variables,
+                     getattr(self, "environment", None) is not None or self.env_manager is not None)
 
     @model_validator(mode="after")
     def _one_environment(self):

@@ -14,7 +14,6 @@ from pydantic import Field, field_validator, model_validator
 
 from ..domain.errors import InvalidInput
 from ..domain.names import ModelRef, check_name
-from ..domain.placement import check_shared
 from .deployment_settings import CodeConfiguration, DeploymentSettings
 from .validation import Spec, _check_endpoint_name, _check_name, _check_version, _mapping, _model_type, _version
 
@@ -161,8 +160,7 @@ class DeploymentSpec(DeploymentSettings):
 
     @model_validator(mode="after")
     def _placement(self):
-        check_shared(self.placement, self.code_configuration is not None, self.environment_variables,
-                     self.environment is not None or self.env_manager is not None)
+        self._check_placement(self.code_configuration is not None)
         return self
 
 

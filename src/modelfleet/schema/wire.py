@@ -8,7 +8,7 @@ import re
 
 from pydantic import field_validator, model_validator
 
-from ..domain.placement import check_shared, resolve_placement
+from ..domain.placement import resolve_placement
 from .deployment_settings import DeploymentSettings
 from .documents import _environment_ref
 from .validation import Spec
@@ -50,8 +50,7 @@ class DeploymentBody(DeploymentSettings):
 
     @model_validator(mode="after")
     def _placement(self):
-        check_shared(self.placement, self.code is not None, self.environment_variables,
-                     self.environment is not None or self.env_manager is not None)
+        self._check_placement(self.code is not None)
         return self
 
 
