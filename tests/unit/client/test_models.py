@@ -117,3 +117,18 @@ def test_a_server_that_cannot_be_reached_is_one_error(monkeypatch):
         lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused"))))
     with pytest.raises(ServerUnavailable, match="cannot reach the server"):
         f.models.list()
+
+
+def test_an_upload_with_a_path_out_of_its_snapshot_is_refused(api_fleet, inprocess, tmp_path):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"escaped"
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    sha = hashlib.sha256(b"any").hexdigest()
+    with pytest.raises(InvalidInput, match="'../evil.txt' is not a file inside the snapshot"):
+        api_fleet.request("PUT", f"/api/artifacts/code/{sha}", content=buf.getvalue())
+    assert not (inprocess.ws.artifacts / "evil.txt").exists() and not (inprocess.ws.artifacts / "code").exists()
