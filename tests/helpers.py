@@ -171,3 +171,15 @@ def _pids(env, endpoint):
     dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
                                      endpoint, "-o", "json"], env=env, capture_output=True, text=True).stdout)
     return sorted(r["pid"] for r in dep["replicas"])
+
+
+def compute_row(fleet, name: str) -> dict:
+    """A compute's row as the workspace's store keeps it (address, token, directory): what a test
+    needs to reach its cluster, and what the client is never shown."""
+    from modelfleet.store import Database
+    from modelfleet.store.computes import ComputeStore
+    db = Database(fleet.workspace.db_url)
+    try:
+        return ComputeStore(db).get(name)
+    finally:
+        db.close()

@@ -181,7 +181,7 @@ def test_compute_names_and_enums_as_azure_writes_them(az_env, tmp_path):
     (tmp_path / "k8s.yml").write_text("name: on-k8s\nauth_mode: AMLToken\ncompute: azureml:k8s-cluster\n")
     r = fleet("online-endpoint", "create", "-f", "k8s.yml")
     assert r.returncode == 1 and "compute 'k8s-cluster' not found" in r.stderr
-    assert not list(Path(az_env["FLEET_HOME"]).glob("**/run/server.json"))  # refused before a server was asked
+    assert "on-k8s" not in fleet("online-endpoint", "list", "--query", "[].name", "-o", "tsv").stdout  # nothing made
     (tmp_path / "bad.yml").write_text("name: bad-auth\nauth_mode: Certificate\n")
     r = fleet("online-endpoint", "create", "-f", "bad.yml")
     assert r.returncode == 2 and "auth_mode: 'certificate' is not an auth mode" in r.stderr

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, wait_until
+from .helpers import Load, compute_row, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -117,7 +117,7 @@ def three_kinds(fleet, models_dir):
     """The same model in a process of its own, in a shared worker (scaled to zero when idle) and
     as a Ray actor on a compute of its own on 127.0.0.1."""
     fleet.computes.create("raydev", num_cpus=2)
-    compute = fleet.computes.resolve("raydev")
+    compute = compute_row(fleet, "raydev")
     try:
         fleet.models.register("iris", models_dir / "iris", "1")
         for endpoint in KINDS:
