@@ -90,10 +90,10 @@ class AzureBlobDatastore:
         with self._call(f"look up blob {sha256[:12]}"):
             return self._blob(sha256).exists()
 
-    def put(self, sha256: str, source: BinaryIO) -> None:
+    def put(self, sha256: str, source: BinaryIO) -> int:
         from azure.core.exceptions import ResourceNotFoundError
         if self.exists(sha256):
-            return
+            return 0
         blob = self._blob(sha256)
         with self._call(f"upload blob {sha256[:12]}"):
             try:
@@ -102,6 +102,7 @@ class AzureBlobDatastore:
                 staged_ids = {}
             reader = HashingReader(source)
             ids: list[str] = []
+            sent = 0
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="datastore-put") as pool:
                 inflight: deque = deque()
                 while data := _read_full(reader, BLOCK):
@@ -109,6 +110,7 @@ class AzureBlobDatastore:
                     ids.append(block_id)
                     if staged_ids.get(block_id) != len(data):
                         inflight.append(pool.submit(blob.stage_block, block_id, data, length=len(data)))
+                        sent += len(data)
                     del data
                     while len(inflight) >= self.concurrency:
                         inflight.popleft().result()
@@ -118,6 +120,7 @@ class AzureBlobDatastore:
             if actual != sha256:  # nothing committed: the staged blocks expire unseen
                 raise mismatch(f"datastore {self.name!r}: upload of blob {sha256[:12]}", sha256, actual)
             blob.commit_block_list(ids)
+            return sent
 
     def get(self, sha256: str, dest: Path) -> None:
         from azure.core.exceptions import ResourceNotFoundError

@@ -38,8 +38,9 @@ def mismatch(where: str, expected: str, actual: str) -> IntegrityError:
 class Datastore(Protocol):
     name: str
 
-    def put(self, sha256: str, source: BinaryIO) -> None:
-        """Store the bytes read from `source` as blob `sha256` (a no-op when it exists)."""
+    def put(self, sha256: str, source: BinaryIO) -> int:
+        """Store the bytes read from `source` as blob `sha256`; the bytes sent (0 when it was
+        stored already, fewer than its size when an interrupted put is resumed)."""
 
     def get(self, sha256: str, dest: Path) -> None:
         """Write blob `sha256` to the file `dest`, checked (NotFound when it is absent)."""

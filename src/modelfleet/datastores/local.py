@@ -29,14 +29,15 @@ class LocalDatastore:
     def _where(self, sha256: str) -> str:
         return f"datastore {self.name!r}: blob {sha256[:12]}"
 
-    def put(self, sha256: str, source: BinaryIO) -> None:
+    def put(self, sha256: str, source: BinaryIO) -> int:
         dest = self._blob(sha256)
         if dest.is_file():
-            return
+            return 0
         try:
             with staged(dest, sha256, self._where(sha256), tmp_dir=self.artifacts.tmp, mode=0o444) as out:
                 while data := source.read(CHUNK):
                     out.write(data)
+            return out.size
         except OSError as e:
             raise StorageError(f"datastore {self.name!r}: cannot store blob {sha256[:12]} in "
                                f"{self.artifacts.root}: {e.strerror or e}") from e
