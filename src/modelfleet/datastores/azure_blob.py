@@ -101,21 +101,33 @@ class AzureBlobDatastore:
             except ResourceNotFoundError:
                 staged_ids = {}
             reader = HashingReader(source)
+
+            def stage(index: int, data: bytes) -> tuple[str, int]:
+                # the block's own hash, in a worker thread (hashlib lets go of the GIL): blocks hash in parallel
+                block_id = f"{index:06d}-{hashlib.sha256(data).hexdigest()[:40]}"
+                if staged_ids.get(block_id) == len(data):
+                    return block_id, 0
+                blob.stage_block(block_id, data, length=len(data))
+                return block_id, len(data)
+
             ids: list[str] = []
             sent = 0
+            inflight: deque = deque()
+
+            def collect() -> None:
+                nonlocal sent
+                block_id, n = inflight.popleft().result()
+                ids.append(block_id)
+                sent += n
+
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="datastore-put") as pool:
-                inflight: deque = deque()
                 while data := _read_full(reader, BLOCK):
-                    block_id = f"{len(ids):06d}-{hashlib.sha256(data).hexdigest()[:40]}"
-                    ids.append(block_id)
-                    if staged_ids.get(block_id) != len(data):
-                        inflight.append(pool.submit(blob.stage_block, block_id, data, length=len(data)))
-                        sent += len(data)
-                    del data
-                    while len(inflight) >= self.concurrency:
-                        inflight.popleft().result()
+                    inflight.append(pool.submit(stage, len(ids) + len(inflight), data))
+                    del data  # held by its task only, and freed once staged
+                    while len(inflight) >= self.concurrency or (inflight and inflight[0].done()):
+                        collect()
                 while inflight:
-                    inflight.popleft().result()
+                    collect()
             actual = reader.hash.hexdigest()
             if actual != sha256:  # nothing committed: the staged blocks expire unseen
                 raise mismatch(f"datastore {self.name!r}: upload of blob {sha256[:12]}", sha256, actual)
@@ -131,8 +143,7 @@ class AzureBlobDatastore:
             except ResourceNotFoundError:
                 raise NotFound(f"{where} not found") from None
             with staged(dest, sha256, where) as out:
-                for chunk in stream.chunks():
-                    out.write(chunk)
+                stream.readinto(out)  # ranges in parallel, hashed in order as they complete
 
     def delete(self, sha256: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

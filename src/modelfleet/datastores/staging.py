@@ -13,15 +13,51 @@ from .base import mismatch
 
 
 class StagedFile:
+    """A file written in order, or in ranges at any offset (a parallel download seeks before each
+    write): the hash follows the bytes in order; a range written ahead of a gap is read back
+    from the file (the page cache) once the gap is filled, so memory stays one range."""
+
     def __init__(self, f):
         self.f = f
         self.hash = hashlib.sha256()
-        self.size = 0
+        self.size = 0     # bytes hashed: [0, size) is contiguous and in the hash
+        self.pos = 0
+        self.ahead: dict[int, int] = {}  # offset -> length of ranges written past a gap
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError("a staged file seeks only to absolute offsets")
+        self.pos = offset
+        return offset
 
     def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return self.f.write(data)
+        n = os.pwrite(self.f.fileno(), data, self.pos)
+        if n != len(data):
+            raise OSError(f"short write ({n} of {len(data)} bytes)")
+        if self.pos == self.size:
+            self.hash.update(data)
+            self.size += n
+            self._catch_up()
+        elif self.pos > self.size:
+            self.ahead[self.pos] = n
+        else:
+            raise OSError("a staged file is written once: a range was written twice")
+        self.pos += n
+        return n
+
+    def _catch_up(self) -> None:
+        while (n := self.ahead.pop(self.size, None)) is not None:
+            end = self.size + n
+            while self.size < end:
+                block = os.pread(self.f.fileno(), min(end - self.size, 8 << 20), self.size)
+                self.hash.update(block)
+                self.size += len(block)
 
 
 @contextlib.contextmanager
@@ -37,7 +73,8 @@ def staged(dest: Path, sha256: str, where: str, tmp_dir: Path | None = None, mod
         with os.fdopen(fd, "wb") as f:
             out = StagedFile(f)
             yield out
-            f.flush()
+            if out.ahead:
+                raise OSError(f"a staged file has a gap at byte {out.size}")
             os.fsync(f.fileno())
         actual = out.hash.hexdigest()
         if actual != sha256:
