@@ -92,6 +92,16 @@ environments = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
 )
 
+datastores = sa.Table(
+    "datastores", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),          # azure_blob
+    sa.Column("spec", sa.JSON, nullable=False),                # the document, stored secrets left out
+    sa.Column("secret", sa.Text, nullable=True),               # its account key or SAS token, encrypted (Fernet)
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 
 def _initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
@@ -106,4 +116,9 @@ def _environments(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[environments])
 
 
-MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments)]
+def _datastores(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[datastores])
+
+
+MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments),
+              ("0004_datastores", _datastores)]
