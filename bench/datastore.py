@@ -26,20 +26,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests/azurite.py
 from common import machine, median_of, publish, table  # noqa: E402
 from modelfleet.datastores import NodeCache, open_datastore, parse_document  # noqa: E402
 from modelfleet.datastores.azure_blob import BLOCK, CONCURRENCY  # noqa: E402
-from tests.azurite import ACCOUNT, KEY, Azurite  # noqa: E402
+from tests.azurite import ACCOUNT, KEY, Azurite, model_file  # noqa: E402
 
 MiB = 1 << 20
-
-
-def model_file(path: Path, size: int) -> str:
-    h = hashlib.sha256()
-    block = os.urandom(MiB)
-    with open(path, "wb") as f:
-        for i in range(size // MiB):
-            chunk = i.to_bytes(8, "little") + block[8:]
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
 
 
 def timed(fn) -> float:

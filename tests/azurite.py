@@ -8,6 +8,7 @@ FLEET_AZURITE names another copy of its blob service script (dist/src/blob/main.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -84,3 +85,15 @@ class Azurite:
         """A datastore document for this emulator (the account key unless credentials are given)."""
         return {"name": name, "type": "azure_blob", "account_name": ACCOUNT, "container_name": container,
                 "account_url": self.url, "credentials": credentials or {"account_key": KEY}}
+
+
+def model_file(path: Path, size: int) -> str:
+    """A file of `size` bytes (whole MiB) that compresses badly, written a MiB at a time; its sha256."""
+    h = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            chunk = i.to_bytes(8, "little") + block[8:]
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()

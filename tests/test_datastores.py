@@ -19,7 +19,7 @@ import pytest
 from modelfleet.datastores import NodeCache, open_datastore, parse, parse_document
 from modelfleet.errors import DatastoreError, IntegrityError, NotFound
 
-from .azurite import Azurite
+from .azurite import Azurite, model_file
 
 pytestmark = pytest.mark.slow
 CHILD = Path(__file__).with_name("datastore_child.py")
@@ -47,18 +47,6 @@ def store(doc):
     return open_datastore(parse_document(doc))
 
 
-def random_file(path: Path, size: int) -> str:
-    """A file of `size` pseudo-random bytes written in blocks; its sha256."""
-    h = hashlib.sha256()
-    block = os.urandom(MiB)
-    with open(path, "wb") as f:
-        for i in range(size // MiB):
-            chunk = i.to_bytes(8, "little") + block[8:]
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
 def child(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(CHILD.parents[1] / "src")}, **kw)
@@ -71,18 +59,27 @@ def test_azurite_listens_only_on_loopback(azurite):
     assert mine and all(addr.startswith("127.0.0.1:") for addr in mine), mine
 
 
-def test_round_trip_exists_delete(store, tmp_path):
+@pytest.fixture(params=["local", "azure_blob"])
+def any_store(request, tmp_path):
+    """Each implementation, for the promises they all keep."""
+    if request.param == "local":
+        return open_datastore(tmp_path / "artifacts")
+    return request.getfixturevalue("store")
+
+
+def test_round_trip_exists_delete(any_store, tmp_path):
     data = os.urandom(3 * MiB + 17)
     sha = hashlib.sha256(data).hexdigest()
-    assert not store.exists(sha)
-    assert store.put(sha, io.BytesIO(data)) == len(data)
-    assert store.exists(sha) and store.put(sha, io.BytesIO(data)) == 0
-    store.get(sha, tmp_path / "m.bin")
-    assert (tmp_path / "m.bin").read_bytes() == data
-    store.delete(sha)
-    assert not store.exists(sha)
+    assert not any_store.exists(sha)
+    assert any_store.put(sha, io.BytesIO(data)) == len(data)
+    assert any_store.exists(sha) and any_store.put(sha, io.BytesIO(data)) == 0  # stored once
+    any_store.get(sha, tmp_path / "out" / "m.bin")
+    assert (tmp_path / "out" / "m.bin").read_bytes() == data
+    any_store.delete(sha)
+    any_store.delete(sha)
+    assert not any_store.exists(sha)
     with pytest.raises(NotFound, match="not found"):
-        store.get(sha, tmp_path / "gone.bin")
+        any_store.get(sha, tmp_path / "gone.bin")
     assert not (tmp_path / "gone.bin").exists()
 
 
@@ -101,7 +98,7 @@ def test_read_path_from_an_azureml_uri(store, tmp_path):
 
 def test_a_large_upload_and_download_stream_in_bounded_memory(doc, store, tmp_path):
     size = 384 * MiB
-    sha = random_file(tmp_path / "big.bin", size)
+    sha = model_file(tmp_path / "big.bin", size)
     proc = child("put", json.dumps(doc), str(tmp_path / "big.bin"), sha)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0
@@ -118,7 +115,7 @@ def test_a_large_upload_and_download_stream_in_bounded_memory(doc, store, tmp_pa
 
 def test_an_upload_killed_half_way_leaves_no_blob_and_resumes(doc, store, tmp_path):
     size = 256 * MiB
-    sha = random_file(tmp_path / "model.bin", size)
+    sha = model_file(tmp_path / "model.bin", size)
     proc = child("put", json.dumps(doc), str(tmp_path / "model.bin"), sha, str(size // 2))
     assert proc.stdout.readline().strip() == "half"
     proc.send_signal(signal.SIGKILL)

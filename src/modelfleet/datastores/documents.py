@@ -19,30 +19,45 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ..errors import InvalidInput, SpecError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,254}$")  # Azure: letters, digits, underscores
-ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+PATTERNS = {  # field: (Azure's rule for it, what to say when a value breaks it)
+    "name": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,254}$"),
+             "must start with a letter or digit and hold only letters, digits and underscores"),
+    "account_name": (re.compile(r"^[a-z0-9]{3,24}$"),
+                     "must be 3 to 24 lowercase letters and digits (Azure's storage account names)"),
+    "container_name": (re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"),
+                       "must be 3 to 63 lowercase letters, digits and single hyphens (Azure's container names)"),
+    "endpoint": (re.compile(r"^[a-z0-9.-]+\.[a-z]{2,}$"), "must be a DNS suffix such as core.windows.net"),
+}
 REDACTED = "<redacted>"
 FIELD = re.compile(r"^(\$schema|[A-Za-z_][A-Za-z0-9_]*|\d+)$")
 
 
-class SecretRef(BaseModel):
-    """A secret kept outside modelfleet: read from the environment or a file when used."""
+class Choice(BaseModel):
+    """Two fields of which one may be given (`required`: one must be)."""
     model_config = ConfigDict(extra="forbid", frozen=True)
-    env: str | None = None
-    file: str | None = None
+    choices: ClassVar[tuple[str, str]]
+    required: ClassVar[bool]
 
     @model_validator(mode="after")
-    def _one(self):
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
+    def _one_of(self):
+        given = [f for f in self.choices if getattr(self, f) is not None]
+        if len(given) > 1 or (self.required and not given):
+            a, b = self.choices
+            raise ValueError(f"give exactly one of {a} or {b}" if self.required else f"give {a} or {b}, not both")
         return self
+
+
+class SecretRef(Choice):
+    """A secret kept outside modelfleet: read from the environment or a file when used."""
+    choices, required = ("env", "file"), True
+    env: str | None = None
+    file: str | None = None
 
     def resolve(self, field: str) -> str:
         if self.env is not None:
@@ -59,16 +74,10 @@ class SecretRef(BaseModel):
 Secret = SecretStr | SecretRef
 
 
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Credentials(Choice):
+    choices, required = ("account_key", "sas_token"), False
     account_key: Secret | None = None
     sas_token: Secret | None = None
-
-    @model_validator(mode="after")
-    def _at_most_one(self):
-        if self.account_key is not None and self.sas_token is not None:
-            raise ValueError("give account_key or sas_token, not both")
-        return self
 
     @property
     def kind(self) -> str:
@@ -97,32 +106,12 @@ class DatastoreDocument(BaseModel):
     credentials: Credentials = Credentials()
     account_url: str | None = None  # modelfleet's own: overrides https://<account>.blob.<endpoint>
 
-    @field_validator("name")
+    @field_validator("name", "account_name", "container_name", "endpoint")
     @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME.match(v):
-            raise ValueError("must start with a letter or digit and hold only letters, digits and underscores")
-        return v
-
-    @field_validator("account_name")
-    @classmethod
-    def _account(cls, v: str) -> str:
-        if not ACCOUNT.match(v):
-            raise ValueError("must be 3 to 24 lowercase letters and digits (Azure's storage account names)")
-        return v
-
-    @field_validator("container_name")
-    @classmethod
-    def _container(cls, v: str) -> str:
-        if not CONTAINER.match(v):
-            raise ValueError("must be 3 to 63 lowercase letters, digits and single hyphens (Azure's container names)")
-        return v
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9.-]+\.[a-z]{2,}$", v):
-            raise ValueError("must be a DNS suffix such as core.windows.net")
+    def _pattern(cls, v: str, info) -> str:
+        pattern, rule = PATTERNS[info.field_name]
+        if not pattern.match(v):
+            raise ValueError(rule)
         return v
 
     @field_validator("account_url")
@@ -140,20 +129,25 @@ class DatastoreDocument(BaseModel):
 
 def parse_document(data: Any, where: str = "datastore") -> DatastoreDocument:
     """A validated document; the first problem is one SpecError naming its field."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
     try:
-        return DatastoreDocument.model_validate(data)
+        if isinstance(data, dict):
+            return DatastoreDocument.model_validate(data)
+        problem = f"expected a mapping of fields, got {type(data).__name__}"
     except ValidationError as e:
-        errors = e.errors()
-        # a secret is tried as each alternative (a string, a reference): prefer the error that says
-        # what is wrong with what was given, and name only the field
-        err = next((x for x in errors if x["type"] == "value_error"), errors[0])
-        loc = ".".join(str(p) for p in err["loc"] if FIELD.match(str(p)))
-        msg = err["msg"].removeprefix("Value error, ")
-        if loc.endswith(("account_key", "sas_token")) and err["type"] != "value_error":
-            msg = "must be a string, or a reference {env: NAME} or {file: PATH}"
-        raise SpecError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
+        problem = _first_problem(e)
+    raise SpecError(f"{where}: {problem}")
+
+
+def _first_problem(e: ValidationError) -> str:
+    # a secret is tried as each alternative (a string, a reference): prefer the error that says
+    # what is wrong with what was given, and name only the field
+    errors = e.errors()
+    err = next((x for x in errors if x["type"] == "value_error"), errors[0])
+    field = ".".join(str(p) for p in err["loc"] if FIELD.match(str(p)))
+    msg = err["msg"].removeprefix("Value error, ")
+    if field.endswith(("account_key", "sas_token")) and err["type"] != "value_error":
+        msg = "must be a string, or a reference {env: NAME} or {file: PATH}"
+    return f"{field}: {msg}" if field else msg
 
 
 def redacted(doc: DatastoreDocument) -> dict:

@@ -21,22 +21,6 @@ def store(tmp_path):
     return open_datastore(tmp_path / "artifacts")
 
 
-def test_round_trip_and_idempotent_put(store, tmp_path):
-    data, sha = blob(3 << 20)
-    assert isinstance(store, LocalDatastore) and not store.exists(sha)
-    store.put(sha, io.BytesIO(data))
-    store.put(sha, io.BytesIO(data))
-    assert store.exists(sha)
-    store.get(sha, tmp_path / "out" / "m.bin")
-    assert (tmp_path / "out" / "m.bin").read_bytes() == data
-    store.delete(sha)
-    store.delete(sha)
-    assert not store.exists(sha)
-    with pytest.raises(NotFound, match="blob .* not found"):
-        store.get(sha, tmp_path / "again")
-    assert not (tmp_path / "again").exists()
-
-
 def test_bytes_that_do_not_match_their_name_are_refused_and_leave_nothing(store, tmp_path):
     data, sha = blob(1 << 20)
     with pytest.raises(IntegrityError, match="sha256 mismatch"):

@@ -28,19 +28,22 @@ def test_parse(uri, expected):
     assert is_datastore_uri(uri)
 
 
-@pytest.mark.parametrize("uri, says", [
-    ("azureml://datastores/ds/files/x", "expected azureml://datastores/<name>/paths/<path>"),
-    ("azureml://datastores/ds/paths/", "must name a file or folder"),
-    ("azureml://datastores/ds/paths/a/../../etc", "'..'"),
-    ("https://example.com/c/p", "expected https://<account>.blob.core.windows.net"),
-    ("https://acct01.blob.core.windows.net/", "names no container"),
-    ("https://acct01.blob.core.windows.net/c1", "must name a file or folder"),
-    ("ftp://acct01.blob.core.windows.net/c/p", "not an azureml://"),
-])
-def test_parse_refuses_with_one_line_naming_the_uri(uri, says):
+REFUSED = {  # uri: what its error says
+    "azureml://datastores/ds/files/x": "expected azureml://datastores/<name>/paths/<path>",
+    "azureml://datastores/ds/paths/": "must name a file or folder",
+    "azureml://datastores/ds/paths/a/../../etc": "'..'",
+    "https://example.com/c/p": "expected https://<account>.blob.core.windows.net",
+    "https://acct01.blob.core.windows.net/": "names no container",
+    "https://acct01.blob.core.windows.net/c1": "must name a file or folder",
+    "ftp://acct01.blob.core.windows.net/c/p": "not an azureml://",
+}
+
+
+@pytest.mark.parametrize("uri", REFUSED)
+def test_parse_refuses_with_one_line_naming_the_uri(uri):
     with pytest.raises(InvalidInput) as e:
         parse(uri)
-    assert says in str(e.value) and uri in str(e.value) and "\n" not in str(e.value)
+    assert REFUSED[uri] in str(e.value) and uri in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("path", ["./models/m1", "/abs/model.pkl", "model.pkl", "azureml:model:1"])
