@@ -50,20 +50,20 @@ def main() -> None:
             results = run(azurite, tmp, size, args.runs)
         finally:
             azurite.stop()
-    rows = [
-        {"op": "upload", "fleet": results["fleet_up"], "sdk": results["sdk_up"]},
-        {"op": "download", "fleet": results["fleet_down"], "sdk": results["sdk_down"]},
-    ]
+    rows = [{"op": op, "fleet": results[f"fleet_{op}"], "sdk": results[f"sdk_{op}"],
+             "checked": results[f"checked_{op}"]} for op in ("up", "down")]
     for r in rows:
         r["fleet_mibs"], r["sdk_mibs"] = size / MiB / r["fleet"], size / MiB / r["sdk"]
-        r["ratio"] = r["fleet_mibs"] / r["sdk_mibs"]
+        r["ratio"], r["ratio_checked"] = r["sdk"] / r["fleet"], r["checked"] / r["fleet"]
+        r["op"] = {"up": "upload", "down": "download"}[r["op"]]
     cache_rows = [{"case": "fetch, empty node cache", "s": results["cold"]},
                   {"case": "fetch, warm node cache (nothing remote)", "s": results["warm"]}]
     md = (f"Datastore: a {args.size_mib} MiB model, Azurite on 127.0.0.1, blocks of {BLOCK // MiB} MiB, "
           f"{CONCURRENCY} in flight, median of {args.runs}\n\n"
           + table(rows, [("op", "operation"), ("fleet", "modelfleet s"), ("fleet_mibs", "modelfleet MiB/s"),
                          ("sdk", "azure-storage-blob s"), ("sdk_mibs", "azure-storage-blob MiB/s"),
-                         ("ratio", "modelfleet / client")])
+                         ("ratio", "modelfleet / client"), ("checked", "client + the same checks s"),
+                         ("ratio_checked", "modelfleet / client + checks")])
           + "\n\n" + table(cache_rows, [("case", "replica start"), ("s", "median s")]) + "\n")
     publish("datastore", {"machine": machine(), "size_bytes": size, "runs": args.runs, "block": BLOCK,
                           "concurrency": CONCURRENCY, "throughput": rows, "cache": cache_rows,
@@ -75,10 +75,12 @@ def run(azurite: Azurite, tmp: Path, size: int, runs: int) -> dict:
     store = open_datastore(parse_document(azurite.document()))
     store.ensure_container()
     client = ContainerClient(
-        azurite.url, "models", credential={"account_name": ACCOUNT, "account_key": KEY}, max_single_get_size=BLOCK, max_chunk_get_size=BLOCK, max_block_size=BLOCK, max_single_put_size=BLOCK)
+        azurite.url, "models", credential={"account_name": ACCOUNT, "account_key": KEY},
+        max_single_get_size=BLOCK, max_chunk_get_size=BLOCK, max_block_size=BLOCK, max_single_put_size=BLOCK)
     src = tmp / "model.bin"
     sha = model_file(src, size)
-    samples = {k: [] for k in ("fleet_up", "sdk_up", "fleet_down", "sdk_down", "cold", "warm")}
+    samples = {k: [] for k in ("fleet_up", "sdk_up", "checked_up", "fleet_down", "sdk_down", "checked_down",
+                               "cold", "warm")}
     for i in range(runs):
         store.delete(sha)
         baseline = client.get_blob_client(f"baseline/{i}")
@@ -93,6 +95,27 @@ def run(azurite: Azurite, tmp: Path, size: int, runs: int) -> dict:
                 samples["sdk_up"].append(timed(lambda: baseline.upload_blob(
                     f, length=size, overwrite=True, max_concurrency=CONCURRENCY)))
 
+        def checked_up():  # what the client alone needs for the same promise: the name first, then the bytes
+            def go():
+                with open(src, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+                    f.seek(0)
+                    client.get_blob_client(f"checked/{digest}").upload_blob(
+                        f, length=size, overwrite=True, max_concurrency=CONCURRENCY)
+            samples["checked_up"].append(timed(go))
+            client.get_blob_client(f"checked/{sha}").delete_blob()
+
+        def checked_down():  # the bytes, made durable, then checked (before a rename, not done here)
+            def go():
+                with open(out, "wb") as f:
+                    baseline.download_blob(max_concurrency=CONCURRENCY).readinto(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                with open(out, "rb") as f:
+                    assert hashlib.file_digest(f, "sha256").hexdigest() == sha
+            samples["checked_down"].append(timed(go))
+            out.unlink()
+
         def fleet_down():
             samples["fleet_down"].append(timed(lambda: store.get(sha, out)))
             out.unlink()
@@ -105,8 +128,10 @@ def run(azurite: Azurite, tmp: Path, size: int, runs: int) -> dict:
 
         # each pair in both orders over the runs, so that a busy moment of the machine or a
         # warming emulator does not always fall on the same side
-        for step in ((fleet_up, sdk_up, fleet_down, sdk_down) if i % 2 == 0 else (sdk_up, fleet_up, sdk_down, fleet_down)):
-            step()
+        order = [(fleet_up, sdk_up, checked_up), (fleet_down, sdk_down, checked_down)]
+        for group in order:
+            for step in (group if i % 2 == 0 else group[::-1]):
+                step()
         baseline.delete_blob()
         cache = NodeCache(tmp / f"cache{i}", max_bytes=4 * size)
         samples["cold"].append(timed(lambda: cache.lease(sha, store).release()))

@@ -2,15 +2,15 @@
 
 Blobs live at ``blobs/<sha256>`` in the container. `put` stages the bytes as blocks and commits
 the block list only once every block is staged and the whole stream's sha256 is the blob's name,
-so a blob is visible complete or not at all. A block's id is its index and the sha256 of its
-bytes: a `put` run again after a kill finds the blocks already staged (the uncommitted block
-list) and sends only the others; a block staged from other bytes has another id and is sent again.
+so a blob is visible complete or not at all. A block's id is its index and the sha256 of the
+stream up to its end (the running hash, so no byte is hashed twice): a `put` run again after a
+kill finds the blocks already staged (the uncommitted block list) and sends only the others; a
+block staged from other bytes has another id and is sent again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -102,9 +102,7 @@ class AzureBlobDatastore:
                 staged_ids = {}
             reader = HashingReader(source)
 
-            def stage(index: int, data: bytes) -> tuple[str, int]:
-                # the block's own hash, in a worker thread (hashlib lets go of the GIL): blocks hash in parallel
-                block_id = f"{index:06d}-{hashlib.sha256(data).hexdigest()[:40]}"
+            def stage(block_id: str, data: bytes) -> tuple[str, int]:
                 if staged_ids.get(block_id) == len(data):
                     return block_id, 0
                 blob.stage_block(block_id, data, length=len(data))
@@ -122,7 +120,9 @@ class AzureBlobDatastore:
 
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="datastore-put") as pool:
                 while data := _read_full(reader, BLOCK):
-                    inflight.append(pool.submit(stage, len(ids) + len(inflight), data))
+                    # the stream's sha256 so far names the block: the same bytes up to here, the same id
+                    block_id = f"{len(ids) + len(inflight):06d}-{reader.hash.copy().hexdigest()[:40]}"
+                    inflight.append(pool.submit(stage, block_id, data))
                     del data  # held by its task only, and freed once staged
                     while len(inflight) >= self.concurrency or (inflight and inflight[0].done()):
                         collect()
