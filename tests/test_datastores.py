@@ -184,6 +184,10 @@ def test_a_stopped_store_fails_puts_in_one_line_while_the_cache_keeps_serving(az
         with pytest.raises(DatastoreError) as e:
             store.put(hashlib.sha256(other).hexdigest(), io.BytesIO(other))
         assert str(e.value).startswith("datastore 'models_store': cannot reach ") and "\n" not in str(e.value)
+        sas = "sv=2024-01-01&sig=c2VjcmV0LXNpZ25hdHVyZQ"
+        with pytest.raises(DatastoreError) as e:
+            open_datastore(parse_document(azurite.document(sas_token=sas))).get(sha, tmp_path / "x")
+        assert "cannot reach" in str(e.value) and "c2VjcmV0" not in str(e.value)
     finally:
         azurite.start()
     assert store.exists(sha)

@@ -11,6 +11,7 @@ block staged from other bytes has another id and is sent again.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,8 +70,8 @@ class AzureBlobDatastore:
                                      f"not found at {self.url}") from None
             raise
         except (ServiceRequestError, ServiceResponseError) as e:
-            raise DatastoreError(f"datastore {self.name!r}: cannot reach {self.url} to {what}: "
-                                 f"{str(e).splitlines()[0][:200]}") from None
+            why = re.sub(r"\?\S*", "?...", str(e).splitlines()[0])[:200]  # a URL's query may hold a SAS token
+            raise DatastoreError(f"datastore {self.name!r}: cannot reach {self.url} to {what}: {why}") from None
         except HttpResponseError as e:
             code = getattr(getattr(e, "error_code", None), "value", None) or e.error_code or e.reason
             if e.status_code == 403:
