@@ -96,3 +96,15 @@ def test_a_cache_full_of_pinned_blobs_refuses_in_one_line(store, tmp_path):
     held[0].release()
     cache.lease(blobs[2][1], store).release()
     assert not cache.has(blobs[0][1]) and cache.has(blobs[1][1])
+
+
+def test_sweep_removes_downloads_left_by_a_crash_but_not_one_under_way(tmp_path):
+    import fcntl
+    cache = NodeCache(tmp_path / "cache", max_bytes=1 << 20)
+    left, busy = "a" * 64, "b" * 64
+    (cache.tmp / f"{left}.1234abcd").write_bytes(b"partial")
+    (cache.tmp / f"{busy}.5678abcd").write_bytes(b"partial")
+    with open(cache.locks / busy, "a") as lock:  # another fetcher holds this one
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache.sweep_tmp()
+    assert sorted(p.name for p in cache.tmp.iterdir()) == [f"{busy}.5678abcd"]
