@@ -22,7 +22,7 @@ LAYERS = [
     ("fleet files", ["fleetfile"]),         # load, plan, apply, export: over the client's operations
     ("server",      ["server"]),            # control (loop), dataplane (gateway), http (API), telemetry
     ("assets",      ["assets"]),            # what people register: models, environments, computes
-    ("store",       ["store"]),             # the only SQL and artifact file I/O
+    ("store",       ["store", "datastores"]),  # the only SQL and artifact file I/O; blob stores, node cache
     ("envbuild",    ["envbuild"]),          # virtualenvs built with uv: a build tool
     ("backends",    ["backends"]),          # where replicas run: the protocol, router, local, shared, ray
     ("runtime",     ["runtime"]),           # what runs inside replica and worker processes
