@@ -87,6 +87,8 @@ def test_an_upload_that_does_not_hash_to_its_name_is_refused_and_nothing_is_stor
             {"path": "iris/x", "size": 1, "sha256": wrong}]})
     with pytest.raises(NotFound, match="artifact kind"):
         api_fleet.request("GET", f"/api/artifacts/secrets/{wrong}")
+    with pytest.raises(InvalidInput, match="sha256"):   # never a path: a name made of 64 hex digits
+        api_fleet.request("POST", "/api/models/iris/versions", json={"sha256": "../..", "files": []})
 
 
 def test_registering_needs_files_that_describe_the_snapshot(api_fleet, model_dir):

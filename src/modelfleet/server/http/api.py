@@ -321,6 +321,8 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     @app.patch("/api/server/settings", dependencies=deps)
     async def change_settings(changes: dict) -> dict:
         """Saved for the next start, as `fleet server configure` saves them."""
+        if any(v is not None and not isinstance(v, (str, int, float, bool)) for v in changes.values()):
+            raise InvalidInput("server settings: each value is a string, a number or a boolean")
         return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).shown()
 
     add_observability(app, controller, registry, telemetry, admin, token,

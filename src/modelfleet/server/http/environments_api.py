@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from fastapi import FastAPI
@@ -42,6 +43,14 @@ class CollectBody(BaseModel):
     cache: bool = False
 
 
+class ContentBody(BaseModel):
+    """What an environment asks for, as `environment_files.content_of` read it from its files."""
+    requirements: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list)
+    python: str | None = None
+    from_conda: list[str] = Field(default_factory=list)
+
+
 class EnvironmentBody(BaseModel):
     """A version to register: its spec's fields and the content its files asked for."""
     name: str | None = None
@@ -49,7 +58,7 @@ class EnvironmentBody(BaseModel):
     image: str | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
-    content: dict
+    content: ContentBody
     source: dict
     exist_ok: bool = False
     inline: bool = False   # a deployment's inline block: the anonymous version, or a reused one
@@ -59,15 +68,12 @@ class EnvironmentBody(BaseModel):
                                                description=self.description, tags=self.tags)
 
     def parsed(self) -> EnvironmentContent:
-        try:
-            return EnvironmentContent.from_dict(self.content)
-        except (TypeError, AttributeError):
-            raise InvalidInput("content: requirements, options, python and from_conda expected") from None
+        return EnvironmentContent.from_dict(self.content.model_dump())
 
 
 class ModelEnvironmentBody(BaseModel):
     model: str
-    env_manager: str
+    env_manager: Literal["virtualenv", "uv", "conda"]
 
 
 class Archived(BaseModel):
