@@ -16,6 +16,7 @@ from .errors import InvalidInput, SpecError
 from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 from .placement import Placement, check_shared, resolve_placement
+from .runtime.fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 
 class Spec(BaseModel):
@@ -386,6 +387,9 @@ class DeploymentSettings(Spec):
     liveness_probe: LivenessProbe = Field(default_factory=LivenessProbe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
+    # modelfleet's own field: how a replica calls a scikit-learn model (runtime/fast_path.py):
+    # true (a verified ONNX graph, else scikit-learn without its checks), false, or required
+    fast_path: bool | Literal["required"] = FAST_PATH_DEFAULT
     resources: Resources = Field(default_factory=Resources)
     # MLflow's word: build the environment an MLflow model logged for itself (local: none)
     env_manager: Literal["virtualenv", "uv", "conda"] | None = None
@@ -396,6 +400,16 @@ class DeploymentSettings(Spec):
     @classmethod
     def _env(cls, v):
         return {str(k): str(x) for k, x in _mapping(v).items()}
+
+    @field_validator("fast_path", mode="before")
+    @classmethod
+    def _fast_path(cls, v):
+        if isinstance(v, str) and v.strip().lower() in ("true", "false", "required"):
+            v = v.strip().lower()
+            return v == "true" if v != "required" else v
+        if v is not None and not isinstance(v, bool) and v != "required":
+            raise ValueError(f"{v!r} is not a fast_path setting: use true, false or required")
+        return FAST_PATH_DEFAULT if v is None else v
 
     @field_validator("env_manager", mode="before")
     @classmethod

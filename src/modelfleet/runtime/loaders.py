@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from . import signatures
+from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -93,11 +94,18 @@ class VectorScorer:
     `outputs` are the model's named outputs for V2 (name -> function of the input matrix), and
     `metadata` its V2 tensors (runtime/signatures.py)."""
 
-    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None):
+    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None,
+                 fast_path: dict | None = None, row_width: int | None = None):
         self._predict = predict
         self._features = list(feature_names) if feature_names is not None else None
         self.outputs = outputs or {"predict": predict}
         self.metadata = metadata or signatures.empty()
+        self.fast_path = fast_path or {"path": "off", "reason": "not a scikit-learn model"}
+        # one-row requests are decoded into this buffer: no array allocated per call
+        self._row = None
+        if row_width:
+            import numpy as np
+            self._row = np.empty((1, row_width))
 
     def _ordered(self, rows: list) -> list:
         if isinstance(rows[0], dict):
@@ -112,6 +120,14 @@ class VectorScorer:
 
     def _matrix(self, rows: list):
         import numpy as np
+        one = self._row
+        if one is not None and len(rows) == 1 and type(rows[0]) is list and len(rows[0]) == one.shape[1] \
+                and type(rows[0][0]) is not list:
+            try:
+                one[0] = rows[0]
+                return one
+            except (ValueError, TypeError):
+                pass   # not all numbers: as any other rows, below
         rows = self._ordered(rows)
         try:
             return np.asarray(rows, dtype=float)
@@ -161,14 +177,18 @@ def _find(model_dir: Path, suffixes: tuple[str, ...]) -> Path:
     return found[0]
 
 
-def load_sklearn(model_dir: Path) -> VectorScorer:
+def load_sklearn(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
+    """A scikit-learn model, called through the fast path the deployment allows (runtime/fast_path.py)."""
     import joblib
-    model = joblib.load(_find(model_dir, (".joblib", ".pkl", ".pickle")))
+    from . import fast_path as fp
+    model_file = _find(model_dir, (".joblib", ".pkl", ".pickle"))
+    model = joblib.load(model_file)
     meta = signatures.sklearn(model)
-    outputs = {"predict": model.predict}
-    if any(t["name"] == "predict_proba" for t in meta["outputs"]):
-        outputs["predict_proba"] = model.predict_proba
-    return VectorScorer(model.predict, getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta)
+    outputs = fp.model_outputs(model, any(t["name"] == "predict_proba" for t in meta["outputs"]))
+    outputs, status = fp.choose(model, outputs, fast_path, model_dir, model_file, rows_of)
+    width = getattr(model, "n_features_in_", None) if status.path != "off" else None
+    return VectorScorer(outputs["predict"], getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta,
+                        fast_path=status.to_dict(), row_width=width)
 
 
 class OnnxScorer(VectorScorer):
@@ -181,7 +201,8 @@ class OnnxScorer(VectorScorer):
         self._dtypes = {i.name: np.dtype(_ONNX_NUMPY.get(i.type, "float32")) for i in self._inputs}
         meta = signatures.onnx(session)
         first = meta["outputs"][0]["name"] if meta["outputs"] else session.get_outputs()[0].name
-        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta)
+        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta,
+                         fast_path={"path": "off", "reason": "the model is ONNX already: onnxruntime runs it"})
 
     def _run(self, names: list[str], feed: dict):
         import numpy as np
@@ -266,6 +287,7 @@ class ScriptScorer:
             raise AttributeError(f"{script.name} defines neither run(raw_data) nor run_batch(list_of_raw)")
         self.metadata = (signatures.declared(module.v2_metadata, script.name) if hasattr(module, "v2_metadata")
                          else signatures.empty())
+        self.fast_path = {"path": "off", "reason": "a scoring script calls the model"}
         if callable(getattr(module, "init", None)):
             module.init()
         self._run = getattr(module, "run", None)
@@ -302,13 +324,19 @@ _NUMPY = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "I
           "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 
 
-def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None):
+def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None, fast_path=FAST_PATH_DEFAULT):
+    """`fast_path`: the deployment's setting (runtime/fast_path.py), for scikit-learn models."""
     if scoring_script is not None:
+        if fast_path == "required":
+            from .fast_path import Refused
+            raise Refused("fast_path: required, but a scoring script calls the model (no fast path applies)")
         return ScriptScorer(scoring_script)
     loaders = {"sklearn": load_sklearn, "onnx": load_onnx, "mlflow": load_mlflow}
     if model_type not in loaders:
         raise ValueError(f"model type {model_type!r} needs a scoring script (--code and --scoring-script)")
-    return loaders[model_type](model_dir)
+    if model_type == "onnx":
+        return load_onnx(model_dir)
+    return loaders[model_type](model_dir, fast_path)
 
 
 def set_model_env(model_dir: Path) -> None:

@@ -49,7 +49,7 @@ from .replica import REPLICA_OOM_SCORE_ADJ, Replica, oom_priority
 TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request came for this long
 # Libraries a model type needs, imported before its first load so that their memory counts as
 # the worker's own rather than as the first model's.
-TYPE_IMPORTS = {"sklearn": ("joblib",), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+TYPE_IMPORTS = {"sklearn": ("joblib", "onnxruntime"), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
 
 
 def rss_bytes() -> int:
@@ -177,7 +177,9 @@ class Worker:
             size = max(heap_bytes() - heap, rss_bytes() - rss, 0)
             what = f"reloaded in {model.load_ms:.0f} ms" if why else \
                 f"replica {model.replica.cfg.get('replica_id')} ready in {model.load_ms:.0f} ms"
-            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}", flush=True)
+            fast = getattr(model.replica.scorer, "fast_path", None)
+            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}"
+                  + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
         finally:
             self._as(None)
         self._evict(self.budget.add(key, size))
@@ -239,7 +241,8 @@ class Worker:
             return
         scorer = model.replica.scorer   # its V2 tensors, for the model's metadata (lazy: not known yet)
         self.out.add(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
-                                                                 "metadata": scorer.metadata if scorer else None}))))
+                                                                 "metadata": scorer.metadata if scorer else None,
+                                                                 "fast_path": getattr(scorer, "fast_path", None)}))))
 
     def _forget(self, key: str) -> None:
         model = self.models.pop(key, None)

@@ -352,7 +352,7 @@ class Controller:
                            env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
                            log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._computes.get(rt.endpoint, "local"), environment=environment,
-                           placement=spec.effective_placement)
+                           placement=spec.effective_placement, fast_path=spec.fast_path)
 
     async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
         """Model directory and code root; each snapshot is checked against its sha256 the first
