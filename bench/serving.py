@@ -47,12 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--install-timeout", type=float, default=420.0,
                     help="seconds allowed to create each baseline's virtualenv (first run only)")
     ap.add_argument("--quick", action="store_true", help="short runs; modelfleet, FastAPI and mlflow only")
+    ap.add_argument("--models", default="iris,forest",
+                    help="iris (the quickstart pipeline) and/or forest (a 100-tree random forest)")
+    ap.add_argument("--serving-only", action="store_true",
+                    help="only the load runs (no create -> ready, no rolling update)")
     args = ap.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.ready_runs = 3.0, 1.0, 3
         if args.only == ",".join(SYSTEMS):
             args.only = "modelfleet,fastapi,mlflow"
     args.only = [s for s in args.only.split(",") if s]
+    args.models = [m for m in args.models.split(",") if m]
     args.low = [int(x) for x in args.low.split(",") if x]
     return args
 
@@ -93,16 +98,27 @@ class Modelfleet:
         from modelfleet import Fleet
         self.fleet = Fleet()
 
-    def setup(self, model_dir: Path, model_v2_dir: Path) -> None:
+    def setup(self, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None = None) -> None:
         f = self.fleet
         f.models.register("iris", model_dir, "1")
         f.models.register("iris", model_v2_dir, "2")
-        f.online_endpoints.create("iris")
-        f.online_deployments.create("blue", "iris", "iris:1", all_traffic=True)
-        f.online_endpoints.create("iris-batch")
-        f.online_deployments.create("blue", "iris-batch", "iris:1", all_traffic=True,
-                                    batching={"max_batch_size": 32, "max_batch_wait_ms": 2},
-                                    request_settings={"max_concurrent_requests_per_instance": 64})
+        models = [("iris", "iris:1")]
+        if forest_dir is not None:
+            f.models.register("forest", forest_dir, "1")
+            models.append(("forest", "forest:1"))
+        for endpoint, model in models:
+            # the default (the fast path), the same with `fast_path: false`, and batching
+            f.online_endpoints.create(endpoint)
+            f.online_deployments.create("blue", endpoint, model, all_traffic=True)
+            f.online_endpoints.create(f"{endpoint}-checked")
+            f.online_deployments.create("blue", f"{endpoint}-checked", model, all_traffic=True, fast_path=False)
+            f.online_endpoints.create(f"{endpoint}-batch")
+            f.online_deployments.create("blue", f"{endpoint}-batch", model, all_traffic=True,
+                                        batching={"max_batch_size": 32, "max_batch_wait_ms": 2},
+                                        request_settings={"max_concurrent_requests_per_instance": 64})
+        self.fast_paths = {ep: {k: d[k] for k in ("fast_path_used", "fast_path_reason")}
+                           for ep in [e for m, _ in models for e in (m, f"{m}-checked", f"{m}-batch")]
+                           for d in [f.online_deployments.get("blue", ep)]}
 
     def target(self, endpoint: str) -> tuple[str, str, dict]:
         ep = self.fleet.online_endpoints.get(endpoint)
@@ -221,10 +237,10 @@ class Modelfleet:
         self.fleet.close()
 
 
-def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
+def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None) -> dict:
     mf = Modelfleet(work)
     try:
-        return run_modelfleet(args, mf, model_dir, model_v2_dir)
+        return run_modelfleet(args, mf, model_dir, model_v2_dir, forest_dir)
     except Exception as e:  # still report the other systems
         import traceback
         traceback.print_exc()
@@ -233,13 +249,32 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
         mf.stop()
 
 
-def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path) -> dict:
+def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None) -> dict:
     t = time.perf_counter()
-    mf.setup(model_dir, model_v2_dir)
+    mf.setup(model_dir, model_v2_dir, forest_dir)
     out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
-           "low_concurrency": {}}
+           "checked_runs": {}, "low_concurrency": {}, "fast_paths": mf.fast_paths}
+    pids = mf.tree_pids()
+    for ep, fp in mf.fast_paths.items():
+        print(f"  {ep}: fast path {fp['fast_path_used']} ({fp['fast_path_reason']})", flush=True)
+    if forest_dir is not None:
+        out["forest"] = {"available": True, "runs": {}, "batched_runs": {}, "checked_runs": {}}
+        for key, endpoint, conn_counts in (("runs", "forest", (args.connections,)),
+                                           ("checked_runs", "forest-checked", (args.connections,)),
+                                           ("batched_runs", "forest-batch", (args.batch_connections,))):
+            print(f"  forest: {endpoint}", flush=True)
+            base, path, headers = mf.target(endpoint)
+            for conns in conn_counts:
+                out["forest"][key][conns] = measure(args, base, path, BODY, headers, conns, pids,
+                                                    mf.groups(endpoint))
+        out["forest"]["memory"] = mf.memory("forest")
+    print("  fast_path: false", flush=True)
+    base, path, headers = mf.target("iris-checked")
+    for conns in (args.connections, args.batch_connections):
+        out["checked_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, mf.groups("iris-checked"))
+    out["checked_memory"] = mf.memory("iris-checked")
     base, path, headers = mf.target("iris")
-    pids, groups = mf.tree_pids(), mf.groups("iris")
+    groups = mf.groups("iris")
     print("  unbatched", flush=True)
     for conns in (args.connections, args.batch_connections):
         out["runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
@@ -252,6 +287,8 @@ def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path) ->
     for conns in (args.connections, args.batch_connections):
         out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
     out["batched_memory"] = mf.memory("iris-batch")
+    if args.serving_only:
+        return out
     out["ready"] = mf.time_to_ready(args.ready_runs)
     # a deployment that sets a native-library variable gets a fresh interpreter instead of a fork
     out["ready_cold"] = mf.time_to_ready(args.ready_runs, {"OMP_NUM_THREADS": "1"})
@@ -369,8 +406,9 @@ def comparison_rows(systems: dict, conns: int) -> list[dict]:
     ml = systems.get("mlflow", {}).get("runs", {}).get(conns)
     rows = []
     mf = systems.get("modelfleet", {})
-    entries = [("modelfleet", mf.get("runs", {}).get(conns), mf.get("memory")),
-               ("modelfleet, batching", mf.get("batched_runs", {}).get(conns), mf.get("batched_memory"))]
+    entries = [("modelfleet (fast path)", mf.get("runs", {}).get(conns), mf.get("memory")),
+               ("modelfleet, fast_path: false", mf.get("checked_runs", {}).get(conns), mf.get("checked_memory")),
+               ("modelfleet, batching (fast path)", mf.get("batched_runs", {}).get(conns), mf.get("batched_memory"))]
     labels = {"fastapi": "FastAPI + uvicorn", "mlflow": "mlflow models serve", "ray": "Ray Serve",
               "bentoml": "BentoML"}
     for name, label in labels.items():
@@ -391,7 +429,7 @@ def comparison_rows(systems: dict, conns: int) -> list[dict]:
     return rows
 
 
-def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
+def targets(systems: dict, conns: int, batch_conns: int, forest: dict | None = None) -> list[dict]:
     mf, fa, ml = (systems.get(k, {}) for k in ("modelfleet", "fastapi", "mlflow"))
     get = lambda s, key, n: s.get(key, {}).get(n)  # noqa: E731
     mf16, fa16, ml16 = get(mf, "runs", conns), get(fa, "runs", conns), get(ml, "runs", conns)
@@ -400,6 +438,18 @@ def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
 
     def add(name, measured, ok):
         out.append({"target": name, "measured": measured, "met": ok})
+
+    # issue 26: the fast path against FastAPI calling scikit-learn on the same model
+    if mf16 and fa16:
+        r = ratio(mf16["rps"], fa16["rps"])
+        add(f"fast path, iris pipeline, {conns} conns >= 3x FastAPI", f"{r}x", r >= 3.0)
+    ff, fa_f = (forest or {}).get("modelfleet", {}), (forest or {}).get("fastapi", {})
+    if get(ff, "runs", conns) and get(fa_f, "runs", conns):
+        r = ratio(ff["runs"][conns]["rps"], fa_f["runs"][conns]["rps"])
+        add(f"fast path, 100-tree forest, {conns} conns >= 5x FastAPI", f"{r}x", r >= 5.0)
+    if mfb and fab:
+        r = ratio(mfb["rps"], fab["rps"])
+        add(f"fast path + batching, iris pipeline, {batch_conns} conns >= 10x FastAPI", f"{r}x", r >= 10.0)
 
     if mf16 and fa16:
         r = ratio(mf16["rps"], fa16["rps"])
@@ -445,6 +495,7 @@ def cpu_rows(systems: dict) -> list[dict]:
     mf = systems.get("modelfleet", {})
     runs = [("modelfleet", r) for r in mf.get("runs", {}).values()]
     runs += [("modelfleet", r) for r in mf.get("low_concurrency", {}).values()]
+    runs += [("modelfleet, fast_path: false", r) for r in mf.get("checked_runs", {}).values()]
     runs += [("modelfleet, batching", r) for r in mf.get("batched_runs", {}).values()]
     for name, label in (("fastapi", "FastAPI + uvicorn"), ("mlflow", "mlflow models serve"), ("ray", "Ray Serve"),
                         ("bentoml", "BentoML")):
@@ -465,12 +516,23 @@ def report(result: dict, args) -> str:
     parts = [f"# Serving benchmark\n\n{result['machine']['nproc']} cores, {result['machine']['cpu_model']}, "
              f"Python {result['machine']['python']}; load: {result['machine']['load_generator']}, closed loop, "
              f"{args.duration:.0f} s per run after {args.warmup:.0f} s warm-up.\n"]
+    cpu_cols = [("system", "system"), ("conns", "conns"), ("rps", "req/s"), ("front", "gateway / HTTP server µs"),
+                ("model", "replicas µs"), ("total", "total µs")]
     for conns in (args.connections, args.batch_connections):
         parts.append(f"## {conns} connections\n\n{c.table(comparison_rows(systems, conns), COLS)}\n")
     parts.append("## CPU time per request (µs, all cores; from the processes' CPU counters)\n\n"
-                 + c.table(cpu_rows(systems), [("system", "system"), ("conns", "conns"), ("rps", "req/s"),
-                                               ("front", "gateway / HTTP server µs"), ("model", "replicas µs"),
-                                               ("total", "total µs")]) + "\n")
+                 + c.table(cpu_rows(systems), cpu_cols) + "\n")
+    forest = result.get("forest")
+    if forest:
+        for conns in (args.connections, args.batch_connections):
+            parts.append(f"## 100-tree random forest, {conns} connections\n\n"
+                         f"{c.table(comparison_rows(forest, conns), COLS)}\n")
+        parts.append("## 100-tree random forest: CPU time per request (µs)\n\n"
+                     + c.table(cpu_rows(forest), cpu_cols) + "\n")
+    if mf.get("fast_paths"):
+        parts.append("## Fast path of each deployment\n\n" + c.table(
+            [{"endpoint": ep, **fp} for ep, fp in mf["fast_paths"].items()],
+            [("endpoint", "endpoint"), ("fast_path_used", "fast path"), ("fast_path_reason", "why")]) + "\n")
     if mf.get("available"):
         mem = mf["memory"]
         rows = [{"process": "server (gateway + control API)", **mem["server"]}]
@@ -502,7 +564,8 @@ def report(result: dict, args) -> str:
         parts.append("## Deployment create -> ready (SDK call until it returns ready)\n\n" + c.table(rows, [
             ("how", "replica start"), ("median", "median ms"), ("runs", "runs ms"),
             ("init", "replica's own import + load ms")]) + "\n")
-        so = mf["switch_over"]
+    so = mf.get("switch_over") if mf.get("available") else None
+    if so:
         rows = []
         for i, u in enumerate(so["updates"]):
             for phase in ("before", "during"):
@@ -530,7 +593,9 @@ def main(argv=None) -> int:
         model_dir, model_v2_dir = work / "iris-v1", work / "iris-v2"
         model = c.train_iris(model_dir)
         c.train_iris(model_v2_dir, C=0.5)
-        runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir),
+        forest = c.train_forest(work / "forest") if "forest" in args.models else None
+        runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir,
+                                                          forest.parent if forest else None),
                    "fastapi": lambda: bench_fastapi(args, work, model),
                    "mlflow": lambda: bench_mlflow(args, work, model),
                    "ray": lambda: bench_ray(args, work, model),
@@ -541,7 +606,14 @@ def main(argv=None) -> int:
                 t = time.monotonic()
                 result["systems"][name] = runners[name]()
                 result["systems"][name]["bench_s"] = round(time.monotonic() - t, 1)
-    result["targets"] = targets(result["systems"], args.connections, args.batch_connections)
+        if forest is not None:   # the same peers on the forest (modelfleet's forest runs came with its own)
+            result["forest"] = {"modelfleet": result["systems"].get("modelfleet", {}).pop("forest", {})}
+            baselines = {"fastapi": bench_fastapi, "mlflow": bench_mlflow, "ray": bench_ray, "bentoml": bench_bentoml}
+            for name, bench in baselines.items():
+                if name in args.only:
+                    print(f"{name} (forest)", flush=True)
+                    result["forest"][name] = bench(args, work / "forest", forest)
+    result["targets"] = targets(result["systems"], args.connections, args.batch_connections, result.get("forest"))
     result["total_s"] = round(time.monotonic() - started, 1)
     md = report(result, args)
     c.publish("serving", result, md)

@@ -232,12 +232,14 @@ class MlflowScorer(VectorScorer):
     """An MLflow pyfunc: rows go in as a DataFrame named by the signature's columns, with their
     JSON types kept (MLflow checks them against the signature)."""
 
-    def __init__(self, model):
+    def __init__(self, model, fast=(None, None, None)):
         self._model = model
         meta = signatures.mlflow(model)
         sig = model.metadata.signature
         names = sig.inputs.input_names() if sig is not None and not sig.inputs.is_tensor_spec() else None
-        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta)
+        self._fast, status, width = fast   # runtime/mlflow_fast.py
+        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta,
+                         fast_path=status, row_width=width if self._fast is not None else None)
 
     def _frame(self, rows_or_columns, from_columns: bool = False):
         import pandas as pd
@@ -256,6 +258,10 @@ class MlflowScorer(VectorScorer):
         return out.to_numpy() if hasattr(out, "to_numpy") and not hasattr(out, "columns") else out
 
     def predict_rows(self, rows: list):
+        if self._fast is not None and _numbers_only(rows):   # what MLflow's double columns let through
+            x = VectorScorer._matrix(self, rows)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] == self._row.shape[1]:
+                return self._fast(x)
         out = self._predict_frame(self._frame(rows))
         return out.to_numpy() if hasattr(out, "to_numpy") else out
 
@@ -267,10 +273,18 @@ class MlflowScorer(VectorScorer):
         return [(wanted[0], np.asarray(out.to_numpy() if hasattr(out, "to_numpy") else out))]
 
 
-def load_mlflow(model_dir: Path) -> VectorScorer:
+def _numbers_only(rows: list) -> bool:
+    """Every value a JSON number (no strings, which numpy would parse, nor booleans)."""
+    return all(type(v) is float or type(v) is int
+               for r in rows for v in (r.values() if type(r) is dict else r if type(r) is list else (None,)))
+
+
+def load_mlflow(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
     import mlflow.pyfunc
+    from . import mlflow_fast
     root = _find(model_dir, ("mlmodel",)).parent
-    return MlflowScorer(mlflow.pyfunc.load_model(str(root)))
+    model = mlflow.pyfunc.load_model(str(root))
+    return MlflowScorer(model, mlflow_fast.choose(model, model_dir, root, fast_path, rows_of))
 
 
 class ScriptScorer:
