@@ -8,3 +8,6 @@ NO_CODE_TYPES = ("sklearn", "onnx", "mlflow")
 MODEL_TYPES = ("custom", *NO_CODE_TYPES)
 # Azure ML's type names, mapped onto ours (None: detected from the model's files).
 AZURE_MODEL_TYPES = {"custom_model": None, "triton_model": None, "mlflow_model": "mlflow"}
+# The deployment setting `fast_path` (how a replica calls a scikit-learn model, runtime/fast_path.py):
+# true (a verified ONNX graph, else scikit-learn unchecked), false, or "required".
+FAST_PATH_DEFAULT = True

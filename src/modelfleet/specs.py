@@ -13,10 +13,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput, SpecError
-from .model_types import AZURE_MODEL_TYPES, MODEL_TYPES
+from .model_types import AZURE_MODEL_TYPES, FAST_PATH_DEFAULT, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 from .placement import Placement, check_shared, resolve_placement
-from .runtime.fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 
 class Spec(BaseModel):
@@ -403,13 +402,11 @@ class DeploymentSettings(Spec):
 
     @field_validator("fast_path", mode="before")
     @classmethod
-    def _fast_path(cls, v):
-        if isinstance(v, str) and v.strip().lower() in ("true", "false", "required"):
-            v = v.strip().lower()
-            return v == "true" if v != "required" else v
-        if v is not None and not isinstance(v, bool) and v != "required":
+    def _fast_path(cls, v):   # YAML's booleans, or the words (any case, from --set)
+        word = {"true": True, "false": False, "required": "required"}.get(str(v).strip().lower(), v)
+        if word is not None and not isinstance(word, bool) and word != "required":
             raise ValueError(f"{v!r} is not a fast_path setting: use true, false or required")
-        return FAST_PATH_DEFAULT if v is None else v
+        return FAST_PATH_DEFAULT if word is None else word
 
     @field_validator("env_manager", mode="before")
     @classmethod

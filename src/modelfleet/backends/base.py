@@ -22,7 +22,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from ..runtime.fast_path import DEFAULT as FAST_PATH_DEFAULT
+from ..model_types import FAST_PATH_DEFAULT
 from ..runtime.protocol import EXIT_MEMORY_LIMIT  # noqa: F401  the one exit code the supervisor explains
 from ..specs import Batching, Resources
 

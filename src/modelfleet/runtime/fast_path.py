@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..model_types import FAST_PATH_DEFAULT as DEFAULT  # noqa: F401  (the setting's default, for replicas)
 from . import onnx_convert, probes
 
-DEFAULT = True          # the deployment setting `fast_path`: true, false or "required"
-SETTINGS = (True, False, "required")
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}   # for float outputs; labels must be equal
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -149,7 +148,8 @@ def _mismatch(fast: dict, expected: dict, x) -> str | None:
     """Why the graph's answers on the probe rows `x` (in the graph's input type) differ from
     scikit-learn's (None: they agree)."""
     import numpy as np
-    from .loaders import to_json
+    import orjson
+    as_json = lambda a: orjson.dumps(a.tolist(), option=orjson.OPT_SERIALIZE_NUMPY)  # noqa: E731  as clients get it
     for name, want in expected.items():
         try:
             got = fast[name](x)
@@ -163,7 +163,7 @@ def _mismatch(fast: dict, expected: dict, x) -> str | None:
                 i = int(np.argmin(close.reshape(len(close), -1).all(axis=1)))
                 return (f"{name} differs on {int((~close).sum())} values (row {i}: "
                         f"{np.ravel(got[i])[:3].tolist()} vs {np.ravel(want[i])[:3].tolist()})")
-        elif to_json(got.tolist()) != to_json(want.tolist()):
+        elif as_json(got) != as_json(want):
             differ = int(np.sum(got != want)) if got.shape == want.shape else len(want)
             return f"{name} gives other labels on {differ} of {len(want)} rows"
     return None

@@ -9,7 +9,7 @@ import orjson
 import sqlalchemy as sa
 
 from ..errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
-from ..runtime.fast_path import DEFAULT as FAST_PATH_DEFAULT
+from ..model_types import FAST_PATH_DEFAULT
 from .db import Database, utcnow
 from .schema import deployments, endpoints
 
