@@ -29,6 +29,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
+import rounds  # noqa: E402
 
 SYSTEMS = ("modelfleet", "fastapi", "mlflow", "ray", "bentoml")
 BODY = orjson.dumps({"data": [c.IRIS_ROW]})
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="short runs; modelfleet, FastAPI and mlflow only")
     ap.add_argument("--models", default="iris,forest",
                     help="iris (the quickstart pipeline) and/or forest (a 100-tree random forest)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every system this many times, round after round; report each run's median")
     ap.add_argument("--serving-only", action="store_true",
                     help="only the load runs (no create -> ready, no rolling update)")
     args = ap.parse_args(argv)
@@ -237,10 +240,11 @@ class Modelfleet:
         self.fleet.close()
 
 
-def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None) -> dict:
+def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None,
+                     with_extras: bool = True) -> dict:
     mf = Modelfleet(work)
     try:
-        return run_modelfleet(args, mf, model_dir, model_v2_dir, forest_dir)
+        return run_modelfleet(args, mf, model_dir, model_v2_dir, forest_dir, with_extras)
     except Exception as e:  # still report the other systems
         import traceback
         traceback.print_exc()
@@ -249,7 +253,8 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path, fore
         mf.stop()
 
 
-def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None) -> dict:
+def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None,
+                   with_extras: bool = True) -> dict:
     t = time.perf_counter()
     mf.setup(model_dir, model_v2_dir, forest_dir)
     out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
@@ -287,7 +292,7 @@ def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path, fo
     for conns in (args.connections, args.batch_connections):
         out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
     out["batched_memory"] = mf.memory("iris-batch")
-    if args.serving_only:
+    if args.serving_only or not with_extras:   # create -> ready and the rolling update: in the first round
         return out
     out["ready"] = mf.time_to_ready(args.ready_runs)
     # a deployment that sets a native-library variable gets a fresh interpreter instead of a fork
@@ -576,10 +581,42 @@ def report(result: dict, args) -> str:
                      + c.table(rows, [("update", "update (took)"), ("phase", "phase"), ("requests", "requests"),
                                       ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
                                       ("max_ms", "max ms"), ("errors", "errors")]) + "\n")
+    if result.get("ratios_by_round"):
+        parts.append(f"## x FastAPI, round by round ({args.rounds} paired rounds)\n\n" + c.table(
+            [{"what": k, "ratios": ", ".join(f"{r}" for r in v)} for k, v in result["ratios_by_round"].items() if v],
+            [("what", "modelfleet run, connections"), ("ratios", "x FastAPI in each round")]) + "\n")
     parts.append("## Targets\n\n" + c.table(
         [{**t, "met": "met" if t["met"] else "NOT met"} for t in result["targets"]],
         [("target", "target"), ("measured", "measured"), ("met", "")]) + "\n")
     return "\n".join(parts)
+
+
+def one_round(args, work: Path, model_dir: Path, model_v2_dir: Path, model: Path, forest: Path | None,
+              n: int) -> tuple[dict, dict]:
+    """Every system once, on the iris pipeline, then the peers on the forest (modelfleet's forest
+    runs come with its own): ({system: result}, {system: result on the forest})."""
+    runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir,
+                                                      forest.parent if forest else None, with_extras=n == 0),
+               "fastapi": lambda: bench_fastapi(args, work, model),
+               "mlflow": lambda: bench_mlflow(args, work, model),
+               "ray": lambda: bench_ray(args, work, model),
+               "bentoml": lambda: bench_bentoml(args, work, model)}
+    systems, on_forest = {}, {}
+    for name in SYSTEMS:
+        if name in args.only:
+            print(f"{name} (round {n + 1} of {args.rounds})", flush=True)
+            t = time.monotonic()
+            systems[name] = runners[name]()
+            systems[name]["bench_s"] = round(time.monotonic() - t, 1)
+    if forest is not None:
+        on_forest["modelfleet"] = systems.get("modelfleet", {}).pop("forest", {})
+        baselines = {"fastapi": bench_fastapi, "mlflow": bench_mlflow, "ray": bench_ray, "bentoml": bench_bentoml}
+        for name, bench in baselines.items():
+            if name in args.only:
+                print(f"{name} (forest, round {n + 1} of {args.rounds})", flush=True)
+                (work / "forest").mkdir(exist_ok=True)
+                on_forest[name] = bench(args, work / "forest", forest)
+    return systems, on_forest
 
 
 def main(argv=None) -> int:
@@ -588,31 +625,32 @@ def main(argv=None) -> int:
     started = time.monotonic()
     result = {"machine": c.machine(removed), "config": {k: v for k, v in vars(args).items()},
               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "systems": {}}
+    rounds_iris, rounds_forest = [], []
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-") as tmp:
         work = Path(tmp)
         model_dir, model_v2_dir = work / "iris-v1", work / "iris-v2"
         model = c.train_iris(model_dir)
         c.train_iris(model_v2_dir, C=0.5)
         forest = c.train_forest(work / "forest") if "forest" in args.models else None
-        runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir,
-                                                          forest.parent if forest else None),
-                   "fastapi": lambda: bench_fastapi(args, work, model),
-                   "mlflow": lambda: bench_mlflow(args, work, model),
-                   "ray": lambda: bench_ray(args, work, model),
-                   "bentoml": lambda: bench_bentoml(args, work, model)}
-        for name in SYSTEMS:
-            if name in args.only:
-                print(f"{name}", flush=True)
-                t = time.monotonic()
-                result["systems"][name] = runners[name]()
-                result["systems"][name]["bench_s"] = round(time.monotonic() - t, 1)
-        if forest is not None:   # the same peers on the forest (modelfleet's forest runs came with its own)
-            result["forest"] = {"modelfleet": result["systems"].get("modelfleet", {}).pop("forest", {})}
-            baselines = {"fastapi": bench_fastapi, "mlflow": bench_mlflow, "ray": bench_ray, "bentoml": bench_bentoml}
-            for name, bench in baselines.items():
-                if name in args.only:
-                    print(f"{name} (forest)", flush=True)
-                    result["forest"][name] = bench(args, work / "forest", forest)
+        for n in range(args.rounds):
+            where = work / f"round-{n + 1}"
+            where.mkdir()
+            systems, on_forest = one_round(args, where, model_dir, model_v2_dir, model, forest, n)
+            rounds_iris.append(systems)
+            if on_forest:
+                rounds_forest.append(on_forest)
+    result["systems"] = rounds.merge(rounds_iris)
+    if rounds_forest:
+        result["forest"] = rounds.merge(rounds_forest)
+    result["rounds"] = {"iris": rounds_iris, "forest": rounds_forest}
+    result["ratios_by_round"] = {
+        "iris 16": rounds.ratios(rounds_iris, "runs", args.connections),
+        "iris batched 64": rounds.ratios(rounds_iris, "batched_runs", args.batch_connections),
+        "iris fast_path false 16": rounds.ratios(rounds_iris, "checked_runs", args.connections),
+        "forest 16": rounds.ratios(rounds_forest, "runs", args.connections),
+        "forest batched 64": rounds.ratios(rounds_forest, "batched_runs", args.batch_connections),
+        "forest fast_path false 16": rounds.ratios(rounds_forest, "checked_runs", args.connections)}
+    print(f"x FastAPI by round: {result['ratios_by_round']}", flush=True)
     result["targets"] = targets(result["systems"], args.connections, args.batch_connections, result.get("forest"))
     result["total_s"] = round(time.monotonic() - started, 1)
     md = report(result, args)

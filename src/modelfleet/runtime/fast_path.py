@@ -191,3 +191,18 @@ def _guarded(fast: Callable, checked: Callable, n: int, dtype) -> Callable:
                 return fast(a)
         return checked(x)
     return call
+
+
+def warm() -> None:
+    """Convert and run a one-feature model once: what the converter and onnxruntime load on first
+    use (more modules, native libraries) is then the process's own, not the first model's (a shared
+    worker measures each model's bytes around its load)."""
+    try:
+        import numpy as np
+        from sklearn.linear_model import LinearRegression
+        x = np.arange(4.0).reshape(-1, 1)
+        model = LinearRegression().fit(x, x.ravel())
+        session = onnx_convert.Session(onnx_convert._convert(model, 1, "double"), "double")
+        session.run(x)
+    except (ImportError, onnx_convert.Unsupported):
+        pass   # no fast path here: nothing to load

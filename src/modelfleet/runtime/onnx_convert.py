@@ -98,6 +98,7 @@ class Session:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1   # one model call at a time per process; no thread pool to wake
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False   # no arena kept per model: a shared worker measures and budgets model bytes
         try:
             self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -40,7 +40,7 @@ from pathlib import Path
 import orjson
 
 from ..fsutil import size_on_disk
-from . import protocol as p, replica_log
+from . import fast_path, protocol as p, replica_log
 from .loaders import to_json, user_traceback
 from .heartbeat import Outbox
 from .model_budget import LruBudget
@@ -49,7 +49,8 @@ from .replica import REPLICA_OOM_SCORE_ADJ, Replica, oom_priority
 TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request came for this long
 # Libraries a model type needs, imported before its first load so that their memory counts as
 # the worker's own rather than as the first model's.
-TYPE_IMPORTS = {"sklearn": ("joblib", "onnxruntime"), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+TYPE_IMPORTS = {"sklearn": ("joblib",), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+FAST_PATH_TYPES = ("sklearn", "mlflow")   # their first load converts: the converter is loaded first
 
 
 def rss_bytes() -> int:
@@ -159,6 +160,8 @@ class Worker:
                 __import__(name)
             except ImportError:
                 pass  # the load reports it
+        if model_type in FAST_PATH_TYPES:
+            fast_path.warm()
         self._imported.add(model_type)
         self.baseline += max(0, rss_bytes() - before)
 
