@@ -52,6 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="iris (the quickstart pipeline) and/or forest (a 100-tree random forest)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every system this many times, round after round; report each run's median")
+    ap.add_argument("--peer-rounds", type=int, default=None,
+                    help="rounds in which mlflow, Ray Serve and BentoML run (default: every round)")
+    ap.add_argument("--attempts", type=int, default=3,
+                    help="runs disturbed by other work (> 10%% of the CPU) are repeated, up to this many in all")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="seconds each run waits at most for the machine to go idle")
     ap.add_argument("--serving-only", action="store_true",
                     help="only the load runs (no create -> ready, no rolling update)")
     args = ap.parse_args(argv)
@@ -70,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int],
             groups: dict | None = None) -> dict:
     return c.measure(base, [(path, body, {**JSON_HEADERS, **headers})], connections, args.duration, args.warmup,
-                     pids, groups)
+                     pids, groups, attempts=args.attempts, quiet_wait_s=args.quiet_wait)
 
 
 def memory(pids: list[int]) -> dict:
@@ -602,8 +608,9 @@ def one_round(args, work: Path, model_dir: Path, model_v2_dir: Path, model: Path
                "ray": lambda: bench_ray(args, work, model),
                "bentoml": lambda: bench_bentoml(args, work, model)}
     systems, on_forest = {}, {}
+    peers_now = args.peer_rounds is None or n < args.peer_rounds
     for name in SYSTEMS:
-        if name in args.only:
+        if name in args.only and (peers_now or name in ("modelfleet", "fastapi")):
             print(f"{name} (round {n + 1} of {args.rounds})", flush=True)
             t = time.monotonic()
             systems[name] = runners[name]()
@@ -612,7 +619,7 @@ def one_round(args, work: Path, model_dir: Path, model_v2_dir: Path, model: Path
         on_forest["modelfleet"] = systems.get("modelfleet", {}).pop("forest", {})
         baselines = {"fastapi": bench_fastapi, "mlflow": bench_mlflow, "ray": bench_ray, "bentoml": bench_bentoml}
         for name, bench in baselines.items():
-            if name in args.only:
+            if name in args.only and (peers_now or name == "fastapi"):
                 print(f"{name} (forest, round {n + 1} of {args.rounds})", flush=True)
                 (work / "forest").mkdir(exist_ok=True)
                 on_forest[name] = bench(args, work / "forest", forest)
