@@ -353,7 +353,8 @@ def bench_mlflow(args, work: Path, model: Path) -> dict:
     saved = work / "mlflow-model"
     try:
         c.run_python(str(py), "import joblib, mlflow.sklearn; "
-                     f"mlflow.sklearn.save_model(joblib.load({str(model)!r}), {str(saved)!r})", timeout=300)
+                     f"mlflow.sklearn.save_model(joblib.load({str(model)!r}), {str(saved)!r}, "
+                     "serialization_format='cloudpickle')", timeout=300)   # skops (the default) refuses a forest
     except (RuntimeError, OSError) as e:
         return unavailable(f"mlflow.sklearn.save_model failed: {e}")
     port = c.free_port()
