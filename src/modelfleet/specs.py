@@ -389,6 +389,8 @@ class DeploymentSettings(Spec):
     resources: Resources = Field(default_factory=Resources)
     # MLflow's word: build the environment an MLflow model logged for itself (local: none)
     env_manager: Literal["virtualenv", "uv", "conda"] | None = None
+    # Azure's data_collector: what to collect of requests and answers (monitoring/specs.py)
+    data_collector: Any = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -396,6 +398,12 @@ class DeploymentSettings(Spec):
     @classmethod
     def _env(cls, v):
         return {str(k): str(x) for k, x in _mapping(v).items()}
+
+    @field_validator("data_collector")
+    @classmethod
+    def _data_collector(cls, v):
+        from .monitoring.specs import data_collector
+        return data_collector(v)
 
     @field_validator("env_manager", mode="before")
     @classmethod
@@ -416,7 +424,7 @@ SETTINGS_FIELDS = tuple(k for k in DeploymentSettings.model_fields if k != "sche
 
 class DeploymentSpec(DeploymentSettings):
     AZURE_ONLY = frozenset({"instance_type", "app_insights_enabled",
-                            "egress_public_network_access", "data_collector", "properties", "type",
+                            "egress_public_network_access", "properties", "type",
                             "model_mount_path", "private_network_connection", "code_path"})
     name: str
     endpoint_name: str | None = None

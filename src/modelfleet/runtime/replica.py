@@ -82,6 +82,9 @@ class Replica:
         model_dir = Path(self.cfg["model_dir"])
         set_model_env(model_dir)
         script = self.cfg.get("scoring_script")
+        if script and os.environ.get("FLEET_DATA_COLLECTOR"):   # score.py's azureml-ai-monitoring Collector
+            from ..monitoring import mdc
+            self.collector = mdc.start_if_configured()
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
 
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:

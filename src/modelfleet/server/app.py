@@ -33,7 +33,7 @@ from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
 from ..workspace import Workspace
-from . import replicas, settings
+from . import monitoring_api, replicas, settings
 from .access_log import AccessLog
 from .api import build_api, is_loopback
 from .connections import Limits, guarded_protocol
@@ -76,6 +76,7 @@ class ServerApp:
         self.disk_low = False
         self.api = build_api(self.controller, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
+        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     def _admission(self):
         for ep in self.router.table.endpoints.values():
@@ -146,6 +147,7 @@ class ServerApp:
                         self._warming = asyncio.ensure_future(self.backend.warm())
                         self._pruning = asyncio.ensure_future(self._prune_telemetry())
                         await self.controller.start()
+                        self.monitoring.start()
                     except Exception as e:
                         log.exception("startup failed")
                         await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -153,7 +155,9 @@ class ServerApp:
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     self._pruning.cancel()
+                    await self.monitoring.stop()
                     await self.controller.stop()
+                    self.monitoring.hub.close()   # writes what is still queued
                     self._observe(False)
                     await send({"type": "lifespan.shutdown.complete"})
                     return

@@ -106,4 +106,10 @@ def _environments(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[environments])
 
 
-MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments)]
+def _monitoring(conn: sa.Connection) -> None:
+    from .monitoring import migrate   # data assets, schedules, monitor runs
+    migrate(conn)
+
+
+MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments),
+              ("0004_monitoring", _monitoring)]
