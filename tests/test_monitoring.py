@@ -15,7 +15,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .helpers import run_cli, wait_until, write
+from .test_dashboard import browser  # noqa: F401 (the fixture: headless Chromium)
 
 pytestmark = pytest.mark.slow   # every test here starts a server and replicas
 
@@ -155,7 +158,7 @@ create_monitor:
 
 
 def test_a_monitor_passes_on_reference_traffic_and_flags_exactly_the_shifted_features(
-        fleet, tmp_path, webhook):
+        fleet, tmp_path, webhook, browser):  # noqa: F811
     frame = _train(tmp_path / "model")
     frame.to_csv(tmp_path / "reference.csv", index=False)
     run_cli("model", "register", "--name", "drifty", "--version", "1", "--path", str(tmp_path / "model"))
@@ -201,6 +204,25 @@ def test_a_monitor_passes_on_reference_traffic_and_flags_exactly_the_shifted_fea
     for feature in FEATURES:
         assert feature in shown
     assert shown.count("fail") == len(SHIFTED)
+
+    # /metrics: the latest value and pass/fail of each feature, and the rows collected
+    info = json.loads(fleet.workspace.server_file.read_text())
+    samples = [s for fam in text_string_to_metric_families(httpx.get(f"{info['url']}/metrics").text)
+               for s in fam.samples]
+    breached = {s.labels["feature"]: s.value for s in samples if s.name == "modelfleet_monitor_breached"}
+    assert breached == {f: 1.0 if f in SHIFTED else 0.0 for f in FEATURES}
+    rows = {s.labels["collection"]: s.value for s in samples if s.name == "modelfleet_collected_rows_total"}
+    assert rows == {"model_inputs": 3000, "model_outputs": 3000}
+
+    # the dashboard draws each feature's metric over the two runs, and the latest pass or fail
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{info['url']}/dashboard#token={info['token']}")
+    chart = page.wait_for_selector("canvas[data-testid=monitor-chart][data-points='2']")
+    assert set(chart.get_attribute("data-features").split(",")) == set(FEATURES)
+    assert float(chart.get_attribute("data-max")) > 0.15     # the shifted features' second point
+    results = page.inner_text("[data-testid=monitor-results]")
+    assert results.count("fail") == len(SHIFTED) and results.count("pass") == len(FEATURES) - len(SHIFTED)
+    page.close()
 
 
 COLLECTOR_SCORE_PY = """
