@@ -36,8 +36,8 @@ class DataAssets:
         src = (base_dir / spec.path).expanduser()
         self._check(src, spec.type, spec.path)
         snap = self.artifacts.add("data", src)
-        inner = src.name if src.is_file() else ""
-        return self.store.add(spec.name, spec.version, type=spec.type, sha256=snap.sha256, path=inner,
+        # the snapshot holds the file or folder under its own name
+        return self.store.add(spec.name, spec.version, type=spec.type, sha256=snap.sha256, path=src.name,
                               files=snap.files, description=spec.description, tags=spec.tags)
 
     @staticmethod
