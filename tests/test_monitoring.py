@@ -287,3 +287,82 @@ def test_a_score_py_with_azures_collector_writes_what_payload_collection_writes(
     outputs = _collected(ws, "drift-ep", "green", "model_outputs")
     assert set(inputs.column("correlationid").to_pylist()) == set(outputs.column("correlationid").to_pylist())
     assert len(set(inputs.column("correlationid").to_pylist())) == 400 // BATCH
+
+
+# -- a full disk under the collection -------------------------------------------------------------
+
+_FULL_DISK_DRIVER = '''
+import json, sys
+sys.argv.pop(0)
+import os
+os.environ["FLEET_HOME"] = sys.argv[0]
+from modelfleet import Fleet
+f = Fleet()
+f.models.register("iris", sys.argv[1], "1")
+f.online_endpoints.create("disk-ep")
+f.online_deployments.create("blue", "disk-ep", "iris:1", data_collector={
+    "collections": {"model_inputs": {"enabled": True}, "model_outputs": {"enabled": True},
+                    "request": {"enabled": True}, "response": {"enabled": True}},
+    "rolling_rate": "minute"})
+from modelfleet.server.process import read_info
+server = read_info(f.workspace)
+print(json.dumps({"url": f.online_endpoints.get("disk-ep")["scoring_uri"],
+                  "key": f.online_endpoints.get_keys("disk-ep")["primaryKey"], "api": server.url}), flush=True)
+sys.stdin.readline()                  # the test says when
+f.server.stop()
+'''
+
+
+def _metric(api: str, name: str, **labels) -> float:
+    text = httpx.get(f"{api}/metrics", timeout=30).text
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_a_full_disk_under_the_collection_drops_samples_and_no_request(tmp_path, models_dir):
+    """The workspace on a real 64 MiB filesystem (a private tmpfs, as in test_faults): filled while
+    every request is collected four ways, no request fails; the samples dropped are counted, and
+    collection resumes once there is room."""
+    import shutil
+    import subprocess
+    import sys
+
+    from .conftest import IRIS_ROWS
+    from .helpers import Load
+    from .test_faults import _fill
+    if not shutil.which("unshare"):
+        pytest.skip("unshare(1) is not installed: cannot mount a private small filesystem")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = 'mount -t tmpfs -o size=64m tmpfs "$1" && exec "$2" -c "$3" "$1/home" "$4"'
+    driver = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                               str(mnt), sys.executable, _FULL_DISK_DRIVER, str(models_dir / "iris")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = driver.stdout.readline()
+        if not first:
+            err = driver.stderr.read()
+            if "unshare:" in err or "mount:" in err:
+                pytest.skip(f"cannot mount a private tmpfs here: {err.strip()}")
+            raise AssertionError(err)
+        info = json.loads(first)
+        disk = Path(f"/proc/{driver.pid}/root") / str(mnt).lstrip("/")
+        body = json.dumps({"data": IRIS_ROWS}).encode()
+        rows = lambda: _metric(info["api"], "modelfleet_collected_rows_total", collection="model_inputs")  # noqa: E731
+        with Load(info["url"], info["key"], body, threads=2) as load:
+            wait_until(lambda: rows() > 0, timeout=30)
+            _fill(disk / "filler")
+            assert shutil.disk_usage(disk).free < 64 * 1024
+            wait_until(lambda: _metric(info["api"], "modelfleet_collection_dropped_total", reason="write_failed") > 0,
+                       timeout=30)
+            served = load.result.ok
+            wait_until(lambda: load.result.ok > served + 200, timeout=60)
+            (disk / "filler").unlink()
+            written = rows()
+            wait_until(lambda: rows() > written, timeout=30)   # room again: collection goes on
+        assert load.result.failed == [] and load.result.ok > 0
+    finally:
+        if driver.poll() is None:
+            driver.stdin.write("stop\n")
+            driver.stdin.flush()
+            driver.wait(timeout=60)
