@@ -105,12 +105,12 @@ def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
 def monitors(args, work: Path) -> dict:
     from modelfleet.monitoring.data_assets import DataAssets
     from modelfleet.monitoring.scheduler import Monitoring, first_run
-    from modelfleet.monitoring.sink import write_parquet
-    from modelfleet.monitoring.specs import DataAssetSpec, MonitorScheduleSpec
+    from modelfleet.collection.sink import write_parquet
+    from modelfleet.monitoring_specs import DataAssetSpec, MonitorScheduleSpec
     from modelfleet.specs import validate
     from modelfleet.store import ArtifactStore, Database
     from modelfleet.store.monitoring import ScheduleStore
-    from modelfleet.monitoring.windows import collection_dir
+    from modelfleet.collection.windows import collection_dir
     root = work / "ws"
     db = Database(f"sqlite:///{root / 'workspace.db'}")
     assets = DataAssets(db, ArtifactStore(root / "artifacts"), root)

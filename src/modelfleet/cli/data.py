@@ -30,7 +30,7 @@ def data() -> None:
 @click.option("-f", "--file", default=None, help="A data asset YAML.")
 def create(ctx: Ctx, name, version, type_, path, description, tag, file):
     from .. import documents
-    from ..monitoring.specs import DataAssetSpec
+    from ..monitoring_specs import DataAssetSpec
     from ..specs import validate
     fields: dict = documents.load_one(file) if file else {}
     for k, v in (("name", name), ("version", version), ("type", type_), ("path", path), ("description", description)):

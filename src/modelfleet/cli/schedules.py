@@ -39,7 +39,7 @@ def _emit_run(ctx: Ctx, run: dict | None, head: dict) -> None:
 @click.option("--name", "-n", default=None, help="Overrides name in the file.")
 def create(ctx: Ctx, file, name):
     from .. import documents
-    from ..monitoring.specs import MonitorScheduleSpec
+    from ..monitoring_specs import MonitorScheduleSpec
     from ..specs import validate
     fields = documents.load_one(file)
     if name:

@@ -13,9 +13,9 @@ from ..names import ModelRef
 from ..store.artifacts import ArtifactStore
 from ..store.db import Database
 from ..store.monitoring import DataAsset, DataAssetStore
-from .specs import DataAssetSpec
+from ..monitoring_specs import DataAssetSpec
 from .tables import SUFFIXES, asset_files, read_files
-from .windows import ROOT
+from ..collection.windows import ROOT
 
 _DATASTORE = re.compile(r"^azureml://datastores/[^/]+/paths/(.+)$")
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from . import drift
 from .data_assets import DataAssets
-from .schedule_times import duration_seconds
-from .specs import P_VALUE_METRICS, MonitorScheduleSpec, Signal, split_target
+from ..monitoring_specs import P_VALUE_METRICS, MonitorScheduleSpec, Signal, duration_seconds, split_target
 from .tables import META_COLUMNS, read_collected
 
 

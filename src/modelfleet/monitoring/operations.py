@@ -14,7 +14,7 @@ from ..specs import validate
 from ..store.monitoring import DataAsset, ScheduleStore
 from .data_assets import DataAssets
 from .scheduler import first_run
-from .specs import DataAssetSpec, MonitorScheduleSpec
+from ..monitoring_specs import DataAssetSpec, MonitorScheduleSpec
 
 
 class DataOperations:

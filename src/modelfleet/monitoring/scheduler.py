@@ -21,8 +21,7 @@ from ..specs import validate
 from ..store.monitoring import ScheduleStore
 from .data_assets import DataAssets
 from .monitor import Outcome, run
-from .schedule_times import next_run, utcnow
-from .specs import MonitorScheduleSpec
+from ..monitoring_specs import MonitorScheduleSpec, next_run, utcnow
 
 log = logging.getLogger("modelfleet.monitoring")
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from ..errors import InvalidInput
-from .windows import collection_dir, files_between
+from ..collection.windows import collection_dir, files_between
 
 META_COLUMNS = ("correlationid", "time")
 SUFFIXES = (".csv", ".parquet")

@@ -83,7 +83,7 @@ class Replica:
         set_model_env(model_dir)
         script = self.cfg.get("scoring_script")
         if script and os.environ.get("FLEET_DATA_COLLECTOR"):   # score.py's azureml-ai-monitoring Collector
-            from ..monitoring import mdc
+            from ..collection import mdc
             self.collector = mdc.start_if_configured()
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
 

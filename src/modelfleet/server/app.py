@@ -157,7 +157,7 @@ class ServerApp:
                     self._pruning.cancel()
                     await self.monitoring.stop()
                     await self.controller.stop()
-                    self.monitoring.hub.close()   # writes what is still queued
+                    self.controller.collection.close()   # writes what is still queued
                     self._observe(False)
                     await send({"type": "lifespan.shutdown.complete"})
                     return

@@ -112,7 +112,7 @@ class Controller:
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
         self._stopping = False
         self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
-        self.collection = None                # monitoring.hub.CollectionHub: deployments' data collectors
+        self.collection = None                # collection.hub.CollectionHub: deployments' data collectors
 
     # -- loop --------------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from ..monitoring.data_assets import DataAssets
-from ..monitoring.exporter import MonitoringCollector
-from ..monitoring.hub import CollectionHub
+from ..monitoring.prometheus import MonitoringCollector
+from ..collection.hub import CollectionHub
 from ..monitoring.scheduler import Monitoring
 from ..store.monitoring import ScheduleStore
 
@@ -22,7 +22,6 @@ def install(app) -> Monitoring:
     controller.collection = hub
     schedules = ScheduleStore(app.db)
     monitoring = Monitoring(schedules, DataAssets(app.db, controller.artifacts, ws.path), ws.path)
-    monitoring.hub = hub
     app.telemetry.metrics.registry.register(MonitoringCollector(hub, monitoring))
     add_routes(app.api, monitoring, schedules)
     return monitoring

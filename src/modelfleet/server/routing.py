@@ -28,7 +28,7 @@ class DeploymentSnapshot:
     admission: Admission
     metadata: Mapping = field(default_factory=dict)   # the model's tensors, as its replica reported
     header: tuple = ()                          # the response header naming this deployment
-    collector: object | None = None             # monitoring.payload.PayloadCollector, when it collects
+    collector: object | None = None             # collection.payload.PayloadCollector, when it collects
 
     @property
     def timeout_s(self) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .monitoring_schema import migrate as monitoring_tables   # data assets, schedules, monitor runs
+
 metadata = sa.MetaData()
 
 migrations_table = sa.Table(
@@ -106,10 +108,5 @@ def _environments(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[environments])
 
 
-def _monitoring(conn: sa.Connection) -> None:
-    from .monitoring import migrate   # data assets, schedules, monitor runs
-    migrate(conn)
-
-
 MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments),
-              ("0004_monitoring", _monitoring)]
+              ("0004_monitoring", monitoring_tables)]

@@ -9,9 +9,9 @@ import time
 import orjson
 import pyarrow.parquet as pq
 
-from modelfleet.monitoring.payload import PayloadCollector, convert, input_rows, output_rows
-from modelfleet.monitoring.sink import Flusher, Sink, prune
-from modelfleet.monitoring.windows import window_parts
+from modelfleet.collection.payload import PayloadCollector, convert, input_rows, output_rows
+from modelfleet.collection.sink import Flusher, Sink, prune
+from modelfleet.collection.windows import window_parts
 
 NAMED = {"inputs": [{"name": "a", "datatype": "FP64", "shape": [-1]}, {"name": "b", "datatype": "FP64", "shape": [-1]}],
          "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}

@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from modelfleet.errors import SpecError
-from modelfleet.monitoring.schedule_times import duration_seconds, next_run
-from modelfleet.monitoring.specs import MonitorScheduleSpec
+from modelfleet.monitoring_specs import MonitorScheduleSpec, duration_seconds, next_run
 from modelfleet.specs import DeploymentSpec, validate
 
 AZURE_MONITOR = """

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from .payload import PayloadCollector, convert
-from .specs import PAYLOAD_COLLECTIONS, DataCollector
+from ..monitoring_specs import PAYLOAD_COLLECTIONS, DataCollector
 from .sink import Flusher, Sink
 
 from .mdc import REPLICA_ENV  # noqa: F401 (the variable the replica reads)

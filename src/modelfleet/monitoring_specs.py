@@ -1,16 +1,18 @@
 """The monitoring documents, with Azure ML v2's field names: a deployment's `data_collector`,
-a data asset (`az ml data create -f`), a model monitor schedule (`az ml schedule create -f`)."""
+a data asset (`az ml data create -f`), a model monitor schedule (`az ml schedule create -f`);
+and their time arithmetic: ISO 8601 durations (`P7D`), when a trigger fires next."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..names import check_name, check_version
-from ..errors import InvalidInput
-from ..specs import Spec
+from .errors import InvalidInput
+from .names import check_name, check_version
+from .spec_base import Spec
 
 ROLLING_RATES = ("minute", "hour", "day")
 # What the gateway collects for a model without code (with code: request and response only, and
@@ -138,7 +140,6 @@ class Trigger(Spec):
         if self.type == "cron":
             if not self.expression:
                 raise ValueError("a cron trigger needs expression")
-            from .schedule_times import check_cron
             check_cron(self.expression)
         return self
 
@@ -156,7 +157,6 @@ class DataWindow(Spec):
     @field_validator("lookback_window_size", "lookback_window_offset")
     @classmethod
     def _duration(cls, v):
-        from .schedule_times import duration_seconds
         duration_seconds(v)
         return v
 
@@ -295,3 +295,55 @@ class MonitorScheduleSpec(Spec):
     @classmethod
     def _name(cls, v):
         return _checked(check_name, v)
+
+
+# -- time ------------------------------------------------------------------------------------
+_DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+
+def duration_seconds(text: str) -> int:
+    m = _DURATION.match(str(text).upper())
+    if not m or text.upper() in ("P", "PT"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P7D, PT12H or P0D")
+    w, d, h, mi, s = (int(x or 0) for x in m.groups())
+    return (((w * 7 + d) * 24 + h) * 60 + mi) * 60 + s
+
+
+def check_cron(expression: str) -> None:
+    croniter = _croniter()
+    if not croniter.is_valid(expression):
+        raise ValueError(f"{expression!r} is not a cron expression (minute hour day month weekday)")
+
+
+def _croniter():
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise InvalidInput("cron triggers need croniter: pip install 'modelfleet[monitoring]'") from None
+    return croniter
+
+
+def next_run(trigger, after: dt.datetime) -> dt.datetime:
+    """The first time after `after` (UTC) that the trigger fires."""
+    if trigger.type == "cron":
+        return _croniter()(trigger.expression, after).get_next(dt.datetime)
+    start = parse_time(trigger.start_time) if trigger.start_time else None
+    period = dt.timedelta(seconds=_period_s(trigger))
+    if start is not None and start > after:
+        return start
+    base = start or after
+    steps = int((after - base) / period) + 1
+    return base + steps * period
+
+
+def _period_s(trigger) -> int:
+    return FREQUENCIES[trigger.frequency] * trigger.interval
+
+
+def parse_time(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
