@@ -9,8 +9,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the tests start for real: the dashboard test's headless browser.
-DEBIAN_PACKAGES := chromium
+# Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
+DEBIAN_PACKAGES := chromium postgresql
 
 $(BIN)/fleet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..errors import AlreadyExists, NotFound
 from .db import Database, utcnow
-from .monitoring_schema import data_assets, monitor_runs, schedules
+from .schema import data_assets, monitor_runs, schedules
 
 _INT = re.compile(r"^[0-9]+$")
 
