@@ -5,6 +5,7 @@ score.py using azureml-ai-monitoring's Collector, as published, writes what payl
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import run_cli, wait_until, write
+from .conftest import IRIS_ROWS
+from .helpers import Load, on_a_small_disk, run_cli, wait_until, write
+from .test_faults import _fill
 from .test_dashboard import browser  # noqa: F401 (the fixture: headless Chromium)
 
 pytestmark = pytest.mark.slow   # every test here starts a server and replicas
@@ -119,16 +122,11 @@ MONITOR = """
 $schema: http://azureml/sdk-2-0/Schedule.json
 name: drift-monitor
 trigger:
-  type: recurrence
-  frequency: day
-  interval: 1
-  schedule:
-    hours: 3
-    minutes: 15
+  type: cron
+  expression: "15 3 * * *"
 create_monitor:
   compute:
     instance_type: standard_e4s_v3
-    runtime_version: "3.3"
   monitoring_target:
     ml_task: classification
     endpoint_deployment_id: azureml:drift-ep:blue
@@ -292,22 +290,18 @@ def test_a_score_py_with_azures_collector_writes_what_payload_collection_writes(
 # -- a full disk under the collection -------------------------------------------------------------
 
 _FULL_DISK_DRIVER = '''
-import json, sys
-sys.argv.pop(0)
-import os
-os.environ["FLEET_HOME"] = sys.argv[0]
+import json, os, sys
+os.environ["FLEET_HOME"] = sys.argv[1]
 from modelfleet import Fleet
 f = Fleet()
-f.models.register("iris", sys.argv[1], "1")
+f.models.register("iris", sys.argv[2], "1")
 f.online_endpoints.create("disk-ep")
 f.online_deployments.create("blue", "disk-ep", "iris:1", data_collector={
     "collections": {"model_inputs": {"enabled": True}, "model_outputs": {"enabled": True},
                     "request": {"enabled": True}, "response": {"enabled": True}},
     "rolling_rate": "minute"})
-from modelfleet.server.process import read_info
-server = read_info(f.workspace)
-print(json.dumps({"url": f.online_endpoints.get("disk-ep")["scoring_uri"],
-                  "key": f.online_endpoints.get_keys("disk-ep")["primaryKey"], "api": server.url}), flush=True)
+print(json.dumps({"url": f.online_endpoints.get("disk-ep")["scoring_uri"], "api": f.server.status()["url"],
+                  "key": f.online_endpoints.get_keys("disk-ep")["primaryKey"]}), flush=True)
 sys.stdin.readline()                  # the test says when
 f.server.stop()
 '''
@@ -320,34 +314,13 @@ def _metric(api: str, name: str, **labels) -> float:
 
 
 def test_a_full_disk_under_the_collection_drops_samples_and_no_request(tmp_path, models_dir):
-    """The workspace on a real 64 MiB filesystem (a private tmpfs, as in test_faults): filled while
-    every request is collected four ways, no request fails; the samples dropped are counted, and
-    collection resumes once there is room."""
-    import shutil
-    import subprocess
-    import sys
-
-    from .conftest import IRIS_ROWS
-    from .helpers import Load
-    from .test_faults import _fill
-    if not shutil.which("unshare"):
-        pytest.skip("unshare(1) is not installed: cannot mount a private small filesystem")
+    """Filled while every request is collected four ways (helpers.on_a_small_disk: a real 64 MiB
+    filesystem), no request fails; the samples dropped are counted, and collection resumes once
+    there is room."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    script = 'mount -t tmpfs -o size=64m tmpfs "$1" && exec "$2" -c "$3" "$1/home" "$4"'
-    driver = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                               str(mnt), sys.executable, _FULL_DISK_DRIVER, str(models_dir / "iris")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = driver.stdout.readline()
-        if not first:
-            err = driver.stderr.read()
-            if "unshare:" in err or "mount:" in err:
-                pytest.skip(f"cannot mount a private tmpfs here: {err.strip()}")
-            raise AssertionError(err)
-        info = json.loads(first)
-        disk = Path(f"/proc/{driver.pid}/root") / str(mnt).lstrip("/")
-        body = json.dumps({"data": IRIS_ROWS}).encode()
+    body = json.dumps({"data": IRIS_ROWS}).encode()
+    with on_a_small_disk(mnt, _FULL_DISK_DRIVER, str(models_dir / "iris")) as (info, disk):
         rows = lambda: _metric(info["api"], "modelfleet_collected_rows_total", collection="model_inputs")  # noqa: E731
         with Load(info["url"], info["key"], body, threads=2) as load:
             wait_until(lambda: rows() > 0, timeout=30)
@@ -361,8 +334,3 @@ def test_a_full_disk_under_the_collection_drops_samples_and_no_request(tmp_path,
             written = rows()
             wait_until(lambda: rows() > written, timeout=30)   # room again: collection goes on
         assert load.result.failed == [] and load.result.ok > 0
-    finally:
-        if driver.poll() is None:
-            driver.stdin.write("stop\n")
-            driver.stdin.flush()
-            driver.wait(timeout=60)

@@ -70,16 +70,15 @@ def run_(ctx: Ctx, name):
     _emit_run(ctx, run, {"name": name})
 
 
-@command(schedule, "enable", help="Run the schedule on its trigger again.")
-@click.option("--name", "-n", required=True)
-def enable(ctx: Ctx, name):
-    ctx.emit(ctx.fleet.schedules.enable(name))
+def _switch(verb: str, help: str) -> None:
+    @command(schedule, verb, help=help)
+    @click.option("--name", "-n", required=True)
+    def switch(ctx: Ctx, name):
+        ctx.emit(getattr(ctx.fleet.schedules, verb)(name))
 
 
-@command(schedule, "disable", help="Stop running the schedule on its trigger (`run` still runs it).")
-@click.option("--name", "-n", required=True)
-def disable(ctx: Ctx, name):
-    ctx.emit(ctx.fleet.schedules.disable(name))
+_switch("enable", "Run the schedule on its trigger again.")
+_switch("disable", "Stop running the schedule on its trigger (`run` still runs it).")
 
 
 @command(schedule, "delete", help="Delete a schedule and its runs.")

@@ -11,6 +11,7 @@ request path: the package queues in memory and posts later.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,6 +63,13 @@ class Receiver:
     @property
     def port(self) -> int:
         return self.server.server_address[1]
+
+    def loaded(self) -> None:
+        """init() has run: the package has read its configuration file, which can go."""
+        path = os.environ.get("AZUREML_MDC_CONFIG_PATH")
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def convert(entry: tuple) -> dict[str, list[dict]]:

@@ -89,6 +89,7 @@ class ServerApp:
             await asyncio.sleep(PRUNE_EVERY_S)
             live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
             self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
+            self.controller.collection.forget(live)   # deleted deployments' collectors
 
     def _check_disk(self) -> None:
         """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at

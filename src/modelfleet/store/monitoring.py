@@ -9,7 +9,7 @@ its monitor document and when it runs next; each run keeps every (signal, featur
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
@@ -31,12 +31,8 @@ class DataAsset:
     tags: dict[str, str]
     created_at: str = ""
 
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
 
 @dataclass
@@ -49,7 +45,7 @@ class Schedule:
     updated_at: str
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
 
 def _asset(row) -> DataAsset:
