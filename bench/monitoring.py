@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--deployments", type=int, default=1000, help="monitored deployments (part 2)")
     ap.add_argument("--rows", type=int, default=2400, help="rows per deployment per day (part 2)")
     ap.add_argument("--only", default="collection,monitors")
+    ap.add_argument("--report-only", action="store_true", help="render bench/results/monitoring.json again")
     return ap.parse_args(argv)
 
 
@@ -98,6 +99,33 @@ def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
         last = out
         time.sleep(1.0)
     return last
+
+
+def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
+    """In process: CPU per collected request of the request path's append and of the writer
+    thread's work (bodies -> rows -> Parquet), by how many requests one flush finds."""
+    from modelfleet.collection.payload import PayloadCollector, convert
+    from modelfleet.collection.sink import Flusher, Sink
+    names = {"inputs": [{"name": f"f{i}", "shape": [-1]} for i in range(4)], "outputs": [{"name": "predict", "shape": [-1]}]}
+    sink = Sink(work, "ep", "blue", convert, capacity=requests)
+    collector = PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0}, [])
+    flusher = Flusher()
+    collector.offer("warm-up", BODY, b"[0]", names, {})
+    flusher.flush_sink(sink)   # imports pyarrow
+    out = []
+    for batch in (100, 1000, 5000):
+        t = time.process_time()
+        for i in range(requests):
+            collector.offer(f"r{i}", BODY, b"[0]", names, {})
+        offer_us = (time.process_time() - t) / requests * 1e6
+        entries = sink.drain()
+        t = time.process_time()
+        for k in range(0, requests, batch):
+            sink.queue.extend(entries[k:k + batch])
+            flusher.flush_sink(sink)
+        out.append({"batch": batch, "offer_us": round(offer_us, 2),
+                    "writer_us": round((time.process_time() - t) / requests * 1e6, 1)})
+    return out
 
 
 # -- 2. monitoring a thousand deployments ---------------------------------------------------------
@@ -177,19 +205,29 @@ def report(res: dict, args) -> str:
         col = res["collection"]
         rows = col["runs"]
         by = {name: [r for r in rows if r["deployment"] == name] for name in ("plain", "collect")}
-        med = {name: {k: c.median_of([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms")} for name, rs in by.items()}
+        for r in rows:
+            r["server_cpu_us"] = r["cpu_us_per_request"].get("server")
+        med = {name: {k: c.median_of([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms", "server_cpu_us")}
+               for name, rs in by.items()}
         summary = [{"deployment": n, **med[n], "errors": sum(r["errors"] for r in by[n])} for n in ("plain", "collect")]
         ratio = {"rps": med["collect"]["rps"] / med["plain"]["rps"], "p99": med["collect"]["p99_ms"] / med["plain"]["p99_ms"]}
         col["ratio"] = {k: round(v, 3) for k, v in ratio.items()}
         out.append(f"## Collection at sampling_rate 1.0\n\n{args.connections} connections, {args.duration:.0f} s "
                    f"per run, {args.pairs} runs of each deployment alternated (medians):\n\n"
                    + c.table(summary, [("deployment", "deployment"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
-                                       ("p99_ms", "p99 ms"), ("errors", "errors")])
+                                       ("p99_ms", "p99 ms"), ("server_cpu_us", "server CPU µs/req"),
+                                       ("errors", "errors")])
                    + f"\n\ncollecting / plain: req/s x{ratio['rps']:.3f}, p99 x{ratio['p99']:.3f}. Rows written "
                    f"{col['collected']['rows']} for {col['collected']['answered']:,} requests `collect` answered "
                    f"(warm-up runs included); dropped {col['collected']['dropped'] or 'none'}.\n\n"
                    + c.table(rows, [("deployment", "deployment"), ("pair", "run"), ("rps", "req/s"),
-                                    ("p99_ms", "p99 ms"), ("foreign_cpu_pct", "other work % CPU")]))
+                                    ("p99_ms", "p99 ms"), ("server_cpu_us", "server CPU µs/req"),
+                                    ("foreign_cpu_pct", "other work % CPU")]))
+    if "writer" in res:
+        out.append("CPU per collected request (model_inputs and model_outputs), in process: the request path's "
+                   "append, and the writer thread's work by how many requests one flush finds:\n\n"
+                   + c.table(res["writer"], [("batch", "requests per flush"), ("offer_us", "append µs"),
+                                             ("writer_us", "writer µs")]))
     if "monitors" in res:
         mon = res["monitors"]
         out.append(f"## A thousand daily monitors\n\n{mon['deployments']:,} deployments, each a day of "
@@ -205,6 +243,10 @@ def report(res: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        res = orjson.loads((c.RESULTS / "monitoring.json").read_bytes())
+        c.publish("monitoring", res, report(res, args))
+        return 0
     removed = c.scrub_blas_overrides()
     res = {"machine": c.machine(removed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
@@ -212,6 +254,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-monitoring-") as tmp:
         if "collection" in args.only:
             print("collection at sampling_rate 1.0", flush=True)
+            res["writer"] = writer_cost(Path(tmp) / "writer")
             res["collection"] = collection_cost(args, Path(tmp) / "collection")
         if "monitors" in args.only:
             print(f"{args.deployments} monitors", flush=True)

@@ -25,7 +25,7 @@ from .windows import collection_dir, window_parts, windows
 
 log = logging.getLogger("modelfleet.monitoring")
 
-FLUSH_EVERY_S = 0.5
+FLUSH_EVERY_S = 1.0
 DEFAULT_QUEUE_ROWS = 10_000       # per sink: entries waiting to be written; past it, samples drop
 PRUNE_EVERY_S = 600.0
 WARN_EVERY_S = 60.0
@@ -112,6 +112,7 @@ class Flusher:
         if not entries:
             return
         groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
+        windows_of: dict[int, tuple[str, ...]] = {}   # minute -> window: the finest rolling rate is a minute
         for entry in entries:
             try:
                 converted = sink.convert(entry)
@@ -120,7 +121,11 @@ class Flusher:
                 continue
             for name, rows in converted.items():
                 for row in rows:
-                    groups.setdefault((name, window_parts(row["time"], sink.rolling_rate)), []).append(row)
+                    minute = int(row["time"] // 60)
+                    parts = windows_of.get(minute)
+                    if parts is None:
+                        parts = windows_of[minute] = window_parts(row["time"], sink.rolling_rate)
+                    groups.setdefault((name, parts), []).append(row)
         for (name, parts), rows in groups.items():
             folder = collection_dir(sink.root, sink.endpoint, sink.deployment, name).joinpath(*parts)
             try:
