@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--pairs", type=int, default=3, help="runs of each deployment, alternated")
     ap.add_argument("--deployments", type=int, default=1000, help="monitored deployments (part 2)")
     ap.add_argument("--rows", type=int, default=2400, help="rows per deployment per day (part 2)")
-    ap.add_argument("--only", default="collection,monitors")
+    ap.add_argument("--only", default="writer,collection,monitors")
     ap.add_argument("--report-only", action="store_true", help="render bench/results/monitoring.json again")
     return ap.parse_args(argv)
 
@@ -252,9 +252,10 @@ def main(argv=None) -> int:
     for k in ("FLEET_WORKSPACE", "FLEET_DATABASE_URL"):
         os.environ.pop(k, None)
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-monitoring-") as tmp:
+        if "writer" in args.only:
+            res["writer"] = writer_cost(Path(tmp) / "writer")
         if "collection" in args.only:
             print("collection at sampling_rate 1.0", flush=True)
-            res["writer"] = writer_cost(Path(tmp) / "writer")
             res["collection"] = collection_cost(args, Path(tmp) / "collection")
         if "monitors" in args.only:
             print(f"{args.deployments} monitors", flush=True)
