@@ -36,6 +36,10 @@ class DataOperations:
     def get(self, name: str, version: str | None = None) -> DataAsset:
         return self._assets.get(f"{name}:{version}" if version else name)
 
+    def resolve(self, ref: str) -> DataAsset:
+        """`azureml:NAME:VERSION`, `NAME:VERSION` or `NAME@latest`."""
+        return self._assets.get(ref)
+
     def list(self, name: str | None = None) -> list[DataAsset]:
         return self._assets.list(name)
 
@@ -54,7 +58,7 @@ class ScheduleOperations:
 
     def create_or_update(self, spec: MonitorScheduleSpec) -> dict:
         for ref in {s.reference_data.input_data.path for s in spec.create_monitor.monitoring_signals.values()}:
-            self._f.data.get(*_split(ref))   # a reference that does not exist is refused now, not at 3 am
+            self._f.data.resolve(ref)   # a reference that does not exist is refused now, not at 3 am
         return self._store.put(spec.name, spec.data(), first_run(spec)).to_dict()
 
     def get(self, name: str) -> dict:
@@ -84,11 +88,3 @@ class ScheduleOperations:
 
     def runs(self, name: str, limit: int = 100) -> list[dict]:
         return self._store.runs(name, limit)
-
-
-def _split(ref: str) -> tuple[str, str | None]:
-    raw = ref.removeprefix("azureml:")
-    if "@" in raw:
-        return raw.split("@", 1)[0], None
-    name, _, version = raw.partition(":")
-    return name, version or None
