@@ -1,19 +1,19 @@
 """The server's collectors: one `PayloadCollector` per deployment whose `data_collector` enables a
 payload collection, all written by one flusher thread. As on Azure, `request` and `response` are
 payload logging for every deployment; `model_inputs`, `model_outputs` are collected by the
-gateway for models without code, and by score.py's `Collector` (mdc.py) for models with code. The controller asks for a deployment's
-collector when it builds the deployment's routing snapshot; the gateway only calls `offer`."""
+gateway for models without code, and by score.py's `Collector` (mdc.py) for models with code.
+The controller asks for a deployment's collector when it builds the deployment's routing
+snapshot, and for a replica's environment; the gateway only calls `offer`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..monitoring_specs import PAYLOAD_COLLECTIONS
+from .mdc import REPLICA_ENV
 from .payload import PayloadCollector, convert
-from ..monitoring_specs import PAYLOAD_COLLECTIONS, DataCollector
 from .sink import Flusher, Sink
-
-from .mdc import REPLICA_ENV  # noqa: F401 (the variable the replica reads)
 
 
 class CollectionHub:
@@ -22,10 +22,11 @@ class CollectionHub:
         self.flusher = flusher or Flusher()
         self.collectors: dict[tuple[str, str], PayloadCollector] = {}
 
-    def collector(self, endpoint: str, deployment: str, dc: DataCollector | None,
-                  code: bool = False) -> PayloadCollector | None:
+    def collector(self, rt) -> PayloadCollector | None:
+        """The collector of a deployment (the controller's DeploymentRuntime), or None."""
+        endpoint, deployment, dc = rt.endpoint, rt.name, rt.spec.data_collector
         key = (endpoint, deployment)
-        payload = ("request", "response") if code else PAYLOAD_COLLECTIONS
+        payload = ("request", "response") if rt.spec.code is not None else PAYLOAD_COLLECTIONS
         rates = {n: r for n, r in dc.enabled().items() if n in payload} if dc is not None else {}
         if not rates:
             if key in self.collectors:
@@ -47,14 +48,16 @@ class CollectionHub:
             del self.collectors[key]
             self.flusher.remove(*key)
 
-    def replica_env(self, endpoint: str, deployment: str, dc: DataCollector | None) -> dict[str, str]:
-        """Environment for a replica whose score.py collects with azureml-ai-monitoring's Collector."""
+    def replica_env(self, rt, spec) -> dict[str, str]:
+        """A replica's environment: the deployment's, and for a score.py whose collections are
+        enabled, where azureml-ai-monitoring's Collector is to post (mdc.py)."""
+        dc = spec.data_collector
         custom = {n: r for n, r in dc.enabled().items() if n not in ("request", "response")} if dc else {}
-        if not custom:
-            return {}
-        return {REPLICA_ENV: json.dumps({"root": str(self.root), "endpoint": endpoint, "deployment": deployment,
-                                         "collections": custom, "rolling_rate": dc.rolling_rate,
-                                         "retention_days": dc.retention_days})}
+        if spec.code is None or not custom:
+            return spec.environment_variables
+        return {**spec.environment_variables, REPLICA_ENV: json.dumps({
+            "root": str(self.root), "endpoint": rt.endpoint, "deployment": rt.name, "collections": custom,
+            "rolling_rate": dc.rolling_rate, "retention_days": dc.retention_days})}
 
     def stats(self):
         """(endpoint, deployment, collection, rows written) and (endpoint, deployment, reason, dropped)."""

@@ -38,7 +38,7 @@ from . import autoscaler, reconciler, replica_states
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
 from .replicas import Replica, ReplicaState as S, Roster, transition
-from .routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from .routing import NO_COLLECTION, DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
@@ -113,7 +113,7 @@ class Controller:
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
         self._stopping = False
         self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
-        self.collection = None                # collection.hub.CollectionHub: deployments' data collectors
+        self.collection = NO_COLLECTION       # collection.hub.CollectionHub once monitoring is installed
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -334,12 +334,9 @@ class Controller:
         last = rt.snapshot
         if (last is None or last.replicas != ready or last.model_key != (rt.hash or "")
                 or last.settings is not rt.spec.request_settings or last.admission is not admission):
-            collector = self.collection.collector(rt.endpoint, rt.name, rt.spec.data_collector,
-                                                  rt.spec.code is not None) if self.collection else None
-            last = rt.snapshot = DeploymentSnapshot(
-                rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings, ready, admission,
-                ready[0].info.get("metadata") or {} if ready else {},
-                ((b"azureml-model-deployment", rt.name.encode()),), collector)
+            last = rt.snapshot = DeploymentSnapshot(rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings,
+                ready, admission, ready[0].info.get("metadata") or {} if ready else {},
+                ((b"azureml-model-deployment", rt.name.encode()),), self.collection.collector(rt))
         return last
 
     # -- replicas ----------------------------------------------------------------------------
@@ -353,9 +350,7 @@ class Controller:
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
                            code_dir=code_dir, code_sha256=code.sha256 if code else None,
                            scoring_script=code.scoring_script if code else None,
-                           env={**spec.environment_variables, **(self.collection.replica_env(
-                               rt.endpoint, rt.name, spec.data_collector) if self.collection and code else {})},
-                           batching=spec.batching, resources=spec.resources,
+                           env=self.collection.replica_env(rt, spec), batching=spec.batching, resources=spec.resources,
                            log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._computes.get(rt.endpoint, "local"), environment=environment,
                            placement=spec.effective_placement)

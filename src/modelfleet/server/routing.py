@@ -45,6 +45,19 @@ class DeploymentSnapshot:
         return best
 
 
+class NoCollection:
+    """A deployment's data collection when monitoring is not installed (collection/hub.py is)."""
+
+    def collector(self, rt) -> None:
+        return None
+
+    def replica_env(self, rt, spec) -> dict[str, str]:
+        return spec.environment_variables
+
+
+NO_COLLECTION = NoCollection()
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class EndpointSnapshot:
     name: str
