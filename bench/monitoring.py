@@ -200,7 +200,8 @@ def monitors(args, work: Path) -> dict:
 
 def report(res: dict, args) -> str:
     m = res["machine"]
-    out = [f"# Monitoring\n\n{m['nproc']} cores, {m['cpu_model']}, Python {m['python']}; load: {m['load_generator']}."]
+    out = [f"# Monitoring\n\n{m['nproc']} cores, {m['cpu_model']}, Python {m['python']}; load: {m['load_generator']}."
+           + "".join(f" The {part} figures are from the run of {when}." for part, when in res.get("kept_from", {}).items())]
     if "collection" in res:
         col = res["collection"]
         rows = col["runs"]
@@ -260,6 +261,13 @@ def main(argv=None) -> int:
         if "monitors" in args.only:
             print(f"{args.deployments} monitors", flush=True)
             res["monitors"] = monitors(args, Path(tmp) / "monitors")
+    earlier = c.RESULTS / "monitoring.json"
+    if earlier.exists():   # the parts not run this time are kept from the last run, and said to be
+        old = orjson.loads(earlier.read_bytes())
+        for part in ("writer", "collection", "monitors"):
+            if part not in res and part in old:
+                res[part] = old[part]
+                res.setdefault("kept_from", {})[part] = old.get("kept_from", {}).get(part, old["started_at"])
     md = report(res, args)
     c.publish("monitoring", res, md)
     return 0

@@ -27,6 +27,10 @@ log = logging.getLogger("modelfleet.monitoring")
 
 FLUSH_EVERY_S = 1.0
 DEFAULT_QUEUE_ROWS = 10_000       # per sink: entries waiting to be written; past it, samples drop
+# The writer turns entries into rows this many at a time, then lets the GIL go: the event loop the
+# gateway runs on never waits behind a whole second's worth of conversion (that showed in p99).
+CHUNK = 200
+YIELD_S = 0.0005
 PRUNE_EVERY_S = 600.0
 WARN_EVERY_S = 60.0
 
@@ -113,7 +117,9 @@ class Flusher:
             return
         groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
         windows_of: dict[int, tuple[str, ...]] = {}   # minute -> window: the finest rolling rate is a minute
-        for entry in entries:
+        for i, entry in enumerate(entries):
+            if i and not i % CHUNK:
+                time.sleep(YIELD_S)
             try:
                 converted = sink.convert(entry)
             except Exception:   # a payload that is not rows: nothing to collect from it
