@@ -22,7 +22,7 @@ LAYERS = [
     ("server",      ["server"]),                       # control API, controller, gateway, routing
     ("registry",    ["registry", "environments", "workspace", "computes",  # models, environments; workspaces; computes
                      "monitoring"]),                   # data assets, monitor runs and their scheduler
-    ("store",       ["store"]),                        # the only SQL and artifact file I/O
+    ("store",       ["store", "datastores"]),          # the only SQL and artifact file I/O; blob stores, node cache
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime", "collection"]),        # what runs inside a replica; collected rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.

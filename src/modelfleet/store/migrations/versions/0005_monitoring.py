@@ -3,10 +3,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_monitoring"
-down_revision = "0003_environments"
-branch_labels = None
-depends_on = None
+revision, down_revision = "0005_monitoring", "0004_datastores"  # no branch labels, no dependencies
 
 
 def upgrade() -> None:
