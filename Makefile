@@ -11,6 +11,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
 DEBIAN_PACKAGES := chromium postgresql
+# npm packages the tests start for real, installed into TOOLS (gitignored): Azurite, the Azure
+# Storage emulator the datastore tests and bench/datastore.py run against.
+TOOLS := .tools
+NPM_PACKAGES := azurite@3.37.0
 
 $(BIN)/fleet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +24,19 @@ $(BIN)/fleet: pyproject.toml constraints.txt
 	    | grep -E --line-buffered '^(Collecting|Successfully|ERROR)'
 	touch $@
 
-.PHONY: install system-packages quickstart test test-fast bench lock
+.PHONY: install system-packages npm-tools quickstart test test-fast bench lock
 install: $(BIN)/fleet
 
 system-packages:
 	@scripts/system-packages.sh $(DEBIAN_PACKAGES)
 
+npm-tools:
+	@scripts/npm-tools.sh $(TOOLS) $(NPM_PACKAGES)
+
 quickstart: install
 	$(BIN)/fleet quickstart
 
-test: install system-packages
+test: install system-packages npm-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install

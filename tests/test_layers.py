@@ -20,12 +20,14 @@ LAYERS = [
     ("sdk",         ["sdk", "environment_ops", "quickstart", "offline"]),  # the Python API (Fleet); offline reads
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
-    ("registry",    ["registry", "environments", "workspace", "computes"]),  # models, environments; workspaces; computes
-    ("store",       ["store"]),                        # the only SQL and artifact file I/O
+    ("registry",    ["registry", "environments", "workspace", "computes",  # models, environments; workspaces; computes
+                     "monitoring"]),                   # data assets, monitor runs and their scheduler
+    ("store",       ["store", "datastores"]),          # the only SQL and artifact file I/O; blob stores, node cache
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
-    ("runtime",     ["runtime"]),                      # what runs inside a replica
+    ("runtime",     ["runtime", "collection"]),        # what runs inside a replica; collected rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.
-    ("documents",   ["specs", "placement", "model_types", "documents", "envfiles", "traffic", "names"]),
+    ("documents",   ["specs", "placement", "model_types", "documents", "envfiles", "traffic", "names",
+                     "monitoring_specs", "spec_base"]),
     ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
 ]
 
@@ -34,6 +36,7 @@ NEVER = [
     ("server",  ["cli", "sdk"]),                        # the server never reaches back up
     ("store",   ["registry", "sdk", "server", "cli"]),  # the store knows rows, not their users
     ("runtime", ["server", "store", "sdk", "cli"]),     # replicas run without the control plane
+    ("collection", ["server", "store", "sdk", "cli"]),  # nor does what collects inside them
 ]
 
 # The replica boundary: routing and the control loop know replicas only through the handle protocol.

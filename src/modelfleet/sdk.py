@@ -107,6 +107,18 @@ class Fleet:
         self._server_lock = threading.Lock()   # threads of one Fleet (apply's) start one server
 
     @cached_property
+    def data(self):
+        """Data assets (docs/monitoring.md)."""
+        from .monitoring.operations import DataOperations
+        return DataOperations(self)
+
+    @cached_property
+    def schedules(self):
+        """Model monitor schedules (docs/monitoring.md)."""
+        from .monitoring.operations import ScheduleOperations
+        return ScheduleOperations(self)
+
+    @cached_property
     def db(self) -> Database:
         from .store import Database
         return Database(self.workspace.db_url)

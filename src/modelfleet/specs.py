@@ -10,69 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInput, SpecError
+from .monitoring_specs import DataCollector, data_collector
 from .model_types import AZURE_MODEL_TYPES, FAST_PATH_DEFAULT, MODEL_TYPES
 from .names import ENDPOINT_RULE, NAME_RULE, ModelRef, check_endpoint_name, check_name, check_version, problem
 from .placement import Placement, check_shared, resolve_placement
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
-    AZURE_ONLY: ClassVar[frozenset[str]] = frozenset()
-    NOTED: ClassVar[dict[str, str]] = {}   # declared fields that are kept and shown but act on nothing here: why
-
-    @model_validator(mode="after")
-    def _no_unknown_fields(self):
-        unknown = [k for k in (self.model_extra or {}) if k not in self.AZURE_ONLY]
-        if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r}")
-        return self
-
-    def notices(self, where: str = "") -> list[str]:
-        """One line per ignored Azure field, nested ones named by their path."""
-        prefix = f"{where}: " if where else ""
-        return [f"{prefix}field {path!r} has no meaning on modelfleet; ignored" for path in self._ignored()] + \
-            [f"{prefix}field {path!r} is kept but not used: {why}" for path, why in self._noted()]
-
-    def _ignored(self, at: str = "") -> list[str]:
-        out = [f"{at}{k}" for k in (self.model_extra or {})]
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, Spec):
-                out += value._ignored(f"{at}{name}.")
-        return out
-
-    def _noted(self, at: str = "") -> list[tuple[str, str]]:
-        out = [(f"{at}{k}", why) for k, why in self.NOTED.items() if getattr(self, k, None) is not None]
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, Spec):
-                out += value._noted(f"{at}{name}.")
-        return out
-
-    def data(self) -> dict:
-        """The fields modelfleet uses, without `$schema` and ignored Azure fields at any depth
-        (so that editing one never changes a spec's hash)."""
-        out = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if name == "schema_" or value is None:
-                continue
-            out[name] = value.data() if isinstance(value, Spec) else _plain(value)
-        return out
-
-
-def _plain(value):
-    if isinstance(value, Spec):
-        return value.data()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+from .spec_base import Spec  # re-exported: every document model's base
 
 
 def _mapping(v) -> dict:
@@ -392,6 +337,8 @@ class DeploymentSettings(Spec):
     resources: Resources = Field(default_factory=Resources)
     # MLflow's word: build the environment an MLflow model logged for itself (local: none)
     env_manager: Literal["virtualenv", "uv", "conda"] | None = None
+    # Azure's data_collector: what to collect of requests and answers (monitoring_specs.py)
+    data_collector: DataCollector | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -407,6 +354,8 @@ class DeploymentSettings(Spec):
         if word is not None and not isinstance(word, bool) and word != "required":
             raise ValueError(f"{v!r} is not a fast_path setting: use true, false or required")
         return FAST_PATH_DEFAULT if word is None else word
+
+    _data_collector = field_validator("data_collector", mode="before")(classmethod(lambda cls, v: data_collector(v)))
 
     @field_validator("env_manager", mode="before")
     @classmethod
@@ -427,7 +376,7 @@ SETTINGS_FIELDS = tuple(k for k in DeploymentSettings.model_fields if k != "sche
 
 class DeploymentSpec(DeploymentSettings):
     AZURE_ONLY = frozenset({"instance_type", "app_insights_enabled",
-                            "egress_public_network_access", "data_collector", "properties", "type",
+                            "egress_public_network_access", "properties", "type",
                             "model_mount_path", "private_network_connection", "code_path"})
     name: str
     endpoint_name: str | None = None

@@ -83,8 +83,14 @@ class Replica:
         model_dir = Path(self.cfg["model_dir"])
         set_model_env(model_dir)
         script = self.cfg.get("scoring_script")
+        collector = None
+        if script and os.environ.get("FLEET_DATA_COLLECTOR"):   # score.py's azureml-ai-monitoring Collector
+            from ..collection import mdc
+            collector = mdc.start_if_configured()
         self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None,
                                   self.cfg.get("fast_path", FAST_PATH_DEFAULT))
+        if collector is not None:
+            collector.loaded()
 
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""

@@ -132,6 +132,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                                                           row["spec"].get("instance_count", 1)))
 
     deps = [Depends(admin)]
+    app.state.admin = admin   # for routes added by other modules (server/monitoring_api.py)
 
     @app.get("/api/health", dependencies=deps)
     async def health() -> dict:

@@ -33,7 +33,7 @@ from ..errors import FleetError, StorageError
 from ..fsutil import atomic_write
 from ..store import Database
 from ..workspace import Workspace
-from . import replicas, settings
+from . import monitoring_api, replicas, settings
 from .access_log import AccessLog
 from .api import build_api, is_loopback
 from .connections import Limits, guarded_protocol
@@ -65,9 +65,9 @@ class ServerApp:
                                      after_pass=HeapKeeper().after_pass)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)
-        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now)
+        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now, self.controller.roster)
         self.telemetry.metrics.admission_source = self._admission
-        self.telemetry.metrics.state_source = self.telemetry.replica_states
+        self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
         self.gateway = Gateway(self.router, self.telemetry)
         self.url = cfg.url(port)
@@ -76,11 +76,19 @@ class ServerApp:
         self.disk_low = False
         self.api = build_api(self.controller, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
+        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     def _admission(self):
         for ep in self.router.table.endpoints.values():
             for dep in ep.deployments.values():
                 yield ep.name, dep.name, dep.admission.inflight, len(dep.admission.waiters)
+
+    def _replica_counts(self):
+        """Every deployment of an endpoint, and any other that still has replicas (draining after
+        its deletion), with its replicas by state."""
+        listed = [(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments]
+        for endpoint, name in dict.fromkeys([*listed, *self.controller.roster.deployments()]):
+            yield endpoint, name, self.controller.replica_counts(endpoint, name)
 
     async def _prune_telemetry(self) -> None:
         while True:
@@ -88,6 +96,7 @@ class ServerApp:
             await asyncio.sleep(PRUNE_EVERY_S)
             live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
             self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
+            self.controller.collection.forget(live)   # deleted deployments' collectors
 
     def _check_disk(self) -> None:
         """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at
@@ -146,6 +155,7 @@ class ServerApp:
                         self._warming = asyncio.ensure_future(self.backend.warm())
                         self._pruning = asyncio.ensure_future(self._prune_telemetry())
                         await self.controller.start()
+                        self.monitoring.start()
                     except Exception as e:
                         log.exception("startup failed")
                         await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -153,7 +163,9 @@ class ServerApp:
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     self._pruning.cancel()
+                    await self.monitoring.stop()
                     await self.controller.stop()
+                    self.controller.collection.close()   # writes what is still queued
                     self._observe(False)
                     await send({"type": "lifespan.shutdown.complete"})
                     return

@@ -34,11 +34,11 @@ from ..store.artifacts import content_digest
 from ..store.computes import ComputeStore
 from ..store.serving import ServingStore
 from ..workspace import Workspace
-from . import autoscaler, reconciler
+from . import autoscaler, reconciler, replica_states
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
-from .replicas import Replica, ReplicaState as S, transition
-from .routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from .replicas import Replica, ReplicaState as S, Roster, transition
+from .routing import NO_COLLECTION, DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
@@ -96,6 +96,7 @@ class Controller:
         self.supervisor = Supervisor(self.clock, self._lost)
         self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
+        self.roster = Roster()   # every replica until it stops, as every view counts them
         self._endpoints: list[dict] = []
         self._rows: list[dict] = []           # deployments as last read
         self._changes = db.watch()            # rows are read again only after a commit
@@ -112,6 +113,7 @@ class Controller:
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
         self._stopping = False
         self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
+        self.collection = NO_COLLECTION       # collection.hub.CollectionHub once monitoring is installed
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -332,10 +334,9 @@ class Controller:
         last = rt.snapshot
         if (last is None or last.replicas != ready or last.model_key != (rt.hash or "")
                 or last.settings is not rt.spec.request_settings or last.admission is not admission):
-            last = rt.snapshot = DeploymentSnapshot(
-                rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings, ready, admission,
-                ready[0].info.get("metadata") or {} if ready else {},
-                ((b"azureml-model-deployment", rt.name.encode()),))
+            last = rt.snapshot = DeploymentSnapshot(rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings,
+                ready, admission, ready[0].info.get("metadata") or {} if ready else {},
+                ((b"azureml-model-deployment", rt.name.encode()),), self.collection.collector(rt))
         return last
 
     # -- replicas ----------------------------------------------------------------------------
@@ -349,7 +350,7 @@ class Controller:
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
                            code_dir=code_dir, code_sha256=code.sha256 if code else None,
                            scoring_script=code.scoring_script if code else None,
-                           env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
+                           env=self.collection.replica_env(rt, spec), batching=spec.batching, resources=spec.resources,
                            log_path=self.ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._computes.get(rt.endpoint, "local"), environment=environment,
                            placement=spec.effective_placement, fast_path=spec.fast_path)
@@ -403,7 +404,7 @@ class Controller:
             for _ in range(count):
                 handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
                                                                      environment))
-                started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now()))
+                started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now(), roster=self.roster))
             await self.clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:
             await self._stop(started, 1.0)
@@ -549,11 +550,10 @@ class Controller:
         (replicas keep failing to start or dying before they serve), or Idle (scaled to zero);
         why, how many replicas it wants now, and how many it lost."""
         rt = self.runtimes.get((endpoint, name))
-        ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
-        wanted = rt.scale.want if rt and rt.scale else instance_count
-        health = ("Idle" if wanted == ready == 0 else "Healthy" if ready >= wanted else
+        n = self.replica_counts(endpoint, name, instance_count)
+        health = ("Idle" if n.wanted == n.ready == 0 else "Healthy" if n.ready >= n.wanted else
                   "CrashLoop" if rt and rt.failures >= CRASH_LOOP_AFTER else
-                  "Degraded" if ready else "Unavailable")
+                  "Degraded" if n.ready else "Unavailable")
         fault = rt.fault if rt else None
         if health == "CrashLoop" and fault is None:
             fault = rt.last_failure
@@ -562,9 +562,18 @@ class Controller:
             fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"
         elif fault is None and health != "Healthy" and compute != "local":
             fault = getattr(self.backend, "fault", lambda _c: None)(compute)
-        return {"health": health, "ready_replicas": ready, "wanted_replicas": wanted, "fault": fault,
+        return {"health": health, **{f"{k}_replicas": v for k, v in n.to_dict().items()}, "fault": fault,
                 "restarts": rt.restarts if rt else 0, "last_failure": rt.last_failure if rt else None,
                 "last_cold_start_ms": rt.cold_start_ms if rt else None}
+
+    def replica_counts(self, endpoint: str, name: str, instance_count: int = 0) -> replica_states.ReplicaCounts:
+        """Its replicas by state (replica_states.py) and how many it wants now: the autoscaler's
+        count, else its row's instance_count as last read (`instance_count` until it is read)."""
+        rt = self.runtimes.get((endpoint, name))
+        if rt is not None and rt.desired is not None:
+            instance_count = 0 if rt.retired else rt.desired.spec.instance_count
+        wanted = rt.scale.want if rt and rt.scale else instance_count
+        return replica_states.count(self.roster.of(endpoint, name), wanted)
 
     def is_busy(self, endpoint: str, name: str) -> bool:
         rt = self.runtimes.get((endpoint, name))
