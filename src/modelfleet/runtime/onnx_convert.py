@@ -24,13 +24,6 @@ class Unsupported(Exception):
     """The model cannot be converted, or its graph cannot run."""
 
 
-def versions() -> str:
-    import onnxruntime
-    import sklearn
-    import skl2onnx
-    return f"skl2onnx {skl2onnx.__version__}, onnxruntime {onnxruntime.__version__}, sklearn {sklearn.__version__}"
-
-
 def _cache_name(model_file: Path, input_type: str) -> str:
     import sklearn
     try:
