@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
@@ -183,3 +185,31 @@ def compute_row(fleet, name: str) -> dict:
         return ComputeStore(db).get(name)
     finally:
         db.close()
+
+
+@contextlib.contextmanager
+def on_a_small_disk(mnt: Path, driver: str, *args: str):
+    """Run the Python source `driver` with a workspace home on a real 64 MiB filesystem: a tmpfs
+    at `mnt` in a private mount namespace that ends with the driver, whose view the test reaches
+    through /proc/<pid>/root. The driver gets `MNT/home` and `args`, prints one JSON line when it
+    is ready, and is told to stop by a line on its stdin. Yields (that JSON, the disk's folder)."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare(1) is not installed: cannot mount a private small filesystem")
+    script = ('mount -t tmpfs -o size=64m tmpfs "$1" && m="$1" py="$2" src="$3" && shift 3 && '
+              'exec "$py" -c "$src" "$m/home" "$@"')
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                             str(mnt), sys.executable, driver, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        if not first:
+            err = proc.stderr.read()
+            if "unshare:" in err or "mount:" in err:
+                pytest.skip(f"cannot mount a private tmpfs here: {err.strip()}")
+            raise AssertionError(err)
+        yield json.loads(first), Path(f"/proc/{proc.pid}/root") / str(mnt).lstrip("/")
+    finally:
+        if proc.poll() is None:
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+            proc.wait(timeout=60)

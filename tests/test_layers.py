@@ -21,11 +21,12 @@ LAYERS = [
     ("client",      ["client"]),            # Fleet and one module per resource; HTTP only; the launcher
     ("fleet files", ["fleetfile"]),         # load, plan, apply, export: over the client's operations
     ("server",      ["server"]),            # control (loop), dataplane (gateway), http (API), telemetry
-    ("assets",      ["assets"]),            # what people register: models, environments, computes
+    ("assets",      ["assets", "monitoring"]),  # what people register: models, environments, computes;
+                                                # data assets, monitor runs and their scheduler
     ("store",       ["store", "datastores"]),  # the only SQL and artifact file I/O; blob stores, node cache
     ("envbuild",    ["envbuild"]),          # virtualenvs built with uv: a build tool
     ("backends",    ["backends"]),          # where replicas run: the protocol, router, local, shared, ray
-    ("runtime",     ["runtime"]),           # what runs inside replica and worker processes
+    ("runtime",     ["runtime", "collection"]),  # what runs inside replica and worker processes; rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("schema",      ["schema"]),            # every contract: documents, settings, wire bodies, records
     ("files",       ["files"]),             # atomic writes and locks, sha256s, log lines

@@ -22,6 +22,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from ..domain.model_types import FAST_PATH_DEFAULT
 from ..runtime.protocol import EXIT_MEMORY_LIMIT  # noqa: F401  the one exit code the supervisor explains
 from ..schema.deployment_settings import Batching, Resources
 
@@ -83,6 +84,7 @@ class ReplicaSpec:
     compute: str = "local"
     environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
     placement: str = "dedicated"   # or "shared": one model among many in a multi-model worker
+    fast_path: bool | str = FAST_PATH_DEFAULT   # the deployment's setting (runtime/fast_path.py)
 
     @property
     def script_path(self) -> Path | None:

@@ -97,7 +97,7 @@ class DeploymentOperations:
         PreconditionFailed and nothing changes."""
         cur = self.get(name, endpoint)
         body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
-                                        "liveness_probe", "readiness_probe", "batching", "resources",
+                                        "liveness_probe", "readiness_probe", "batching", "fast_path", "resources",
                                         "description", "tags")}
         body["code"] = cur.get("code")
         # an env_manager's environment is the model's own: derived again from the model given

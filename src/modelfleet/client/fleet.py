@@ -84,6 +84,18 @@ class Fleet:
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
 
+    @cached_property
+    def data(self):
+        """Data assets (docs/monitoring.md)."""
+        from ..monitoring.operations import DataOperations
+        return DataOperations(self)
+
+    @cached_property
+    def schedules(self):
+        """Model monitor schedules (docs/monitoring.md)."""
+        from ..monitoring.operations import ScheduleOperations
+        return ScheduleOperations(self)
+
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""
         info = launcher.read_info(self.workspace)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from . import signatures
+from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -93,11 +94,18 @@ class VectorScorer:
     `outputs` are the model's named outputs for V2 (name -> function of the input matrix), and
     `metadata` its V2 tensors (runtime/signatures.py)."""
 
-    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None):
+    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None,
+                 fast_path: dict | None = None, row_width: int | None = None):
         self._predict = predict
         self._features = list(feature_names) if feature_names is not None else None
         self.outputs = outputs or {"predict": predict}
         self.metadata = metadata or signatures.empty()
+        self.fast_path = fast_path or {"path": "off", "reason": "not a scikit-learn model"}
+        # one-row requests are decoded into this buffer: no array allocated per call
+        self._row = None
+        if row_width:
+            import numpy as np
+            self._row = np.empty((1, row_width))
 
     def _ordered(self, rows: list) -> list:
         if isinstance(rows[0], dict):
@@ -112,6 +120,14 @@ class VectorScorer:
 
     def _matrix(self, rows: list):
         import numpy as np
+        one = self._row
+        if one is not None and len(rows) == 1 and type(rows[0]) is list and len(rows[0]) == one.shape[1] \
+                and type(rows[0][0]) is not list:
+            try:
+                one[0] = rows[0]
+                return one
+            except (ValueError, TypeError):
+                pass   # not all numbers: as any other rows, below
         rows = self._ordered(rows)
         try:
             return np.asarray(rows, dtype=float)
@@ -161,14 +177,18 @@ def _find(model_dir: Path, suffixes: tuple[str, ...]) -> Path:
     return found[0]
 
 
-def load_sklearn(model_dir: Path) -> VectorScorer:
+def load_sklearn(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
+    """A scikit-learn model, called through the fast path the deployment allows (runtime/fast_path.py)."""
     import joblib
-    model = joblib.load(_find(model_dir, (".joblib", ".pkl", ".pickle")))
+    from . import fast_path as fp
+    model_file = _find(model_dir, (".joblib", ".pkl", ".pickle"))
+    model = joblib.load(model_file)
     meta = signatures.sklearn(model)
-    outputs = {"predict": model.predict}
-    if any(t["name"] == "predict_proba" for t in meta["outputs"]):
-        outputs["predict_proba"] = model.predict_proba
-    return VectorScorer(model.predict, getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta)
+    outputs = fp.model_outputs(model, any(t["name"] == "predict_proba" for t in meta["outputs"]))
+    outputs, status = fp.choose(model, outputs, fast_path, model_dir, model_file, rows_of)
+    width = getattr(model, "n_features_in_", None) if status.path != "off" else None
+    return VectorScorer(outputs["predict"], getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta,
+                        fast_path=status.to_dict(), row_width=width)
 
 
 class OnnxScorer(VectorScorer):
@@ -181,7 +201,8 @@ class OnnxScorer(VectorScorer):
         self._dtypes = {i.name: np.dtype(_ONNX_NUMPY.get(i.type, "float32")) for i in self._inputs}
         meta = signatures.onnx(session)
         first = meta["outputs"][0]["name"] if meta["outputs"] else session.get_outputs()[0].name
-        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta)
+        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta,
+                         fast_path={"path": "off", "reason": "the model is ONNX already: onnxruntime runs it"})
 
     def _run(self, names: list[str], feed: dict):
         import numpy as np
@@ -211,12 +232,14 @@ class MlflowScorer(VectorScorer):
     """An MLflow pyfunc: rows go in as a DataFrame named by the signature's columns, with their
     JSON types kept (MLflow checks them against the signature)."""
 
-    def __init__(self, model):
+    def __init__(self, model, fast=(None, None, None)):
         self._model = model
         meta = signatures.mlflow(model)
         sig = model.metadata.signature
         names = sig.inputs.input_names() if sig is not None and not sig.inputs.is_tensor_spec() else None
-        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta)
+        self._fast, status, width = fast   # runtime/mlflow_fast.py
+        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta,
+                         fast_path=status, row_width=width if self._fast is not None else None)
 
     def _frame(self, rows_or_columns, from_columns: bool = False):
         import pandas as pd
@@ -235,6 +258,10 @@ class MlflowScorer(VectorScorer):
         return out.to_numpy() if hasattr(out, "to_numpy") and not hasattr(out, "columns") else out
 
     def predict_rows(self, rows: list):
+        if self._fast is not None and _numbers_only(rows):   # what MLflow's double columns let through
+            x = VectorScorer._matrix(self, rows)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] == self._row.shape[1]:
+                return self._fast(x)
         out = self._predict_frame(self._frame(rows))
         return out.to_numpy() if hasattr(out, "to_numpy") else out
 
@@ -246,10 +273,18 @@ class MlflowScorer(VectorScorer):
         return [(wanted[0], np.asarray(out.to_numpy() if hasattr(out, "to_numpy") else out))]
 
 
-def load_mlflow(model_dir: Path) -> VectorScorer:
+def _numbers_only(rows: list) -> bool:
+    """Every value a JSON number (no strings, which numpy would parse, nor booleans)."""
+    return all(type(v) is float or type(v) is int
+               for r in rows for v in (r.values() if type(r) is dict else r if type(r) is list else (None,)))
+
+
+def load_mlflow(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
     import mlflow.pyfunc
+    from . import mlflow_fast
     root = _find(model_dir, ("mlmodel",)).parent
-    return MlflowScorer(mlflow.pyfunc.load_model(str(root)))
+    model = mlflow.pyfunc.load_model(str(root))
+    return MlflowScorer(model, mlflow_fast.choose(model, model_dir, root, fast_path, rows_of))
 
 
 class ScriptScorer:
@@ -266,6 +301,7 @@ class ScriptScorer:
             raise AttributeError(f"{script.name} defines neither run(raw_data) nor run_batch(list_of_raw)")
         self.metadata = (signatures.declared(module.v2_metadata, script.name) if hasattr(module, "v2_metadata")
                          else signatures.empty())
+        self.fast_path = {"path": "off", "reason": "a scoring script calls the model"}
         if callable(getattr(module, "init", None)):
             module.init()
         self._run = getattr(module, "run", None)
@@ -302,13 +338,19 @@ _NUMPY = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "I
           "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 
 
-def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None):
+def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None, fast_path=FAST_PATH_DEFAULT):
+    """`fast_path`: the deployment's setting (runtime/fast_path.py), for scikit-learn models."""
     if scoring_script is not None:
+        if fast_path == "required":
+            from .fast_path import Refused
+            raise Refused("fast_path: required, but a scoring script calls the model (no fast path applies)")
         return ScriptScorer(scoring_script)
     loaders = {"sklearn": load_sklearn, "onnx": load_onnx, "mlflow": load_mlflow}
     if model_type not in loaders:
         raise ValueError(f"model type {model_type!r} needs a scoring script (--code and --scoring-script)")
-    return loaders[model_type](model_dir)
+    if model_type == "onnx":
+        return load_onnx(model_dir)
+    return loaders[model_type](model_dir, fast_path)
 
 
 def set_model_env(model_dir: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 
 from . import memory, protocol as p, replica_log
+from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 from .heartbeat import Outbox
 from .loaders import describe_error, load_scorer, set_model_env, to_json, user_traceback
 
@@ -82,7 +83,14 @@ class Replica:
         model_dir = Path(self.cfg["model_dir"])
         set_model_env(model_dir)
         script = self.cfg.get("scoring_script")
-        self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
+        collector = None
+        if script and os.environ.get("FLEET_DATA_COLLECTOR"):   # score.py's azureml-ai-monitoring Collector
+            from ..collection import mdc
+            collector = mdc.start_if_configured()
+        self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None,
+                                  self.cfg.get("fast_path", FAST_PATH_DEFAULT))
+        if collector is not None:
+            collector.loaded()
 
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""
@@ -205,10 +213,11 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
             replica.out.flush(p.frame(0, p.INIT_FAILED, tb.encode()))
         return False
     load_ms = round((time.monotonic() - started) * 1000, 3)
+    fast = getattr(replica.scorer, "fast_path", None)
     print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
-          f"(pid {os.getpid()})", flush=True)
+          f"(pid {os.getpid()})" + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
     replica.out.flush(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
-                                                   "metadata": replica.scorer.metadata})))
+                                                   "metadata": replica.scorer.metadata, "fast_path": fast})))
     replica.out.serving.set()
     try:
         replica.serve()

@@ -39,7 +39,7 @@ from pathlib import Path
 import orjson
 
 from ..files.fsutil import size_on_disk
-from . import protocol as p, replica_log
+from . import fast_path, protocol as p, replica_log
 from .loaders import to_json, user_traceback
 from .heartbeat import Outbox
 from .memory import heap_bytes, malloc_trim, rss_bytes
@@ -50,6 +50,7 @@ TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request 
 # Libraries a model type needs, imported before its first load so that their memory counts as
 # the worker's own rather than as the first model's.
 TYPE_IMPORTS = {"sklearn": ("joblib",), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+FAST_PATH_TYPES = ("sklearn", "mlflow")   # their first load converts: the converter is loaded first
 
 
 
@@ -117,6 +118,8 @@ class Worker:
                 __import__(name)
             except ImportError:
                 pass  # the load reports it
+        if model_type in FAST_PATH_TYPES:
+            fast_path.warm()
         self._imported.add(model_type)
         self.baseline += max(0, (rss_bytes() or 0) - before)
 
@@ -135,7 +138,9 @@ class Worker:
             size = max(heap_bytes() - heap, (rss_bytes() or 0) - rss, 0)
             what = f"reloaded in {model.load_ms:.0f} ms" if why else \
                 f"replica {model.replica.cfg.get('replica_id')} ready in {model.load_ms:.0f} ms"
-            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}", flush=True)
+            fast = getattr(model.replica.scorer, "fast_path", None)
+            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}"
+                  + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
         finally:
             self._as(None)
         self._evict(self.budget.add(key, size))
@@ -197,7 +202,8 @@ class Worker:
             return
         scorer = model.replica.scorer   # its V2 tensors, for the model's metadata (lazy: not known yet)
         self.out.add(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
-                                                                 "metadata": scorer.metadata if scorer else None}))))
+                                                                 "metadata": scorer.metadata if scorer else None,
+                                                                 "fast_path": getattr(scorer, "fast_path", None)}))))
 
     def _forget(self, key: str) -> None:
         model = self.models.pop(key, None)

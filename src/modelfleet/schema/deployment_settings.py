@@ -9,7 +9,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..domain.model_types import FAST_PATH_DEFAULT
 from ..domain.placement import Placement, check_shared
+from .monitoring import DataCollector, data_collector
 from .validation import Spec, _mapping
 
 
@@ -171,9 +173,14 @@ class DeploymentSettings(Spec):
     liveness_probe: LivenessProbe = Field(default_factory=LivenessProbe)
     readiness_probe: Probe = Field(default_factory=lambda: Probe(failure_threshold=60, period=1))
     batching: Batching = Field(default_factory=Batching)
+    # modelfleet's own field: how a replica calls a scikit-learn model (runtime/fast_path.py):
+    # true (a verified ONNX graph, else scikit-learn without its checks), false, or required
+    fast_path: bool | Literal["required"] = FAST_PATH_DEFAULT
     resources: Resources = Field(default_factory=Resources)
     # MLflow's word: build the environment an MLflow model logged for itself (local: none)
     env_manager: Literal["virtualenv", "uv", "conda"] | None = None
+    # Azure's data_collector: what to collect of requests and answers (schema/monitoring.py)
+    data_collector: DataCollector | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -181,6 +188,16 @@ class DeploymentSettings(Spec):
     @classmethod
     def _env(cls, v):
         return {str(k): str(x) for k, x in _mapping(v).items()}
+
+    @field_validator("fast_path", mode="before")
+    @classmethod
+    def _fast_path(cls, v):   # YAML's booleans, or the words (any case, from --set)
+        word = {"true": True, "false": False, "required": "required"}.get(str(v).strip().lower(), v)
+        if word is not None and not isinstance(word, bool) and word != "required":
+            raise ValueError(f"{v!r} is not a fast_path setting: use true, false or required")
+        return FAST_PATH_DEFAULT if word is None else word
+
+    _data_collector = field_validator("data_collector", mode="before")(classmethod(lambda cls, v: data_collector(v)))
 
     @field_validator("env_manager", mode="before")
     @classmethod

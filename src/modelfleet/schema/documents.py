@@ -128,7 +128,7 @@ class InlineEnvironment(EnvironmentSpec):
 
 class DeploymentSpec(DeploymentSettings):
     AZURE_ONLY = frozenset({"instance_type", "app_insights_enabled",
-                            "egress_public_network_access", "data_collector", "properties", "type",
+                            "egress_public_network_access", "properties", "type",
                             "model_mount_path", "private_network_connection", "code_path"})
     name: str
     endpoint_name: str | None = None

@@ -45,6 +45,7 @@ from .telemetry.metrics import Metrics
 from .dataplane.routing import Router
 from ..schema.server_settings import ServerSettings
 from .telemetry.hooks import EventLog, Telemetry
+from .http import monitoring_api
 
 log = logging.getLogger("modelfleet.server")
 
@@ -78,6 +79,7 @@ class ServerApp:
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
+        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     def _admission(self):
         for ep in self.router.table.endpoints.values():
@@ -97,6 +99,7 @@ class ServerApp:
             await asyncio.sleep(PRUNE_EVERY_S)
             live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
             self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
+            self.controller.collection.forget(live)   # deleted deployments' collectors
 
     def _check_disk(self) -> None:
         """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at
@@ -154,6 +157,7 @@ class ServerApp:
                         self._warming = asyncio.ensure_future(self.backend.warm())
                         self._pruning = asyncio.ensure_future(self._prune_telemetry())
                         await self.controller.start()
+                        self.monitoring.start()
                     except Exception as e:
                         log.exception("startup failed")
                         await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -161,7 +165,9 @@ class ServerApp:
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     self._pruning.cancel()
+                    await self.monitoring.stop()
                     await self.controller.stop()
+                    self.controller.collection.close()   # writes what is still queued
                     self._observe(False)
                     await send({"type": "lifespan.shutdown.complete"})
                     return

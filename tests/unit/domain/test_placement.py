@@ -68,11 +68,14 @@ def test_placement_changes_what_runs_but_leaves_old_hashes_alone():
 
 def test_show_says_where_the_model_runs():
     spec = {"model": "iris:1", "model_type": "sklearn"}
-    shared = {"placement": "shared", "loaded": False, "last_load_ms": 4.5}
+    fast = {"path": "onnx", "reason": "verified"}
+    shared = {"placement": "shared", "loaded": False, "last_load_ms": 4.5, "fast_path": fast}
     assert where_it_runs(spec, [shared, {**shared, "loaded": True, "last_load_ms": 3.0}]) == \
-        {"placement": "shared", "loaded": False, "last_load_ms": 4.5}
+        {"placement": "shared", "loaded": False, "last_load_ms": 4.5, "fast_path_used": "onnx",
+         "fast_path_reason": "verified"}
     assert where_it_runs({**spec, "placement": "dedicated"}, []) == \
-        {"placement": "dedicated", "loaded": False, "last_load_ms": None}
+        {"placement": "dedicated", "loaded": False, "last_load_ms": None, "fast_path_used": None,
+         "fast_path_reason": None}
 
 
 def test_a_view_copied_into_a_document_pins_only_a_placement_that_is_not_the_default():

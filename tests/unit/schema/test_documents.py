@@ -33,6 +33,14 @@ def test_deployment_defaults():
     assert d.resources.limits.memory is None
 
 
+def test_fast_path_is_true_false_or_required():
+    assert validate(DeploymentSpec, DEPLOYMENT).fast_path is True
+    for given, kept in ((False, False), ("false", False), ("Required", "required"), ("TRUE", True)):
+        assert validate(DeploymentSpec, {**DEPLOYMENT, "fast_path": given}).fast_path == kept
+    _refused(DeploymentSpec, {**DEPLOYMENT, "fast_path": "always"},
+             "deploy.yml: fast_path: 'always' is not a fast_path setting: use true, false or required", "deploy.yml")
+
+
 def test_a_partial_settings_group_keeps_the_other_defaults():
     d = validate(DeploymentSpec, {**DEPLOYMENT, "request_settings": {"max_queue_size": 0},
                                   "readiness_probe": {"period": 5}})

@@ -75,7 +75,7 @@ class RayReplica(FramedReplica):
     def describe(self) -> dict:
         return {"placement": "dedicated", "pid": self.where.get("pid"), "node": self.where.get("host"),
                 "node_id": self.where.get("node_id"), "loaded": True, "last_load_ms": self.info.get("load_ms"),
-                "compute": self.backend.name, "log": str(self.spec.log_path)}
+                "fast_path": self.info.get("fast_path"), "compute": self.backend.name, "log": str(self.spec.log_path)}
 
 
 class RayBackend:

@@ -135,8 +135,9 @@ class SharedReplica:
             tb = payload.decode("utf-8", "replace").strip()
             raise InitFailed(f"failed to start: {tb.splitlines()[-1] if tb else 'load failed'}", detail=tb)
         self._loaded(payload)
+        loaded = orjson.loads(payload)
         self.info = {"pid": self.worker.pid, "load_ms": self.last_load_ms,
-                     "metadata": orjson.loads(payload).get("metadata")}   # its V2 tensors
+                     "metadata": loaded.get("metadata"), "fast_path": loaded.get("fast_path")}   # its V2 tensors
 
     def send(self, model: str, kind: RequestKind, body: bytes, header_length: int = 0,
              request_id: str = "") -> asyncio.Future:
@@ -204,7 +205,7 @@ class SharedReplica:
     def describe(self) -> dict:
         return {"placement": "shared", "pid": self.worker.pid, "worker": self.worker.id, "loaded": self.loaded,
                 "last_load_ms": self.last_load_ms, "memory_bytes": self.memory_bytes(),
-                "log": str(self.spec.log_path)}
+                "fast_path": self.info.get("fast_path"), "log": str(self.spec.log_path)}
 
     # -- recycling -------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Callable
 from ...backends.base import Backend
 from ...domain.errors import FleetError
 from ...schema.workspace import Workspace
-from ..dataplane.routing import Router
+from ..dataplane.routing import NO_COLLECTION, Router
 from . import autoscaler, reconciler
 from .clock import Clock
 from .deployment_state import DeploymentRuntime
@@ -57,11 +57,13 @@ class Controller:
         self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
         self.listeners: list[Listener] = []   # told of every replica's state changes (telemetry)
+        self.collection = NO_COLLECTION       # collection.hub.CollectionHub once monitoring is installed
         self.roster = Roster()   # every replica until it stops, as every view counts them
         self.state = DesiredState(stores)
-        self.publisher = RoutePublisher(router, self.state, self.runtimes)
+        self.publisher = RoutePublisher(router, self.state, self.runtimes, lambda: self.collection)
         self.executor = Executor(ws, stores, backend, self.clock, self.state, self.publisher, self._spawn,
-                                 self.poke, self._step_one, self.runtimes, self.listeners, self.roster)
+                                 self.poke, self._step_one, self.runtimes, self.listeners, self.roster,
+                                 lambda: self.collection)
         self.queries = Queries(ws, self.runtimes, self.state, backend, self.roster)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None

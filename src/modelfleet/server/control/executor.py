@@ -33,11 +33,12 @@ class Executor:
     def __init__(self, ws: Workspace, stores: Stores, backend: Backend, clock: Clock, state: DesiredState,
                  publisher: RoutePublisher, spawn: Callable, poke: Callable[[], None],
                  step_one: Callable[[DeploymentRuntime], None], runtimes: dict, listeners: list[Listener],
-                 roster: Roster):
+                 roster: Roster, collection: Callable):
         self._ws, self._stores, self._backend, self._clock = ws, stores, backend, clock
         self._state, self._publisher = state, publisher
         self._spawn, self._poke, self._step_one, self._runtimes = spawn, poke, step_one, runtimes
         self._listeners, self._roster = listeners, roster
+        self._collection = collection   # the controller's collection hub, as it is now (monitoring)
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
 
@@ -59,10 +60,11 @@ class Executor:
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
                            code_dir=code_dir, code_sha256=code.sha256 if code else None,
                            scoring_script=code.scoring_script if code else None,
-                           env=spec.environment_variables, batching=spec.batching, resources=spec.resources,
+                           env=self._collection().replica_env(rt, spec), batching=spec.batching,
+                           resources=spec.resources,
                            log_path=self._ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._state.compute_of(rt.endpoint), environment=environment,
-                           placement=spec.effective_placement)
+                           placement=spec.effective_placement, fast_path=spec.fast_path)
 
     async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
         """Model directory and code root; each snapshot is checked against its sha256 the first

@@ -4,6 +4,8 @@ change to one deployment costs a new snapshot of its endpoint, not of the thousa
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
 from .deployment_state import DeploymentRuntime
 from .desired_state import DesiredState
@@ -12,8 +14,10 @@ from .replicas import ReplicaState as S
 
 
 class RoutePublisher:
-    def __init__(self, router: Router, state: DesiredState, runtimes: dict[Key, DeploymentRuntime]):
+    def __init__(self, router: Router, state: DesiredState, runtimes: dict[Key, DeploymentRuntime],
+                 collection: Callable):
         self.router = router
+        self._collection = collection   # the controller's collection hub, as it is now (monitoring)
         self._state = state
         self._runtimes = runtimes
         self._published: dict[str, tuple[dict, dict, EndpointSnapshot]] = {}   # endpoint -> its inputs, snapshot
@@ -59,7 +63,7 @@ class RoutePublisher:
             last = rt.snapshot = DeploymentSnapshot(
                 rt.endpoint, rt.name, rt.hash or "", rt.spec.request_settings, ready, admission,
                 ready[0].info.get("metadata") or {} if ready else {},
-                ((b"azureml-model-deployment", rt.name.encode()),))
+                ((b"azureml-model-deployment", rt.name.encode()),), self._collection().collector(rt))
         return last
 
 

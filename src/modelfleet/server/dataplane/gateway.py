@@ -234,7 +234,10 @@ class Gateway:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
             return await self._error(send, status, code, message, rid, v2)
         if status == 200:
-            return await self._send(send, 200, payload, rid, dep.header)
+            await self._send(send, 200, payload, rid, dep.header)
+            if dep.collector is not None and kind == RequestKind.SCORE:
+                dep.collector.offer(rid, body, payload, dep.metadata, headers)
+            return
         err = orjson.loads(payload)
         if v2:
             err = {"error": err["error"]["message"], "code": err["error"]["code"]}

@@ -28,6 +28,7 @@ class DeploymentSnapshot:
     admission: Admission
     metadata: Mapping = field(default_factory=dict)   # the model's tensors, as its replica reported
     header: tuple = ()                          # the response header naming this deployment
+    collector: object | None = None             # collection.payload.PayloadCollector, when it collects
 
     @property
     def timeout_s(self) -> float:
@@ -42,6 +43,19 @@ class DeploymentSnapshot:
             if (best is None or r.inflight < best.inflight) and not r.closed and r.responsive and not r.late:
                 best = r
         return best
+
+
+class NoCollection:
+    """A deployment's data collection when monitoring is not installed (collection/hub.py is)."""
+
+    def collector(self, rt) -> None:
+        return None
+
+    def replica_env(self, rt, spec) -> dict[str, str]:
+        return spec.environment_variables
+
+
+NO_COLLECTION = NoCollection()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -137,6 +137,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                                                           row["spec"].get("instance_count", 1)))
 
     deps = [Depends(admin)]
+    app.state.admin = admin   # for routes added by other modules (server/monitoring_api.py)
 
     @app.get("/api/health", dependencies=deps)
     async def health() -> dict:

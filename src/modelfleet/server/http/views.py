@@ -46,6 +46,9 @@ def where_it_runs(spec: dict, replicas: list[dict]) -> dict:
     say), whether the model is loaded in every replica now, and the slowest replica's last model
     load (at its start, or on demand after an eviction in a shared worker)."""
     starts = [r["last_load_ms"] for r in replicas if r.get("last_load_ms") is not None]
+    fast = next((r["fast_path"] for r in replicas if r.get("fast_path")), None)
     return {"placement": placement_of(spec),
             "loaded": bool(replicas) and all(r.get("loaded", True) for r in replicas),
-            "last_load_ms": max(starts) if starts else None}
+            "last_load_ms": max(starts) if starts else None,
+            # how its replicas call the model, as the first to load it found (runtime/fast_path.py)
+            "fast_path_used": fast["path"] if fast else None, "fast_path_reason": fast["reason"] if fast else None}

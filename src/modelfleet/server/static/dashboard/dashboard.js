@@ -114,7 +114,8 @@ function start() {
   const stats = guarded(refreshStats), state = guarded(refreshState), models = guarded(refreshModels);
   state().then(stats);
   models();
-  timers = [setInterval(stats, STATS_EVERY_MS), setInterval(state, STATE_EVERY_MS), setInterval(models, MODELS_EVERY_MS)];
+  timers = [setInterval(stats, STATS_EVERY_MS), setInterval(state, STATE_EVERY_MS), setInterval(models, MODELS_EVERY_MS),
+            startMonitors()];   // monitoring.js
 }
 
 // -- what the fleet is --------------------------------------------------------------------------
@@ -246,7 +247,7 @@ function drawCharts(stats) {
   $("#legend").replaceChildren(...lines.map((l) => el("span", { style: `--c:${l.color}` }, focus ? l.name.split("/")[1] : l.name)));
 }
 
-function lineChart(canvas, lines) {
+function lineChart(canvas, lines, axis = null) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   canvas.width = w * dpr;
@@ -271,13 +272,14 @@ function lineChart(canvas, lines) {
     g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
     g.fillText(shortNumber(top * i / 4), 4, y + 4);
   }
-  g.fillText(`-${n}s`, pad.l, h - 5);
-  g.fillText("now", w - pad.r - 22, h - 5);
+  g.fillText(axis ? axis.first : `-${n}s`, pad.l, h - 5);
+  g.fillText(axis ? axis.last : "now", w - pad.r - (axis ? 40 : 22), h - 5);
   const x = (i) => pad.l + (w - pad.l - pad.r) * (n <= 1 ? 1 : i / (n - 1));
   const y = (v) => pad.t + (h - pad.t - pad.b) * (1 - v / top);
   for (const l of lines) {
     g.strokeStyle = l.color;
     g.lineWidth = 1.8;
+    g.setLineDash(l.dash || []);
     g.beginPath();
     let drawing = false;
     l.values.forEach((v, i) => {
@@ -288,7 +290,7 @@ function lineChart(canvas, lines) {
   }
   if (!lines.length) {
     g.fillStyle = "#6b7385";
-    g.fillText("no traffic yet", w / 2 - 30, h / 2);
+    g.fillText(axis ? axis.empty : "no traffic yet", w / 2 - 30, h / 2);
   }
 }
 
