@@ -24,11 +24,11 @@ def test_a_serving_workspace_moves_into_postgresql_and_serves_the_same(fleet_hom
     keys = _json("online-endpoint", "get-credentials", "--name", "segment-a")
     target = postgres_server.create_database()
     db_file = fleet_home / "workspaces" / "default" / "workspace.db"
-    size = db_file.stat().st_size
 
     refused = run_cli("workspace", "migrate", "--to", target, code=1)   # the server runs
     assert "is running; stop it first: fleet server stop -w default" in refused.stderr
     run_cli("server", "stop")
+    size = db_file.stat().st_size   # once the server closed it (its write-ahead log checkpointed)
 
     moved = _json("workspace", "migrate", "--to", target)
     assert moved["to"] == target and moved["rows"]["models"] == 1 and moved["rows"]["deployments"] == 1
