@@ -324,6 +324,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     try:
         server.run(sockets=[sock])
     finally:
+        app.db.close()   # the last connection: SQLite folds its write-ahead log into the file
         with contextlib.suppress(OSError):
             current = orjson.loads(ws.server_file.read_bytes())
             if current.get("pid") == os.getpid():
