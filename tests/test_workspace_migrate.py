@@ -4,6 +4,9 @@ same endpoints with the same keys. Refusals change nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import json
 
 import pytest
@@ -28,7 +31,9 @@ def test_a_serving_workspace_moves_into_postgresql_and_serves_the_same(fleet_hom
     refused = run_cli("workspace", "migrate", "--to", target, code=1)   # the server runs
     assert "is running; stop it first: fleet server stop -w default" in refused.stderr
     run_cli("server", "stop")
-    size = db_file.stat().st_size   # once the server closed it (its write-ahead log checkpointed)
+    with contextlib.closing(sqlite3.connect(db_file)) as conn:   # the server's writes folded into the file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db_file.stat().st_size
 
     moved = _json("workspace", "migrate", "--to", target)
     assert moved["to"] == target and moved["rows"]["models"] == 1 and moved["rows"]["deployments"] == 1
