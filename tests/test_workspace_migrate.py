@@ -5,13 +5,12 @@ same endpoints with the same keys. Refusals change nothing."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-
 import json
+import sqlite3
 
 import pytest
 
-from .helpers import run_cli
+from .helpers import run_cli, wait_until
 
 pytestmark = pytest.mark.slow  # starts a server and PostgreSQL
 
@@ -43,8 +42,9 @@ def test_a_serving_workspace_moves_into_postgresql_and_serves_the_same(fleet_hom
 
     assert [m["version"] for m in _json("model", "list")] == ["1"]          # starts the server, on PostgreSQL
     assert _json("online-endpoint", "get-credentials", "--name", "segment-a") == keys
-    dep = _json("online-deployment", "show", "--name", "blue", "--endpoint", "segment-a")
-    assert dep["provisioning_state"] == "Succeeded"
+    # the first read started the server, which restores the deployment from PostgreSQL
+    wait_until(lambda: _json("online-deployment", "show", "--name", "blue", "--endpoint", "segment-a")
+               ["provisioning_state"] == "Succeeded", timeout=120)
     run_cli("online-endpoint", "create", "--name", "after")                  # written to PostgreSQL
     assert db_file.stat().st_size == size
     assert {e["name"] for e in _json("online-endpoint", "list")} == {"segment-a", "after"}
