@@ -126,7 +126,9 @@ class Fleet:
     @cached_property
     def environment_registry(self) -> Environments:
         from .environments import Environments
-        return Environments.of_workspace(self.workspace, self.db)
+        from .interpreters import Policy
+        from .server import settings
+        return Environments.of_workspace(self.workspace, self.db, Policy.of_settings(settings.load(self.workspace)))
 
     # -- talking to the server ---------------------------------------------------------------
 
@@ -279,13 +281,15 @@ class EndpointOperations:
 
     @_resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
-               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
+               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False,
+               local: bool = False) -> Resource:
+        """`local`: made as Azure's `--local` endpoints are, answering loopback clients without a key."""
         from .specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         self._f.computes.resolve(spec.compute)  # an unknown compute starts no server
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
-                "tags": spec.tags}
+                "tags": spec.tags, "local": local}
         ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,
                              params=None if exist_ok else {"create": "true"})
         if spec.traffic is not None or spec.mirror_traffic is not None:
@@ -297,7 +301,7 @@ class EndpointOperations:
                description: str | None = None, tags: dict | None = None, auth_mode: str | None = None) -> Resource:
         ep = self.get(name)
         if description is not None or tags is not None or auth_mode is not None:
-            body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
+            body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"], "local": ep.get("local", False),
                     "description": ep["description"] if description is None else description,
                     "tags": _without_none({**ep["tags"], **(tags or {})})}
             ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})
@@ -396,6 +400,10 @@ class DeploymentOperations:
         """A deployment's `environment` as a version ref; Azure's inline block is registered first."""
         if environment is None or isinstance(environment, str):
             return environment
+        default = self._f.environment_registry.runs_on_default(environment)
+        if default is not None:   # an image that is not Azure's: the server's own Python and packages
+            self._f.notice(f"notice: {default}")
+            return None
         return self._f.environment_registry.inline(environment, base_dir).ref
 
     def _build_environment(self, endpoint: str, body: dict) -> None:

@@ -56,6 +56,7 @@ def is_loopback(host: str) -> bool:
 
 class EndpointBody(BaseModel):
     auth_mode: str = "key"
+    local: bool = False   # made with --local: loopback clients need no key, as Azure's local endpoints
     compute: str = "local"
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
