@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import curated, documents
+from . import curated, documents, mlflow_flavours
 from .backends.base import ReplicaEnvironment
 from .backends.envbuild import Builder, Interpreter, disk_usage
 from .envfiles import (EnvironmentContent, read_conda, read_conda_file, read_mlflow_model, read_requirements,
@@ -161,6 +161,18 @@ class Environments:
                               sha256=content.sha256, source={"curated": asked, "mapped_to": entry.mapped_to()},
                               image=None, description=f"Azure's curated environment {entry.name}, as packages "
                                                       "built with uv", tags={}, exist_ok=True)
+
+    def for_mlflow_flavour(self, model_ref: str, model_dir: Path) -> Environment | None:
+        """An MLflow model's own environment when this server lacks its flavour's package (what
+        Azure does for no-code MLflow deployments): its conda.yaml, else its requirements.txt."""
+        missing = mlflow_flavours.missing_package(model_dir)
+        if missing is None:
+            return None
+        manager = "conda" if mlflow_flavours.logged_conda(model_dir) else "uv"
+        content = read_mlflow_model(model_dir, manager, f"model {model_ref}")
+        return self.anonymous(content, {"mlflow_model": model_ref, "env_manager": manager, "because": missing},
+                              description=f"the environment model {model_ref} logged ({manager}), used because "
+                                          f"the server lacks {missing}")
 
     def get(self, ref: str | ModelRef) -> Environment:
         if isinstance(ref, str) and curated.registry_uri(ref):

@@ -410,12 +410,18 @@ class DeploymentOperations:
         """Build the body's environment before the deployment is written, so its progress shows
         (the server finds it built then); for env_manager, the one the MLflow model logged."""
         ref = body.get("environment")
-        if ref is None and body.get("env_manager"):
+        if ref is None:
             model = self._f.registry.get(body["model"])
             if model.type != "mlflow":
-                return  # the server says why
-            ref = self._f.environment_registry.for_mlflow_model(
-                model.ref, self._f.registry.path_of(model, False), body["env_manager"]).ref
+                return  # the server says why, if there is anything to say
+            model_dir = self._f.registry.path_of(model, False)
+            if body.get("env_manager"):
+                ref = self._f.environment_registry.for_mlflow_model(model.ref, model_dir, body["env_manager"]).ref
+            else:
+                env = self._f.environment_registry.for_mlflow_flavour(model.ref, model_dir)
+                if env is not None:
+                    self._f.notice(f"notice: {env.description}")
+                ref = env.ref if env is not None else None
         if ref is not None:
             self._f.environments.build(ref, compute=self._f.online_endpoints.get(endpoint)["compute"])
 

@@ -309,7 +309,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     add_environments(app, controller, deps)
     add_observability(app, controller, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
-    openapi.document(app)
+    openapi.document(app, controller.router)
     return app
 
 
