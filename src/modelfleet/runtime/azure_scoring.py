@@ -130,13 +130,16 @@ _LEAF = {("number", "double"): "FP64", ("number", "float"): "FP32", ("number", N
          ("boolean", None): "BOOL", ("string", None): "BYTES"}
 
 
-def _tensor(name: str, swagger: dict) -> dict:
-    shape, node, example = [], swagger, swagger.get("example")
+def _tensor(name: str, swagger: dict, example=None) -> dict:
+    """A tensor of the rows a parameter takes: its first dimension any size, the others as its
+    example has them; an object of rows (a DataFrame's records) is one column per field."""
+    shape, node = [], swagger
+    example = swagger.get("example", example)
     while node.get("type") == "array":
         shape.append(-1 if not shape else (len(example) if isinstance(example, list) and example else -1))
         example = example[0] if isinstance(example, list) and example else None
         node = node.get("items") or {}
-    if node.get("type") == "object" and isinstance(node.get("properties"), dict):   # DataFrame rows
+    if shape and node.get("type") == "object" and isinstance(node.get("properties"), dict):   # DataFrame rows
         kinds = {_LEAF.get((p.get("type"), p.get("format")), _LEAF.get((p.get("type"), None), "BYTES"))
                  for p in node["properties"].values() if isinstance(p, dict)}
         return {"name": name, "datatype": kinds.pop() if len(kinds) == 1 else "BYTES",
@@ -147,7 +150,9 @@ def _tensor(name: str, swagger: dict) -> dict:
 
 def v2_metadata(schema: dict) -> dict:
     """V2 tensors: one input per run() parameter the schema names, one output `output`."""
-    inputs = [_tensor(name, s) for name, s in ((schema.get("input") or {}).get("properties") or {}).items()
+    given = schema.get("input") or {}
+    examples = given.get("example") if isinstance(given.get("example"), dict) else {}
+    inputs = [_tensor(name, s, examples.get(name)) for name, s in (given.get("properties") or {}).items()
               if isinstance(s, dict)]
     out = schema.get("output") or {}
     outputs = [_tensor("output", out)] if out else []
