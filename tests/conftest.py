@@ -76,10 +76,14 @@ def shared_uv_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def fleet_home(tmp_path, monkeypatch, request):
+def fleet_home(tmp_path, monkeypatch, request, database):
     home = tmp_path / "home"
     monkeypatch.setenv("FLEET_HOME", str(home))
     monkeypatch.delenv("FLEET_WORKSPACE", raising=False)
+    if database == "postgresql":
+        monkeypatch.setenv("FLEET_DATABASE_URL", request.getfixturevalue("postgres_server").create_database())
+    else:
+        monkeypatch.delenv("FLEET_DATABASE_URL", raising=False)
     yield home
     started_a_server = any(home.glob("**/run/server.lock"))
     _stop_servers(home)
@@ -109,3 +113,29 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+# -- the metadata database: SQLite (the workspace's file) or PostgreSQL ----------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session, started on first need (tests/postgres.py)."""
+    from .postgres import PostgresServer
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database(request) -> str:
+    """Which database a test's workspace keeps its metadata in: `sqlite` (its file, the default)
+    or `postgresql` (a database of its own on the session's server). A module marked
+    `pytest.mark.databases` runs each test on both."""
+    return getattr(request, "param", "sqlite")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("databases") and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+# every test here starts a server and replicas, its metadata in SQLite and in PostgreSQL
+pytestmark = [pytest.mark.slow, pytest.mark.databases]
 
 SCRIPT_HEAD = """set -euo pipefail
 az() {  # `az ml ...` -> `fleet ...`: the only change to the script

@@ -90,9 +90,12 @@ def test_workspaces(fleet_home, tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path):
-    """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH."""
+@pytest.mark.databases
+def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path, database):
+    """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH, the
+    workspace's metadata in its SQLite file or in PostgreSQL."""
     run_seed_scripts(fleet_home, tmp_path)
+    assert (fleet_home / "workspaces" / "default" / "workspace.db").exists() == (database == "sqlite")
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """The dashboard in a real browser: headless Chromium (Debian's package, driven by Playwright)
-against a real server with replicas. .ci/run installs the chromium package.
+against a real server with replicas. `make test` installs Debian's chromium package.
 
 With FLEET_SCREENSHOTS=<dir> set, the test also saves the screenshots docs/observability.md shows.
 """

@@ -48,6 +48,11 @@ TRAIN = ("import sys, joblib; from sklearn.datasets import load_iris; from sklea
          "LogisticRegression; X, y = load_iris(return_X_y=True); "
          "joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), sys.argv[1])")
 
+# What the MLflow model below logs as its requirements: mlflow-skinny and pandas (what loading a
+# pyfunc model takes; `mlflow==` would also need companion packages the index may not have for
+# that version) at the versions constraints.txt locks for the server, and a package it lacks.
+MLFLOW_MODEL_REQUIREMENTS = ("mlflow-skinny==3.18.0", "pandas==3.1.1", "tabulate==0.9.0")
+
 MLFLOW_MODEL = """
 import mlflow.pyfunc
 from mlflow.models import set_model
@@ -275,26 +280,37 @@ def test_a_broken_environment_fails_clearly_and_changes_nothing(world, tmp_path)
     assert ask(world, "env")["sklearn"] == OLD_SKLEARN
 
 
-@pytest.mark.slow
-def test_env_manager_builds_the_environment_an_mlflow_model_logged(world, tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_env(world, tmp_path_factory) -> dict:
+    """Endpoint `mlflow-env`: an MLflow model that needs tabulate, deployed once on the server's
+    interpreter (`local`) and once in the environment its own requirements make (`with-uv`).
+    The model's requirements are pinned here (MLflow would pin the server's own mlflow, whatever
+    the index serves that day) so the build resolves the same on any day."""
     import mlflow.pyfunc
-    f = world.fleet
-    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=str(write(tmp_path / "code.py", MLFLOW_MODEL)),
-                             pip_requirements=["tabulate==0.9.0"])
-    f.models.register("tabulate-version", tmp_path / "model", "1")
+    f, tmp = world.fleet, tmp_path_factory.mktemp("mlflow-env")
+    mlflow.pyfunc.save_model(str(tmp / "model"), python_model=str(write(tmp / "code.py", MLFLOW_MODEL)),
+                             pip_requirements=list(MLFLOW_MODEL_REQUIREMENTS))
+    write(tmp / "model" / "requirements.txt", "\n".join(MLFLOW_MODEL_REQUIREMENTS) + "\n")
+    f.models.register("tabulate-version", tmp / "model", "1")
     f.online_endpoints.create("mlflow-env")
     f.online_deployments.create("local", "mlflow-env", "tabulate-version:1")   # the server's interpreter
-    with pytest.raises(FleetError, match="No module named 'tabulate'"):
-        f.online_endpoints.invoke("mlflow-env", {"inputs": [[1]]}, deployment_name="local")
-    dep = f.online_deployments.create("with-uv", "mlflow-env", "tabulate-version:1", env_manager="uv", all_traffic=True)
-    assert dep["env_manager"] == "uv" and dep["environment"].startswith("CliV2AnonymousEnvironment:")
-    assert f.online_endpoints.invoke("mlflow-env", {"inputs": [[1], [2]]}) == ["0.9.0", "0.9.0"]
-    requirements = f.environments.resolve(dep["environment"]).content["requirements"]
-    assert "tabulate==0.9.0" in requirements and any(r.startswith("mlflow==") for r in requirements)
+    return f.online_deployments.create("with-uv", "mlflow-env", "tabulate-version:1", env_manager="uv",
+                                       all_traffic=True)
 
 
 @pytest.mark.slow
-def test_gc_removes_the_builds_nothing_uses_and_says_what_it_freed(world):
+def test_env_manager_builds_the_environment_an_mlflow_model_logged(world, mlflow_env):
+    f = world.fleet
+    with pytest.raises(FleetError, match="No module named 'tabulate'"):
+        f.online_endpoints.invoke("mlflow-env", {"inputs": [[1]]}, deployment_name="local")
+    assert mlflow_env["env_manager"] == "uv" and mlflow_env["environment"].startswith("CliV2AnonymousEnvironment:")
+    assert f.online_endpoints.invoke("mlflow-env", {"inputs": [[1], [2]]}) == ["0.9.0", "0.9.0"]
+    requirements = f.environments.resolve(mlflow_env["environment"]).content["requirements"]
+    assert set(MLFLOW_MODEL_REQUIREMENTS) <= set(requirements)
+
+
+@pytest.mark.slow
+def test_gc_removes_the_builds_nothing_uses_and_says_what_it_freed(world, mlflow_env):
     f = world.fleet
     f.environments.create("spare", requirements=["tabulate==0.8.10"])
     f.environments.build("spare:1")

@@ -581,7 +581,7 @@ class ServerOperations:
     def configure(self, **changes) -> dict:
         """The saved server settings, after applying `changes` (they apply at the next start)."""
         from .server import settings
-        return settings.update(self._f.workspace, **changes).model_dump()
+        return settings.update(self._f.workspace, **changes).shown()
 
     def stop(self) -> dict | None:
         info = process.stop(self._f.workspace)

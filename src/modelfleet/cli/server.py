@@ -27,6 +27,10 @@ def _address_options(fn):
                      help="Allow auth_mode none endpoints beyond loopback."),
         click.option("--allow-plain-http/--no-allow-plain-http", default=None,
                      help="Listen beyond loopback without TLS (only behind a TLS proxy)."),
+        click.option("--database-url", default=None,
+                     help="Keep the metadata in PostgreSQL: postgresql://USER@HOST[:PORT]/DB (password from "
+                          "~/.pgpass or PGPASSWORD). Saved; '' returns to the workspace's SQLite file. "
+                          "To move existing metadata there: fleet workspace migrate --to URL."),
     ]):
         fn = opt(fn)
     return fn

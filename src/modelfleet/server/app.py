@@ -56,7 +56,7 @@ class ServerApp:
     def __init__(self, ws: Workspace, cfg: ServerSettings, port: int, token: str):
         self.ws = ws
         self.cfg = cfg
-        self.db = Database(ws.db_url)
+        self.db = Database(cfg.database(ws))
         self.router = Router()
         local = LocalBackend(ws.logs_dir)
         shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)

@@ -1,16 +1,11 @@
-"""Tables and named migrations. A migration runs once; its name is recorded in the database."""
+"""The tables, as queries see them. How each came to be is in migrations/versions/ (Alembic),
+which must end where this file is: tests compare the two."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-
-migrations_table = sa.Table(
-    "schema_migrations", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("applied_at", sa.String(32), nullable=False),
-)
 
 models = sa.Table(
     "models", metadata,
@@ -26,6 +21,8 @@ models = sa.Table(
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+sa.Index("ix_models_name_seq", models.c.name, models.c.seq)
 
 model_labels = sa.Table(
     "model_labels", metadata,
@@ -91,19 +88,3 @@ environments = sa.Table(
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
-
-
-def _initial(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
-    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
-
-
-def _computes(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[computes])
-
-
-def _environments(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[environments])
-
-
-MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments)]
