@@ -11,6 +11,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
 DEBIAN_PACKAGES := chromium postgresql
+# Debian's Pythons for environments that pin a Python (tests/test_azure_examples.py serves from every
+# 3.10-3.13 installed). Debian 12 has only python3.11; the others come from pyenv or uv where present.
+DEBIAN_PYTHONS := python3.11
 
 $(BIN)/fleet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,7 @@ $(BIN)/fleet: pyproject.toml constraints.txt
 install: $(BIN)/fleet
 
 system-packages:
-	@scripts/system-packages.sh $(DEBIAN_PACKAGES)
+	@scripts/system-packages.sh $(DEBIAN_PACKAGES) $(DEBIAN_PYTHONS)
 
 quickstart: install
 	$(BIN)/fleet quickstart
