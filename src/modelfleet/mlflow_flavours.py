@@ -15,7 +15,7 @@ from . import documents
 # MLflow loader modules whose library is named otherwise (the rest: mlflow.NAME needs NAME)
 LOADER_PACKAGES = {"mlflow.sklearn": "sklearn", "mlflow.pytorch": "torch", "mlflow.onnx": "onnxruntime",
                    "mlflow.h2o": "h2o", "mlflow.paddle": "paddle", "mlflow.pmdarima": "pmdarima",
-                   "mlflow.johnsnowlabs": "sparknlp", "mlflow.spark": "pyspark", "mlflow.pyfunc.model": None}
+                   "mlflow.johnsnowlabs": "sparknlp", "mlflow.spark": "pyspark"}
 
 
 def _root(model_dir: Path) -> Path | None:
@@ -33,11 +33,9 @@ def loader_package(model_dir: Path) -> str | None:
     except Exception:   # noqa: BLE001 - an unreadable MLmodel is the loader's to report
         return None
     loader = ((doc.get("flavors") or {}).get("python_function") or {}).get("loader_module")
-    if not isinstance(loader, str) or not loader.startswith("mlflow."):
-        return None
-    if loader in LOADER_PACKAGES:
-        return LOADER_PACKAGES[loader]
-    return loader.split(".")[1]
+    if not isinstance(loader, str) or not loader.startswith("mlflow.") or loader.startswith("mlflow.pyfunc"):
+        return None   # a python_model's own code: what it imports is its requirements' business
+    return LOADER_PACKAGES.get(loader, loader.split(".")[1])
 
 
 def missing_package(model_dir: Path) -> str | None:
