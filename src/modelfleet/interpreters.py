@@ -10,7 +10,9 @@
 Only the versions modelfleet's replica runtime runs on (SUPPORTED) are candidates: a replica in
 an environment imports modelfleet's runtime from the server's package under the environment's
 interpreter. Discovery runs each candidate once to ask its version and real path (pyenv's shims
-and PATH links lead to one executable), and is kept for a minute.
+and PATH links lead to one executable). The quick places (the setting, pyenv) are looked at
+first; uv's discovery, which can take seconds, only when they lack the version, and its answer is
+kept for DISCOVERY_TTL_S.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = ["SUPPORTED", "Choice", "Policy", "discover"]
 SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))   # what runtime/ runs on
 POLICIES = ("nearest", "strict")
 _SUPPORTED = f" as a supported version ({SUPPORTED[0][0]}.{SUPPORTED[0][1]}-{SUPPORTED[-1][0]}.{SUPPORTED[-1][1]})"
-DISCOVERY_TTL_S = 60.0
+DISCOVERY_TTL_S = 300.0
 _PROBE = ("import json, platform, sys, sysconfig; print(json.dumps([platform.python_implementation(), "
           "platform.python_version(), sys.executable, sysconfig.get_platform()]))")
 
@@ -43,8 +45,22 @@ def _minor(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+_probed: dict[tuple[str, float], Interpreter | None] = {}   # by path and modification time
+
+
 def _probe(executable: str) -> Interpreter | None:
-    """The interpreter `executable` really is (a shim or link resolved), if it runs and is supported."""
+    """The interpreter `executable` really is (a shim or link resolved), if it runs and is supported;
+    each file is run once while it is unchanged."""
+    try:
+        key = (executable, os.stat(executable).st_mtime)
+    except OSError:
+        return None
+    if key not in _probed:
+        _probed[key] = _run_probe(executable)
+    return _probed[key]
+
+
+def _run_probe(executable: str) -> Interpreter | None:
     try:
         out = subprocess.run([executable, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=20,
                              stdin=subprocess.DEVNULL)
@@ -94,10 +110,11 @@ def where_looked(pythons: tuple[str, ...]) -> str:
     return "; ".join(places)
 
 
-def discover(pythons: tuple[str, ...] = ()) -> list[Interpreter]:
-    """Every supported interpreter found, one per real executable, newest version first."""
+def discover(pythons: tuple[str, ...] = (), uv: bool = True) -> list[Interpreter]:
+    """Every supported interpreter found, one per real executable, newest version first (`uv`:
+    with uv's discovery too, which can take seconds where PATH has broken shims)."""
     seen: dict[str, Interpreter] = {}
-    for exe in [*pythons, *_pyenv_candidates(), *_uv_candidates()]:
+    for exe in [*pythons, *_pyenv_candidates(), *(_uv_candidates() if uv else [])]:
         found = _probe(exe)
         if found is not None and found.executable not in seen:
             seen[found.executable] = found
@@ -130,7 +147,11 @@ class Policy:
     def of_settings(cls, settings) -> Policy:
         return cls(settings.python_policy, tuple(settings.pythons), settings.python_downloads)
 
-    def found(self) -> list[Interpreter]:
+    def found(self, everywhere: bool = True) -> list[Interpreter]:
+        """The interpreters in the usual places (the setting, pyenv: quick), and with `everywhere`
+        those uv's discovery finds too (kept for DISCOVERY_TTL_S)."""
+        if not everywhere:
+            return discover(self.pythons, uv=False)
         with self._lock:
             if self._found is None or time.monotonic() - self._found[0] > DISCOVERY_TTL_S:
                 self._found = (time.monotonic(), discover(self.pythons))
@@ -143,6 +164,9 @@ class Policy:
         return self._find(pin, what)
 
     def _find(self, pin: str, what: str) -> Choice:
+        for it in self.found(everywhere=False):
+            if python_allows(pin, it.version):
+                return Choice(it)
         found = self.found()
         for it in found:
             if python_allows(pin, it.version):

@@ -22,7 +22,7 @@ class GivenPolicy(Policy):
         super().__init__(mode, server=SERVER)
         self._given = found
 
-    def found(self) -> list[Interpreter]:
+    def found(self, everywhere: bool = True) -> list[Interpreter]:
         return self._given
 
 
