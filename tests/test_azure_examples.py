@@ -324,3 +324,86 @@ def test_an_image_that_is_not_azure_runs_on_the_default_environment(tmp_path, az
     fleet(az_env, "online-endpoint", "create", "-n", "strict-mm", "-o", "none")
     r = fleet(az_env, "online-deployment", "create", "-f", "strict.yml", cwd=tmp_path)
     assert r.returncode == 2 and "python_policy strict" in r.stderr
+
+
+KUBERNETES_ENDPOINT = """$schema: https://azuremlschemas.azureedge.net/latest/kubernetesOnlineEndpoint.schema.json
+name: my-endpoint
+compute: azureml:inferencecompute
+auth_mode: Key
+tags:
+  tag1: endpoint-tag1-value
+"""
+
+KUBERNETES_DEPLOYMENT = """$schema: https://azuremlschemas.azureedge.net/latest/kubernetesOnlineDeployment.schema.json
+name: {name}
+type: kubernetes
+endpoint_name: my-endpoint
+model:
+  path: model/
+code_configuration:
+  code: onlinescoring/
+  scoring_script: score.py
+environment:
+  conda_file: environment/conda.yaml
+  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
+request_settings:
+  request_timeout_ms: 3000
+  max_queue_wait_ms: 3000
+resources:
+  requests:
+    cpu: "0.1"
+    memory: "0.1Gi"
+  limits:
+    cpu: "0.2"
+    memory: "800Mi"
+tags:
+  tag1: deployment-tag1-value
+instance_count: 1
+scale_settings:
+  type: default
+"""
+
+KUBERNETES = SCRIPT_HEAD + """
+export ENDPOINT_NAME=endpt-k8s-$RANDOM
+az ml online-endpoint create --name $ENDPOINT_NAME -f kubernetes-endpoint.yml
+az ml online-deployment create --name blue --endpoint $ENDPOINT_NAME -f kubernetes-blue-deployment.yml --all-traffic
+az ml online-deployment update --name blue --endpoint $ENDPOINT_NAME --set instance_count=2
+az ml online-deployment create --name green --endpoint $ENDPOINT_NAME -f kubernetes-green-deployment.yml
+az ml online-endpoint show -n $ENDPOINT_NAME --query traffic > traffic.json
+az ml online-endpoint invoke --name $ENDPOINT_NAME --deployment green --request-file sample-request.json \\
+    > green-answer.json
+ENDPOINT_KEY=$(az ml online-endpoint get-credentials -n $ENDPOINT_NAME -o tsv --query primaryKey)
+SCORING_URI=$(az ml online-endpoint show -n $ENDPOINT_NAME -o tsv --query scoring_uri)
+curl -sf --request POST "$SCORING_URI" --header "Authorization: Bearer $ENDPOINT_KEY" \\
+    --header 'Content-Type: application/json' --header "azureml-model-deployment: green" \\
+    --data @sample-request.json > curl-answer.json
+az ml online-endpoint update --name $ENDPOINT_NAME --traffic "blue=90 green=10"
+az ml online-endpoint update --name $ENDPOINT_NAME --traffic "blue=0 green=100"
+az ml online-deployment show --name green --endpoint $ENDPOINT_NAME > green.json
+az ml online-deployment delete --name blue --endpoint $ENDPOINT_NAME --yes --no-wait
+az ml online-endpoint delete --name $ENDPOINT_NAME --yes --no-wait
+"""
+
+
+def test_the_kubernetes_script_runs_on_a_ray_compute_of_the_name_it_references(tmp_path, trained, az_env):
+    """The Kubernetes example names `compute: azureml:inferencecompute`; here that is a Ray compute."""
+    from modelfleet import Fleet
+    from modelfleet.compute import ray_cluster
+    work = sample_dir(tmp_path, trained, f"{sys.version_info.major}.{sys.version_info.minor}")
+    (work / "kubernetes-endpoint.yml").write_text(KUBERNETES_ENDPOINT)
+    for name in ("blue", "green"):
+        (work / f"kubernetes-{name}-deployment.yml").write_text(KUBERNETES_DEPLOYMENT.format(name=name))
+    with Fleet() as f:
+        f.computes.create("inferencecompute", num_cpus=2)
+        compute = f.computes.resolve("inferencecompute")
+        try:
+            bash(work, KUBERNETES, az_env)
+        finally:
+            f.server.stop()
+            ray_cluster.stop_local(compute["temp_dir"])
+    for name in ("green", "curl"):
+        assert json.loads((work / f"{name}-answer.json").read_text())["predictions"] == pytest.approx(trained[2])
+    assert json.loads((work / "traffic.json").read_text()) == {"blue": 100}
+    green = json.loads((work / "green.json").read_text())
+    assert green["provisioning_state"] == "Succeeded"
+    assert all(r["compute"] == "inferencecompute" for r in green["replicas"])
