@@ -14,6 +14,7 @@ Environments pin exact versions: the suite builds the same thing on any later da
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -407,3 +408,97 @@ def test_the_kubernetes_script_runs_on_a_ray_compute_of_the_name_it_references(t
     green = json.loads((work / "green.json").read_text())
     assert green["provisioning_state"] == "Succeeded"
     assert all(r["compute"] == "inferencecompute" for r in green["replicas"])
+
+
+TRAIN_LIGHTGBM = """
+import sys
+import lightgbm as lgb
+import numpy as np
+X, y, out = np.load(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3]
+booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+                    lgb.Dataset(X, label=y), num_boost_round=5)
+booster.save_model(out + "/model.lgb")
+np.save(out + "/expected.npy", booster.predict(X[[0, 149]]))
+"""
+
+LIGHTGBM_MLMODEL = """artifact_path: model
+flavors:
+  lightgbm:
+    data: model.lgb
+    lgb_version: 4.6.0
+    model_class: lightgbm.basic.Booster
+  python_function:
+    data: model.lgb
+    env: conda.yaml
+    loader_module: mlflow.lightgbm
+    python_version: 3.12.1
+signature:
+  inputs: '[{"name": "sepal_length", "type": "double"}, {"name": "sepal_width", "type": "double"},
+    {"name": "petal_length", "type": "double"}, {"name": "petal_width", "type": "double"}]'
+"""
+
+LIGHTGBM_CONDA = """channels:
+- conda-forge
+dependencies:
+- python=3.12
+- pip
+- pip:
+  - mlflow-skinny==3.18.0
+  - lightgbm==4.6.0
+  - pandas==3.1.1
+  - numpy==2.2.6
+name: mlflow-env
+"""
+
+NCD_DEPLOYMENT = """$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
+name: lightgbm-deployment
+endpoint_name: my-endpoint
+model:
+  name: mir-sample-lightgbm-ncd-model
+  version: 3
+  path: lightgbm-iris/model
+  type: mlflow_model
+instance_type: Standard_DS3_v2
+instance_count: 1
+"""
+
+
+def test_a_no_code_model_whose_flavour_the_server_lacks_gets_its_own_environment(tmp_path, az_env):
+    """Azure's no-code LightGBM example: the server has no lightgbm; the model's conda.yaml is built."""
+    from sklearn.datasets import load_iris
+    assert importlib.util.find_spec("lightgbm") is None, "this test needs a server without lightgbm"
+    X, y = load_iris(return_X_y=True)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "train.txt").write_text("lightgbm==4.6.0\nnumpy==2.2.6\n")
+    assert fleet(az_env, "environment", "create", "--name", "lgb-train", "--requirements",
+                 str(tmp_path / "train.txt"), "-o", "none").returncode == 0
+    built = fleet(az_env, "environment", "build", "--name", "lgb-train", "--version", "1", "-o", "json")
+    assert built.returncode == 0, built.stderr[-2000:]
+    model = tmp_path / "lightgbm-iris" / "model"
+    model.mkdir(parents=True)
+    trained = subprocess.run([json.loads(built.stdout)["python"], "-c", TRAIN_LIGHTGBM, str(tmp_path / "X.npy"),
+                              str(tmp_path / "y.npy"), str(model)], capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    expected = np.load(model / "expected.npy")
+    (model / "expected.npy").unlink()
+    (model / "MLmodel").write_text(LIGHTGBM_MLMODEL)
+    (model / "conda.yaml").write_text(LIGHTGBM_CONDA)
+    (tmp_path / "lightgbm-deployment.yaml").write_text(NCD_DEPLOYMENT)
+    columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    (tmp_path / "sample-request-lightgbm.json").write_text(json.dumps(
+        {"input_data": {"columns": columns, "data": X[[0, 149]].tolist(), "index": [0, 1]}}))
+    fleet(az_env, "online-endpoint", "create", "--name", "endpt-ncd", "-o", "none")
+    r = fleet(az_env, "online-deployment", "create", "--name", "lightgbm-deployment", "--endpoint", "endpt-ncd",
+              "-f", "lightgbm-deployment.yaml", "-o", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "used because the server lacks lightgbm" in r.stderr
+    answer = json.loads(fleet(az_env, "online-endpoint", "invoke", "--name", "endpt-ncd", "--deployment",
+                              "lightgbm-deployment", "--request-file", "sample-request-lightgbm.json",
+                              cwd=tmp_path).stdout)
+    assert np.allclose(answer, expected)
+    ref = fleet(az_env, "online-deployment", "show", "-n", "lightgbm-deployment", "-e", "endpt-ncd",
+                "--query", "environment", "-o", "tsv").stdout.strip()
+    shown = json.loads(fleet(az_env, "environment", "show", "--name", ref.split(":")[0], "--version",
+                             ref.split(":")[1], "-o", "json").stdout)
+    assert shown["source"]["because"] == "lightgbm" and shown["interpreter"]["version"].startswith("3.12.")
