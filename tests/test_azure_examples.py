@@ -27,17 +27,12 @@ import pytest
 
 from modelfleet.interpreters import discover
 
+from .helpers import SCRIPT_HEAD
+
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
 NUMPY = "numpy==2.2.6"   # has wheels for every Python 3.10-3.13
 
-SCRIPT_HEAD = """set -euo pipefail
-az() {  # `az ml ...` -> `fleet ...`: the only change to the script
-    [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }
-    shift
-    fleet "$@"
-}
-"""
 
 MANAGED_SAMPLE = SCRIPT_HEAD + """
 ENDPOINT_NAME=endpt-moe-$RANDOM
@@ -335,18 +330,9 @@ tags:
   tag1: endpoint-tag1-value
 """
 
-KUBERNETES_DEPLOYMENT = """$schema: https://azuremlschemas.azureedge.net/latest/kubernetesOnlineDeployment.schema.json
-name: {name}
-type: kubernetes
-endpoint_name: my-endpoint
-model:
-  path: model/
-code_configuration:
-  code: onlinescoring/
-  scoring_script: score.py
-environment:
-  conda_file: environment/conda.yaml
-  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest
+# The managed sample's deployment as the Kubernetes example writes it (its own schema and settings).
+KUBERNETES_DEPLOYMENT = DEPLOYMENT_YAML.replace("managedOnline", "kubernetesOnline").replace(
+    "name: blue\n", "name: {name}\ntype: kubernetes\n").replace("instance_type: Standard_DS3_v2\ninstance_count: 1\n", "") + """\
 request_settings:
   request_timeout_ms: 3000
   max_queue_wait_ms: 3000
