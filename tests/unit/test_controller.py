@@ -38,10 +38,10 @@ class Harness:
     def new_controller(self) -> Controller:
         return Controller(self.ws, self.db, self.backend, self.router, self.clock)
 
-    def put(self, name: str = "blue", **settings) -> None:
+    def put(self, name: str = "blue", endpoint: str = "ep", **settings) -> None:
         spec = DeploymentRecord(model=self.model.ref, model_type=self.model.type,
                                 model_sha256=self.model.sha256, **settings)
-        self.store.put_deployment("ep", name, spec.model_dump(), create=None)
+        self.store.put_deployment(endpoint, name, spec.model_dump(), create=None)
 
     def row(self, name: str = "blue") -> dict:
         return self.store.deployment("ep", name)
@@ -334,8 +334,7 @@ def test_a_request_at_zero_starts_a_replica_without_a_pass_over_the_fleet(h):
 def test_a_change_to_one_endpoint_keeps_the_others_snapshots(h):
     async def scenario():
         h.store.create_endpoint("other", {"auth_mode": "key"})
-        spec = DeploymentRecord(model=h.model.ref, model_type=h.model.type, model_sha256=h.model.sha256)
-        h.store.put_deployment("other", "green", spec.model_dump(), create=None)
+        h.put("green", endpoint="other")
         h.put(instance_count=1)
         await h.converge()
         await h.converge()
@@ -384,4 +383,53 @@ def test_a_row_the_server_cannot_read_does_not_stop_the_others(h):
         h.store.put_deployment("ep", "green", {"model": "m:1", "instance_count": "many"}, create=None)
         await h.converge("blue")
         assert len(h.backend.live("blue")) == 1 and h.backend.live("green") == []
+    run(scenario())
+
+
+def test_every_view_counts_the_same_replicas_through_a_rollout_under_load_and_at_zero(h):
+    def counts() -> dict:
+        n = h.controller.replica_counts("ep", "blue").to_dict()
+        shown = h.controller.health_of("ep", "blue", h.row()["spec"]["instance_count"])   # what show says
+        assert {k: shown[f"{k}_replicas"] for k in n} == n
+        return n
+
+    async def scenario():
+        h.put(instance_count=1, environment_variables={"V": "1"})
+        await h.converge()
+        old = h.backend.live("blue")[0]
+        assert counts() == {"wanted": 1, "ready": 1, "busy": 0, "starting": 0, "draining": 0, "failed": 0}
+        request = old.send("k", 1, b"{}")              # in flight: busy, and still ready
+        assert counts() == {"wanted": 1, "ready": 1, "busy": 1, "starting": 0, "draining": 0, "failed": 0}
+        h.put(instance_count=1, environment_variables={"V": "2", "FAKE_INIT": "hang"})
+        await h.reconcile()
+        await until(lambda: len(h.backend.live("blue")) == 2)   # the new version starts beside the old
+        assert counts() == {"wanted": 1, "ready": 1, "busy": 1, "starting": 1, "draining": 0, "failed": 0}
+        await h.clock.advance(60)                       # it never gets ready: rolled back
+        await h.converge()
+        old.answer_all()
+        assert request.result() == (0, b'"ok"')
+        assert counts() == {"wanted": 1, "ready": 1, "busy": 0, "starting": 0, "draining": 0, "failed": 0}
+        h.put(environment_variables={"V": "1"}, scale_settings={
+            "type": "target_utilization", "min_instances": 0, "max_instances": 1, "idle_timeout": 30})
+        await h.converge()
+        await h.clock.advance(31)                       # idle past the timeout: scaled to zero
+        await h.reconcile()
+        await until(lambda: old.stopped)
+        await h.converge()
+        assert counts() == {"wanted": 0, "ready": 0, "busy": 0, "starting": 0, "draining": 0, "failed": 0}
+        assert h.controller.health_of("ep", "blue", 1)["health"] == "Idle"
+    run(scenario())
+
+
+def test_the_same_deployment_in_two_endpoints_has_its_own_replicas_counted(h):
+    async def scenario():
+        h.store.create_endpoint("other", {"auth_mode": "key"})
+        h.put("blue", endpoint="other")
+        h.put()
+        await h.converge()
+        await until(lambda: len(h.backend.live("blue")) == 2)
+        ids = {r.id for r in h.backend.live("blue")}
+        assert len(ids) == 1                            # the same replica id in both endpoints
+        for endpoint in ("ep", "other"):
+            assert h.controller.replica_counts(endpoint, "blue").ready == 1
     run(scenario())

@@ -65,9 +65,9 @@ class ServerApp:
                                      after_pass=HeapKeeper().after_pass)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)
-        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now)
+        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now, self.controller.roster)
         self.telemetry.metrics.admission_source = self._admission
-        self.telemetry.metrics.state_source = self.telemetry.replica_states
+        self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
         self.gateway = Gateway(self.router, self.telemetry)
         self.url = cfg.url(port)
@@ -81,6 +81,13 @@ class ServerApp:
         for ep in self.router.table.endpoints.values():
             for dep in ep.deployments.values():
                 yield ep.name, dep.name, dep.admission.inflight, len(dep.admission.waiters)
+
+    def _replica_counts(self):
+        """Every deployment of an endpoint, and any other that still has replicas (draining after
+        its deletion), with its replicas by state."""
+        listed = [(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments]
+        for endpoint, name in dict.fromkeys([*listed, *self.controller.roster.deployments()]):
+            yield endpoint, name, self.controller.replica_counts(endpoint, name)
 
     async def _prune_telemetry(self) -> None:
         while True:

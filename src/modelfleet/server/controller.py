@@ -35,10 +35,10 @@ from ..store.artifacts import content_digest
 from ..store.computes import ComputeStore
 from ..store.serving import ServingStore
 from ..workspace import Workspace
-from . import autoscaler, reconciler, settings
+from . import autoscaler, reconciler, replica_states, settings
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
-from .replicas import Replica, ReplicaState as S, transition
+from .replicas import Replica, ReplicaState as S, Roster, transition
 from .routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable, gate_of
 from .supervisor import Supervisor
 
@@ -97,6 +97,7 @@ class Controller:
         self.supervisor = Supervisor(self.clock, self._lost)
         self._after_pass = after_pass         # told after each pass whether it read the rows (heap.py)
         self.runtimes: dict[Key, DeploymentRuntime] = {}
+        self.roster = Roster()   # every replica until it stops, as every view counts them
         self._endpoints: list[dict] = []
         self._rows: list[dict] = []           # deployments as last read
         self._changes = db.watch()            # rows are read again only after a commit
@@ -404,7 +405,7 @@ class Controller:
             for _ in range(count):
                 handle = await self.backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
                                                                      environment))
-                started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now()))
+                started.append(Replica(handle, rt.endpoint, rt.name, self.clock.now(), roster=self.roster))
             await self.clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
         except BaseException as e:
             await self._stop(started, 1.0)
@@ -550,11 +551,10 @@ class Controller:
         (replicas keep failing to start or dying before they serve), or Idle (scaled to zero);
         why, how many replicas it wants now, and how many it lost."""
         rt = self.runtimes.get((endpoint, name))
-        ready = sum(1 for r in rt.group if r.state is S.READY) if rt else 0
-        wanted = rt.scale.want if rt and rt.scale else instance_count
-        health = ("Idle" if wanted == ready == 0 else "Healthy" if ready >= wanted else
+        n = self.replica_counts(endpoint, name, instance_count)
+        health = ("Idle" if n.wanted == n.ready == 0 else "Healthy" if n.ready >= n.wanted else
                   "CrashLoop" if rt and rt.failures >= CRASH_LOOP_AFTER else
-                  "Degraded" if ready else "Unavailable")
+                  "Degraded" if n.ready else "Unavailable")
         fault = rt.fault if rt else None
         if health == "CrashLoop" and fault is None:
             fault = rt.last_failure
@@ -563,9 +563,18 @@ class Controller:
             fault = f"compute {compute!r} is not attached to this workspace (fleet compute attach --name {compute})"
         elif fault is None and health != "Healthy" and compute != "local":
             fault = getattr(self.backend, "fault", lambda _c: None)(compute)
-        return {"health": health, "ready_replicas": ready, "wanted_replicas": wanted, "fault": fault,
+        return {"health": health, **{f"{k}_replicas": v for k, v in n.to_dict().items()}, "fault": fault,
                 "restarts": rt.restarts if rt else 0, "last_failure": rt.last_failure if rt else None,
                 "last_cold_start_ms": rt.cold_start_ms if rt else None}
+
+    def replica_counts(self, endpoint: str, name: str, instance_count: int = 0) -> replica_states.ReplicaCounts:
+        """Its replicas by state (replica_states.py) and how many it wants now: the autoscaler's
+        count, else its row's instance_count as last read (`instance_count` until it is read)."""
+        rt = self.runtimes.get((endpoint, name))
+        if rt is not None and rt.desired is not None:
+            instance_count = 0 if rt.retired else rt.desired.spec.instance_count
+        wanted = rt.scale.want if rt and rt.scale else instance_count
+        return replica_states.count(self.roster.of(endpoint, name), wanted)
 
     def is_busy(self, endpoint: str, name: str) -> bool:
         rt = self.runtimes.get((endpoint, name))
