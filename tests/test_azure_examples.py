@@ -332,7 +332,8 @@ tags:
 
 # The managed sample's deployment as the Kubernetes example writes it (its own schema and settings).
 KUBERNETES_DEPLOYMENT = DEPLOYMENT_YAML.replace("managedOnline", "kubernetesOnline").replace(
-    "name: blue\n", "name: {name}\ntype: kubernetes\n").replace("instance_type: Standard_DS3_v2\ninstance_count: 1\n", "") + """\
+    "name: blue\n", "name: {name}\ntype: kubernetes\n").replace(
+    "instance_type: Standard_DS3_v2\ninstance_count: 1\n", "") + """\
 request_settings:
   request_timeout_ms: 3000
   max_queue_wait_ms: 3000

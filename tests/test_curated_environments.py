@@ -126,7 +126,8 @@ def test_curated_and_image_environments_serve_azure_scoring_helpers(tmp_path, az
         r = fleet(az_env, "online-deployment", "create", "-e", "helpers", "-f", str(yml), "-o", "none")
         assert r.returncode == 0, r.stderr[-3000:]
     key = json.loads(fleet(az_env, "online-endpoint", "get-credentials", "-n", "helpers").stdout)["primaryKey"]
-    uri = fleet(az_env, "online-endpoint", "show", "-n", "helpers", "--query", "scoring_uri", "-o", "tsv").stdout.strip()
+    uri = fleet(az_env, "online-endpoint", "show", "-n", "helpers", "--query", "scoring_uri",
+                "-o", "tsv").stdout.strip()
     base = uri.rsplit("/endpoints/", 1)[0]
     auth = {"authorization": f"Bearer {key}"}
 

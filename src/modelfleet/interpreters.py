@@ -178,7 +178,8 @@ class Policy:
         looked = where_looked(self.pythons)
         wanted = shown_pin(pin)
         if self.mode == "strict":
-            raise InvalidInput(f"{what} asks for Python {wanted}, which is not installed{_SUPPORTED} (looked in: {looked}; "
+            raise InvalidInput(f"{what} asks for Python {wanted}, which is not installed{_SUPPORTED} "
+                               f"(looked in: {looked}; "
                                f"downloads {'failed' if self.downloads else 'off'}); python_policy strict: "
                                "install it, or pin one of "
                                f"{', '.join(sorted({i.minor for i in found} | {self.server.minor})) or 'none'}")

@@ -301,7 +301,8 @@ class EndpointOperations:
                description: str | None = None, tags: dict | None = None, auth_mode: str | None = None) -> Resource:
         ep = self.get(name)
         if description is not None or tags is not None or auth_mode is not None:
-            body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"], "local": ep.get("local", False),
+            body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
+                    "local": ep.get("local", False),
                     "description": ep["description"] if description is None else description,
                     "tags": _without_none({**ep["tags"], **(tags or {})})}
             ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})
