@@ -21,7 +21,7 @@ LAYERS = [
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
     ("registry",    ["registry", "environments", "workspace", "computes"]),  # models, environments; workspaces; computes
-    ("store",       ["store"]),                        # the only SQL and artifact file I/O
+    ("store",       ["store", "datastores"]),          # the only SQL and artifact file I/O; blob stores, node cache
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime"]),                      # what runs inside a replica
     # Below the replicas on purpose: typed specs travel down to the backends.

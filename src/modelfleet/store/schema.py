@@ -88,3 +88,15 @@ environments = sa.Table(
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+
+datastores = sa.Table(
+    "datastores", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),          # azure_blob
+    sa.Column("spec", sa.JSON, nullable=False),                # the document, stored secrets left out
+    sa.Column("secret", sa.Text, nullable=True),               # its account key or SAS token, encrypted (Fernet)
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
