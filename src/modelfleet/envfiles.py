@@ -7,8 +7,8 @@ installs from the package index, index options, and an optional Python pin.
 Nothing here runs conda. A conda dependency becomes the PyPI requirement of the same name
 (`numpy=1.23` -> `numpy==1.23.*`; a few packages are renamed, `pytorch` -> `torch`); conda's own
 tools and the packages PyPI lacks (system libraries, compilers, CUDA toolkits) are refused by
-name. The Python version is the server's: a pin that excludes it is refused when the
-environment is built (`check_python`), since no other interpreter is downloaded here.
+name. A Python pin is met when the environment is built, by an interpreter found on the machine
+(interpreters.py).
 """
 
 from __future__ import annotations
@@ -287,12 +287,6 @@ def python_allows(pin: str | None, version: str | None = None) -> bool:
         return False
 
 
-def check_python(pin: str | None, what: str, version: str | None = None) -> None:
-    """Refuse, in one line, an environment whose Python pin excludes this interpreter."""
-    version = version or platform.python_version()
-    if python_allows(pin, version):
-        return
-    shown = pin[2:].removesuffix(".*") if pin.startswith("==") else pin
-    minor = ".".join(version.split(".")[:2])
-    raise InvalidInput(f"{what} asks for Python {shown}; this server runs Python {version} and downloads no "
-                       f"other interpreter: pin python={minor} (or remove the pin)")
+def shown_pin(pin: str) -> str:
+    """A pin as people write it: `==3.12.*` is 3.12."""
+    return pin[2:].removesuffix(".*") if pin.startswith("==") else pin

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import curated
 from . import traffic as traffic_rules
 from .environments import ANONYMOUS, content_of
 from .errors import FleetError, InvalidInput, SpecError
@@ -291,6 +292,10 @@ class _Planner:
         if env is None:
             return None
         if isinstance(env, str):
+            entry = curated.lookup(env) if curated.registry_uri(env) or "azureml-" in env.lower() else None
+            if entry is not None and (curated.registry_uri(env) or not any(
+                    x.name == ModelRef.parse(env, "environment").name for x in self.current.environments)):
+                return entry.ref   # one of Azure's curated environments (curated.py)
             r = ModelRef.parse(env, "environment")
             if r.version is not None:
                 return f"{r.name}:{r.version}"

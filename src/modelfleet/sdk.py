@@ -138,7 +138,9 @@ class Fleet:
     @cached_property
     def environment_registry(self) -> Environments:
         from .environments import Environments
-        return Environments.of_workspace(self.workspace, self.db)
+        from .interpreters import Policy
+        from .server import settings
+        return Environments.of_workspace(self.workspace, self.db, Policy.of_settings(settings.load(self.workspace)))
 
     # -- talking to the server ---------------------------------------------------------------
 
@@ -291,13 +293,15 @@ class EndpointOperations:
 
     @_resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
-               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
+               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False,
+               local: bool = False) -> Resource:
+        """`local`: made as Azure's `--local` endpoints are, answering loopback clients without a key."""
         from .specs import EndpointSpec, validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         self._f.computes.resolve(spec.compute)  # an unknown compute starts no server
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
-                "tags": spec.tags}
+                "tags": spec.tags, "local": local}
         ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,
                              params=None if exist_ok else {"create": "true"})
         if spec.traffic is not None or spec.mirror_traffic is not None:
@@ -310,6 +314,7 @@ class EndpointOperations:
         ep = self.get(name)
         if description is not None or tags is not None or auth_mode is not None:
             body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
+                    "local": ep.get("local", False),
                     "description": ep["description"] if description is None else description,
                     "tags": _without_none({**ep["tags"], **(tags or {})})}
             ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})
@@ -408,18 +413,28 @@ class DeploymentOperations:
         """A deployment's `environment` as a version ref; Azure's inline block is registered first."""
         if environment is None or isinstance(environment, str):
             return environment
+        default = self._f.environment_registry.runs_on_default(environment)
+        if default is not None:   # an image that is not Azure's: the server's own Python and packages
+            self._f.notice(f"notice: {default}")
+            return None
         return self._f.environment_registry.inline(environment, base_dir).ref
 
     def _build_environment(self, endpoint: str, body: dict) -> None:
         """Build the body's environment before the deployment is written, so its progress shows
         (the server finds it built then); for env_manager, the one the MLflow model logged."""
         ref = body.get("environment")
-        if ref is None and body.get("env_manager"):
+        if ref is None:
             model = self._f.registry.get(body["model"])
             if model.type != "mlflow":
-                return  # the server says why
-            ref = self._f.environment_registry.for_mlflow_model(
-                model.ref, self._f.registry.path_of(model, False), body["env_manager"]).ref
+                return  # the server says why, if there is anything to say
+            model_dir = self._f.registry.path_of(model, False)
+            if body.get("env_manager"):
+                ref = self._f.environment_registry.for_mlflow_model(model.ref, model_dir, body["env_manager"]).ref
+            else:
+                env = self._f.environment_registry.for_mlflow_flavour(model.ref, model_dir)
+                if env is not None:
+                    self._f.notice(f"notice: {env.description}")
+                ref = env.ref if env is not None else None
         if ref is not None:
             self._f.environments.build(ref, compute=self._f.online_endpoints.get(endpoint)["compute"])
 

@@ -56,6 +56,7 @@ def is_loopback(host: str) -> bool:
 
 class EndpointBody(BaseModel):
     auth_mode: str = "key"
+    local: bool = False   # made with --local: loopback clients need no key, as Azure's local endpoints
     compute: str = "local"
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
@@ -309,7 +310,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
     add_environments(app, controller, deps)
     add_observability(app, controller, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
-    openapi.document(app)
+    openapi.document(app, controller.router)
     return app
 
 

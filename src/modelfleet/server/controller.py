@@ -25,6 +25,7 @@ from typing import Callable
 
 from ..backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
 from ..environments import Environments
+from ..interpreters import Policy
 from ..errors import DeploymentFailed, FleetError, IntegrityError
 from ..fsutil import tail_lines
 from ..registry import Registry
@@ -34,11 +35,11 @@ from ..store.artifacts import content_digest
 from ..store.computes import ComputeStore
 from ..store.serving import ServingStore
 from ..workspace import Workspace
-from . import autoscaler, reconciler, replica_states
+from . import autoscaler, reconciler, replica_states, settings
 from .clock import Clock
 from .reconciler import Actual, Desired, Key, Retire, Rollout, Scale, Settle
 from .replicas import Replica, ReplicaState as S, Roster, transition
-from .routing import NO_COLLECTION, DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from .routing import NO_COLLECTION, DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable, gate_of
 from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
@@ -89,7 +90,7 @@ class Controller:
         self.computes = ComputeStore(db)
         self.artifacts = ArtifactStore(ws.artifacts)
         self.registry = Registry(db, self.artifacts)
-        self.environments = Environments.of_workspace(ws, db)
+        self.environments = Environments.of_workspace(ws, db, Policy.of_settings(settings.load(ws)))
         self.backend = backend
         self.router = router
         self.clock = clock or Clock()
@@ -309,7 +310,7 @@ class Controller:
             if last is not None and last[1] == deployments and (last[0] is ep or last[0] == ep):
                 snapshot = last[2]
             else:
-                snapshot = EndpointSnapshot.build(name, ep["spec"].get("auth_mode", "key"),
+                snapshot = EndpointSnapshot.build(name, gate_of(ep["spec"]),
                                                   (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
                                                   ep["mirror_traffic"], deployments)
             published[name], table[name] = (ep, deployments, snapshot), snapshot
@@ -320,7 +321,7 @@ class Controller:
         ep = self._published[endpoint][0]
         deployments = {name: self._deployment_snapshot(rt) for (e, name), rt in self.runtimes.items()
                        if e == endpoint and not rt.retired and rt.spec is not None}
-        snapshot = EndpointSnapshot.build(endpoint, ep["spec"].get("auth_mode", "key"),
+        snapshot = EndpointSnapshot.build(endpoint, gate_of(ep["spec"]),
                                           (ep["primary_key"], ep["secondary_key"]), ep["traffic"],
                                           ep["mirror_traffic"], deployments)
         self._published[endpoint] = (ep, deployments, snapshot)

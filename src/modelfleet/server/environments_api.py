@@ -47,6 +47,11 @@ async def deployment_environment(controller: Controller, body: DeploymentBody, m
         env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
     elif body.environment is not None:
         env = await asyncio.to_thread(envs.get, body.environment)
+    elif model.type == "mlflow":   # no-code MLflow: its own environment when the server lacks its flavour
+        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
+        env = await asyncio.to_thread(envs.for_mlflow_flavour, model.ref, model_dir)
+        if env is None:
+            return None
     else:
         return None
     local = (endpoint["spec"].get("compute") or "local") == "local"
