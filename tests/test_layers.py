@@ -21,13 +21,14 @@ LAYERS = [
     ("fleet files", ["planner", "applier", "exporter", "fleetfile"]),  # plan / apply / export
     ("server",      ["server"]),                       # control API, controller, gateway, routing
     ("registry",    ["registry", "environments", "workspace", "computes",  # models, environments; workspaces; computes
-                     "monitoring"]),                   # data assets, monitor runs and their scheduler
+                     "monitoring",                     # data assets, monitor runs and their scheduler
+                     "interpreters", "mlflow_flavours"]),  # the Python an environment pins; a model's own packages
     ("store",       ["store", "datastores"]),          # the only SQL and artifact file I/O; blob stores, node cache
     ("backends",    ["backends", "compute"]),          # where replicas run; Ray clusters as processes
     ("runtime",     ["runtime", "collection"]),        # what runs inside a replica; collected rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("documents",   ["specs", "placement", "model_types", "documents", "envfiles", "traffic", "names",
-                     "monitoring_specs", "spec_base"]),
+                     "monitoring_specs", "spec_base", "curated"]),
     ("base",        ["errors", "fsutil", "digests", "version", "logfmt"]),
 ]
 
