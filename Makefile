@@ -11,6 +11,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
 DEBIAN_PACKAGES := chromium postgresql
+# Debian's Pythons for environments that pin a Python (tests/test_azure_examples.py serves from every
+# 3.10-3.13 installed). Debian 12 has only python3.11; the others come from pyenv or uv where present.
+DEBIAN_PYTHONS := python3.11
 # npm packages the tests start for real, installed into TOOLS (gitignored): Azurite, the Azure
 # Storage emulator the datastore tests and bench/datastore.py run against.
 TOOLS := .tools
@@ -28,7 +31,7 @@ $(BIN)/fleet: pyproject.toml constraints.txt
 install: $(BIN)/fleet
 
 system-packages:
-	@scripts/system-packages.sh $(DEBIAN_PACKAGES)
+	@scripts/system-packages.sh $(DEBIAN_PACKAGES) $(DEBIAN_PYTHONS)
 
 npm-tools:
 	@scripts/npm-tools.sh $(TOOLS) $(NPM_PACKAGES)

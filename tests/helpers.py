@@ -24,6 +24,16 @@ from modelfleet.cli.main import cli
 from modelfleet.cli.quickstart import train
 
 
+# The first lines of an Azure script run here: `az ml` mapped to `fleet`, the only change.
+SCRIPT_HEAD = """set -euo pipefail
+az() {  # `az ml ...` -> `fleet ...`: the only change to the script
+    [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }
+    shift
+    fleet "$@"
+}
+"""
+
+
 @dataclass
 class LoadResult:
     ok: int = 0

@@ -21,15 +21,10 @@ import pandas as pd
 import pytest
 
 # every test here starts a server and replicas, its metadata in SQLite and in PostgreSQL
+from .helpers import SCRIPT_HEAD
+
 pytestmark = [pytest.mark.slow, pytest.mark.databases]
 
-SCRIPT_HEAD = """set -euo pipefail
-az() {  # `az ml ...` -> `fleet ...`: the only change to the script
-    [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }
-    shift
-    fleet "$@"
-}
-"""
 
 SAFE_ROLLOUT = SCRIPT_HEAD + """
 ENDPOINT_NAME=endpt-rollout

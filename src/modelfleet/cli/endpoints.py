@@ -62,7 +62,8 @@ def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, f
     if tag:
         fields["tags"] = {**(fields.get("tags") or {}), **parse_tags(tag)}
     spec = _validate(ctx, ctx.apply_ops(fields), file or "")
-    ctx.emit(ctx.fleet.online_endpoints.create(spec.name, spec=spec), kind="endpoint")
+    local = bool(click.get_current_context().params.get("_local"))   # az's --local: no key from this machine
+    ctx.emit(ctx.fleet.online_endpoints.create(spec.name, spec=spec, local=local), kind="endpoint")
 
 
 @command(online_endpoint, "update", help="Change traffic, mirror traffic, description or tags.", properties=True)

@@ -37,7 +37,7 @@ def _address_options(fn):
 
 
 def _changes(**options) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None and v != ()}
 
 
 @command(server, "start", help="Start the server in the background (or --foreground).")
@@ -101,5 +101,11 @@ def status(ctx: Ctx, show_token):
               help="Shared multi-model worker processes (default: one per core, 2 to 8).")
 @click.option("--shared-worker-memory", default=None,
               help="Each shared worker's memory budget for loaded models (512Mi, 2Gi; default 1Gi).")
+@click.option("--python-policy", type=click.Choice(["nearest", "strict"]), default=None,
+              help="An environment's Python not installed: build on the nearest found (with a warning), or refuse.")
+@click.option("--python", "pythons", multiple=True, default=None,
+              help="An interpreter environments may use beyond those found (repeatable; '' clears the list).")
+@click.option("--python-downloads/--no-python-downloads", default=None,
+              help="Let uv download a Python an environment asks for when none is installed (default: no).")
 def configure(ctx: Ctx, **options):
     ctx.emit(ctx.fleet.server.configure(**_changes(**options)))

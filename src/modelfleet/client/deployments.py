@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain import curated
 from ..domain.errors import DeploymentFailed, InvalidInput
 from . import transfer
 from .resources import Resource, resources, without_none
@@ -50,17 +51,26 @@ class DeploymentOperations:
         """A deployment's `environment` as a version ref; Azure's inline block is registered first."""
         if environment is None or isinstance(environment, str):
             return environment
+        if environment.conda_file is None and environment.requirements is None and \
+                not curated.is_inference_image(environment.image):
+            self._f.notice(f"notice: {self._f.environments.runs_on_default(environment.image)}")
+            return None
         return self._f.environments.inline(environment, base_dir).ref
 
     def _build_environment(self, endpoint: str, body: dict) -> None:
         """Build the body's environment before the deployment is written, so its progress shows
         (the server finds it built then); for env_manager, the one the MLflow model logged."""
         ref = body.get("environment")
-        if ref is None and body.get("env_manager"):
+        if ref is None:
             model = self._f.models.resolve(body["model"])
             if model.type != "mlflow":
-                return  # the server says why
-            ref = self._f.environments.of_model(model.ref, body["env_manager"]).ref
+                return  # the server says why, if there is anything to say
+            env = self._f.environments.of_model(model.ref, body.get("env_manager"))
+            if env is None:
+                return
+            if not body.get("env_manager"):   # the server lacks the flavour: the model's own environment
+                self._f.notice(f"notice: {env.description}")
+            ref = env.ref
         if ref is not None:
             self._f.environments.build(ref, compute=self._f.online_endpoints.get(endpoint)["compute"])
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import signatures
+from . import azure_scoring, signatures
 from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -288,10 +288,13 @@ def load_mlflow(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
 
 
 class ScriptScorer:
-    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional.
-    A module-level `v2_metadata` declares its V2 tensors (runtime/signatures.py)."""
+    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional;
+    Azure's decorators on run() are honoured (runtime/azure_scoring.py). A module-level
+    `v2_metadata` declares its V2 tensors (runtime/signatures.py), else an @input_schema does."""
 
     def __init__(self, script: Path):
+        azure_scoring.alias_contrib_services()
+        azure_scoring.log_to_stdout()
         spec = importlib.util.spec_from_file_location("score", script)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(script.parent))
@@ -299,22 +302,35 @@ class ScriptScorer:
         spec.loader.exec_module(module)
         if not callable(getattr(module, "run", None)) and not callable(getattr(module, "run_batch", None)):
             raise AttributeError(f"{script.name} defines neither run(raw_data) nor run_batch(list_of_raw)")
-        self.metadata = (signatures.declared(module.v2_metadata, script.name) if hasattr(module, "v2_metadata")
-                         else signatures.empty())
+        run = getattr(module, "run", None)
+        self._run = azure_scoring.AzureRun(run, BadInput) if callable(run) else None
+        schema = self._run.schema() if self._run is not None else None
+        if hasattr(module, "v2_metadata"):
+            self.metadata = signatures.declared(module.v2_metadata, script.name)
+        elif schema is not None:
+            self.metadata = {**azure_scoring.v2_metadata(schema), "schema": schema}
+        else:
+            self.metadata = signatures.empty()
         self.fast_path = {"path": "off", "reason": "a scoring script calls the model"}
         if callable(getattr(module, "init", None)):
             module.init()
-        self._run = getattr(module, "run", None)
         self._run_batch = getattr(module, "run_batch", None)
 
+    def _answer(self, body: bytes) -> bytes | Exception:
+        try:
+            out = self._run(body)
+        except BadInput as e:
+            return e
+        return bytes(out) if isinstance(out, azure_scoring.RawAnswer) else to_json(out)
+
     def score(self, bodies: list[bytes]) -> list[bytes | Exception]:
-        raws = [b.decode("utf-8", "replace") for b in bodies]
-        if self._run_batch is not None and (len(raws) > 1 or self._run is None):
+        if self._run_batch is not None and (len(bodies) > 1 or self._run is None):
+            raws = [b.decode("utf-8", "replace") for b in bodies]
             outs = self._run_batch(raws)
             if len(outs) != len(raws):
                 raise RuntimeError(f"run_batch returned {len(outs)} results for {len(raws)} requests")
             return [to_json(o) for o in outs]
-        return [to_json(self._run(r)) for r in raws]
+        return [self._answer(b) for b in bodies]
 
     def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
         """V2: run() gets {"data": rows}; an answer that is an object keyed by output names gives
@@ -322,7 +338,11 @@ class ScriptScorer:
         import numpy as np
         rows = join_columns(columns).tolist()
         rows = [[v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r] for r in rows]
-        result = orjson.loads(self.score([orjson.dumps({"data": rows})])[0])
+        name = self._run.first if self._run is not None and self._run.style == azure_scoring.SCHEMA else "data"
+        answer = self.score([orjson.dumps({name: rows})])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        result = orjson.loads(answer)
         declared = {t["name"]: t["datatype"] for t in self.metadata["outputs"]}
         if isinstance(result, dict) and all(n in result for n in wanted):
             picked = [(n, result[n]) for n in wanted]

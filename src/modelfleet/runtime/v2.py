@@ -235,10 +235,13 @@ def wanted_outputs(doc: dict, available: list[str]) -> list[tuple[str, bool]]:
         return [(n, binary_default) for n in available]
     if not isinstance(requested, list):
         raise BadInput("outputs must be a list of {name}")
-    out = []
+    out, seen = [], set()
     for i, o in enumerate(requested):
         if not isinstance(o, dict) or not isinstance(o.get("name"), str):
             raise BadInput(f"outputs[{i}] needs a name")
+        if o["name"] in seen:  # as Triton: each output is asked for once
+            raise BadInput(f"outputs[{i}]: output {o['name']!r} is requested more than once")
+        seen.add(o["name"])
         if o["name"] not in available:
             raise BadInput(f"unknown output {o['name']!r}: the model's outputs are {', '.join(available)}")
         p = o.get("parameters") or {}

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..domain import curated
 from ..domain.errors import InvalidInput
 from ..domain.names import ModelRef, check_name
 from .deployment_settings import CodeConfiguration, DeploymentSettings
@@ -65,14 +66,17 @@ class InlineModel(Spec):
 
 
 def _environment_ref(v):
-    """`azureml:NAME:VERSION`, `NAME:VERSION`, `NAME@label` or `NAME` (latest), as for models."""
+    """`azureml:NAME:VERSION`, `NAME:VERSION`, `NAME@label` or `NAME` (latest), as for models, or
+    one of Azure's curated environments (`azureml://registries/azureml/environments/NAME/labels/latest`)."""
     if v is None:
         return None
-    if str(v).startswith("azureml://"):
-        raise ValueError("environments from Azure registries (azureml://...) are Azure's images: create the "
-                         "environment here (fleet environment create) and name it as azureml:NAME:VERSION")
     try:
-        ModelRef.parse(str(v), "environment")
+        if curated.registry_uri(str(v)):
+            if curated.lookup(str(v)) is None:
+                raise InvalidInput(f"{v!r} is not a curated environment of Azure's registry "
+                                   "(azureml://registries/azureml/environments/NAME/labels/latest)")
+        else:
+            ModelRef.parse(str(v), "environment")
     except Exception as e:
         raise ValueError(str(e)) from None
     return str(v)
@@ -80,11 +84,11 @@ def _environment_ref(v):
 
 class EnvironmentSpec(Spec):
     """Azure's environment YAML. The packages come from `conda_file` (a conda environment file, or
-    that document inline) or `requirements` (modelfleet's: a requirements.txt, or its lines);
-    `image` is kept but not used: there is no Docker here."""
+    that document inline) or `requirements` (modelfleet's: a requirements.txt, or its lines). There
+    is no Docker here: beside a conda file `image` is kept but not used; alone, one of Azure's
+    inference images is the packages it carries (domain/curated.py), any other the default environment."""
     AZURE_ONLY = frozenset({"build", "inference_config", "os_type", "docker", "properties", "datastore", "stage",
                             "intellectual_property"})
-    NOTED = {"image": "environments are virtualenvs built with uv from the conda file, not Docker images"}
     name: str
     version: str | None = None
     conda_file: str | dict | None = None
@@ -110,11 +114,17 @@ class EnvironmentSpec(Spec):
     def _tags(cls, v):
         return {str(k): "" if x is None else str(x) for k, x in _mapping(v).items()}
 
+    @property
+    def NOTED(self) -> dict[str, str]:  # noqa: N802 - Spec's class-level name for kept-but-unused fields
+        if self.image is not None and (self.conda_file is not None or self.requirements is not None):
+            return {"image": "environments are virtualenvs built with uv from the conda file, not Docker images"}
+        return {}
+
     @model_validator(mode="after")
     def _packages(self):
-        if self.conda_file is None and self.requirements is None:
-            raise ValueError("conda_file: required (or requirements: a requirements.txt): environments are "
-                             "built from packages, not from an image")
+        if self.conda_file is None and self.requirements is None and self.image is None:
+            raise ValueError("conda_file: required (or requirements: a requirements.txt, or image: one of "
+                             "Azure's inference images)")
         if self.conda_file is not None and self.requirements is not None:
             raise ValueError("give conda_file or requirements, not both")
         return self

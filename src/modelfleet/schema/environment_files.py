@@ -7,8 +7,8 @@ installs from the package index, index options, and an optional Python pin.
 Nothing here runs conda. A conda dependency becomes the PyPI requirement of the same name
 (`numpy=1.23` -> `numpy==1.23.*`; a few packages are renamed, `pytorch` -> `torch`); conda's own
 tools and the packages PyPI lacks (system libraries, compilers, CUDA toolkits) are refused by
-name. The Python version is the server's: a pin that excludes it is refused when the
-environment is built (`check_python`), since no other interpreter is downloaded here.
+name. A Python pin is met when the environment is built, by an interpreter found on the machine
+(interpreters.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import yaml_files
+from ..domain import curated
 from ..domain.errors import InvalidInput, SpecError
 
 # conda names whose PyPI package is called differently
@@ -287,22 +288,23 @@ def python_allows(pin: str | None, version: str | None = None) -> bool:
         return False
 
 
-def check_python(pin: str | None, what: str, version: str | None = None) -> None:
-    """Refuse, in one line, an environment whose Python pin excludes this interpreter."""
-    version = version or platform.python_version()
-    if python_allows(pin, version):
-        return
-    shown = pin[2:].removesuffix(".*") if pin.startswith("==") else pin
-    minor = ".".join(version.split(".")[:2])
-    raise InvalidInput(f"{what} asks for Python {shown}; this server runs Python {version} and downloads no "
-                       f"other interpreter: pin python={minor} (or remove the pin)")
+def shown_pin(pin: str) -> str:
+    """A pin as people write it: `==3.12.*` is 3.12."""
+    return pin[2:].removesuffix(".*") if pin.startswith("==") else pin
 
 
 ANONYMOUS = "CliV2AnonymousEnvironment"   # Azure's name for environments written inline
 
 
 def content_of(spec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
-    """What `spec` asks for, and the source document kept with the version (for `show`)."""
+    """What `spec` asks for, and the source document kept with the version (for `show`). An image
+    alone must be one of Azure's inference images (see Environments.runs_on_default)."""
+    if spec.conda_file is None and spec.requirements is None:
+        if not curated.is_inference_image(spec.image):
+            raise InvalidInput(f"image {spec.image!r} is not one of Azure's inference images "
+                               f"({curated.INFERENCE_IMAGES}...): give a conda_file with the packages it needs")
+        return EnvironmentContent(curated.IMAGE_PACKAGES), {
+            "image": spec.image, "mapped_to": f"the server's Python + {', '.join(curated.IMAGE_PACKAGES)}"}
     if isinstance(spec.conda_file, dict):
         return read_conda(spec.conda_file, base_dir, "conda_file"), {"conda_file": spec.conda_file}
     if spec.conda_file is not None:

@@ -45,6 +45,12 @@ class ServerSettings(BaseModel):
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
     shared_workers: int | None = Field(default=None, ge=1, le=256)  # None: one per core, 2 to 8
     shared_worker_memory: str = "1Gi"    # each shared worker's budget for loaded models
+    # The Python an environment pins (interpreters.py): looked for on the machine and in `pythons`
+    # (interpreter paths); missing, `nearest` builds on the nearest version found (with a warning),
+    # `strict` refuses; `python_downloads` lets `uv python install` fetch a missing one.
+    python_policy: Literal["nearest", "strict"] = "nearest"
+    pythons: list[str] = Field(default_factory=list)
+    python_downloads: bool = False
     # Where the metadata lives: None is the workspace's SQLite file; postgresql://USER@HOST/DB
     # a PostgreSQL database (its password from ~/.pgpass or PGPASSWORD, or in the URL).
     database_url: str | None = None
@@ -143,6 +149,8 @@ def _clean(changes: dict) -> dict:
             changes[name] = None
     if changes.get("port") == 0:
         changes["port"] = None
+    if "pythons" in changes:   # interpreter paths, absolute; '' clears the list
+        changes["pythons"] = [str(Path(p).expanduser().absolute()) for p in changes["pythons"] if p]
     if changes.get("database_url") == "":
         changes["database_url"] = None
     return changes

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from modelfleet.envbuild.builder import Interpreter, bytes_only_in, disk_usage, explain
-from modelfleet.schema.environment_files import (EnvironmentContent, check_python, conda_dependency,
-                                                 python_allows, read_conda, read_mlflow_model,
-                                                 read_requirement_lines)
+from modelfleet.schema.environment_files import (EnvironmentContent, conda_dependency, python_allows, read_conda,
+                                                 read_mlflow_model, read_requirement_lines)
 from modelfleet.domain.errors import InvalidInput, SpecError
 from modelfleet.schema.documents import DeploymentSpec, EnvironmentSpec
 from modelfleet.schema.validation import validate
@@ -100,13 +99,6 @@ def test_the_python_pin_is_checked_against_the_server_python(pin, allowed):
     assert python_allows(pin, "3.11.7") is allowed
 
 
-def test_another_python_is_refused_in_one_line():
-    with pytest.raises(InvalidInput) as refused:
-        check_python("==3.8.*", "environment pydata:1", "3.11.7")
-    assert refused.value.message == ("environment pydata:1 asks for Python 3.8; this server runs Python 3.11.7 and "
-                                     "downloads no other interpreter: pin python=3.11 (or remove the pin)")
-
-
 def test_requirement_files_refuse_local_checkouts():
     with pytest.raises(SpecError, match="editable installs"):
         read_requirement_lines(["-e ."], None, "requirements.txt")
@@ -137,8 +129,10 @@ def test_environment_documents():
         "env.yml: field 'os_type' has no meaning on modelfleet; ignored",
         "env.yml: field 'image' is kept but not used: environments are virtualenvs built with uv from the conda "
         "file, not Docker images"]
+    image = validate(EnvironmentSpec, {"name": "img", "image": "mcr.microsoft.com/azureml/minimal-py312-inference"})
+    assert image.notices("env.yml") == []   # an image alone is what it maps to (curated.py), not a kept field
     with pytest.raises(SpecError, match="conda_file: required"):
-        validate(EnvironmentSpec, {"name": "img", "image": "python:3.11"})
+        validate(EnvironmentSpec, {"name": "nothing"})
     with pytest.raises(SpecError, match="give conda_file or requirements, not both"):
         validate(EnvironmentSpec, {"name": "x", "conda_file": "a.yml", "requirements": ["b"]})
 
@@ -148,14 +142,16 @@ def test_deployment_environments():
     inline = validate(DeploymentSpec, {**DEPLOYMENT, "environment": {"conda_file": "env.yml", "image": "x"}})
     assert inline.environment.conda_file == "env.yml" and inline.environment.name is None
     assert validate(DeploymentSpec, {**DEPLOYMENT, "env_manager": "local"}).env_manager is None
+    curated = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
+    assert validate(DeploymentSpec, {**DEPLOYMENT, "environment": curated}).environment == curated
+    assert validate(DeploymentSpec, {**DEPLOYMENT, "environment": {"image": "python:3.11"}}).environment.image
     for doc, message in [
         ({"environment": "sk:1", "env_manager": "uv"}, "give environment or env_manager, not both"),
-        ({"environment": "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"},
-         "environment: environments from Azure registries (azureml://...) are Azure's images: create the environment "
-         "here (fleet environment create) and name it as azureml:NAME:VERSION"),
-        ({"environment": {"image": "python:3.11"}},
-         "environment: conda_file: required (or requirements: a requirements.txt): environments are built from "
-         "packages, not from an image"),
+        ({"environment": "azureml://registries/azureml/environments/acpt-pytorch-2.8-cuda12.6/labels/latest"},
+         "environment: environment 'azureml://registries/azureml/environments/acpt-pytorch-2.8-cuda12.6/labels/"
+         "latest': Azure's curated environment 'acpt-pytorch-2.8-cuda12.6' is not in modelfleet's catalog "
+         "(sklearn-1.5, sklearn-1.0, lightgbm-3.3, minimal-py312-inference); create an environment with its "
+         "packages instead (fleet environment create --conda-file ...)"),
         ({"env_manager": "pip"}, "env_manager: Input should be 'virtualenv', 'uv' or 'conda'"),
     ]:
         with pytest.raises(SpecError) as refused:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
+from ..dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable, gate_of
 from .deployment_state import DeploymentRuntime
 from .desired_state import DesiredState
 from .reconciler import Key
@@ -68,5 +68,5 @@ class RoutePublisher:
 
 
 def _endpoint_snapshot(ep: dict, deployments: dict[str, DeploymentSnapshot]) -> EndpointSnapshot:
-    return EndpointSnapshot.build(ep["name"], ep["spec"].get("auth_mode", "key"), (ep["primary_key"], ep["secondary_key"]),
+    return EndpointSnapshot.build(ep["name"], gate_of(ep["spec"]), (ep["primary_key"], ep["secondary_key"]),
                                   ep["traffic"], ep["mirror_traffic"], deployments)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from ...assets.environments import Environments
 from ...assets.models import Registry
+from ...envbuild.interpreters import Policy
+from ...schema import server_settings
 from ...schema.workspace import Workspace
 from ...store import ArtifactStore, Database
 from ...store.computes import ComputeStore
@@ -26,4 +28,4 @@ class Stores:
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db))
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))))

@@ -61,6 +61,7 @@ def is_loopback(host: str) -> bool:
 
 class EndpointBody(BaseModel):
     auth_mode: str = "key"
+    local: bool = False   # made with --local: loopback clients need no key, as Azure's local endpoints
     compute: str = "local"
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
@@ -328,7 +329,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
 
     add_observability(app, controller, registry, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
-    openapi.document(app)
+    openapi.document(app, controller.router)
     return app
 
 

@@ -73,7 +73,12 @@ class EnvironmentBody(BaseModel):
 
 class ModelEnvironmentBody(BaseModel):
     model: str
-    env_manager: Literal["virtualenv", "uv", "conda"]
+    # None: the environment the model logged only when the server lacks its flavour's package
+    env_manager: Literal["virtualenv", "uv", "conda"] | None = None
+
+
+class ImageBody(BaseModel):
+    image: str
 
 
 class Archived(BaseModel):
@@ -93,6 +98,11 @@ async def deployment_environment(stores: Stores, body: DeploymentBody, model, en
         env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
     elif body.environment is not None:
         env = await asyncio.to_thread(envs.get, body.environment)
+    elif model.type == "mlflow":   # no-code MLflow: its own environment when the server lacks its flavour
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
+        env = await asyncio.to_thread(envs.for_mlflow_flavour, model.ref, model_dir)
+        if env is None:
+            return None
     else:
         return None
     local = (endpoint["spec"].get("compute") or "local") == "local"
@@ -119,15 +129,28 @@ def add_routes(app: FastAPI, controller: Controller, stores: Stores, deps: list)
         return (await asyncio.to_thread(envs.describe, env)).to_dict()
 
     @app.post("/api/environments/of-model", dependencies=deps)
-    async def of_model(body: ModelEnvironmentBody) -> dict:
-        """The environment an MLflow model logged for itself (`--env-manager`), registered."""
+    async def of_model(body: ModelEnvironmentBody) -> dict | None:
+        """The environment an MLflow model logged for itself (`--env-manager`), registered; with
+        no env_manager, that environment when the server lacks the model's flavour (else null)."""
         model = await asyncio.to_thread(stores.registry.get, body.model)
         if model.type != "mlflow":
             raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
                                "mlflow; name an environment instead")
         model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
-        env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
+        if body.env_manager is None:
+            env = await asyncio.to_thread(envs.for_mlflow_flavour, model.ref, model_dir)
+            if env is None:
+                return None
+        else:
+            env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
         return (await asyncio.to_thread(envs.describe, env)).to_dict()
+
+    @app.post("/api/environments/image", dependencies=deps)
+    async def image(body: ImageBody) -> dict:
+        """Why a deployment whose environment is only an image that is not Azure's runs on the
+        default environment; refused under the strict python_policy."""
+        spec = EnvironmentSpec.model_construct(image=body.image, conda_file=None, requirements=None)
+        return {"runs_on_default": envs.runs_on_default(spec)}
 
     @app.get("/api/environments/{ref}", dependencies=deps)
     async def get(ref: str) -> dict:

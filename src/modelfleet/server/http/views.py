@@ -11,7 +11,8 @@ from ...store.serving import spec_etag
 
 def endpoint_view(ep: dict, deployments: list[str], public_url: str | None) -> dict:
     return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
-            "compute": ep["spec"].get("compute", "local"), "description": ep["spec"].get("description", ""),
+            "compute": ep["spec"].get("compute", "local"), "local": ep["spec"].get("local", False),
+            "description": ep["spec"].get("description", ""),
             "tags": ep["spec"].get("tags", {}), "traffic": ep["traffic"], "mirror_traffic": ep["mirror_traffic"],
             "scoring_uri": f"{public_url}/endpoints/{ep['name']}/score" if public_url else None,
             "openapi_uri": f"{public_url}/v2/models/{ep['name']}" if public_url else None,
