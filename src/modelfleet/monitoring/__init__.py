@@ -1,5 +1,5 @@
 """Model monitoring: say when what a deployment receives and answers drifts from reference data.
-The documents are in ../monitoring_specs.py, the collection in ../collection/.
+The documents are in ../schema/monitoring.py, the collection in ../collection/.
 
     tables.py          reading collected windows and data files as columns
     data_assets.py     data asset versions (`fleet data`)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -376,44 +374,3 @@ def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None, f
 def set_model_env(model_dir: Path) -> None:
     os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
     os.environ["FLEET_MODEL_DIR"] = str(model_dir)
-
-
-# -- errors in the user's code -----------------------------------------------------------------
-
-_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
-# code snapshots live at <workspace>/artifacts/code/<sha256>/<the user's folder>/...
-_SNAPSHOT = re.compile(r"^.*[/\\]code[/\\][0-9a-f]{64}[/\\]")
-
-
-def _shown(filename: str) -> str:
-    """The user's own path (their folder's name and below) for a file in a code snapshot."""
-    return _SNAPSHOT.sub("", filename)
-
-
-def _trim(te: traceback.TracebackException) -> None:
-    keep = [f for f in te.stack if not f.filename.startswith(_PACKAGE) and not f.filename.startswith("<frozen ")]
-    te.stack = traceback.StackSummary.from_list(
-        [traceback.FrameSummary(_shown(f.filename), f.lineno, f.name, line=f.line) for f in keep])
-    if getattr(te, "filename", None):  # a SyntaxError points at its file too
-        te.filename = _shown(te.filename)
-    for inner in (te.__cause__, te.__context__):
-        if inner is not None:
-            _trim(inner)
-
-
-def user_traceback(exc: BaseException) -> str:
-    """The traceback of an error in a model or score.py as the user wants to read it: their files
-    named as in their code folder (not the copy in the store), modelfleet's own frames left out."""
-    te = traceback.TracebackException.from_exception(exc)
-    _trim(te)
-    return "".join(te.format())
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a client: `Type: message (at folder/score.py:12 in run)`."""
-    text = f"{type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _SNAPSHOT.match(f.filename)]
-    if frames:
-        f = frames[-1]
-        text += f" (at {_shown(f.filename)}:{f.lineno} in {f.name})"
-    return text

@@ -23,7 +23,8 @@ import orjson
 from . import memory, protocol as p, replica_log
 from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 from .heartbeat import Outbox
-from .loaders import describe_error, load_scorer, set_model_env, to_json, user_traceback
+from .loaders import load_scorer, set_model_env, to_json
+from .user_errors import describe_error, user_traceback
 
 REPLICA_OOM_SCORE_ADJ = 800   # under memory pressure the kernel kills a replica (the biggest) first
 

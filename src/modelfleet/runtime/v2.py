@@ -20,7 +20,8 @@ import sys
 import orjson
 
 from . import protocol as p
-from .loaders import BadInput, describe_error, user_traceback
+from .loaders import BadInput
+from .user_errors import describe_error, user_traceback
 from .signatures import v2_datatype
 
 _NP = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",

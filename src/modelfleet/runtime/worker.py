@@ -40,7 +40,8 @@ import orjson
 
 from ..files.fsutil import size_on_disk
 from . import fast_path, protocol as p, replica_log
-from .loaders import to_json, user_traceback
+from .loaders import to_json
+from .user_errors import user_traceback
 from .heartbeat import Outbox
 from .memory import heap_bytes, malloc_trim, rss_bytes
 from .model_budget import LruBudget
