@@ -27,7 +27,7 @@ import pytest
 
 from modelfleet.envbuild.interpreters import discover
 
-from .helpers import SCRIPT_HEAD
+from .helpers import SCRIPT_HEAD, compute_row
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -315,6 +315,7 @@ def test_an_image_that_is_not_azure_runs_on_the_default_environment(tmp_path, az
     assert json.loads(json.loads((tmp_path / "iris-answer.json").read_text())) == {"0": {"0": 0, "1": 2}}
     # the strict policy refuses it, in one line, before anything is written
     fleet(az_env, "server", "configure", "--python-policy", "strict", "-o", "none")
+    fleet(az_env, "server", "restart", "-o", "none")   # settings apply at the next start
     (tmp_path / "strict.yml").write_text(MULTIMODEL_DEPLOYMENT.replace("{{ENDPOINT_NAME}}", "strict-mm")
                                          .replace("{{ACR_NAME}}", "myacr"))
     fleet(az_env, "online-endpoint", "create", "-n", "strict-mm", "-o", "none")

@@ -112,8 +112,9 @@ def test_a_large_upload_and_download_stream_in_bounded_memory(doc, tmp_path):
     for peaks in (put, get):
         # 48 times the bytes cost the process at most the blocks in flight more (a block may be
         # held up to three times: as read, in its request or response, the first range kept), never the file
+        # (compared with the small file's peak, not as a bound of its own: what the interpreter and
+        # its imports take varies with the machine and its load; 450 MB was seen in a full run)
         assert peaks["big"]["peak_rss"] - peaks["small"]["peak_rss"] < 3 * (CONCURRENCY + 1) * BLOCK, peaks
-        assert peaks["big"]["peak_rss"] < sizes["big"] / 2
 
 
 def test_an_upload_killed_half_way_leaves_no_blob_and_resumes(doc, store, tmp_path):

@@ -152,7 +152,7 @@ def add_routes(app: FastAPI, controller: Controller, stores: Stores, deps: list)
         spec = EnvironmentSpec.model_construct(image=body.image, conda_file=None, requirements=None)
         return {"runs_on_default": envs.runs_on_default(spec)}
 
-    @app.get("/api/environments/{ref}", dependencies=deps)
+    @app.get("/api/environments/{ref:path}", dependencies=deps)   # a curated ref is an azureml:// URI
     async def get(ref: str) -> dict:
         """`NAME:VERSION`, `NAME@latest` (an `azureml:` prefix is fine)."""
         env = await asyncio.to_thread(envs.get, ref)
