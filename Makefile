@@ -9,8 +9,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the tests start for real: the dashboard test's headless browser.
-DEBIAN_PACKAGES := chromium
+# Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
+DEBIAN_PACKAGES := chromium postgresql
+# Debian's Pythons for environments that pin a Python (tests/test_azure_examples.py serves from every
+# 3.10-3.13 installed). Debian 12 has only python3.11; the others come from pyenv or uv where present.
+DEBIAN_PYTHONS := python3.11
+# npm packages the tests start for real, installed into TOOLS (gitignored): Azurite, the Azure
+# Storage emulator the datastore tests and bench/datastore.py run against.
+TOOLS := .tools
+NPM_PACKAGES := azurite@3.37.0
 
 $(BIN)/fleet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,16 +27,19 @@ $(BIN)/fleet: pyproject.toml constraints.txt
 	    | grep -E --line-buffered '^(Collecting|Successfully|ERROR)'
 	touch $@
 
-.PHONY: install system-packages quickstart test test-fast bench lock
+.PHONY: install system-packages npm-tools quickstart test test-fast bench lock
 install: $(BIN)/fleet
 
 system-packages:
-	@scripts/system-packages.sh $(DEBIAN_PACKAGES)
+	@scripts/system-packages.sh $(DEBIAN_PACKAGES) $(DEBIAN_PYTHONS)
+
+npm-tools:
+	@scripts/npm-tools.sh $(TOOLS) $(NPM_PACKAGES)
 
 quickstart: install
 	$(BIN)/fleet quickstart
 
-test: install system-packages
+test: install system-packages npm-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -107,7 +107,7 @@ def make_models(root: Path, n: int, pad_bytes: int = 0) -> list[Path]:
 
 
 def scale_to_zero_supported() -> bool:
-    from modelfleet.schema.specs import DeploymentSpec
+    from modelfleet.schema.documents import DeploymentSpec
     return "scale_settings" in DeploymentSpec.model_fields
 
 

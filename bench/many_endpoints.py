@@ -80,8 +80,10 @@ def routing_lookup(counts=(1, 10, 100, 1000, 10000), lookups: int = 200_000) -> 
     """In process: the gateway's per-request routing work (endpoint lookup, key check, choice of
     deployment) against routing tables of growing size, on the gateway's own classes."""
     import random
+    from modelfleet.schema.deployment_settings import RequestSettings
+    from modelfleet.server.dataplane.admission import Admission
     from modelfleet.server.dataplane.gateway import Gateway
-    from modelfleet.server.dataplane.routing import DeploymentRoute, EndpointRoute
+    from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot
     key = b"k" * 43
     header = b"Bearer " + key
     out = []
@@ -89,8 +91,9 @@ def routing_lookup(counts=(1, 10, 100, 1000, 10000), lookups: int = 200_000) -> 
         routes = {}
         for i in range(n):
             name = f"ep-{i:05d}"
-            routes[name] = EndpointRoute.build(name, "key", (key.decode(), "s" * 43), {"blue": 100}, {},
-                                               {"blue": DeploymentRoute(name, "blue")})
+            blue = DeploymentSnapshot(name, "blue", "k", RequestSettings(), (), Admission(16, 512))
+            routes[name] = EndpointSnapshot.build(name, "key", (key.decode(), "s" * 43), {"blue": 100}, {},
+                                                  {"blue": blue})
         names = [random.choice(list(routes)) for _ in range(1000)] * (lookups // 1000)
         t = time.perf_counter()
         for name in names:

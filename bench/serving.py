@@ -29,6 +29,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
+import rounds  # noqa: E402
 
 SYSTEMS = ("modelfleet", "fastapi", "mlflow", "ray", "bentoml")
 BODY = orjson.dumps({"data": [c.IRIS_ROW]})
@@ -47,12 +48,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--install-timeout", type=float, default=420.0,
                     help="seconds allowed to create each baseline's virtualenv (first run only)")
     ap.add_argument("--quick", action="store_true", help="short runs; modelfleet, FastAPI and mlflow only")
+    ap.add_argument("--models", default="iris,forest",
+                    help="iris (the quickstart pipeline) and/or forest (a 100-tree random forest)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every system this many times, round after round; report each run's median")
+    ap.add_argument("--peer-rounds", type=int, default=None,
+                    help="rounds in which mlflow, Ray Serve and BentoML run (default: every round)")
+    ap.add_argument("--attempts", type=int, default=3,
+                    help="runs disturbed by other work (> 10%% of the CPU) are repeated, up to this many in all")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="seconds each run waits at most for the machine to go idle")
+    ap.add_argument("--serving-only", action="store_true",
+                    help="only the load runs (no create -> ready, no rolling update)")
     args = ap.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.ready_runs = 3.0, 1.0, 3
         if args.only == ",".join(SYSTEMS):
             args.only = "modelfleet,fastapi,mlflow"
     args.only = [s for s in args.only.split(",") if s]
+    args.models = [m for m in args.models.split(",") if m]
     args.low = [int(x) for x in args.low.split(",") if x]
     return args
 
@@ -62,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def measure(args, base: str, path: str, body: bytes, headers: dict, connections: int, pids: list[int],
             groups: dict | None = None) -> dict:
     return c.measure(base, [(path, body, {**JSON_HEADERS, **headers})], connections, args.duration, args.warmup,
-                     pids, groups)
+                     pids, groups, attempts=args.attempts, quiet_wait_s=args.quiet_wait)
 
 
 def memory(pids: list[int]) -> dict:
@@ -93,16 +107,27 @@ class Modelfleet:
         from modelfleet import Fleet
         self.fleet = Fleet()
 
-    def setup(self, model_dir: Path, model_v2_dir: Path) -> None:
+    def setup(self, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None = None) -> None:
         f = self.fleet
         f.models.register("iris", model_dir, "1")
         f.models.register("iris", model_v2_dir, "2")
-        f.online_endpoints.create("iris")
-        f.online_deployments.create("blue", "iris", "iris:1", all_traffic=True)
-        f.online_endpoints.create("iris-batch")
-        f.online_deployments.create("blue", "iris-batch", "iris:1", all_traffic=True,
-                                    batching={"max_batch_size": 32, "max_batch_wait_ms": 2},
-                                    request_settings={"max_concurrent_requests_per_instance": 64})
+        models = [("iris", "iris:1")]
+        if forest_dir is not None:
+            f.models.register("forest", forest_dir, "1")
+            models.append(("forest", "forest:1"))
+        for endpoint, model in models:
+            # the default (the fast path), the same with `fast_path: false`, and batching
+            f.online_endpoints.create(endpoint)
+            f.online_deployments.create("blue", endpoint, model, all_traffic=True)
+            f.online_endpoints.create(f"{endpoint}-checked")
+            f.online_deployments.create("blue", f"{endpoint}-checked", model, all_traffic=True, fast_path=False)
+            f.online_endpoints.create(f"{endpoint}-batch")
+            f.online_deployments.create("blue", f"{endpoint}-batch", model, all_traffic=True,
+                                        batching={"max_batch_size": 32, "max_batch_wait_ms": 2},
+                                        request_settings={"max_concurrent_requests_per_instance": 64})
+        self.fast_paths = {ep: {k: d[k] for k in ("fast_path_used", "fast_path_reason")}
+                           for ep in [e for m, _ in models for e in (m, f"{m}-checked", f"{m}-batch")]
+                           for d in [f.online_deployments.get("blue", ep)]}
 
     def target(self, endpoint: str) -> tuple[str, str, dict]:
         ep = self.fleet.online_endpoints.get(endpoint)
@@ -221,10 +246,11 @@ class Modelfleet:
         self.fleet.close()
 
 
-def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> dict:
+def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None,
+                     with_extras: bool = True) -> dict:
     mf = Modelfleet(work)
     try:
-        return run_modelfleet(args, mf, model_dir, model_v2_dir)
+        return run_modelfleet(args, mf, model_dir, model_v2_dir, forest_dir, with_extras)
     except Exception as e:  # still report the other systems
         import traceback
         traceback.print_exc()
@@ -233,13 +259,33 @@ def bench_modelfleet(args, work: Path, model_dir: Path, model_v2_dir: Path) -> d
         mf.stop()
 
 
-def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path) -> dict:
+def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path, forest_dir: Path | None,
+                   with_extras: bool = True) -> dict:
     t = time.perf_counter()
-    mf.setup(model_dir, model_v2_dir)
+    mf.setup(model_dir, model_v2_dir, forest_dir)
     out = {"available": True, "setup_s": round(time.perf_counter() - t, 2), "runs": {}, "batched_runs": {},
-           "low_concurrency": {}}
+           "checked_runs": {}, "low_concurrency": {}, "fast_paths": mf.fast_paths}
+    pids = mf.tree_pids()
+    for ep, fp in mf.fast_paths.items():
+        print(f"  {ep}: fast path {fp['fast_path_used']} ({fp['fast_path_reason']})", flush=True)
+    if forest_dir is not None:
+        out["forest"] = {"available": True, "runs": {}, "batched_runs": {}, "checked_runs": {}}
+        for key, endpoint, conn_counts in (("runs", "forest", (args.connections,)),
+                                           ("checked_runs", "forest-checked", (args.connections,)),
+                                           ("batched_runs", "forest-batch", (args.batch_connections,))):
+            print(f"  forest: {endpoint}", flush=True)
+            base, path, headers = mf.target(endpoint)
+            for conns in conn_counts:
+                out["forest"][key][conns] = measure(args, base, path, BODY, headers, conns, pids,
+                                                    mf.groups(endpoint))
+        out["forest"]["memory"] = mf.memory("forest")
+    print("  fast_path: false", flush=True)
+    base, path, headers = mf.target("iris-checked")
+    for conns in (args.connections, args.batch_connections):
+        out["checked_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, mf.groups("iris-checked"))
+    out["checked_memory"] = mf.memory("iris-checked")
     base, path, headers = mf.target("iris")
-    pids, groups = mf.tree_pids(), mf.groups("iris")
+    groups = mf.groups("iris")
     print("  unbatched", flush=True)
     for conns in (args.connections, args.batch_connections):
         out["runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
@@ -252,6 +298,8 @@ def run_modelfleet(args, mf: Modelfleet, model_dir: Path, model_v2_dir: Path) ->
     for conns in (args.connections, args.batch_connections):
         out["batched_runs"][conns] = measure(args, base, path, BODY, headers, conns, pids, groups)
     out["batched_memory"] = mf.memory("iris-batch")
+    if args.serving_only or not with_extras:   # create -> ready and the rolling update: in the first round
+        return out
     out["ready"] = mf.time_to_ready(args.ready_runs)
     # a deployment that sets a native-library variable gets a fresh interpreter instead of a fork
     out["ready_cold"] = mf.time_to_ready(args.ready_runs, {"OMP_NUM_THREADS": "1"})
@@ -305,7 +353,8 @@ def bench_mlflow(args, work: Path, model: Path) -> dict:
     saved = work / "mlflow-model"
     try:
         c.run_python(str(py), "import joblib, mlflow.sklearn; "
-                     f"mlflow.sklearn.save_model(joblib.load({str(model)!r}), {str(saved)!r})", timeout=300)
+                     f"mlflow.sklearn.save_model(joblib.load({str(model)!r}), {str(saved)!r}, "
+                     "serialization_format='cloudpickle')", timeout=300)   # skops (the default) refuses a forest
     except (RuntimeError, OSError) as e:
         return unavailable(f"mlflow.sklearn.save_model failed: {e}")
     port = c.free_port()
@@ -369,8 +418,9 @@ def comparison_rows(systems: dict, conns: int) -> list[dict]:
     ml = systems.get("mlflow", {}).get("runs", {}).get(conns)
     rows = []
     mf = systems.get("modelfleet", {})
-    entries = [("modelfleet", mf.get("runs", {}).get(conns), mf.get("memory")),
-               ("modelfleet, batching", mf.get("batched_runs", {}).get(conns), mf.get("batched_memory"))]
+    entries = [("modelfleet (fast path)", mf.get("runs", {}).get(conns), mf.get("memory")),
+               ("modelfleet, fast_path: false", mf.get("checked_runs", {}).get(conns), mf.get("checked_memory")),
+               ("modelfleet, batching (fast path)", mf.get("batched_runs", {}).get(conns), mf.get("batched_memory"))]
     labels = {"fastapi": "FastAPI + uvicorn", "mlflow": "mlflow models serve", "ray": "Ray Serve",
               "bentoml": "BentoML"}
     for name, label in labels.items():
@@ -391,7 +441,7 @@ def comparison_rows(systems: dict, conns: int) -> list[dict]:
     return rows
 
 
-def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
+def targets(systems: dict, conns: int, batch_conns: int, forest: dict | None = None) -> list[dict]:
     mf, fa, ml = (systems.get(k, {}) for k in ("modelfleet", "fastapi", "mlflow"))
     get = lambda s, key, n: s.get(key, {}).get(n)  # noqa: E731
     mf16, fa16, ml16 = get(mf, "runs", conns), get(fa, "runs", conns), get(ml, "runs", conns)
@@ -400,6 +450,18 @@ def targets(systems: dict, conns: int, batch_conns: int) -> list[dict]:
 
     def add(name, measured, ok):
         out.append({"target": name, "measured": measured, "met": ok})
+
+    # issue 26: the fast path against FastAPI calling scikit-learn on the same model
+    if mf16 and fa16:
+        r = ratio(mf16["rps"], fa16["rps"])
+        add(f"fast path, iris pipeline, {conns} conns >= 3x FastAPI", f"{r}x", r >= 3.0)
+    ff, fa_f = (forest or {}).get("modelfleet", {}), (forest or {}).get("fastapi", {})
+    if get(ff, "runs", conns) and get(fa_f, "runs", conns):
+        r = ratio(ff["runs"][conns]["rps"], fa_f["runs"][conns]["rps"])
+        add(f"fast path, 100-tree forest, {conns} conns >= 5x FastAPI", f"{r}x", r >= 5.0)
+    if mfb and fab:
+        r = ratio(mfb["rps"], fab["rps"])
+        add(f"fast path + batching, iris pipeline, {batch_conns} conns >= 10x FastAPI", f"{r}x", r >= 10.0)
 
     if mf16 and fa16:
         r = ratio(mf16["rps"], fa16["rps"])
@@ -445,6 +507,7 @@ def cpu_rows(systems: dict) -> list[dict]:
     mf = systems.get("modelfleet", {})
     runs = [("modelfleet", r) for r in mf.get("runs", {}).values()]
     runs += [("modelfleet", r) for r in mf.get("low_concurrency", {}).values()]
+    runs += [("modelfleet, fast_path: false", r) for r in mf.get("checked_runs", {}).values()]
     runs += [("modelfleet, batching", r) for r in mf.get("batched_runs", {}).values()]
     for name, label in (("fastapi", "FastAPI + uvicorn"), ("mlflow", "mlflow models serve"), ("ray", "Ray Serve"),
                         ("bentoml", "BentoML")):
@@ -465,12 +528,23 @@ def report(result: dict, args) -> str:
     parts = [f"# Serving benchmark\n\n{result['machine']['nproc']} cores, {result['machine']['cpu_model']}, "
              f"Python {result['machine']['python']}; load: {result['machine']['load_generator']}, closed loop, "
              f"{args.duration:.0f} s per run after {args.warmup:.0f} s warm-up.\n"]
+    cpu_cols = [("system", "system"), ("conns", "conns"), ("rps", "req/s"), ("front", "gateway / HTTP server µs"),
+                ("model", "replicas µs"), ("total", "total µs")]
     for conns in (args.connections, args.batch_connections):
         parts.append(f"## {conns} connections\n\n{c.table(comparison_rows(systems, conns), COLS)}\n")
     parts.append("## CPU time per request (µs, all cores; from the processes' CPU counters)\n\n"
-                 + c.table(cpu_rows(systems), [("system", "system"), ("conns", "conns"), ("rps", "req/s"),
-                                               ("front", "gateway / HTTP server µs"), ("model", "replicas µs"),
-                                               ("total", "total µs")]) + "\n")
+                 + c.table(cpu_rows(systems), cpu_cols) + "\n")
+    forest = result.get("forest")
+    if forest:
+        for conns in (args.connections, args.batch_connections):
+            parts.append(f"## 100-tree random forest, {conns} connections\n\n"
+                         f"{c.table(comparison_rows(forest, conns), COLS)}\n")
+        parts.append("## 100-tree random forest: CPU time per request (µs)\n\n"
+                     + c.table(cpu_rows(forest), cpu_cols) + "\n")
+    if mf.get("fast_paths"):
+        parts.append("## Fast path of each deployment\n\n" + c.table(
+            [{"endpoint": ep, **fp} for ep, fp in mf["fast_paths"].items()],
+            [("endpoint", "endpoint"), ("fast_path_used", "fast path"), ("fast_path_reason", "why")]) + "\n")
     if mf.get("available"):
         mem = mf["memory"]
         rows = [{"process": "server (gateway + control API)", **mem["server"]}]
@@ -502,7 +576,8 @@ def report(result: dict, args) -> str:
         parts.append("## Deployment create -> ready (SDK call until it returns ready)\n\n" + c.table(rows, [
             ("how", "replica start"), ("median", "median ms"), ("runs", "runs ms"),
             ("init", "replica's own import + load ms")]) + "\n")
-        so = mf["switch_over"]
+    so = mf.get("switch_over") if mf.get("available") else None
+    if so:
         rows = []
         for i, u in enumerate(so["updates"]):
             for phase in ("before", "during"):
@@ -513,10 +588,43 @@ def report(result: dict, args) -> str:
                      + c.table(rows, [("update", "update (took)"), ("phase", "phase"), ("requests", "requests"),
                                       ("rps", "req/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
                                       ("max_ms", "max ms"), ("errors", "errors")]) + "\n")
+    if result.get("ratios_by_round"):
+        parts.append(f"## x FastAPI, round by round ({args.rounds} paired rounds)\n\n" + c.table(
+            [{"what": k, "ratios": ", ".join(f"{r}" for r in v)} for k, v in result["ratios_by_round"].items() if v],
+            [("what", "modelfleet run, connections"), ("ratios", "x FastAPI in each round")]) + "\n")
     parts.append("## Targets\n\n" + c.table(
         [{**t, "met": "met" if t["met"] else "NOT met"} for t in result["targets"]],
         [("target", "target"), ("measured", "measured"), ("met", "")]) + "\n")
     return "\n".join(parts)
+
+
+def one_round(args, work: Path, model_dir: Path, model_v2_dir: Path, model: Path, forest: Path | None,
+              n: int) -> tuple[dict, dict]:
+    """Every system once, on the iris pipeline, then the peers on the forest (modelfleet's forest
+    runs come with its own): ({system: result}, {system: result on the forest})."""
+    runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir,
+                                                      forest.parent if forest else None, with_extras=n == 0),
+               "fastapi": lambda: bench_fastapi(args, work, model),
+               "mlflow": lambda: bench_mlflow(args, work, model),
+               "ray": lambda: bench_ray(args, work, model),
+               "bentoml": lambda: bench_bentoml(args, work, model)}
+    systems, on_forest = {}, {}
+    peers_now = args.peer_rounds is None or n < args.peer_rounds
+    for name in SYSTEMS:
+        if name in args.only and (peers_now or name in ("modelfleet", "fastapi")):
+            print(f"{name} (round {n + 1} of {args.rounds})", flush=True)
+            t = time.monotonic()
+            systems[name] = runners[name]()
+            systems[name]["bench_s"] = round(time.monotonic() - t, 1)
+    if forest is not None:
+        on_forest["modelfleet"] = systems.get("modelfleet", {}).pop("forest", {})
+        baselines = {"fastapi": bench_fastapi, "mlflow": bench_mlflow, "ray": bench_ray, "bentoml": bench_bentoml}
+        for name, bench in baselines.items():
+            if name in args.only and (peers_now or name == "fastapi"):
+                print(f"{name} (forest, round {n + 1} of {args.rounds})", flush=True)
+                (work / "forest").mkdir(exist_ok=True)
+                on_forest[name] = bench(args, work / "forest", forest)
+    return systems, on_forest
 
 
 def main(argv=None) -> int:
@@ -525,23 +633,33 @@ def main(argv=None) -> int:
     started = time.monotonic()
     result = {"machine": c.machine(removed), "config": {k: v for k, v in vars(args).items()},
               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "systems": {}}
+    rounds_iris, rounds_forest = [], []
     with tempfile.TemporaryDirectory(prefix="modelfleet-bench-") as tmp:
         work = Path(tmp)
         model_dir, model_v2_dir = work / "iris-v1", work / "iris-v2"
         model = c.train_iris(model_dir)
         c.train_iris(model_v2_dir, C=0.5)
-        runners = {"modelfleet": lambda: bench_modelfleet(args, work, model_dir, model_v2_dir),
-                   "fastapi": lambda: bench_fastapi(args, work, model),
-                   "mlflow": lambda: bench_mlflow(args, work, model),
-                   "ray": lambda: bench_ray(args, work, model),
-                   "bentoml": lambda: bench_bentoml(args, work, model)}
-        for name in SYSTEMS:
-            if name in args.only:
-                print(f"{name}", flush=True)
-                t = time.monotonic()
-                result["systems"][name] = runners[name]()
-                result["systems"][name]["bench_s"] = round(time.monotonic() - t, 1)
-    result["targets"] = targets(result["systems"], args.connections, args.batch_connections)
+        forest = c.train_forest(work / "forest") if "forest" in args.models else None
+        for n in range(args.rounds):
+            where = work / f"round-{n + 1}"
+            where.mkdir()
+            systems, on_forest = one_round(args, where, model_dir, model_v2_dir, model, forest, n)
+            rounds_iris.append(systems)
+            if on_forest:
+                rounds_forest.append(on_forest)
+    result["systems"] = rounds.merge(rounds_iris)
+    if rounds_forest:
+        result["forest"] = rounds.merge(rounds_forest)
+    result["rounds"] = {"iris": rounds_iris, "forest": rounds_forest}
+    result["ratios_by_round"] = {
+        "iris 16": rounds.ratios(rounds_iris, "runs", args.connections),
+        "iris batched 64": rounds.ratios(rounds_iris, "batched_runs", args.batch_connections),
+        "iris fast_path false 16": rounds.ratios(rounds_iris, "checked_runs", args.connections),
+        "forest 16": rounds.ratios(rounds_forest, "runs", args.connections),
+        "forest batched 64": rounds.ratios(rounds_forest, "batched_runs", args.batch_connections),
+        "forest fast_path false 16": rounds.ratios(rounds_forest, "checked_runs", args.connections)}
+    print(f"x FastAPI by round: {result['ratios_by_round']}", flush=True)
+    result["targets"] = targets(result["systems"], args.connections, args.batch_connections, result.get("forest"))
     result["total_s"] = round(time.monotonic() - started, 1)
     md = report(result, args)
     c.publish("serving", result, md)

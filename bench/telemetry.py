@@ -30,7 +30,7 @@ from modelfleet.server.dataplane.gateway import Gateway  # noqa: E402
 from modelfleet.server.telemetry.metrics import Metrics  # noqa: E402
 from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable  # noqa: E402
 from modelfleet.server.telemetry.hooks import RequestTrace, Telemetry  # noqa: E402
-from modelfleet.schema.specs import RequestSettings  # noqa: E402
+from modelfleet.schema.deployment_settings import RequestSettings
 
 BODY = b'{"data": [[5.1, 3.5, 1.4, 0.2]]}'
 ANSWER = b"[0]"

@@ -15,8 +15,12 @@ from modelfleet.cli.quickstart import train
 
 
 def _stop_servers(home: Path) -> None:
-    """Stop every server started under `home` (SIGTERM, then SIGKILL), and their replicas."""
-    for server_file in home.glob("**/run/server.json"):
+    """Stop every server of a workspace under `home` or registered in its config.json with a path
+    of its own (SIGTERM, then SIGKILL), and their replicas."""
+    folders = [home]
+    with contextlib.suppress(Exception):
+        folders += [Path(w["path"]) for w in orjson.loads((home / "config.json").read_bytes())["workspaces"].values()]
+    for server_file in [f for folder in folders for f in folder.glob("**/run/server.json")]:
         with contextlib.suppress(Exception):
             pid = orjson.loads(server_file.read_bytes())["pid"]
             children = _children(pid)
@@ -76,10 +80,14 @@ def shared_uv_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def fleet_home(tmp_path, monkeypatch, request):
+def fleet_home(tmp_path, monkeypatch, request, database):
     home = tmp_path / "home"
     monkeypatch.setenv("FLEET_HOME", str(home))
     monkeypatch.delenv("FLEET_WORKSPACE", raising=False)
+    if database == "postgresql":
+        monkeypatch.setenv("FLEET_DATABASE_URL", request.getfixturevalue("postgres_server").create_database())
+    else:
+        monkeypatch.delenv("FLEET_DATABASE_URL", raising=False)
     yield home
     started_a_server = any(home.glob("**/run/server.lock"))
     _stop_servers(home)
@@ -129,3 +137,29 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+# -- the metadata database: SQLite (the workspace's file) or PostgreSQL ----------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session, started on first need (tests/postgres.py)."""
+    from .postgres import PostgresServer
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database(request) -> str:
+    """Which database a test's workspace keeps its metadata in: `sqlite` (its file, the default)
+    or `postgresql` (a database of its own on the session's server). A module marked
+    `pytest.mark.databases` runs each test on both."""
+    return getattr(request, "param", "sqlite")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("databases") and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)

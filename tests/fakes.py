@@ -75,6 +75,7 @@ class FakeReplica:
         self.models = frozenset({spec.model_key})
         self.info = {"pid": pid}
         self.on_batch = None
+        self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.pid = pid
         self.answer_probes = True
         self.responsive = True
@@ -189,6 +190,12 @@ class FakeBackend:
 
     async def shutdown(self) -> None:
         self.shut_down = True
+
+    def fault(self, compute: str) -> str | None:
+        return None
+
+    def release(self, python) -> None:
+        pass
 
     def live(self, deployment: str | None = None) -> list[FakeReplica]:
         return [r for r in self.started if not r.closed and (deployment is None or r.spec.deployment == deployment)]

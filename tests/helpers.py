@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,10 +17,21 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
 from modelfleet.cli.quickstart import train
+
+
+# The first lines of an Azure script run here: `az ml` mapped to `fleet`, the only change.
+SCRIPT_HEAD = """set -euo pipefail
+az() {  # `az ml ...` -> `fleet ...`: the only change to the script
+    [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }
+    shift
+    fleet "$@"
+}
+"""
 
 
 @dataclass
@@ -82,6 +95,13 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's choice), for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
@@ -163,3 +183,43 @@ def _pids(env, endpoint):
     dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
                                      endpoint, "-o", "json"], env=env, capture_output=True, text=True).stdout)
     return sorted(r["pid"] for r in dep["replicas"])
+
+
+def compute_row(fleet, name: str) -> dict:
+    """A compute's row as the workspace's store keeps it (address, token, directory): what a test
+    needs to reach its cluster, and what the client is never shown."""
+    from modelfleet.store import Database
+    from modelfleet.store.computes import ComputeStore
+    db = Database(fleet.workspace.db_url)
+    try:
+        return ComputeStore(db).get(name)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def on_a_small_disk(mnt: Path, driver: str, *args: str):
+    """Run the Python source `driver` with a workspace home on a real 64 MiB filesystem: a tmpfs
+    at `mnt` in a private mount namespace that ends with the driver, whose view the test reaches
+    through /proc/<pid>/root. The driver gets `MNT/home` and `args`, prints one JSON line when it
+    is ready, and is told to stop by a line on its stdin. Yields (that JSON, the disk's folder)."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare(1) is not installed: cannot mount a private small filesystem")
+    script = ('mount -t tmpfs -o size=64m tmpfs "$1" && m="$1" py="$2" src="$3" && shift 3 && '
+              'exec "$py" -c "$src" "$m/home" "$@"')
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                             str(mnt), sys.executable, driver, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        if not first:
+            err = proc.stderr.read()
+            if "unshare:" in err or "mount:" in err:
+                pytest.skip(f"cannot mount a private tmpfs here: {err.strip()}")
+            raise AssertionError(err)
+        yield json.loads(first), Path(f"/proc/{proc.pid}/root") / str(mnt).lstrip("/")
+    finally:
+        if proc.poll() is None:
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+            proc.wait(timeout=60)

@@ -18,6 +18,7 @@ import httpx
 from modelfleet.client import Fleet
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
+from modelfleet.server.control.stores import Stores
 from modelfleet.server.dataplane.routing import Router
 from modelfleet.store import Database
 from modelfleet.schema.workspace import Workspace
@@ -59,9 +60,10 @@ class InProcessServer:
         self.backend = FakeBackend()
 
         async def build():
-            self.controller = Controller(self.ws, self.db, self.backend, Router(), FakeClock())
+            stores = Stores.of_workspace(self.ws, self.db)
+            self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
-            return build_api(self.controller, TOKEN, URL)
+            return build_api(self.controller, stores, TOKEN, URL)
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
 

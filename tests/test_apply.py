@@ -15,7 +15,8 @@ from modelfleet.fleetfile import desired as fleetfile, planner
 from modelfleet.domain.errors import SpecError
 from modelfleet.cli.quickstart import train
 from modelfleet.assets.models import Model
-from modelfleet.schema.specs import DeploymentSpec, validate
+from modelfleet.schema.documents import DeploymentSpec
+from modelfleet.schema.validation import validate
 from modelfleet.store.artifacts import content_digest
 
 from .helpers import run_cli, write

@@ -185,10 +185,10 @@ def test_ordered_dicts_from_query_print_in_order():
                                          ("MLFLOW", "mlflow"), ("sklearn", "sklearn"), ("onnx", "onnx"),
                                          ("custom", "custom")])
 def test_inline_models_take_every_model_type_and_number_versions(given, meant):
-    from modelfleet.schema import specs
-    dep = specs.validate(specs.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "version": 2, "type": given}})
+    from modelfleet.schema import documents, validation
+    dep = validation.validate(documents.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "version": 2, "type": given}})
     assert (dep.model.version, dep.model.type) == ("2", meant)
-    model = specs.validate(specs.ModelSpec, {"name": "m", "path": "./m", "version": 2.5, "type": given})
+    model = validation.validate(documents.ModelSpec, {"name": "m", "path": "./m", "version": 2.5, "type": given})
     assert (model.version, model.type) == ("2.5", meant)
     with pytest.raises(InvalidInput, match="model.type: 'pickle' is not a model type"):
-        specs.validate(specs.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "type": "pickle"}})
+        validation.validate(documents.DeploymentSpec, {"name": "blue", "model": {"path": "./m", "type": "pickle"}})

@@ -20,15 +20,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow  # every test here starts a server and replicas
+# every test here starts a server and replicas, its metadata in SQLite and in PostgreSQL
+from .helpers import SCRIPT_HEAD
 
-SCRIPT_HEAD = """set -euo pipefail
-az() {  # `az ml ...` -> `fleet ...`: the only change to the script
-    [ "$1" = ml ] || { echo "not an az ml command: $*" >&2; return 2; }
-    shift
-    fleet "$@"
-}
-"""
+pytestmark = [pytest.mark.slow, pytest.mark.databases]
+
 
 SAFE_ROLLOUT = SCRIPT_HEAD + """
 ENDPOINT_NAME=endpt-rollout
@@ -180,7 +176,7 @@ def test_compute_names_and_enums_as_azure_writes_them(az_env, tmp_path):
     (tmp_path / "k8s.yml").write_text("name: on-k8s\nauth_mode: AMLToken\ncompute: azureml:k8s-cluster\n")
     r = fleet("online-endpoint", "create", "-f", "k8s.yml")
     assert r.returncode == 1 and "compute 'k8s-cluster' not found" in r.stderr
-    assert not list(Path(az_env["FLEET_HOME"]).glob("**/run/server.json"))  # refused before a server was asked
+    assert "on-k8s" not in fleet("online-endpoint", "list", "--query", "[].name", "-o", "tsv").stdout  # nothing made
     (tmp_path / "bad.yml").write_text("name: bad-auth\nauth_mode: Certificate\n")
     r = fleet("online-endpoint", "create", "-f", "bad.yml")
     assert r.returncode == 2 and "auth_mode: 'certificate' is not an auth mode" in r.stderr

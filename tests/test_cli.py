@@ -62,6 +62,7 @@ def test_model_yaml_file_azure_format(fleet_home, tmp_path):
 
 @pytest.mark.slow
 def test_errors_are_one_line_with_exit_codes(fleet_home, tmp_path):
+    run("server", "start")   # else the first read says that it started the server
     r = run("model", "show", "--name", "nope", code=1)
     assert r.stderr.strip() == "error: model nope@latest not found"
     r = run("model", "register", "--name", "bad name!", "--path", str(tmp_path), code=2)
@@ -88,15 +89,20 @@ def test_workspaces(fleet_home, tmp_path):
     assert json.loads(run("workspace", "show", "-o", "json").stdout)["name"] == "elsewhere"
     assert len(json.loads(run("model", "list", "-o", "json").stdout)) == 1
     run("model", "list", "-w", "missing", code=1)
+    run("workspace", "delete", "--name", "elsewhere", "--yes", code=1)   # its server runs: refused
+    run("server", "stop", "-w", "elsewhere")
     run("workspace", "delete", "--name", "elsewhere", "--yes")
     assert not (tmp_path / "ws").exists()
     assert json.loads(run("workspace", "show", "-o", "json").stdout)["name"] == "default"
 
 
 @pytest.mark.slow
-def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path):
-    """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH."""
+@pytest.mark.databases
+def test_seed_scripts_with_the_installed_command(fleet_home, tmp_path, database):
+    """register.sh, deploy.sh and update.sh run as they are, with the `fleet` on PATH, the
+    workspace's metadata in its SQLite file or in PostgreSQL."""
     run_seed_scripts(fleet_home, tmp_path)
+    assert (fleet_home / "workspaces" / "default" / "workspace.db").exists() == (database == "sqlite")
 
 
 @pytest.mark.slow

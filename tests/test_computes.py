@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from modelfleet.cli.main import cli
 from modelfleet.backends.ray import cluster as ray_cluster
 from modelfleet.domain.errors import Conflict, NotFound
+from modelfleet.store import Database
 from modelfleet.store.computes import ComputeStore
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ def cluster(tmp_path_factory):
 def owned(fleet):
     """Stops, at teardown, every cluster the test's workspace still owns (a failed test's too)."""
     yield fleet
-    for row in ComputeStore(fleet.db).list():
+    for row in ComputeStore(Database(fleet.workspace.db_url)).list():   # the workspace's rows, read by the test
         if row["owned"] and row["temp_dir"]:
             ray_cluster.stop_local(row["temp_dir"])
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,11 +133,12 @@ def test_the_azure_examples_environment_files_create_environments(fleet_home, tm
     assert env["content"]["requirements"] == ["numpy==1.23.5.*", "scikit-learn==1.2.2.*", "scipy==1.10.1.*",
                                               "inference-schema[numpy-support]", "joblib"]
     with Fleet() as f, pytest.raises(InvalidInput) as refused:
-        f.environment_registry.prepare("docker-image-plus-conda-example:1")  # refused before any download
-    minor = ".".join(platform.python_version().split(".")[:2])
-    assert refused.value.message == (
-        f"environment docker-image-plus-conda-example:1 asks for Python 3.8; this server runs Python "
-        f"{platform.python_version()} and downloads no other interpreter: pin python={minor} (or remove the pin)")
+        f.server.configure(python_policy="strict")   # fleet server configure --python-policy strict
+        f.server.stop()                              # which applies at the next start
+        f.environments.build("docker-image-plus-conda-example:1")  # refused by the server before any download
+    assert refused.value.message.startswith(
+        "environment docker-image-plus-conda-example:1 asks for Python 3.8, which is not installed as a supported "
+        "version (3.10-3.13) (looked in: uv's discovery")
 
 
 @pytest.mark.slow
@@ -154,7 +154,7 @@ def test_conda_only_packages_and_bad_files_are_refused_in_one_line(fleet_home, t
                                 "no such package) and environments are installed from PyPI: remove it, or name the "
                                 "PyPI package that provides it under pip:")
     r = run_cli("environment", "create", "--name", "img", "--image", "python:3.11", code=2)
-    assert "conda_file: required" in r.stderr
+    assert "image 'python:3.11' is not one of Azure's inference images" in r.stderr
     reqs = write(tmp_path / "requirements.txt", "-e ./mypackage\n")
     r = run_cli("environment", "create", "--name", "local", "--requirements", str(reqs), code=2)
     assert r.stderr.strip() == f"error: {reqs}: editable installs ('-e ./mypackage') cannot be part of an environment"

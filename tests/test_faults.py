@@ -28,7 +28,7 @@ import pytest
 from modelfleet.domain.errors import PreconditionFailed
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, alive, scoring_code, wait_until
+from .helpers import Load, alive, on_a_small_disk, scoring_code, wait_until
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
 IRIS_BODY = json.dumps({"data": IRIS_ROWS}).encode()
@@ -252,28 +252,12 @@ def _fill(path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_full_disk_leaves_good_traffic_served_and_is_warned_about_first(tmp_path, models_dir):
-    """The workspace lives on a real 64 MiB filesystem (tmpfs, in a private mount namespace that
-    ends with the driver process, whose view the test reaches through /proc/<pid>/root)."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare(1) is not installed: cannot mount a private small filesystem")
+    """The workspace lives on a real 64 MiB filesystem (helpers.on_a_small_disk)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     code = tmp_path / "code"
     scoring_code(code, NOISY_PY)
-    script = 'mount -t tmpfs -o size=64m tmpfs "$1" && exec "$2" -c "$3" "$1/home" "$4" "$5"'
-    driver = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                               str(mnt), sys.executable, _FULL_DISK_DRIVER, str(models_dir / "iris"), str(code)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = driver.stdout.readline()
-        if not first:
-            err = driver.stderr.read()
-            if "unshare:" in err or "mount:" in err:
-                pytest.skip(f"cannot mount a private tmpfs here: {err.strip()}")
-            raise AssertionError(err)
-        info = json.loads(first)
-        inside = Path(f"/proc/{driver.pid}/root")
-        disk = inside / str(mnt).lstrip("/")
+    with on_a_small_disk(mnt, _FULL_DISK_DRIVER, str(models_dir / "iris"), str(code)) as (info, disk):
         bad = {"data": IRIS_ROWS, "raise": True}
         with httpx.Client(headers={"authorization": f"Bearer {info['key']}"}, timeout=30) as client, \
                 httpx.Client(base_url=info["api"], headers={"authorization": f"Bearer {info['token']}"},
@@ -306,11 +290,6 @@ def test_a_full_disk_leaves_good_traffic_served_and_is_warned_about_first(tmp_pa
         assert load.result.failed == [] and load.result.ok > 0
         for name in ("filler-1", "filler-2"):
             (disk / name).unlink()
-    finally:
-        if driver.poll() is None:
-            driver.stdin.write("stop\n")
-            driver.stdin.flush()
-            driver.wait(timeout=60)
 
 
 # -- a flood of idle and slow connections ---------------------------------------------------------

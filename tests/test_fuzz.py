@@ -305,7 +305,7 @@ def test_control_api_answers_fuzzed_requests_without_5xx(target):
                             and s not in ("..", "."))
 
     @FUZZ
-    @given(st.sampled_from(routes), safe_name, safe_name,
+    @given(st.sampled_from(routes), safe_name, safe_name, safe_name,
            st.one_of(json_values.map(_dumps), st.binary(max_size=300),
                      st.fixed_dictionaries({}, optional={
                          "auth_mode": st.sampled_from(["key", "none", "aml_token", ""]) | st.text(max_size=5),
@@ -317,9 +317,9 @@ def test_control_api_answers_fuzzed_requests_without_5xx(target):
                          "request_settings": json_values}).map(_dumps)),
            st.sampled_from([b"", b"?wait=nan", b"?wait=inf", b"?wait=-1", b"?lines=-99999999999999999999",
                             b"?create=maybe", b"?all_traffic=1&create=true", b"?lines=abc"]))
-    def check(route, a, b, body, query):
+    def check(route, a, b, c, body, query):   # up to three path parameters (a model's file)
         path_t, method = route
-        params = iter([a, b])
+        params = iter([a, b, c])
         path = b"/".join(_segment(next(params)) if part.startswith("{") else part.encode()
                          for part in path_t.split("/"))
         headers = [(b"authorization", b"Bearer " + token), (b"content-type", b"application/json")]

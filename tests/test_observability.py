@@ -84,7 +84,10 @@ def test_counters_the_access_log_and_live_figures_match_the_requests_sent(iris_e
                     "modelfleet_request_model_duration_seconds_count", endpoint="obs-ep", deployment="blue")
     assert list(model.values()) == [expected[("obs-ep", "blue", "200")] + expected[("obs-ep", "blue", "424")]]
     replicas = _values(metrics["modelfleet_replicas"], "modelfleet_replicas", endpoint="obs-ep", deployment="blue")
-    assert replicas == {(("state", "ready"),): 1.0}
+    assert replicas == {(("state", "ready"),): 1.0, (("state", "starting"),): 0.0, (("state", "draining"),): 0.0,
+                        (("state", "failed"),): 0.0}
+    assert list(_values(metrics["modelfleet_replicas_wanted"], "modelfleet_replicas_wanted", endpoint="obs-ep",
+                        deployment="blue").values()) == [1.0]
     memory = _values(metrics["modelfleet_replica_memory_bytes"], "modelfleet_replica_memory_bytes")
     assert len(memory) == 1 and list(memory.values())[0] > 0
     assert "modelfleet_requests_in_flight" in metrics and "process_cpu_seconds" in metrics

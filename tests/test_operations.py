@@ -88,7 +88,7 @@ def test_reads_while_stopped_start_the_server_and_show_the_same_state(served):
     keys = f.online_endpoints.get_keys("kept-ep")
     f.server.stop()
     assert f.server.status()["status"] == "stopped"
-    shown = json.loads(_cli("online-endpoint", "show", "--name", "kept-ep", "-o", "json"))
+    shown = json.loads(_cli("online-endpoint", "show", "--name", "kept-ep", "--only-show-errors", "-o", "json"))
     assert f.server.status()["status"] == "running"
     assert shown["scoring_uri"] == uri and shown["traffic"] == {"blue": 100}
     assert json.loads(_cli("online-endpoint", "get-credentials", "--name", "kept-ep", "-o", "json")) == keys

@@ -22,7 +22,7 @@ import pytest
 from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, run_seed_scripts, scoring_code, wait_until
+from .helpers import Load, compute_row, run_seed_scripts, scoring_code, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def run(raw):
 @pytest.fixture
 def ray_fleet(fleet, models_dir, tmp_path):
     fleet.computes.create("raydev", num_cpus=2)
-    compute = fleet.computes.resolve("raydev")   # its row: address, token, directory
+    compute = compute_row(fleet, "raydev")   # its row: address, token, directory
     fleet.models.register("iris", models_dir / "iris", "1")
     fleet.models.register("iris", models_dir / "iris_v2", "2")
     try:
@@ -260,7 +260,7 @@ def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, 
     from modelfleet import Fleet
     with Fleet() as fleet:
         fleet.computes.create("raydev", num_cpus=2)
-        compute = fleet.computes.resolve("raydev")
+        compute = compute_row(fleet, "raydev")
         try:
             run_seed_scripts(fleet_home, tmp_path, {"COMPUTE_TYPE": "aks"})
             assert {e["name"]: e["compute"] for e in fleet.online_endpoints.list()} == {

@@ -169,13 +169,3 @@ def test_killed_mid_copy_leaves_no_half_version(fleet_home, tmp_path):
     m = f.models.register("big", big)
     assert m.version == "1" and len(m.files) == 40
     f.close()
-
-
-def test_schema_migrations_are_recorded(api_fleet, inprocess):
-    import sqlalchemy as sa
-    api_fleet.models.list()
-    with inprocess.db.read() as conn:
-        names = [r[0] for r in conn.execute(sa.text("select name from schema_migrations"))]
-    assert names == ["0001_initial", "0002_computes", "0003_environments"]
-    with inprocess.db.read() as conn:
-        assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"

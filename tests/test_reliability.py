@@ -161,13 +161,18 @@ def _small_model(tmp_path: Path, name: str, content: bytes) -> Path:
 @pytest.mark.slow
 def test_read_only_workspace_refuses_register_with_a_clear_error(fleet, tmp_path):
     fleet.models.register("kept", _small_model(tmp_path, "kept", b"kept"))
-    fleet.close()  # the last connection closes: SQLite removes its -wal and -shm files
     ws = fleet.workspace.path
-    with _read_only(ws):
-        r = _fleet_cli("model", "register", "--name", "new", "--path", str(_small_model(tmp_path, "new", b"new")))
-    assert r.returncode == 1
-    line = _one_line(r.stderr)
-    assert "refuses writes" in line and str(ws) in line
+    new = str(_small_model(tmp_path, "new", b"new"))
+    with _read_only(ws):   # the server runs: it refuses the upload
+        r = _fleet_cli("model", "register", "--name", "new", "--path", new)
+        assert r.returncode == 1
+        line = _one_line(r.stderr)
+        assert "cannot store" in line and str(ws) in line
+        fleet.server.stop()   # stopped: nothing can start in a read-only workspace, and it says so
+        r = _fleet_cli("model", "register", "--name", "new", "--path", new)
+        assert r.returncode == 1
+        line = _one_line(r.stderr)
+        assert "cannot start the server" in line and str(ws) in line
     assert [(m.name, m.version) for m in fleet.models.list()] == [("kept", "1")]
 
 
@@ -207,23 +212,26 @@ def _big_model(tmp_path: Path, mib: int) -> Path:
 
 @pytest.mark.slow
 def test_write_failing_mid_register_leaves_no_version_and_no_staging(fleet, tmp_path):
-    """Every file write past 2 MiB fails (RLIMIT_FSIZE): the copy fails half way, as on a full disk."""
+    """Every file write of the server past 2 MiB fails (RLIMIT_FSIZE, inherited from the command that
+    started it): the upload fails half way, as on a full disk."""
     fleet.models.register("small", _small_model(tmp_path, "small", b"small"))
-    fleet.close()
+    fleet.server.stop()
     big = _big_model(tmp_path, 6)
-    r = subprocess.run([sys.executable, "-c", _LIMITED_FLEET, str(2 << 20),
-                        "model", "register", "--name", "big", "--path", str(big)],
-                       capture_output=True, text=True, timeout=120)
+    started = subprocess.run([sys.executable, "-c", _LIMITED_FLEET, str(2 << 20), "server", "start"],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    r = _fleet_cli("model", "register", "--name", "big", "--path", str(big))
     assert r.returncode == 1
     line = _one_line(r.stderr)
     assert "cannot store" in line and "File too large" in line
     artifacts = fleet.workspace.artifacts
     assert [m.name for m in fleet.models.list()] == ["small"]
-    assert list((artifacts / "tmp").iterdir()) == []        # the half-copied staging is gone
+    assert list((artifacts / "tmp").iterdir()) == []        # the half-written upload is gone
     assert len(list((artifacts / "models").iterdir())) == 1  # only the small model's snapshot
+    fleet.server.stop()   # the next start has no limit
     m = fleet.models.register("big", big)
     assert m.version == "1" and len(m.files) == 2
-    fleet.registry.path_of(m)  # every byte verified
+    fleet.models.verified_path(m)  # every byte verified
 
 
 _FULL_DISK = '''
@@ -242,6 +250,7 @@ except StorageError as e:
 out["models"] = sorted(m.name for m in f.models.list())
 out["staging"] = os.listdir(f.workspace.artifacts / "tmp")
 out["next"] = f.models.register("after", sys.argv[4]).version
+f.server.stop()   # it lives in this mount namespace only
 print(json.dumps(out))
 '''
 

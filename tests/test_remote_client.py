@@ -32,15 +32,17 @@ def remote(tmp_path):
     owner = {**os.environ, "FLEET_HOME": str(server_home), "PATH": path}
     for k in ("FLEET_SERVER", "FLEET_TOKEN", "FLEET_WORKSPACE"):
         owner.pop(k, None)
-    _fleet(owner, "server", "start", "-o", "json")
-    status = json.loads(_fleet(owner, "server", "status", "--show-token", "-o", "json").stdout)
-    assert json.loads(_fleet(owner, "server", "status", "-o", "json").stdout).get("token") is None
-    client_home = tmp_path / "client-home"
-    client_home.mkdir()
-    with _read_only(client_home):
-        yield owner, {**owner, "FLEET_HOME": str(client_home), "FLEET_SERVER": status["url"],
-                      "FLEET_TOKEN": status["token"]}, client_home
-    _stop_servers(server_home)
+    try:
+        _fleet(owner, "server", "start", "-o", "json")
+        status = json.loads(_fleet(owner, "server", "status", "--show-token", "-o", "json").stdout)
+        assert json.loads(_fleet(owner, "server", "status", "-o", "json").stdout).get("token") is None
+        client_home = tmp_path / "client-home"
+        client_home.mkdir()
+        with _read_only(client_home):
+            yield owner, {**owner, "FLEET_HOME": str(client_home), "FLEET_SERVER": status["url"],
+                          "FLEET_TOKEN": status["token"]}, client_home
+    finally:
+        _stop_servers(server_home)
 
 
 @contextlib.contextmanager

@@ -136,7 +136,7 @@ def test_model_metadata_lists_the_real_tensors(v2):
 
 @pytest.mark.slow
 def test_outputs_are_the_models_own_selected_by_name(v2):
-    sk = joblib.load(Path(v2.fleet.registry.path_of(v2.fleet.models.get("iris", "1"))) / "iris" / "model.joblib")
+    sk = joblib.load(Path(v2.fleet.models.verified_path(v2.fleet.models.get("iris", "1"))) / "iris" / "model.joblib")
     r = _infer(v2, "v2-iris", {"id": "q1", "inputs": [_iris_input()]})
     assert r.status_code == 200
     body = r.json()
@@ -149,6 +149,9 @@ def test_outputs_are_the_models_own_selected_by_name(v2):
     r = _infer(v2, "v2-iris", {"inputs": [_iris_input()], "outputs": [{"name": "label"}]})
     assert r.status_code == 400 and "unknown output 'label'" in r.json()["error"]
     assert "predict, predict_proba" in r.json()["error"]
+    twice = {"inputs": [_iris_input()], "outputs": [{"name": "predict"}, {"name": "predict"}]}
+    r = _infer(v2, "v2-iris", twice)   # as Triton: an output is asked for once
+    assert r.status_code == 400 and "output 'predict' is requested more than once" in r.json()["error"]
     onnx = _infer(v2, "v2-onnx", {"inputs": [_iris_input("float_input", "FP32")]}).json()
     assert [(o["name"], o["datatype"]) for o in onnx["outputs"]] == [("label", "INT64"),
                                                                     ("probabilities", "FP32")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..domain.errors import AlreadyExists, Conflict, InvalidInput
+from ..domain.errors import Conflict, InvalidInput
 from ..domain.names import check_name
 from ..backends.ray import cluster as ray_cluster
 

@@ -1,8 +1,9 @@
 """Environments: a registry asset (immutable, versioned sets of packages) and their builds.
 
     create / get / list / archive   Azure's `environment` (conda_file, image), or a requirements.txt
-    prepare(ref)                    the Python check, the resolution (once per version: its lock),
-                                    then the virtualenv (backends/envbuild.py), unless already built
+    prepare(ref)                    the interpreter (interpreters.py), the resolution (once per version
+                                    and interpreter: its lock), then the virtualenv
+                                    (backends/envbuild.py), unless already built
     for_replicas(ref)               what a replica needs to run in it; rebuilt if it went missing
     collect()                       remove the builds no deployment and no environment version uses
 
@@ -19,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import mlflow_flavours
 from ..backends.base import ReplicaEnvironment
+from ..domain import curated
 from ..envbuild.builder import Builder, Interpreter, disk_usage
-from ..schema.environment_files import ANONYMOUS, EnvironmentContent, check_python, content_of, read_mlflow_model
+from ..envbuild.interpreters import Choice, Policy
+from ..schema.environment_files import ANONYMOUS, EnvironmentContent, content_of, read_mlflow_model
 from ..domain.errors import InvalidInput, NotFound
 from ..domain.names import ModelRef, check_name, check_version
-from ..schema.specs import EnvironmentSpec
+from ..schema.documents import EnvironmentSpec
 from ..store import Database
 from ..store.environments import Environment, EnvironmentStore
 from ..store.serving import ServingStore
@@ -49,22 +53,27 @@ class Prepared:
     python: Path | None
     cached: bool       # nothing had to be resolved or installed
     seconds: float
+    python_version: str = ""
+    warning: str | None = None   # the interpreter is not the one the environment asked for
 
     def to_dict(self) -> dict:
         return {"environment": self.ref, "key": self.key, "python": str(self.python) if self.python else None,
+                "python_version": self.python_version, "warning": self.warning,
                 "packages": len([r for r in self.requirements if not r.startswith("-")]), "cached": self.cached,
                 "seconds": round(self.seconds, 3)}
 
 
 class Environments:
-    def __init__(self, db: Database, root: Path, cache: Path, interpreter: Interpreter | None = None):
+    def __init__(self, db: Database, root: Path, cache: Path, interpreter: Interpreter | None = None,
+                 policy: Policy | None = None):
         self.db = db
         self.store = EnvironmentStore(db)
         self.builder = Builder(root, cache, interpreter)
+        self.policy = policy or Policy(server=self.builder.interpreter)
 
     @classmethod
-    def of_workspace(cls, ws: Workspace, db: Database) -> Environments:
-        return cls(db, ws.environments_dir, uv_cache_dir())
+    def of_workspace(cls, ws: Workspace, db: Database, policy: Policy | None = None) -> Environments:
+        return cls(db, ws.environments_dir, uv_cache_dir(), policy=policy)
 
     # -- the registry --------------------------------------------------------------------------
 
@@ -80,6 +89,20 @@ class Environments:
         return self.store.add(spec.name, spec.version, content=content.to_dict(), sha256=content.sha256,
                               source=source, image=spec.image, description=spec.description, tags=spec.tags,
                               exist_ok=exist_ok)
+
+    def runs_on_default(self, spec: EnvironmentSpec) -> str | None:
+        """Why a deployment's environment block is the default environment (the server's Python and
+        packages): an image that is not one of Azure's inference images, with no conda file. The
+        strict python_policy refuses it instead."""
+        if spec.conda_file is not None or spec.requirements is not None or curated.is_inference_image(spec.image):
+            return None
+        if self.policy.mode == "strict":
+            raise InvalidInput(f"environment image {spec.image!r} cannot run here (no Docker) and is not one of "
+                               f"Azure's inference images ({curated.INFERENCE_IMAGES}...); python_policy strict: "
+                               "give a conda_file with the packages it needs")
+        return (f"environment image {spec.image!r} is not one of Azure's inference images "
+                f"({curated.INFERENCE_IMAGES}...): the deployment runs on the default environment (the server's "
+                "Python and packages); give a conda_file for other packages")
 
     def inline(self, spec: EnvironmentSpec, base_dir: Path = Path(".")) -> Environment:
         return self.add_inline(spec, *content_of(spec, base_dir))
@@ -112,7 +135,36 @@ class Environments:
         return self.anonymous(content, {"mlflow_model": model_ref, "env_manager": manager},
                               description=f"the environment model {model_ref} logged ({manager})")
 
+    def curated(self, entry: curated.Curated, asked: str) -> Environment:
+        """The version a curated environment of Azure's maps to, registered on first use."""
+        content = EnvironmentContent(entry.requirements, python=entry.python)
+        return self.store.add(entry.registered_name, entry.version, content=content.to_dict(),
+                              sha256=content.sha256, source={"curated": asked, "mapped_to": entry.mapped_to()},
+                              image=None, description=f"Azure's curated environment {entry.name}, as packages "
+                                                      "built with uv", tags={}, exist_ok=True)
+
+    def for_mlflow_flavour(self, model_ref: str, model_dir: Path) -> Environment | None:
+        """An MLflow model's own environment when this server lacks its flavour's package (what
+        Azure does for no-code MLflow deployments): its conda.yaml, else its requirements.txt."""
+        missing = mlflow_flavours.missing_package(model_dir)
+        if missing is None:
+            return None
+        manager = "conda" if mlflow_flavours.logged_conda(model_dir) else "uv"
+        content = read_mlflow_model(model_dir, manager, f"model {model_ref}")
+        return self.anonymous(content, {"mlflow_model": model_ref, "env_manager": manager, "because": missing},
+                              description=f"the environment model {model_ref} logged ({manager}), used because "
+                                          f"the server lacks {missing}")
+
     def get(self, ref: str | ModelRef) -> Environment:
+        if isinstance(ref, str) and curated.registry_uri(ref):
+            entry = curated.lookup(ref)
+            if entry is None:
+                raise InvalidInput(f"environment {ref!r}: not a curated environment of Azure's registry")
+            return self.curated(entry, ref)
+        if isinstance(ref, str) and "azureml-" in ref.lower() and self._own(ModelRef.parse(ref, "environment")) is None:
+            entry = curated.lookup(ref)   # AzureML-NAME: curated, unless the workspace has its own of that name
+            if entry is not None:
+                return self.curated(entry, ref)
         r = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref, "environment")
         if r.version is not None:
             env = self.store.version(r.name, r.version)
@@ -124,6 +176,11 @@ class Environments:
             raise NotFound(f"environment {r} not found (fleet environment create --name {r.name} ...)")
         return env
 
+    def _own(self, r: ModelRef) -> Environment | None:
+        if r.version is not None:
+            return self.store.version(r.name, r.version)
+        return self.store.latest(r.name)
+
     def list(self, name: str | None = None, include_archived: bool = False) -> list[Environment]:
         return self.store.list(name, include_archived)
 
@@ -132,49 +189,67 @@ class Environments:
         return self.get(ModelRef(name, version=version))
 
     def describe(self, env: Environment) -> Environment:
-        """`env` with where its build is on this machine, when it has one."""
-        key = self._key(env)
+        """`env` with the interpreter it gets here and where its build is, when it has one."""
+        try:
+            choice: Choice | None = self.interpreter_of(env)
+        except InvalidInput as e:   # strict, and not installed: say so rather than fail `show`
+            choice, refused = None, e.message
+        else:
+            refused = None
+        key = self._key(env, choice) if choice else None
         built = key is not None and self.builder.is_built(key)
         env.extra = {"requirements": env.content.get("requirements", []), "python": env.content.get("python"),
+                     "interpreter": ({"version": choice.interpreter.version,
+                                      "executable": choice.interpreter.executable} if choice else None),
+                     "warning": choice.note if choice else refused,
                      "built": built,
                      "path": str(self.builder.path(key)) if built else None}
         return env
 
     # -- builds --------------------------------------------------------------------------------
 
-    def _key(self, env: Environment) -> str | None:
-        lock, it = env.lock, self.builder.interpreter
+    def interpreter_of(self, env: Environment) -> Choice:
+        """The Python `env` runs on here (InvalidInput under the strict policy when it is missing)."""
+        return self.policy.choose(env.content.get("python"), f"environment {env.ref}")
+
+    def _key(self, env: Environment, choice: Choice | None = None) -> str | None:
+        lock = env.lock
+        it = (choice or self.interpreter_of(env)).interpreter
         if not lock or (lock.get("python"), lock.get("platform")) != (it.minor, it.platform):
             return None
-        return self.builder.key(lock)
+        return self.builder.key(lock, it)
 
     def prepare(self, env: Environment | str, *, build: bool = True, progress: Progress = _quiet) -> Prepared:
-        """Resolve `env` (once per version) and build its virtualenv unless it is there already
-        (`build=False` only resolves: for replicas that a backend builds elsewhere). Refuses a
-        Python pin this server cannot meet; raises BuildFailed naming the package otherwise."""
+        """Resolve `env` (once per version and interpreter) and build its virtualenv unless it is
+        there already (`build=False` only resolves, for the server's Python: for replicas that a
+        backend builds elsewhere, on its nodes' Python). Refuses a Python pin not installed here
+        under the strict policy; raises BuildFailed naming the package otherwise."""
         started = time.monotonic()
         env = self.get(env) if isinstance(env, str) else env
         content = EnvironmentContent.from_dict(env.content)
         what = f"environment {env.ref}"
-        check_python(content.python, what, self.builder.interpreter.version)
-        key = self._key(env)
+        choice = self.interpreter_of(env) if build else Choice(self.builder.interpreter)
+        it = choice.interpreter
+        if choice.note:
+            progress(f"warning: {what}: {choice.note}")
+        key = self._key(env, choice)
         cached = key is not None and (not build or self.builder.is_built(key))
         if key is None:
-            progress(f"resolving {len(content.requirements)} requirements of {what} for Python "
-                     f"{self.builder.interpreter.version}")
+            progress(f"resolving {len(content.requirements)} requirements of {what} for Python {it.version}")
             lock = self.builder.resolve(list(content.requirements), list(content.options), what, progress,
-                                        content.from_conda)
+                                        content.from_conda, it)
             env = self.store.set_lock(env.name, env.version, lock)
-            key = self.builder.key(env.lock)
+            key = self.builder.key(env.lock, it)
         lock = env.lock
         python = None
         if build:
             if not self.builder.is_built(key):
-                progress(f"installing {len(lock['requirements'])} packages into {what}")
-            self.builder.build(key, lock, what, progress)
+                progress(f"installing {len(lock['requirements'])} packages into {what} (Python {it.version})")
+            self.builder.build(key, lock, what, progress, it)
             python = self.builder.python(key)
         requirements = tuple([*lock.get("options", []), *lock["requirements"]])
-        return Prepared(env.ref, key, requirements, python, cached, time.monotonic() - started)
+        return Prepared(env.ref, key, requirements, python, cached, time.monotonic() - started, it.version,
+                        choice.note)
 
     def for_replicas(self, ref: str, *, build: bool = True) -> ReplicaEnvironment:
         """What a replica of a deployment using `ref` runs with; the venv is built again if it is
@@ -200,7 +275,10 @@ class Environments:
         keep: set[str] = set()
         owners: dict[str, list[str]] = {}
         for env in self.store.list(include_archived=True):
-            key = self._key(env)
+            try:
+                key = self._key(env)
+            except InvalidInput:   # its Python is gone under strict: it has no build to keep
+                continue
             if key is None:
                 continue
             owners.setdefault(key[:16], []).append(env.ref)

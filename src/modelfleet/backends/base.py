@@ -22,8 +22,9 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
+from ..domain.model_types import FAST_PATH_DEFAULT
 from ..runtime.protocol import EXIT_MEMORY_LIMIT  # noqa: F401  the one exit code the supervisor explains
-from ..schema.specs import Batching, Resources
+from ..schema.deployment_settings import Batching, Resources
 
 
 class ReplicaGone(Exception):
@@ -83,6 +84,7 @@ class ReplicaSpec:
     compute: str = "local"
     environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
     placement: str = "dedicated"   # or "shared": one model among many in a multi-model worker
+    fast_path: bool | str = FAST_PATH_DEFAULT   # the deployment's setting (runtime/fast_path.py)
 
     @property
     def script_path(self) -> Path | None:
@@ -98,6 +100,11 @@ class ReplicaHandle(Protocol):
     # Set by the server when the replica is created: called with (endpoint, deployment, size) for
     # each model call that scored several requests, when the backend can tell.
     on_batch: Callable[[str, str, int], None] | None
+    # Likewise: (endpoint, deployment) when its model was evicted from memory, and (endpoint,
+    # deployment, load seconds) when it was loaded again. Only a replica that shares a worker
+    # with other models ever calls them.
+    on_evicted: Callable[[str, str], None] | None
+    on_reloaded: Callable[[str, str, float], None] | None
 
     # Set by the supervisor: False after a missed liveness probe, until the replica answers again.
     responsive: bool
@@ -178,6 +185,12 @@ class Backend(Protocol):
 
     async def shutdown(self) -> None:
         """Release what `warm` and `start` acquired; called after every replica is stopped."""
+
+    def fault(self, compute: str) -> str | None:
+        """Why `compute` cannot run replicas now, if its last use failed (None: none known)."""
+
+    def release(self, python: Path) -> None:
+        """An environment's build at `python` is going away: what runs it ahead of need may stop."""
 
 
 @dataclass

@@ -23,6 +23,7 @@ class FramedReplica(asyncio.Protocol):
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
         self.on_batch = None
+        self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
         self.busy_s = 0.0                    # its current model call's age, as it last reported it

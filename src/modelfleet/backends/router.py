@@ -68,7 +68,7 @@ class ComputeBackends:
     def fault(self, compute: str) -> str | None:
         """Why a compute cannot be used now, if its last use failed."""
         backend = self.ray.get(compute)
-        return getattr(backend, "fault", None)
+        return backend.fault(compute) if backend is not None else None
 
     async def shutdown(self) -> None:
         await self.shared.shutdown()

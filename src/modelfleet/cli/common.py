@@ -151,7 +151,8 @@ def default_output(az_command: bool) -> str:
     return "json" if az_command and not sys.stdout.isatty() else "table"
 
 
-_AZURE_ONLY_NOTICE = "{flag}: modelfleet always runs on this machine; the flag changes nothing"
+_AZURE_ONLY_NOTICE = ("{flag}: modelfleet always runs on this machine; an endpoint created with it answers "
+                      "requests from this machine without a key, as Azure's local endpoints do")
 
 
 def _global_options(fn, properties: bool):

@@ -106,18 +106,18 @@ def _waiting(ctx: Ctx, what: str, wait: bool):
 
 
 def _validate(ctx: Ctx, doc: dict, where: str):
-    from ..schema import specs
+    from ..schema import documents, validation
     if not doc.get("name") or "model" not in doc:
         raise InvalidInput("--name and --model are required (or name and model in -f FILE)")
-    spec = specs.validate(specs.DeploymentSpec, doc, where)
+    spec = validation.validate(documents.DeploymentSpec, doc, where)
     for n in spec.notices(where or "deployment"):
         ctx.notice(f"notice: {n}")
     return spec
 
 
 def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic, **flags) -> dict:
-    from ..schema import yaml_files as documents
-    doc = documents.load_one(file) if file else {}
+    from ..schema import yaml_files
+    doc = yaml_files.load_one(file) if file else {}
     _merge(doc, _flag_fields(**flags))
     if name:
         doc["name"] = name
@@ -133,7 +133,7 @@ def _create_or_replace(ctx: Ctx, create: bool, name, endpoint, file, all_traffic
 
 # What `update` can change, as the document --set/--add/--remove act on.
 def _editable() -> tuple[str, ...]:
-    from ..schema.specs import SETTINGS_FIELDS
+    from ..schema.deployment_settings import SETTINGS_FIELDS
     return ("name", "endpoint_name", "model", "code_configuration", "environment", *SETTINGS_FIELDS)
 
 

@@ -22,10 +22,10 @@ def online_endpoint() -> None:
 
 
 def _validate(ctx: Ctx, fields: dict, where: str):
-    from ..schema import specs
+    from ..schema import documents, validation
     if not fields.get("name"):
         raise InvalidInput("--name is required (or name in -f FILE)")
-    spec = specs.validate(specs.EndpointSpec, fields, where)
+    spec = validation.validate(documents.EndpointSpec, fields, where)
     for n in spec.notices(where or "endpoint"):
         ctx.notice(f"notice: {n}")
     return spec
@@ -52,17 +52,18 @@ def _tag_option(fn):
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML (Azure ML v2 files work).")
 def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, file):
-    from ..schema import yaml_files as documents
+    from ..schema import yaml_files
     if compute is None and compute_type is not None:
         compute = ctx.fleet.computes.for_type(compute_type)
-    fields = documents.load_one(file) if file else {}
+    fields = yaml_files.load_one(file) if file else {}
     for k, v in (("name", name), ("auth_mode", auth_mode), ("compute", compute), ("description", description)):
         if v is not None:
             fields[k] = v
     if tag:
         fields["tags"] = {**(fields.get("tags") or {}), **parse_tags(tag)}
     spec = _validate(ctx, ctx.apply_ops(fields), file or "")
-    ctx.emit(ctx.fleet.online_endpoints.create(spec.name, spec=spec), kind="endpoint")
+    local = bool(click.get_current_context().params.get("_local"))   # az's --local: no key from this machine
+    ctx.emit(ctx.fleet.online_endpoints.create(spec.name, spec=spec, local=local), kind="endpoint")
 
 
 @command(online_endpoint, "update", help="Change traffic, mirror traffic, description or tags.", properties=True)
@@ -74,8 +75,8 @@ def create(ctx: Ctx, name, auth_mode, compute, compute_type, description, tag, f
 @_tag_option
 @click.option("-f", "--file", default=None, help="An endpoint YAML: its fields replace the current ones.")
 def update(ctx: Ctx, name, traffic, mirror_traffic, description, tag, file):
-    from ..schema import yaml_files as documents
-    given = documents.load_one(file) if file else {}
+    from ..schema import yaml_files
+    given = yaml_files.load_one(file) if file else {}
     name = name or given.get("name")
     if not name:
         raise InvalidInput("--name is required (or name in -f FILE)")

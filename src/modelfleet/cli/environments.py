@@ -29,8 +29,9 @@ def environment() -> None:
 @click.option("-f", "--file", default=None, help="An environment YAML (Azure ML v2 environment files work).")
 @click.option("--exist-ok", is_flag=True, help="Return the existing version when its packages are the same.")
 def create(ctx: Ctx, name, version, conda_file, requirements, image, description, tag, file, exist_ok):
-    from ..schema import yaml_files as documents, specs
-    fields: dict = documents.load_one(file) if file else {}
+    from ..schema import validation, yaml_files
+    from ..schema.documents import EnvironmentSpec
+    fields: dict = yaml_files.load_one(file) if file else {}
     for k, v in (("name", name), ("version", version), ("conda_file", conda_file), ("requirements", requirements),
                  ("image", image), ("description", description)):
         if v is not None:
@@ -43,7 +44,7 @@ def create(ctx: Ctx, name, version, conda_file, requirements, image, description
         fields["tags"] = {**fields.get("tags", {}), **parse_tags(tag)}
     if not fields.get("name"):
         raise InvalidInput("--name is required (or name in -f FILE)")
-    spec = specs.validate(specs.EnvironmentSpec, fields, file or "")
+    spec = validation.validate(EnvironmentSpec, fields, file or "")
     for n in spec.notices(file or "environment"):
         ctx.notice(f"notice: {n}")
     # a file's paths are relative to the file, a flag's to where the command runs

@@ -122,7 +122,7 @@ def export(ctx: Ctx, path, copy_models):
 @command(fleet_commands, "schema", help="Print the JSON Schema of a document kind, for editor completion.")
 @click.argument("kind", type=click.Choice(["model", "endpoint", "environment", "deployment", "fleet"]), default="fleet")
 def schema(ctx: Ctx, kind):
-    from ..schema.specs import KINDS
+    from ..schema.documents import KINDS
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"modelfleet {kind}",
            **{k: v for k, v in KINDS[kind].model_json_schema(by_alias=True).items() if k != "title"}}
     if ctx.output == "yaml":

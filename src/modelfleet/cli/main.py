@@ -31,6 +31,11 @@ cli.add_command(quickstart)
 cli.add_command(configure)
 
 from .top import top  # noqa: E402
+from .data import data  # noqa: E402
+from .schedules import schedule  # noqa: E402
+
+cli.add_command(data)
+cli.add_command(schedule)
 
 cli.add_command(top)
 

@@ -19,8 +19,9 @@ def model() -> None:
 
 
 def _register(ctx: Ctx, name, version, path, description, tag, type_, file, exist_ok):
-    from ..schema import yaml_files as documents, specs
-    fields: dict = documents.load_one(file) if file else {}
+    from ..schema import validation, yaml_files
+    from ..schema.documents import ModelSpec
+    fields: dict = yaml_files.load_one(file) if file else {}
     base = Path(file).parent if file else Path(".")
     for k, v in (("name", name), ("version", version), ("path", path), ("type", type_)):
         if v is not None:
@@ -33,7 +34,7 @@ def _register(ctx: Ctx, name, version, path, description, tag, type_, file, exis
     for k in ("name", "path"):
         if not fields.get(k):
             raise InvalidInput(f"--{k} is required (or give it in -f FILE)")
-    spec = specs.validate(specs.ModelSpec, fields, file or "")
+    spec = validation.validate(ModelSpec, fields, file or "")
     for n in spec.notices(file or "model"):
         ctx.notice(f"notice: {n}")
     if path is not None:

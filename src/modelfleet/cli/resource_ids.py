@@ -36,6 +36,10 @@ def with_ids(data: Any, kind: str, workspace: str) -> Any:
     if not isinstance(data, dict):
         return data
     try:
-        return {"id": resource_id(kind, data, workspace), **{k: v for k, v in data.items() if k != "id"}}
+        rid = resource_id(kind, data, workspace)
     except KeyError:  # not a resource (e.g. {"deleted": ...})
         return data
+    out = {"id": rid, **{k: v for k, v in data.items() if k != "id"}}
+    if kind == "endpoint":  # Azure's scripts read the endpoint's id here too (autoscale rules)
+        out["properties"] = {**(data.get("properties") or {}), "azureml.onlineendpointid": rid}
+    return out

@@ -27,13 +27,17 @@ def _address_options(fn):
                      help="Allow auth_mode none endpoints beyond loopback."),
         click.option("--allow-plain-http/--no-allow-plain-http", default=None,
                      help="Listen beyond loopback without TLS (only behind a TLS proxy)."),
+        click.option("--database-url", default=None,
+                     help="Keep the metadata in PostgreSQL: postgresql://USER@HOST[:PORT]/DB (password from "
+                          "~/.pgpass or PGPASSWORD). Saved; '' returns to the workspace's SQLite file. "
+                          "To move existing metadata there: fleet workspace migrate --to URL."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _changes(**options) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None and v != ()}
 
 
 @command(server, "start", help="Start the server in the background (or --foreground).")
@@ -97,5 +101,11 @@ def status(ctx: Ctx, show_token):
               help="Shared multi-model worker processes (default: one per core, 2 to 8).")
 @click.option("--shared-worker-memory", default=None,
               help="Each shared worker's memory budget for loaded models (512Mi, 2Gi; default 1Gi).")
+@click.option("--python-policy", type=click.Choice(["nearest", "strict"]), default=None,
+              help="An environment's Python not installed: build on the nearest found (with a warning), or refuse.")
+@click.option("--python", "pythons", multiple=True, default=None,
+              help="An interpreter environments may use beyond those found (repeatable; '' clears the list).")
+@click.option("--python-downloads/--no-python-downloads", default=None,
+              help="Let uv download a Python an environment asks for when none is installed (default: no).")
 def configure(ctx: Ctx, **options):
     ctx.emit(ctx.fleet.server.configure(**_changes(**options)))

@@ -15,6 +15,13 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def replicas_text(n: dict) -> str:
+    """A deployment's replicas as /api/stats counts them: ready of wanted, then the busy ones
+    (among the ready), starting, draining and failed, where there are any."""
+    extra = [f"{v} {k}" for k, v in n.items() if v and k not in ("ready", "wanted")]
+    return ", ".join([f"{n['ready']} ready of {n['wanted']}", *extra])
+
+
 def table(stats: dict):
     from rich.table import Table
     t = Table(title=f"modelfleet · last {60} s · {time.strftime('%H:%M:%S')}", header_style="bold",
@@ -27,8 +34,7 @@ def table(stats: dict):
                   _ms(live["p99_ms"]), str(live["errors"]), str(ep["inflight"]), str(ep["queued"]))
         for dep in ep["deployments"]:
             d = dep["live"]
-            replicas = " ".join(f"{n} {state}" for state, n in sorted(dep["replicas"].items())) or "-"
-            t.add_row("", dep["name"] + (" (updating)" if dep["updating"] else ""), replicas,
+            t.add_row("", dep["name"] + (" (updating)" if dep["updating"] else ""), replicas_text(dep["replicas"]),
                       f"{d['requests_per_second']:.2f}", _ms(d["p50_ms"]), _ms(d["p99_ms"]), str(d["errors"]),
                       str(dep["inflight"]), str(dep["queued"]))
     if not stats["endpoints"]:

@@ -93,3 +93,16 @@ def delete(ctx: Ctx, name_, yes):
         click.confirm(f"Delete workspace {name!r} at {ws.path} with all its models?", abort=True)
     wss.delete(name)
     ctx.emit({"deleted": name})
+
+
+@command(workspace, "migrate", help="Move the workspace's metadata into another database (its SQLite file into "
+                                    "PostgreSQL) and make the server use it; the server must be stopped.")
+@click.option("--name", "-n", "name_", default=None, help="Workspace name (default: the current one).")
+@click.option("--to", "to_url", required=True,
+              help="The target: postgresql://USER@HOST[:PORT]/DB, an empty database (password from ~/.pgpass "
+                   "or PGPASSWORD).")
+def migrate(ctx: Ctx, name_, to_url):
+    from ..server import database_move
+    from ..schema.workspace import Workspaces
+    ws = Workspaces().get(_named(ctx, name_, "migrate") if (name_ or ctx.workspace_name) else None)
+    ctx.emit(database_move.migrate(ws, to_url))

@@ -6,16 +6,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain import curated
 from ..domain.errors import DeploymentFailed, InvalidInput
 from . import transfer
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..schema.specs import DeploymentSpec
+    from ..schema.documents import DeploymentSpec
 
 
 class DeploymentOperations:
-    def __init__(self, fleet: Fleet):
+    def __init__(self, fleet):
         self._f = fleet
 
     def _body(self, spec: DeploymentSpec, endpoint: str, base_dir: Path) -> dict:
@@ -41,7 +42,7 @@ class DeploymentOperations:
             code = {"sha256": sha256, "root": code_dir.resolve().name,
                     "scoring_script": spec.code_configuration.scoring_script}
         data = spec.data()
-        from ..schema.specs import SETTINGS_FIELDS
+        from ..schema.deployment_settings import SETTINGS_FIELDS
         body = {k: data[k] for k in SETTINGS_FIELDS if k in data}
         body.update(model=model, code=code, environment=self._environment(spec.environment, base_dir))
         return body
@@ -50,17 +51,26 @@ class DeploymentOperations:
         """A deployment's `environment` as a version ref; Azure's inline block is registered first."""
         if environment is None or isinstance(environment, str):
             return environment
+        if environment.conda_file is None and environment.requirements is None and \
+                not curated.is_inference_image(environment.image):
+            self._f.notice(f"notice: {self._f.environments.runs_on_default(environment.image)}")
+            return None
         return self._f.environments.inline(environment, base_dir).ref
 
     def _build_environment(self, endpoint: str, body: dict) -> None:
         """Build the body's environment before the deployment is written, so its progress shows
         (the server finds it built then); for env_manager, the one the MLflow model logged."""
         ref = body.get("environment")
-        if ref is None and body.get("env_manager"):
+        if ref is None:
             model = self._f.models.resolve(body["model"])
             if model.type != "mlflow":
-                return  # the server says why
-            ref = self._f.environments.of_model(model.ref, body["env_manager"]).ref
+                return  # the server says why, if there is anything to say
+            env = self._f.environments.of_model(model.ref, body.get("env_manager"))
+            if env is None:
+                return
+            if not body.get("env_manager"):   # the server lacks the flavour: the model's own environment
+                self._f.notice(f"notice: {env.description}")
+            ref = env.ref
         if ref is not None:
             self._f.environments.build(ref, compute=self._f.online_endpoints.get(endpoint)["compute"])
 
@@ -82,7 +92,8 @@ class DeploymentOperations:
     @resources
     def create(self, name: str, endpoint: str, model: str, **kw) -> Resource:
         opts = {k: kw.pop(k) for k in ("all_traffic", "wait", "timeout", "base_dir") if k in kw}
-        from ..schema.specs import DeploymentSpec, validate
+        from ..schema.documents import DeploymentSpec
+        from ..schema.validation import validate
         spec = validate(DeploymentSpec, dict(name=name, endpoint_name=endpoint, model=model, **kw))
         return self.create_or_update(spec, create=True, **opts)
 
@@ -96,7 +107,7 @@ class DeploymentOperations:
         PreconditionFailed and nothing changes."""
         cur = self.get(name, endpoint)
         body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
-                                        "liveness_probe", "readiness_probe", "batching", "resources",
+                                        "liveness_probe", "readiness_probe", "batching", "fast_path", "resources",
                                         "description", "tags")}
         body["code"] = cur.get("code")
         # an env_manager's environment is the model's own: derived again from the model given
@@ -114,7 +125,8 @@ class DeploymentOperations:
             elif k == "code_configuration" and str(v.get("code", "")) == f"sha256:{(body['code'] or {}).get('sha256')}":
                 body["code"] = {**body["code"], "scoring_script": v["scoring_script"]}   # the code it runs now
             elif k == "code_configuration":
-                from ..schema.specs import DeploymentSpec, validate
+                from ..schema.documents import DeploymentSpec
+                from ..schema.validation import validate
                 spec = validate(DeploymentSpec, dict(name=name, model=body["model"], code_configuration=v))
                 body["code"] = self._body(spec, endpoint, Path("."))["code"]
             elif k in ("request_settings", "batching", "liveness_probe", "readiness_probe", "resources",
@@ -187,6 +199,7 @@ class DeploymentOperations:
 def _environment_spec(value):
     """An `environment` change: a ref as it is, Azure's inline block validated."""
     if isinstance(value, dict):
-        from ..schema.specs import InlineEnvironment, validate
+        from ..schema.documents import InlineEnvironment
+        from ..schema.validation import validate
         return validate(InlineEnvironment, value, "environment")
     return value

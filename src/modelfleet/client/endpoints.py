@@ -11,21 +11,24 @@ from ..domain.errors import FleetError, InvalidInput
 from .resources import Resource, resources, without_none
 
 if TYPE_CHECKING:
-    from ..schema.specs import EndpointSpec
+    from ..schema.documents import EndpointSpec
 
 
 class EndpointOperations:
-    def __init__(self, fleet: Fleet):
+    def __init__(self, fleet):
         self._f = fleet
 
     @resources
     def create(self, name: str, *, auth_mode: str = "key", compute: str = "local", description: str = "",
-               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False) -> Resource:
-        from ..schema.specs import EndpointSpec, validate
+               tags: dict | None = None, spec: EndpointSpec | None = None, exist_ok: bool = False,
+               local: bool = False) -> Resource:
+        """`local`: made as Azure's `--local` endpoints are, answering loopback clients without a key."""
+        from ..schema.documents import EndpointSpec
+        from ..schema.validation import validate
         spec = spec or validate(EndpointSpec, dict(name=name, auth_mode=auth_mode, compute=compute,
                                                     description=description, tags=tags or {}))
         body = {"auth_mode": spec.auth_mode, "compute": spec.compute, "description": spec.description,
-                "tags": spec.tags}
+                "tags": spec.tags, "local": local}
         ep = self._f.request("PUT", f"/api/endpoints/{spec.name}", json=body,
                              params=None if exist_ok else {"create": "true"})
         if spec.traffic is not None or spec.mirror_traffic is not None:
@@ -38,6 +41,7 @@ class EndpointOperations:
         ep = self.get(name)
         if description is not None or tags is not None or auth_mode is not None:
             body = {"auth_mode": auth_mode or ep["auth_mode"], "compute": ep["compute"],
+                    "local": ep.get("local", False),
                     "description": ep["description"] if description is None else description,
                     "tags": without_none({**ep["tags"], **(tags or {})})}
             ep = self._f.request("PUT", f"/api/endpoints/{name}", json=body, params={"create": "false"})

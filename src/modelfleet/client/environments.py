@@ -19,7 +19,7 @@ from ..schema.records import Environment
 from ..domain.errors import ServerUnavailable
 
 if TYPE_CHECKING:
-    from ..schema.specs import EnvironmentSpec
+    from ..schema.documents import EnvironmentSpec
 
 
 class EnvironmentOperations:
@@ -32,7 +32,8 @@ class EnvironmentOperations:
                exist_ok: bool = False) -> Environment:
         """A new immutable version from a conda file (path or document), a requirements.txt path or
         a list of requirements; `spec` is a validated environment YAML (paths relative to `base_dir`)."""
-        from ..schema.specs import EnvironmentSpec, validate
+        from ..schema.documents import EnvironmentSpec
+        from ..schema.validation import validate
         if spec is None:
             fields = dict(name=name, version=version, conda_file=conda_file, requirements=requirements, image=image,
                           description=description, tags=tags or {})
@@ -51,10 +52,16 @@ class EnvironmentOperations:
                 "inline": inline}
         return Environment.from_dict(self._f.request("POST", "/api/environments", json=body))
 
-    def of_model(self, model: str, env_manager: str) -> Environment:
-        """The environment an MLflow model logged for itself, as `env_manager` reads it."""
-        return Environment.from_dict(self._f.request("POST", "/api/environments/of-model",
-                                                     json={"model": model, "env_manager": env_manager}))
+    def of_model(self, model: str, env_manager: str | None) -> Environment | None:
+        """The environment an MLflow model logged for itself, as `env_manager` reads it; with no
+        env_manager, that environment only when the server lacks the model's flavour (else None)."""
+        found = self._f.request("POST", "/api/environments/of-model", json={"model": model, "env_manager": env_manager})
+        return None if found is None else Environment.from_dict(found)
+
+    def runs_on_default(self, image: str) -> str:
+        """Why a deployment whose environment is only `image` (not one of Azure's inference images)
+        runs on the default environment; the server's strict python_policy refuses it instead."""
+        return self._f.request("POST", "/api/environments/image", json={"image": image})["runs_on_default"]
 
     def get(self, name: str, version: str | None = None) -> Environment:
         return self.resolve(f"{name}:{version}" if version is not None else f"{name}@latest")

@@ -11,8 +11,9 @@
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
 on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, or `server=` and `token=`); or,
-in tests, any httpx transport (`transport=httpx.ASGITransport(app)`). The client opens no file
-of the workspace but the launcher's run/server.json and saved settings.
+in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
+httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
+launcher's run/server.json and saved settings.
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ class Fleet:
         self.computes = ComputeOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
+
+    @cached_property
+    def data(self):
+        """Data assets (docs/monitoring.md)."""
+        from ..monitoring.operations import DataOperations
+        return DataOperations(self)
+
+    @cached_property
+    def schedules(self):
+        """Model monitor schedules (docs/monitoring.md)."""
+        from ..monitoring.operations import ScheduleOperations
+        return ScheduleOperations(self)
 
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""

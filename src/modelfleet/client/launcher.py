@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..domain.errors import ServerUnavailable
+from ..domain.errors import ServerUnavailable, Unauthorized
 from ..schema.workspace import Workspace
 
 SERVER_LOG_MAX_BYTES = 16 * 2**20
@@ -86,6 +86,9 @@ def read_info(ws: Workspace) -> ServerInfo | None:
         raw = orjson.loads(ws.server_file.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
+    except PermissionError:
+        raise Unauthorized(f"{ws.server_file}: only the owner of the workspace folder can read its server's "
+                           "address and admin token (elsewhere: FLEET_SERVER and FLEET_TOKEN)") from None
     if not _alive(raw.get("pid", -1)) or not _is_our_server(raw["pid"], ws):
         return None
     return ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"],
@@ -122,15 +125,23 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
         return info, False
     from ..schema import server_settings as settings  # pydantic: imported when a start needs it, not by every command
     settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
-    ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ServerUnavailable(f"cannot start the server of workspace {ws.name!r}: {ws.logs_dir}: "
+                                f"{e.strerror or e}") from None
     cmd = _server_args(ws, changes)
     log_path = ws.logs_dir / "server.log"
     with contextlib.suppress(OSError):  # rotated at each start once it is large (one old file kept)
         if log_path.stat().st_size > SERVER_LOG_MAX_BYTES:
             os.replace(log_path, log_path.with_name("server.log.1"))
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+    except OSError as e:   # a read-only or full workspace: one line, nothing started
+        raise ServerUnavailable(f"cannot start the server of workspace {ws.name!r}: {e.filename or ws.path}: "
+                                f"{e.strerror or e}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -11,7 +11,7 @@ from ..schema.records import Model
 from . import transfer
 
 if TYPE_CHECKING:
-    from ..schema.specs import ModelSpec
+    from ..schema.documents import ModelSpec
 
 
 class ModelOperations:

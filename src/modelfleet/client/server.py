@@ -63,4 +63,4 @@ class ServerOperations:
             return self._f.request("PATCH", "/api/server/settings", json={k: v for k, v in changes.items()
                                                                          if v is not None})
         from ..schema import server_settings as settings
-        return settings.update(self._f.workspace, **changes).model_dump()
+        return settings.update(self._f.workspace, **changes).shown()

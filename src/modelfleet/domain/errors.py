@@ -13,6 +13,7 @@ Every boundary maps these the same way: the CLI prints one line and exits with
     |   +-- PreconditionFailed (1, 412)  an update based on a version that is no longer current
     +-- IntegrityError         (1, 500)  stored bytes no longer match their sha256
     +-- StorageError           (1, 507)  the disk refused a write (full, read-only)
+    +-- DatastoreError         (1, 502)  a datastore (Azure Blob) unreachable or refusing its credentials
     +-- ServerUnavailable      (1, 503)  the workspace server cannot be reached
     +-- DeploymentFailed       (1, 500)  replicas did not become ready; old version kept
     +-- BuildFailed            (1, 422)  an environment's packages could not be resolved or installed
@@ -82,6 +83,11 @@ class StorageError(FleetError):
     http_status = 507
 
 
+class DatastoreError(FleetError):
+    code = "datastore_error"
+    http_status = 502
+
+
 class ServerUnavailable(FleetError):
     code = "server_unavailable"
     http_status = 503
@@ -97,7 +103,7 @@ class BuildFailed(FleetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, NotFound, AlreadyExists,
-                                       Conflict, PreconditionFailed, IntegrityError, StorageError,
+                                       Conflict, PreconditionFailed, IntegrityError, StorageError, DatastoreError,
                                        ServerUnavailable, DeploymentFailed, BuildFailed)}
 
 

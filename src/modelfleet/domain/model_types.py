@@ -19,3 +19,8 @@ def detect_type(files: list[dict]) -> str:
     if any(n.endswith((".joblib", ".pkl", ".pickle")) for n in names):
         return "sklearn"
     return "custom"
+
+
+# The deployment setting `fast_path` (how a replica calls a scikit-learn model, runtime/fast_path.py):
+# true (a verified ONNX graph, else scikit-learn unchecked), false, or "required".
+FAST_PATH_DEFAULT = True

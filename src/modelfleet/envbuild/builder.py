@@ -12,8 +12,9 @@ Layout (`root` is a workspace's environments/ directory, `cache` uv's cache unde
 
 uv installs by hard-linking files out of its cache, so environments that share packages share
 their bytes (when the cache and the environments are on one filesystem; otherwise uv copies).
-Only wheels are installed, so no compiler runs on the server, and no interpreter is downloaded:
-every venv's Python is the server's own (`--python sys.executable`, UV_PYTHON_DOWNLOADS=never).
+Only wheels are installed, so no compiler runs on the server, and no interpreter is downloaded
+here: a venv's Python is the server's own or one found on the machine (interpreters.py), named by
+its path (`--python PATH`, UV_PYTHON_DOWNLOADS=never).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _quiet(_line: str) -> None:
 
 @dataclass(frozen=True)
 class Interpreter:
-    """The Python every environment gets: the server's."""
+    """A Python an environment is built on: the server's own, or one found on the machine."""
     executable: str
     version: str     # 3.11.7
     platform: str    # linux-x86_64
@@ -135,8 +136,8 @@ class Builder:
 
     # -- naming --------------------------------------------------------------------------------
 
-    def key(self, lock: dict) -> str:
-        it = self.interpreter
+    def key(self, lock: dict, interpreter: Interpreter | None = None) -> str:
+        it = interpreter or self.interpreter
         return hashlib.sha256(orjson.dumps({
             "layout": LAYOUT, "python": it.version, "executable": os.path.realpath(it.executable),
             "platform": it.platform, "options": lock.get("options", []), "requirements": lock["requirements"]},
@@ -190,24 +191,28 @@ class Builder:
     # -- resolving and building ----------------------------------------------------------------
 
     def resolve(self, requirements: list[str], options: list[str], what: str,
-                progress: Progress = _quiet, from_conda: tuple[str, ...] = ()) -> dict:
-        """The lock: exact versions of `requirements` (plus what the runtime needs) for this Python."""
+                progress: Progress = _quiet, from_conda: tuple[str, ...] = (),
+                interpreter: Interpreter | None = None) -> dict:
+        """The lock: exact versions of `requirements` (plus what the runtime needs) for `interpreter`
+        (default: the server's)."""
+        it = interpreter or self.interpreter
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".resolve-", dir=self.root) as tmp:
             src, out = Path(tmp) / "requirements.in", Path(tmp) / "lock.txt"
             src.write_text("\n".join([*options, *requirements, *RUNTIME_REQUIREMENTS]) + "\n")
             code, lines = self._run(["pip", "compile", str(src), "-o", str(out), "--python",
-                                     self.interpreter.executable, "--no-header", "--no-annotate", "--no-build"],
-                                    progress)
+                                     it.executable, "--no-header", "--no-annotate", "--no-build"], progress)
             if code != 0:
-                raise BuildFailed(explain(lines, what, self.interpreter, from_conda), detail="\n".join(lines))
+                raise BuildFailed(explain(lines, what, it, from_conda), detail="\n".join(lines))
             pins = [ln.strip() for ln in out.read_text().splitlines() if ln.strip() and not ln.startswith(("#", "-"))]
-        return {"python": self.interpreter.minor, "platform": self.interpreter.platform, "options": options,
-                "requirements": pins}
+        return {"python": it.minor, "platform": it.platform, "options": options, "requirements": pins}
 
-    def build(self, key: str, lock: dict, what: str, progress: Progress = _quiet) -> Path:
-        """The venv of `key`, built from `lock` unless it is already there; builds of one key wait
-        for each other (across processes), builds of different keys run side by side."""
+    def build(self, key: str, lock: dict, what: str, progress: Progress = _quiet,
+              interpreter: Interpreter | None = None) -> Path:
+        """The venv of `key`, built from `lock` on `interpreter` (default: the server's) unless it is
+        already there; builds of one key wait for each other (across processes), builds of
+        different keys run side by side."""
+        it = interpreter or self.interpreter
         final = self.path(key)
         if self.is_built(key):
             return final
@@ -217,7 +222,7 @@ class Builder:
             started = time.monotonic()
             tmp = self.root / f".tmp-{key[:16]}-{secrets.token_hex(4)}"
             try:
-                code, lines = self._run(["venv", str(tmp), "--python", self.interpreter.executable,
+                code, lines = self._run(["venv", str(tmp), "--python", it.executable,
                                          "--relocatable", "--quiet"], progress)
                 if code == 0:
                     (tmp / LOCK_FILE).write_text("\n".join([*lock.get("options", []), *lock["requirements"]]) + "\n")
@@ -225,9 +230,9 @@ class Builder:
                                            "--link-mode", "hardlink", "--no-build"], progress)
                     code, lines = more, lines + out
                 if code != 0:
-                    raise BuildFailed(explain(lines, what, self.interpreter), detail="\n".join(lines))
+                    raise BuildFailed(explain(lines, what, it), detail="\n".join(lines))
                 atomic_write(tmp / MARKER, orjson.dumps({
-                    "key": key, "what": what, "python": self.interpreter.version, "lock": lock,
+                    "key": key, "what": what, "python": it.version, "interpreter": it.executable, "lock": lock,
                     "seconds": round(time.monotonic() - started, 3)}, option=orjson.OPT_INDENT_2))
                 if final.exists():  # an incomplete leftover of a killed build
                     shutil.rmtree(final, ignore_errors=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..schema import yaml_files as documents
+from ..schema import yaml_files
 from ..domain.errors import FleetError, SpecError
-from ..schema.specs import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec, Spec, validate
+from ..schema.documents import DeploymentSpec, EndpointSpec, FleetSpec, ModelSpec
+from ..schema.validation import Spec, validate
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -64,7 +65,7 @@ def load(path: str | Path) -> DesiredFleet:
     fleet, problems = DesiredFleet(), []
     for f in files:
         try:
-            docs = documents.load_file(f)
+            docs = yaml_files.load_file(f)
         except FleetError as e:
             problems.append(e.message)
             continue

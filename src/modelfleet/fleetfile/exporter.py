@@ -20,7 +20,7 @@ from ..version import __version__
 from ..domain.errors import StorageError
 from .planner import deployment_settings
 from ..domain.placement import written_placement
-from ..schema.specs import DeploymentSpec
+from ..schema.documents import DeploymentSpec
 
 
 def _model_path(fleet, model, copy_to: Path | None, relative_to: Path | None) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..domain import curated
 from ..domain import traffic as traffic_rules
 from ..schema.environment_files import ANONYMOUS, content_of
 from ..domain.errors import FleetError, InvalidInput, SpecError
@@ -21,7 +22,9 @@ from ..domain.names import ModelRef
 from ..domain.model_types import detect_type
 from ..schema.records import Model
 from ..domain.placement import resolve_placement
-from ..schema.specs import SETTINGS_FIELDS, DeploymentSpec, EndpointSpec, ModelSpec, Spec
+from ..schema.deployment_settings import SETTINGS_FIELDS
+from ..schema.documents import DeploymentSpec, EndpointSpec, ModelSpec
+from ..schema.validation import Spec
 from ..files.digests import content_digest
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
@@ -292,6 +295,10 @@ class _Planner:
         if env is None:
             return None
         if isinstance(env, str):
+            entry = curated.lookup(env) if curated.registry_uri(env) or "azureml-" in env.lower() else None
+            if entry is not None and (curated.registry_uri(env) or not any(
+                    x.name == ModelRef.parse(env, "environment").name for x in self.current.environments)):
+                return entry.ref   # one of Azure's curated environments (curated.py)
             r = ModelRef.parse(env, "environment")
             if r.version is not None:
                 return f"{r.name}:{r.version}"

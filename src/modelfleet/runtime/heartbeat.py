@@ -10,23 +10,15 @@ only the main thread reads.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 
 from . import protocol as p
+from .memory import rss_bytes
 
 PERIOD_S = 0.25
 STACK_BYTES = 256 * 1024
-
-
-def rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class Outbox:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import signatures
+from . import azure_scoring, signatures
+from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -93,11 +92,18 @@ class VectorScorer:
     `outputs` are the model's named outputs for V2 (name -> function of the input matrix), and
     `metadata` its V2 tensors (runtime/signatures.py)."""
 
-    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None):
+    def __init__(self, predict, feature_names=None, *, outputs: dict | None = None, metadata: dict | None = None,
+                 fast_path: dict | None = None, row_width: int | None = None):
         self._predict = predict
         self._features = list(feature_names) if feature_names is not None else None
         self.outputs = outputs or {"predict": predict}
         self.metadata = metadata or signatures.empty()
+        self.fast_path = fast_path or {"path": "off", "reason": "not a scikit-learn model"}
+        # one-row requests are decoded into this buffer: no array allocated per call
+        self._row = None
+        if row_width:
+            import numpy as np
+            self._row = np.empty((1, row_width))
 
     def _ordered(self, rows: list) -> list:
         if isinstance(rows[0], dict):
@@ -112,6 +118,14 @@ class VectorScorer:
 
     def _matrix(self, rows: list):
         import numpy as np
+        one = self._row
+        if one is not None and len(rows) == 1 and type(rows[0]) is list and len(rows[0]) == one.shape[1] \
+                and type(rows[0][0]) is not list:
+            try:
+                one[0] = rows[0]
+                return one
+            except (ValueError, TypeError):
+                pass   # not all numbers: as any other rows, below
         rows = self._ordered(rows)
         try:
             return np.asarray(rows, dtype=float)
@@ -161,14 +175,18 @@ def _find(model_dir: Path, suffixes: tuple[str, ...]) -> Path:
     return found[0]
 
 
-def load_sklearn(model_dir: Path) -> VectorScorer:
+def load_sklearn(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
+    """A scikit-learn model, called through the fast path the deployment allows (runtime/fast_path.py)."""
     import joblib
-    model = joblib.load(_find(model_dir, (".joblib", ".pkl", ".pickle")))
+    from . import fast_path as fp
+    model_file = _find(model_dir, (".joblib", ".pkl", ".pickle"))
+    model = joblib.load(model_file)
     meta = signatures.sklearn(model)
-    outputs = {"predict": model.predict}
-    if any(t["name"] == "predict_proba" for t in meta["outputs"]):
-        outputs["predict_proba"] = model.predict_proba
-    return VectorScorer(model.predict, getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta)
+    outputs = fp.model_outputs(model, any(t["name"] == "predict_proba" for t in meta["outputs"]))
+    outputs, status = fp.choose(model, outputs, fast_path, model_dir, model_file, rows_of)
+    width = getattr(model, "n_features_in_", None) if status.path != "off" else None
+    return VectorScorer(outputs["predict"], getattr(model, "feature_names_in_", None), outputs=outputs, metadata=meta,
+                        fast_path=status.to_dict(), row_width=width)
 
 
 class OnnxScorer(VectorScorer):
@@ -181,7 +199,8 @@ class OnnxScorer(VectorScorer):
         self._dtypes = {i.name: np.dtype(_ONNX_NUMPY.get(i.type, "float32")) for i in self._inputs}
         meta = signatures.onnx(session)
         first = meta["outputs"][0]["name"] if meta["outputs"] else session.get_outputs()[0].name
-        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta)
+        super().__init__(lambda x: self._run([first], {self._inputs[0].name: x})[0], metadata=meta,
+                         fast_path={"path": "off", "reason": "the model is ONNX already: onnxruntime runs it"})
 
     def _run(self, names: list[str], feed: dict):
         import numpy as np
@@ -211,12 +230,14 @@ class MlflowScorer(VectorScorer):
     """An MLflow pyfunc: rows go in as a DataFrame named by the signature's columns, with their
     JSON types kept (MLflow checks them against the signature)."""
 
-    def __init__(self, model):
+    def __init__(self, model, fast=(None, None, None)):
         self._model = model
         meta = signatures.mlflow(model)
         sig = model.metadata.signature
         names = sig.inputs.input_names() if sig is not None and not sig.inputs.is_tensor_spec() else None
-        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta)
+        self._fast, status, width = fast   # runtime/mlflow_fast.py
+        super().__init__(self._predict_frame, names if names and all(names) else None, metadata=meta,
+                         fast_path=status, row_width=width if self._fast is not None else None)
 
     def _frame(self, rows_or_columns, from_columns: bool = False):
         import pandas as pd
@@ -235,6 +256,10 @@ class MlflowScorer(VectorScorer):
         return out.to_numpy() if hasattr(out, "to_numpy") and not hasattr(out, "columns") else out
 
     def predict_rows(self, rows: list):
+        if self._fast is not None and _numbers_only(rows):   # what MLflow's double columns let through
+            x = VectorScorer._matrix(self, rows)
+            if x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] == self._row.shape[1]:
+                return self._fast(x)
         out = self._predict_frame(self._frame(rows))
         return out.to_numpy() if hasattr(out, "to_numpy") else out
 
@@ -246,17 +271,28 @@ class MlflowScorer(VectorScorer):
         return [(wanted[0], np.asarray(out.to_numpy() if hasattr(out, "to_numpy") else out))]
 
 
-def load_mlflow(model_dir: Path) -> VectorScorer:
+def _numbers_only(rows: list) -> bool:
+    """Every value a JSON number (no strings, which numpy would parse, nor booleans)."""
+    return all(type(v) is float or type(v) is int
+               for r in rows for v in (r.values() if type(r) is dict else r if type(r) is list else (None,)))
+
+
+def load_mlflow(model_dir: Path, fast_path=FAST_PATH_DEFAULT) -> VectorScorer:
     import mlflow.pyfunc
+    from . import mlflow_fast
     root = _find(model_dir, ("mlmodel",)).parent
-    return MlflowScorer(mlflow.pyfunc.load_model(str(root)))
+    model = mlflow.pyfunc.load_model(str(root))
+    return MlflowScorer(model, mlflow_fast.choose(model, model_dir, root, fast_path, rows_of))
 
 
 class ScriptScorer:
-    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional.
-    A module-level `v2_metadata` declares its V2 tensors (runtime/signatures.py)."""
+    """An Azure-style score.py: init() once, run(raw_data: str) per request, run_batch optional;
+    Azure's decorators on run() are honoured (runtime/azure_scoring.py). A module-level
+    `v2_metadata` declares its V2 tensors (runtime/signatures.py), else an @input_schema does."""
 
     def __init__(self, script: Path):
+        azure_scoring.alias_contrib_services()
+        azure_scoring.log_to_stdout()
         spec = importlib.util.spec_from_file_location("score", script)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(script.parent))
@@ -264,21 +300,35 @@ class ScriptScorer:
         spec.loader.exec_module(module)
         if not callable(getattr(module, "run", None)) and not callable(getattr(module, "run_batch", None)):
             raise AttributeError(f"{script.name} defines neither run(raw_data) nor run_batch(list_of_raw)")
-        self.metadata = (signatures.declared(module.v2_metadata, script.name) if hasattr(module, "v2_metadata")
-                         else signatures.empty())
+        run = getattr(module, "run", None)
+        self._run = azure_scoring.AzureRun(run, BadInput) if callable(run) else None
+        schema = self._run.schema() if self._run is not None else None
+        if hasattr(module, "v2_metadata"):
+            self.metadata = signatures.declared(module.v2_metadata, script.name)
+        elif schema is not None:
+            self.metadata = {**azure_scoring.v2_metadata(schema), "schema": schema}
+        else:
+            self.metadata = signatures.empty()
+        self.fast_path = {"path": "off", "reason": "a scoring script calls the model"}
         if callable(getattr(module, "init", None)):
             module.init()
-        self._run = getattr(module, "run", None)
         self._run_batch = getattr(module, "run_batch", None)
 
+    def _answer(self, body: bytes) -> bytes | Exception:
+        try:
+            out = self._run(body)
+        except BadInput as e:
+            return e
+        return bytes(out) if isinstance(out, azure_scoring.RawAnswer) else to_json(out)
+
     def score(self, bodies: list[bytes]) -> list[bytes | Exception]:
-        raws = [b.decode("utf-8", "replace") for b in bodies]
-        if self._run_batch is not None and (len(raws) > 1 or self._run is None):
+        if self._run_batch is not None and (len(bodies) > 1 or self._run is None):
+            raws = [b.decode("utf-8", "replace") for b in bodies]
             outs = self._run_batch(raws)
             if len(outs) != len(raws):
                 raise RuntimeError(f"run_batch returned {len(outs)} results for {len(raws)} requests")
             return [to_json(o) for o in outs]
-        return [to_json(self._run(r)) for r in raws]
+        return [self._answer(b) for b in bodies]
 
     def infer(self, columns: list, wanted: list[str]) -> list[tuple[str, object]]:
         """V2: run() gets {"data": rows}; an answer that is an object keyed by output names gives
@@ -286,7 +336,11 @@ class ScriptScorer:
         import numpy as np
         rows = join_columns(columns).tolist()
         rows = [[v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in r] for r in rows]
-        result = orjson.loads(self.score([orjson.dumps({"data": rows})])[0])
+        name = self._run.first if self._run is not None and self._run.style == azure_scoring.SCHEMA else "data"
+        answer = self.score([orjson.dumps({name: rows})])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        result = orjson.loads(answer)
         declared = {t["name"]: t["datatype"] for t in self.metadata["outputs"]}
         if isinstance(result, dict) and all(n in result for n in wanted):
             picked = [(n, result[n]) for n in wanted]
@@ -302,56 +356,21 @@ _NUMPY = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "I
           "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 
 
-def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None):
+def load_scorer(model_type: str, model_dir: Path, scoring_script: Path | None, fast_path=FAST_PATH_DEFAULT):
+    """`fast_path`: the deployment's setting (runtime/fast_path.py), for scikit-learn models."""
     if scoring_script is not None:
+        if fast_path == "required":
+            from .fast_path import Refused
+            raise Refused("fast_path: required, but a scoring script calls the model (no fast path applies)")
         return ScriptScorer(scoring_script)
     loaders = {"sklearn": load_sklearn, "onnx": load_onnx, "mlflow": load_mlflow}
     if model_type not in loaders:
         raise ValueError(f"model type {model_type!r} needs a scoring script (--code and --scoring-script)")
-    return loaders[model_type](model_dir)
+    if model_type == "onnx":
+        return load_onnx(model_dir)
+    return loaders[model_type](model_dir, fast_path)
 
 
 def set_model_env(model_dir: Path) -> None:
     os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
     os.environ["FLEET_MODEL_DIR"] = str(model_dir)
-
-
-# -- errors in the user's code -----------------------------------------------------------------
-
-_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
-# code snapshots live at <workspace>/artifacts/code/<sha256>/<the user's folder>/...
-_SNAPSHOT = re.compile(r"^.*[/\\]code[/\\][0-9a-f]{64}[/\\]")
-
-
-def _shown(filename: str) -> str:
-    """The user's own path (their folder's name and below) for a file in a code snapshot."""
-    return _SNAPSHOT.sub("", filename)
-
-
-def _trim(te: traceback.TracebackException) -> None:
-    keep = [f for f in te.stack if not f.filename.startswith(_PACKAGE) and not f.filename.startswith("<frozen ")]
-    te.stack = traceback.StackSummary.from_list(
-        [traceback.FrameSummary(_shown(f.filename), f.lineno, f.name, line=f.line) for f in keep])
-    if getattr(te, "filename", None):  # a SyntaxError points at its file too
-        te.filename = _shown(te.filename)
-    for inner in (te.__cause__, te.__context__):
-        if inner is not None:
-            _trim(inner)
-
-
-def user_traceback(exc: BaseException) -> str:
-    """The traceback of an error in a model or score.py as the user wants to read it: their files
-    named as in their code folder (not the copy in the store), modelfleet's own frames left out."""
-    te = traceback.TracebackException.from_exception(exc)
-    _trim(te)
-    return "".join(te.format())
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a client: `Type: message (at folder/score.py:12 in run)`."""
-    text = f"{type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _SNAPSHOT.match(f.filename)]
-    if frames:
-        f = frames[-1]
-        text += f" (at {_shown(f.filename)}:{f.lineno} in {f.name})"
-    return text

@@ -9,12 +9,16 @@ cache and kernel memory; a process cannot set one up for itself without a delega
 
 A MemoryError alone does not mean the replica is full (one request may ask for an absurd array);
 `full()` says whether most of the room is used, in which case the replica answers and exits, so a
-fresh one takes its place.
+fresh one takes its place. Below, what a process uses now: resident memory, and the heap in use
+(how a shared worker measures each model it loads).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import resource
+import sys
 
 
 def _status_kib(field: str) -> int:
@@ -46,3 +50,50 @@ class MemoryBudget:
 
 def apply(limit_bytes: int | None) -> MemoryBudget | None:
     return MemoryBudget(limit_bytes) if limit_bytes else None
+
+
+# -- what a process uses now ------------------------------------------------------------------
+
+def rss_bytes() -> int | None:
+    """Resident memory now (None: /proc cannot say)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2():
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2   # glibc 2.33 and later
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+SMALL_BLOCK_BYTES = 64   # a typical Python small-object block (pymalloc counts blocks, not bytes)
+
+
+def heap_bytes() -> int:
+    """Bytes in use on the heap: malloc's (numpy arrays, native libraries; 0 without glibc) and
+    Python's small-object blocks."""
+    in_use = 0
+    if _MALLINFO2 is not None:
+        info = _MALLINFO2()
+        in_use = info.uordblks + info.hblkhd
+    return in_use + sys.getallocatedblocks() * SMALL_BLOCK_BYTES
+
+
+def malloc_trim() -> None:
+    """Give freed heap memory back to the system (glibc)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: freed memory is returned when the allocator decides

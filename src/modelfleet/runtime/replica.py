@@ -21,8 +21,10 @@ from pathlib import Path
 import orjson
 
 from . import memory, protocol as p, replica_log
+from .fast_path import DEFAULT as FAST_PATH_DEFAULT
 from .heartbeat import Outbox
-from .loaders import describe_error, load_scorer, set_model_env, to_json, user_traceback
+from .loaders import load_scorer, set_model_env, to_json
+from .user_errors import describe_error, user_traceback
 
 REPLICA_OOM_SCORE_ADJ = 800   # under memory pressure the kernel kills a replica (the biggest) first
 
@@ -71,7 +73,7 @@ class Replica:
         self.out = Outbox(sock)
         self.budget: memory.MemoryBudget | None = None
         self.out_of_memory = False   # a MemoryError with the budget used up: answer, then exit
-        # Every setting arrives with its default applied (specs.py is where defaults live).
+        # Every setting arrives with its default applied (schema/deployment_settings.py is where defaults live).
         self.max_batch = int(cfg["max_batch_size"])
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
@@ -82,7 +84,14 @@ class Replica:
         model_dir = Path(self.cfg["model_dir"])
         set_model_env(model_dir)
         script = self.cfg.get("scoring_script")
-        self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None)
+        collector = None
+        if script and os.environ.get("FLEET_DATA_COLLECTOR"):   # score.py's azureml-ai-monitoring Collector
+            from ..collection import mdc
+            collector = mdc.start_if_configured()
+        self.scorer = load_scorer(self.cfg["model_type"], model_dir, Path(script) if script else None,
+                                  self.cfg.get("fast_path", FAST_PATH_DEFAULT))
+        if collector is not None:
+            collector.loaded()
 
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""
@@ -205,10 +214,11 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
             replica.out.flush(p.frame(0, p.INIT_FAILED, tb.encode()))
         return False
     load_ms = round((time.monotonic() - started) * 1000, 3)
+    fast = getattr(replica.scorer, "fast_path", None)
     print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
-          f"(pid {os.getpid()})", flush=True)
+          f"(pid {os.getpid()})" + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
     replica.out.flush(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
-                                                   "metadata": replica.scorer.metadata})))
+                                                   "metadata": replica.scorer.metadata, "fast_path": fast})))
     replica.out.serving.set()
     try:
         replica.serve()

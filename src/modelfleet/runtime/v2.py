@@ -20,7 +20,8 @@ import sys
 import orjson
 
 from . import protocol as p
-from .loaders import BadInput, describe_error, user_traceback
+from .loaders import BadInput
+from .user_errors import describe_error, user_traceback
 from .signatures import v2_datatype
 
 _NP = {"BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
@@ -235,10 +236,13 @@ def wanted_outputs(doc: dict, available: list[str]) -> list[tuple[str, bool]]:
         return [(n, binary_default) for n in available]
     if not isinstance(requested, list):
         raise BadInput("outputs must be a list of {name}")
-    out = []
+    out, seen = [], set()
     for i, o in enumerate(requested):
         if not isinstance(o, dict) or not isinstance(o.get("name"), str):
             raise BadInput(f"outputs[{i}] needs a name")
+        if o["name"] in seen:  # as Triton: each output is asked for once
+            raise BadInput(f"outputs[{i}]: output {o['name']!r} is requested more than once")
+        seen.add(o["name"])
         if o["name"] not in available:
             raise BadInput(f"unknown output {o['name']!r}: the model's outputs are {', '.join(available)}")
         p = o.get("parameters") or {}

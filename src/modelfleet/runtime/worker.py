@@ -27,7 +27,6 @@ deployment reads); the rest to the worker's log.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import select
@@ -40,9 +39,11 @@ from pathlib import Path
 import orjson
 
 from ..files.fsutil import size_on_disk
-from . import protocol as p, replica_log
-from .loaders import to_json, user_traceback
+from . import fast_path, protocol as p, replica_log
+from .loaders import to_json
+from .user_errors import user_traceback
 from .heartbeat import Outbox
+from .memory import heap_bytes, malloc_trim, rss_bytes
 from .model_budget import LruBudget
 from .replica import REPLICA_OOM_SCORE_ADJ, Replica, oom_priority
 
@@ -50,49 +51,8 @@ TRIM_WHEN_IDLE_S = 0.05   # after an eviction, give memory back once no request 
 # Libraries a model type needs, imported before its first load so that their memory counts as
 # the worker's own rather than as the first model's.
 TYPE_IMPORTS = {"sklearn": ("joblib",), "onnx": ("onnxruntime",), "mlflow": ("mlflow.pyfunc", "pandas")}
+FAST_PATH_TYPES = ("sklearn", "mlflow")   # their first load converts: the converter is loaded first
 
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _mallinfo2():
-    try:
-        fn = ctypes.CDLL("libc.so.6").mallinfo2   # glibc 2.33 and later
-    except (OSError, AttributeError):
-        return None
-    fn.restype = _MallInfo2
-    return fn
-
-
-_MALLINFO2 = _mallinfo2()
-SMALL_BLOCK_BYTES = 64   # a typical Python small-object block (pymalloc counts blocks, not bytes)
-
-
-def heap_bytes() -> int:
-    """Bytes in use on the heap: malloc's (numpy arrays, native libraries; 0 without glibc) and
-    Python's small-object blocks."""
-    in_use = 0
-    if _MALLINFO2 is not None:
-        info = _MALLINFO2()
-        in_use = info.uordblks + info.hblkhd
-    return in_use + sys.getallocatedblocks() * SMALL_BLOCK_BYTES
-
-
-def _malloc_trim() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: freed memory is returned when the allocator decides
 
 
 class ModelLogs:
@@ -137,7 +97,7 @@ class Worker:
         self.budget = LruBudget(int(cfg["memory_budget"]))
         self.models: dict[str, Model] = {}
         self.logs = logs
-        self.baseline = rss_bytes()   # before any model; grows by the libraries model types import
+        self.baseline = (rss_bytes() or 0)   # before any model; grows by the libraries model types import
         self.frees = 0                # evictions and unloads: memory that should have gone back
         self.batching = 0             # registered models that wait to gather a batch
         self.dirty = False            # memory freed and not yet given back to the system
@@ -153,14 +113,16 @@ class Worker:
     def _import_for(self, model_type: str) -> None:
         if model_type in self._imported:
             return
-        before = rss_bytes()
+        before = (rss_bytes() or 0)
         for name in TYPE_IMPORTS.get(model_type, ()):
             try:
                 __import__(name)
             except ImportError:
                 pass  # the load reports it
+        if model_type in FAST_PATH_TYPES:
+            fast_path.warm()
         self._imported.add(model_type)
-        self.baseline += max(0, rss_bytes() - before)
+        self.baseline += max(0, (rss_bytes() or 0) - before)
 
     def load(self, model: Model, why: str) -> None:
         """Load `model`, evicting others first if it would not fit; raises what the load raised."""
@@ -170,14 +132,16 @@ class Worker:
         self._import_for(model.replica.cfg["model_type"])
         self._as(model)
         try:
-            rss, heap = rss_bytes(), heap_bytes()
+            rss, heap = (rss_bytes() or 0), heap_bytes()
             started = time.monotonic()
             model.replica.load()
             model.load_ms = round((time.monotonic() - started) * 1000, 3)
-            size = max(heap_bytes() - heap, rss_bytes() - rss, 0)
+            size = max(heap_bytes() - heap, (rss_bytes() or 0) - rss, 0)
             what = f"reloaded in {model.load_ms:.0f} ms" if why else \
                 f"replica {model.replica.cfg.get('replica_id')} ready in {model.load_ms:.0f} ms"
-            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}", flush=True)
+            fast = getattr(model.replica.scorer, "fast_path", None)
+            print(f"{what} ({size / 2**20:.1f} MiB, in {self.name}){why}"
+                  + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
         finally:
             self._as(None)
         self._evict(self.budget.add(key, size))
@@ -205,11 +169,11 @@ class Worker:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        _malloc_trim()
+        malloc_trim()
         self.dirty = False
 
     def stats(self) -> bytes:
-        return orjson.dumps({"rss": rss_bytes(), "baseline": self.baseline, "used": self.budget.used,
+        return orjson.dumps({"rss": (rss_bytes() or 0), "baseline": self.baseline, "used": self.budget.used,
                              "budget": self.budget.budget, "loaded": len(self.budget),
                              "registered": len(self.models), "frees": self.frees})
 
@@ -239,7 +203,8 @@ class Worker:
             return
         scorer = model.replica.scorer   # its V2 tensors, for the model's metadata (lazy: not known yet)
         self.out.add(p.frame(rid, p.LOADED, p.keyed(kb, to_json({"ms": model.load_ms, "bytes": self.budget.size(key),
-                                                                 "metadata": scorer.metadata if scorer else None}))))
+                                                                 "metadata": scorer.metadata if scorer else None,
+                                                                 "fast_path": getattr(scorer, "fast_path", None)}))))
 
     def _forget(self, key: str) -> None:
         model = self.models.pop(key, None)

@@ -33,7 +33,7 @@ import orjson
 
 WARM_IMPORTS = ("numpy", "joblib", "sklearn", "sklearn.base", "sklearn.utils", "sklearn.linear_model",
                 "sklearn.ensemble", "sklearn.tree", "sklearn.pipeline", "sklearn.preprocessing",
-                "sklearn.svm", "sklearn.neighbors")
+                "sklearn.svm", "sklearn.neighbors", "onnxruntime")   # onnxruntime: the fast path (the fast extra)
 
 
 def _warm() -> None:

@@ -7,8 +7,8 @@ installs from the package index, index options, and an optional Python pin.
 Nothing here runs conda. A conda dependency becomes the PyPI requirement of the same name
 (`numpy=1.23` -> `numpy==1.23.*`; a few packages are renamed, `pytorch` -> `torch`); conda's own
 tools and the packages PyPI lacks (system libraries, compilers, CUDA toolkits) are refused by
-name. The Python version is the server's: a pin that excludes it is refused when the
-environment is built (`check_python`), since no other interpreter is downloaded here.
+name. A Python pin is met when the environment is built, by an interpreter found on the machine
+(interpreters.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import yaml_files as documents
+from . import yaml_files
+from ..domain import curated
 from ..domain.errors import InvalidInput, SpecError
 
 # conda names whose PyPI package is called differently
@@ -152,7 +153,7 @@ def read_conda(doc, base_dir: Path | None, where: str) -> EnvironmentContent:
 
 def read_conda_file(path: str | Path) -> EnvironmentContent:
     path = Path(path)
-    return read_conda(documents.load_one(path), path.parent, str(path))
+    return read_conda(yaml_files.load_one(path), path.parent, str(path))
 
 
 # -- requirements files -----------------------------------------------------------------------
@@ -257,7 +258,7 @@ def read_mlflow_model(model_dir: Path, manager: str, where: str) -> EnvironmentC
                            "name an environment instead of --env-manager")
     if not (root / "python_env.yaml").is_file():
         return read_requirements_file(root / "requirements.txt")
-    doc = documents.load_one(root / "python_env.yaml")
+    doc = yaml_files.load_one(root / "python_env.yaml")
     deps = doc.get("dependencies") or []
     if not isinstance(deps, list):
         raise SpecError(f"{root / 'python_env.yaml'}: dependencies: expected a list")
@@ -287,22 +288,23 @@ def python_allows(pin: str | None, version: str | None = None) -> bool:
         return False
 
 
-def check_python(pin: str | None, what: str, version: str | None = None) -> None:
-    """Refuse, in one line, an environment whose Python pin excludes this interpreter."""
-    version = version or platform.python_version()
-    if python_allows(pin, version):
-        return
-    shown = pin[2:].removesuffix(".*") if pin.startswith("==") else pin
-    minor = ".".join(version.split(".")[:2])
-    raise InvalidInput(f"{what} asks for Python {shown}; this server runs Python {version} and downloads no "
-                       f"other interpreter: pin python={minor} (or remove the pin)")
+def shown_pin(pin: str) -> str:
+    """A pin as people write it: `==3.12.*` is 3.12."""
+    return pin[2:].removesuffix(".*") if pin.startswith("==") else pin
 
 
 ANONYMOUS = "CliV2AnonymousEnvironment"   # Azure's name for environments written inline
 
 
 def content_of(spec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
-    """What `spec` asks for, and the source document kept with the version (for `show`)."""
+    """What `spec` asks for, and the source document kept with the version (for `show`). An image
+    alone must be one of Azure's inference images (see Environments.runs_on_default)."""
+    if spec.conda_file is None and spec.requirements is None:
+        if not curated.is_inference_image(spec.image):
+            raise InvalidInput(f"image {spec.image!r} is not one of Azure's inference images "
+                               f"({curated.INFERENCE_IMAGES}...): give a conda_file with the packages it needs")
+        return EnvironmentContent(curated.IMAGE_PACKAGES), {
+            "image": spec.image, "mapped_to": f"the server's Python + {', '.join(curated.IMAGE_PACKAGES)}"}
     if isinstance(spec.conda_file, dict):
         return read_conda(spec.conda_file, base_dir, "conda_file"), {"conda_file": spec.conda_file}
     if spec.conda_file is not None:
@@ -310,7 +312,7 @@ def content_of(spec, base_dir: Path) -> tuple[EnvironmentContent, dict]:
         path = path if path.is_absolute() else base_dir / path
         if path.suffix.lower() == ".txt":  # a plain requirements.txt given as the conda file
             return read_requirements_file(path), {"requirements_file": path.name}
-        return read_conda_file(path), {"conda_file": documents.load_one(path), "file": path.name}
+        return read_conda_file(path), {"conda_file": yaml_files.load_one(path), "file": path.name}
     if isinstance(spec.requirements, list):
         return read_requirements(spec.requirements, "requirements"), {"requirements": spec.requirements}
     path = Path(spec.requirements).expanduser()

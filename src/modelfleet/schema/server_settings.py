@@ -9,6 +9,7 @@ The port is chosen once: the first start takes a free port and saves it; `fleet 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..domain.errors import InvalidInput
 from ..files.fsutil import atomic_write, file_lock
-from .specs import memory_bytes
+from .database_url import engine_url, redact
+from .deployment_settings import memory_bytes
 from .workspace import Workspace
 
 
@@ -43,6 +45,39 @@ class ServerSettings(BaseModel):
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
     shared_workers: int | None = Field(default=None, ge=1, le=256)  # None: one per core, 2 to 8
     shared_worker_memory: str = "1Gi"    # each shared worker's budget for loaded models
+    # The Python an environment pins (interpreters.py): looked for on the machine and in `pythons`
+    # (interpreter paths); missing, `nearest` builds on the nearest version found (with a warning),
+    # `strict` refuses; `python_downloads` lets `uv python install` fetch a missing one.
+    python_policy: Literal["nearest", "strict"] = "nearest"
+    pythons: list[str] = Field(default_factory=list)
+    python_downloads: bool = False
+    # Where the metadata lives: None is the workspace's SQLite file; postgresql://USER@HOST/DB
+    # a PostgreSQL database (its password from ~/.pgpass or PGPASSWORD, or in the URL).
+    database_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                engine_url(v)
+            except InvalidInput as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    def database(self, ws: Workspace) -> str:
+        """The database the server opens: FLEET_DATABASE_URL (which ws.db_url reads) first, then
+        the saved --database-url, then the workspace's SQLite file."""
+        if self.database_url and "FLEET_DATABASE_URL" not in os.environ:
+            return self.database_url
+        return ws.db_url
+
+    def shown(self) -> dict:
+        """The settings as `fleet server configure` prints them: a database password hidden."""
+        out = self.model_dump()
+        if self.database_url:
+            out["database_url"] = redact(self.database_url)
+        return out
 
     @field_validator("shared_worker_memory")
     @classmethod
@@ -114,6 +149,10 @@ def _clean(changes: dict) -> dict:
             changes[name] = None
     if changes.get("port") == 0:
         changes["port"] = None
+    if "pythons" in changes:   # interpreter paths, absolute; '' clears the list
+        changes["pythons"] = [str(Path(p).expanduser().absolute()) for p in changes["pythons"] if p]
+    if changes.get("database_url") == "":
+        changes["database_url"] = None
     return changes
 
 

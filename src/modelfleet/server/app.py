@@ -33,18 +33,19 @@ from ..domain.errors import FleetError, StorageError
 from ..files.fsutil import atomic_write
 from ..store import Database
 from ..schema.workspace import Workspace
-from .control import replicas
 from ..schema import server_settings as settings
 from .telemetry.access_log import AccessLog
 from .http.api import build_api, is_loopback
 from .dataplane.connections import Limits, guarded_protocol
 from .control.controller import Controller
+from .control.stores import Stores
 from .dataplane.gateway import Gateway
 from .control.heap import HeapKeeper
 from .telemetry.metrics import Metrics
 from .dataplane.routing import Router
 from ..schema.server_settings import ServerSettings
 from .telemetry.hooks import EventLog, Telemetry
+from .http import monitoring_api
 
 log = logging.getLogger("modelfleet.server")
 
@@ -57,31 +58,40 @@ class ServerApp:
     def __init__(self, ws: Workspace, cfg: ServerSettings, port: int, token: str):
         self.ws = ws
         self.cfg = cfg
-        self.db = Database(ws.db_url)
+        self.db = Database(cfg.database(ws))
         self.router = Router()
         local = LocalBackend(ws.logs_dir)
         shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
         self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
-        self.controller = Controller(ws, self.db, self.backend, self.router,
+        self.stores = Stores.of_workspace(ws, self.db)
+        self.controller = Controller(ws, self.stores, self.backend, self.router,
                                      after_pass=HeapKeeper().after_pass)
         access = AccessLog(ws.logs_dir / "access.log" if cfg.access_log else None, cfg.access_log_max_bytes,
                            cfg.access_log_backups)
-        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now)
+        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now, self.controller.roster)
         self.telemetry.metrics.admission_source = self._admission
-        self.telemetry.metrics.state_source = self.telemetry.replica_states
+        self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
         self.gateway = Gateway(self.router, self.telemetry)
         self.url = cfg.url(port)
         self.token = token
         self.draining = False
         self.disk_low = False
-        self.api = build_api(self.controller, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
+        self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
+        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     def _admission(self):
         for ep in self.router.table.endpoints.values():
             for dep in ep.deployments.values():
                 yield ep.name, dep.name, dep.admission.inflight, len(dep.admission.waiters)
+
+    def _replica_counts(self):
+        """Every deployment of an endpoint, and any other that still has replicas (draining after
+        its deletion), with its replicas by state."""
+        listed = [(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments]
+        for endpoint, name in dict.fromkeys([*listed, *self.controller.roster.deployments()]):
+            yield endpoint, name, self.controller.queries.replica_counts(endpoint, name)
 
     async def _prune_telemetry(self) -> None:
         while True:
@@ -89,6 +99,7 @@ class ServerApp:
             await asyncio.sleep(PRUNE_EVERY_S)
             live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
             self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
+            self.controller.collection.forget(live)   # deleted deployments' collectors
 
     def _check_disk(self) -> None:
         """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at
@@ -111,21 +122,20 @@ class ServerApp:
         """Hook the telemetry into replica state changes and the server's warnings (or unhook it)."""
         root = logging.getLogger("modelfleet")
         if on:
-            replicas.listeners.append(self.telemetry.replica_changed)
+            self.controller.listeners.append(self.telemetry.replica_changed)
             self._events = EventLog(self.telemetry)
             root.addHandler(self._events)
         else:
             with contextlib.suppress(ValueError):
-                replicas.listeners.remove(self.telemetry.replica_changed)
+                self.controller.listeners.remove(self.telemetry.replica_changed)
             root.removeHandler(self._events)
             self.telemetry.close()
 
     def _compute(self, name: str) -> dict | None:
         """A compute's row (address, auth token), read when its first replica starts."""
-        from ..store.computes import ComputeStore
         from ..domain.errors import NotFound
         try:
-            return ComputeStore(self.db).get(name)
+            return self.stores.computes.get(name)
         except NotFound:
             return None
 
@@ -147,6 +157,7 @@ class ServerApp:
                         self._warming = asyncio.ensure_future(self.backend.warm())
                         self._pruning = asyncio.ensure_future(self._prune_telemetry())
                         await self.controller.start()
+                        self.monitoring.start()
                     except Exception as e:
                         log.exception("startup failed")
                         await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -154,7 +165,9 @@ class ServerApp:
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     self._pruning.cancel()
+                    await self.monitoring.stop()
                     await self.controller.stop()
+                    self.controller.collection.close()   # writes what is still queued
                     self._observe(False)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -285,7 +298,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     if not cfg.allow_open_endpoints and not loopback:
         # Endpoints made open while the server listened on loopback must not become open to
         # the network just because the server restarts on another address.
-        open_eps = [e["name"] for e in app.controller.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        open_eps = [e["name"] for e in app.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
         if open_eps:
             sock.close()
             app.db.close()
@@ -311,6 +324,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     try:
         server.run(sockets=[sock])
     finally:
+        app.db.close()   # the last connection: SQLite folds its write-ahead log into the file
         with contextlib.suppress(OSError):
             current = orjson.loads(ws.server_file.read_bytes())
             if current.get("pid") == os.getpid():

@@ -1,16 +1,11 @@
-"""Tables and named migrations. A migration runs once; its name is recorded in the database."""
+"""The tables, as queries see them. How each came to be is in migrations/versions/ (Alembic),
+which must end where this file is: tests compare the two."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-
-migrations_table = sa.Table(
-    "schema_migrations", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("applied_at", sa.String(32), nullable=False),
-)
 
 models = sa.Table(
     "models", metadata,
@@ -26,6 +21,8 @@ models = sa.Table(
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.String(32), nullable=False),
 )
+
+sa.Index("ix_models_name_seq", models.c.name, models.c.seq)
 
 model_labels = sa.Table(
     "model_labels", metadata,
@@ -93,6 +90,16 @@ environments = sa.Table(
 )
 
 
+datastores = sa.Table(
+    "datastores", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),          # azure_blob
+    sa.Column("spec", sa.JSON, nullable=False),                # the document, stored secrets left out
+    sa.Column("secret", sa.Text, nullable=True),               # its account key or SAS token, encrypted (Fernet)
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
 # -- who may do what, and what they did (docs/security.md) -----------------------------------------
 
 principals = sa.Table(
@@ -141,17 +148,42 @@ activity_log = sa.Table(
 )
 
 
-def _initial(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[models, model_labels, endpoints, deployments])
-    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_models_name_seq ON models (name, seq)"))
 
+# -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 
-def _computes(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[computes])
+data_assets = sa.Table(
+    "data_assets", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),          # uri_file, uri_folder, mltable
+    sa.Column("sha256", sa.String(64), nullable=True),         # None: collected data, by reference
+    sa.Column("path", sa.Text, nullable=False),                # inside the snapshot, or the workspace
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
 
+schedules = sa.Table(
+    "schedules", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),                # the monitor schedule document
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("next_run_at", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
 
-def _environments(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[environments])
-
-
-MIGRATIONS = [("0001_initial", _initial), ("0002_computes", _computes), ("0003_environments", _environments)]
+monitor_runs = sa.Table(
+    "monitor_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("schedule", sa.String(64), sa.ForeignKey("schedules.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("window_start", sa.String(32), nullable=False),
+    sa.Column("window_end", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),        # passed, breached, failed
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("results", sa.JSON, nullable=False),             # [{signal, feature, metric, value, threshold, passed}]
+    sa.Index("ix_monitor_runs_schedule_id", "schedule", "id"),
+)

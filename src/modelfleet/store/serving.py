@@ -9,18 +9,21 @@ import orjson
 import sqlalchemy as sa
 
 from ..domain.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
+from ..domain.model_types import FAST_PATH_DEFAULT
 from .db import Database, utcnow
 from .schema import deployments, endpoints
 
 # Spec fields that change what a replica runs; the rest apply without restarting replicas.
 REPLICA_FIELDS = ("model", "model_type", "model_sha256", "code", "environment_variables", "batching", "environment",
-                  "placement")
-# Fields added later count only when set, so the hashes of deployments from before them still hold.
-_LATER_FIELDS = ("environment", "placement")
+                  "placement", "fast_path")
+# Fields added later count only when set to other than their default, so the hashes of deployments
+# from before them still hold.
+_LATER_FIELDS = {"environment": None, "placement": None, "fast_path": FAST_PATH_DEFAULT}
 
 
 def replica_hash(spec: dict) -> str:
-    fields = {k: spec.get(k) for k in REPLICA_FIELDS if k not in _LATER_FIELDS or spec.get(k) is not None}
+    fields = {k: spec.get(k) for k in REPLICA_FIELDS
+              if k not in _LATER_FIELDS or spec.get(k) not in (None, _LATER_FIELDS[k])}
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

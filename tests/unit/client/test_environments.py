@@ -34,7 +34,8 @@ def test_files_are_read_by_the_client_and_versions_kept_by_the_server(api_fleet,
 
 
 def test_inline_blocks_become_anonymous_versions_by_content(api_fleet):
-    from modelfleet.schema.specs import InlineEnvironment, validate
+    from modelfleet.schema.documents import InlineEnvironment
+    from modelfleet.schema.validation import validate
     envs = api_fleet.environments
     spec = validate(InlineEnvironment, {"requirements": ["tabulate==0.9.0"]})
     one = envs.inline(spec, base_dir=".")

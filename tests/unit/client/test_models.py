@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from modelfleet.files.digests import content_digest
-from modelfleet.domain.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound, Unauthorized
+from modelfleet.domain.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, Unauthorized
 
 
 @pytest.fixture
@@ -87,6 +87,8 @@ def test_an_upload_that_does_not_hash_to_its_name_is_refused_and_nothing_is_stor
             {"path": "iris/x", "size": 1, "sha256": wrong}]})
     with pytest.raises(NotFound, match="artifact kind"):
         api_fleet.request("GET", f"/api/artifacts/secrets/{wrong}")
+    with pytest.raises(InvalidInput, match="sha256"):   # never a path: a name made of 64 hex digits
+        api_fleet.request("POST", "/api/models/iris/versions", json={"sha256": "../..", "files": []})
 
 
 def test_registering_needs_files_that_describe_the_snapshot(api_fleet, model_dir):
@@ -117,3 +119,18 @@ def test_a_server_that_cannot_be_reached_is_one_error(monkeypatch):
         lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused"))))
     with pytest.raises(ServerUnavailable, match="cannot reach the server"):
         f.models.list()
+
+
+def test_an_upload_with_a_path_out_of_its_snapshot_is_refused(api_fleet, inprocess, tmp_path):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"escaped"
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    sha = hashlib.sha256(b"any").hexdigest()
+    with pytest.raises(InvalidInput, match="'../evil.txt' is not a file inside the snapshot"):
+        api_fleet.request("PUT", f"/api/artifacts/code/{sha}", content=buf.getvalue())
+    assert not (inprocess.ws.artifacts / "evil.txt").exists() and not (inprocess.ws.artifacts / "code").exists()

@@ -45,7 +45,7 @@ def replica_config(spec: ReplicaSpec, model_dir: Path, script: Path | None) -> d
             "model_type": spec.model_type, "model_dir": str(model_dir),
             "scoring_script": str(script) if script else None,
             "max_batch_size": spec.batching.max_batch_size,
-            "max_batch_wait_ms": spec.batching.max_batch_wait_ms}
+            "max_batch_wait_ms": spec.batching.max_batch_wait_ms, "fast_path": spec.fast_path}
 
 
 class LocalReplica(FramedReplica):
@@ -136,7 +136,8 @@ class LocalReplica(FramedReplica):
 
     def describe(self) -> dict:
         return {"placement": "dedicated", "pid": self.pid, "loaded": True,
-                "last_load_ms": self.info.get("load_ms"), "log": str(self.spec.log_path)}
+                "last_load_ms": self.info.get("load_ms"), "fast_path": self.info.get("fast_path"),
+                "log": str(self.spec.log_path)}
 
     async def log_tail(self, lines: int) -> str:
         return "\n".join(await asyncio.to_thread(tail_lines, self.spec.log_path, lines))
@@ -185,6 +186,9 @@ class LocalBackend:
             zygote = self.zygotes[python] = Zygote(self.logs_dir / f"zygote-{python.parents[1].name}.log", python,
                                                    self._environ(python), self.subreaper)
         return zygote
+
+    def fault(self, compute: str) -> str | None:
+        return None   # this machine: a failure is the replica's own, in its log
 
     def release(self, python: Path) -> None:
         """Stop the zygote of an environment's interpreter when no replica of it runs (its build

@@ -75,7 +75,7 @@ class RayReplica(FramedReplica):
     def describe(self) -> dict:
         return {"placement": "dedicated", "pid": self.where.get("pid"), "node": self.where.get("host"),
                 "node_id": self.where.get("node_id"), "loaded": True, "last_load_ms": self.info.get("load_ms"),
-                "compute": self.backend.name, "log": str(self.spec.log_path)}
+                "fast_path": self.info.get("fast_path"), "compute": self.backend.name, "log": str(self.spec.log_path)}
 
 
 class RayBackend:
@@ -89,7 +89,7 @@ class RayBackend:
         self.log_path = logs_dir / f"ray-agent-{name}.log"
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
-        self.fault: str | None = None        # why the cluster cannot be used now, if it cannot
+        self.last_fault: str | None = None   # why the cluster cannot be used now, if it cannot
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
@@ -127,10 +127,10 @@ class RayBackend:
             hello = orjson.loads(first) if first else {"ok": False, "error": "the Ray agent exited at start"}
             if not hello.get("ok"):
                 self._kill_agent()
-                self.fault = f"compute {self.name!r}: {hello.get('error')} (log: {self.log_path})"
-                raise DeploymentFailed(self.fault)
+                self.last_fault = f"compute {self.name!r}: {hello.get('error')} (log: {self.log_path})"
+                raise DeploymentFailed(self.last_fault)
             self._cleaned = True
-            self.fault = None
+            self.last_fault = None
             self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -185,9 +185,9 @@ class RayBackend:
         try:
             where = await self.request({"op": "start", "spec": body})
         except DeploymentFailed as e:
-            self.fault = e.message
+            self.last_fault = e.message
             raise
-        self.fault = None
+        self.last_fault = None
         loop = asyncio.get_running_loop()
         try:
             _, replica = await asyncio.wait_for(loop.create_connection(
@@ -214,6 +214,12 @@ class RayBackend:
             self.proc.kill()
             with contextlib.suppress(Exception):
                 self.proc.wait(timeout=5)
+
+    def fault(self, compute: str) -> str | None:
+        return self.last_fault
+
+    def release(self, python: Path) -> None:
+        pass   # Ray builds environments on its nodes: nothing runs here ahead of need
 
     async def shutdown(self) -> None:
         self._kill_agent()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...schema.specs import ScaleSettings
+from ...schema.deployment_settings import ScaleSettings
 
 SCALE_DOWN_POLLS = 5
 

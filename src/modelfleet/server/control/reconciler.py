@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Union
 
-from ...schema.specs import DeploymentRecord
+from ...schema.wire import DeploymentRecord
 
 Key = tuple[str, str]   # (endpoint, deployment)
 

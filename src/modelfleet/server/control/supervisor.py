@@ -25,7 +25,7 @@ import logging
 from typing import Callable
 
 from ...backends.base import EXIT_MEMORY_LIMIT, ReplicaGone
-from ...schema.specs import DeploymentRecord
+from ...schema.wire import DeploymentRecord
 from .clock import Clock
 from .replicas import Replica, ReplicaState as S, transition
 

@@ -21,7 +21,7 @@ import orjson
 from ...backends.base import ReplicaGone, ReplyStatus, RequestKind
 from . import v2_routes
 from .admission import Saturated
-from .routing import DeploymentSnapshot, EndpointSnapshot, Router
+from .routing import LOCAL, DeploymentSnapshot, EndpointSnapshot, Router, from_loopback
 from ..telemetry.hooks import RequestTrace, Telemetry, unknown_endpoint
 
 log = logging.getLogger("modelfleet.gateway")
@@ -193,7 +193,7 @@ class Gateway:
         trace = scope.get("modelfleet.trace")
         if trace is not None:
             trace.endpoint = ep.name
-        if ep.auth_mode == "key" and not self._authorized(ep, headers.get(b"authorization")):
+        if not self.admits(ep, scope, headers):
             return await self._error(send, 401, "unauthorized",
                                      "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
         target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
@@ -234,12 +234,21 @@ class Gateway:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
             return await self._error(send, status, code, message, rid, v2)
         if status == 200:
-            return await self._send(send, 200, payload, rid, dep.header)
+            await self._send(send, 200, payload, rid, dep.header)
+            if dep.collector is not None and kind == RequestKind.SCORE:
+                dep.collector.offer(rid, body, payload, dep.metadata, headers)
+            return
         err = orjson.loads(payload)
         if v2:
             err = {"error": err["error"]["message"], "code": err["error"]["code"]}
         err["request_id"] = rid
         await self._send(send, status, orjson.dumps(err), rid, dep.header)
+
+    def admits(self, ep: EndpointSnapshot, scope: dict, headers: dict) -> bool:
+        """Whether a request may reach `ep`: a valid key, an open endpoint, or a client on this
+        machine calling a --local endpoint."""
+        return (ep.auth_mode == "none" or self._authorized(ep, headers.get(b"authorization"))
+                or (ep.auth_mode == LOCAL and from_loopback(scope, headers)))
 
     @staticmethod
     def _authorized(ep: EndpointSnapshot, value: bytes | None) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ...backends.base import ReplicaHandle
-from ...schema.specs import RequestSettings
+from ...schema.deployment_settings import RequestSettings
 from .admission import Admission
 
 
@@ -28,6 +28,7 @@ class DeploymentSnapshot:
     admission: Admission
     metadata: Mapping = field(default_factory=dict)   # the model's tensors, as its replica reported
     header: tuple = ()                          # the response header naming this deployment
+    collector: object | None = None             # collection.payload.PayloadCollector, when it collects
 
     @property
     def timeout_s(self) -> float:
@@ -44,10 +45,41 @@ class DeploymentSnapshot:
         return best
 
 
+class NoCollection:
+    """A deployment's data collection when monitoring is not installed (collection/hub.py is)."""
+
+    def collector(self, rt) -> None:
+        return None
+
+    def replica_env(self, rt, spec) -> dict[str, str]:
+        return spec.environment_variables
+
+
+NO_COLLECTION = NoCollection()
+
+
+LOCAL = "local"   # the gate of a `--local` endpoint: a key, except for clients on this machine
+
+
+def gate_of(spec: dict) -> str:
+    """How the gateway admits an endpoint's requests: its auth_mode, or LOCAL for a key endpoint
+    made with --local (Azure's local endpoints take requests without a key)."""
+    mode = spec.get("auth_mode", "key")
+    return LOCAL if mode == "key" and spec.get("local") else mode
+
+
+def from_loopback(scope: dict, headers: dict) -> bool:
+    """A client on this machine, not relayed by a proxy (which would make anyone look local)."""
+    client = scope.get("client")
+    if not client or b"x-forwarded-for" in headers or b"forwarded" in headers:
+        return False
+    return client[0] == "::1" or client[0].startswith("127.")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class EndpointSnapshot:
     name: str
-    auth_mode: str
+    auth_mode: str                                # key, none or LOCAL (gate_of)
     keys: tuple[bytes, ...]
     deployments: Mapping[str, DeploymentSnapshot]
     weights: tuple[int, ...] = ()                 # cumulative percent

@@ -96,7 +96,7 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
         return await gw.serve(scope, receive, _unframe(send), ep, version, RequestKind.V2_INFER, rid, headers)
     if method != "GET":
         return await _not_allowed(gw, send, b"GET", rid)
-    if ep.auth_mode == "key" and not gw._authorized(ep, headers.get(b"authorization")):
+    if not gw.admits(ep, scope, headers):
         return await gw._error(send, 401, "unauthorized", "missing or invalid key", rid, True)
     if tail == ["ready"]:
         deps = [ep.deployments[version]] if version else ep.live

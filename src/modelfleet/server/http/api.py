@@ -26,9 +26,9 @@ from ...domain import traffic as traffic_rules
 from ...version import __version__
 from ...domain.errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
 from ...domain.placement import resolve_placement
-from ...schema.specs import DeploymentBody, format_loc
+from ...schema.validation import format_loc
+from ...schema.wire import DeploymentBody
 from ...domain.names import check_endpoint_name
-from ...store.computes import ComputeStore
 from ...store.serving import new_key
 from ...assets import computes as compute_targets
 from . import openapi, logs as replica_logs, views
@@ -39,6 +39,7 @@ from .models_api import add_routes as add_models
 from .observe_api import add_routes as add_observability, live_figures
 from ..telemetry.hooks import Telemetry
 from ..control.controller import Controller
+from ..control.stores import Stores
 
 log = logging.getLogger("modelfleet.api")
 
@@ -60,6 +61,7 @@ def is_loopback(host: str) -> bool:
 
 class EndpointBody(BaseModel):
     auth_mode: str = "key"
+    local: bool = False   # made with --local: loopback clients need no key, as Azure's local endpoints
     compute: str = "local"
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
@@ -89,12 +91,12 @@ class OffLoop:
         return call
 
 
-def build_api(controller: Controller, token: str, public_url: str, host: str = "127.0.0.1",
+def build_api(controller: Controller, stores: Stores, token: str, public_url: str, host: str = "127.0.0.1",
               force_open: bool = False, telemetry: Telemetry | None = None, metrics_auth: str = "auto",
               draining: Callable[[], bool] = lambda: False) -> FastAPI:
-    serving, registry = controller.serving, controller.registry
+    serving, registry = stores.serving, stores.registry
     store = OffLoop(serving)
-    computes = ComputeStore(serving.db)
+    computes = stores.computes
     telemetry = telemetry or Telemetry()
     app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
                          swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None)
@@ -130,12 +132,13 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         return views.endpoint_view(ep, deployments, public_url)
 
     def deployment_view(row: dict) -> dict:
-        return views.deployment_view(row, controller.replicas_of(row["endpoint"], row["name"]),
-                                     controller.is_busy(row["endpoint"], row["name"]),
-                                     controller.health_of(row["endpoint"], row["name"],
+        return views.deployment_view(row, controller.queries.replicas_of(row["endpoint"], row["name"]),
+                                     controller.queries.is_busy(row["endpoint"], row["name"]),
+                                     controller.queries.health_of(row["endpoint"], row["name"],
                                                           row["spec"].get("instance_count", 1)))
 
     deps = [Depends(admin)]
+    app.state.admin = admin   # for routes added by other modules (server/monitoring_api.py)
 
     @app.get("/api/health", dependencies=deps)
     async def health() -> dict:
@@ -155,7 +158,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         ep = await store.endpoint(name)
         rows = await store.deployments(name)
         view = await endpoint_view(ep, [d["name"] for d in rows])
-        runs = {d["name"]: views.where_it_runs(d["spec"], controller.replicas_of(name, d["name"])) for d in rows}
+        runs = {d["name"]: views.where_it_runs(d["spec"], controller.queries.replicas_of(name, d["name"])) for d in rows}
         for k in ("placement", "loaded", "last_load_ms"):   # per deployment: where its model runs
             view[k] = {d: r[k] for d, r in runs.items()}
         view["live"] = live_figures(telemetry, name, view["deployments"])
@@ -239,7 +242,7 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         deadline = asyncio.get_running_loop().time() + wait
         while True:
             row = await store.deployment(endpoint, name)
-            settled = row["state"] in ("Succeeded", "Failed") and not controller.is_busy(endpoint, name)
+            settled = row["state"] in ("Succeeded", "Failed") and not controller.queries.is_busy(endpoint, name)
             if settled or asyncio.get_running_loop().time() >= deadline:
                 view = deployment_view(row)
                 view["live"] = live_figures(telemetry, endpoint, [], name)
@@ -265,11 +268,11 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                           environment_variables=body.environment_variables,
                           environment=body.environment is not None or body.env_manager is not None)
         if body.code is not None:
-            script = (controller.artifacts.snapshot_dir("code", body.code.sha256) / body.code.root
+            script = (stores.artifacts.snapshot_dir("code", body.code.sha256) / body.code.root
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
-        spec["environment"] = await deployment_environment(controller, body, model, ep)  # built, or nothing changes
+        spec["environment"] = await deployment_environment(stores, body, model, ep)  # built, or nothing changes
         row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic,
                                             if_match=if_match.strip().removeprefix("W/").strip('"') if if_match else None)
         controller.poke()
@@ -289,9 +292,9 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
         if (await store.endpoint(endpoint))["spec"].get("compute", "local") != "local":
             if since or follow:  # the replicas' own logs are on the cluster's nodes
                 raise InvalidInput("--since and --follow are available for deployments on local compute")
-            return {"logs": await controller.logs(endpoint, name, min(max(1, lines), 100_000))}
+            return {"logs": await controller.queries.logs(endpoint, name, min(max(1, lines), 100_000))}
         folder = controller.ws.logs_dir / endpoint / name
-        current = {r["id"] for r in controller.replicas_of(endpoint, name)}
+        current = {r["id"] for r in controller.queries.replicas_of(endpoint, name)}
         start = logfmt.since(since) if since else None
         if not follow:
             return {"logs": await asyncio.to_thread(replica_logs.read, folder, lines, current, start)}
@@ -309,22 +312,24 @@ def build_api(controller: Controller, token: str, public_url: str, host: str = "
                     yield "\n".join(fresh) + "\n"
         return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
-    add_environments(app, controller, deps)
-    add_models(app, registry, controller.artifacts, deps)
+    add_environments(app, controller, stores, deps)
+    add_models(app, registry, stores.artifacts, deps)
     add_computes(app, computes, controller.ws.logs_dir, deps)
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:
-        return (await asyncio.to_thread(settings.load, controller.ws)).model_dump()
+        return (await asyncio.to_thread(settings.load, controller.ws)).shown()   # a password hidden
 
     @app.patch("/api/server/settings", dependencies=deps)
     async def change_settings(changes: dict) -> dict:
         """Saved for the next start, as `fleet server configure` saves them."""
-        return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).model_dump()
+        if any(v is not None and not isinstance(v, (str, int, float, bool)) for v in changes.values()):
+            raise InvalidInput("server settings: each value is a string, a number or a boolean")
+        return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).shown()
 
-    add_observability(app, controller, telemetry, admin, token,
+    add_observability(app, controller, registry, telemetry, admin, token,
                       metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
-    openapi.document(app)
+    openapi.document(app, controller.router)
     return app
 
 

@@ -12,6 +12,7 @@ worker threads, never on the event loop the gateway shares.
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ def add_routes(app: FastAPI, store, logs_dir: Path, deps: list) -> None:
     async def show(name: str, timeout: float = ray_cluster.STATUS_TIMEOUT) -> dict:
         """The compute, its endpoints, and how its cluster is now: nodes, CPUs, memory, health."""
         row = await asyncio.to_thread(store.get, name)
-        health = await asyncio.to_thread(ray_cluster.status, row["address"], row["auth_token"],
-                                         timeout=min(max(timeout, 0.1), 120.0))
+        timeout = min(max(timeout, 0.1), 120.0) if math.isfinite(timeout) else ray_cluster.STATUS_TIMEOUT
+        health = await asyncio.to_thread(ray_cluster.status, row["address"], row["auth_token"], timeout=timeout)
         return {**view(row), "endpoints": await asyncio.to_thread(store.users, name),
                 **{k: health[k] for k in ("healthy", "error", "cpus", "memory_bytes", "nodes")}}
 

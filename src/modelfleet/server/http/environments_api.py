@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from fastapi import FastAPI
@@ -25,8 +26,10 @@ from pydantic import BaseModel, Field
 from ...assets.environments import Environment
 from ...schema.environment_files import EnvironmentContent
 from ...domain.errors import FleetError, InvalidInput
-from ...schema.specs import DeploymentBody, EnvironmentSpec
+from ...schema.documents import EnvironmentSpec
+from ...schema.wire import DeploymentBody
 from ..control.controller import Controller
+from ..control.stores import Stores
 
 log = logging.getLogger("modelfleet.environments")
 
@@ -40,6 +43,14 @@ class CollectBody(BaseModel):
     cache: bool = False
 
 
+class ContentBody(BaseModel):
+    """What an environment asks for, as `environment_files.content_of` read it from its files."""
+    requirements: list[str] = Field(default_factory=list)
+    options: list[str] = Field(default_factory=list)
+    python: str | None = None
+    from_conda: list[str] = Field(default_factory=list)
+
+
 class EnvironmentBody(BaseModel):
     """A version to register: its spec's fields and the content its files asked for."""
     name: str | None = None
@@ -47,7 +58,7 @@ class EnvironmentBody(BaseModel):
     image: str | None = None
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
-    content: dict
+    content: ContentBody
     source: dict
     exist_ok: bool = False
     inline: bool = False   # a deployment's inline block: the anonymous version, or a reused one
@@ -57,34 +68,41 @@ class EnvironmentBody(BaseModel):
                                                description=self.description, tags=self.tags)
 
     def parsed(self) -> EnvironmentContent:
-        try:
-            return EnvironmentContent.from_dict(self.content)
-        except (TypeError, AttributeError):
-            raise InvalidInput("content: requirements, options, python and from_conda expected") from None
+        return EnvironmentContent.from_dict(self.content.model_dump())
 
 
 class ModelEnvironmentBody(BaseModel):
     model: str
-    env_manager: str
+    # None: the environment the model logged only when the server lacks its flavour's package
+    env_manager: Literal["virtualenv", "uv", "conda"] | None = None
+
+
+class ImageBody(BaseModel):
+    image: str
 
 
 class Archived(BaseModel):
     archived: bool
 
 
-async def deployment_environment(controller: Controller, body: DeploymentBody, model, endpoint: dict) -> str | None:
+async def deployment_environment(stores: Stores, body: DeploymentBody, model, endpoint: dict) -> str | None:
     """The `name:version` of the environment a deployment body names (or that its MLflow model
     logged, with env_manager), resolved and built before the deployment's row is written: a
     failed build changes nothing."""
-    envs = controller.environments
+    envs = stores.environments
     if body.env_manager is not None:
         if model.type != "mlflow":
             raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
                                "mlflow; name an environment instead")
-        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
         env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
     elif body.environment is not None:
         env = await asyncio.to_thread(envs.get, body.environment)
+    elif model.type == "mlflow":   # no-code MLflow: its own environment when the server lacks its flavour
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
+        env = await asyncio.to_thread(envs.for_mlflow_flavour, model.ref, model_dir)
+        if env is None:
+            return None
     else:
         return None
     local = (endpoint["spec"].get("compute") or "local") == "local"
@@ -92,8 +110,8 @@ async def deployment_environment(controller: Controller, body: DeploymentBody, m
     return env.ref
 
 
-def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
-    envs = controller.environments
+def add_routes(app: FastAPI, controller: Controller, stores: Stores, deps: list) -> None:
+    envs = stores.environments
 
     @app.get("/api/environments", dependencies=deps)
     async def list_environments(name: str | None = None, include_archived: bool = False) -> list[dict]:
@@ -111,17 +129,30 @@ def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
         return (await asyncio.to_thread(envs.describe, env)).to_dict()
 
     @app.post("/api/environments/of-model", dependencies=deps)
-    async def of_model(body: ModelEnvironmentBody) -> dict:
-        """The environment an MLflow model logged for itself (`--env-manager`), registered."""
-        model = await asyncio.to_thread(controller.registry.get, body.model)
+    async def of_model(body: ModelEnvironmentBody) -> dict | None:
+        """The environment an MLflow model logged for itself (`--env-manager`), registered; with
+        no env_manager, that environment when the server lacks the model's flavour (else null)."""
+        model = await asyncio.to_thread(stores.registry.get, body.model)
         if model.type != "mlflow":
             raise InvalidInput(f"env_manager {body.env_manager}: model {model.ref} is of type {model.type}, not "
                                "mlflow; name an environment instead")
-        model_dir = await asyncio.to_thread(controller.registry.path_of, model, False)
-        env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
+        model_dir = await asyncio.to_thread(stores.registry.path_of, model, False)
+        if body.env_manager is None:
+            env = await asyncio.to_thread(envs.for_mlflow_flavour, model.ref, model_dir)
+            if env is None:
+                return None
+        else:
+            env = await asyncio.to_thread(envs.for_mlflow_model, model.ref, model_dir, body.env_manager)
         return (await asyncio.to_thread(envs.describe, env)).to_dict()
 
-    @app.get("/api/environments/{ref}", dependencies=deps)
+    @app.post("/api/environments/image", dependencies=deps)
+    async def image(body: ImageBody) -> dict:
+        """Why a deployment whose environment is only an image that is not Azure's runs on the
+        default environment; refused under the strict python_policy."""
+        spec = EnvironmentSpec.model_construct(image=body.image, conda_file=None, requirements=None)
+        return {"runs_on_default": envs.runs_on_default(spec)}
+
+    @app.get("/api/environments/{ref:path}", dependencies=deps)   # a curated ref is an azureml:// URI
     async def get(ref: str) -> dict:
         """`NAME:VERSION`, `NAME@latest` (an `azureml:` prefix is fine)."""
         env = await asyncio.to_thread(envs.get, ref)
@@ -170,8 +201,6 @@ def add_routes(app: FastAPI, controller: Controller, deps: list) -> None:
     async def collect(body: CollectBody) -> dict:
         """Remove the builds no deployment and no named environment version uses; what it freed."""
         report = await asyncio.to_thread(envs.collect, cache=body.cache)
-        release = getattr(controller.backend, "release", None)
-        for removed in report["removed"]:
-            if release is not None:  # their warm parents go too
-                release(Path(removed["path"]) / "bin" / "python")
+        for removed in report["removed"]:   # their warm parents go too
+            controller.backend.release(Path(removed["path"]) / "bin" / "python")
         return report

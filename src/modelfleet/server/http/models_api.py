@@ -31,10 +31,13 @@ KINDS = ("models", "code")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+SHA256 = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class FileEntry(BaseModel):
     path: str
     size: int = Field(ge=0)
-    sha256: str
+    sha256: str = SHA256
 
 
 class ModelBody(BaseModel):
@@ -42,7 +45,7 @@ class ModelBody(BaseModel):
     description: str = ""
     tags: dict[str, str | None] = Field(default_factory=dict)
     type: str | None = None
-    sha256: str
+    sha256: str = SHA256
     files: list[FileEntry]
     exist_ok: bool = False
     reuse_same_content: bool = False

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections import Counter
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -21,7 +20,7 @@ from ..telemetry.hooks import Telemetry
 STATIC = Path(__file__).parents[1] / "static"   # server/static, shipped as package data
 
 
-def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin, token: str,
+def add_routes(app: FastAPI, controller: Controller, registry, telemetry: Telemetry, admin, token: str,
                metrics_open: bool) -> None:
     deps = [Depends(admin)]
     stats = telemetry.stats
@@ -35,22 +34,16 @@ def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin
         body, content_type = telemetry.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    def replica_states() -> dict[tuple[str, str], Counter]:
-        states: dict[tuple[str, str], Counter] = {}
-        for ep, dep, state in telemetry.replica_states():
-            states.setdefault((ep, dep), Counter())[state] += 1
-        return states
-
     @app.get("/api/stats", dependencies=deps)
     async def get_stats(endpoint: str | None = None, series: int = 0, top: int = 8) -> dict:
         """Live figures over the last minute per endpoint and deployment (req/s, p50, p99,
-        errors, in flight, queued, replicas by state); with `series=N`, per-second points of the
-        last N seconds for the `top` busiest endpoints (or the one asked for)."""
+        errors, in flight, queued, and replicas: ready, wanted, busy, starting, draining,
+        failed); with `series=N`, per-second points of the last N seconds for the `top`
+        busiest endpoints (or the one asked for)."""
         now = time.time()
         table = controller.router.table
         if endpoint is not None and endpoint not in table.endpoints:
             raise NotFound(f"endpoint {endpoint!r} not found")
-        states = replica_states()
         endpoints = []
         for ep in table.endpoints.values():
             if endpoint is not None and ep.name != endpoint:
@@ -61,8 +54,8 @@ def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin
                 deployments.append({
                     "name": d.name, "live": stats.summary([(ep.name, d.name)], now),
                     "inflight": d.admission.inflight, "queued": len(d.admission.waiters),
-                    "replicas": dict(states.get((ep.name, d.name), {})),
-                    "updating": controller.is_busy(ep.name, d.name)})
+                    "replicas": controller.queries.replica_counts(ep.name, d.name).to_dict(),
+                    "updating": controller.queries.is_busy(ep.name, d.name)})
             endpoints.append({"name": ep.name, "live": stats.summary(keys, now),
                               "inflight": sum(d["inflight"] for d in deployments),
                               "queued": sum(d["queued"] for d in deployments), "deployments": deployments})
@@ -81,7 +74,7 @@ def add_routes(app: FastAPI, controller: Controller, telemetry: Telemetry, admin
 
     @app.get("/api/models", dependencies=deps)
     async def list_models() -> list[dict]:
-        found = await asyncio.to_thread(controller.registry.list)
+        found = await asyncio.to_thread(registry.list)
         return [{k: v for k, v in m.to_dict().items() if k != "files"} for m in found]
 
     @app.get("/api/events", dependencies=deps)

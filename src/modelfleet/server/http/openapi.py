@@ -5,6 +5,8 @@ Swagger UI's files ship in the wheel (fastapi-offline), so `/docs` works offline
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -119,9 +121,34 @@ def _gateway_paths() -> dict:
     }
 
 
-def document(app: FastAPI) -> None:
-    """Make `app.openapi()` return the whole server's document (built once, on first request)."""
+def scoring_schemas(router) -> dict:
+    """A scoring path per endpoint whose deployment's score.py declares its input with Azure's
+    @input_schema (runtime/azure_scoring.py): the request and answer bodies it takes and gives."""
+    paths = {}
+    for name, ep in sorted(router.table.endpoints.items()):
+        declared = [(d, dep.metadata["schema"]) for d, dep in sorted(ep.deployments.items())
+                    if isinstance(dep.metadata, Mapping) and dep.metadata.get("schema")]
+        if not declared:
+            continue
+        deployment, schema = declared[0]
+        paths[f"/endpoints/{name}/score"] = {"post": {
+            "tags": ["scoring"], "summary": f"Score on {name} (the schema of deployment {deployment})",
+            "operationId": f"score_{name}", "security": KEY,
+            "requestBody": {"required": True, **_json(schema.get("input") or {})},
+            "responses": {"200": {"description": "The model's answer.", **_json(schema.get("output") or {})},
+                          **_errors(ERROR)}}}
+    return paths
+
+
+def document(app: FastAPI, router=None) -> None:
+    """Make `app.openapi()` return the whole server's document (built once, on first request),
+    with the scoring schema of each endpoint whose score.py declares one (as it is now)."""
     def build() -> dict:
+        if router is not None:
+            return {**whole(), "paths": {**whole()["paths"], **scoring_schemas(router)}}
+        return whole()
+
+    def whole() -> dict:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             for path, ops in doc["paths"].items():

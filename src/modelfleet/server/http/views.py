@@ -5,13 +5,14 @@ store alone when the server is not running, so read-only commands never need to 
 from __future__ import annotations
 
 from ...domain.placement import placement_of
-from ...schema.specs import SETTINGS_FIELDS
+from ...schema.deployment_settings import SETTINGS_FIELDS
 from ...store.serving import spec_etag
 
 
 def endpoint_view(ep: dict, deployments: list[str], public_url: str | None) -> dict:
     return {"name": ep["name"], "auth_mode": ep["spec"].get("auth_mode", "key"),
-            "compute": ep["spec"].get("compute", "local"), "description": ep["spec"].get("description", ""),
+            "compute": ep["spec"].get("compute", "local"), "local": ep["spec"].get("local", False),
+            "description": ep["spec"].get("description", ""),
             "tags": ep["spec"].get("tags", {}), "traffic": ep["traffic"], "mirror_traffic": ep["mirror_traffic"],
             "scoring_uri": f"{public_url}/endpoints/{ep['name']}/score" if public_url else None,
             "openapi_uri": f"{public_url}/v2/models/{ep['name']}" if public_url else None,
@@ -46,6 +47,9 @@ def where_it_runs(spec: dict, replicas: list[dict]) -> dict:
     say), whether the model is loaded in every replica now, and the slowest replica's last model
     load (at its start, or on demand after an eviction in a shared worker)."""
     starts = [r["last_load_ms"] for r in replicas if r.get("last_load_ms") is not None]
+    fast = next((r["fast_path"] for r in replicas if r.get("fast_path")), None)
     return {"placement": placement_of(spec),
             "loaded": bool(replicas) and all(r.get("loaded", True) for r in replicas),
-            "last_load_ms": max(starts) if starts else None}
+            "last_load_ms": max(starts) if starts else None,
+            # how its replicas call the model, as the first to load it found (runtime/fast_path.py)
+            "fast_path_used": fast["path"] if fast else None, "fast_path_reason": fast["reason"] if fast else None}

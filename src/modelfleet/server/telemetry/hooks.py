@@ -18,7 +18,7 @@ from ...files.logfmt import iso_time
 from .access_log import AccessLog
 from ..http import logs as replica_logs
 from .metrics import Metrics
-from ..control.replicas import Replica, ReplicaState as S
+from ..control.replicas import Replica, ReplicaState as S, Roster
 
 log = logging.getLogger("modelfleet.telemetry")
 
@@ -52,13 +52,13 @@ def unknown_endpoint(scope: dict) -> None:
 
 class Telemetry:
     def __init__(self, metrics: Metrics | None = None, access_log: AccessLog | None = None,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, roster: Roster | None = None):
         self.metrics = metrics or Metrics()
         self.stats = self.metrics.stats
         self.access_log = access_log or AccessLog(None)
         self.events: collections.deque[dict] = collections.deque(maxlen=EVENTS)
         self.monotonic = monotonic              # the controller's clock (replica start times)
-        self.replicas: dict[str, Replica] = {}  # every replica not yet stopped, by id
+        self.roster = roster or Roster()        # the controller's replicas not yet stopped
 
     # -- data plane ------------------------------------------------------------------------------
 
@@ -77,14 +77,10 @@ class Telemetry:
     def replica_changed(self, r: Replica, old: S | None, new: S, reason: str) -> None:
         if old is None:
             r.handle.on_batch = self.metrics.batch
-            if hasattr(r.handle, "on_evicted"):   # a shared replica: its model leaves and comes back
-                r.handle.on_evicted = self.metrics.model_evicted
-                r.handle.on_reloaded = self.metrics.model_loaded
+            r.handle.on_evicted = self.metrics.model_evicted   # a shared replica's model leaves and comes back
+            r.handle.on_reloaded = self.metrics.model_loaded
         if new is S.STOPPED:
-            self.replicas.pop(r.id, None)
             self._prune_logs(r)
-        else:
-            self.replicas[r.id] = r
         if old is S.STARTING and new is S.READY:
             load_ms = r.handle.info.get("load_ms")
             self.metrics.replica_ready(r.endpoint, r.deployment, max(0.0, self.monotonic() - r.started_at),
@@ -97,7 +93,7 @@ class Telemetry:
     def _prune_logs(self, r: Replica) -> None:
         log_path = r.handle.describe().get("log")
         if log_path:
-            live = {x.id for x in self.replicas.values() if (x.endpoint, x.deployment) == (r.endpoint, r.deployment)}
+            live = {x.id for x in self.roster.of(r.endpoint, r.deployment)}
             replica_logs.prune(Path(log_path).parent, live=live)
 
     def event(self, kind: str, message: str, **where) -> None:
@@ -105,12 +101,8 @@ class Telemetry:
 
     # -- sources read at scrape time ---------------------------------------------------------------
 
-    def replica_states(self):
-        for r in list(self.replicas.values()):
-            yield r.endpoint, r.deployment, r.state.value
-
     def replica_usage(self):
-        for r in list(self.replicas.values()):
+        for r in self.roster:
             if r.state is S.READY or r.state is S.DRAINING:
                 yield r.endpoint, r.deployment, r.id, r.handle.cpu_seconds(), r.handle.memory_bytes()
 

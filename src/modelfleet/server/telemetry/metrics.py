@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, PlatformCollecto
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from ...version import __version__
+from ..control.replica_states import ReplicaCounts
 from .request_stats import DURATION_BUCKETS, Histogram as Counts, RequestStats
 
 disable_created_metrics()  # no `_created` series: half the output, and nothing reads them here
@@ -33,8 +34,8 @@ COLD_START_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 AdmissionSource = Callable[[], Iterable[tuple[str, str, int, int]]]
 # (endpoint, deployment, replica, cpu seconds or None, resident bytes or None) for live replicas
 UsageSource = Callable[[], Iterable[tuple[str, str, str, float | None, int | None]]]
-# (endpoint, deployment, state) for every replica the controller knows
-StateSource = Callable[[], Iterable[tuple[str, str, str]]]
+# (endpoint, deployment, its replicas by state) for every deployment (replica_states.py)
+StateSource = Callable[[], Iterable[tuple[str, str, ReplicaCounts]]]
 
 ED = ("endpoint", "deployment")
 
@@ -94,13 +95,19 @@ class _Collector:
             queued.add_metric([ep, dep], n_queued)
         yield inflight
         yield queued
-        by_state: dict[tuple[str, str, str], int] = {}
-        for key in m.state_source():
-            by_state[key] = by_state.get(key, 0) + 1
-        replicas = GaugeMetricFamily("modelfleet_replicas", "Replicas by state.", labels=[*ED, "state"])
-        for (ep, dep, state), n in sorted(by_state.items()):
-            replicas.add_metric([ep, dep, state], n)
+        replicas = GaugeMetricFamily("modelfleet_replicas", "Replicas by state (the busy ones are among the ready).",
+                                     labels=[*ED, "state"])
+        busy = GaugeMetricFamily("modelfleet_replicas_busy", "Ready replicas answering a request now.", labels=ED)
+        wanted = GaugeMetricFamily("modelfleet_replicas_wanted", "Replicas a deployment wants now (instance_count, "
+                                   "or the autoscaler's count).", labels=ED)
+        for ep, dep, n in sorted(m.state_source(), key=lambda row: row[:2]):
+            for state, k in n.by_state().items():
+                replicas.add_metric([ep, dep, state], k)
+            busy.add_metric([ep, dep], n.busy)
+            wanted.add_metric([ep, dep], n.wanted)
         yield replicas
+        yield busy
+        yield wanted
         cpu = CounterMetricFamily("modelfleet_replica_cpu_seconds", "CPU time used by a replica process.",
                                   labels=[*ED, "replica"])
         memory = GaugeMetricFamily("modelfleet_replica_memory_bytes", "Resident memory of a replica process.",

@@ -37,6 +37,19 @@ const cell = (v, cls = "") => el("td", cls ? { class: cls } : {}, v);
 const num = (v, digits = 1) => cell(fmt(v, digits), "num");
 const badge = (text, cls = text) => el("span", { class: `badge ${cls}` }, text);
 
+// A deployment's replicas as the server counts them (replica_states.py): ready of wanted, then
+// the rest where there are any: busy (among the ready), starting, draining, failed.
+const detail = (n) => Object.entries(n).filter(([k, v]) => v && k !== "ready" && k !== "wanted");
+
+function replicaBadges(n) {
+  return [badge(`${n.ready} ready`, n.ready < n.wanted ? "short" : "ready"), el("span", { class: "muted" }, ` of ${n.wanted} `),
+    ...detail(n).map(([k, v]) => badge(`${v} ${k}`, k))];
+}
+
+// the same figures from a deployment's own view (`ready_replicas`, `wanted_replicas`, ...)
+const ownCounts = (dep) => Object.fromEntries(Object.entries(dep).filter(([k]) => k.endsWith("_replicas"))
+  .map(([k, v]) => [k.slice(0, -"_replicas".length), v]));
+
 function fillTable(id, rows) {
   const body = $(`#${id} tbody`);
   body.replaceChildren(...rows);
@@ -101,7 +114,8 @@ function start() {
   const stats = guarded(refreshStats), state = guarded(refreshState), models = guarded(refreshModels);
   state().then(stats);
   models();
-  timers = [setInterval(stats, STATS_EVERY_MS), setInterval(state, STATE_EVERY_MS), setInterval(models, MODELS_EVERY_MS)];
+  timers = [setInterval(stats, STATS_EVERY_MS), setInterval(state, STATE_EVERY_MS), setInterval(models, MODELS_EVERY_MS),
+            startMonitors()];   // monitoring.js
 }
 
 // -- what the fleet is --------------------------------------------------------------------------
@@ -147,24 +161,26 @@ async function refreshStats() {
   fillTable("requests", requests.reverse().map((r) => el("tr", {},
     cell(r.time.slice(11, 23)), cell(r.endpoint), cell(r.deployment), cell(r.replica),
     cell(String(r.status), `s${String(r.status)[0]}`), num(r.latency_ms, 2), cell(r.request_id))));
-  fillTable("events", events.reverse().map((e) => el("tr", {}, cell(e.time.slice(11, 23)), cell(e.message))));
+  // a replica's id names its deployment, not its endpoint: the endpoint goes first
+  fillTable("events", events.reverse().map((e) => el("tr", {}, cell(e.time.slice(11, 23)),
+    cell(e.endpoint ? `${e.endpoint}/${e.message}` : e.message))));
 }
 
 function drawTiles(stats) {
-  let rps = 0, errors = 0, requests = 0, p99 = null, ready = 0, total = 0;
+  let rps = 0, errors = 0, requests = 0, p99 = null;
+  const n = { ready: 0, wanted: 0 };
   for (const e of stats.endpoints) {
     rps += e.live.requests_per_second; errors += e.live.errors; requests += e.live.requests;
     if (e.live.p99_ms !== null) p99 = Math.max(p99 ?? 0, e.live.p99_ms);
-    for (const d of e.deployments) {
-      ready += d.replicas.ready || 0;
-      total += Object.values(d.replicas).reduce((a, b) => a + b, 0);
-    }
+    for (const d of e.deployments) for (const [k, v] of Object.entries(d.replicas)) n[k] = (n[k] || 0) + v;
   }
-  const tile = (k, v, id) => el("div", { class: "tile", "data-testid": id }, el("div", { class: "v" }, v), el("div", { class: "k" }, k));
+  const tile = (k, v, id, detail = "") => el("div", { class: "tile", "data-testid": id },
+    el("div", { class: "v" }, v), el("div", { class: "k" }, k), el("div", { class: "d" }, detail));
   $("#tiles").replaceChildren(
     tile("endpoints", String(endpoints.length), "tile-endpoints"),
     tile("deployments", String(deployments.length), "tile-deployments"),
-    tile("replicas ready", `${ready} / ${total}`, "tile-replicas"),
+    tile("replicas ready / wanted", `${n.ready} / ${n.wanted}`, "tile-replicas",
+      detail(n).map(([k, v]) => `${v} ${k}`).join(" · ")),
     tile("requests / s (1 min)", fmt(rps, 2), "tile-rps"),
     tile("worst p99 (ms)", fmt(p99, 1), "tile-p99"),
     tile("error rate (1 min)", requests ? `${(100 * errors / requests).toFixed(2)} %` : "–", "tile-errors"));
@@ -187,10 +203,11 @@ function drawDeployments(stats) {
   for (const e of stats.endpoints) for (const d of e.deployments) live[`${e.name}/${d.name}`] = d;
   fillTable("deployments", deployments.map((dep) => {
     const s = live[`${dep.endpoint_name}/${dep.name}`];
-    const states = s ? Object.entries(s.replicas).map(([st, n]) => badge(`${n} ${st}`, st)) : [];
+    const n = s ? s.replicas : ownCounts(dep);   // a deployment the stats do not name yet (just created)
     const state = s?.updating && dep.provisioning_state === "Succeeded" ? "Updating" : dep.provisioning_state;
-    const replicas = el("td", {}, ...states, el("span", { class: "muted" }, ` of ${dep.instance_count}`));
-    return el("tr", {}, cell(dep.endpoint_name), cell(dep.name), cell(dep.model), el("td", {}, badge(state)), replicas,
+    const replicas = el("td", { class: "replicas", "data-ready": n.ready, "data-wanted": n.wanted }, ...replicaBadges(n));
+    return el("tr", { "data-deployment": `${dep.endpoint_name}/${dep.name}` },
+      cell(dep.endpoint_name), cell(dep.name), cell(dep.model), el("td", {}, badge(state)), replicas,
       num(s?.live.requests_per_second, 2), num(s?.live.p99_ms, 2), cell(String(s?.live.errors ?? 0), "num"));
   }));
 }
@@ -206,7 +223,7 @@ function drawRollouts(stats) {
     ...stats.rollouts.map((r) => {
       const dep = deployments.find((d) => d.endpoint_name === r.endpoint && d.name === r.deployment);
       return el("p", {}, badge("Updating"), `${r.endpoint}/${r.deployment} → ${dep ? dep.model : "?"}  `,
-        ...Object.entries(r.replicas).map(([st, n]) => badge(`${n} ${st}`, st)));
+        ...replicaBadges(r.replicas));
     }),
     ...failed.map((d) => el("p", {}, badge("Failed"), `${d.endpoint_name}/${d.name}: ${(d.error || "").split("\n")[0]}`)));
 }
@@ -230,7 +247,7 @@ function drawCharts(stats) {
   $("#legend").replaceChildren(...lines.map((l) => el("span", { style: `--c:${l.color}` }, focus ? l.name.split("/")[1] : l.name)));
 }
 
-function lineChart(canvas, lines) {
+function lineChart(canvas, lines, axis = null) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   canvas.width = w * dpr;
@@ -255,13 +272,14 @@ function lineChart(canvas, lines) {
     g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
     g.fillText(shortNumber(top * i / 4), 4, y + 4);
   }
-  g.fillText(`-${n}s`, pad.l, h - 5);
-  g.fillText("now", w - pad.r - 22, h - 5);
+  g.fillText(axis ? axis.first : `-${n}s`, pad.l, h - 5);
+  g.fillText(axis ? axis.last : "now", w - pad.r - (axis ? 40 : 22), h - 5);
   const x = (i) => pad.l + (w - pad.l - pad.r) * (n <= 1 ? 1 : i / (n - 1));
   const y = (v) => pad.t + (h - pad.t - pad.b) * (1 - v / top);
   for (const l of lines) {
     g.strokeStyle = l.color;
     g.lineWidth = 1.8;
+    g.setLineDash(l.dash || []);
     g.beginPath();
     let drawing = false;
     l.values.forEach((v, i) => {
@@ -272,7 +290,7 @@ function lineChart(canvas, lines) {
   }
   if (!lines.length) {
     g.fillStyle = "#6b7385";
-    g.fillText("no traffic yet", w / 2 - 30, h / 2);
+    g.fillText(axis ? axis.empty : "no traffic yet", w / 2 - 30, h / 2);
   }
 }
 

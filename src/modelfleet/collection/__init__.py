@@ -1,0 +1,10 @@
+"""Collection of what deployments receive and answer (a deployment's `data_collector`), off the
+request path; runs in the server (the gateway's payload collection) and in replicas (score.py's
+`azureml-ai-monitoring` Collector). docs/monitoring.md.
+
+    windows.py   rolling windows (minute, hour, day) and where their files live
+    sink.py      rows -> Parquet: bounded queues and one flushing thread per process
+    payload.py   payload collection in the gateway (any model type, no code)
+    hub.py       the server's collectors, one per deployment that collects
+    mdc.py       the receiver that `azureml-ai-monitoring`'s Collector posts to, in a replica
+"""

@@ -1,0 +1,105 @@
+"""A scikit-learn model converted to ONNX (skl2onnx) and run by onnxruntime, cached per model version.
+
+Conversion costs from milliseconds (a linear pipeline) to a second (a large forest) and imports
+skl2onnx (~0.25 s), so it happens once per model version and input type: the graph is written
+into the fast-path cache beside the model's stored files (`<store>/fast_path/<model sha256>/`,
+temp file + rename), named by what produced it (converter, scikit-learn and input type), and a
+replica that starts again reads it from there.
+
+Two input types are tried: float64 (exact for linear models and scalers) and float32 (what
+scikit-learn's trees compare in: they cast their input to float32 themselves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+INPUT_TYPES = ("double", "float")
+
+
+class Unsupported(Exception):
+    """The model cannot be converted, or its graph cannot run."""
+
+
+def _cache_name(model_file: Path, input_type: str) -> str:
+    import sklearn
+    try:
+        from importlib.metadata import version
+        converter = version("skl2onnx")
+    except Exception:
+        converter = "?"
+    key = f"{model_file.name}|{input_type}|skl2onnx {converter}|sklearn {sklearn.__version__}"
+    return f"{input_type}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+
+
+def _convert(model, n_features: int, input_type: str) -> bytes:
+    try:
+        import skl2onnx
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+        from sklearn.base import is_classifier
+    except ImportError as e:
+        raise Unsupported(f"skl2onnx is not installed ({e.name}); install modelfleet[fast]") from None
+    kind = DoubleTensorType if input_type == "double" else FloatTensorType
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    options = {id(final): {"zipmap": False}} if is_classifier(final) else None
+    try:
+        graph = skl2onnx.to_onnx(model, initial_types=[("X", kind([None, n_features]))], options=options)
+    except Exception as e:   # skl2onnx raises many kinds: a missing converter, an option, a shape
+        raise Unsupported(f"skl2onnx cannot convert it: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return graph.SerializeToString()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def graph_bytes(model, model_file: Path, n_features: int, input_type: str, cache: Path | None) -> tuple[bytes, bool]:
+    """The ONNX graph of `model` taking `input_type` rows: (bytes, whether it came from the cache)."""
+    path = cache / _cache_name(model_file, input_type) if cache is not None else None
+    if path is not None:
+        try:
+            return path.read_bytes(), True
+        except OSError:
+            pass
+    data = _convert(model, n_features, input_type)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, data)
+        except OSError:
+            pass   # a read-only store: the next start converts again, nothing worse
+    return data, False
+
+
+class Session:
+    """One ONNX graph: outputs by position (label then probabilities, or the values)."""
+
+    def __init__(self, data: bytes, input_type: str):
+        import numpy as np
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1   # one model call at a time per process; no thread pool to wake
+        opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False   # no arena kept per model: a shared worker measures and budgets model bytes
+        try:
+            self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise Unsupported(f"onnxruntime cannot run the converted graph: {str(e).splitlines()[0][:200]}") from None
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.dtype = np.dtype(np.float64 if input_type == "double" else np.float32)
+        self.input_type = input_type
+
+    def run(self, x, names: list[str] | None = None) -> list:
+        return self.session.run(names, {self.input: x})

@@ -1,0 +1,69 @@
+"""`fleet workspace migrate --to postgresql://...`: a serving workspace's metadata moved from its
+SQLite file into a real PostgreSQL server; the server then starts on PostgreSQL and serves the
+same endpoints with the same keys. Refusals change nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+import pytest
+
+from .helpers import run_cli, wait_until
+
+pytestmark = pytest.mark.slow  # starts a server and PostgreSQL
+
+
+def _json(*args: str, code: int = 0):
+    return json.loads(run_cli(*args, "-o", "json", code=code).stdout or "null")
+
+
+def test_a_serving_workspace_moves_into_postgresql_and_serves_the_same(fleet_home, postgres_server, models_dir):
+    run_cli("model", "register", "--name", "iris", "--path", str(models_dir / "iris"), "--version", "1")
+    run_cli("online-endpoint", "create", "--name", "segment-a")
+    run_cli("online-deployment", "create", "--name", "blue", "--endpoint", "segment-a", "--model", "iris:1")
+    keys = _json("online-endpoint", "get-credentials", "--name", "segment-a")
+    target = postgres_server.create_database()
+    db_file = fleet_home / "workspaces" / "default" / "workspace.db"
+
+    refused = run_cli("workspace", "migrate", "--to", target, code=1)   # the server runs
+    assert "is running; stop it first: fleet server stop -w default" in refused.stderr
+    run_cli("server", "stop")
+    with contextlib.closing(sqlite3.connect(db_file)) as conn:   # the server's writes folded into the file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db_file.stat().st_size
+
+    moved = _json("workspace", "migrate", "--to", target)
+    assert moved["to"] == target and moved["rows"]["models"] == 1 and moved["rows"]["deployments"] == 1
+    assert db_file.stat().st_size == size          # the SQLite file is left as it was: a backup
+    settings = _json("server", "configure")
+    assert settings["database_url"] == target
+
+    assert [m["version"] for m in _json("model", "list")] == ["1"]          # starts the server, on PostgreSQL
+    assert _json("online-endpoint", "get-credentials", "--name", "segment-a") == keys
+    # the first read started the server, which restores the deployment from PostgreSQL
+    wait_until(lambda: _json("online-deployment", "show", "--name", "blue", "--endpoint", "segment-a")
+               ["provisioning_state"] == "Succeeded", timeout=120)
+    run_cli("online-endpoint", "create", "--name", "after")                  # written to PostgreSQL
+    assert db_file.stat().st_size == size
+    assert {e["name"] for e in _json("online-endpoint", "list")} == {"segment-a", "after"}
+    run_cli("server", "stop")
+
+    back = run_cli("workspace", "migrate", "--to", target, code=2)
+    assert "already keeps its metadata in" in back.stderr
+
+
+def test_migrating_into_a_database_that_holds_a_workspace_is_refused_and_changes_nothing(
+        fleet_home, postgres_server, models_dir, tmp_path):
+    target = postgres_server.create_database()
+    run_cli("workspace", "create", "-w", "first", "-o", "none")
+    run_cli("model", "register", "--name", "iris", "--path", str(models_dir / "iris"), "-w", "first")
+    run_cli("server", "stop", "-w", "first")
+    run_cli("workspace", "migrate", "-w", "first", "--to", target)
+    run_cli("model", "register", "--name", "other", "--path", str(models_dir / "wine"), "-o", "none")
+    run_cli("server", "stop")
+    refused = run_cli("workspace", "migrate", "--to", target, code=1)
+    assert refused.stderr.strip().endswith("already holds a workspace (1 models): migrate into an empty database")
+    assert _json("server", "configure")["database_url"] is None
+    assert run_cli("workspace", "migrate", "--to", "mysql://x@y/z", code=2).stderr.strip().startswith("error: ")
