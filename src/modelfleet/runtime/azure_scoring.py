@@ -35,11 +35,13 @@ def alias_contrib_services() -> None:
 
 
 def log_to_stdout() -> None:
-    """score.py's `logging.info(...)` reaches the replica log (get-logs), unless it set up logging itself."""
+    """score.py's `logging.info(...)` reaches the replica log (get-logs), unless it set up logging
+    itself. In Python's own basicConfig format: a score.py whose init() calls basicConfig (a no-op
+    once the root logger has a handler) reads as it always did."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 
