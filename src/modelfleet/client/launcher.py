@@ -8,6 +8,7 @@ client asks the server for, over HTTP.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import ssl
@@ -117,6 +118,19 @@ def healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
         return False
 
 
+def _lock_held(ws: Workspace) -> bool:
+    """Whether a server process holds the workspace's lock: running, or starting and not yet
+    listening (several commands that start the server at once: one wins, the others wait for it)."""
+    try:
+        with open(ws.run_dir / "server.lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) -> tuple[ServerInfo, bool]:
     """Start the server in the background (detached, logging to a file) with the workspace's
     settings plus `changes` (saved once it listens); (info, started_now)."""
@@ -144,15 +158,13 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
                                 f"{e.strerror or e}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            info = read_info(ws)
-            if info is not None and healthy(info):  # another command started it a moment before us
-                return info, False
+        exited = proc.poll() is not None
+        info = read_info(ws)
+        if info is not None and (exited or info.pid == proc.pid) and healthy(info):
+            return info, info.pid == proc.pid   # ours, or another command's that started a moment before
+        if exited and not _lock_held(ws):     # not another server still starting: ours failed
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise ServerUnavailable(f"server exited at start: {tail[0]} (log: {log_path})")
-        info = read_info(ws)
-        if info is not None and info.pid == proc.pid and healthy(info):
-            return info, True
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
