@@ -106,9 +106,9 @@ class DeploymentOperations:
         names (from an earlier read): if another writer changed it since, it is refused with
         PreconditionFailed and nothing changes."""
         cur = self.get(name, endpoint)
-        body = {k: cur.get(k) for k in ("model", "environment_variables", "instance_count", "request_settings",
-                                        "liveness_probe", "readiness_probe", "batching", "fast_path", "resources",
-                                        "description", "tags")}
+        from ..schema.deployment_settings import SETTINGS_FIELDS
+        # every setting as it is now (placement and the environment follow below)
+        body = {k: cur.get(k) for k in ("model", *SETTINGS_FIELDS) if k not in ("placement", "env_manager")}
         body["code"] = cur.get("code")
         # an env_manager's environment is the model's own: derived again from the model given
         body.update(environment=None if cur.get("env_manager") else cur.get("environment"),

@@ -68,6 +68,20 @@ def test_deployments_roll_out_update_and_split_traffic(api_fleet, inprocess, mod
         api_fleet.online_deployments.create("xyz", "ep-x", "iris:9")
 
 
+def test_an_update_keeps_the_settings_it_does_not_name(api_fleet, model):
+    """scale_settings and data_collector included: an update of one field changes only that field."""
+    api_fleet.online_endpoints.create("ep-k")
+    scale = {"type": "target_utilization", "min_instances": 1, "max_instances": 3,
+             "target_utilization_percentage": 70, "polling_interval": 5}
+    collector = {"collections": {"model_inputs": {"enabled": True}}}
+    created = api_fleet.online_deployments.create("blue", "ep-k", model.ref, scale_settings=scale,
+                                                  data_collector=collector)
+    updated = api_fleet.online_deployments.update("blue", "ep-k", tags={"v": "2"})
+    assert updated.tags == {"v": "2"}
+    assert updated.scale_settings == created.scale_settings and updated.scale_settings["max_instances"] == 3
+    assert updated.data_collector == created.data_collector is not None
+
+
 def test_scoring_code_is_uploaded_as_a_snapshot_and_checked(api_fleet, inprocess, model, tmp_path):
     code = tmp_path / "code"
     code.mkdir()
