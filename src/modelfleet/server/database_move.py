@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import time
 
 from ..domain.errors import Conflict, InvalidInput
 from ..store import Database
@@ -11,6 +12,22 @@ from ..store.copy import copy_rows
 from ..schema.database_url import redact
 from ..schema.workspace import Workspace
 from ..schema import server_settings as settings
+
+
+LOCK_WAIT_S = 15.0   # a server just stopped may take a moment to let its lock go
+
+
+def _take(lock, wait_s: float) -> bool:
+    """The workspace's lock, exclusively, waiting up to `wait_s` for a stopping server to release it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
 
 def migrate(ws: Workspace, to_url: str) -> dict:
@@ -23,11 +40,9 @@ def migrate(ws: Workspace, to_url: str) -> dict:
     ws.run_dir.mkdir(parents=True, exist_ok=True)
     with open(ws.run_dir / "server.lock", "a+") as lock:
         # The server holds this lock while it runs: a copy never races its writes, nor it a start.
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(lock, LOCK_WAIT_S):
             raise Conflict(f"the server of workspace {ws.name!r} is running; stop it first: "
-                           f"fleet server stop -w {ws.name}") from None
+                           f"fleet server stop -w {ws.name}")
         source = Database(source_url)
         try:
             target = Database(to_url)
