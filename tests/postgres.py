@@ -12,11 +12,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-from .helpers import alive, free_port
+import psutil
+
+from .helpers import free_port
 
 
 def _bindir() -> Path:
@@ -74,11 +75,11 @@ class PostgresServer:
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and alive(self.pid):
-                time.sleep(0.05)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):   # the postmaster is pg_ctl's child, not ours: psutil waits
+                try:
+                    psutil.Process(self.pid).wait(timeout=30)
+                except psutil.TimeoutExpired:
+                    os.kill(self.pid, signal.SIGKILL)
             self.pid = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -14,16 +14,8 @@ from modelfleet.assets.computes import resolve
 from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SpecError
 from modelfleet.schema.documents import EndpointSpec
 from modelfleet.schema.validation import validate
-from modelfleet.store import Database
 from modelfleet.store.computes import ComputeStore
 from modelfleet.store.serving import ServingStore
-
-
-@pytest.fixture
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'workspace.db'}")
-    yield d
-    d.close()
 
 
 @pytest.fixture

@@ -11,17 +11,10 @@ import sqlalchemy as sa
 from modelfleet.domain.errors import AlreadyExists, Conflict, NotFound
 from modelfleet.domain.tokens import looks_like_token, token_hash
 from modelfleet.store.activity import Activity, ActivityStore
-from modelfleet.store.db import Database, utcnow
+from modelfleet.store.db import utcnow
 from modelfleet.store.identities import ROOT_SCOPE, IdentityStore
 
 WS = "/workspaces/default"
-
-
-@pytest.fixture
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'workspace.db'}")
-    yield d
-    d.close()
 
 
 @pytest.fixture
