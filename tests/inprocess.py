@@ -16,7 +16,11 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
+from modelfleet.monitoring.data_assets import DataAssets
+from modelfleet.monitoring.scheduler import Monitoring
 from modelfleet.server import first_admin
+from modelfleet.server.http import monitoring_api
+from modelfleet.store.monitoring import ScheduleStore
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
@@ -66,7 +70,11 @@ class InProcessServer:
             self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
             first_admin.bootstrap(stores.identities, self.ws.first_admin_token_file)
-            return build_api(self.controller, stores, TOKEN, URL, **self.api_options)
+            app = build_api(self.controller, stores, TOKEN, URL, **self.api_options)
+            schedules = ScheduleStore(self.db)   # the monitoring routes, as the server adds them (not started)
+            monitoring = Monitoring(schedules, DataAssets(self.db, stores.artifacts, self.ws.path), self.ws.path)
+            monitoring_api.add_routes(app, monitoring, schedules)
+            return app
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
 

@@ -31,6 +31,7 @@ from .connection import Connection, Target
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
+from .identities import ActivityLogOperations, RoleAssignmentOperations, TokenOperations, UserOperations
 from .models import ModelOperations
 from .server import ServerOperations
 
@@ -83,6 +84,10 @@ class Fleet:
         self.computes = ComputeOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
+        self.users = UserOperations(self)
+        self.tokens = TokenOperations(self)
+        self.role_assignments = RoleAssignmentOperations(self)
+        self.activity_log = ActivityLogOperations(self)
 
     @cached_property
     def data(self):

@@ -94,6 +94,8 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/events"): ws("", "read"),
     ("GET", "/api/requests"): ws(EP, "read"),
     ("GET", "/dashboard"): PUBLIC,          # a redirect to the static files; their data needs a token
+    ("GET", "/docs"): PUBLIC,               # Swagger UI: the API's shape, no secret
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     # who may do what
     ("GET", "/api/identity"): Permission(f"{PRINCIPALS}/read", SERVER, role_needed=False),
     ("GET", "/api/principals"): Permission(f"{PRINCIPALS}/read", SERVER),
