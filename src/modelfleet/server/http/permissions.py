@@ -85,9 +85,30 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/computes/attach"): ws("computes", "write"),
     ("POST", "/api/computes/{name}/detach"): ws("computes", "delete"),
     ("DELETE", "/api/computes/{name}"): ws("computes", "delete"),
-    # monitoring
+    # datastores: their secrets only by listSecrets, which a Data Scientist lacks
+    ("GET", "/api/datastores"): ws("datastores", "read"),
+    ("GET", "/api/datastores/{name}"): ws("datastores", "read"),
+    ("POST", "/api/datastores"): ws("datastores", "write"),
+    ("PUT", "/api/datastores/{name}"): ws("datastores", "write"),
+    ("PUT", "/api/datastores/{name}/default"): ws("datastores", "write"),
+    ("DELETE", "/api/datastores/{name}"): ws("datastores", "delete"),
+    ("POST", "/api/datastores/{name}/listSecrets"): ws("datastores", "listSecrets/action"),
+    # data assets and monitoring
+    ("GET", "/api/data"): ws("data", "read"),
+    ("GET", "/api/data/{name}"): ws("data", "read"),
+    ("POST", "/api/data/{name}/versions"): ws("data", "write"),
+    ("GET", "/api/data/{name}/versions/{version}"): ws("data", "read"),
+    ("GET", "/api/data/{name}/versions/{version}/columns"): ws("data", "read"),
+    ("GET", "/api/schedules"): ws("schedules", "read"),
+    ("GET", "/api/schedules/{name}"): ws("schedules", "read"),
+    ("PUT", "/api/schedules/{name}"): ws("schedules", "write"),
+    ("PUT", "/api/schedules/{name}/enabled"): ws("schedules", "write"),
+    ("DELETE", "/api/schedules/{name}"): ws("schedules", "delete"),
+    ("GET", "/api/schedules/{name}/runs"): ws("schedules", "read"),
     ("POST", "/api/schedules/{name}/run"): ws("schedules", "run/action"),
     ("GET", "/api/monitoring"): ws("schedules", "read"),
+    # the servers sharing this workspace's database
+    ("GET", "/api/servers"): ws("", "read"),
     # watching the fleet
     ("GET", "/metrics"): ws("", "read"),   # open on loopback unless --metrics-auth token
     ("GET", "/api/stats"): ws(EP, "read"),
