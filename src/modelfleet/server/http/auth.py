@@ -75,7 +75,9 @@ class Authorizer:
         if wait:
             audit.refused = True
             raise RateLimited(f"too many failed token attempts from {address}; retry in {wait}s", retry_after=wait)
-        name = await self.authenticate(request.headers.get("authorization", ""))
+        scope = self.scope_of(perm)
+        name, roles = await asyncio.to_thread(self._resolve, request.headers.get("authorization", ""),
+                                              scope if perm.role_needed else None)
         if name is None:
             self.attempts.failed(address)
             audit.refused = True
@@ -83,8 +85,6 @@ class Authorizer:
         audit.caller = name
         if not perm.role_needed:
             return Caller(name)
-        scope = self.scope_of(perm)
-        roles = tuple(await asyncio.to_thread(self.identities.roles_at, name, scope))
         if not roles and perm.scope != SERVER:
             audit.refused = True   # no role here at all: the workspace does not exist for them
             raise NotFound(f"workspace {self.workspace!r} not found")
@@ -93,14 +93,21 @@ class Authorizer:
             raise Forbidden(f"{name} lacks permission {act} at scope {scope}")
         return Caller(name, roles)
 
-    async def authenticate(self, header: str) -> str | None:
-        """The principal a bearer token belongs to, or None."""
+    def _resolve(self, header: str, scope: str | None) -> tuple[str | None, tuple[str, ...]]:
+        """The caller and their roles at `scope`, in one trip to a worker thread."""
+        name = self.authenticate(header)
+        if name is None or scope is None:
+            return name, ()
+        return name, tuple(self.identities.roles_at(name, scope))
+
+    def authenticate(self, header: str) -> str | None:
+        """The principal a bearer token belongs to, or None (blocking: a store lookup)."""
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not token or token != token.strip():
             return None
         if hmac.compare_digest(token.encode(), self._launcher_token):
             return FIRST_ADMIN
-        return await asyncio.to_thread(self.identities.authenticate, token)
+        return self.identities.authenticate(token)
 
     async def require(self, caller: Caller, act: str, scope: str) -> None:
         """A second check a route makes itself (another principal's tokens, an assignment at /)."""
