@@ -253,3 +253,20 @@ def test_the_first_admin_is_an_owner_whose_token_is_kept_0600(team):
         ("Owner", "/")]
     from modelfleet.server import first_admin
     assert first_admin.bootstrap(server.controller.stores.identities, token_file) is None   # once only
+
+
+def test_bad_identity_input_is_one_line_naming_the_field_and_changes_nothing(team):
+    from modelfleet.domain.errors import AlreadyExists, InvalidInput
+    admin = team["admin"]
+    with pytest.raises(InvalidInput, match="--name 'al ice'"):
+        admin.users.create("al ice")
+    with pytest.raises(InvalidInput, match="--expires-in '0d'"):
+        admin.users.create("alice", expires_in="0d")
+    with pytest.raises(InvalidInput, match="--expires-in '3 weeks'"):
+        admin.tokens.create("ci", expires_in="3 weeks")
+    with pytest.raises(AlreadyExists, match="'rita' already exists"):
+        admin.users.create("rita")
+    with pytest.raises(NotFound, match="'ghost' not found"):
+        admin.role_assignments.create("ghost", "Reader")
+    assert [p["name"] for p in admin.users.list()] == ["admin", "dana", "nobody", "otto", "rita"]
+    assert [t["name"] for t in admin.tokens.list()] == ["first-admin"]   # the launcher's is not stored
