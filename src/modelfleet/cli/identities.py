@@ -11,6 +11,12 @@ TOKEN_COLUMNS = ["name", "principal", "created_at", "expires_at", "last_used_at"
 ASSIGNMENT_COLUMNS = ["principalName", "roleDefinitionName", "scope", "createdOn", "createdBy"]
 ACTIVITY_COLUMNS = ["at", "caller", "operation", "resource", "status", "http_status", "client", "correlation_id"]
 
+name_option = click.option("--name", "-n", required=True)
+expires_in_option = click.option("--expires-in", default=None,
+                                 help="The token's lifetime: 90m, 12h, 30d (default: until revoked).")
+principal_option = click.option("--user", "principal", default=None,
+                                help="Another user's or service principal's (needs Owner at /).")
+
 
 @click.group("user", help="Users and service principals of the server (no sign-up: an Owner makes them).")
 def user() -> None:
@@ -18,11 +24,11 @@ def user() -> None:
 
 
 @command(user, "create", help="Create a user (or a service principal) and print its first token, once.")
-@click.option("--name", "-n", required=True)
+@name_option
 @click.option("--service-principal", is_flag=True, help="A service principal (a pipeline), not a person.")
 @click.option("--description", default="")
 @click.option("--token-name", default="default", show_default=True, help="Name of the first token.")
-@click.option("--expires-in", default=None, help="The first token's lifetime: 90m, 12h, 30d (default: until revoked).")
+@expires_in_option
 def user_create(ctx: Ctx, name, service_principal, description, token_name, expires_in):
     ctx.emit(ctx.fleet.users.create(name, kind="service_principal" if service_principal else "user",
                                     description=description, token_name=token_name, expires_in=expires_in))
@@ -42,7 +48,7 @@ def user_show(ctx: Ctx, name):
 
 
 @command(user, "delete", help="Delete a user; its tokens and role assignments go at once.")
-@click.option("--name", "-n", required=True)
+@name_option
 @click.option("--yes", "-y", is_flag=True, help="Accepted from az scripts (nothing asks).")
 def user_delete(ctx: Ctx, name, yes):
     ctx.emit(ctx.fleet.users.delete(name))
@@ -54,22 +60,22 @@ def token() -> None:
 
 
 @command(token, "create", help="Create a token and print it, once.")
-@click.option("--name", "-n", required=True)
-@click.option("--expires-in", default=None, help="90m, 12h, 30d (default: until revoked).")
-@click.option("--user", "principal", default=None, help="Another principal's (needs Owner at /).")
+@name_option
+@expires_in_option
+@principal_option
 def token_create(ctx: Ctx, name, expires_in, principal):
     ctx.emit(ctx.fleet.tokens.create(name, expires_in=expires_in, principal=principal))
 
 
 @command(token, "list", help="List tokens (names and dates; a token is shown only when made).")
-@click.option("--user", "principal", default=None)
+@principal_option
 def token_list(ctx: Ctx, principal):
     ctx.emit(ctx.fleet.tokens.list(principal), columns=TOKEN_COLUMNS)
 
 
 @command(token, "revoke", help="Revoke a token: its next request is refused.")
-@click.option("--name", "-n", required=True)
-@click.option("--user", "principal", default=None)
+@name_option
+@principal_option
 def token_revoke(ctx: Ctx, name, principal):
     ctx.emit(ctx.fleet.tokens.revoke(name, principal))
 

@@ -57,16 +57,20 @@ def normalize(url: str) -> str:
     return url
 
 
+NO_LOGIN = {"current": None, "accounts": {}}
+
+
 class Accounts:
     def __init__(self, home: Path | None = None):
         self.home = home or fleet_home()
         self.file = self.home / "accounts.json"
 
     def _read(self) -> dict:
+        """The logins; none when the file is missing (a client that never logged in reads no file)."""
+        if not self.file.exists():
+            return {**NO_LOGIN, "accounts": {}}
         try:
             return orjson.loads(self.file.read_bytes())
-        except FileNotFoundError:
-            return {"current": None, "accounts": {}}
         except (orjson.JSONDecodeError, OSError) as e:
             raise InvalidInput(f"{self.file}: unreadable ({e}); remove it and log in again") from None
 

@@ -57,13 +57,11 @@ class Unauthorized(FleetError):
 
 
 class Forbidden(FleetError):
-    code = "forbidden"
-    http_status = 403
+    code, http_status = "forbidden", 403
 
 
 class RateLimited(FleetError):
-    code = "rate_limited"
-    http_status = 429
+    code, http_status = "rate_limited", 429
 
     def __init__(self, message: str, *, retry_after: int = 1, detail: str | None = None):
         super().__init__(message, detail=detail)
