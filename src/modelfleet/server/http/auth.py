@@ -5,7 +5,7 @@
 An unknown, expired or revoked token is 401; a known caller without a role at the workspace gets
 404 for it (they learn nothing of what it holds); a caller whose roles do not grant the route's
 action is 403, naming the caller, the action and the scope. Failed attempts are counted per client
-address (failed_attempts.py). The launcher's token (run/server.json, new at each start) is the
+address (failed_attempts.py); a request with no credential at all is not an attempt. The launcher's token (run/server.json, new at each start) is the
 first admin's: it is checked like any other principal's roles, never a way around them.
 """
 
@@ -76,10 +76,11 @@ class Authorizer:
             audit.refused = True
             raise RateLimited(f"too many failed token attempts from {address}; retry in {wait}s", retry_after=wait)
         scope = self.scope_of(perm)
-        name, roles = await asyncio.to_thread(self._resolve, request.headers.get("authorization", ""),
-                                              scope if perm.role_needed else None)
+        header = request.headers.get("authorization", "")
+        name, roles = await asyncio.to_thread(self._resolve, header, scope if perm.role_needed else None)
         if name is None:
-            self.attempts.failed(address)
+            if header:   # a guess; a request with no credential at all guesses nothing
+                self.attempts.failed(address)
             audit.refused = True
             raise Unauthorized("missing, invalid, expired or revoked token (Authorization: Bearer <token>)")
         audit.caller = name

@@ -205,7 +205,9 @@ def test_failed_token_attempts_are_rate_limited_per_address(tmp_path, monkeypatc
     monkeypatch.delenv("FLEET_SERVER", raising=False)
     server = InProcessServer(tmp_path, failed_token_attempts_per_minute=5)
     try:
-        with _raw(server, "mft_" + "x" * 43) as bad, _raw(server, "unit-test-admin-token") as good:
+        with _raw(server, "mft_" + "x" * 43) as bad, _raw(server, "unit-test-admin-token") as good, \
+                _raw(server, None) as none:
+            assert [none.get("/api/endpoints").status_code for _ in range(10)] == [401] * 10   # no guess: not counted
             assert [bad.get("/api/endpoints").status_code for _ in range(5)] == [401] * 5
             r = bad.get("/api/endpoints")
             assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
