@@ -118,6 +118,16 @@ def assignment_delete(ctx: Ctx, assignee, role_name, scope, yes):
     ctx.emit(ctx.fleet.role_assignments.delete(assignee, role_name, scope))
 
 
+@role.group("definition", help="The built-in roles.")
+def definition() -> None:
+    pass
+
+
+@command(definition, "list", help="The built-in roles and the actions each grants and takes back.")
+def definition_list(ctx: Ctx):
+    ctx.emit(ctx.fleet.role_assignments.definitions(), columns=["roleName", "description"])
+
+
 @click.group("activity-log", help="Who changed what: every change and refused change.")
 def activity_log() -> None:
     pass

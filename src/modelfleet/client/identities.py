@@ -73,6 +73,10 @@ class RoleAssignmentOperations:
         params = {"assignee": assignee, "role": role, **({"scope": scope} if scope else {})}
         return self._f.request("DELETE", "/api/role-assignments", params=params)
 
+    def definitions(self) -> list[dict]:
+        """The built-in roles a role assignment may name, with their actions (`az role definition list`)."""
+        return self._f.request("GET", "/api/role-definitions")
+
 
 class ActivityLogOperations:
     """Every change and refused change: who, when, the action, the resource, from where, the result."""

@@ -7,6 +7,7 @@ assignments (`az role assignment`'s words), and who the caller is.
     GET|POST /api/tokens[?principal=]         the caller's own tokens, or (Owner) another's
     DELETE /api/tokens/{name}[?principal=]    revoked: the next request with it is refused
     GET|POST|DELETE /api/role-assignments     at the workspace (default) or at /
+    GET  /api/role-definitions                the built-in roles and their actions
 
 There is no sign-up: only a caller allowed `principals/write` at `/` (an Owner) makes principals.
 """
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from ...domain.errors import InvalidInput
 from ...domain.names import check_name
-from ...domain.roles import PRINCIPALS, ROLE_ASSIGNMENTS, role
+from ...domain.roles import BUILT_IN_ROLES, PRINCIPALS, ROLE_ASSIGNMENTS, role
 from ...domain.tokens import lifetime
 from ...store.identities import ROOT_SCOPE, IdentityStore
 from .auth import Authorizer, Caller, workspace_scope
@@ -129,6 +130,13 @@ def add_routes(app: FastAPI, identities: IdentityStore, authorizer: Authorizer) 
         owner = await whose(caller, principal, "write")
         await asyncio.to_thread(identities.revoke_token, owner, name)
         return {"revoked": name, "principal": owner}
+
+    @app.get("/api/role-definitions")
+    async def role_definitions() -> list[dict]:
+        """The built-in roles, as `az role definition list` shows them."""
+        return [{"roleName": r.name, "description": r.description, "roleType": "BuiltInRole",
+                 "permissions": [{"actions": list(r.actions), "notActions": list(r.not_actions)}]}
+                for r in sorted(BUILT_IN_ROLES.values(), key=lambda r: r.name)]
 
     @app.get("/api/role-assignments")
     async def list_assignments(assignee: str | None = None, scope: str | None = None) -> list[dict]:

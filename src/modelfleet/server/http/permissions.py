@@ -37,6 +37,7 @@ def ws(resource: str, verb: str) -> Permission:
 EP, DEP = "onlineEndpoints", "onlineEndpoints/deployments"
 PUBLIC = Permission("", public=True)
 OWN_TOKENS = f"{PRINCIPALS}/tokens"
+ROLE_DEFINITIONS_READ = "Microsoft.Authorization/roleDefinitions/read"   # the built-in roles: public knowledge
 
 ROUTES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/health"): ws("", "read"),
@@ -127,6 +128,7 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/tokens"): Permission(f"{OWN_TOKENS}/read", SERVER, role_needed=False),
     ("POST", "/api/tokens"): Permission(f"{OWN_TOKENS}/write", SERVER, role_needed=False),
     ("DELETE", "/api/tokens/{name}"): Permission(f"{OWN_TOKENS}/delete", SERVER, role_needed=False),
+    ("GET", "/api/role-definitions"): Permission(ROLE_DEFINITIONS_READ, SERVER, role_needed=False),
     # at the workspace here; an assignment at / needs the right at / as well (checked by the route)
     ("GET", "/api/role-assignments"): Permission(f"{ROLE_ASSIGNMENTS}/read"),
     ("POST", "/api/role-assignments"): Permission(f"{ROLE_ASSIGNMENTS}/write"),

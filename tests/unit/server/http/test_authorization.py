@@ -135,6 +135,8 @@ def test_a_data_scientist_deploys_but_cannot_create_a_compute_or_assign_roles(te
 def test_a_compute_operator_manages_computes_but_nothing_else(team):
     otto = team["otto"]
     assert otto.computes.list() == []
+    roles = {r["roleName"]: r for r in otto.role_assignments.definitions()}   # anyone may read what roles mean
+    assert roles["AzureML Compute Operator"]["permissions"][0]["actions"][0].endswith("computes/*")
     with pytest.raises(Forbidden, match="otto lacks permission .*onlineEndpoints/read"):
         otto.online_endpoints.list()
 
