@@ -33,7 +33,6 @@ class Audit:
     caller: str = ""
     action: str = ""
     is_read: bool = True
-    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,6 @@ class Authorizer:
         perm = permission(request.method, path)
         audit = request.scope.get(AUDIT) or Audit()
         if perm is None:
-            audit.refused = True
             raise Forbidden(f"{request.method} {path}: no permission is declared for this route, so nobody may call it")
         act = perm.action_for(request.path_params)
         audit.action, audit.is_read = act, perm.is_read
@@ -73,7 +71,6 @@ class Authorizer:
         address = request.client.host if request.client else ""
         wait = self.attempts.retry_after(address)
         if wait:
-            audit.refused = True
             raise RateLimited(f"too many failed token attempts from {address}; retry in {wait}s", retry_after=wait)
         scope = self.scope_of(perm)
         header = request.headers.get("authorization", "")
@@ -81,16 +78,14 @@ class Authorizer:
         if name is None:
             if header:   # a guess; a request with no credential at all guesses nothing
                 self.attempts.failed(address)
-            audit.refused = True
             raise Unauthorized("missing, invalid, expired or revoked token (Authorization: Bearer <token>)")
         audit.caller = name
         if not perm.role_needed:
             return Caller(name)
         if not roles and perm.scope != SERVER:
-            audit.refused = True   # no role here at all: the workspace does not exist for them
+            # no role here at all: the workspace does not exist for them
             raise NotFound(f"workspace {self.workspace!r} not found")
         if not allowed(roles, act):
-            audit.refused = True
             raise Forbidden(f"{name} lacks permission {act} at scope {scope}")
         return Caller(name, roles)
 
