@@ -148,6 +148,26 @@ activity_log = sa.Table(
 )
 
 
+# -- several servers on one workspace (docs/production.md) -----------------------------------------
+
+servers = sa.Table(
+    "servers", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),             # a UUID per server process
+    sa.Column("url", sa.String(512), nullable=False),             # where its API and gateway answer
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),            # the database's clock, epoch seconds
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),           # controller
+    sa.Column("holder", sa.String(36), nullable=False),           # a servers.id
+    sa.Column("epoch", sa.BigInteger, nullable=False),            # the fencing token: +1 at each new holder
+    sa.Column("since", sa.Float, nullable=False),                 # when the holder took it
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
 
 # -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 

@@ -23,7 +23,8 @@ import logging
 from typing import Callable
 
 from ...backends.base import Backend
-from ...domain.errors import FleetError
+from ...domain.errors import FleetError, LeaseLost
+from ...store.leases import Fence
 from ...schema.workspace import Workspace
 from ..dataplane.routing import NO_COLLECTION, Router
 from . import autoscaler, reconciler
@@ -63,7 +64,7 @@ class Controller:
         self.publisher = RoutePublisher(router, self.state, self.runtimes, lambda: self.collection)
         self.executor = Executor(ws, stores, backend, self.clock, self.state, self.publisher, self._spawn,
                                  self.poke, self._step_one, self.runtimes, self.listeners, self.roster,
-                                 lambda: self.collection)
+                                 lambda: self.collection, lambda: self.fence if self.leading else False)
         self.queries = Queries(ws, self.runtimes, self.state, backend, self.roster)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -71,6 +72,11 @@ class Controller:
         self._reconciling = asyncio.Lock()  # one pass at a time: the last reads are the ones published
         self._stopping = False
         self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
+        # Whether this server runs the controller (leadership.py): a follower only reads the rows
+        # and publishes routing from them. `fence` is the lease every write carries (None: the
+        # only server, as in tests that build a Controller alone).
+        self.leading = True
+        self.fence: Fence | None = None
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -100,6 +106,26 @@ class Controller:
                     log.warning("reconcile still failing: %s", text)
                     self._last_error = (text, now)
 
+    # -- leading and following -------------------------------------------------------------
+
+    async def lead(self, fence: Fence) -> None:
+        """This server took the lease: act from the next pass on (what runs is adopted or restored)."""
+        self.fence, self.leading = fence, True
+        self.poke()
+
+    async def follow(self, why: str = "") -> None:
+        """This server no longer holds the lease: stop acting at once. Steps in progress are
+        cancelled (a rollout's new replicas are stopped, the serving ones are left as they are);
+        routing goes on from the rows."""
+        if not self.leading:
+            return
+        self.leading, self.fence = False, None
+        steps = [rt.busy for rt in self.runtimes.values() if rt.busy is not None]
+        for task in steps:
+            task.cancel()
+        await asyncio.gather(*steps, return_exceptions=True)
+        self.poke()
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -110,6 +136,8 @@ class Controller:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             e = task.exception()
+            if isinstance(e, LeaseLost):   # the store refused a write: another server leads now
+                self._spawn(self.follow(e.message))
             log.warning("controller step failed: %s", e.message if isinstance(e, FleetError) else
                         f"{type(e).__name__}: {e}")
 
@@ -127,6 +155,9 @@ class Controller:
         are those read last, and routing changes only through the actions' own publishes."""
         desired, unreadable = self.state.desired()
         now = self.clock.now()
+        if not self.leading:
+            self._follow_rows(desired, fresh)
+            return
         for key, want in desired.items():
             rt = self.runtimes.get(key)
             if rt is None:
@@ -146,9 +177,29 @@ class Controller:
             self.publisher.restored = restored
             self.publisher.publish()
 
+    def _follow_rows(self, desired: dict[Key, Desired], fresh: bool) -> None:
+        """A follower's pass: the rows' settings and keys in routing, no step taken. Deployments
+        whose rows are gone leave routing (replicas still running here stop when it leads again)."""
+        for key, want in desired.items():
+            rt = self.runtimes.get(key)
+            if rt is None:
+                rt = self.runtimes[key] = DeploymentRuntime(*key)
+            rt.desired = want
+            if rt.hash is None or rt.hash == want.spec_hash:
+                rt.spec = want.spec
+        for key, rt in list(self.runtimes.items()):
+            if key not in desired and not rt.group and rt.busy is None:
+                del self.runtimes[key]
+                self.state.forget(key)
+        if fresh or not self.publisher.restored:
+            self.publisher.restored = True
+            self.publisher.publish()
+
     def _step_one(self, rt: DeploymentRuntime) -> None:
         """Step `rt` alone, from its row as last read: what a request at zero or the end of a
         scale needs at once, without the cost of a pass over the whole fleet."""
+        if not self.leading:
+            return
         if rt.desired is None or rt.busy is not None or rt.retired:
             self.poke()
             return
@@ -195,7 +246,7 @@ class Controller:
             rt.busy = self._spawn(self.executor.scale(rt, action.want))
         elif isinstance(action, Settle):
             self._spawn(asyncio.to_thread(self.stores.serving.record_rollout, rt.endpoint, rt.name,
-                                          action.spec_hash, ok=True))
+                                          action.spec_hash, ok=True, fence=self.fence))
         elif isinstance(action, Retire):
             rt.retired = True
             self._spawn(self.executor.retire(rt))
