@@ -50,6 +50,7 @@ def test_on_sqlite_a_server_takes_a_dead_servers_lease_at_once(db):
     assert taken.holder == "restarted" and taken.epoch == 2
 
 
+@pytest.mark.slow   # a PostgreSQL server
 def test_one_server_leads_and_the_other_takes_over_only_once_the_lease_lapses(postgres_db):
     db = postgres_db
     store = LeaseStore(db)
@@ -67,6 +68,7 @@ def test_one_server_leads_and_the_other_takes_over_only_once_the_lease_lapses(po
     assert [r["id"] for r in rows] == ["a", "b"] and lease.holder == "b"
 
 
+@pytest.mark.slow   # a PostgreSQL server
 def test_a_write_under_an_ended_lease_is_refused_and_changes_nothing(postgres_db):
     db = postgres_db
     store, serving = LeaseStore(db), ServingStore(db)
@@ -82,6 +84,7 @@ def test_a_write_under_an_ended_lease_is_refused_and_changes_nothing(postgres_db
     assert serving.deployment("ep", "blue")["state"] == "Succeeded"
 
 
+@pytest.mark.slow   # a PostgreSQL server
 def test_a_lapsed_lease_nobody_took_fences_its_holder_too(postgres_db):
     db = postgres_db
     store, serving = LeaseStore(db), ServingStore(db)
@@ -93,6 +96,7 @@ def test_a_lapsed_lease_nobody_took_fences_its_holder_too(postgres_db):
         serving.record_rollout("ep", "blue", row["spec_hash"], ok=True, fence=Fence(1))
 
 
+@pytest.mark.slow   # a PostgreSQL server
 def test_release_lets_another_server_lead_at_once_and_forget_drops_silent_rows(postgres_db):
     db = postgres_db
     store = LeaseStore(db)
