@@ -39,6 +39,16 @@ class ComputeBackends:
             return await self.local.start(spec)
         return await (await self._backend(spec.compute)).start(spec)
 
+    async def connect(self, spec: ReplicaSpec, address: dict) -> ReplicaHandle:
+        """This server's connection to a replica another server started (its row's `address`)."""
+        return await (await self._backend(spec.compute)).connect(spec, address)
+
+    async def adopt(self, compute: str, replica_ids: set[str]) -> None:
+        """This server now leads and serves these replicas of `compute` as its own: its first agent
+        there sweeps away the actors of earlier servers but these."""
+        backend = await self._backend(compute)
+        backend.keep = frozenset(replica_ids)
+
     async def _backend(self, name: str):
         from .ray.cluster import require_ray
         from .ray.backend import RayBackend

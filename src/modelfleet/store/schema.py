@@ -169,6 +169,18 @@ leases = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
+replicas = sa.Table(
+    "replicas", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),            # the replica id (a Ray actor's name)
+    sa.Column("endpoint", sa.String(32), nullable=False),
+    sa.Column("deployment", sa.String(32), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),        # what it runs
+    sa.Column("compute", sa.String(64), nullable=False),
+    sa.Column("address", sa.JSON, nullable=False),                # host, port, pid, node, its secret
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_replicas_endpoint_deployment", "endpoint", "deployment"),
+)
+
 # -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 
 data_assets = sa.Table(

@@ -35,12 +35,15 @@ from .executor import Executor
 from .publisher import RoutePublisher
 from .queries import Queries
 from .reconciler import Desired, Key, Retire, Rollout, Scale, Settle
+from .replica_rows import ReplicaRows, reachable
 from .replicas import Listener, ReplicaState as S, Roster, transition
 from .stores import Stores
 
 log = logging.getLogger("modelfleet.controller")
 
 ERROR_REPEAT_S = 60.0      # the same reconcile error is logged again at most this often
+PASS_EVERY_S = 1.0         # a leader's pass when nothing pokes it
+FOLLOW_POLL_S = 0.25       # a follower's: it learns of the leader's changes (its replicas) this soon
 # Settings that never change what a replica runs: they apply to the serving group at once, even
 # while a rollout of a new spec is under way.
 SETTINGS_IN_PLACE = ("request_settings", "liveness_probe", "readiness_probe", "resources", "instance_count",
@@ -64,7 +67,11 @@ class Controller:
         self.publisher = RoutePublisher(router, self.state, self.runtimes, lambda: self.collection)
         self.executor = Executor(ws, stores, backend, self.clock, self.state, self.publisher, self._spawn,
                                  self.poke, self._step_one, self.runtimes, self.listeners, self.roster,
-                                 lambda: self.collection, lambda: self.fence if self.leading else False)
+                                 lambda: self.collection, lambda: self.fence if self.leading else False,
+                                 self.share)
+        self.replica_rows = ReplicaRows(stores.replicas, backend, self.clock, ws.logs_dir, self.listeners, self.roster,
+                                        self.runtimes, self.publisher.publish, self.state.compute_of)
+        self._sharing = asyncio.Lock()   # one write of the serving replicas at a time
         self.queries = Queries(ws, self.runtimes, self.state, backend, self.roster)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -89,7 +96,8 @@ class Controller:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            await self.clock.wait(asyncio.ensure_future(self._wake.wait()), 1.0)
+            await self.clock.wait(asyncio.ensure_future(self._wake.wait()),
+                                  PASS_EVERY_S if self.leading else FOLLOW_POLL_S)
             self._wake.clear()
             try:
                 await self.reconcile()
@@ -109,9 +117,23 @@ class Controller:
     # -- leading and following -------------------------------------------------------------
 
     async def lead(self, fence: Fence) -> None:
-        """This server took the lease: act from the next pass on (what runs is adopted or restored)."""
-        self.fence, self.leading = fence, True
+        """This server took the lease: act from the next pass on. The replicas of other servers it
+        reaches (it followed their rows) are adopted: supervised, kept, never restarted; the rest
+        is restored."""
+        async with self._reconciling:
+            self.fence, self.leading = fence, True
+            for compute, ids in self.replica_rows.adopted().items():
+                await self.backend.adopt(compute, ids)
+            for rt in self.runtimes.values():
+                for r in reachable(rt):
+                    if r not in self.executor.watching:
+                        self.executor.watch(rt, r)
         self.poke()
+
+    async def share(self) -> None:
+        """Write the serving replicas other servers reach, where they changed (a leader's)."""
+        async with self._sharing:
+            await self.replica_rows.write(self.executor.fence())
 
     async def follow(self, why: str = "") -> None:
         """This server no longer holds the lease: stop acting at once. Steps in progress are
@@ -121,6 +143,8 @@ class Controller:
             return
         self.leading, self.fence = False, None
         steps = [rt.busy for rt in self.runtimes.values() if rt.busy is not None]
+        # replicas others reach are the next leader's to supervise (and stop); local ones stay ours
+        steps += [task for r, task in self.executor.watching.items() if r.handle.address() is not None]
         for task in steps:
             task.cancel()
         await asyncio.gather(*steps, return_exceptions=True)
@@ -147,6 +171,13 @@ class Controller:
                 return
             fresh = await self.state.read()
             self._step(fresh)
+            if not self.leading:
+                await self.replica_rows.follow(self.state.replica_rows)
+            else:
+                try:
+                    await self.share()
+                except LeaseLost as e:   # the store refused: another server leads now
+                    await self.follow(e.message)
             if self._after_pass is not None:
                 self._after_pass(fresh)
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ...backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
 from ...domain.errors import DeploymentFailed, FleetError, IntegrityError, LeaseLost
@@ -29,18 +29,25 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
 
+# Replicas other servers route to are stopped this long after the store says they no longer serve:
+# a follower reads the change at its next pass (every FOLLOW_POLL_S) and drains its own requests.
+FOLLOWERS_SWITCH_S = 2.0
+
 
 class Executor:
     def __init__(self, ws: Workspace, stores: Stores, backend: Backend, clock: Clock, state: DesiredState,
                  publisher: RoutePublisher, spawn: Callable, poke: Callable[[], None],
                  step_one: Callable[[DeploymentRuntime], None], runtimes: dict, listeners: list[Listener],
-                 roster: Roster, collection: Callable, fence: Callable[[], "Fence | None | bool"] = lambda: None):
+                 roster: Roster, collection: Callable, fence: Callable[[], "Fence | None | bool"] = lambda: None,
+                 share: Callable[[], Awaitable[None]] | None = None):
         self._ws, self._stores, self._backend, self._clock = ws, stores, backend, clock
         self._state, self._publisher = state, publisher
         self._spawn, self._poke, self._step_one, self._runtimes = spawn, poke, step_one, runtimes
         self._listeners, self._roster = listeners, roster
         self._collection = collection   # the controller's collection hub, as it is now (monitoring)
         self._fence = fence             # the lease this server acts under; False once it stopped leading
+        self._share = share             # writes the serving replicas other servers reach (replica_rows.py)
+        self.watching: dict[Replica, asyncio.Task] = {}   # the supervisor's watch of each serving replica
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
 
@@ -148,7 +155,14 @@ class Executor:
         """Publish `rt.group` and start supervising the `new` replicas."""
         self._publisher.publish(rt.endpoint)
         for r in new:
-            self._spawn(self.supervisor.watch(r, lambda rt=rt: rt.spec))
+            self.watch(rt, r)
+        if self._share is not None and any(r.handle.address() is not None for r in new):
+            self._spawn(self._share())   # the other servers' gateways route to them too
+
+    def watch(self, rt: DeploymentRuntime, r: Replica) -> None:
+        """Supervise `r` (a new replica, or one this server adopted as it took the lead)."""
+        task = self.watching[r] = self._spawn(self.supervisor.watch(r, lambda: rt.spec))
+        task.add_done_callback(lambda _: self.watching.pop(r, None))
 
     async def stop(self, replicas: list[Replica], grace_s: float) -> None:
         await asyncio.gather(*(r.handle.stop(grace_s) for r in replicas), return_exceptions=True)
@@ -159,6 +173,10 @@ class Executor:
         for r in replicas:
             if r.state is S.READY:
                 transition(r, S.DRAINING)
+        if self._share is not None and any(r.handle.address() is not None for r in replicas):
+            # other servers route to them too: tell them first, and give them time to switch
+            await self._share()
+            await self._clock.sleep(FOLLOWERS_SWITCH_S)
         timeout_s = rt.spec.request_settings.request_timeout_ms / 1000.0 if rt.spec else 5.0
         deadline = self._clock.now() + timeout_s + 1.0
         while any(r.handle.unanswered for r in replicas) and self._clock.now() < deadline:

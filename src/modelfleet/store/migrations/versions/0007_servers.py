@@ -1,4 +1,5 @@
-"""The servers of a workspace (one a line, with its heartbeat) and the controller's lease."""
+"""The servers of a workspace (one a line, with its heartbeat), the controller's lease, and the
+serving replicas every server's gateway can reach (Ray actors: address and secret)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,7 +29,20 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.Float, nullable=False),
     )
 
+    op.create_table(
+        "replicas",
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("endpoint", sa.String(32), nullable=False),
+        sa.Column("deployment", sa.String(32), nullable=False),
+        sa.Column("spec_hash", sa.String(64), nullable=False),
+        sa.Column("compute", sa.String(64), nullable=False),
+        sa.Column("address", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.String(32), nullable=False),
+        sa.Index("ix_replicas_endpoint_deployment", "endpoint", "deployment"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("replicas")
     op.drop_table("leases")
     op.drop_table("servers")
