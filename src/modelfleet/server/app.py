@@ -78,6 +78,14 @@ class ServerApp:
         servers_api.add_routes(self.api, self.leases, cfg.lease_duration_s)   # fleet server list
         self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
+    async def _others_alive(self) -> int:
+        """Other servers of the workspace that go on after this one stops (0 when unknown)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.leases.others_alive, self.server_id,
+                                                            2 * self.cfg.lease_duration_s), 5.0)
+        except Exception:
+            return 0
+
     def _admission(self):
         for ep in self.router.table.endpoints.values():
             for dep in ep.deployments.values():
@@ -166,7 +174,8 @@ class ServerApp:
                 elif msg["type"] == "lifespan.shutdown":
                     self._pruning.cancel()
                     await self.monitoring.stop()
-                    await self.controller.stop()
+                    others = await self._others_alive()
+                    await self.controller.stop(hand_over=others > 0)
                     await self.leadership.stop()
                     self.controller.collection.close()   # writes what is still queued
                     self._observe(False)

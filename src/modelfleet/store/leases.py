@@ -114,6 +114,13 @@ class LeaseStore:
                          .values(expires_at=now))
             conn.execute(servers.delete().where(servers.c.id == server_id))
 
+    def others_alive(self, server_id: str, within_s: float) -> int:
+        """How many other servers heartbeat within the last `within_s`."""
+        with self.db.read() as conn:
+            cutoff = db_now(conn) - within_s
+            return conn.execute(sa.select(sa.func.count()).select_from(servers).where(
+                servers.c.id != server_id, servers.c.heartbeat_at >= cutoff)).scalar()
+
     def servers(self, name: str = CONTROLLER) -> tuple[list[dict], Lease | None, float]:
         """Every server's row, the lease, and the database's clock now."""
         with self.db.read() as conn:

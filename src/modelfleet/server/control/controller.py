@@ -284,12 +284,22 @@ class Controller:
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    async def stop(self) -> None:
+    async def stop(self, hand_over: bool = False) -> None:
+        """Stop the loop and this server's replicas. With `hand_over` (another server of the
+        workspace goes on), replicas the others reach are let go, not stopped: the next leader
+        adopts them. A follower never stops them: they are the leader's."""
         self._stopping = True
         if self._task:
             self._task.cancel()
         for t in list(self._tasks):
             t.cancel()
+        if hand_over or not self.leading:
+            for rt in self.runtimes.values():
+                for r in reachable(rt):
+                    rt.group = [x for x in rt.group if x is not r]
+                    transition(r, S.DRAINING, "handed over to the next leader")
+                    r.handle.disconnect()
+                    transition(r, S.STOPPED, "handed over to the next leader")
         everyone = [r for rt in self.runtimes.values() for r in rt.group]
         for r in everyone:
             if r.state is S.READY:
