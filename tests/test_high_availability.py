@@ -13,17 +13,19 @@ import json
 import os
 import signal
 
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import orjson
-import psutil
 import pytest
 
-from modelfleet.client import launcher
-
 from .conftest import IRIS_ROWS
-from .helpers import alive, wait_until
+from .helpers import alive, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
+FLEET = str(Path(sys.executable).with_name("fleet"))
 LEASE_S = 2.0
 IRIS_BODY = json.dumps({"data": IRIS_ROWS}).encode()
 
@@ -78,6 +80,8 @@ def test_two_servers_one_leads_and_fleet_server_list_shows_both(two_servers):
     assert rows[a.pid]["url"] == a.url and rows[b.pid]["url"] == b.url
     assert {"host", "since", "last_heartbeat", "heartbeat_age_s"} <= set(rows[b.pid])
     assert rows[a.pid]["epoch"] >= 1
+    shown = json.loads(run_cli("server", "list", "-o", "json").output)
+    assert {s["pid"]: s["role"] for s in shown} == {a.pid: "leader", b.pid: "follower"}
 
 
 def test_keys_etags_and_the_activity_log_are_the_same_from_either_server(two_servers, models_dir):
@@ -141,19 +145,11 @@ def test_kill_9_of_the_leader_the_follower_takes_over_and_the_restarted_one_foll
 
 def test_a_joined_server_on_sqlite_is_refused_in_one_line(fleet):
     fleet.server.start()
-    with pytest.raises(Exception) as e:
-        launcher.join(fleet.workspace, timeout=30)
-    assert "SQLite, which serves one server" in str(e.value)
-    assert not any(p.name().startswith("python") and "--workspace-path" in " ".join(p.cmdline())
-                   and '"join"' in " ".join(p.cmdline()) for p in psutil.process_iter() if _readable(p))
-
-
-def _readable(p: psutil.Process) -> bool:
-    try:
-        p.cmdline()
-        return True
-    except psutil.Error:
-        return False
+    r = subprocess.run([FLEET, "server", "start", "--join"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SQLite, which serves one server" in lines[0], r.stderr
+    assert not list((fleet.workspace.run_dir / "joined").glob("*.json"))
 
 
 def test_the_run_files_of_joined_servers_are_private(two_servers):
