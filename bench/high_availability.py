@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--failovers", type=int, default=3, help="kill -9 of the leader, each under load")
     ap.add_argument("--failover-connections", type=int, default=8)
+    ap.add_argument("--only", choices=["throughput", "failover"], default=None, help="one part only")
     return ap.parse_args(argv)
 
 
@@ -153,9 +154,10 @@ def failover(args, servers: Servers, nginx: Nginx, key: str) -> list[dict]:
         loader.join(60)
         t_kill = killed_at - rec.start_clock
         around = rec.stats(t_kill - 1.0, t_kill + 3.0)
-        statuses = [st for start, _, st in rec.records]
+        failures = [(round(start - t_kill, 3), st) for start, _, st in rec.records if not 200 <= st < 300]
         run = {"failover_s": round(led_at - killed_at, 2), "new_leader": new[0],
-               "requests": len(rec.records), "failed": sum(1 for st in statuses if not 200 <= st < 300),
+               "requests": len(rec.records), "failed": len(failures),
+               "failures": failures,   # (seconds after the kill, status; 0: the connection failed)
                "slowest_across_kill_ms": round(around["max_ms"], 1), "p99_across_kill_ms": round(around["p99_ms"], 2),
                "p99_before_ms": round(rec.stats(0, t_kill)["p99_ms"], 2)}
         print(f"  failover {i + 1}: new leader in {run['failover_s']} s, {run['failed']} failed of "
@@ -176,6 +178,19 @@ def failover(args, servers: Servers, nginx: Nginx, key: str) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
+    out = []
+    if "throughput" in result:
+        out += throughput_lines(result)
+    if "failover" in result:
+        out += ["Failover (kill -9 of the leader of two, under load through nginx):", "",
+                c.table(result["failover"], [
+                    ("failover_s", "new leader after (s)"), ("requests", "requests"), ("failed", "failed"),
+                    ("p99_before_ms", "p99 before ms"), ("p99_across_kill_ms", "p99 across kill ms"),
+                    ("slowest_across_kill_ms", "slowest across kill ms")])]
+    return "\n".join(out) + "\n"
+
+
+def throughput_lines(result: dict) -> list[str]:
     t = result["throughput"]
     rows = [{"setup": "one server, no nginx", **{k: t["direct"][k] for k in ("rps", "p50_ms", "p99_ms", "errors")}}]
     for n in ("1", "2", "3"):
@@ -186,12 +201,7 @@ def markdown(result: dict) -> str:
            "", f"req/s vs one server behind nginx: two x{t['rps_ratio_vs_one']['2']}, three "
                f"x{t['rps_ratio_vs_one']['3']}; p99: two x{t['p99_ratio_vs_one']['2']}, three "
                f"x{t['p99_ratio_vs_one']['3']}; nginx's hop: x{t['nginx_rps_ratio']} of the direct req/s.", ""]
-    fo = result["failover"]
-    out += ["Failover (kill -9 of the leader of two, under load through nginx):", "",
-            c.table(fo, [("failover_s", "new leader after (s)"), ("requests", "requests"), ("failed", "failed"),
-                         ("p99_before_ms", "p99 before ms"), ("p99_across_kill_ms", "p99 across kill ms"),
-                         ("slowest_across_kill_ms", "slowest across kill ms")])]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def main(argv=None) -> int:
@@ -225,13 +235,16 @@ def main(argv=None) -> int:
                 **serving.JSON_HEADERS, "Authorization": f"Bearer {key}"}).status_code == 200, 60, url)
         result["listening_off_loopback"] = c.listening_off_loopback(
             [p.pid for pid in servers.pids for p in c.tree(pid)] + ray_cluster_pids(temp_dir))
-        print("throughput through nginx", flush=True)
-        result["throughput"] = throughput(args, servers, nginx, key)
+        if args.only != "failover":
+            print("throughput through nginx", flush=True)
+            result["throughput"] = throughput(args, servers, nginx, key)
         for pid in servers.pids[2:]:   # failover runs with two servers
             os.kill(pid, signal.SIGTERM)
         del servers.urls[2:], servers.pids[2:]
-        print("failover", flush=True)
-        result["failover"] = failover(args, servers, nginx, key)
+        if args.only != "throughput":
+            print("failover", flush=True)
+            result["failover"] = failover(args, servers, nginx, key)
+            result["nginx_errors"] = (nginx.root / "error.log").read_text().splitlines()[-40:]
         c.publish("high_availability", result, markdown(result))
     finally:
         if nginx is not None:

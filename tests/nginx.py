@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import psutil
 
 from .helpers import free_port, wait_until
 
@@ -101,9 +102,13 @@ class Nginx:
         return self
 
     def reload(self, upstreams: list[str]) -> None:
-        """New upstreams, without dropping a connection (SIGHUP: new workers, the old ones finish)."""
+        """New upstreams (SIGHUP: new workers; the old ones finish their requests and close their
+        connections). Returns once the old workers are gone, so that no load starts on a connection
+        an old worker is about to close."""
+        old = {p.pid for p in psutil.Process(self.proc.pid).children()}
         self._write(upstreams)
         os.kill(self.proc.pid, signal.SIGHUP)
+        wait_until(lambda: not old & {p.pid for p in psutil.Process(self.proc.pid).children()}, timeout=30)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -18,6 +18,7 @@ machine in replicas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from typing import Callable
@@ -305,5 +306,8 @@ class Controller:
             if r.state is S.READY:
                 transition(r, S.DRAINING, "server stopping")
         await self.executor.stop(everyone, 2.0)
+        if self.leading and not hand_over:   # the last server: no row may name a replica stopped here
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.share(), 5.0)
         await self.backend.shutdown()
         self.state.close()

@@ -24,7 +24,7 @@ from .replicas import Listener, Replica, ReplicaState as S, Roster, transition
 
 log = logging.getLogger("modelfleet.controller")
 
-CONNECT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 5.0   # a replica that does not answer by then is tried again after as long
 
 
 def reachable(rt: DeploymentRuntime) -> list[Replica]:
