@@ -37,6 +37,15 @@ def postgres_db(postgres_server):
     d.close()
 
 
+@pytest.fixture
+def two_servers(postgres_db) -> tuple[Database, LeaseStore]:
+    """Servers a and b registered on a PostgreSQL database."""
+    store = LeaseStore(postgres_db)
+    store.register("a", "http://127.0.0.1:1", "h", 1)
+    store.register("b", "http://127.0.0.1:2", "h", 2)
+    return postgres_db, store
+
+
 def _lapse(db) -> None:
     with db.write() as conn:
         conn.execute(leases.update().values(expires_at=0.0))
@@ -51,11 +60,8 @@ def test_on_sqlite_a_server_takes_a_dead_servers_lease_at_once(db):
 
 
 @pytest.mark.slow   # a PostgreSQL server
-def test_one_server_leads_and_the_other_takes_over_only_once_the_lease_lapses(postgres_db):
-    db = postgres_db
-    store = LeaseStore(db)
-    store.register("a", "http://127.0.0.1:1", "h", 1)
-    store.register("b", "http://127.0.0.1:2", "h", 2)
+def test_one_server_leads_and_the_other_takes_over_only_once_the_lease_lapses(two_servers):
+    db, store = two_servers
     first = store.claim("a", 60.0)
     assert first.holder == "a" and first.epoch == 1
     assert store.claim("b", 60.0) is None
@@ -68,40 +74,41 @@ def test_one_server_leads_and_the_other_takes_over_only_once_the_lease_lapses(po
     assert [r["id"] for r in rows] == ["a", "b"] and lease.holder == "b"
 
 
+def _one_deployment(db) -> tuple[LeaseStore, ServingStore, str]:
+    """The stores, and the spec hash of a deployment just created (its rollout not recorded)."""
+    serving = ServingStore(db)
+    serving.create_endpoint("ep", {"auth_mode": "key"})
+    row, _ = serving.put_deployment("ep", "blue", {"model": "m:1"}, create=True)
+    return LeaseStore(db), serving, row["spec_hash"]
+
+
 @pytest.mark.slow   # a PostgreSQL server
 def test_a_write_under_an_ended_lease_is_refused_and_changes_nothing(postgres_db):
     db = postgres_db
-    store, serving = LeaseStore(db), ServingStore(db)
-    serving.create_endpoint("ep", {"auth_mode": "key"})
-    row, _ = serving.put_deployment("ep", "blue", {"model": "m:1"}, create=True)
+    store, serving, spec_hash = _one_deployment(db)
     old = store.claim("a", 60.0)
     _lapse(db)
     store.claim("b", 60.0)
     with pytest.raises(LeaseLost, match="epoch 1 has ended .*epoch 2"):
-        serving.record_rollout("ep", "blue", row["spec_hash"], ok=True, fence=Fence(old.epoch))
+        serving.record_rollout("ep", "blue", spec_hash, ok=True, fence=Fence(old.epoch))
     assert serving.deployment("ep", "blue")["state"] == "Creating"
-    serving.record_rollout("ep", "blue", row["spec_hash"], ok=True, fence=Fence(2))
+    serving.record_rollout("ep", "blue", spec_hash, ok=True, fence=Fence(2))
     assert serving.deployment("ep", "blue")["state"] == "Succeeded"
 
 
 @pytest.mark.slow   # a PostgreSQL server
 def test_a_lapsed_lease_nobody_took_fences_its_holder_too(postgres_db):
     db = postgres_db
-    store, serving = LeaseStore(db), ServingStore(db)
-    serving.create_endpoint("ep", {"auth_mode": "key"})
-    row, _ = serving.put_deployment("ep", "blue", {"model": "m:1"}, create=True)
+    store, serving, spec_hash = _one_deployment(db)
     store.claim("a", 60.0)
     _lapse(db)
     with pytest.raises(LeaseLost):
-        serving.record_rollout("ep", "blue", row["spec_hash"], ok=True, fence=Fence(1))
+        serving.record_rollout("ep", "blue", spec_hash, ok=True, fence=Fence(1))
 
 
 @pytest.mark.slow   # a PostgreSQL server
-def test_release_lets_another_server_lead_at_once_and_forget_drops_silent_rows(postgres_db):
-    db = postgres_db
-    store = LeaseStore(db)
-    store.register("a", "u", "h", 1)
-    store.register("b", "u", "h", 2)
+def test_release_lets_another_server_lead_at_once_and_forget_drops_silent_rows(two_servers):
+    db, store = two_servers
     store.claim("a", 60.0)
     store.release("a")
     assert store.claim("b", 60.0).epoch == 2

@@ -187,9 +187,6 @@ class Controller:
         are those read last, and routing changes only through the actions' own publishes."""
         desired, unreadable = self.state.desired()
         now = self.clock.now()
-        if not self.leading:
-            self._follow_rows(desired, fresh)
-            return
         for key, want in desired.items():
             rt = self.runtimes.get(key)
             if rt is None:
@@ -200,7 +197,11 @@ class Controller:
             elif rt.spec is not None and any(getattr(rt.spec, k) is not getattr(want.spec, k)
                                              for k in SETTINGS_IN_PLACE):
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
-            desired[key] = self._autoscale(rt, want, now)
+            if self.leading:
+                desired[key] = self._autoscale(rt, want, now)
+        if not self.leading:
+            self._follow_rows(desired, fresh)
+            return
         actual = {key: rt.actual() for key, rt in self.runtimes.items() if key not in unreadable}
         for action in reconciler.step(desired, actual, now):
             self._execute(action)
@@ -212,13 +213,6 @@ class Controller:
     def _follow_rows(self, desired: dict[Key, Desired], fresh: bool) -> None:
         """A follower's pass: the rows' settings and keys in routing, no step taken. Deployments
         whose rows are gone leave routing (replicas still running here stop when it leads again)."""
-        for key, want in desired.items():
-            rt = self.runtimes.get(key)
-            if rt is None:
-                rt = self.runtimes[key] = DeploymentRuntime(*key)
-            rt.desired = want
-            if rt.hash is None or rt.hash == want.spec_hash:
-                rt.spec = want.spec
         for key, rt in list(self.runtimes.items()):
             if key not in desired and not rt.group and rt.busy is None:
                 del self.runtimes[key]
