@@ -183,7 +183,7 @@ class FakeBackend:
         self.init: str | None = None   # "fail" or "hang" for every replica, whatever its spec says
         self._pids = itertools.count(100)
         self.reachable = False      # replicas every server reaches, as a Ray compute's
-        self.adopted: dict[str, set[str]] = {}
+        self.adopted: dict[str, set[str]] | None = {}
 
     async def warm(self) -> None:
         pass
@@ -192,8 +192,8 @@ class FakeBackend:
         """Another controller's replica (two controllers in a test share one backend)."""
         return next(r for r in self.started if r.id == address["replica"] and not r.closed)
 
-    async def adopt(self, compute: str, replica_ids: set[str]) -> None:
-        self.adopted[compute] = set(replica_ids)
+    async def adopt(self, replica_ids: dict[str, set[str]] | None) -> None:
+        self.adopted = replica_ids
 
     async def start(self, spec: ReplicaSpec) -> FakeReplica:
         replica = FakeReplica(spec, next(self._pids))

@@ -200,9 +200,9 @@ class Backend(Protocol):
         """This server's connection to a replica another server of the workspace started, at the
         `address()` its handle gave there; usable once `handle.ready()` returns."""
 
-    async def adopt(self, compute: str, replica_ids: set[str]) -> None:
-        """This server took the lead and serves these replicas of `compute` as its own: whatever
-        it sweeps away of earlier servers, not these."""
+    async def adopt(self, replica_ids: dict[str, set[str]] | None) -> None:
+        """This server took the lead and serves these replicas (by compute) as its own: whatever
+        it removes of earlier servers, not these. None: it follows, and removes nothing."""
 
     def release(self, python: Path) -> None:
         """An environment's build at `python` is going away: what runs it ahead of need may stop."""

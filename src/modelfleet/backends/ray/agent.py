@@ -7,6 +7,7 @@ talks to the agent over a SOCK_SEQPACKET socketpair (each message arrives whole)
     server -> agent   {"id": n, "op": "start", "spec": {...}}     create a replica actor
                       {"id": n, "op": "stop", "replica": id}      kill it
                       {"id": n, "op": "tail", "replica": id, "lines": k}
+                      {"id": n, "op": "clean", "keep": [id, ...]}  kill the others (a new leader)
     agent -> server   {"id": n, "ok": true, ...} or {"id": n, "ok": false, "error": "one line"}
 
 Replica actors are detached and named in the workspace's namespace, so they outlive an agent
@@ -127,6 +128,9 @@ class Agent:
                 out = self.start(msg["spec"])
             elif op == "stop":
                 out = self.stop(msg["replica"])
+            elif op == "clean":
+                self.clean(set(msg["keep"]))
+                out = {}
             elif op == "tail":
                 out = self.tail(msg["replica"], int(msg["lines"]))
             else:

@@ -85,7 +85,7 @@ class RayBackend:
     """The replicas of one Ray compute, and its agent process."""
 
     def __init__(self, name: str, address: str, auth_token: str | None, namespace: str, logs_dir: Path,
-                 keep: frozenset[str] = frozenset()):
+                 keep: frozenset[str] | None = frozenset()):
         self.name = name
         self.address = address
         self.auth_token = auth_token
@@ -98,8 +98,10 @@ class RayBackend:
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self._cleaned = False
-        self.keep = keep   # actors this server adopted: its first agent leaves them running
+        self._cleaned = False   # an agent of this server removed the actors of earlier ones
+        # While this server leads: the actors it adopted, which that removal spares. None while it
+        # follows: its agent (started to read a log) removes nothing, the actors are the leader's.
+        self.keep = keep
 
     @property
     def alive(self) -> bool:
@@ -114,9 +116,10 @@ class RayBackend:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             env = {**agent_environment(self.address, self.auth_token), "FLEET_AGENT_FD": str(theirs.fileno())}
             argv = [sys.executable, "-m", "modelfleet.backends.ray.agent", "--address", self.address,
-                    "--namespace", self.namespace] + ([] if self._cleaned else ["--clean"])
-            if not self._cleaned and self.keep:
-                argv += ["--keep", ",".join(sorted(self.keep))]
+                    "--namespace", self.namespace]
+            cleaning = not self._cleaned and self.keep is not None
+            if cleaning:
+                argv += ["--clean", "--keep", ",".join(sorted(self.keep))]
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 # From the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
@@ -136,7 +139,7 @@ class RayBackend:
                 self._kill_agent()
                 self.last_fault = f"compute {self.name!r}: {hello.get('error')} (log: {self.log_path})"
                 raise DeploymentFailed(self.last_fault)
-            self._cleaned = True
+            self._cleaned = self._cleaned or cleaning
             self.last_fault = None
             self._reader = asyncio.create_task(self._read())
 
@@ -178,6 +181,14 @@ class RayBackend:
 
     async def warm(self) -> None:
         pass  # the agent starts with the first replica: an unused compute costs nothing
+
+    async def adopt(self, keep: set[str] | None) -> None:
+        """This server leads now (`keep`: the actors it adopted) or follows (None). A leader whose
+        agent already runs (it read a log while following) removes the earlier servers' actors now."""
+        self.keep = frozenset(keep) if keep is not None else None
+        if self.keep is not None and not self._cleaned and self.alive:
+            await self.request({"op": "clean", "keep": sorted(self.keep)})
+            self._cleaned = True
 
     async def start(self, spec: ReplicaSpec) -> RayReplica:
         script_path = spec.script_path

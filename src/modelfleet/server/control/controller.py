@@ -123,8 +123,7 @@ class Controller:
         is restored."""
         async with self._reconciling:
             self.fence, self.leading = fence, True
-            for compute, ids in self.replica_rows.adopted().items():
-                await self.backend.adopt(compute, ids)
+            await self.backend.adopt(self.replica_rows.adopted())
             for rt in self.runtimes.values():
                 for r in reachable(rt):
                     if r not in self.executor.watching:
@@ -143,6 +142,7 @@ class Controller:
         if not self.leading:
             return
         self.leading, self.fence = False, None
+        await self.backend.adopt(None)   # its agents remove nothing from now on
         steps = [rt.busy for rt in self.runtimes.values() if rt.busy is not None]
         # replicas others reach are the next leader's to supervise (and stop); local ones stay ours
         steps += [task for r, task in self.executor.watching.items() if r.handle.address() is not None]
