@@ -181,6 +181,10 @@ replicas = sa.Table(
     sa.Index("ix_replicas_endpoint_deployment", "endpoint", "deployment"),
 )
 
+# What the running servers keep for themselves, not part of a workspace: `workspace migrate` copies
+# none of it, and a database holding only these rows holds no workspace.
+SERVER_STATE = (servers, leases, replicas)
+
 # -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 
 data_assets = sa.Table(
