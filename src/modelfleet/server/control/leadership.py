@@ -32,6 +32,7 @@ class Leadership:
         self.fence: Fence | None = None       # set while this server leads
         self.valid_until = 0.0                # this server's clock: when its lease may have ended
         self._claiming: asyncio.Future | None = None   # a renewal still on its way (a hung database)
+        self._taking: asyncio.Task | None = None       # the controller taking the lead (adopting)
         self._task: asyncio.Task | None = None
 
     @property
@@ -45,6 +46,8 @@ class Leadership:
     async def start(self) -> None:
         """The first look, so that a lone server leads before it answers its first request."""
         await self.tick()
+        if self._taking is not None:
+            await self._taking
         self._task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -91,19 +94,24 @@ class Leadership:
                 await self._stop_leading("its lease lapsed")
             self.fence = Fence(lease.epoch)
             log.info("this server leads (controller lease epoch %d, %.1f s)", lease.epoch, self.duration_s)
-            await self._lead(self.fence)
+            # its own task: taking the lead waits for a pass under way, and renewals must go on meanwhile
+            self._taking = asyncio.ensure_future(self._lead(self.fence))
 
     async def _stop_leading(self, why: str) -> None:
         if self.fence is None:
             return
         log.warning("this server stops running the controller (epoch %d): %s", self.fence.epoch, why)
         self.fence = None
+        if self._taking is not None and not self._taking.done():
+            self._taking.cancel()
+            await asyncio.gather(self._taking, return_exceptions=True)
         await self._follow(why)
 
     async def stop(self) -> None:
         """At a clean stop: let the lease go now, so that another server need not wait for it."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._taking):
+            if task is not None:
+                task.cancel()
         self.fence = None
         try:
             await asyncio.wait_for(asyncio.to_thread(self._store.release, self.server_id), 5.0)
