@@ -40,6 +40,7 @@ log = logging.getLogger("modelfleet.server")
 
 PRUNE_EVERY_S = 10.0
 DISK_LOW_FRACTION, DISK_LOW_BYTES = 0.10, 1 << 30   # warn below the smaller of the two
+SOLE_SERVER_LEASE_S = 3600.0   # on SQLite: renewed every quarter of it
 IDLE_GRACE_S = 1.0  # at a stop, how long an idle keep-alive connection may still bring one request
 
 
@@ -69,20 +70,25 @@ class ServerApp:
         self.token = token
         self.controller.leading = False   # until the lease says otherwise (the first look is at startup)
         self.leases = LeaseStore(self.db)
-        self.leadership = Leadership(self.leases, self.server_id, cfg.lease_duration_s, self.controller.clock,
+        # SQLite serves one server, whose lease is renewed rarely: each renewal is a commit, and a
+        # commit makes the controller read every row again (SQLite's data_version cannot tell).
+        self.lease_s = cfg.lease_duration_s if self.db.is_postgresql else SOLE_SERVER_LEASE_S
+        self.leadership = Leadership(self.leases, self.server_id, self.lease_s, self.controller.clock,
                                      self.controller.lead, self.controller.follow)
         self.draining = False
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
-        servers_api.add_routes(self.api, self.leases, cfg.lease_duration_s)   # fleet server list
+        servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
         self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     async def _others_alive(self) -> int:
         """Other servers of the workspace that go on after this one stops (0 when unknown)."""
+        if not self.db.is_postgresql:
+            return 0   # SQLite serves one server
         try:
             return await asyncio.wait_for(asyncio.to_thread(self.leases.others_alive, self.server_id,
-                                                            2 * self.cfg.lease_duration_s), 5.0)
+                                                            2 * self.lease_s), 5.0)
         except Exception:
             return 0
 

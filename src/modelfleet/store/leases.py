@@ -80,7 +80,9 @@ class LeaseStore:
     def register(self, server_id: str, url: str, host: str, pid: int) -> None:
         with self.db.write(notify=False) as conn:
             now = db_now(conn)
-            conn.execute(servers.delete().where(servers.c.id == server_id))
+            # SQLite serves one server (its workspace's lock): earlier rows are dead servers'
+            stale = servers.c.id == server_id if self.db.is_postgresql else sa.true()
+            conn.execute(servers.delete().where(stale))
             conn.execute(servers.insert().values(id=server_id, url=url, host=host, pid=pid, started_at=now,
                                                  heartbeat_at=now))
 

@@ -57,6 +57,9 @@ def test_on_sqlite_a_server_takes_a_dead_servers_lease_at_once(db):
     assert store.claim("killed", 60.0).epoch == 1
     taken = store.claim("restarted", 60.0)
     assert taken.holder == "restarted" and taken.epoch == 2
+    store.register("killed", "http://127.0.0.1:1", "h", 1)
+    store.register("restarted", "http://127.0.0.1:1", "h", 2)
+    assert [r["id"] for r in store.servers()[0]] == ["restarted"]   # the dead one's row goes
 
 
 @pytest.mark.slow   # a PostgreSQL server
