@@ -14,6 +14,7 @@ from ...store import ArtifactStore, Database
 from ...store.activity import ActivityStore
 from ...store.computes import ComputeStore
 from ...store.identities import IdentityStore
+from ...store.replicas import ReplicaStore
 from ...store.serving import ServingStore
 
 
@@ -25,6 +26,7 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
     identities: IdentityStore    # users, service principals, tokens, role assignments
     activity: ActivityStore      # who changed what
 
@@ -32,5 +34,5 @@ class Stores:
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), ReplicaStore(db),
                    IdentityStore(db), ActivityStore(db))
