@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 
 from modelfleet.backends.base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
 from modelfleet.server.control.clock import Clock
@@ -80,6 +81,7 @@ class FakeReplica:
         self.answer_probes = True
         self.responsive = True
         self.busy_s = 0.0
+        self.overdue_at = math.inf   # the test sets it (0: its current call is overdue)
         self.rss: int | None = 10 * 2**20
         self.notes: list[str] = []
         self.stopped = False

@@ -13,7 +13,7 @@ import asyncio
 import orjson
 
 from ..runtime import protocol as p
-from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .base import CallAge, InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
 
 
 class FramedReplica(asyncio.Protocol):
@@ -26,7 +26,7 @@ class FramedReplica(asyncio.Protocol):
         self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
-        self.busy_s = 0.0                    # its current model call's age, as it last reported it
+        self.call = CallAge(self.loop)       # its current model call, as its heartbeats tell it
         self.responsive = True
         self._requests = Pending()
         self._probes: dict[int, asyncio.Future] = {}
@@ -45,7 +45,8 @@ class FramedReplica(asyncio.Protocol):
         for rid, kind, payload in p.split_frames(self._buf):
             if kind == p.PONG:  # an answer to a PING, or a heartbeat (id 0) from the replica's watch thread
                 if payload:
-                    self.last_rss, self.busy_s = p.split_pong(payload)
+                    self.last_rss, busy_s, usual_s = p.split_pong(payload)
+                    self.call.heard(busy_s, usual_s)
                 for fut in ([self._probes.pop(rid, None)] if rid else self._probes.values()):
                     if fut is not None and not fut.done():
                         fut.set_result(True)
@@ -58,6 +59,7 @@ class FramedReplica(asyncio.Protocol):
                 if not self._ready.done():
                     self._ready.set_result((kind, payload))
             else:
+                self.call.idle()
                 self._requests.resolve(rid, (kind, payload))
 
     def connection_lost(self, exc) -> None:
@@ -90,6 +92,14 @@ class FramedReplica(asyncio.Protocol):
     @property
     def answered(self) -> int:
         return self._requests.answered
+
+    @property
+    def busy_s(self) -> float:
+        return self.call.busy_s
+
+    @property
+    def overdue_at(self) -> float:
+        return self.call.overdue_at
 
     def give_up(self, fut: asyncio.Future) -> None:
         self._requests.give_up(fut)

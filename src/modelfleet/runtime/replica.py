@@ -96,7 +96,7 @@ class Replica:
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""
         replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
-        self.out.busy_since = time.monotonic()
+        self.out.call_started()
         try:
             results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
@@ -107,7 +107,7 @@ class Replica:
             self.tracebacks.report(e)
             return [(p.MODEL_ERROR, _error(e))]
         finally:
-            self.out.busy_since = 0.0
+            self.out.call_done()
             replica_log.request_id = "-"
         return [(p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(r)}}))
                 if isinstance(r, Exception) else (p.OK, r) for r in results]
@@ -134,12 +134,12 @@ class Replica:
         """(status, payload) of one V2 request (its frame's payload: request id, then the body)."""
         from . import v2
         replica_log.request_id, body = p.split_request(payload)
-        self.out.busy_since = time.monotonic()
+        self.out.call_started()
         try:
             answer = v2.handle(self.scorer, body, *self.names, report=self._report)
             return (p.MODEL_ERROR, self._memory_error()) if self.out_of_memory else answer
         finally:
-            self.out.busy_since = 0.0
+            self.out.call_done()
             replica_log.request_id = "-"
 
     def _handle(self, frames) -> None:

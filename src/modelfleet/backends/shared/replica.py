@@ -116,6 +116,10 @@ class SharedReplica:
         """How long its worker's current model call has run (any model's: they take turns)."""
         return self.worker.busy_s
 
+    @property
+    def overdue_at(self) -> float:
+        return self.worker.call.overdue_at
+
     def give_up(self, fut: asyncio.Future) -> None:
         if fut in self._pending:
             self._late.add(fut)

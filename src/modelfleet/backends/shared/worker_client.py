@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import orjson
 
 from ...runtime import protocol as p
-from ..base import Pending, ReplicaGone, RequestKind
+from ..base import CallAge, Pending, ReplicaGone, RequestKind
 
 PING_REUSE_S = 0.5   # a pong (or heartbeat) this recent answers a probe without another ping
 
@@ -42,9 +42,9 @@ class WorkerConnection(asyncio.Protocol):
         self.exit_code: int | None = None             # once it has exited and been reaped
         self.handles: dict[str, ModelHandle] = {}   # model key -> the handle registered under it
         self.stats: dict = {}                         # the worker's memory, as it last reported it
-        self.busy_s = 0.0                             # its current model call's age, from its heartbeats
         self.retiring = False                         # being recycled: no new models
         self.loop = asyncio.get_running_loop()
+        self.call = CallAge(self.loop)                # its current model call (any model's), from its heartbeats
         self.started: asyncio.Future = self.loop.create_future()   # the worker's first words
         self._lost = lost
         self._memory = memory   # told each time `stats` changes
@@ -64,10 +64,12 @@ class WorkerConnection(asyncio.Protocol):
         self._buf += data
         for rid, kind, payload in p.split_frames(self._buf):
             if kind in (p.OK, p.MODEL_ERROR, p.BAD_REQUEST):
+                self.call.idle()
                 self._pending.resolve(rid, (kind, payload))
             elif kind == p.PONG:   # an answer to a PING, or a heartbeat (id 0)
                 self._pong_at = self.loop.time()
-                _, self.busy_s = p.split_pong(payload)
+                _, busy_s, usual_s = p.split_pong(payload)
+                self.call.heard(busy_s, usual_s)
                 if rid:
                     self._pending.resolve(rid, (kind, b""))
                 elif self._ping is not None and not self._ping.done():
@@ -111,6 +113,10 @@ class WorkerConnection(asyncio.Protocol):
     @property
     def closed(self) -> bool:
         return self._closed.done()
+
+    @property
+    def busy_s(self) -> float:
+        return self.call.busy_s
 
     @property
     def usable(self) -> bool:

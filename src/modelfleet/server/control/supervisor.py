@@ -6,10 +6,11 @@ One `watch` task per ready replica, waking every `TICK_S`. It kills and replaces
   `initial_delay` on, each answer awaited `timeout` seconds; a stopped or wedged process). After
   one miss the replica is marked unresponsive and routing sends it nothing new, until it answers
   `success_threshold` probes in a row;
-- says (in its heartbeats) that its current model call has run past the request timeout for
-  longer than the liveness probe tolerates (`period` x `failure_threshold`): nobody waits for
-  that answer any more, and the replica serves nothing else meanwhile (a call that is merely
-  slow, and ends within that time, costs no restart);
+- says (in its heartbeats) that its current model call has run past the request timeout: nobody
+  waits for that answer any more, and the requests sent after it never reached the model. It is
+  dropped from routing and its replacement started before it is killed (a hang is not a crash
+  loop: no backoff), and the requests queued behind the call are retried elsewhere. The watch
+  wakes when the call reaches the timeout, not at its next tick;
 - grows past `resources.limits.memory`.
 
 A replica with requests given up on (`late`) is probed at once instead of at the next period.
@@ -35,7 +36,7 @@ TICK_S = 0.25
 
 
 class Supervisor:
-    def __init__(self, clock: Clock, lost: Callable[[Replica, int | None, str], None]):
+    def __init__(self, clock: Clock, lost: Callable[[Replica, int | None, str, bool], None]):
         self.clock = clock
         self.lost = lost
 
@@ -51,19 +52,21 @@ class Supervisor:
         next_probe = self.clock.now() + (spec.liveness_probe.initial_delay if spec else 0)
         misses = answers = 0
         why = None   # why the supervisor killed it
+        hung = False
         while r.state is S.READY:
             spec = spec_of()
-            if spec is None or await self.clock.wait(closed, TICK_S) or r.state is not S.READY:
+            if spec is None or await self.clock.wait(closed, _next_look(r, spec)) or r.state is not S.READY:
                 break
             probe, limit = spec.liveness_probe, spec.resources.memory_limit_bytes
             timeout_s = spec.request_settings.request_timeout_ms / 1000.0
-            stuck_after = timeout_s + probe.period * probe.failure_threshold
             rss = r.handle.memory_bytes() if limit else None
+            busy_s = r.handle.busy_s
             if rss is not None and rss > limit:
                 why = f"exceeded its memory limit ({rss // 2**20} MiB > {limit // 2**20} MiB)"
-            elif r.handle.busy_s > stuck_after:
-                why = (f"has been running one model call for {r.handle.busy_s:.1f} s, past the request "
-                       f"timeout ({timeout_s:g} s) by more than the liveness probe allows: run() is stuck")
+            elif busy_s >= timeout_s:
+                hung = True
+                why = (f"has been running one model call for {busy_s:.1f} s, past the request "
+                       f"timeout ({timeout_s:g} s): run() is stuck")
             elif self.clock.now() >= next_probe or r.handle.late:
                 next_probe = self.clock.now() + probe.period
                 try:
@@ -78,6 +81,14 @@ class Supervisor:
                     misses, answers, r.handle.responsive = misses + 1, 0, False
                     if misses >= probe.failure_threshold:
                         why = f"missed {misses} liveness probes"
+            if why and hung:   # replaced at once: the replacement starts while this one is killed
+                transition(r, S.FAILED, why)
+                self.note(r, f"replica {why}; killing it and starting another")
+                self.lost(r, None, f"replica {r.id} {why}", True)
+                await r.handle.stop(0.5)
+                closed.cancel()
+                transition(r, S.STOPPED)
+                return
             if why:
                 self.note(r, f"replica {why}; killing it")
                 await r.handle.stop(0.5)
@@ -90,9 +101,17 @@ class Supervisor:
                    if code == EXIT_MEMORY_LIMIT and spec is not None else f"exited with code {code}")
         transition(r, S.FAILED, why)
         self.note(r, f"replica ({_where(r)}) of {r.endpoint}/{r.deployment} exited with code {code}; restarting")
-        self.lost(r, code, f"replica {r.id} {why}")
+        self.lost(r, code, f"replica {r.id} {why}", False)
         await r.handle.stop(0.0)
         transition(r, S.STOPPED)
+
+
+def _next_look(r: Replica, spec: DeploymentRecord) -> float:
+    """Seconds until the next look: a tick, or sooner if its current call reaches the timeout first."""
+    busy_s = r.handle.busy_s
+    if not busy_s:
+        return TICK_S
+    return min(TICK_S, max(0.001, spec.request_settings.request_timeout_ms / 1000.0 - busy_s))
 
 
 def _where(r: Replica) -> str:

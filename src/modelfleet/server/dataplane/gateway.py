@@ -127,14 +127,18 @@ class Gateway:
             # request queued behind a stuck call never reached the model. A request that kills
             # two replicas is the cause, not the victim, and is not retried again. A request that
             # timed out is never retried: custom code need not be idempotent.
+            stalled = False
             while True:
                 current = self._current(dep)
-                replica = current.pick()
+                replica = current.pick(loop.time())
                 if replica is None:
+                    if not stalled and current.replicas and admission.on_stall is not None:
+                        stalled = True   # every replica is stuck, overdue or unresponsive: a spare may help
+                        admission.on_stall()
                     if loop.time() >= deadline:
-                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is stuck "
-                                           "past the request timeout or missed a liveness probe)" if current.replicas
-                                           else f"deployment {dep.name!r} has no ready replica")
+                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is in a "
+                                           "model call far older than usual, or missed a liveness probe)"
+                                           if current.replicas else f"deployment {dep.name!r} has no ready replica")
                     await asyncio.sleep(0.01)
                     continue
                 if trace is not None:

@@ -196,3 +196,44 @@ def test_replica_gone_is_raised_by_a_closed_handle():
         with pytest.raises(ReplicaGone):
             r.send("k", RequestKind.SCORE, b"")
     run(scenario())
+
+
+def test_a_replica_in_a_call_far_older_than_usual_gets_nothing_new_and_a_request_waits_and_says_so():
+    async def scenario():
+        router = Router()
+        overdue, fresh = replica(1), replica(2)
+        dep = snapshot(router, [overdue], request_timeout_ms=2000)
+        publish(router, dep)
+        stalls = []
+        dep.admission.on_stall = lambda: stalls.append(1)
+        overdue.overdue_at = 0.0                                 # its call is far older than usual
+        assert dep.pick() is None
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: stalls)
+        assert overdue.unanswered == 0 and not answer.done()     # held, not queued behind the call
+        publish(router, snapshot(router, [overdue, fresh], request_timeout_ms=2000))   # a spare
+        await until(lambda: fresh.unanswered)
+        fresh.answer_all()
+        assert (await answer)[0] == 200 and stalls == [1]        # told once per request
+    run(scenario())
+
+
+def test_a_call_is_overdue_at_ten_times_its_usual_duration_and_never_before_the_floor():
+    async def scenario():
+        from modelfleet.backends.base import OVERDUE_FLOOR_S, CallAge
+        loop = asyncio.get_running_loop()
+        call = CallAge(loop)
+        assert call.busy_s == 0.0 and call.overdue_at == float("inf")
+        call.heard(0.1, 0.05)                                     # 100 ms into a call; calls take 50 ms
+        assert abs(call.overdue_at - (loop.time() - 0.1 + 0.5)) < 0.01 and call.busy_s >= 0.1
+        call.heard(0.1, 0.001)                                    # calls take 1 ms: the floor counts
+        assert abs(call.overdue_at - (loop.time() - 0.1 + OVERDUE_FLOOR_S)) < 0.01
+        call.idle()                                               # an answer came: the call ended
+        assert call.busy_s == 0.0 and call.overdue_at == float("inf") and call.usual_s == 0.001
+        call.heard(0.0, 0.0)                                      # an idle heartbeat keeps the usual
+        assert call.usual_s == 0.001
+    run(scenario())
+
+
+def test_a_heartbeat_carries_the_usual_call_duration():
+    assert protocol.split_pong(protocol.pong(2**20, 1500, 2500)) == (2**20, 1.5, 0.0025)
