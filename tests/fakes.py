@@ -76,6 +76,7 @@ class FakeReplica:
         self.models = frozenset({spec.model_key})
         self.info = {"pid": pid}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.pid = pid
         self.answer_probes = True
@@ -123,6 +124,8 @@ class FakeReplica:
 
     def give_up(self, fut: asyncio.Future) -> None:
         self.requests.give_up(fut)
+        if self.on_late is not None:
+            self.on_late()
 
     @property
     def closed(self) -> bool:

@@ -109,6 +109,9 @@ class ReplicaHandle(Protocol):
 
     # Set by the supervisor: False after a missed liveness probe, until the replica answers again.
     responsive: bool
+    # Set by the supervisor: called when a request on this replica is given up on (`give_up`),
+    # so that a replica whose model call outlived a request's timeout is replaced at once.
+    on_late: Callable[[], None] | None
 
     @property
     def inflight(self) -> int:
@@ -226,7 +229,9 @@ class CallAge:
         if usual_s:
             self.usual_s = usual_s
         if busy_s:
-            self.since = self.loop.time() - busy_s
+            since = self.loop.time() - busy_s   # a heartbeat read late makes the call look younger
+            if self.since is None or since < self.since:
+                self.since = since              # the earliest estimate (answers end a call: `idle`)
             self.overdue_at = self.since + overdue_after(self.usual_s)
         else:
             self.idle()

@@ -23,6 +23,7 @@ class FramedReplica(asyncio.Protocol):
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
@@ -103,6 +104,8 @@ class FramedReplica(asyncio.Protocol):
 
     def give_up(self, fut: asyncio.Future) -> None:
         self._requests.give_up(fut)
+        if self.on_late is not None:
+            self.on_late()
 
     @property
     def closed(self) -> bool:

@@ -40,6 +40,7 @@ class SharedReplica:
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted: Callable[[str, str], None] | None = None          # (endpoint, deployment)
         self.on_reloaded: Callable[[str, str, float], None] | None = None  # (..., load seconds)
         self.key = f"{spec.endpoint}/{spec.replica_id}"
@@ -123,6 +124,8 @@ class SharedReplica:
     def give_up(self, fut: asyncio.Future) -> None:
         if fut in self._pending:
             self._late.add(fut)
+            if self.on_late is not None:
+                self.on_late()
 
     @property
     def closed(self) -> bool:

@@ -49,6 +49,23 @@ def test_a_model_call_past_the_request_timeout_gets_its_replica_replaced_at_once
     run(scenario())
 
 
+def test_a_request_timing_out_in_a_call_far_older_than_usual_gets_its_replica_replaced_at_once(h):
+    async def scenario():
+        h.put(instance_count=2, request_settings={"request_timeout_ms": 2000})
+        await h.converge()
+        slow, stuck = h.backend.live("blue")
+        slow.give_up(slow.send("k", 1, b"{}"))        # timed out, but no call far older than usual:
+        await h.clock.advance(0)                       # probed, not killed
+        assert not slow.closed
+        stuck.overdue_at = 0.0
+        stuck.busy_s = 1.95                            # its call started after the request arrived
+        stuck.give_up(stuck.send("k", 1, b"{}"))       # the gateway gave up: the watch wakes now
+        await until(lambda: stuck.closed)
+        assert any("outlived its request's timeout (2 s): run() is stuck" in n for n in stuck.notes)
+        assert not slow.closed
+    run(scenario())
+
+
 def test_replicas_that_keep_dying_before_serving_are_a_crash_loop_with_the_reason(h):
     async def scenario():
         h.put(resources={"limits": {"memory": "64Mi"}})
