@@ -203,6 +203,7 @@ class Backend(Protocol):
         """An environment's build at `python` is going away: what runs it ahead of need may stop."""
 
 
+HEARD_RECENTLY_S = 0.5  # a heartbeat (or pong) this recent answers a liveness probe without a ping
 OVERDUE_FACTOR = 10      # a model call this many times longer than usual is overdue,
 OVERDUE_FLOOR_S = 0.2    # and never younger than this (a replica's heartbeats come every 0.25 s)
 

@@ -13,7 +13,7 @@ import asyncio
 import orjson
 
 from ..runtime import protocol as p
-from .base import CallAge, InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .base import HEARD_RECENTLY_S, CallAge, InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
 
 
 class FramedReplica(asyncio.Protocol):
@@ -28,6 +28,7 @@ class FramedReplica(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
         self.call = CallAge(self.loop)       # its current model call, as its heartbeats tell it
+        self._heard_at = float("-inf")       # when its last heartbeat (or pong) came
         self.responsive = True
         self._requests = Pending()
         self._probes: dict[int, asyncio.Future] = {}
@@ -45,6 +46,7 @@ class FramedReplica(asyncio.Protocol):
         self._buf += data
         for rid, kind, payload in p.split_frames(self._buf):
             if kind == p.PONG:  # an answer to a PING, or a heartbeat (id 0) from the replica's watch thread
+                self._heard_at = self.loop.time()
                 if payload:
                     self.last_rss, busy_s, usual_s = p.split_pong(payload)
                     self.call.heard(busy_s, usual_s)
@@ -135,6 +137,8 @@ class FramedReplica(asyncio.Protocol):
     async def probe(self, timeout: float) -> bool:
         if self._closed.done():
             raise ReplicaGone("replica connection closed")
+        if self.loop.time() - self._heard_at < HEARD_RECENTLY_S:
+            return True   # a heartbeat just came: alive, and no wait for the next one
         fut = self.loop.create_future()
         self._requests.next_id = rid = (self._requests.next_id + 1) & 0xFFFFFFFF
         self._probes[rid] = fut

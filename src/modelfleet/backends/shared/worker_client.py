@@ -18,9 +18,8 @@ from typing import Callable, Protocol
 import orjson
 
 from ...runtime import protocol as p
-from ..base import CallAge, Pending, ReplicaGone, RequestKind
+from ..base import HEARD_RECENTLY_S, CallAge, Pending, ReplicaGone, RequestKind
 
-PING_REUSE_S = 0.5   # a pong (or heartbeat) this recent answers a probe without another ping
 
 
 class ModelHandle(Protocol):
@@ -160,7 +159,7 @@ class WorkerConnection(asyncio.Protocol):
         if self.closed:
             raise ReplicaGone("the shared worker's connection closed")
         if self._ping is None or self._ping.done():
-            if self.loop.time() - self._pong_at < PING_REUSE_S:
+            if self.loop.time() - self._pong_at < HEARD_RECENTLY_S:
                 return True
             self._ping = self.loop.create_future()
             self._transport.write(p.frame(self._pending.add(self._ping), p.PING))
