@@ -122,6 +122,9 @@ class FakeReplica:
     def answered(self) -> int:
         return self.requests.answered
 
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return self.requests.behind(fut, 1)
+
     def give_up(self, fut: asyncio.Future) -> None:
         self.requests.give_up(fut)
         if self.on_late is not None:

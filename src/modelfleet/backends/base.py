@@ -158,6 +158,11 @@ class ReplicaHandle(Protocol):
         """The caller stopped waiting for `fut` (it timed out): it leaves `inflight` and counts
         in `late` until the replica answers it."""
 
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        """Whether `fut`'s request surely waits behind the replica's current model call (it was
+        sent after the requests that call can hold), so it never reached the model. False when
+        the backend cannot tell."""
+
     async def probe(self, timeout: float) -> bool:
         """Liveness: True when the replica answered within `timeout` (even while a model call is
         running; `busy_s` then says for how long); raises ReplicaGone."""
@@ -268,6 +273,14 @@ class Pending:
             if f is fut:
                 self.late.add(req_id)
                 return
+
+    def behind(self, fut: asyncio.Future, first: int) -> bool:
+        """Whether `fut` is unanswered and not among the `first` oldest unanswered requests (a
+        replica takes them in order: they are the only ones its current call can hold)."""
+        for n, f in enumerate(self.futures.values()):   # only on a timeout, among a few requests
+            if f is fut:
+                return n >= first
+        return False
 
     def resolve(self, req_id: int, reply: Reply) -> None:
         fut = self.futures.pop(req_id, None)

@@ -104,6 +104,9 @@ class FramedReplica(asyncio.Protocol):
     def overdue_at(self) -> float:
         return self.call.overdue_at
 
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return self.call.since is not None and self._requests.behind(fut, self.spec.batching.max_batch_size)
+
     def give_up(self, fut: asyncio.Future) -> None:
         self._requests.give_up(fut)
         if self.on_late is not None:

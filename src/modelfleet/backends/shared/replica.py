@@ -121,6 +121,9 @@ class SharedReplica:
     def overdue_at(self) -> float:
         return self.worker.call.overdue_at
 
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return False   # its worker's queue holds other models' requests too: it cannot tell
+
     def give_up(self, fut: asyncio.Future) -> None:
         if fut in self._pending:
             self._late.add(fut)

@@ -34,9 +34,25 @@ class ClientGone(Exception):
     """The client disconnected before its request was complete."""
 
 
+# A request whose replica was replaced before it reached the model gets at least this long for
+# its retry elsewhere, even past its timeout: it lost its turn to a call that hung.
+RETRY_GRACE_S = 0.1
+
+
 def _expire(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
+
+
+async def _answer(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, deadline: float) -> None:
+    """Wait until `fut` is done (not cancelling it), or raise TimeoutError at `deadline`."""
+    waiter = loop.create_future()
+    fut.add_done_callback(lambda _f: waiter.done() or waiter.set_result(None))
+    timer = loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
 
 
 class Gateway:
@@ -127,7 +143,7 @@ class Gateway:
             # request queued behind a stuck call never reached the model. A request that kills
             # two replicas is the cause, not the victim, and is not retried again. A request that
             # timed out is never retried: custom code need not be idempotent.
-            stalled = False
+            stalled = rescued = False
             while True:
                 current = self._current(dep)
                 replica = current.pick(loop.time())
@@ -146,13 +162,15 @@ class Gateway:
                 try:
                     sent = time.perf_counter()
                     fut = replica.send(dep.model_key, kind, body, header_length, request_id)
-                    waiter = loop.create_future()
-                    fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
-                    timer = loop.call_at(deadline, _expire, waiter)
                     try:
-                        await waiter
-                    finally:
-                        timer.cancel()
+                        await _answer(loop, fut, deadline)
+                    except TimeoutError:
+                        if rescued or replica.overdue_at > loop.time() or not replica.queued_behind(fut):
+                            raise
+                        # It never reached the model: the call ahead of it outlived its own
+                        # request's timeout, and the supervisor is replacing that replica.
+                        rescued, deadline = True, loop.time() + RETRY_GRACE_S
+                        await _answer(loop, fut, deadline)
                     status, payload = fut.result()
                     if trace is not None:
                         trace.model_s = time.perf_counter() - sent
@@ -160,6 +178,8 @@ class Gateway:
                     crashes += 1
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
+                    if not rescued and deadline - loop.time() < RETRY_GRACE_S:
+                        rescued, deadline = True, loop.time() + RETRY_GRACE_S   # time for the retry
                     continue
                 except (TimeoutError, asyncio.CancelledError) as e:
                     # The deployment's slot is free again; the replica counts the request as

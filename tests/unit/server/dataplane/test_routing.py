@@ -237,3 +237,38 @@ def test_a_call_is_overdue_at_ten_times_its_usual_duration_and_never_before_the_
 
 def test_a_heartbeat_carries_the_usual_call_duration():
     assert protocol.split_pong(protocol.pong(2**20, 1500, 2500)) == (2**20, 1.5, 0.0025)
+
+
+def test_a_request_queued_behind_a_stuck_call_is_retried_elsewhere_when_that_replica_is_replaced():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        router = Router()
+        stuck, sibling = replica(1), replica(2)
+        dep = snapshot(router, [stuck], request_timeout_ms=50)
+        publish(router, dep)
+        stuck.send("k", RequestKind.SCORE, b"{}")                # the call that hangs
+        timeout_at = loop.time() + 0.05
+        queued = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: stuck.unanswered == 2)
+        stuck.overdue_at = 0.0                                    # its call is far older than usual
+        await until(lambda: loop.time() > timeout_at + 0.01)
+        assert not queued.done()                                  # past its timeout: it waits for the kill
+        publish(router, snapshot(router, [stuck, sibling], request_timeout_ms=50))
+        stuck.die()                                               # the supervisor killed the stuck replica
+        await until(lambda: sibling.unanswered)
+        sibling.answer_all()
+        assert (await queued)[0] == 200
+    run(scenario())
+
+
+def test_the_request_in_a_stuck_call_gets_408_at_its_timeout():
+    async def scenario():
+        router = Router()
+        first = replica(1)
+        dep = snapshot(router, [first], request_timeout_ms=50)
+        publish(router, dep)
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: first.unanswered)
+        first.overdue_at = 0.0
+        assert (await answer)[0] == 408 and first.late == 1      # the oldest: no grace
+    run(scenario())
