@@ -4,7 +4,9 @@ Conversion costs from milliseconds (a linear pipeline) to a second (a large fore
 skl2onnx (~0.25 s), so it happens once per model version and input type: the graph is written
 into the fast-path cache beside the model's stored files (`<store>/fast_path/<model sha256>/`,
 temp file + rename), named by what produced it (converter, scikit-learn and input type), and a
-replica that starts again reads it from there.
+replica that starts again reads it from there. The converter runs in a short-lived child forked
+for the conversion (`convert`): skl2onnx and onnx, ~30 MiB, never stay in a replica or a shared
+worker, which keep only onnxruntime.
 
 Two input types are tried: float64 (exact for linear models and scalers) and float32 (what
 scikit-learn's trees compare in: they cast their input to float32 themselves).
@@ -33,6 +35,40 @@ def _cache_name(model_file: Path, input_type: str) -> str:
         converter = "?"
     key = f"{model_file.name}|{input_type}|skl2onnx {converter}|sklearn {sklearn.__version__}"
     return f"{input_type}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+
+
+def convert(model, n_features: int, input_type: str) -> bytes:
+    """The graph's bytes, converted in a child process that exits afterwards (the model is
+    shared with it by fork: nothing is pickled). Unsupported if it cannot be converted."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: convert, write the answer, exit without running the parent's atexit
+        code = 0
+        try:
+            os.close(read_end)
+            try:
+                answer = b"\x00" + _convert(model, n_features, input_type)
+            except Unsupported as e:
+                answer = b"\x01" + str(e).encode()
+            except BaseException as e:   # MemoryError under a memory limit, anything of the converter's
+                answer = b"\x01" + f"the converter failed: {type(e).__name__}: {str(e)[:200]}".encode()
+            with os.fdopen(write_end, "wb") as out:
+                out.write(answer)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as answers:
+            answer = answers.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not answer:
+        raise Unsupported(f"the converter process exited without an answer (wait status {status})")
+    if answer[:1] == b"\x01":
+        raise Unsupported(answer[1:].decode("utf-8", "replace"))
+    return answer[1:]
 
 
 def _convert(model, n_features: int, input_type: str) -> bytes:
@@ -72,7 +108,7 @@ def graph_bytes(model, model_file: Path, n_features: int, input_type: str, cache
             return path.read_bytes(), True
         except OSError:
             pass
-    data = _convert(model, n_features, input_type)
+    data = convert(model, n_features, input_type)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
