@@ -165,6 +165,7 @@ def test_a_run_that_hangs_for_one_request_in_a_hundred_leaves_the_other_ninety_n
     load.run()
     assert len(load.hung) >= 5 and set(load.hung) == {408}          # a hung request times out, once
     others = load.ok + len(load.failed)
+    print(f"{load.ok} of {others} other requests succeeded ({100 * load.ok / others:.2f} %), {len(load.hung)} hung")
     assert load.ok >= 0.99 * others, (load.ok, others, load.failed)
     dep = f.online_deployments.get("blue", "hang-ep")
     assert dep["restarts"] >= len(load.hung) - 2 and "run() is stuck" in dep["last_failure"]

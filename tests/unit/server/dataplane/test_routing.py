@@ -33,6 +33,16 @@ def snapshot(router: Router, replicas=(), name="blue", **settings) -> Deployment
                               router.admission("ep", name))
 
 
+async def _served_by(router: Router, replicas: list, newcomer: FakeReplica, answer: asyncio.Future,
+                     **settings) -> int:
+    """Publish `replicas` (with `newcomer`: a replacement or a spare); the status of the held
+    request `answer`, once `newcomer` has it and answers."""
+    publish(router, snapshot(router, replicas, **settings))
+    await until(lambda: newcomer.unanswered)
+    newcomer.answer_all()
+    return (await answer)[0]
+
+
 def publish(router: Router, *deps: DeploymentSnapshot, traffic=None) -> EndpointSnapshot:
     ep = EndpointSnapshot.build("ep", "key", ("a", "b"), traffic or {deps[0].name: 100}, {},
                                {d.name: d for d in deps})
@@ -147,21 +157,25 @@ def test_a_timed_out_request_frees_its_slots_and_its_replica_gets_nothing_new_un
     run(scenario())
 
 
-def test_an_unresponsive_replica_is_skipped_and_a_request_waits_rather_than_queue_behind_it():
+@pytest.mark.parametrize("unfit", ["missed a liveness probe", "in a call far older than usual"])
+def test_an_unfit_replica_is_skipped_and_a_request_waits_rather_than_queue_behind_it(unfit):
     async def scenario():
         router = Router()
         stopped, fresh = replica(1), replica(2)
         dep = snapshot(router, [stopped], request_timeout_ms=2000)
         publish(router, dep)
-        stopped.responsive = False                              # it missed a liveness probe
+        stalls = []
+        dep.admission.on_stall = lambda: stalls.append(1)
+        if unfit == "missed a liveness probe":
+            stopped.responsive = False
+        else:
+            stopped.overdue_at = 0.0
         assert dep.pick() is None
         answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
-        await settle()
+        await until(lambda: stalls)                             # the deployment may start a spare
         assert stopped.unanswered == 0 and not answer.done()     # waiting for a replica, not queued on it
-        publish(router, snapshot(router, [stopped, fresh], request_timeout_ms=2000))  # its replacement
-        await until(lambda: fresh.unanswered)
-        fresh.answer_all()
-        assert (await answer)[0] == 200
+        assert await _served_by(router, [stopped, fresh], fresh, answer, request_timeout_ms=2000) == 200
+        assert stalls == [1]                                     # told once per request
     run(scenario())
 
 
@@ -195,26 +209,6 @@ def test_replica_gone_is_raised_by_a_closed_handle():
         r.die()
         with pytest.raises(ReplicaGone):
             r.send("k", RequestKind.SCORE, b"")
-    run(scenario())
-
-
-def test_a_replica_in_a_call_far_older_than_usual_gets_nothing_new_and_a_request_waits_and_says_so():
-    async def scenario():
-        router = Router()
-        overdue, fresh = replica(1), replica(2)
-        dep = snapshot(router, [overdue], request_timeout_ms=2000)
-        publish(router, dep)
-        stalls = []
-        dep.admission.on_stall = lambda: stalls.append(1)
-        overdue.overdue_at = 0.0                                 # its call is far older than usual
-        assert dep.pick() is None
-        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
-        await until(lambda: stalls)
-        assert overdue.unanswered == 0 and not answer.done()     # held, not queued behind the call
-        publish(router, snapshot(router, [overdue, fresh], request_timeout_ms=2000))   # a spare
-        await until(lambda: fresh.unanswered)
-        fresh.answer_all()
-        assert (await answer)[0] == 200 and stalls == [1]        # told once per request
     run(scenario())
 
 
@@ -253,11 +247,8 @@ def test_a_request_queued_behind_a_stuck_call_is_retried_elsewhere_when_that_rep
         stuck.overdue_at = 0.0                                    # its call is far older than usual
         await until(lambda: loop.time() > timeout_at + 0.01)
         assert not queued.done()                                  # past its timeout: it waits for the kill
-        publish(router, snapshot(router, [stuck, sibling], request_timeout_ms=50))
         stuck.die()                                               # the supervisor killed the stuck replica
-        await until(lambda: sibling.unanswered)
-        sibling.answer_all()
-        assert (await queued)[0] == 200
+        assert await _served_by(router, [stuck, sibling], sibling, queued, request_timeout_ms=50) == 200
     run(scenario())
 
 
