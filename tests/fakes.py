@@ -96,7 +96,8 @@ class FakeReplica:
         if self._closed.done():
             return
         self.exit_code = code
-        self.requests.fail_all(ReplicaGone("replica connection closed"))
+        busy = self.overdue_at != math.inf   # in a call: the requests after the first one never reached it
+        self.requests.fail_all(ReplicaGone(), ReplicaGone(reached_model=False) if busy else None, 1)
         if not self._ready.done():
             self._ready.set_exception(InitFailed(f"exited before it became ready (exit code {code})"))
         self._closed.set_result(None)

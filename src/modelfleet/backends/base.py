@@ -29,7 +29,12 @@ from ..schema.deployment_settings import Batching, Resources
 
 
 class ReplicaGone(Exception):
-    """The replica's connection closed (the process exited or was killed)."""
+    """The replica's connection closed (the process exited or was killed). `reached_model` is
+    False for a request that surely waited behind the replica's current model call."""
+
+    def __init__(self, message: str = "replica connection closed", reached_model: bool = True):
+        super().__init__(message)
+        self.reached_model = reached_model
 
 
 class InitFailed(Exception):
@@ -291,10 +296,11 @@ class Pending:
         if not fut.done():
             fut.set_result(reply)
 
-    def fail_all(self, exc: Exception) -> None:
-        for fut in self.futures.values():
+    def fail_all(self, exc: Exception, behind: Exception | None = None, first: int = 0) -> None:
+        """Fail every request with `exc`; with `behind`, those after the `first` oldest with it."""
+        for n, fut in enumerate(self.futures.values()):
             if not fut.done():
-                fut.set_exception(exc)
+                fut.set_exception(behind if behind is not None and n >= first else exc)
                 fut.exception()  # retrieved: nobody may be waiting on a request that timed out
         self.futures.clear()
         self.late.clear()

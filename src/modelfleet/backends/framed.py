@@ -67,7 +67,9 @@ class FramedReplica(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         gone = ReplicaGone("replica connection closed")
-        self._requests.fail_all(gone)
+        # requests queued behind a model call that was under way never reached the model
+        behind = ReplicaGone("replica connection closed", reached_model=False) if self.call.since is not None else None
+        self._requests.fail_all(gone, behind, self.spec.batching.max_batch_size)
         for fut in self._probes.values():
             if not fut.done():
                 fut.set_exception(gone)

@@ -165,17 +165,19 @@ class Gateway:
                     try:
                         await _answer(loop, fut, deadline)
                     except TimeoutError:
-                        if rescued or replica.overdue_at > loop.time() or not replica.queued_behind(fut):
+                        if fut.done():
+                            pass   # answered, or its replica gone, in the same moment: that counts
+                        elif rescued or replica.overdue_at > loop.time() or not replica.queued_behind(fut):
                             raise
-                        # It never reached the model: the call ahead of it outlived its own
-                        # request's timeout, and the supervisor is replacing that replica.
-                        rescued, deadline = True, loop.time() + RETRY_GRACE_S
-                        await _answer(loop, fut, deadline)
+                        else:  # it never reached the model: the call ahead of it outlived its own
+                            # request's timeout, and the supervisor is replacing that replica
+                            rescued, deadline = True, loop.time() + RETRY_GRACE_S
+                            await _answer(loop, fut, deadline)
                     status, payload = fut.result()
                     if trace is not None:
                         trace.model_s = time.perf_counter() - sent
-                except ReplicaGone:
-                    crashes += 1
+                except ReplicaGone as gone:
+                    crashes += gone.reached_model   # a request queued behind a hung call is no cause
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
                     if not rescued and deadline - loop.time() < RETRY_GRACE_S:

@@ -263,3 +263,23 @@ def test_the_request_in_a_stuck_call_gets_408_at_its_timeout():
         first.overdue_at = 0.0
         assert (await answer)[0] == 408 and first.late == 1      # the oldest: no grace
     run(scenario())
+
+
+def test_a_request_queued_behind_hung_calls_on_two_replicas_in_turn_is_no_cause_and_no_502():
+    async def scenario():
+        router = Router()
+        first, second, third = replica(1), replica(2), replica(3)
+        publish(router, snapshot(router, [first]))
+        first.send("k", RequestKind.SCORE, b"{}")                 # a call that hangs
+        dep = router.table.endpoints["ep"].deployments["blue"]
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: first.unanswered == 2)
+        second.send("k", RequestKind.SCORE, b"{}")                # the next replica hangs too
+        for stuck, nxt in ((first, second), (second, third)):
+            stuck.overdue_at = 0.0
+            publish(router, snapshot(router, [stuck, nxt]))
+            stuck.die()                                           # replaced: the request goes on
+            await until(lambda: nxt.unanswered == (2 if nxt is second else 1))
+        third.answer_all()
+        assert (await answer)[0] == 200
+    run(scenario())
