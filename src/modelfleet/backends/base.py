@@ -243,7 +243,8 @@ class CallAge:
             since = self.loop.time() - busy_s   # a heartbeat read late makes the call look younger
             if self.since is None or since < self.since:
                 self.since = since              # the earliest estimate (answers end a call: `idle`)
-            self.overdue_at = self.since + overdue_after(self.usual_s)
+            # before any call has finished nothing is usual: a slow first call (a lazy load) is not overdue
+            self.overdue_at = self.since + overdue_after(self.usual_s) if self.usual_s else math.inf
         else:
             self.idle()
 

@@ -226,6 +226,9 @@ def test_a_call_is_overdue_at_ten_times_its_usual_duration_and_never_before_the_
         assert call.busy_s == 0.0 and call.overdue_at == float("inf") and call.usual_s == 0.001
         call.heard(0.0, 0.0)                                      # an idle heartbeat keeps the usual
         assert call.usual_s == 0.001
+        first = CallAge(loop)
+        first.heard(5.0, 0.0)                                     # no call has finished: nothing is usual
+        assert first.busy_s >= 5.0 and first.overdue_at == float("inf")
     run(scenario())
 
 
