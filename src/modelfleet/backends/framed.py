@@ -13,7 +13,8 @@ import asyncio
 import orjson
 
 from ..runtime import protocol as p
-from .base import HEARD_RECENTLY_S, CallAge, InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .calls import HEARD_RECENTLY_S, CallAge
 
 
 class FramedReplica(asyncio.Protocol):

@@ -18,7 +18,8 @@ from typing import Callable, Protocol
 import orjson
 
 from ...runtime import protocol as p
-from ..base import HEARD_RECENTLY_S, CallAge, Pending, ReplicaGone, RequestKind
+from ..base import Pending, ReplicaGone, RequestKind
+from ..calls import HEARD_RECENTLY_S, CallAge
 
 
 

@@ -214,7 +214,7 @@ def test_replica_gone_is_raised_by_a_closed_handle():
 
 def test_a_call_is_overdue_at_ten_times_its_usual_duration_and_never_before_the_floor():
     async def scenario():
-        from modelfleet.backends.base import OVERDUE_FLOOR_S, CallAge
+        from modelfleet.backends.calls import OVERDUE_FLOOR_S, CallAge
         loop = asyncio.get_running_loop()
         call = CallAge(loop)
         assert call.busy_s == 0.0 and call.overdue_at == float("inf")
