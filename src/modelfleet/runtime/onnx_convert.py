@@ -23,7 +23,12 @@ INPUT_TYPES = ("double", "float")
 
 
 class Unsupported(Exception):
-    """The model cannot be converted, or its graph cannot run."""
+    """The model cannot be converted, or its graph cannot run. `lasting`: the converter itself
+    said no, which the same converter will say again (not a child that died)."""
+
+    def __init__(self, message: str, lasting: bool = True):
+        super().__init__(message)
+        self.lasting = lasting
 
 
 def _cache_name(model_file: Path, input_type: str) -> str:
@@ -65,7 +70,7 @@ def convert(model, n_features: int, input_type: str) -> bytes:
     finally:
         _, status = os.waitpid(pid, 0)
     if not answer:
-        raise Unsupported(f"the converter process exited without an answer (wait status {status})")
+        raise Unsupported(f"the converter process exited without an answer (wait status {status})", lasting=False)
     if answer[:1] == b"\x01":
         raise Unsupported(answer[1:].decode("utf-8", "replace"))
     return answer[1:]
@@ -101,21 +106,36 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def graph_bytes(model, model_file: Path, n_features: int, input_type: str, cache: Path | None) -> tuple[bytes, bool]:
-    """The ONNX graph of `model` taking `input_type` rows: (bytes, whether it came from the cache)."""
+    """The ONNX graph of `model` taking `input_type` rows: (bytes, whether it came from the cache).
+    A refusal of the converter is cached too (`.unsupported`, its reason), so that a shared worker
+    reloading an evicted model does not fork a converter again for the same answer."""
     path = cache / _cache_name(model_file, input_type) if cache is not None else None
     if path is not None:
         try:
             return path.read_bytes(), True
         except OSError:
             pass
-    data = convert(model, n_features, input_type)
-    if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, data)
+            raise Unsupported(path.with_suffix(".unsupported").read_text())
         except OSError:
-            pass   # a read-only store: the next start converts again, nothing worse
+            pass
+    try:
+        data = convert(model, n_features, input_type)
+    except Unsupported as e:
+        if path is not None and e.lasting:
+            _cache(path.with_suffix(".unsupported"), str(e).encode())
+        raise
+    if path is not None:
+        _cache(path, data)
     return data, False
+
+
+def _cache(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
+    except OSError:
+        pass   # a read-only store: the next start converts again, nothing worse
 
 
 class Session:

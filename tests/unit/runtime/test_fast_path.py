@@ -228,3 +228,13 @@ def test_a_converter_that_dies_is_one_line_and_scikit_learn_serves(stored, monke
     assert scorer.fast_path["path"] == "sklearn-unchecked"
     assert "the converter process exited without an answer" in scorer.fast_path["reason"]
     assert scorer.outputs["predict"](X).tolist() == model.predict(X).tolist()
+
+
+def test_a_refusal_of_the_converter_is_cached_and_not_asked_again(stored, monkeypatch):
+    _, model_dir, _, _ = stored["hist gradient boosting (no converter)"]
+    first = load_sklearn(model_dir)
+    refusals = list((model_dir.parent.parent / "fast_path" / model_dir.name).glob("*.unsupported"))
+    assert first.fast_path["path"] == "sklearn-unchecked" and refusals
+    monkeypatch.setattr(onnx_convert, "convert", lambda *a: pytest.fail("converted again"))
+    again = load_sklearn(model_dir)                               # a reload: the same reason, no fork
+    assert again.fast_path == first.fast_path
