@@ -191,6 +191,8 @@ class SharedReplica:
             return
         self._stopping = True
         worker = self.worker
+        if self._late and worker.busy_s:   # stopped in a call that outlived a request: the model that
+            worker.stuck = True            # replaces it must not queue behind that call
         if not self._closed.done():
             deadline = self.loop.time() + grace_s
             while self.unanswered and self.loop.time() < deadline:

@@ -43,6 +43,7 @@ class WorkerConnection(asyncio.Protocol):
         self.handles: dict[str, ModelHandle] = {}   # model key -> the handle registered under it
         self.stats: dict = {}                         # the worker's memory, as it last reported it
         self.retiring = False                         # being recycled: no new models
+        self.stuck = False                            # in a call that outlived a request: no new models
         self.loop = asyncio.get_running_loop()
         self.call = CallAge(self.loop)                # its current model call (any model's), from its heartbeats
         self.started: asyncio.Future = self.loop.create_future()   # the worker's first words
@@ -65,6 +66,7 @@ class WorkerConnection(asyncio.Protocol):
         for rid, kind, payload in p.split_frames(self._buf):
             if kind in (p.OK, p.MODEL_ERROR, p.BAD_REQUEST):
                 self.call.idle()
+                self.stuck = False
                 self._pending.resolve(rid, (kind, payload))
             elif kind == p.PONG:   # an answer to a PING, or a heartbeat (id 0)
                 self._pong_at = self.loop.time()
@@ -120,7 +122,8 @@ class WorkerConnection(asyncio.Protocol):
 
     @property
     def usable(self) -> bool:
-        return self.started.done() and not self.started.exception() and not self.closed and not self.retiring
+        return (self.started.done() and not self.started.exception() and not self.closed and not self.retiring
+                and not self.stuck)
 
     @property
     def assigned_bytes(self) -> int:

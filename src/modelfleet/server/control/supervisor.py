@@ -89,8 +89,9 @@ class Supervisor:
             if why and hung:   # replaced at once: the replacement starts while this one is killed
                 transition(r, S.FAILED, why)
                 self.note(r, f"replica {why}; killing it and starting another")
+                stopping = asyncio.ensure_future(r.handle.stop(0.5))   # before the replacement is placed
                 self.lost(r, None, f"replica {r.id} {why}", True)
-                await r.handle.stop(0.5)
+                await stopping
                 closed.cancel()
                 transition(r, S.STOPPED)
                 return
