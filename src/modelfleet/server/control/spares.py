@@ -1,6 +1,6 @@
 """Spare replicas: one more replica while every replica of a deployment is stuck in a model call.
 
-A replica whose current model call is far older than its calls usually take (backends/base.py's
+A replica whose current model call is far older than its calls usually take (backends/calls.py's
 `overdue_after`) gets nothing new from routing. When every replica of a deployment is so (or has
 requests timed out on it, or missed a probe), the gateway holds the requests that arrive and tells
 the controller (`Admission.on_stall`), which starts a spare: at most `scale_settings.spare_instances`
