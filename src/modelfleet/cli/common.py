@@ -21,7 +21,7 @@ from ..domain.errors import FleetError, InvalidInput
 from .output import FORMATS, emit
 
 # Groups whose commands exist in `az ml`: piped output defaults to JSON there, as in az.
-AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment", "compute"})
+AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment", "compute", "datastore"})
 
 # Flags that take every following value up to the next option: az's nargs='+'.
 _GREEDY_OPS = ("--set", "--add", "--remove")

@@ -28,6 +28,7 @@ from ..schema.workspace import Workspace, Workspaces
 from . import launcher
 from .computes import ComputeOperations
 from .connection import Connection, Target
+from .datastores import DatastoreOperations
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
@@ -81,6 +82,7 @@ class Fleet:
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
         self.computes = ComputeOperations(self)
+        self.datastores = DatastoreOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
 

@@ -35,6 +35,7 @@ PATTERNS = {  # field: (Azure's rule for it, what to say when a value breaks it)
     "endpoint": (re.compile(r"^[a-z0-9.-]+\.[a-z]{2,}$"), "must be a DNS suffix such as core.windows.net"),
 }
 REDACTED = "<redacted>"
+LOCAL_NAME = "workspaceartifactstore"   # the workspace's own folder, by Azure's name for a workspace's store
 FIELD = re.compile(r"^(\$schema|[A-Za-z_][A-Za-z0-9_]*|\d+)$")
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...assets.datastores import Datastores
 from ...assets.environments import Environments
 from ...assets.models import Registry
 from ...envbuild.interpreters import Policy
 from ...schema import server_settings
 from ...schema.workspace import Workspace
 from ...store import ArtifactStore, Database
+from ...datastores.secrets import SecretBox
 from ...store.computes import ComputeStore
+from ...store.datastores import DatastoreStore
 from ...store.serving import ServingStore
 
 
@@ -23,9 +26,11 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    datastores: Datastores       # where the workspace's bytes live besides its own folder
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
-        return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))))
+        datastores = Datastores(DatastoreStore(db, SecretBox(ws.datastore_key)), artifacts)
+        return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts, datastores),
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), datastores)

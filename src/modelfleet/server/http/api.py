@@ -34,6 +34,7 @@ from ...assets import computes as compute_targets
 from . import openapi, logs as replica_logs, views
 from ...schema import server_settings as settings
 from .computes_api import add_routes as add_computes
+from .datastores_api import add_routes as add_datastores
 from .environments_api import add_routes as add_environments, deployment_environment
 from .models_api import add_routes as add_models
 from .observe_api import add_routes as add_observability, live_figures
@@ -272,6 +273,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
+            await asyncio.to_thread(stores.datastores.commit, "code", body.code.sha256)   # before the row
         spec["environment"] = await deployment_environment(stores, body, model, ep)  # built, or nothing changes
         row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic,
                                             if_match=if_match.strip().removeprefix("W/").strip('"') if if_match else None)
@@ -315,6 +317,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     add_environments(app, controller, stores, deps)
     add_models(app, registry, stores.artifacts, deps)
     add_computes(app, computes, controller.ws.logs_dir, deps)
+    add_datastores(app, stores.datastores.store, deps, secret_deps=deps)   # the admin token: an Owner
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:

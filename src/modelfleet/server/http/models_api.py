@@ -4,7 +4,7 @@ snapshots need, so that a client never opens the workspace's files.
     PUT  /api/artifacts/{kind}/{sha256}     a tar of one folder (or file), stored only if it hashes to sha256
     GET  /api/artifacts/{kind}/{sha256}     is it stored (and where, on the server)
     GET  /api/models[?name=&include_archived=]
-    POST /api/models/{name}/versions        register a snapshot uploaded before
+    POST /api/models/{name}/versions        register a snapshot uploaded before, or a datastore path
     GET|PATCH|DELETE /api/models/{name}/versions/{version}
     PUT  /api/models/{name}/versions/{version}/archived
     GET  /api/models/{name}/versions/{version}/files/{path}   one file, streamed (sha256 in a header)
@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ...datastores import is_datastore_uri
 from ...domain.errors import InvalidInput, NotFound, StorageError
 from ...domain.names import ModelRef
 
@@ -41,12 +42,14 @@ class FileEntry(BaseModel):
 
 
 class ModelBody(BaseModel):
+    """A snapshot uploaded before (`sha256` and `files`), or a datastore URI (`path`) the server reads."""
     version: str | None = None
     description: str = ""
     tags: dict[str, str | None] = Field(default_factory=dict)
     type: str | None = None
-    sha256: str = SHA256
-    files: list[FileEntry]
+    sha256: str | None = SHA256
+    files: list[FileEntry] | None = None
+    path: str | None = None
     exist_ok: bool = False
     reuse_same_content: bool = False
 
@@ -110,10 +113,18 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
 
     @app.post("/api/models/{name}/versions", dependencies=deps)
     async def register(name: str, body: ModelBody) -> dict:
-        m = await asyncio.to_thread(
-            registry.register_snapshot, name, body.version, body.sha256, [f.model_dump() for f in body.files],
-            description=body.description, tags=body.tags, type=body.type, exist_ok=body.exist_ok,
-            reuse_same_content=body.reuse_same_content)
+        kw = dict(description=body.description, tags=body.tags, type=body.type, exist_ok=body.exist_ok,
+                  reuse_same_content=body.reuse_same_content)
+        if body.path is not None:
+            if not is_datastore_uri(body.path):   # the server reads no path of its own machine for a client
+                raise InvalidInput(f"path {body.path!r}: give an azureml://datastores/... or blob storage URI "
+                                   f"(local files are uploaded by the client)")
+            m = await asyncio.to_thread(registry.register, name, body.path, body.version, **kw)
+        elif body.sha256 is None or body.files is None:
+            raise InvalidInput("give sha256 and files (an uploaded snapshot) or path (a datastore URI)")
+        else:
+            m = await asyncio.to_thread(registry.register_snapshot, name, body.version, body.sha256,
+                                        [f.model_dump() for f in body.files], **kw)
         return m.to_dict()
 
     @app.get("/api/models/{name}/versions/{version}", dependencies=deps)

@@ -1,0 +1,60 @@
+"""`fleet.datastores` over the real control API in this process: create, list, show, update,
+set-default, listSecrets, delete; secrets never in what show and list return."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+
+KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHM="
+
+
+def document(name="models_store", key=KEY, **more) -> dict:
+    return {"name": name, "type": "azure_blob", "account_name": "mystorageaccount", "container_name": "models",
+            "credentials": {"account_key": key}, **more}
+
+
+def test_a_datastore_round_trip_never_shows_its_secret(api_fleet):
+    ds = api_fleet.datastores
+    created = ds.create(document(description="the team's models"))
+    assert created["credentials"] == {"account_key": "<redacted>"} and created["is_default"] is False
+    assert KEY not in str(ds.list()) and KEY not in str(ds.get("models_store"))
+    assert [d["name"] for d in ds.list()] == ["workspaceartifactstore", "models_store"]
+    assert ds.get_default()["name"] == "workspaceartifactstore"
+    assert ds.list_secrets("models_store") == {"secrets_type": "account_key", "account_key": KEY}
+    with pytest.raises(AlreadyExists, match="models_store"):
+        ds.create(document())
+    ds.update(document(key="bmV3LWtleQ==", description="moved"))
+    assert ds.get("models_store")["description"] == "moved"
+    assert ds.list_secrets("models_store")["account_key"] == "bmV3LWtleQ=="
+
+
+def test_the_default_datastore_moves_and_cannot_be_deleted(api_fleet):
+    ds = api_fleet.datastores
+    ds.create(document("a_store"), default=True)
+    ds.create(document("b_store"))
+    assert ds.get_default()["name"] == "a_store"
+    ds.set_default("b_store")
+    assert [d["name"] for d in ds.list() if d["is_default"]] == ["b_store"]
+    with pytest.raises(Conflict, match="'b_store' is the workspace's default"):
+        ds.delete("b_store")
+    ds.set_default("workspaceartifactstore")
+    assert ds.get("workspaceartifactstore")["is_default"] is True
+    ds.delete("b_store")
+    with pytest.raises(NotFound, match="datastore 'b_store' not found"):
+        ds.get("b_store")
+    with pytest.raises(NotFound, match="datastore 'nope' not found"):
+        ds.set_default("nope")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"container_name": "Bad_Name"}, "container_name: must be 3 to 63"),
+    ({"credentials": {"account_key": KEY, "sas_token": "x"}}, "credentials: give account_key or sas_token, not both"),
+    ({"name": "workspaceartifactstore"}, "name: 'workspaceartifactstore' is the workspace's own folder"),
+    ({"type": "s3"}, "type:"),
+])
+def test_a_bad_document_is_one_line_naming_its_field_and_changes_nothing(api_fleet, change, message):
+    with pytest.raises(InvalidInput, match=message):
+        api_fleet.datastores.create({**document(), **change})
+    assert [d["name"] for d in api_fleet.datastores.list()] == ["workspaceartifactstore"]
