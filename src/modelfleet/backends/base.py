@@ -63,6 +63,18 @@ class ReplicaEnvironment:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """Where a replica's node reads the model itself: the workspace's default datastore (its
+    document, the secret included, so never printed), the version's files, the node cache's bound."""
+    document: dict = field(repr=False)
+    files: tuple[dict, ...] = field(repr=False)
+    cache_bytes: int
+
+    def to_wire(self) -> dict:
+        return {"document": self.document, "files": list(self.files), "cache_bytes": self.cache_bytes}
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything a backend needs to start one replica, validated and with its defaults applied.
     Snapshots are named by path on the server and by sha256, so that a backend whose replicas run
@@ -85,6 +97,7 @@ class ReplicaSpec:
     environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
     placement: str = "dedicated"   # or "shared": one model among many in a multi-model worker
     fast_path: bool | str = FAST_PATH_DEFAULT   # the deployment's setting (runtime/fast_path.py)
+    model_source: ModelSource | None = None     # a node that is not the server's reads the model here
 
     @property
     def script_path(self) -> Path | None:

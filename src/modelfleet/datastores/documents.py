@@ -186,3 +186,12 @@ def join_secret(public: dict, secret: str | None) -> DatastoreDocument:
             creds[field] = secret
     data["credentials"] = creds
     return parse_document(data, f"datastore {public.get('name')!r}")
+
+
+def resolved(doc: DatastoreDocument) -> dict:
+    """The document with its credential as a plain value (a reference read here): for a node
+    that opens the datastore itself. Never printed or logged."""
+    out = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"schema_", "credentials"})
+    secret = doc.credentials.secret()
+    out["credentials"] = {} if secret is None else {doc.credentials.kind: secret}
+    return out

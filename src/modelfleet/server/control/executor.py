@@ -12,13 +12,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ...backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
+from ...backends.base import Backend, InitFailed, ModelSource, ReplicaEnvironment, ReplicaSpec
 from ...domain.errors import DeploymentFailed, FleetError, IntegrityError
 from ...files.digests import content_digest
 from ...schema.wire import DeploymentRecord
 from ...schema.workspace import Workspace
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
+from .model_sources import ModelSources
 from .desired_state import DesiredState
 from .publisher import RoutePublisher
 from .reconciler import Desired
@@ -41,6 +42,7 @@ class Executor:
         self._collection = collection   # the controller's collection hub, as it is now (monitoring)
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
+        self._sources = ModelSources(ws, stores)
 
     def backoff(self, rt: DeploymentRuntime) -> None:
         """Hold off the next step on `rt` (100 ms doubling to 30 s); a poke when it may go."""
@@ -52,7 +54,8 @@ class Executor:
     # -- replicas ----------------------------------------------------------------------------
 
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
-                      code_dir: Path | None, environment: ReplicaEnvironment | None = None) -> ReplicaSpec:
+                      code_dir: Path | None, environment: ReplicaEnvironment | None = None,
+                      source: ModelSource | None = None) -> ReplicaSpec:
         rt.serial += 1
         rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
         code = spec.code
@@ -64,19 +67,23 @@ class Executor:
                            resources=spec.resources,
                            log_path=self._ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._state.compute_of(rt.endpoint), environment=environment,
-                           placement=spec.effective_placement, fast_path=spec.fast_path)
+                           placement=spec.effective_placement, fast_path=spec.fast_path, model_source=source)
 
-    async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
-        """Model directory and code root; each snapshot is checked against its sha256 the first
-        time this server uses it (a restart after a crash does not re-hash)."""
+    async def _resolve(self, spec: DeploymentRecord, remote: bool) -> tuple[Path, Path | None, ModelSource | None]:
+        """Model directory and code root, and for replicas on other nodes (`remote`) the datastore
+        they read the model from themselves (then the server's copy is not read: each node checks
+        every blob against its sha256). Each snapshot the server reads is checked against its
+        sha256 the first time it uses it (a restart after a crash does not re-hash)."""
         registry = self._stores.registry
         model = await asyncio.to_thread(registry.get, spec.model)
-        verify = model.sha256 not in self._verified
+        source = await asyncio.to_thread(self._sources.for_node, model) if remote else None
+        verify = model.sha256 not in self._verified and source is None
         model_dir = await asyncio.to_thread(registry.path_of, model, verify)
-        self._verified.add(model.sha256)
+        if verify:
+            self._verified.add(model.sha256)
         code = spec.code
         if code is None:
-            return model_dir, None
+            return model_dir, None, source
         root = self._stores.artifacts.snapshot_dir("code", code.sha256) / code.root
         if code.sha256 not in self._verified:
             found, _ = await asyncio.to_thread(content_digest, root)
@@ -86,7 +93,7 @@ class Executor:
             self._verified.add(code.sha256)
         if not (root / code.scoring_script).is_file():
             raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
-        return model_dir, root
+        return model_dir, root, source
 
     async def _environment(self, rt: DeploymentRuntime, spec: DeploymentRecord) -> ReplicaEnvironment | None:
         """The deployment's environment (built before its row was written; built again here only
@@ -99,7 +106,7 @@ class Executor:
     async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
-        model_dir, code_dir = await self._resolve(spec)
+        model_dir, code_dir, source = await self._resolve(spec, self._state.compute_of(rt.endpoint) != "local")
         environment = await self._environment(rt, spec)
         probe = spec.readiness_probe
         timeout = probe.initial_delay + probe.period * probe.failure_threshold
@@ -115,7 +122,7 @@ class Executor:
         try:
             for _ in range(count):
                 handle = await self._backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
-                                                                      environment))
+                                                                      environment, source))
                 started.append(Replica(handle, rt.endpoint, rt.name, self._clock.now(), self._listeners,
                                        roster=self._roster))
             await self._clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
