@@ -39,6 +39,10 @@ class Datastores:
         doc = self.store.default()
         return None if doc is None else open_datastore(doc)
 
+    def prepare(self, doc: DatastoreDocument) -> None:
+        """Reach a datastore about to be the default, making its container if it lacks one."""
+        open_datastore(doc).ensure_container()
+
     def open(self, name: str) -> Datastore:
         if name == LOCAL_NAME:
             return open_datastore(self.artifacts.root)

@@ -36,8 +36,12 @@ def _document(body: DatastoreBody, name: str | None = None):
     return doc
 
 
-def add_routes(app: FastAPI, datastores, deps: list, secret_deps: list) -> None:
-    """`secret_deps` guard listSecrets: only who may manage the workspace reads a credential."""
+def add_routes(app: FastAPI, workspace_datastores, deps: list, secret_deps: list) -> None:
+    """`secret_deps` guard listSecrets: only who may manage the workspace reads a credential.
+    A datastore made the default is reached first (its container made if missing): a store that
+    cannot take uploads is refused in one line, before anything changes."""
+    datastores = workspace_datastores.store
+    prepare = workspace_datastores.prepare
 
     def local(rows: list[dict]) -> dict:
         return {"name": LOCAL_NAME, "type": "local", "description": "the workspace's own folder",
@@ -56,11 +60,17 @@ def add_routes(app: FastAPI, datastores, deps: list, secret_deps: list) -> None:
 
     @app.post("/api/datastores", dependencies=deps)
     async def create(body: DatastoreBody) -> dict:
-        return await asyncio.to_thread(datastores.create, _document(body), body.default)
+        doc = _document(body)
+        if body.default:
+            await asyncio.to_thread(prepare, doc)
+        return await asyncio.to_thread(datastores.create, doc, body.default)
 
     @app.put("/api/datastores/{name}", dependencies=deps)
     async def update(name: str, body: DatastoreBody) -> dict:
-        return await asyncio.to_thread(datastores.update, _document(body, name), body.default)
+        doc = _document(body, name)
+        if body.default or (await asyncio.to_thread(datastores.show, name))["is_default"]:
+            await asyncio.to_thread(prepare, doc)
+        return await asyncio.to_thread(datastores.update, doc, body.default)
 
     @app.delete("/api/datastores/{name}", dependencies=deps)
     async def delete(name: str) -> dict:
@@ -69,6 +79,8 @@ def add_routes(app: FastAPI, datastores, deps: list, secret_deps: list) -> None:
 
     @app.put("/api/datastores/{name}/default", dependencies=deps)
     async def set_default(name: str) -> dict:
+        if name != LOCAL_NAME:
+            await asyncio.to_thread(prepare, await asyncio.to_thread(datastores.get, name))
         await asyncio.to_thread(datastores.set_default, None if name == LOCAL_NAME else name)
         return {"default": name}
 

@@ -47,7 +47,7 @@ class ModelBody(BaseModel):
     description: str = ""
     tags: dict[str, str | None] = Field(default_factory=dict)
     type: str | None = None
-    sha256: str | None = SHA256
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     files: list[FileEntry] | None = None
     path: str | None = None
     exist_ok: bool = False
