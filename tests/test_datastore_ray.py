@@ -1,0 +1,109 @@
+"""Ray replicas read their model from the workspace's default datastore into their own node's
+cache, not from the server: a real Ray cluster on 127.0.0.1 with a second node (its own cache
+folder), Azurite as the store, a model trained in the test. The server's copy of the model is
+taken away while Ray replicas start; with the store stopped, a replica starting on a node whose
+cache holds the model reads nothing remote, and serving goes on."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import joblib
+import pytest
+
+from modelfleet.backends.ray import cluster as ray_cluster
+
+from .azurite import ACCOUNT, KEY, Azurite
+from .conftest import IRIS_ROWS
+from .helpers import compute_row, wait_until
+from .test_ray import kill_node
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def azurite(tmp_path):
+    emulator = Azurite(tmp_path / "azurite").start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def two_nodes(fleet, tmp_path, monkeypatch):
+    """A Ray compute whose head caches in head-cache/, and a second node caching in node2-cache/."""
+    caches = {"head": tmp_path / "head-cache", "node2": tmp_path / "node2-cache"}
+    monkeypatch.setenv("FLEET_NODE_CACHE", str(caches["head"]))   # the server, and the head it starts, inherit it
+    fleet.computes.create("raydev", num_cpus=2)
+    compute = compute_row(fleet, "raydev")
+    temp_dir = f"/tmp/mf-n2-{secrets.token_hex(4)}"
+    env = {**os.environ, **ray_cluster.ray_environment(compute["auth_token"], compute["address"]),
+           "FLEET_NODE_CACHE": str(caches["node2"])}
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ray_node.py"), compute["address"],
+                             temp_dir, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_until(lambda: len([n for n in fleet.computes.show("raydev")["nodes"] if n["alive"]]) == 2, timeout=60)
+        yield caches
+    finally:
+        fleet.server.stop()
+        kill_node(temp_dir)
+        proc.kill()
+        proc.wait()
+        ray_cluster.stop_local(compute["temp_dir"])
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fleet_home, azurite, two_nodes,
+                                                                      models_dir):
+    fleet.datastores.create({"name": "workspace_store", "type": "azure_blob", "account_name": ACCOUNT,
+                             "container_name": "workspace", "account_url": azurite.url,
+                             "credentials": {"account_key": KEY}}, default=True)
+    model = fleet.models.register("iris", models_dir / "iris", "1")
+    blob = model.files[0]["sha256"]
+    expected = joblib.load(models_dir / "iris" / "model.joblib").predict(IRIS_ROWS).tolist()
+
+    # the server's copy is gone while Ray replicas start: each node reads the store itself
+    served = fleet_home / "workspaces" / "default" / "artifacts" / "models" / model.sha256
+    assert served.is_dir()
+    aside = served.with_name("aside")
+    served.rename(aside)
+    try:
+        fleet.online_endpoints.create("ray-ep", compute="raydev")
+        dep = fleet.online_deployments.create("blue", "ray-ep", "iris:1", instance_count=2)
+        assert dep["provisioning_state"] == "Succeeded"
+        assert len({r["node_id"] for r in dep["replicas"]}) == 2      # one on each node
+    finally:
+        aside.rename(served)
+    for cache in two_nodes.values():
+        assert (cache / "blobs" / blob).is_file()
+        assert (cache / "trees" / "models" / model.sha256 / "iris" / "model.joblib").resolve() == cache / "blobs" / blob
+    logs = fleet.online_deployments.get_logs("blue", "ray-ep", lines=200)
+    assert logs.count(f"read {model.files[0]['size']} bytes from datastore 'workspace_store'") == 2, logs
+
+    ep = fleet.online_endpoints.get("ray-ep")
+    headers = {"authorization": f"Bearer {fleet.online_endpoints.get_keys('ray-ep')['primaryKey']}"}
+
+    def score() -> list:
+        r = httpx.post(ep["scoring_uri"], json={"data": IRIS_ROWS}, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert score() == expected
+
+    # the store stops: serving goes on, and a replica starting on a node that holds the model reads nothing remote
+    azurite.stop()
+    assert score() == expected
+    dep = fleet.online_deployments.update("blue", "ray-ep", instance_count=3)
+    assert dep["provisioning_state"] == "Succeeded" and len(dep["replicas"]) == 3
+    logs = fleet.online_deployments.get_logs("blue", "ray-ep", lines=300)
+    assert "in the node's cache, nothing read from datastore 'workspace_store'" in logs, logs
+    assert all(score() == expected for _ in range(10))
