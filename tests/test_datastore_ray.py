@@ -6,34 +6,17 @@ cache holds the model reads nothing remote, and serving goes on."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 import joblib
 import pytest
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .azurite import ACCOUNT, KEY, Azurite
+from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import compute_row, wait_until
-from .test_ray import kill_node
+from .helpers import compute_row, second_ray_node
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def azurite(tmp_path):
-    emulator = Azurite(tmp_path / "azurite").start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture
@@ -43,23 +26,12 @@ def two_nodes(fleet, tmp_path, monkeypatch):
     monkeypatch.setenv("FLEET_NODE_CACHE", str(caches["head"]))   # the server, and the head it starts, inherit it
     fleet.computes.create("raydev", num_cpus=2)
     compute = compute_row(fleet, "raydev")
-    temp_dir = f"/tmp/mf-n2-{secrets.token_hex(4)}"
-    env = {**os.environ, **ray_cluster.ray_environment(compute["auth_token"], compute["address"]),
-           "FLEET_NODE_CACHE": str(caches["node2"])}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ray_node.py"), compute["address"],
-                             temp_dir, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        wait_until(lambda: len([n for n in fleet.computes.show("raydev")["nodes"] if n["alive"]]) == 2, timeout=60)
-        yield caches
+        with second_ray_node(fleet, compute, {"FLEET_NODE_CACHE": str(caches["node2"])}):
+            yield caches
     finally:
         fleet.server.stop()
-        kill_node(temp_dir)
-        proc.kill()
-        proc.wait()
         ray_cluster.stop_local(compute["temp_dir"])
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fleet_home, azurite, two_nodes,

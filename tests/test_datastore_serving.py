@@ -13,20 +13,11 @@ import httpx
 import pytest
 from azure.storage.blob import ContainerClient
 
-from .azurite import ACCOUNT, KEY, Azurite
+from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
 from .helpers import run_cli, write
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def azurite(tmp_path):
-    emulator = Azurite(tmp_path / "azurite").start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def container(azurite, name: str) -> ContainerClient:

@@ -191,6 +191,12 @@ def _global_options(fn, properties: bool):
     return fn
 
 
+def confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal unless --yes was given; a script or a pipe is never asked."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(question, abort=True, default=True)
+
+
 def command(group: click.Group, name: str, *, properties: bool = False, **kw):
     """Register a command that gets a `ctx: Ctx` first argument and the common options;
     `properties` gives it az's --set/--add/--remove."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .common import Ctx, command
+from .common import Ctx, command, confirm
 
 COLUMNS = ["name", "type", "account_name", "container_name", "is_default", "description"]
 
@@ -41,29 +39,31 @@ def update(ctx: Ctx, file, name, default):
     ctx.emit(ctx.fleet.datastores.update(_document(ctx, file, name), default), kind="datastore")
 
 
+_named = click.option("--name", "-n", required=True, help="The datastore's name.")
+
+
 @command(datastore, "list", help="List datastores (secrets never shown).")
 def list_(ctx: Ctx):
     ctx.emit(ctx.fleet.datastores.list(), columns=COLUMNS, kind="datastore")
 
 
 @command(datastore, "show", help="Show a datastore (secrets never shown).")
-@click.option("--name", "-n", required=True)
+@_named
 def show(ctx: Ctx, name):
     ctx.emit(ctx.fleet.datastores.get(name), kind="datastore")
 
 
 @command(datastore, "set-default", help="Make a datastore the workspace's default (workspaceartifactstore: "
                                         "its own folder).")
-@click.option("--name", "-n", required=True)
+@_named
 def set_default(ctx: Ctx, name):
     ctx.emit(ctx.fleet.datastores.set_default(name))
 
 
 @command(datastore, "delete", help="Remove a datastore (its blobs stay in the container).")
-@click.option("--name", "-n", required=True)
+@_named
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(ctx: Ctx, name, yes):
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Remove datastore {name!r}?", abort=True, default=True)
+    confirm(yes, f"Remove datastore {name!r}?")
     ctx.fleet.datastores.delete(name)
     ctx.emit({"deleted": name})

@@ -82,16 +82,9 @@ class ServerSettings(BaseModel):
             out["database_url"] = redact(self.database_url)
         return out
 
-    @field_validator("shared_worker_memory")
+    @field_validator("shared_worker_memory", "node_cache_size")
     @classmethod
     def _budget(cls, v: str) -> str:
-        if memory_bytes(v) < 2**20:
-            raise ValueError("must be at least 1Mi")
-        return v
-
-    @field_validator("node_cache_size")
-    @classmethod
-    def _cache_size(cls, v: str) -> str:
         if memory_bytes(v) < 2**20:
             raise ValueError("must be at least 1Mi")
         return v
