@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import httpx
 import pytest
@@ -96,6 +97,28 @@ def test_models_registered_from_a_datastore_serve_and_uploads_go_to_the_default_
     data = container(azurite, "workspace").download_blob(f"blobs/{wine.files[0]['sha256']}").readall()
     assert hashlib.sha256(data).hexdigest() == wine.files[0]["sha256"]
     run_cli("datastore", "delete", "-n", "workspace_store", "-y", code=1)   # the default stays
+
+    # the workspace's folder loses a version: it comes back from the default datastore to serve
+    again = fleet.models.register("iris-again", models_dir / "iris")
+    folder = fleet_home / "workspaces" / "default" / "artifacts" / "models" / again.sha256
+    shutil.rmtree(folder)
+    fleet.online_endpoints.create("again-ep")
+    fleet.online_deployments.create("blue", "again-ep", "iris-again:1")
+    assert score(fleet, "again-ep") == score(fleet, "local-ep") and (folder / "iris" / "model.joblib").is_file()
+
+
+def test_a_workspace_created_with_a_default_datastore_uploads_there(fleet_home, azurite, models_dir, tmp_path):
+    good = blob_yaml(tmp_path / "blob.yml", azurite, "team_store", "team")
+    shown = json.loads(run_cli("workspace", "create", "-n", "team", "--default-datastore", str(good),
+                               "-o", "json").stdout)
+    assert shown["default_datastore"] == "team_store"
+    model = json.loads(run_cli("model", "create", "-w", "team", "-n", "wine", "--path", str(models_dir / "wine"),
+                               "-o", "json").stdout)
+    assert container(azurite, "team").get_blob_client(f"blobs/{model['files'][0]['sha256']}").exists()
+    bad = write(tmp_path / "bad.yml", good.read_text().replace("container_name: team", "container_name: Bad_Name"))
+    out = run_cli("workspace", "create", "-n", "other", "--default-datastore", str(bad), code=2).output
+    assert "container_name: must be 3 to 63" in out
+    assert "other" not in run_cli("workspace", "list", "-o", "json").stdout   # a refused document leaves none
 
 
 def test_a_stopped_store_or_wrong_credentials_fail_registration_in_one_line_while_serving_goes_on(

@@ -64,6 +64,30 @@ class Datastores:
                     sent += store.put(f["sha256"], source)
         return sent
 
+    def restore(self, kind: str, sha256: str, files: list[dict]) -> bool:
+        """Bring back a snapshot the workspace's folder lost from the default datastore (each
+        blob checked against its sha256, the folder renamed into place whole); False when the
+        workspace's own folder is the default."""
+        store = self.default()
+        if store is None:
+            return False
+        final = self.artifacts.snapshot_dir(kind, sha256)
+        staging = self.artifacts.tmp / f"restore-{uuid.uuid4().hex}"
+        try:
+            for f in files:
+                target = staging / f["path"]
+                store.get(f["sha256"], target)
+                target.chmod(0o444)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.rename(final)
+            except OSError:
+                if not final.is_dir():   # else an identical restore landed first
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return True
+
     def read(self, uri: str, kind: str) -> Snapshot:
         """The files a datastore URI names, stored as a snapshot of `kind` (their paths start
         with the path's last name, as a local folder's do)."""

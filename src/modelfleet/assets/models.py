@@ -58,6 +58,10 @@ class Registry:
         return self.store.list(name, include_archived)
 
     def path_of(self, model: Model, verify: bool = True) -> Path:
+        """The version's folder in the workspace; one the folder lost is brought back from the
+        default datastore first (the workspace's folder is then a copy of the store's blobs)."""
+        if self.datastores is not None and not self.artifacts.snapshot_dir("models", model.sha256).is_dir():
+            self.datastores.restore("models", model.sha256, model.files)
         if verify:
             return self.artifacts.verify("models", model.sha256, model.files)
         return self.artifacts.snapshot_dir("models", model.sha256)

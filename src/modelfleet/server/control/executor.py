@@ -77,9 +77,11 @@ class Executor:
         registry = self._stores.registry
         model = await asyncio.to_thread(registry.get, spec.model)
         source = await asyncio.to_thread(self._sources.for_node, model) if remote else None
-        verify = model.sha256 not in self._verified and source is None
-        model_dir = await asyncio.to_thread(registry.path_of, model, verify)
-        if verify:
+        if source is not None:   # its name only: the nodes read the store, not this folder
+            model_dir = self._stores.artifacts.snapshot_dir("models", model.sha256)
+        else:
+            verify = model.sha256 not in self._verified
+            model_dir = await asyncio.to_thread(registry.path_of, model, verify)
             self._verified.add(model.sha256)
         code = spec.code
         if code is None:

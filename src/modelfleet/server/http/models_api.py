@@ -166,5 +166,6 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
         entry = next((f for f in model.files if f["path"] == path), None)
         if entry is None:
             raise NotFound(f"model {model.ref} has no file {path!r}")
-        return FileResponse(registry.path_of(model, False) / entry["path"], media_type="application/octet-stream",
+        folder = await asyncio.to_thread(registry.path_of, model, False)
+        return FileResponse(folder / entry["path"], media_type="application/octet-stream",
                             headers={"x-sha256": entry["sha256"]})
