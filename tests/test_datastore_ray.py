@@ -71,6 +71,13 @@ def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fle
 
     assert score() == expected
 
+    # another endpoint's deployment of the same name and model: its own actors, from the warm caches
+    fleet.online_endpoints.create("ray-ep2", compute="raydev")
+    assert fleet.online_deployments.create("blue", "ray-ep2", "iris:1")["provisioning_state"] == "Succeeded"
+    assert "nothing read from datastore" in fleet.online_deployments.get_logs("blue", "ray-ep2", lines=100)
+    fleet.online_endpoints.delete("ray-ep2")
+    assert score() == expected
+
     # the store stops: serving goes on, and a replica starting on a node that holds the model reads nothing remote
     azurite.stop()
     assert score() == expected

@@ -85,7 +85,7 @@ class ReplicaActor:
                  code: tuple | None, token: bytes):
         """`model`: a packed snapshot (pack), or {document, files, cache_bytes}: read it from that datastore."""
         import ray
-        self.log_path = cache_root() / "logs" / f"{cfg['replica_id']}.log"
+        self.log_path = cache_root() / "logs" / f"{cfg['endpoint']}.{cfg['replica_id']}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)

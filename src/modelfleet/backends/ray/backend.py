@@ -42,6 +42,12 @@ def agent_environment(address: str, auth_token: str | None) -> dict[str, str]:
     return {**os.environ, **ray_environment(auth_token, address), "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
 
 
+def actor_name(spec: ReplicaSpec) -> str:
+    """The replica's actor name in the workspace's namespace: a replica id is unique within its
+    endpoint only (two endpoints' `blue` deployments of one model have the same ids)."""
+    return f"{spec.endpoint}.{spec.replica_id}"
+
+
 class RayReplica(FramedReplica):
     """A ReplicaHandle over a TCP connection to a replica actor."""
 
@@ -56,7 +62,7 @@ class RayReplica(FramedReplica):
     async def stop(self, grace_s: float = 5.0) -> None:
         self.close_connection()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.backend.request({"op": "stop", "replica": self.id}), max(grace_s, 5.0))
+            await asyncio.wait_for(self.backend.request({"op": "stop", "replica": actor_name(self.spec)}), max(grace_s, 5.0))
 
     def note(self, message: str) -> None:
         with contextlib.suppress(OSError), open(self.spec.log_path, "a") as f:
@@ -65,7 +71,7 @@ class RayReplica(FramedReplica):
     async def log_tail(self, lines: int) -> str:
         try:
             answer = await asyncio.wait_for(
-                self.backend.request({"op": "tail", "replica": self.id, "lines": lines}), 15)
+                self.backend.request({"op": "tail", "replica": actor_name(self.spec), "lines": lines}), 15)
             remote = answer["text"]
         except Exception as e:  # the actor is gone: what the server noted is what there is
             remote = f"(the replica's own log is unavailable: {e})"
@@ -175,7 +181,7 @@ class RayBackend:
     async def start(self, spec: ReplicaSpec) -> RayReplica:
         script_path = spec.script_path
         requests = spec.resources.requests
-        body = {"replica_id": spec.replica_id,
+        body = {"replica_id": actor_name(spec),
                 "config": replica_config(spec, spec.model_dir, script_path),
                 "env": spec.env, "model_sha256": spec.model_sha256, "model_dir": str(spec.model_dir),
                 "model_source": spec.model_source.to_wire() if spec.model_source else None,
@@ -195,7 +201,7 @@ class RayBackend:
                 lambda: RayReplica(self, spec, where), where["host"], where["port"]), 30)
         except (OSError, asyncio.TimeoutError) as e:
             with contextlib.suppress(Exception):
-                await self.request({"op": "stop", "replica": spec.replica_id})
+                await self.request({"op": "stop", "replica": actor_name(spec)})
             raise DeploymentFailed(f"compute {self.name!r}: cannot reach replica {spec.replica_id} at "
                                    f"{where['host']}:{where['port']}: {e}") from None
         replica._transport.write(bytes.fromhex(where["token"]))
