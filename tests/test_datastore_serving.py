@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import threading
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
+from .azurite import ACCOUNT, KEY, azurite, model_file  # noqa: F401  (azurite: a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import run_cli, write
+from .helpers import run_cli, wait_until, write
 
 pytestmark = pytest.mark.slow
 
@@ -151,3 +155,41 @@ def test_a_stopped_store_or_wrong_credentials_fail_registration_in_one_line_whil
     finally:
         azurite.start()
     assert fleet.models.register("wine", models_dir / "wine").version == "1"   # and the store takes it again
+
+
+def test_a_server_killed_while_it_uploads_to_the_store_leaves_no_version_and_the_upload_resumes(
+        fleet, fleet_home, azurite, tmp_path):
+    store = container(azurite, "workspace")
+    fleet.datastores.create({"name": "workspace_store", "type": "azure_blob", "account_name": ACCOUNT,
+                             "container_name": "workspace", "account_url": azurite.url,
+                             "credentials": {"account_key": KEY}}, default=True)
+    (tmp_path / "big").mkdir()
+    sha = model_file(tmp_path / "big" / "weights.bin", 128 << 20)
+    blob = store.get_blob_client(f"blobs/{sha}")
+    server_pid = fleet.server.status()["pid"]
+    failed: list[Exception] = []
+
+    def register() -> None:
+        try:
+            fleet.models.register("big", tmp_path / "big", "1", type="custom")
+        except Exception as e:   # the server was killed under it
+            failed.append(e)
+
+    thread = threading.Thread(target=register)
+    thread.start()
+
+    def staged() -> int:
+        try:
+            return len(blob.get_block_list("uncommitted")[1])
+        except ResourceNotFoundError:
+            return 0
+
+    wait_until(lambda: staged() > 0, timeout=120)
+    os.kill(server_pid, signal.SIGKILL)
+    thread.join(60)
+    assert failed and not blob.exists()
+    assert [m.ref for m in fleet.models.list()] == []          # a new server: no version, no half of one
+    model = fleet.models.register("big", tmp_path / "big", "1", type="custom")
+    assert model.ref == "big:1" and blob.exists() and blob.get_blob_properties().size == 128 << 20
+    log = (fleet_home / "workspaces" / "default" / "logs" / "server.log").read_text()
+    assert f"blob {sha[:12]} resumed" in log

@@ -14,6 +14,7 @@ callers write rows only after these return.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..domain.errors import InvalidInput, NotFound
 from ..files.digests import file_sha256
 from ..store.artifacts import ArtifactStore, Snapshot
 from ..store.datastores import DatastoreStore
+
+log = logging.getLogger("modelfleet.datastores")
 
 
 class Datastores:
@@ -61,7 +64,11 @@ class Datastores:
         for f in {f["sha256"]: f for f in files}.values():   # equal files are one blob
             if not store.exists(f["sha256"]):
                 with open(base / f["path"], "rb") as source:
-                    sent += store.put(f["sha256"], source)
+                    n = store.put(f["sha256"], source)
+                if n < f["size"]:
+                    log.info("datastore %r: blob %s resumed: %d of its %d bytes sent, the rest staged before",
+                             store.name, f["sha256"][:12], n, f["size"])
+                sent += n
         return sent
 
     def restore(self, kind: str, sha256: str, files: list[dict]) -> bool:
