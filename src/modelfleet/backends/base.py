@@ -66,8 +66,8 @@ class ReplicaEnvironment:
 class ModelSource:
     """Where a replica's node reads the model itself: the workspace's default datastore (its
     document, the secret included, so never printed), the version's files, the node cache's bound."""
-    document: dict = field(repr=False)
-    files: tuple[dict, ...] = field(repr=False)
+    document: dict = field(repr=False, compare=False)
+    files: tuple[dict, ...] = field(repr=False, compare=False)
     cache_bytes: int
 
     def to_wire(self) -> dict:

@@ -12,9 +12,6 @@ from pathlib import Path
 from ..domain.errors import InvalidInput
 from ..schema import yaml_files
 
-LOCAL = "workspaceartifactstore"   # the workspace's own folder: the default until another is set
-
-
 def load_document(path: str | Path, name: str | None = None) -> dict:
     """A datastore YAML (Azure's files work unchanged) as a dict, `name` overriding its own."""
     doc = yaml_files.load_one(path)
