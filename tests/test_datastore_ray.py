@@ -14,9 +14,18 @@ from modelfleet.backends.ray import cluster as ray_cluster
 
 from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import compute_row, second_ray_node
+from .helpers import compute_row, scoring_code, second_ray_node
 
 pytestmark = pytest.mark.slow
+
+SCORE_PY = """
+import json, os, joblib
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
+def run(raw):
+    return {"scored_by": "score.py", "predictions": model.predict(json.loads(raw)["data"]).tolist()}
+"""
 
 
 @pytest.fixture
@@ -35,7 +44,7 @@ def two_nodes(fleet, tmp_path, monkeypatch):
 
 
 def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fleet_home, azurite, two_nodes,
-                                                                      models_dir):
+                                                                      models_dir, tmp_path):
     fleet.datastores.create({"name": "workspace_store", "type": "azure_blob", "account_name": ACCOUNT,
                              "container_name": "workspace", "account_url": azurite.url,
                              "credentials": {"account_key": KEY}}, default=True)
@@ -71,10 +80,19 @@ def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fle
 
     assert score() == expected
 
-    # another endpoint's deployment of the same name and model: its own actors, from the warm caches
+    # another endpoint's deployment of the same name and model: its own actors, from the warm caches;
+    # its scoring code read from the store as well
     fleet.online_endpoints.create("ray-ep2", compute="raydev")
-    assert fleet.online_deployments.create("blue", "ray-ep2", "iris:1")["provisioning_state"] == "Succeeded"
+    code = scoring_code(tmp_path / "onlinescoring", SCORE_PY)
+    dep = fleet.online_deployments.create("blue", "ray-ep2", "iris:1", code_configuration=code)
+    assert dep["provisioning_state"] == "Succeeded"
     assert "nothing read from datastore" in fleet.online_deployments.get_logs("blue", "ray-ep2", lines=100)
+    assert any((cache / "trees" / "code").is_dir() for cache in two_nodes.values())
+    ep2 = fleet.online_endpoints.get("ray-ep2")
+    key2 = fleet.online_endpoints.get_keys("ray-ep2")["primaryKey"]
+    r = httpx.post(ep2["scoring_uri"], json={"data": IRIS_ROWS}, headers={"authorization": f"Bearer {key2}"},
+                   timeout=30)
+    assert r.status_code == 200 and r.json() == {"scored_by": "score.py", "predictions": expected}, r.text
     fleet.online_endpoints.delete("ray-ep2")
     assert score() == expected
 

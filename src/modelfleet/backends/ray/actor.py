@@ -82,8 +82,9 @@ class ReplicaActor:
     """Made a Ray actor class by the agent (ray.remote), so that this module imports without Ray."""
 
     def __init__(self, cfg: dict, env: dict, model_sha256: str, model: tuple | dict, code_sha256: str | None,
-                 code: tuple | None, token: bytes):
-        """`model`: a packed snapshot (pack), or {document, files, cache_bytes}: read it from that datastore."""
+                 code: tuple | dict | None, token: bytes):
+        """`model` and `code`: a packed snapshot (pack), or {document, files, cache_bytes, root}:
+        read it from that datastore."""
         import ray
         self.log_path = cache_root() / "logs" / f"{cfg['endpoint']}.{cfg['replica_id']}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,11 @@ class ReplicaActor:
         else:
             model_dir = materialize("models", model_sha256, model)
         script = None
-        if code_sha256 is not None:
+        if isinstance(code, dict):
+            self.code_tree = from_datastore("code", code_sha256, code)
+            script = self.code_tree.path / code["root"] / cfg["scoring_script"]
+            os.chdir(script.parent)
+        elif code_sha256 is not None:
             script = materialize("code", code_sha256, code) / cfg["scoring_script"]
             os.chdir(script.parent)
         self.cfg = {**cfg, "model_dir": str(model_dir), "scoring_script": str(script) if script else None,

@@ -185,6 +185,7 @@ class RayBackend:
                 "config": replica_config(spec, spec.model_dir, script_path),
                 "env": spec.env, "model_sha256": spec.model_sha256, "model_dir": str(spec.model_dir),
                 "model_source": spec.model_source.to_wire() if spec.model_source else None,
+                "code_source": spec.code_source.to_wire() if spec.code_source else None,
                 "code_sha256": spec.code_sha256, "code_dir": str(spec.code_dir) if spec.code_dir else None,
                 # an environment: Ray builds it on each node (its runtime_env), from the same pins
                 "pip": list(spec.environment.requirements) if spec.environment else None,

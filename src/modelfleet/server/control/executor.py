@@ -12,14 +12,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ...backends.base import Backend, InitFailed, ModelSource, ReplicaEnvironment, ReplicaSpec
+from ...backends.base import Backend, InitFailed, DatastoreSource, ReplicaEnvironment, ReplicaSpec
 from ...domain.errors import DeploymentFailed, FleetError, IntegrityError
 from ...files.digests import content_digest
 from ...schema.wire import DeploymentRecord
 from ...schema.workspace import Workspace
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
-from .model_sources import ModelSources
+from .node_sources import NodeSources
 from .desired_state import DesiredState
 from .publisher import RoutePublisher
 from .reconciler import Desired
@@ -42,7 +42,8 @@ class Executor:
         self._collection = collection   # the controller's collection hub, as it is now (monitoring)
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
-        self._sources = ModelSources(ws, stores)
+        self._sources = NodeSources(ws, stores)
+        self._code_files: dict[str, list[dict]] = {}   # code snapshot -> its files, once hashed
 
     def backoff(self, rt: DeploymentRuntime) -> None:
         """Hold off the next step on `rt` (100 ms doubling to 30 s); a poke when it may go."""
@@ -55,7 +56,7 @@ class Executor:
 
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
                       code_dir: Path | None, environment: ReplicaEnvironment | None = None,
-                      source: ModelSource | None = None) -> ReplicaSpec:
+                      sources: tuple[DatastoreSource | None, DatastoreSource | None] = (None, None)) -> ReplicaSpec:
         rt.serial += 1
         rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
         code = spec.code
@@ -67,16 +68,18 @@ class Executor:
                            resources=spec.resources,
                            log_path=self._ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._state.compute_of(rt.endpoint), environment=environment,
-                           placement=spec.effective_placement, fast_path=spec.fast_path, model_source=source)
+                           placement=spec.effective_placement, fast_path=spec.fast_path,
+                           model_source=sources[0], code_source=sources[1])
 
-    async def _resolve(self, spec: DeploymentRecord, remote: bool) -> tuple[Path, Path | None, ModelSource | None]:
+    async def _resolve(self, spec: DeploymentRecord, remote: bool) -> tuple[Path, Path | None, tuple]:
         """Model directory and code root, and for replicas on other nodes (`remote`) the datastore
-        they read the model from themselves (then the server's copy is not read: each node checks
-        every blob against its sha256). Each snapshot the server reads is checked against its
-        sha256 the first time it uses it (a restart after a crash does not re-hash)."""
+        they read the model and code from themselves (then the server's copy of the model is not
+        read: each node checks every blob against its sha256). Each snapshot the server reads is
+        checked against its sha256 the first time it uses it (a restart after a crash does not
+        re-hash)."""
         registry = self._stores.registry
         model = await asyncio.to_thread(registry.get, spec.model)
-        source = await asyncio.to_thread(self._sources.for_node, model) if remote else None
+        source = await asyncio.to_thread(self._sources.model, model) if remote else None
         if source is not None:   # its name only: the nodes read the store, not this folder
             model_dir = self._stores.artifacts.snapshot_dir("models", model.sha256)
         else:
@@ -85,17 +88,19 @@ class Executor:
             self._verified.add(model.sha256)
         code = spec.code
         if code is None:
-            return model_dir, None, source
+            return model_dir, None, (source, None)
         root = self._stores.artifacts.snapshot_dir("code", code.sha256) / code.root
         if code.sha256 not in self._verified:
-            found, _ = await asyncio.to_thread(content_digest, root)
+            found, self._code_files[code.sha256] = await asyncio.to_thread(content_digest, root)
             if found != code.sha256:
                 raise IntegrityError(f"code snapshot {code.sha256[:12]} does not match its sha256 "
                                      "(its files were changed after the deployment was created)")
             self._verified.add(code.sha256)
         if not (root / code.scoring_script).is_file():
             raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
-        return model_dir, root, source
+        code_source = (await asyncio.to_thread(self._sources.code, code.sha256, self._code_files[code.sha256],
+                                               code.root) if remote else None)
+        return model_dir, root, (source, code_source)
 
     async def _environment(self, rt: DeploymentRuntime, spec: DeploymentRecord) -> ReplicaEnvironment | None:
         """The deployment's environment (built before its row was written; built again here only
@@ -108,7 +113,7 @@ class Executor:
     async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
-        model_dir, code_dir, source = await self._resolve(spec, self._state.compute_of(rt.endpoint) != "local")
+        model_dir, code_dir, sources = await self._resolve(spec, self._state.compute_of(rt.endpoint) != "local")
         environment = await self._environment(rt, spec)
         probe = spec.readiness_probe
         timeout = probe.initial_delay + probe.period * probe.failure_threshold
@@ -124,7 +129,7 @@ class Executor:
         try:
             for _ in range(count):
                 handle = await self._backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
-                                                                      environment, source))
+                                                                      environment, sources))
                 started.append(Replica(handle, rt.endpoint, rt.name, self._clock.now(), self._listeners,
                                        roster=self._roster))
             await self._clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)
