@@ -24,6 +24,15 @@ from .helpers import run_cli, wait_until, write
 
 pytestmark = pytest.mark.slow
 
+SCORE_PY = """
+import json, os, joblib
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
+def run(raw):
+    return {"scored_by": "score.py from the datastore", "predictions": model.predict(json.loads(raw)["data"]).tolist()}
+"""
+
 
 def container(azurite, name: str) -> ContainerClient:
     c = ContainerClient(azurite.url, name, credential={"account_name": ACCOUNT, "account_key": KEY})
@@ -90,6 +99,16 @@ def test_models_registered_from_a_datastore_serve_and_uploads_go_to_the_default_
     fleet.online_endpoints.create("local-ep")
     fleet.online_deployments.create("blue", "local-ep", "iris-local:1")
     assert score(fleet, "blob-ep") == score(fleet, "local-ep")
+
+    # scoring code that lives in the datastore too, as Azure's code: takes it
+    team.upload_blob("src/onlinescoring/score.py", SCORE_PY.encode())
+    run_cli("online-deployment", "create", "-n", "green", "-e", "blob-ep", "--model", "iris-blob:1",
+            "--code", "azureml://datastores/team_store/paths/src/onlinescoring", "--scoring-script", "score.py")
+    ep = fleet.online_endpoints.get("blob-ep")
+    r = httpx.post(ep["scoring_uri"], json={"data": IRIS_ROWS}, timeout=30,
+                   headers={"authorization": f"Bearer {fleet.online_endpoints.get_keys('blob-ep')['primaryKey']}",
+                            "azureml-model-deployment": "green"})
+    assert r.json() == {"scored_by": "score.py from the datastore", "predictions": score(fleet, "local-ep")}
 
     # a default datastore: a later upload is in it, blob by blob, before its version exists
     run_cli("datastore", "create", "-f", str(blob_yaml(tmp_path / "ws.yml", azurite, "workspace_store",

@@ -3,6 +3,7 @@ snapshots need, so that a client never opens the workspace's files.
 
     PUT  /api/artifacts/{kind}/{sha256}     a tar of one folder (or file), stored only if it hashes to sha256
     GET  /api/artifacts/{kind}/{sha256}     is it stored (and where, on the server)
+    POST /api/artifacts/{kind}              {"path": a datastore URI}: read by the server into a snapshot
     GET  /api/models[?name=&include_archived=]
     POST /api/models/{name}/versions        register a snapshot uploaded before, or a datastore path
     GET|PATCH|DELETE /api/models/{name}/versions/{version}
@@ -52,6 +53,10 @@ class ModelBody(BaseModel):
     path: str | None = None
     exist_ok: bool = False
     reuse_same_content: bool = False
+
+
+class DatastorePath(BaseModel):
+    path: str
 
 
 class ModelChanges(BaseModel):
@@ -106,6 +111,21 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(spool)
         return {"kind": kind, "sha256": snap.sha256, "size": snap.size, "files": snap.files}
+
+    @app.post("/api/artifacts/{kind}", dependencies=deps)
+    async def read_datastore_path(kind: str, body: DatastorePath) -> dict:
+        """The files a datastore URI names, read by the server and stored as a snapshot (then in
+        the default datastore too): code that lives in a datastore, as Azure's `code:` takes it."""
+        if kind not in KINDS:
+            raise NotFound(f"artifact kind {kind!r}: use {' or '.join(KINDS)}")
+        if not is_datastore_uri(body.path) or registry.datastores is None:
+            raise InvalidInput(f"path {body.path!r}: give an azureml://datastores/... or blob storage URI")
+        snap = await asyncio.to_thread(registry.datastores.read, body.path, kind)
+        root = snap.files[0]["path"].split("/", 1)[0]
+        if kind == "code" and any("/" not in f["path"] for f in snap.files):
+            raise InvalidInput(f"code {body.path!r}: names a file; give the folder holding the scoring script")
+        await asyncio.to_thread(registry.datastores.commit, kind, snap.sha256, snap.files)
+        return {"kind": kind, "sha256": snap.sha256, "root": root, "size": snap.size, "files": snap.files}
 
     @app.get("/api/models", dependencies=deps)
     async def list_models(name: str | None = None, include_archived: bool = False) -> list[dict]:
