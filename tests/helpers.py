@@ -135,6 +135,18 @@ def scoring_code(folder, source: str) -> dict:
     return {"code": str(folder), "scoring_script": "score.py"}
 
 
+def iris_score_py(who: str) -> str:
+    """A score.py that loads the iris model of $AZUREML_MODEL_DIR and says who scored."""
+    return textwrap.dedent(f"""
+        import json, os, joblib
+        def init():
+            global model
+            model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
+        def run(raw):
+            return {{"scored_by": {who!r}, "predictions": model.predict(json.loads(raw)["data"]).tolist()}}
+        """)
+
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "multi-model"
 
 

@@ -14,18 +14,11 @@ from modelfleet.backends.ray import cluster as ray_cluster
 
 from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import compute_row, scoring_code, second_ray_node
+from .helpers import compute_row, iris_score_py, scoring_code, second_ray_node
 
 pytestmark = pytest.mark.slow
 
-SCORE_PY = """
-import json, os, joblib
-def init():
-    global model
-    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
-def run(raw):
-    return {"scored_by": "score.py", "predictions": model.predict(json.loads(raw)["data"]).tolist()}
-"""
+SCORE_PY = iris_score_py("score.py")
 
 
 @pytest.fixture

@@ -20,18 +20,11 @@ from azure.storage.blob import ContainerClient
 
 from .azurite import ACCOUNT, KEY, azurite, model_file  # noqa: F401  (azurite: a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import run_cli, wait_until, write
+from .helpers import iris_score_py, run_cli, wait_until, write
 
 pytestmark = pytest.mark.slow
 
-SCORE_PY = """
-import json, os, joblib
-def init():
-    global model
-    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
-def run(raw):
-    return {"scored_by": "score.py from the datastore", "predictions": model.predict(json.loads(raw)["data"]).tolist()}
-"""
+SCORE_PY = iris_score_py("score.py from the datastore")
 
 
 def container(azurite, name: str) -> ContainerClient:
