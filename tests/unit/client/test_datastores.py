@@ -58,3 +58,22 @@ def test_a_bad_document_is_one_line_naming_its_field_and_changes_nothing(api_fle
     with pytest.raises(InvalidInput, match=message):
         api_fleet.datastores.create({**document(), **change})
     assert [d["name"] for d in api_fleet.datastores.list()] == ["workspaceartifactstore"]
+
+
+def test_models_register_from_datastore_uris_or_say_what_is_missing(api_fleet, inprocess, tmp_path):
+    folder = inprocess.ws.artifacts / "uploads" / "m1"
+    folder.mkdir(parents=True)
+    (folder / "model.pkl").write_bytes(b"not really a model")
+    model = api_fleet.models.register("m1", "azureml://datastores/workspaceartifactstore/paths/uploads/m1/",
+                                      type="custom")
+    assert [f["path"] for f in model.files] == ["m1/model.pkl"]
+    assert model.sha256 == api_fleet.models.register("m1-local", folder, type="custom").sha256
+    with pytest.raises(InvalidInput, match="no datastore is registered for account 'acct01' and container 'c1'"):
+        api_fleet.models.register("m2", "https://acct01.blob.core.windows.net/c1/trained/m2")
+    with pytest.raises(NotFound, match="datastore 'nope' not found"):
+        api_fleet.models.register("m2", "azureml://datastores/nope/paths/trained/m2")
+    with pytest.raises(NotFound, match="path 'uploads/none' not found"):
+        api_fleet.models.register("m2", "azureml://datastores/workspaceartifactstore/paths/uploads/none")
+    with pytest.raises(InvalidInput, match="local files are uploaded by the client"):
+        api_fleet.request("POST", "/api/models/m2/versions", json={"path": "/etc"})
+    assert [m.name for m in api_fleet.models.list()] == ["m1", "m1-local"]
