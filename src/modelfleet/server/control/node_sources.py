@@ -23,7 +23,7 @@ log = logging.getLogger("modelfleet.controller")
 class NodeSources:
     def __init__(self, ws: Workspace, stores: Stores):
         self._ws, self._stores = ws, stores
-        self._committed: set[tuple[str, str]] = set()   # (datastore, snapshot sha256) known to hold every blob
+        self._committed: set[tuple] = set()   # (datastore and where it is, snapshot sha256): holds every blob
 
     def model(self, model) -> DatastoreSource | None:
         """The source of `model` (a version) for a node that is not the server's; blocking."""
@@ -37,7 +37,7 @@ class NodeSources:
         doc = self._stores.datastores.default_document()
         if doc is None:
             return None
-        key = (doc.name, sha256)
+        key = (doc.name, doc.url, doc.container_name, sha256)   # an update may move the datastore
         if key not in self._committed:
             try:   # a snapshot stored before this default: its blobs are put there now, once
                 self._stores.datastores.commit(kind, sha256, files)
