@@ -44,6 +44,7 @@ def from_datastore(kind: str, sha256: str, source: dict):
     """A snapshot read from its datastore into the node cache: a `Tree`, pinned until released."""
     from ...datastores import NodeCache, open_datastore, parse_document, trees
     cache = NodeCache(node_cache_root(), source["cache_bytes"])
+    cache.sweep_tmp()   # downloads a crashed replica left on this node
     store = open_datastore(parse_document(source["document"], "the workspace's default datastore"))
     return trees.build(cache, store, kind, sha256, source["files"])
 
