@@ -35,17 +35,18 @@ LOCAL = "workspaceartifactstore"
 
 
 def deploy_seconds(fleet, endpoint: str, model: str) -> float:
-    """create -> ready of one replica of `model` on the Ray compute, in a new endpoint."""
+    """create -> ready of one replica of `model` on the Ray compute, in a new endpoint (its
+    deployment named after it: a replica id is unique within its endpoint only)."""
     fleet.online_endpoints.create(endpoint, compute=COMPUTE)
     t = time.perf_counter()
-    dep = fleet.online_deployments.create("blue", endpoint, model)
+    dep = fleet.online_deployments.create(endpoint, endpoint, model)
     took = time.perf_counter() - t
     assert dep["provisioning_state"] == "Succeeded", dep
     return took
 
 
 def fetched(fleet, endpoint: str) -> str:
-    logs = fleet.online_deployments.get_logs("blue", endpoint, lines=50)
+    logs = fleet.online_deployments.get_logs(endpoint, endpoint, lines=50)
     return next((line.split("model ", 1)[1] for line in logs.splitlines() if "datastore" in line), "object store")
 
 

@@ -73,13 +73,13 @@ def test_ray_nodes_read_the_model_from_the_store_into_their_own_cache(fleet, fle
 
     assert score() == expected
 
-    # another endpoint's deployment of the same name and model: its own actors, from the warm caches;
-    # its scoring code read from the store as well
+    # another endpoint's deployment of the same model: its own actors, from the warm caches; its
+    # scoring code read from the store as well
     fleet.online_endpoints.create("ray-ep2", compute="raydev")
     code = scoring_code(tmp_path / "onlinescoring", SCORE_PY)
-    dep = fleet.online_deployments.create("blue", "ray-ep2", "iris:1", code_configuration=code)
+    dep = fleet.online_deployments.create("green", "ray-ep2", "iris:1", code_configuration=code)
     assert dep["provisioning_state"] == "Succeeded"
-    assert "nothing read from datastore" in fleet.online_deployments.get_logs("blue", "ray-ep2", lines=100)
+    assert "nothing read from datastore" in fleet.online_deployments.get_logs("green", "ray-ep2", lines=100)
     assert any((cache / "trees" / "code").is_dir() for cache in two_nodes.values())
     ep2 = fleet.online_endpoints.get("ray-ep2")
     key2 = fleet.online_endpoints.get_keys("ray-ep2")["primaryKey"]

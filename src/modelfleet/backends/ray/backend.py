@@ -42,12 +42,6 @@ def agent_environment(address: str, auth_token: str | None) -> dict[str, str]:
     return {**os.environ, **ray_environment(auth_token, address), "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
 
 
-def actor_name(spec: ReplicaSpec) -> str:
-    """The replica's actor name in the workspace's namespace: a replica id is unique within its
-    endpoint only (two endpoints' `blue` deployments of one model have the same ids)."""
-    return f"{spec.endpoint}.{spec.replica_id}"
-
-
 class RayReplica(FramedReplica):
     """A ReplicaHandle over a TCP connection to a replica actor."""
 
@@ -59,10 +53,13 @@ class RayReplica(FramedReplica):
     def memory_bytes(self) -> int | None:
         return self.last_rss
 
+    def address(self) -> dict | None:
+        return self.where   # host, port, pid, node_id and the secret: every server's gateway connects
+
     async def stop(self, grace_s: float = 5.0) -> None:
         self.close_connection()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.backend.request({"op": "stop", "replica": actor_name(self.spec)}), max(grace_s, 5.0))
+            await asyncio.wait_for(self.backend.request({"op": "stop", "replica": self.id}), max(grace_s, 5.0))
 
     def note(self, message: str) -> None:
         with contextlib.suppress(OSError), open(self.spec.log_path, "a") as f:
@@ -71,7 +68,7 @@ class RayReplica(FramedReplica):
     async def log_tail(self, lines: int) -> str:
         try:
             answer = await asyncio.wait_for(
-                self.backend.request({"op": "tail", "replica": actor_name(self.spec), "lines": lines}), 15)
+                self.backend.request({"op": "tail", "replica": self.id, "lines": lines}), 15)
             remote = answer["text"]
         except Exception as e:  # the actor is gone: what the server noted is what there is
             remote = f"(the replica's own log is unavailable: {e})"
@@ -87,7 +84,8 @@ class RayReplica(FramedReplica):
 class RayBackend:
     """The replicas of one Ray compute, and its agent process."""
 
-    def __init__(self, name: str, address: str, auth_token: str | None, namespace: str, logs_dir: Path):
+    def __init__(self, name: str, address: str, auth_token: str | None, namespace: str, logs_dir: Path,
+                 keep: frozenset[str] | None = frozenset()):
         self.name = name
         self.address = address
         self.auth_token = auth_token
@@ -100,7 +98,10 @@ class RayBackend:
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self._cleaned = False
+        self._cleaned = False   # an agent of this server removed the actors of earlier ones
+        # While this server leads: the actors it adopted, which that removal spares. None while it
+        # follows: its agent (started to read a log) removes nothing, the actors are the leader's.
+        self.keep = keep
 
     @property
     def alive(self) -> bool:
@@ -115,7 +116,10 @@ class RayBackend:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             env = {**agent_environment(self.address, self.auth_token), "FLEET_AGENT_FD": str(theirs.fileno())}
             argv = [sys.executable, "-m", "modelfleet.backends.ray.agent", "--address", self.address,
-                    "--namespace", self.namespace] + ([] if self._cleaned else ["--clean"])
+                    "--namespace", self.namespace]
+            cleaning = not self._cleaned and self.keep is not None
+            if cleaning:
+                argv += ["--clean", "--keep", ",".join(sorted(self.keep))]
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 # From the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
@@ -135,7 +139,7 @@ class RayBackend:
                 self._kill_agent()
                 self.last_fault = f"compute {self.name!r}: {hello.get('error')} (log: {self.log_path})"
                 raise DeploymentFailed(self.last_fault)
-            self._cleaned = True
+            self._cleaned = self._cleaned or cleaning
             self.last_fault = None
             self._reader = asyncio.create_task(self._read())
 
@@ -178,10 +182,18 @@ class RayBackend:
     async def warm(self) -> None:
         pass  # the agent starts with the first replica: an unused compute costs nothing
 
+    async def adopt(self, keep: set[str] | None) -> None:
+        """This server leads now (`keep`: the actors it adopted) or follows (None). A leader whose
+        agent already runs (it read a log while following) removes the earlier servers' actors now."""
+        self.keep = frozenset(keep) if keep is not None else None
+        if self.keep is not None and not self._cleaned and self.alive:
+            await self.request({"op": "clean", "keep": sorted(self.keep)})
+            self._cleaned = True
+
     async def start(self, spec: ReplicaSpec) -> RayReplica:
         script_path = spec.script_path
         requests = spec.resources.requests
-        body = {"replica_id": actor_name(spec),
+        body = {"replica_id": spec.replica_id,
                 "config": replica_config(spec, spec.model_dir, script_path),
                 "env": spec.env, "model_sha256": spec.model_sha256, "model_dir": str(spec.model_dir),
                 "model_source": spec.model_source.to_wire() if spec.model_source else None,
@@ -196,16 +208,12 @@ class RayBackend:
             self.last_fault = e.message
             raise
         self.last_fault = None
-        loop = asyncio.get_running_loop()
         try:
-            _, replica = await asyncio.wait_for(loop.create_connection(
-                lambda: RayReplica(self, spec, where), where["host"], where["port"]), 30)
-        except (OSError, asyncio.TimeoutError) as e:
+            replica = await self.connect(spec, where)
+        except DeploymentFailed:
             with contextlib.suppress(Exception):
-                await self.request({"op": "stop", "replica": actor_name(spec)})
-            raise DeploymentFailed(f"compute {self.name!r}: cannot reach replica {spec.replica_id} at "
-                                   f"{where['host']}:{where['port']}: {e}") from None
-        replica._transport.write(bytes.fromhex(where["token"]))
+                await self.request({"op": "stop", "replica": spec.replica_id})
+            raise
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         replica.note(f"replica {spec.replica_id} placed by Ray on node {where['host']} "
                      f"({where['node_id'][:12]}), pid {where['pid']}")
@@ -215,6 +223,19 @@ class RayBackend:
             replica.note(f"model {spec.model_sha256[:12]}: read {fetched} bytes from datastore {store!r} into the "
                          f"node's cache" if fetched else
                          f"model {spec.model_sha256[:12]}: in the node's cache, nothing read from datastore {store!r}")
+        return replica
+
+    async def connect(self, spec: ReplicaSpec, where: dict) -> RayReplica:
+        """A connection of this server's to a replica actor at `where` (its own, or one another
+        server started: every gateway reaches every actor), opened with the replica's secret."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, replica = await asyncio.wait_for(loop.create_connection(
+                lambda: RayReplica(self, spec, where), where["host"], where["port"]), 30)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DeploymentFailed(f"compute {self.name!r}: cannot reach replica {spec.replica_id} at "
+                                   f"{where['host']}:{where['port']}: {e}") from None
+        replica._transport.write(bytes.fromhex(where["token"]))
         return replica
 
     def _kill_agent(self) -> None:

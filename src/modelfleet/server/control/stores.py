@@ -15,6 +15,7 @@ from ...store import ArtifactStore, Database
 from ...datastores.secrets import SecretBox
 from ...store.computes import ComputeStore
 from ...store.datastores import DatastoreStore
+from ...store.replicas import ReplicaStore
 from ...store.serving import ServingStore
 
 
@@ -26,6 +27,7 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
     datastores: Datastores       # where the workspace's bytes live besides its own folder
 
     @classmethod
@@ -33,4 +35,5 @@ class Stores:
         artifacts = ArtifactStore(ws.artifacts)
         datastores = Datastores(DatastoreStore(db, SecretBox(ws.datastore_key)), artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts, datastores),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), datastores)
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
+                   ReplicaStore(db), datastores)
