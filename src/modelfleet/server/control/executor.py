@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -72,7 +73,10 @@ class Executor:
         # A later leader numbers its replicas under its epoch: names stay unique across leaders
         # (a Ray actor's name is its replica id, and an adopted one keeps its own).
         term = f"{fence.epoch}-" if fence and fence.epoch > 1 else ""
-        rid = f"{rt.name}-{spec_hash[:6]}-{term}{rt.serial}"
+        # The endpoint is in the digest: the same deployment of the same model on two endpoints
+        # must not share an id (a Ray actor's name is cluster-wide).
+        tag = hashlib.sha256(f"{rt.endpoint}/{spec_hash}".encode()).hexdigest()[:6]
+        rid = f"{rt.name}-{tag}-{term}{rt.serial}"
         code = spec.code
         return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_key=spec_hash,
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
