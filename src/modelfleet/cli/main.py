@@ -6,6 +6,7 @@ import click
 
 from ..version import __version__
 from .computes import compute
+from .datastores import datastore
 from .deployments import online_deployment
 from .endpoints import online_endpoint
 from .environments import environment
@@ -20,7 +21,7 @@ def cli() -> None:
     """modelfleet: register and serve many models on one machine, with the az ml vocabulary."""
 
 
-for group in (workspace, model, environment, online_endpoint, online_deployment, compute, server):
+for group in (workspace, model, environment, online_endpoint, online_deployment, compute, datastore, server):
     cli.add_command(group)
 
 

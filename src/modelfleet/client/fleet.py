@@ -30,6 +30,7 @@ from . import launcher
 from .accounts import Accounts, trust
 from .computes import ComputeOperations
 from .connection import Connection, Target
+from .datastores import DatastoreOperations
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
@@ -88,6 +89,7 @@ class Fleet:
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
         self.computes = ComputeOperations(self)
+        self.datastores = DatastoreOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
         self.users = UserOperations(self)

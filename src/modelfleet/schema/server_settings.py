@@ -54,6 +54,9 @@ class ServerSettings(BaseModel):
     python_policy: Literal["nearest", "strict"] = "nearest"
     pythons: list[str] = Field(default_factory=list)
     python_downloads: bool = False
+    # Each node's cache of datastore blobs (docs/datastores.md): its bound. Least recently used
+    # blobs go first; blobs a replica uses are never evicted.
+    node_cache_size: str = "20Gi"
     # Where the metadata lives: None is the workspace's SQLite file; postgresql://USER@HOST/DB
     # a PostgreSQL database (its password from ~/.pgpass or PGPASSWORD, or in the URL).
     database_url: str | None = None
@@ -86,12 +89,16 @@ class ServerSettings(BaseModel):
             out["database_url"] = redact(self.database_url)
         return out
 
-    @field_validator("shared_worker_memory")
+    @field_validator("shared_worker_memory", "node_cache_size")
     @classmethod
     def _budget(cls, v: str) -> str:
         if memory_bytes(v) < 2**20:
             raise ValueError("must be at least 1Mi")
         return v
+
+    @property
+    def node_cache_bytes(self) -> int:
+        return memory_bytes(self.node_cache_size)
 
     @property
     def shared_worker_memory_bytes(self) -> int:

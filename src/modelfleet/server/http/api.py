@@ -39,6 +39,7 @@ from .auth import Authorizer
 from .computes_api import add_routes as add_computes
 from .failed_attempts import FailedAttempts
 from .identities_api import add_routes as add_identities
+from .datastores_api import add_routes as add_datastores
 from .environments_api import add_routes as add_environments, deployment_environment
 from .models_api import add_routes as add_models
 from .observe_api import add_routes as add_observability, live_figures
@@ -282,6 +283,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
+            await asyncio.to_thread(stores.datastores.commit, "code", body.code.sha256)   # before the row
         spec["environment"] = await deployment_environment(stores, body, model, ep)  # built, or nothing changes
         row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic,
                                             if_match=if_match.strip().removeprefix("W/").strip('"') if if_match else None)
@@ -325,6 +327,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     add_environments(app, controller, stores, deps)
     add_models(app, registry, stores.artifacts, deps)
     add_computes(app, computes, controller.ws.logs_dir, deps)
+    add_datastores(app, stores.datastores, deps, secret_deps=deps)   # listSecrets: its own action (permissions.py)
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:

@@ -60,6 +60,7 @@ ROUTES: dict[tuple[str, str], Permission] = {
     # models and uploaded snapshots (kind: models or code)
     ("GET", "/api/artifacts/{kind}/{sha256}"): ws("{kind}", "read"),
     ("PUT", "/api/artifacts/{kind}/{sha256}"): ws("{kind}", "write"),
+    ("POST", "/api/artifacts/{kind}"): ws("{kind}", "write"),   # a snapshot read from a datastore path
     ("GET", "/api/models"): ws("models", "read"),
     ("POST", "/api/models/{name}/versions"): ws("models", "write"),
     ("GET", "/api/models/{name}/versions/{version}"): ws("models", "read"),
