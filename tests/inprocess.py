@@ -16,6 +16,11 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
+from modelfleet.monitoring.data_assets import DataAssets
+from modelfleet.monitoring.scheduler import Monitoring
+from modelfleet.server import first_admin
+from modelfleet.server.http import monitoring_api
+from modelfleet.store.monitoring import ScheduleStore
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
@@ -50,20 +55,26 @@ class LoopTransport(httpx.BaseTransport):
 
 
 class InProcessServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, database_url: str | None = None, **api_options):
+        self.api_options = api_options
         self.ws = Workspace("unit", root / "ws")
         self.ws.path.mkdir(parents=True, exist_ok=True)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
         self._thread.start()
-        self.db = Database(self.ws.db_url)
+        self.db = Database(database_url or self.ws.db_url)
         self.backend = FakeBackend()
 
         async def build():
             stores = Stores.of_workspace(self.ws, self.db)
             self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
-            return build_api(self.controller, stores, TOKEN, URL)
+            first_admin.bootstrap(stores.identities, self.ws.first_admin_token_file)
+            app = build_api(self.controller, stores, TOKEN, URL, **self.api_options)
+            schedules = ScheduleStore(self.db)   # the monitoring routes, as the server adds them (not started)
+            monitoring = Monitoring(schedules, DataAssets(self.db, stores.artifacts, self.ws.path), self.ws.path)
+            monitoring_api.add_routes(app, monitoring, schedules)
+            return app
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
 

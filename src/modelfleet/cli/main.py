@@ -39,6 +39,12 @@ cli.add_command(schedule)
 
 cli.add_command(top)
 
+from .identities import COMMANDS as IDENTITY_COMMANDS  # noqa: E402
+from .accounts import COMMANDS as ACCOUNT_COMMANDS  # noqa: E402
+
+for _command in IDENTITY_COMMANDS + ACCOUNT_COMMANDS:
+    cli.add_command(_command)
+
 from .fleet import COMMANDS as FLEET_FILE_COMMANDS  # noqa: E402
 
 for _command in FLEET_FILE_COMMANDS:

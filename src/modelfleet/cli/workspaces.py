@@ -24,8 +24,9 @@ def _named(ctx: Ctx, name: str | None, verb: str) -> str:
 
 
 def _remote(ctx: Ctx, name: str | None) -> bool:
-    """With FLEET_SERVER, the workspace is the one that server serves: shown (or refused) here."""
-    if not os.environ.get("FLEET_SERVER"):
+    """With FLEET_SERVER or a login, the workspace is the one that server serves: shown (or refused) here."""
+    from ..client.accounts import Accounts
+    if not (os.environ.get("FLEET_SERVER") or Accounts().current()):
         return False
     served = ctx.fleet.workspace_name
     if name not in (None, served):

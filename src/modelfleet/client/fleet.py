@@ -10,8 +10,9 @@
     outcomes = fleet.apply(plan)                      # ... and make it so
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
-on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, or `server=` and `token=`; its certificate checked
-against `ca_bundle=` or REQUESTS_CA_BUNDLE / SSL_CERT_FILE: tls.py); or,
+on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, `server=` and `token=`, or the
+server `fleet login` made current: client/accounts.py), its certificate checked against the CA
+bundle given or REQUESTS_CA_BUNDLE / SSL_CERT_FILE (tls.py); or,
 in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
 httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
 launcher's run/server.json and saved settings.
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..domain.errors import InvalidInput
 from ..schema.workspace import Workspace, Workspaces
 from . import launcher, tls
+from .accounts import Accounts
 from .computes import ComputeOperations
 from .connection import Connection, Target
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
+from .identities import ActivityLogOperations, RoleAssignmentOperations, TokenOperations, UserOperations
 from .models import ModelOperations
 from .server import ServerOperations
 
@@ -67,6 +70,10 @@ class Fleet:
         self.notice = notice or _notice_nothing
         server = server or os.environ.get("FLEET_SERVER") or None
         self.workspace: Workspace | None = None   # None: the server is elsewhere (its name: workspace_name)
+        account = None if server or transport else Accounts(Path(home) if home else None).current()
+        if account is not None:   # fleet login's current server; FLEET_TOKEN may replace its token
+            server, ca_bundle = account.server, ca_bundle or account.ca_bundle
+            token = token or os.environ.get("FLEET_TOKEN") or account.token
         if server is None and transport is None:
             self.workspaces = Workspaces(Path(home) if home else None)
             self.workspace = self.workspaces.get(workspace)
@@ -74,10 +81,10 @@ class Fleet:
         else:
             token = token or os.environ.get("FLEET_TOKEN")
             if not token:
-                raise InvalidInput("FLEET_TOKEN: the server's admin token is needed with FLEET_SERVER "
-                                   "(`fleet server status --show-token -o json` on the server's machine)")
+                raise InvalidInput("FLEET_TOKEN: a token is needed with FLEET_SERVER (`fleet token create`, or "
+                                   "`fleet login --server URL` instead)")
             url = (server or IN_PROCESS_URL).rstrip("/")
-            verify = tls.trust(ca_bundle) if url.startswith("https:") else True
+            verify = tls.trust(ca_bundle) if url.startswith("https:") and transport is None else True
             target = Target(url, token, verify, ca_bundle=str(ca_bundle) if ca_bundle else None)
             self.connection = Connection(lambda: target, transport)
         self.models = ModelOperations(self)
@@ -86,6 +93,10 @@ class Fleet:
         self.computes = ComputeOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
+        self.users = UserOperations(self)
+        self.tokens = TokenOperations(self)
+        self.role_assignments = RoleAssignmentOperations(self)
+        self.activity_log = ActivityLogOperations(self)
 
     @cached_property
     def data(self):

@@ -33,6 +33,9 @@ class ServerSettings(BaseModel):
     allow_plain_http: bool = False       # beyond loopback without TLS (a TLS proxy in front)
     admin_token_file: str | None = None  # a fixed admin token (default: a new one per start)
     metrics_auth: Literal["auto", "token", "none"] = "auto"  # auto: open on loopback only
+    # Failed token attempts one client address may make per minute (in a burst, then spread out)
+    # before every request from it gets 429 for a while.
+    failed_token_attempts_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     access_log: bool = True
     access_log_max_bytes: int = Field(default=64 * 2**20, ge=4096)
     access_log_backups: int = Field(default=5, ge=0, le=1000)

@@ -75,6 +75,11 @@ class Workspace:
     def server_file(self) -> Path:
         return self.run_dir / "server.json"
 
+    @property
+    def first_admin_token_file(self) -> Path:
+        """The bootstrapped first admin's token (0600), written once, at the first start."""
+        return self.path / "first-admin.token"
+
     def to_dict(self, current: str | None = None) -> dict:
         return {"name": self.name, "path": str(self.path), "current": self.name == current}
 

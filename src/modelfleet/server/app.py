@@ -46,6 +46,7 @@ from .dataplane.routing import Router
 from ..schema.server_settings import ServerSettings
 from .telemetry.hooks import EventLog, Telemetry
 from .http import monitoring_api
+from . import first_admin
 
 log = logging.getLogger("modelfleet.server")
 
@@ -78,7 +79,8 @@ class ServerApp:
         self.draining = False
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
-                             self.telemetry, cfg.metrics_auth, lambda: self.draining)
+                             self.telemetry, cfg.metrics_auth, lambda: self.draining,
+                             cfg.failed_token_attempts_per_minute)
         self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
 
     def _admission(self):
@@ -304,6 +306,9 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
             app.db.close()
             raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
                              "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
+    first_token = first_admin.bootstrap(app.stores.identities, ws.first_admin_token_file)
+    if first_token is not None:
+        first_admin.announce(first_token, ws.first_admin_token_file)
     try:
         settings.update(ws, **{**(changes or {}), "port": port})  # the address is kept from now on
     except FleetError as e:

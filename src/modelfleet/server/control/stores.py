@@ -11,7 +11,9 @@ from ...envbuild.interpreters import Policy
 from ...schema import server_settings
 from ...schema.workspace import Workspace
 from ...store import ArtifactStore, Database
+from ...store.activity import ActivityStore
 from ...store.computes import ComputeStore
+from ...store.identities import IdentityStore
 from ...store.serving import ServingStore
 
 
@@ -23,9 +25,12 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    identities: IdentityStore    # users, service principals, tokens, role assignments
+    activity: ActivityStore      # who changed what
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))))
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
+                   IdentityStore(db), ActivityStore(db))
