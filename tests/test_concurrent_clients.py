@@ -1,7 +1,8 @@
-"""Twenty clients, each with a token of its own, create, update and delete models and deployments
-at once for RUN_S seconds against one server whose metadata is in a real PostgreSQL: every
-change the server acknowledged is in the final state, and the only refusals are 412s to callers
-whose etag had gone stale (a deployment all of them update: its writes form one unbroken chain).
+"""Twenty clients, each a user of its own (AzureML Data Scientist), create, update and delete
+models and deployments at once for RUN_S seconds against one server whose metadata is in a real
+PostgreSQL: every change the server acknowledged is in the final state, the only refusals are
+412s to callers whose etag had gone stale (a deployment all of them update: its writes form one
+unbroken chain), and the activity log holds one line per change and per refusal, under its user.
 A real server process over HTTP; the clients are threads of this process, each with its own
 connection (modelfleet's Python client)."""
 
@@ -108,9 +109,12 @@ def test_twenty_clients_writing_at_once_on_postgresql_lose_no_change(postgres_se
     try:
         _fleet(owner, "server", "start", "--database-url", postgres_server.create_database())
         status = json.loads(_fleet(owner, "server", "status", "--show-token", "-o", "json").stdout)
-        tokens = [status["token"]] * CLIENTS
+        setup = Fleet(server=status["url"], token=status["token"])
+        tokens = []
+        for i in range(CLIENTS):
+            tokens.append(setup.users.create(f"user{i}")["token"])
+            setup.role_assignments.create(f"user{i}", "AzureML Data Scientist")
         fleets = [Fleet(server=status["url"], token=t) for t in tokens]
-        setup = fleets[0]
         setup.models.register("base", model_dir, version="1")
         setup.online_endpoints.create(CONTESTED[0])
         setup.online_deployments.create(CONTESTED[1], CONTESTED[0], "base:1", instance_count=1)
@@ -157,7 +161,17 @@ def test_twenty_clients_writing_at_once_on_postgresql_lose_no_change(postgres_se
 
         for endpoint, name in [(f"ep{i}", "base") for i in range(CLIENTS)] + [CONTESTED]:
             setup.online_deployments.wait(endpoint, name, timeout=60)   # and the controller kept up
-        for f in fleets:
+        # one line per change in the activity log, under the user that made it, and one per refusal
+        for i, ledger in enumerate(ledgers):
+            entries = [e for e in setup.activity_log.list(caller=f"user{i}", limit=10_000)
+                       if not e["resource"].startswith("artifacts/")]   # a model's files: uploaded once by whoever came first
+            changes = (len(ledger.registered) + len(ledger.described) + len(ledger.deleted) + len(ledger.deployments_made)
+                       + len(ledger.deployments_deleted) + len(ledger.contested))
+            assert sum(e["status"] == "Succeeded" for e in entries) == changes, i
+            refused = [e for e in entries if e["status"] != "Succeeded"]
+            assert len(refused) == ledger.refused and {(e["http_status"], e["resource"]) for e in refused} <= {
+                (412, f"endpoints/{CONTESTED[0]}/deployments/{CONTESTED[1]}")}
+        for f in [setup, *fleets]:
             f.close()
     finally:
         _stop_servers(tmp_path / "server-home")
