@@ -37,14 +37,14 @@ def tls_server(tmp_path):
         assert status["url"].startswith("https://127.0.0.1:")
         client = {**owner, "FLEET_HOME": str(tmp_path / "client-home"), "FLEET_SERVER": status["url"],
                   "FLEET_TOKEN": status["token"]}
-        yield ca, client
+        yield ca, client, owner
     finally:
         _stop_servers(tmp_path / "server-home")
 
 
 @pytest.mark.slow
 def test_the_client_trusts_the_ca_it_is_given_and_says_so_in_one_line_otherwise(tls_server, tmp_path):
-    ca, client = tls_server
+    ca, client, _owner = tls_server
 
     refused = _run(client, "model", "list")   # certifi's public CAs do not vouch for a test CA
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
@@ -67,3 +67,21 @@ def test_the_client_trusts_the_ca_it_is_given_and_says_so_in_one_line_otherwise(
         assert fleet.workspace_name == "default" and fleet.models.list() == []
     finally:
         fleet.close()
+
+
+@pytest.mark.slow
+def test_login_keeps_the_ca_it_was_given_and_refuses_an_untrusted_server_in_one_line(tls_server, tmp_path):
+    ca, client, owner = tls_server
+    bob = json.loads(_run(owner, "user", "create", "--name", "bob", "-o", "json").stdout)
+    (tmp_path / "token").write_text(bob["token"] + "\n")
+    home = Path(client["FLEET_HOME"])
+    plain = {k: v for k, v in client.items() if k not in ("FLEET_SERVER", "FLEET_TOKEN")}
+    login = ("login", "--server", client["FLEET_SERVER"], "--token-file", str(tmp_path / "token"))
+
+    refused = _run(plain, *login)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "do not vouch for" in refused.stderr and not (home / "accounts.json").exists()   # nothing kept
+
+    assert _run(plain, *login, "--ca-bundle", str(ca.ca_cert)).returncode == 0
+    shown = _run(plain, "user", "show", "-o", "json")   # no variable names the CA: the login's copy of it does
+    assert shown.returncode == 0 and json.loads(shown.stdout)["name"] == "bob", shown.stderr
