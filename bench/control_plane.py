@@ -142,7 +142,22 @@ def bench_mlflow(args, work: Path, pg) -> dict:
         out["command"] = "mlflow server --app-name basic-auth --backend-store-uri postgresql://... (default workers)"
         return out
     finally:
-        svc.stop()
+        _stop_session(svc)
+
+
+def _stop_session(svc: c.Service) -> None:
+    """MLflow's server forks workers and job consumers that outlive their parent (reparented, so not
+    in its tree at stop): every process of the session it was started in goes, by pid."""
+    import psutil
+    svc.stop()
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == svc.pid:
+                left.append(p.pid)
+        except OSError:
+            continue
+    c.stop_pids(left, 5.0)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -46,7 +46,7 @@ def in_threads(n_ops: int, clients: int, op: Callable[[int, int], object]) -> di
                 continue
             per_client[k].append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
