@@ -46,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "to reach as many in the time at hand")
     ap.add_argument("--mlflow-shows", type=int, default=None, help="single-version reads in MLflow (default: --shows)")
     ap.add_argument("--only", default=",".join(SYSTEMS), help="a subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--report-only", action="store_true", help="print the table of the last run again")
     ap.add_argument("--install-timeout", type=float, default=900.0)
     return ap.parse_args(argv)
 
@@ -177,8 +178,11 @@ def report(res: dict) -> str:
             got = systems.get(s, {}).get(op)
             if got:
                 row[f"{s}_rps"], row[f"{s}_p99"] = got["ops_per_s"], got["p99_ms"]
-        row["pg_vs_sqlite"] = ratio(row.get("postgresql_rps"), row.get("sqlite_rps"))
-        row["pg_vs_mlflow"] = ratio(row.get("postgresql_rps"), row.get("mlflow_rps"))
+        # lists of different lengths compare by rows per second
+        per = {s: (systems[s][op]["ops_per_s"] * systems[s][op].get("rows", 1) if op == "list" else row.get(f"{s}_rps"))
+               for s in SYSTEMS if row.get(f"{s}_rps")}
+        row["pg_vs_sqlite"] = ratio(per.get("postgresql"), per.get("sqlite"))
+        row["pg_vs_mlflow"] = ratio(per.get("postgresql"), per.get("mlflow"))
         rows.append(row)
     m = res["machine"]
     head = (f"# Control-plane benchmark\n\n{m['nproc']} cores, {m['cpu_model']}, Python {m['python']}; "
@@ -193,8 +197,10 @@ def report(res: dict) -> str:
                  "shows (its registration rate here would take hours to reach as many).\n\n")
     notes = [f"- {s}: not measured: {systems[s]['unavailable']}" for s in SYSTEMS if "unavailable" in systems.get(s, {})]
     if systems.get("mlflow", {}).get("version"):
-        notes.append(f"- MLflow {systems['mlflow']['version']} ({systems['mlflow']['processes']} processes); it has no "
-                     "deploy: its registry records versions, serving is elsewhere.")
+        notes.append(f"- MLflow {systems['mlflow']['version']} ({systems['mlflow']['processes']} processes), basic_auth.ini "
+                     "as shipped (no credential cache: every request checks the password hash); it has no deploy: "
+                     "its registry records versions, serving is elsewhere.")
+    notes.append("- list: the ratios compare rows per second (the lists may differ in length).")
     errs = [f"- {s} {op}: {v['errors']} errors ({v.get('first_error')})" for s, d in systems.items()
             for op, v in d.items() if isinstance(v, dict) and v.get("errors")]
     return head + c.table(rows, cols) + "\n\n" + "\n".join(notes + errs) + "\n"
@@ -202,6 +208,9 @@ def report(res: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report_only:   # the table again from the last run's JSON
+        c.publish("control_plane", res := json.loads((c.RESULTS / "control_plane.json").read_text()), report(res))
+        return 0
     only = [s for s in args.only.split(",") if s]
     sys.path.insert(0, str(c.ROOT))
     from tests.postgres import PostgresServer
