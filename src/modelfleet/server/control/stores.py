@@ -14,6 +14,7 @@ from ...store import ArtifactStore, Database
 from ...store.activity import ActivityStore
 from ...store.computes import ComputeStore
 from ...store.identities import IdentityStore
+from ...store.replicas import ReplicaStore
 from ...store.serving import ServingStore
 
 
@@ -27,10 +28,11 @@ class Stores:
     environments: Environments   # environment versions and their builds
     identities: IdentityStore    # users, service principals, tokens, role assignments
     activity: ActivityStore      # who changed what
+    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
                    Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
-                   IdentityStore(db), ActivityStore(db))
+                   IdentityStore(db), ActivityStore(db), ReplicaStore(db))

@@ -22,6 +22,7 @@ def install(app) -> Monitoring:
     controller.collection = hub
     schedules = ScheduleStore(app.db)
     monitoring = Monitoring(schedules, DataAssets(app.db, app.stores.artifacts, ws.path), ws.path)
+    monitoring.runs_here = lambda: controller.leading   # one server runs due monitors: the leader
     app.telemetry.metrics.registry.register(MonitoringCollector(hub, monitoring))
     add_routes(app.api, monitoring, schedules)
     return monitoring
