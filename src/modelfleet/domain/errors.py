@@ -121,8 +121,9 @@ class BuildFailed(FleetError):
     http_status = 422
 
 
-_BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, Forbidden, RateLimited, NotFound, AlreadyExists,
-                                       Conflict, PreconditionFailed, LeaseLost, IntegrityError, StorageError, DatastoreError,
+_BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, Forbidden, RateLimited, NotFound,
+                                       AlreadyExists, Conflict, PreconditionFailed, LeaseLost, IntegrityError, StorageError,
+                                       DatastoreError,
                                        ServerUnavailable, DeploymentFailed, BuildFailed)}
 
 

@@ -126,7 +126,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
             raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
                              "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
     first_token = first_admin.bootstrap(app.stores.identities, ws.first_admin_token_file)
-    if first_token is not None:   # the first start of a workspace: its first Owner
+    if first_token is not None:   # the workspace's first start: nobody to sign in as yet
         first_admin.announce(first_token, ws.first_admin_token_file)
     if not joined:   # a joined server changes none of the workspace's settings
         try:

@@ -26,13 +26,13 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
     identities: IdentityStore    # users, service principals, tokens, role assignments
     activity: ActivityStore      # who changed what
-    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
-                   IdentityStore(db), ActivityStore(db), ReplicaStore(db))
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), ReplicaStore(db),
+                   IdentityStore(db), ActivityStore(db))
