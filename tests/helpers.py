@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import httpx
 import psutil
@@ -150,9 +151,10 @@ def iris_score_py(who: str) -> str:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "multi-model"
 
 
-def run_seed_scripts(fleet_home, tmp_path, extra_env: dict | None = None) -> None:
+def run_seed_scripts(fleet_home, tmp_path, extra_env: dict | None = None, wrap: Sequence[str] = ()) -> None:
     """examples/multi-model's register.sh, deploy.sh and update.sh as they are, with the `fleet` on
-    PATH and `extra_env` (e.g. COMPUTE_TYPE) in their environment."""
+    PATH and `extra_env` (e.g. COMPUTE_TYPE) in their environment; every command run under `wrap`
+    (e.g. `ip netns exec NS`: a client in another network namespace)."""
     work = tmp_path / "multi-model"
     shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("models"))
     train("iris", work / "models" / "model_a")
@@ -163,37 +165,38 @@ def run_seed_scripts(fleet_home, tmp_path, extra_env: dict | None = None) -> Non
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     assert shutil.which("fleet", path=env["PATH"])
 
+    def run(*args):
+        return subprocess.run([*wrap, *args], env=env, capture_output=True, text=True, timeout=300)
+
     def sh(script):
-        p = subprocess.run(["bash", str(work / script)], env=env, capture_output=True, text=True, timeout=300)
+        p = run("bash", str(work / script))
         assert p.returncode == 0, (script, p.stdout, p.stderr)
         return p
 
     sh("register.sh")
-    listed = subprocess.run(["fleet", "model", "list", "-o", "json"], env=env, capture_output=True, text=True)
+    listed = run("fleet", "model", "list", "-o", "json")
     got = {(m["name"], m["version"], m["description"]) for m in json.loads(listed.stdout)}
     assert got == {("model_a", "v1", "Model A for user segment 1"), ("model_b", "v1", "Model B for user segment 2"),
                    ("model_c", "v2", "Model C for user segment 3")}
     sh("deploy.sh")
-    eps = json.loads(subprocess.run(["fleet", "online-endpoint", "list", "-o", "json"], env=env,
-                                    capture_output=True, text=True).stdout)
+    eps = json.loads(run("fleet", "online-endpoint", "list", "-o", "json").stdout)
     assert {e["name"]: e["traffic"] for e in eps} == {
         "aci-model-a": {"default": 100}, "aci-model-b": {"default": 100}, "aci-model-c": {"default": 100}}
-    pids_a = _pids(env, "aci-model-a")
+    pids_a = _pids(run, "aci-model-a")
     sh("update.sh")
-    dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
-                                     "aci-model-b", "-o", "json"], env=env, capture_output=True, text=True).stdout)
+    dep = json.loads(run("fleet", "online-deployment", "show", "--name", "default", "--endpoint",
+                         "aci-model-b", "-o", "json").stdout)
     assert dep["model"] == "model_b:v2" and dep["provisioning_state"] == "Succeeded"
-    assert _pids(env, "aci-model-a") == pids_a  # the neighbours were not restarted
+    assert _pids(run, "aci-model-a") == pids_a  # the neighbours were not restarted
     (tmp_path / "req.json").write_text(json.dumps({"data": [[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28,
                                                              4.38, 1.05, 3.4, 1050]]}))
-    r = subprocess.run(["fleet", "online-endpoint", "invoke", "--name", "aci-model-b", "--request-file",
-                        str(tmp_path / "req.json")], env=env, capture_output=True, text=True)
+    r = run("fleet", "online-endpoint", "invoke", "--name", "aci-model-b", "--request-file", str(tmp_path / "req.json"))
     assert r.returncode == 0 and json.loads(r.stdout) in ([0], [1], [2])
 
 
-def _pids(env, endpoint):
-    dep = json.loads(subprocess.run(["fleet", "online-deployment", "show", "--name", "default", "--endpoint",
-                                     endpoint, "-o", "json"], env=env, capture_output=True, text=True).stdout)
+def _pids(run, endpoint):
+    dep = json.loads(run("fleet", "online-deployment", "show", "--name", "default", "--endpoint", endpoint,
+                         "-o", "json").stdout)
     return sorted(r["pid"] for r in dep["replicas"])
 
 

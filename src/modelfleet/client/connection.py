@@ -29,7 +29,13 @@ class Target:
     url: str
     token: str
     verify: ssl.SSLContext | bool = field(default=True, compare=False)
+    ca_bundle: str | None = field(default=None, compare=False)   # named in the error when it does not vouch
     pid: int | None = None   # a local server's process: a new one means a new connection
+
+
+def _unreachable(e: Exception, url: str, ca_bundle: str | None) -> ServerUnavailable:
+    from .tls import untrusted
+    return untrusted(e, url, ca_bundle) or ServerUnavailable(f"cannot reach the server at {url}: {e}")
 
 
 def _error(status: int, body: Any, text: str) -> FleetError:
@@ -77,7 +83,7 @@ class Connection:
             r = client.request(method, path, json=json, params=params, headers=headers, content=content,
                                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as e:
-            raise ServerUnavailable(f"cannot reach the server at {self.url}: {e}") from None
+            raise self._unreachable(e) from None
         try:
             body = r.json() if r.content else None
         except ValueError:
@@ -105,7 +111,7 @@ class Connection:
                     raise _error(r.status_code, body, "" if body else r.text)
                 yield r
         except httpx.HTTPError as e:
-            raise ServerUnavailable(f"cannot reach the server at {self.url}: {e}") from None
+            raise self._unreachable(e) from None
 
     def send(self, request: httpx.Request, timeout: float) -> httpx.Response:
         """A request built by the caller (scoring: the endpoint's key, not the admin token)."""
@@ -115,7 +121,10 @@ class Connection:
         try:
             return client.send(request)
         except httpx.HTTPError as e:
-            raise ServerUnavailable(f"cannot reach {request.url}: {e}") from None
+            raise self._unreachable(e) from None
+
+    def _unreachable(self, e: Exception) -> ServerUnavailable:
+        return _unreachable(e, self.url, self._target.ca_bundle if self._target else None)
 
     def close(self) -> None:
         if self._client is not None:

@@ -11,7 +11,8 @@
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
 on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, `server=` and `token=`, or the
-server `fleet login` made current: client/accounts.py); or,
+server `fleet login` made current: client/accounts.py), its certificate checked against the CA
+bundle given or REQUESTS_CA_BUNDLE / SSL_CERT_FILE (tls.py); or,
 in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
 httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
 launcher's run/server.json and saved settings.
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..domain.errors import InvalidInput
 from ..schema.workspace import Workspace, Workspaces
-from . import launcher
-from .accounts import Accounts, trust
+from . import launcher, tls
+from .accounts import Accounts
 from .computes import ComputeOperations
 from .connection import Connection, Target
 from .datastores import DatastoreOperations
@@ -66,7 +67,7 @@ def load_fleet(path: str | Path, notice: Callable[[str], None] | None = None) ->
 class Fleet:
     def __init__(self, workspace: str | None = None, *, home: str | Path | None = None,
                  notice: Callable[[str], None] | None = None, server: str | None = None, token: str | None = None,
-                 ca_bundle: str | None = None, transport: httpx.BaseTransport | None = None):
+                 ca_bundle: str | Path | None = None, transport: httpx.BaseTransport | None = None):
         self.notice = notice or _notice_nothing
         server = server or os.environ.get("FLEET_SERVER") or None
         self.workspace: Workspace | None = None   # None: the server is elsewhere (its name: workspace_name)
@@ -83,7 +84,9 @@ class Fleet:
             if not token:
                 raise InvalidInput("FLEET_TOKEN: a token is needed with FLEET_SERVER (`fleet token create`, or "
                                    "`fleet login --server URL` instead)")
-            target = Target((server or IN_PROCESS_URL).rstrip("/"), token, True if transport else trust(ca_bundle))
+            url = (server or IN_PROCESS_URL).rstrip("/")
+            verify = tls.trust(ca_bundle) if url.startswith("https:") and transport is None else True
+            target = Target(url, token, verify, ca_bundle=str(ca_bundle) if ca_bundle else None)
             self.connection = Connection(lambda: target, transport)
         self.models = ModelOperations(self)
         self.online_endpoints = EndpointOperations(self)
