@@ -13,8 +13,6 @@ account's CA bundle, else REQUESTS_CA_BUNDLE or SSL_CERT_FILE, else the system's
 from __future__ import annotations
 
 import hashlib
-import os
-import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,17 +35,6 @@ class Account:
         """Everything but the token."""
         return {"server": self.server, "user": self.user, "workspace": self.workspace,
                 "ca_bundle": self.ca_bundle, "current": current}
-
-
-def trust(ca_bundle: str | None) -> ssl.SSLContext | bool:
-    """What a client verifies the server's certificate with."""
-    path = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-    if not path:
-        return True
-    try:
-        return ssl.create_default_context(cafile=path)
-    except (OSError, ssl.SSLError) as e:
-        raise InvalidInput(f"CA bundle {path!r}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def normalize(url: str) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from modelfleet.client import Fleet
-from modelfleet.client.accounts import Account, Accounts, trust
+from modelfleet.client.accounts import Account, Accounts
+from modelfleet.client.tls import trust
 from modelfleet.domain.errors import InvalidInput, NotFound
 
 
@@ -58,7 +59,7 @@ def test_a_ca_bundle_is_kept_with_the_login_and_a_bad_one_is_one_line(home, tmp_
     with pytest.raises(InvalidInput, match="--ca-bundle '/nowhere.pem'"):
         Accounts().keep_ca("/nowhere.pem")
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
-    with pytest.raises(InvalidInput, match="CA bundle .*missing.pem"):
+    with pytest.raises(InvalidInput, match="SSL_CERT_FILE: .*missing.pem: no such file"):
         trust(None)
     with pytest.raises(InvalidInput, match="--server 'a.example'"):
         from modelfleet.client.accounts import normalize
