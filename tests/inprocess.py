@@ -1,7 +1,7 @@
 """The real control API in this process, for unit tests of the client and the API together.
 
-The API app is the server's own (`server.api.build_api`) over a real SQLite store and artifact
-folder in a temporary workspace; only the replicas are fakes (the controller runs on
+The API app is the server's own (`server.api.build_api`, and monitoring's routes) over a real
+SQLite (or PostgreSQL) store and artifact folder in a temporary workspace; only the replicas are fakes (the controller runs on
 tests/fakes.py's backend and clock; its replicas are ready at once). The client is the real `Fleet`, given a transport: httpx's
 ASGITransport, run on an event loop of its own thread so that the synchronous client can use it.
 No process is started and no port opened.
@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
+from modelfleet.server.http import monitoring_api
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
@@ -50,20 +51,22 @@ class LoopTransport(httpx.BaseTransport):
 
 
 class InProcessServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, database_url: str | None = None):
         self.ws = Workspace("unit", root / "ws")
         self.ws.path.mkdir(parents=True, exist_ok=True)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
         self._thread.start()
-        self.db = Database(self.ws.db_url)
+        self.db = Database(database_url or self.ws.db_url)
         self.backend = FakeBackend()
 
         async def build():
             stores = Stores.of_workspace(self.ws, self.db)
             self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
-            return build_api(self.controller, stores, TOKEN, URL)
+            api = build_api(self.controller, stores, TOKEN, URL)
+            self.monitoring = monitoring_api.install(api, self.controller, self.db, stores.artifacts, self.ws.path)
+            return api
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
 
@@ -72,6 +75,7 @@ class InProcessServer:
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.controller.stop(), self.loop).result(CALL_TIMEOUT_S)
+        self.controller.collection.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

@@ -28,10 +28,12 @@ from ..schema.workspace import Workspace, Workspaces
 from . import launcher
 from .computes import ComputeOperations
 from .connection import Connection, Target
+from .data import DataOperations
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
 from .models import ModelOperations
+from .schedules import ScheduleOperations
 from .server import ServerOperations
 
 if TYPE_CHECKING:
@@ -83,18 +85,8 @@ class Fleet:
         self.computes = ComputeOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
-
-    @cached_property
-    def data(self):
-        """Data assets (docs/monitoring.md)."""
-        from ..monitoring.operations import DataOperations
-        return DataOperations(self)
-
-    @cached_property
-    def schedules(self):
-        """Model monitor schedules (docs/monitoring.md)."""
-        from ..monitoring.operations import ScheduleOperations
-        return ScheduleOperations(self)
+        self.data = DataOperations(self)              # data assets (docs/monitoring.md)
+        self.schedules = ScheduleOperations(self)     # model monitors (docs/monitoring.md)
 
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""

@@ -79,7 +79,9 @@ class ServerApp:
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining)
-        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
+        # data collectors, data assets, monitors (docs/monitoring.md)
+        self.monitoring = monitoring_api.install(self.api, self.controller, self.db, self.stores.artifacts, ws.path,
+                                                 self.telemetry.metrics.registry)
 
     def _admission(self):
         for ep in self.router.table.endpoints.values():
