@@ -19,8 +19,8 @@ class Schedules:
     def put(self, name: str, document: dict) -> dict:
         """Create or replace schedule `name` from its document (Azure's monitor schedule YAML)."""
         spec = validate(MonitorScheduleSpec, {**document, "name": name}, f"schedule {name}")
-        for ref in sorted({s.reference_data.input_data.path for s in spec.create_monitor.monitoring_signals.values()}):
-            self.assets.get(ref)   # a reference that does not exist is refused now, not at 3 am
+        for ref in sorted(_data_refs(spec)):
+            self.assets.get(ref)   # data that does not exist is refused now, not at 3 am
         return self.store.put(spec.name, spec.data(), first_run(spec)).to_dict()
 
     def get(self, name: str) -> dict:
@@ -45,3 +45,13 @@ class Schedules:
     def runs(self, name: str, limit: int) -> list[dict]:
         self.store.get(name)   # an unknown name is not found, not an empty list
         return self.store.runs(name, limit)
+
+
+def _data_refs(spec: MonitorScheduleSpec) -> set[str]:
+    """The data assets a monitor reads: every signal's reference data, and production data given as one."""
+    out = set()
+    for signal in spec.create_monitor.monitoring_signals.values():
+        for data in (signal.reference_data, signal.production_data):
+            if data is not None and data.input_data is not None:
+                out.add(data.input_data.path)
+    return out
