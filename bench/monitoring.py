@@ -157,7 +157,7 @@ def monitors(args, work: Path) -> dict:
             start = (day + dt.timedelta(hours=h)).timestamp()
             rows = [{"correlationid": f"r{h}-{k}", "time": start + k, **dict(zip(FEATURES, map(float, v)))}
                     for k, v in enumerate(data[h * per_hour:(h + 1) * per_hour])]
-            write_parquet(folder / day.strftime("%Y/%m/%d") / f"{h:02d}", rows, h)
+            write_parquet(folder / day.strftime("%Y/%m/%d") / f"{h:02d}", rows, str(h))
     written_s = time.perf_counter() - t
     schedules = ScheduleStore(db)
     for i in range(args.deployments):
