@@ -39,6 +39,12 @@ npm-tools:
 quickstart: install
 	$(BIN)/fleet quickstart
 
+# CPython before 3.11.8/3.12.2 may raise "AST constructor recursion depth mismatch" when two threads
+# build an AST at once (gh-106905); 3.11 builds one for every traceback it formats (the ^^^ carets).
+# Without column ranges, tracebacks parse nothing, so the test process's and its servers' threads
+# never race pytest's own parsing.
+test test-fast: export PYTHONNODEBUGRANGES := 1
+
 test: install system-packages npm-tools
 	$(BIN)/python -m pytest -q
 
