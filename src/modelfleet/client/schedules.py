@@ -14,6 +14,10 @@ class ScheduleOperations:
         self._f = fleet
 
     @resources
+    def list(self) -> list[Resource]:
+        return self._f.request("GET", "/api/schedules")
+
+    @resources
     def create_or_update(self, spec: MonitorScheduleSpec) -> Resource:
         """The server checks the document again, and that its reference data exist."""
         return self._f.request("PUT", f"/api/schedules/{spec.name}", json=spec.data())
@@ -22,10 +26,6 @@ class ScheduleOperations:
     def get(self, name: str) -> Resource:
         """The schedule, and its latest run's result per signal, feature and metric (`latest_run`)."""
         return self._f.request("GET", f"/api/schedules/{name}")
-
-    @resources
-    def list(self) -> list[Resource]:
-        return self._f.request("GET", "/api/schedules")
 
     @resources
     def enable(self, name: str) -> Resource:

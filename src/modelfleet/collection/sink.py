@@ -129,9 +129,9 @@ class Warnings:
             log.warning("%s; more drops are counted in modelfleet_collection_dropped_total", message)
 
 
-class Flusher:
-    """A thread that writes every sink's rows in this process (a replica's score.py receiver;
-    the server hands its sinks to a writer process instead: writer.py)."""
+class Drainer:
+    """Sinks drained every `every_s` by one thread of their own; `flush` is the subclass's: write
+    the entries here (Flusher) or hand them to the writer process (writer_client.py)."""
 
     def __init__(self, every_s: float = FLUSH_EVERY_S):
         self.every_s = every_s
@@ -139,9 +139,7 @@ class Flusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
-        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._warn = Warnings()
-        self._pruned = 0.0
 
     def add(self, sink: Sink) -> None:
         self.sinks[(sink.endpoint, sink.deployment)] = sink
@@ -152,7 +150,7 @@ class Flusher:
     def remove(self, endpoint: str, deployment: str) -> None:
         sink = self.sinks.pop((endpoint, deployment), None)
         if sink is not None:
-            self.flush_sink(sink)
+            self.flush([sink])
 
     def stop(self) -> None:
         """Write what is queued, then stop."""
@@ -160,21 +158,40 @@ class Flusher:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.flush()
+        self.flush(stop=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
                 self.flush()
-                if time.monotonic() - self._pruned > PRUNE_EVERY_S:
-                    self._pruned = time.monotonic()
-                    for sink in list(self.sinks.values()):
-                        prune(sink)
+                self.tick()
             except Exception:  # never let one bad batch end collection for every deployment
                 log.exception("collecting data failed")
 
-    def flush(self) -> None:
-        for sink in list(self.sinks.values()):
+    def tick(self) -> None:
+        """After each flush of the thread."""
+
+    def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
+        raise NotImplementedError
+
+
+class Flusher(Drainer):
+    """Writes every sink's rows in this process (a replica's score.py receiver; the server hands
+    its sinks to a writer process instead: writer.py)."""
+
+    def __init__(self, every_s: float = FLUSH_EVERY_S):
+        super().__init__(every_s)
+        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._pruned = 0.0
+
+    def tick(self) -> None:
+        if time.monotonic() - self._pruned > PRUNE_EVERY_S:
+            self._pruned = time.monotonic()
+            for sink in list(self.sinks.values()):
+                prune(sink)
+
+    def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
+        for sink in sinks if sinks is not None else list(self.sinks.values()):
             self.flush_sink(sink)
 
     def flush_sink(self, sink: Sink) -> None:

@@ -15,7 +15,6 @@ queues are sent one last time and the writer exits once it has written them.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from .frames import read_frame, write_frame
-from .sink import FLUSH_EVERY_S, Sink, Warnings, Written
+from .sink import FLUSH_EVERY_S, Drainer, Sink, Written
 
 log = logging.getLogger("modelfleet.monitoring")
 
@@ -32,52 +31,25 @@ ATTEMPTS = 3          # writers a batch may take down before it is dropped
 STOP_TIMEOUT_S = 30.0
 
 
-class WriterProcess:
+class WriterProcess(Drainer):
     def __init__(self, root: Path, every_s: float = FLUSH_EVERY_S):
+        super().__init__(every_s)
         self.root = root
-        self.every_s = every_s
-        self.sinks: dict[tuple[str, str], Sink] = {}
         self.restarts = 0                 # writers started after the first (one died)
         self._proc: subprocess.Popen | None = None
         self._started = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()     # one batch in flight: the thread's, remove()'s or stop()'s
-        self._seq = itertools.count()
         self._tag = uuid.uuid4().hex[:12]   # file names of this server's batches
-        self._warn = Warnings()
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def add(self, sink: Sink) -> None:
-        self.sinks[(sink.endpoint, sink.deployment)] = sink
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="collection-feeder", daemon=True)
-            self._thread.start()
-
-    def remove(self, endpoint: str, deployment: str) -> None:
-        sink = self.sinks.pop((endpoint, deployment), None)
-        if sink is not None:
-            self.flush([sink])
-
     def stop(self) -> None:
         """Send what is queued, let the writer write it, and end it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
-            self._thread = None
-        self.flush(stop=True)
+        super().stop()
         with self._lock:
             self._end()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.flush()
-            except Exception:  # never let one bad batch end collection for every deployment
-                log.exception("collecting data failed")
 
     def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
         with self._lock:
