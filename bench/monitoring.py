@@ -112,8 +112,10 @@ def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
 
 
 def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
-    """In process: CPU per collected request of the request path's append and of the writer
-    thread's work (bodies -> rows -> Parquet), by how many requests one flush finds."""
+    """In process: CPU per collected request of the request path's append, of the server's feed
+    (the entries pickled into the writer's frame) and of the writer process's work (bodies ->
+    rows -> Parquet), by how many requests one flush finds."""
+    import pickle
     from modelfleet.collection.payload import PayloadCollector, convert
     from modelfleet.collection.sink import Flusher, Sink
     names = {"inputs": [{"name": f"f{i}", "shape": [-1]} for i in range(4)], "outputs": [{"name": "predict", "shape": [-1]}]}
@@ -131,9 +133,13 @@ def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
         entries = sink.drain()
         t = time.process_time()
         for k in range(0, requests, batch):
+            pickle.dumps({"sinks": [("ep", "blue", "hour", 30, entries[k:k + batch])]}, pickle.HIGHEST_PROTOCOL)
+        feed_us = (time.process_time() - t) / requests * 1e6
+        t = time.process_time()
+        for k in range(0, requests, batch):
             sink.queue.extend(entries[k:k + batch])
             flusher.flush_sink(sink)
-        out.append({"batch": batch, "offer_us": round(offer_us, 2),
+        out.append({"batch": batch, "offer_us": round(offer_us, 2), "feed_us": round(feed_us, 2),
                     "writer_us": round((time.process_time() - t) / requests * 1e6, 1)})
     return out
 
@@ -237,9 +243,10 @@ def report(res: dict, args) -> str:
                                     ("writer_cpu_us", "writer CPU µs/req"), ("foreign_cpu_pct", "other work % CPU")]))
     if "writer" in res:
         out.append("CPU per collected request (model_inputs and model_outputs), in process: the request path's "
-                   "append, and the writer thread's work by how many requests one flush finds:\n\n"
+                   "append and the feed (pickled into the writer's frame), both in the server, and the writer "
+                   "process's work, by how many requests one flush finds:\n\n"
                    + c.table(res["writer"], [("batch", "requests per flush"), ("offer_us", "append µs"),
-                                             ("writer_us", "writer µs")]))
+                                             ("feed_us", "feed µs"), ("writer_us", "writer µs")]))
     if "monitors" in res:
         mon = res["monitors"]
         out.append(f"## A thousand daily monitors\n\n{mon['deployments']:,} deployments, each a day of "
