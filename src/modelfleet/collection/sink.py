@@ -161,7 +161,11 @@ class Drainer:
         self.flush(stop=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        # on a fixed cadence: a flush that took long (a busy disk) is not followed by a full wait
+        # while the queues fill
+        due = time.monotonic() + self.every_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.every_s, time.monotonic())
             try:
                 self.flush()
                 self.tick()

@@ -48,6 +48,7 @@ def serve(root: Path, src, out) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="collection writer: %(message)s")
+    import pyarrow.parquet  # noqa: F401  (now, not in the first batch: the queues fill meanwhile)
     try:
         return serve(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer)
     except (BrokenPipeError, KeyboardInterrupt):   # the server is gone or stopping

@@ -45,6 +45,16 @@ class WriterProcess(Drainer):
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def _run(self) -> None:
+        # the writer starts (and imports pyarrow) with the first sink, so that the first batch
+        # does not wait for it while the queues fill
+        try:
+            with self._lock:
+                self._process()
+        except OSError as e:
+            log.warning("cannot start the collection writer: %s (tried again at the next batch)", e)
+        super()._run()
+
     def stop(self) -> None:
         """Send what is queued, let the writer write it, and end it."""
         super().stop()
