@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests start for real: the dashboard test's headless browser, PostgreSQL.
-DEBIAN_PACKAGES := chromium postgresql
+DEBIAN_PACKAGES := chromium postgresql nginx
 # Debian's Pythons for environments that pin a Python (tests/test_azure_examples.py serves from every
 # 3.10-3.13 installed). Debian 12 has only python3.11; the others come from pyenv or uv where present.
 DEBIAN_PYTHONS := python3.11

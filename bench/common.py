@@ -400,10 +400,13 @@ class Recorder:
         return head.encode() + b"\r\n" + body
 
     @staticmethod
-    async def _read_response(reader: asyncio.StreamReader) -> int:
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+        """The status, and whether the server closes the connection after it (`connection: close`,
+        as nginx says after `keepalive_requests`): the next request then goes on a new one."""
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         lower = head.lower()
+        closing = re.search(rb"\r\nconnection:\s*close", lower) is not None
         m = re.search(rb"content-length:\s*(\d+)", lower)
         if m:
             await reader.readexactly(int(m.group(1)))
@@ -413,7 +416,7 @@ class Recorder:
                 await reader.readexactly(size + 2)
                 if size == 0:
                     break
-        return status
+        return status, closing
 
     async def _connection(self, k: int) -> None:
         clock, t0 = time.perf_counter, self.start_clock
@@ -431,8 +434,10 @@ class Recorder:
                     i = (i + 1) % len(self.requests)
                     start = clock()
                     writer.write(self.requests[i])
-                    status = await asyncio.wait_for(self._read_response(reader), 10)
+                    status, closing = await asyncio.wait_for(self._read_response(reader), 10)
                     self.records.append((start - t0, clock() - start, status))
+                    if closing:
+                        break
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
                 self.records.append((start - t0, clock() - start, 0))
             finally:

@@ -20,7 +20,9 @@ def _stop_servers(home: Path) -> None:
     folders = [home]
     with contextlib.suppress(Exception):
         folders += [Path(w["path"]) for w in orjson.loads((home / "config.json").read_bytes())["workspaces"].values()]
-    for server_file in [f for folder in folders for f in folder.glob("**/run/server.json")]:
+    run_files = [f for folder in folders for pattern in ("**/run/server.json", "**/run/joined/*.json")
+                 for f in folder.glob(pattern)]   # joined: more servers of one workspace (--join)
+    for server_file in run_files:
         with contextlib.suppress(Exception):
             pid = orjson.loads(server_file.read_bytes())["pid"]
             children = _children(pid)

@@ -162,6 +162,14 @@ class FakeReplica:
     async def log_tail(self, lines: int) -> str:
         return "\n".join(self.notes[-lines:])
 
+    reachable = False   # set by a backend whose replicas other servers reach (as Ray's)
+
+    def address(self) -> dict | None:
+        return {"replica": self.id} if self.reachable else None
+
+    def disconnect(self) -> None:
+        pass
+
     def describe(self) -> dict:
         return {"pid": self.pid, "node": "fake"}
 
@@ -174,12 +182,22 @@ class FakeBackend:
         self.shut_down = False
         self.init: str | None = None   # "fail" or "hang" for every replica, whatever its spec says
         self._pids = itertools.count(100)
+        self.reachable = False      # replicas every server reaches, as a Ray compute's
+        self.adopted: dict[str, set[str]] | None = {}
 
     async def warm(self) -> None:
         pass
 
+    async def connect(self, spec: ReplicaSpec, address: dict) -> FakeReplica:
+        """Another controller's replica (two controllers in a test share one backend)."""
+        return next(r for r in self.started if r.id == address["replica"] and not r.closed)
+
+    async def adopt(self, replica_ids: dict[str, set[str]] | None) -> None:
+        self.adopted = replica_ids
+
     async def start(self, spec: ReplicaSpec) -> FakeReplica:
         replica = FakeReplica(spec, next(self._pids))
+        replica.reachable = self.reachable
         behaviour = self.init or spec.env.get("FAKE_INIT")
         if behaviour == "fail":
             replica._ready.set_exception(InitFailed("failed to start: RuntimeError: boom", detail="Traceback: boom"))

@@ -173,6 +173,13 @@ class ReplicaHandle(Protocol):
     def describe(self) -> dict:
         """Where it runs, for `show` (pid, node, log)."""
 
+    def address(self) -> dict | None:
+        """How another server of the workspace reaches it (host, port, secret), kept in the store;
+        None for a replica only this server can reach (a local process)."""
+
+    def disconnect(self) -> None:
+        """Let go of it without stopping it: it serves on for the other servers."""
+
 
 class Backend(Protocol):
     name: str
@@ -188,6 +195,14 @@ class Backend(Protocol):
 
     def fault(self, compute: str) -> str | None:
         """Why `compute` cannot run replicas now, if its last use failed (None: none known)."""
+
+    async def connect(self, spec: ReplicaSpec, address: dict) -> ReplicaHandle:
+        """This server's connection to a replica another server of the workspace started, at the
+        `address()` its handle gave there; usable once `handle.ready()` returns."""
+
+    async def adopt(self, replica_ids: dict[str, set[str]] | None) -> None:
+        """This server took the lead and serves these replicas (by compute) as its own: whatever
+        it removes of earlier servers, not these. None: it follows, and removes nothing."""
 
     def release(self, python: Path) -> None:
         """An environment's build at `python` is going away: what runs it ahead of need may stop."""

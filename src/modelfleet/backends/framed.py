@@ -140,6 +140,12 @@ class FramedReplica(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def disconnect(self) -> None:
+        self.close_connection()
+
+    def address(self) -> dict | None:
+        return None   # a local replica: only its own server reaches it
+
     # -- what a backend adds -----------------------------------------------------------------
 
     async def exit_code(self) -> int | None:

@@ -5,6 +5,7 @@ compute by name (one RayBackend, and one agent process, per compute in use; alwa
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +13,8 @@ from ..domain.errors import DeploymentFailed, FleetError
 from .base import ReplicaHandle, ReplicaSpec
 from .local.backend import LocalBackend
 from .shared.pool import SharedPool
+
+log = logging.getLogger("modelfleet.backends")
 
 # compute name -> its row ({"type", "address", "auth_token", ...}) or None when unknown
 Lookup = Callable[[str], "dict | None"]
@@ -28,6 +31,7 @@ class ComputeBackends:
         self.logs_dir = logs_dir
         self.namespace = namespace
         self.ray: dict[str, object] = {}   # compute name -> RayBackend
+        self.adopted: dict[str, set[str]] | None = None   # see adopt(): None until this server leads
 
     async def warm(self) -> None:
         await self.local.warm()
@@ -38,6 +42,22 @@ class ComputeBackends:
                 return await self.shared.start(spec)
             return await self.local.start(spec)
         return await (await self._backend(spec.compute)).start(spec)
+
+    async def connect(self, spec: ReplicaSpec, address: dict) -> ReplicaHandle:
+        """This server's connection to a replica another server started (its row's `address`)."""
+        return await (await self._backend(spec.compute)).connect(spec, address)
+
+    async def adopt(self, replica_ids: dict[str, set[str]] | None) -> None:
+        """This server now leads and serves these replicas (by compute) as its own: its first agent
+        on each compute removes the actors of earlier servers but these. None: it follows, and
+        removes nothing."""
+        self.adopted = replica_ids
+        for name in {*self.ray, *(replica_ids or {})}:
+            try:
+                backend = self.ray.get(name) or await self._backend(name)
+                await backend.adopt(None if replica_ids is None else replica_ids.get(name, set()))
+            except FleetError as e:   # a compute gone or unreachable: its agent removes nothing now
+                log.warning("compute %s: %s", name, e.message)
 
     async def _backend(self, name: str):
         from .ray.cluster import require_ray
@@ -57,8 +77,9 @@ class ComputeBackends:
             await backend.shutdown()  # re-attached elsewhere: a new driver for the new address
             backend = None
         if backend is None:
+            keep = None if self.adopted is None else frozenset(self.adopted.get(name, ()))
             backend = self.ray[name] = RayBackend(name, row["address"], row.get("auth_token"), self.namespace,
-                                                  self.logs_dir)
+                                                  self.logs_dir, keep)
         return backend
 
     def release(self, python: Path) -> None:

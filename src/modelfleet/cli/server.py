@@ -43,9 +43,17 @@ def _changes(**options) -> dict:
 @command(server, "start", help="Start the server in the background (or --foreground).")
 @_address_options
 @click.option("--foreground", is_flag=True, help="Run in this process (for systemd or a container).")
-def start(ctx: Ctx, foreground, **options):
+@click.option("--join", is_flag=True,
+              help="Start another server for this workspace beside the running one (on PostgreSQL; its own "
+                   "port, --port or a free one); one of them runs the controller. See fleet server list.")
+def start(ctx: Ctx, foreground, join, **options):
     from ..client import launcher
     changes = _changes(**options)
+    if join:
+        if foreground:
+            sys.exit(launcher.run_foreground(ctx.fleet.workspace, {**changes, "join": True}))
+        ctx.emit(ctx.fleet.server.join(**changes))
+        return
     if foreground:
         if ctx.fleet.workspace is None:
             ctx.fleet.server.start()   # refused: a remote server is started where it runs
@@ -80,6 +88,12 @@ def status(ctx: Ctx, show_token):
     ctx.emit(ctx.fleet.server.status(show_token=show_token))
 
 
+@command(server, "list", help="The workspace's servers: address, host/pid, leader or follower and since when, "
+                               "last heartbeat.")
+def list_servers(ctx: Ctx):
+    ctx.emit(ctx.fleet.server.list(), columns=["url", "host", "pid", "role", "since", "last_heartbeat"])
+
+
 @command(server, "configure", help="Show or change the saved server settings (applied at the next start).")
 @_address_options
 @click.option("--admin-token-file", default=None,
@@ -105,6 +119,9 @@ def status(ctx: Ctx, show_token):
               help="An environment's Python not installed: build on the nearest found (with a warning), or refuse.")
 @click.option("--python", "pythons", multiple=True, default=None,
               help="An interpreter environments may use beyond those found (repeatable; '' clears the list).")
+@click.option("--lease-duration", "lease_duration_s", type=float, default=None,
+              help="Several servers on PostgreSQL: the controller's lease (seconds, default 6); a follower "
+                   "takes over within about this long of the leader's death.")
 @click.option("--python-downloads/--no-python-downloads", default=None,
               help="Let uv download a Python an environment asks for when none is installed (default: no).")
 def configure(ctx: Ctx, **options):

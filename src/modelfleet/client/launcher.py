@@ -171,10 +171,40 @@ def start(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) 
     raise ServerUnavailable(f"server did not start within {timeout:.0f}s (log: {log_path})")
 
 
+def join(ws: Workspace, changes: dict | None = None, *, timeout: float = 60.0) -> ServerInfo:
+    """Start another server for this workspace folder (detached, logging to a file of its own),
+    beside the one running: both share its PostgreSQL database, one runs the controller (docs/production.md).
+    Its port is `changes["port"]` or a free one; it changes none of the saved settings."""
+    from ..schema import server_settings as settings
+    settings.merged(ws, changes or {})   # a bad value is an error here, before anything starts
+    ws.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = ws.logs_dir / f"server-joined-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(_server_args(ws, {**(changes or {}), "join": True}), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    info_file = ws.run_dir / "joined" / f"{proc.pid}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise ServerUnavailable(f"server exited at start: {tail[0]} (log: {log_path})")
+        with contextlib.suppress(FileNotFoundError, orjson.JSONDecodeError):
+            raw = orjson.loads(info_file.read_bytes())
+            info = ServerInfo(raw["pid"], raw["url"], raw["token"], raw["host"], raw["port"], raw["started_at"],
+                              raw.get("ssl_certfile"))
+            if healthy(info):
+                return info
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    raise ServerUnavailable(f"the joined server did not start within {timeout:.0f}s (log: {log_path})")
+
+
 def run_foreground(ws: Workspace, changes: dict | None = None) -> int:
     """Become the server (this process's pid, signals and output): for systemd or a container."""
     from ..schema import server_settings as settings
-    settings.merged(ws, changes or {})  # a bad value is an error here, before anything starts
+    # a bad value is an error here, before anything starts (`join` is how it starts, not a setting)
+    settings.merged(ws, {k: v for k, v in (changes or {}).items() if k != "join"})
     args = _server_args(ws, changes)
     os.execv(args[0], args)
     return 1  # not reached

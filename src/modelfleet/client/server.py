@@ -31,6 +31,14 @@ class ServerOperations:
             settings.update(ws, **changes)
         return info.to_dict(), started
 
+    def join(self, **changes) -> dict:
+        """Start another server for this workspace beside the running one (PostgreSQL only)."""
+        return launcher.join(self._local("join"), changes).to_dict()
+
+    def list(self) -> list[dict]:
+        """The workspace's servers: address, host and pid, leader or follower and since when, last heartbeat."""
+        return self._f.request("GET", "/api/servers")
+
     def stop(self) -> dict | None:
         info = launcher.stop(self._local("stop"))
         return info.to_dict() if info else None

@@ -11,6 +11,7 @@ Every boundary maps these the same way: the CLI prints one line and exits with
     +-- AlreadyExists          (1, 409)  an immutable thing registered twice
     +-- Conflict               (1, 409)  a request that the current state forbids
     |   +-- PreconditionFailed (1, 412)  an update based on a version that is no longer current
+    |   +-- LeaseLost          (1, 409)  a controller write under a lease another server has taken since
     +-- IntegrityError         (1, 500)  stored bytes no longer match their sha256
     +-- StorageError           (1, 507)  the disk refused a write (full, read-only)
     +-- DatastoreError         (1, 502)  a datastore (Azure Blob) unreachable or refusing its credentials
@@ -74,6 +75,10 @@ class PreconditionFailed(Conflict):
     http_status = 412
 
 
+class LeaseLost(Conflict):
+    code = "lease_lost"
+
+
 class IntegrityError(FleetError):
     code = "integrity_error"
 
@@ -103,7 +108,7 @@ class BuildFailed(FleetError):
 
 
 _BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, NotFound, AlreadyExists,
-                                       Conflict, PreconditionFailed, IntegrityError, StorageError, DatastoreError,
+                                       Conflict, PreconditionFailed, LeaseLost, IntegrityError, StorageError, DatastoreError,
                                        ServerUnavailable, DeploymentFailed, BuildFailed)}
 
 

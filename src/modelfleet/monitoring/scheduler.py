@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -45,6 +46,7 @@ class Monitoring:
         self.latest: dict[str, dict] = {r["schedule"]: r for r in schedules.latest_runs()}
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()   # one monitor at a time: they share two cores with the gateway
+        self.runs_here: Callable[[], bool] = lambda: True   # whether this server runs due schedules
 
     def run_now(self, name: str, now: dt.datetime | None = None) -> dict:
         """Run schedule `name` (blocking: call it in a thread); the stored run."""
@@ -102,7 +104,8 @@ class Monitoring:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.tick()
+                if self.runs_here():   # several servers: the one that leads the controller runs them
+                    await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -15,6 +15,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,9 @@ class Replica:
         self.wait_s = float(cfg["max_batch_wait_ms"]) / 1000.0
         self.names = (cfg.get("endpoint", ""), cfg.get("deployment", ""))
         self.scorer = None
+        # one model call at a time, whichever connection asked (several servers reach a Ray replica)
+        self.model_lock = threading.Lock()
+        self.ready_info: dict = {}
         self.tracebacks = replica_log.TracebackLimiter(user_traceback)
 
     def load(self) -> None:
@@ -96,9 +100,10 @@ class Replica:
     def score(self, bodies: list[bytes], ids: list[str]) -> list[tuple[int, bytes]]:
         """(status, payload) of each body, scored in one model call; `ids` name the requests in the log."""
         replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
-        self.out.busy_since = time.monotonic()
         try:
-            results = self.scorer.score(bodies)
+            with self.model_lock:
+                self.out.busy_since = time.monotonic()
+                results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
             if len(bodies) > 1 and not self._memory_full(e):  # one by one: one bad body must not fail the rest
                 return [self.score([b], [i])[0] for b, i in zip(bodies, ids, strict=True)]
@@ -134,9 +139,10 @@ class Replica:
         """(status, payload) of one V2 request (its frame's payload: request id, then the body)."""
         from . import v2
         replica_log.request_id, body = p.split_request(payload)
-        self.out.busy_since = time.monotonic()
         try:
-            answer = v2.handle(self.scorer, body, *self.names, report=self._report)
+            with self.model_lock:
+                self.out.busy_since = time.monotonic()
+                answer = v2.handle(self.scorer, body, *self.names, report=self._report)
             return (p.MODEL_ERROR, self._memory_error()) if self.out_of_memory else answer
         finally:
             self.out.busy_since = 0.0
@@ -197,7 +203,39 @@ def main() -> None:
 
 def serve_connection(cfg: dict, sock: socket.socket) -> bool:
     """Load the model, say READY (or INIT_FAILED with the traceback), then serve until EOF.
-    False when the model could not be loaded. Used by replica processes and by Ray actors."""
+    False when the model could not be loaded. Used by replica processes."""
+    replica = start_replica(cfg, sock)
+    if replica is None:
+        return False
+    serve_until_closed(replica)
+    return True
+
+
+def serve_until_closed(replica: Replica) -> None:
+    try:
+        replica.serve()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    if replica.out_of_memory:  # only under a memory budget, which only replica processes have
+        replica_log.finish()
+        os._exit(p.EXIT_MEMORY_LIMIT)
+
+
+def serve_another(loaded: Replica, sock: socket.socket) -> None:
+    """Another server's connection to a replica already loaded (a Ray actor that every server's
+    gateway reaches): READY at once, then the same model, its calls one at a time with every other
+    connection's."""
+    replica = Replica(loaded.cfg, sock)
+    replica.scorer, replica.budget, replica.model_lock = loaded.scorer, loaded.budget, loaded.model_lock
+    replica.out.start_heartbeats()
+    replica.out.flush(p.frame(0, p.READY, to_json(loaded.ready_info)))
+    replica.out.serving.set()
+    with contextlib.suppress(OSError):
+        serve_until_closed(replica)
+
+
+def start_replica(cfg: dict, sock: socket.socket) -> Replica | None:
+    """Load the model and say READY on `sock` (or INIT_FAILED with the traceback: None)."""
     if cfg.get("log_path"):
         replica_log.install(Path(cfg["log_path"]))
     replica = Replica(cfg, sock)
@@ -212,22 +250,16 @@ def serve_connection(cfg: dict, sock: socket.socket) -> bool:
         sys.stderr.flush()
         with contextlib.suppress(OSError):
             replica.out.flush(p.frame(0, p.INIT_FAILED, tb.encode()))
-        return False
+        return None
     load_ms = round((time.monotonic() - started) * 1000, 3)
     fast = getattr(replica.scorer, "fast_path", None)
     print(f"replica {cfg.get('replica_id')} ready in {load_ms:.0f} ms "
           f"(pid {os.getpid()})" + (f"; fast path: {fast['path']} ({fast['reason']})" if fast else ""), flush=True)
-    replica.out.flush(p.frame(0, p.READY, to_json({"pid": os.getpid(), "load_ms": load_ms,
-                                                   "metadata": replica.scorer.metadata, "fast_path": fast})))
+    replica.ready_info = {"pid": os.getpid(), "load_ms": load_ms, "metadata": replica.scorer.metadata,
+                          "fast_path": fast}
+    replica.out.flush(p.frame(0, p.READY, to_json(replica.ready_info)))
     replica.out.serving.set()
-    try:
-        replica.serve()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    if replica.out_of_memory:  # only under a memory budget, which only replica processes have
-        replica_log.finish()
-        os._exit(p.EXIT_MEMORY_LIMIT)
-    return True
+    return replica
 
 
 def run(cfg: dict) -> None:

@@ -54,6 +54,10 @@ class ServerSettings(BaseModel):
     # Where the metadata lives: None is the workspace's SQLite file; postgresql://USER@HOST/DB
     # a PostgreSQL database (its password from ~/.pgpass or PGPASSWORD, or in the URL).
     database_url: str | None = None
+    # Several servers on one PostgreSQL database: the controller's lease lasts this long without a
+    # renewal (renewed every quarter of it); a follower takes over within about this long of the
+    # leader's death. Shorter fails over faster and writes to the database more often.
+    lease_duration_s: float = Field(default=6.0, ge=1, le=300)
 
     @field_validator("database_url")
     @classmethod

@@ -163,12 +163,14 @@ class Database:
             command.upgrade(config, "head")
 
     @contextlib.contextmanager
-    def write(self):
-        """A transaction that holds the write lock from its first statement; all or nothing."""
+    def write(self, notify: bool = True):
+        """A transaction that holds the write lock from its first statement; all or nothing.
+        `notify`: tell every server's ChangeWatch at commit (not for heartbeats, which change no
+        desired state and would make every server read every row again)."""
         try:
             with self._writer.begin() as conn:
                 yield conn
-                if self.is_postgresql:   # delivered at commit, to every server's ChangeWatch
+                if self.is_postgresql and notify:   # delivered at commit, to every server's ChangeWatch
                     conn.exec_driver_sql(f"NOTIFY {CHANGES_CHANNEL}")
         except sa.exc.OperationalError as e:
             raise StorageError(f"database write failed: {self._why(e)}") from e

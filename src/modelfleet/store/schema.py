@@ -148,6 +148,42 @@ activity_log = sa.Table(
 )
 
 
+# -- several servers on one workspace (docs/production.md) -----------------------------------------
+
+servers = sa.Table(
+    "servers", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),             # a UUID per server process
+    sa.Column("url", sa.String(512), nullable=False),             # where its API and gateway answer
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),            # the database's clock, epoch seconds
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),           # controller
+    sa.Column("holder", sa.String(36), nullable=False),           # a servers.id
+    sa.Column("epoch", sa.BigInteger, nullable=False),            # the fencing token: +1 at each new holder
+    sa.Column("since", sa.Float, nullable=False),                 # when the holder took it
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+replicas = sa.Table(
+    "replicas", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),            # the replica id (a Ray actor's name)
+    sa.Column("endpoint", sa.String(32), nullable=False),
+    sa.Column("deployment", sa.String(32), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),        # what it runs
+    sa.Column("compute", sa.String(64), nullable=False),
+    sa.Column("address", sa.JSON, nullable=False),                # host, port, pid, node, its secret
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_replicas_endpoint_deployment", "endpoint", "deployment"),
+)
+
+# What the running servers keep for themselves, not part of a workspace: `workspace migrate` copies
+# none of it, and a database holding only these rows holds no workspace.
+SERVER_STATE = (servers, leases, replicas)
 
 # -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from ..domain.errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
 from ..domain.model_types import FAST_PATH_DEFAULT
 from .db import Database, utcnow
+from .leases import Fence, check_fence
 from .schema import deployments, endpoints
 
 # Spec fields that change what a replica runs; the rest apply without restarting replicas.
@@ -170,9 +171,11 @@ class ServingStore:
                          .values(traffic=traffic, mirror_traffic=mirror, updated_at=utcnow()))
 
     def record_rollout(self, endpoint: str, name: str, spec_hash: str, *, ok: bool,
-                       error: str | None = None) -> None:
-        """The controller's verdict on a rollout of `spec_hash`; a stale verdict changes nothing."""
+                       error: str | None = None, fence: Fence | None = None) -> None:
+        """The controller's verdict on a rollout of `spec_hash`; a stale verdict changes nothing,
+        and one under a lease that has ended (`fence`) is refused (LeaseLost)."""
         with self.db.write() as conn:
+            check_fence(conn, fence)
             row = conn.execute(sa.select(deployments).where(
                 deployments.c.endpoint == endpoint, deployments.c.name == name)).first()
             if row is None or row.spec_hash != spec_hash:

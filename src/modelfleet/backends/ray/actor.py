@@ -3,14 +3,17 @@
 The actor receives its model and code snapshots through Ray's object store (no shared
 filesystem), writes them into a node-local cache (temp directory + rename) and checks each
 against its sha256, as the local backend does. It then listens on its node's address for one
-TCP connection from the modelfleet server, which must first send the replica's secret; from
-there on it is the same replica as a local process (runtime/replica.py): the same frames, the
-same batching, the same score.py contract. Requests never pass through Ray's task path, so a
+TCP connection from each modelfleet server of the workspace, which must first send the replica's
+secret; from there on it is the same replica as a local process (runtime/replica.py): the same
+frames, the same batching, the same score.py contract, the model's calls one at a time whichever
+server's gateway sent them. It outlives its connections (a leader that dies leaves it serving the
+others, and the next leader adopts it); a stop through Ray ends it. Requests never pass through Ray's task path, so a
 Ray replica costs the gateway one TCP hop instead of an actor call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import shutil
@@ -86,26 +89,45 @@ class ReplicaActor:
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, name="replica", daemon=True).start()
 
-    def _serve(self) -> None:
-        from ...runtime.replica import serve_connection
+    def _accept(self) -> socket.socket:
+        """The next connection that brings the replica's secret; others are closed unanswered."""
         while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:  # nobody came: the server gave up on this replica
-                os._exit(1)
+            conn, _ = self.listener.accept()
             conn.settimeout(10)
             try:
                 given = conn.recv(TOKEN_BYTES, socket.MSG_WAITALL)
             except OSError:
                 given = b""
             if hmac.compare_digest(given, self.token):
-                break
-            conn.close()  # not our server
-        self.listener.close()
-        conn.settimeout(None)
-        serve_connection(self.cfg, conn)
-        # The server let go of this replica (or its model failed to load): end the actor.
-        os._exit(0)
+                conn.settimeout(None)
+                return conn
+            conn.close()  # not one of the workspace's servers
+
+    def _serve(self) -> None:
+        """The first connection (the server that started it) loads the model; every later one
+        (another server's gateway, or a new leader adopting it) shares it. The actor outlives its
+        connections: only a stop through Ray (the leader's) ends it."""
+        from ...runtime.replica import serve_until_closed, start_replica
+        try:
+            first = self._accept()
+        except OSError:  # nobody came: the server gave up on this replica
+            os._exit(1)
+        self.listener.settimeout(None)
+        loaded = start_replica(self.cfg, first)
+        if loaded is None:   # its model failed to load: INIT_FAILED said why
+            os._exit(1)
+        threading.Thread(target=self._serve_others, args=(loaded,), name="accept", daemon=True).start()
+        with contextlib.suppress(OSError):
+            serve_until_closed(loaded)   # the first server's; the others go on when it leaves
+
+    def _serve_others(self, loaded) -> None:
+        from ...runtime.replica import serve_another
+        while True:
+            try:
+                conn = self._accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_another, args=(loaded, conn), name="connection", daemon=True).start()
 
     def address(self) -> dict:
         return {"host": self.host, "port": self.port, "pid": os.getpid(),

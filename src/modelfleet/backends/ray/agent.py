@@ -7,11 +7,12 @@ talks to the agent over a SOCK_SEQPACKET socketpair (each message arrives whole)
     server -> agent   {"id": n, "op": "start", "spec": {...}}     create a replica actor
                       {"id": n, "op": "stop", "replica": id}      kill it
                       {"id": n, "op": "tail", "replica": id, "lines": k}
+                      {"id": n, "op": "clean", "keep": [id, ...]}  kill the others (a new leader)
     agent -> server   {"id": n, "ok": true, ...} or {"id": n, "ok": false, "error": "one line"}
 
 Replica actors are detached and named in the workspace's namespace, so they outlive an agent
-that crashes; an agent started with --clean (the first one of a server) kills any left over from
-an earlier server first. Requests run in threads: a slow start never holds up a stop.
+that crashes and the server that started them; an agent started with --clean (the first one of a
+leading server) kills any left over from an earlier server first, but those it adopted (--keep). Requests run in threads: a slow start never holds up a stop.
 
 Run as `python -m modelfleet.backends.ray.agent --address HOST:PORT --namespace NS [--clean]`
 with the socket as file descriptor $FLEET_AGENT_FD.
@@ -46,9 +47,11 @@ class Agent:
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
 
-    def clean(self) -> None:
-        """Kill replica actors an earlier server left behind."""
+    def clean(self, keep: set[str]) -> None:
+        """Kill replica actors an earlier server left behind, but those the server adopted."""
         for name in self.ray.util.list_named_actors():
+            if name in keep:
+                continue
             try:
                 self.ray.kill(self.ray.get_actor(name))
             except Exception:
@@ -125,6 +128,9 @@ class Agent:
                 out = self.start(msg["spec"])
             elif op == "stop":
                 out = self.stop(msg["replica"])
+            elif op == "clean":
+                self.clean(set(msg["keep"]))
+                out = {}
             elif op == "tail":
                 out = self.tail(msg["replica"], int(msg["lines"]))
             else:
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--address", required=True)
     ap.add_argument("--namespace", required=True)
     ap.add_argument("--clean", action="store_true")
+    ap.add_argument("--keep", default="", help="with --clean: replica actors to leave running (adopted)")
     args = ap.parse_args(argv)
     from ...runtime.replica import die_with_parent
     die_with_parent("mf:ray-agent")
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     agent = Agent(sock, args.namespace)
     if args.clean:
-        agent.clean()
+        agent.clean({name for name in args.keep.split(",") if name})
     sock.send(orjson.dumps({"id": 0, "ok": True}))
     agent.serve()
     return 0

@@ -53,6 +53,9 @@ class RayReplica(FramedReplica):
     def memory_bytes(self) -> int | None:
         return self.last_rss
 
+    def address(self) -> dict | None:
+        return self.where   # host, port, pid, node_id and the secret: every server's gateway connects
+
     async def stop(self, grace_s: float = 5.0) -> None:
         self.close_connection()
         with contextlib.suppress(Exception):
@@ -81,7 +84,8 @@ class RayReplica(FramedReplica):
 class RayBackend:
     """The replicas of one Ray compute, and its agent process."""
 
-    def __init__(self, name: str, address: str, auth_token: str | None, namespace: str, logs_dir: Path):
+    def __init__(self, name: str, address: str, auth_token: str | None, namespace: str, logs_dir: Path,
+                 keep: frozenset[str] | None = frozenset()):
         self.name = name
         self.address = address
         self.auth_token = auth_token
@@ -94,7 +98,10 @@ class RayBackend:
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self._cleaned = False
+        self._cleaned = False   # an agent of this server removed the actors of earlier ones
+        # While this server leads: the actors it adopted, which that removal spares. None while it
+        # follows: its agent (started to read a log) removes nothing, the actors are the leader's.
+        self.keep = keep
 
     @property
     def alive(self) -> bool:
@@ -109,7 +116,10 @@ class RayBackend:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             env = {**agent_environment(self.address, self.auth_token), "FLEET_AGENT_FD": str(theirs.fileno())}
             argv = [sys.executable, "-m", "modelfleet.backends.ray.agent", "--address", self.address,
-                    "--namespace", self.namespace] + ([] if self._cleaned else ["--clean"])
+                    "--namespace", self.namespace]
+            cleaning = not self._cleaned and self.keep is not None
+            if cleaning:
+                argv += ["--clean", "--keep", ",".join(sorted(self.keep))]
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 # From the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
@@ -129,7 +139,7 @@ class RayBackend:
                 self._kill_agent()
                 self.last_fault = f"compute {self.name!r}: {hello.get('error')} (log: {self.log_path})"
                 raise DeploymentFailed(self.last_fault)
-            self._cleaned = True
+            self._cleaned = self._cleaned or cleaning
             self.last_fault = None
             self._reader = asyncio.create_task(self._read())
 
@@ -172,6 +182,14 @@ class RayBackend:
     async def warm(self) -> None:
         pass  # the agent starts with the first replica: an unused compute costs nothing
 
+    async def adopt(self, keep: set[str] | None) -> None:
+        """This server leads now (`keep`: the actors it adopted) or follows (None). A leader whose
+        agent already runs (it read a log while following) removes the earlier servers' actors now."""
+        self.keep = frozenset(keep) if keep is not None else None
+        if self.keep is not None and not self._cleaned and self.alive:
+            await self.request({"op": "clean", "keep": sorted(self.keep)})
+            self._cleaned = True
+
     async def start(self, spec: ReplicaSpec) -> RayReplica:
         script_path = spec.script_path
         requests = spec.resources.requests
@@ -188,19 +206,28 @@ class RayBackend:
             self.last_fault = e.message
             raise
         self.last_fault = None
+        try:
+            replica = await self.connect(spec, where)
+        except DeploymentFailed:
+            with contextlib.suppress(Exception):
+                await self.request({"op": "stop", "replica": spec.replica_id})
+            raise
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        replica.note(f"replica {spec.replica_id} placed by Ray on node {where['host']} "
+                     f"({where['node_id'][:12]}), pid {where['pid']}")
+        return replica
+
+    async def connect(self, spec: ReplicaSpec, where: dict) -> RayReplica:
+        """A connection of this server's to a replica actor at `where` (its own, or one another
+        server started: every gateway reaches every actor), opened with the replica's secret."""
         loop = asyncio.get_running_loop()
         try:
             _, replica = await asyncio.wait_for(loop.create_connection(
                 lambda: RayReplica(self, spec, where), where["host"], where["port"]), 30)
         except (OSError, asyncio.TimeoutError) as e:
-            with contextlib.suppress(Exception):
-                await self.request({"op": "stop", "replica": spec.replica_id})
             raise DeploymentFailed(f"compute {self.name!r}: cannot reach replica {spec.replica_id} at "
                                    f"{where['host']}:{where['port']}: {e}") from None
         replica._transport.write(bytes.fromhex(where["token"]))
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        replica.note(f"replica {spec.replica_id} placed by Ray on node {where['host']} "
-                     f"({where['node_id'][:12]}), pid {where['pid']}")
         return replica
 
     def _kill_agent(self) -> None:

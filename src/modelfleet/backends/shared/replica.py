@@ -202,6 +202,12 @@ class SharedReplica:
     async def log_tail(self, lines: int) -> str:
         return "\n".join(await asyncio.to_thread(tail_lines, self.spec.log_path, lines))
 
+    def address(self) -> dict | None:
+        return None   # a model in one of this server's workers
+
+    def disconnect(self) -> None:
+        pass
+
     def describe(self) -> dict:
         return {"placement": "shared", "pid": self.worker.pid, "worker": self.worker.id, "loaded": self.loaded,
                 "last_load_ms": self.last_load_ms, "memory_bytes": self.memory_bytes(),

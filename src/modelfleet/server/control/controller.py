@@ -18,12 +18,14 @@ machine in replicas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from typing import Callable
 
 from ...backends.base import Backend
-from ...domain.errors import FleetError
+from ...domain.errors import FleetError, LeaseLost
+from ...store.leases import Fence
 from ...schema.workspace import Workspace
 from ..dataplane.routing import NO_COLLECTION, Router
 from . import autoscaler, reconciler
@@ -34,12 +36,15 @@ from .executor import Executor
 from .publisher import RoutePublisher
 from .queries import Queries
 from .reconciler import Desired, Key, Retire, Rollout, Scale, Settle
+from .replica_rows import ReplicaRows, reachable
 from .replicas import Listener, ReplicaState as S, Roster, transition
 from .stores import Stores
 
 log = logging.getLogger("modelfleet.controller")
 
 ERROR_REPEAT_S = 60.0      # the same reconcile error is logged again at most this often
+PASS_EVERY_S = 1.0         # a leader's pass when nothing pokes it
+FOLLOW_POLL_S = 0.25       # a follower's: it learns of the leader's changes (its replicas) this soon
 # Settings that never change what a replica runs: they apply to the serving group at once, even
 # while a rollout of a new spec is under way.
 SETTINGS_IN_PLACE = ("request_settings", "liveness_probe", "readiness_probe", "resources", "instance_count",
@@ -63,7 +68,11 @@ class Controller:
         self.publisher = RoutePublisher(router, self.state, self.runtimes, lambda: self.collection)
         self.executor = Executor(ws, stores, backend, self.clock, self.state, self.publisher, self._spawn,
                                  self.poke, self._step_one, self.runtimes, self.listeners, self.roster,
-                                 lambda: self.collection)
+                                 lambda: self.collection, lambda: self.fence if self.leading else False,
+                                 self.share)
+        self.replica_rows = ReplicaRows(stores.replicas, backend, self.clock, ws.logs_dir, self.listeners, self.roster,
+                                        self.runtimes, self.publisher.publish, self.state.compute_of)
+        self._sharing = asyncio.Lock()   # one write of the serving replicas at a time
         self.queries = Queries(ws, self.runtimes, self.state, backend, self.roster)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -71,6 +80,11 @@ class Controller:
         self._reconciling = asyncio.Lock()  # one pass at a time: the last reads are the ones published
         self._stopping = False
         self._last_error: tuple[str, float] | None = None   # the reconcile error logged last, and when
+        # Whether this server runs the controller (leadership.py): a follower only reads the rows
+        # and publishes routing from them. `fence` is the lease every write carries (None: the
+        # only server, as in tests that build a Controller alone).
+        self.leading = True
+        self.fence: Fence | None = None
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -83,7 +97,8 @@ class Controller:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            await self.clock.wait(asyncio.ensure_future(self._wake.wait()), 1.0)
+            await self.clock.wait(asyncio.ensure_future(self._wake.wait()),
+                                  PASS_EVERY_S if self.leading else FOLLOW_POLL_S)
             self._wake.clear()
             try:
                 await self.reconcile()
@@ -100,6 +115,42 @@ class Controller:
                     log.warning("reconcile still failing: %s", text)
                     self._last_error = (text, now)
 
+    # -- leading and following -------------------------------------------------------------
+
+    async def lead(self, fence: Fence) -> None:
+        """This server took the lease: act from the next pass on. The replicas of other servers it
+        reaches (it followed their rows) are adopted: supervised, kept, never restarted; the rest
+        is restored."""
+        async with self._reconciling:
+            self.fence, self.leading = fence, True
+            await self.backend.adopt(self.replica_rows.adopted())
+            for rt in self.runtimes.values():
+                for r in reachable(rt):
+                    if r not in self.executor.watching:
+                        self.executor.watch(rt, r)
+        self.poke()
+
+    async def share(self) -> None:
+        """Write the serving replicas other servers reach, where they changed (a leader's)."""
+        async with self._sharing:
+            await self.replica_rows.write(self.executor.fence())
+
+    async def follow(self, why: str = "") -> None:
+        """This server no longer holds the lease: stop acting at once. Steps in progress are
+        cancelled (a rollout's new replicas are stopped, the serving ones are left as they are);
+        routing goes on from the rows."""
+        if not self.leading:
+            return
+        self.leading, self.fence = False, None
+        await self.backend.adopt(None)   # its agents remove nothing from now on
+        steps = [rt.busy for rt in self.runtimes.values() if rt.busy is not None]
+        # replicas others reach are the next leader's to supervise (and stop); local ones stay ours
+        steps += [task for r, task in self.executor.watching.items() if r.handle.address() is not None]
+        for task in steps:
+            task.cancel()
+        await asyncio.gather(*steps, return_exceptions=True)
+        self.poke()
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -110,6 +161,8 @@ class Controller:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             e = task.exception()
+            if isinstance(e, LeaseLost):   # the store refused a write: another server leads now
+                self._spawn(self.follow(e.message))
             log.warning("controller step failed: %s", e.message if isinstance(e, FleetError) else
                         f"{type(e).__name__}: {e}")
 
@@ -119,6 +172,13 @@ class Controller:
                 return
             fresh = await self.state.read()
             self._step(fresh)
+            if not self.leading:
+                await self.replica_rows.follow(self.state.replica_rows)
+            else:
+                try:
+                    await self.share()
+                except LeaseLost as e:   # the store refused: another server leads now
+                    await self.follow(e.message)
             if self._after_pass is not None:
                 self._after_pass(fresh)
 
@@ -137,7 +197,11 @@ class Controller:
             elif rt.spec is not None and any(getattr(rt.spec, k) is not getattr(want.spec, k)
                                              for k in SETTINGS_IN_PLACE):
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
-            desired[key] = self._autoscale(rt, want, now)
+            if self.leading:
+                desired[key] = self._autoscale(rt, want, now)
+        if not self.leading:
+            self._follow_rows(desired, fresh)
+            return
         actual = {key: rt.actual() for key, rt in self.runtimes.items() if key not in unreadable}
         for action in reconciler.step(desired, actual, now):
             self._execute(action)
@@ -146,9 +210,22 @@ class Controller:
             self.publisher.restored = restored
             self.publisher.publish()
 
+    def _follow_rows(self, desired: dict[Key, Desired], fresh: bool) -> None:
+        """A follower's pass: the rows' settings and keys in routing, no step taken. Deployments
+        whose rows are gone leave routing (replicas still running here stop when it leads again)."""
+        for key, rt in list(self.runtimes.items()):
+            if key not in desired and not rt.group and rt.busy is None:
+                del self.runtimes[key]
+                self.state.forget(key)
+        if fresh or not self.publisher.restored:
+            self.publisher.restored = True
+            self.publisher.publish()
+
     def _step_one(self, rt: DeploymentRuntime) -> None:
         """Step `rt` alone, from its row as last read: what a request at zero or the end of a
         scale needs at once, without the cost of a pass over the whole fleet."""
+        if not self.leading:
+            return
         if rt.desired is None or rt.busy is not None or rt.retired:
             self.poke()
             return
@@ -195,23 +272,36 @@ class Controller:
             rt.busy = self._spawn(self.executor.scale(rt, action.want))
         elif isinstance(action, Settle):
             self._spawn(asyncio.to_thread(self.stores.serving.record_rollout, rt.endpoint, rt.name,
-                                          action.spec_hash, ok=True))
+                                          action.spec_hash, ok=True, fence=self.fence))
         elif isinstance(action, Retire):
             rt.retired = True
             self._spawn(self.executor.retire(rt))
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    async def stop(self) -> None:
+    async def stop(self, hand_over: bool = False) -> None:
+        """Stop the loop and this server's replicas. With `hand_over` (another server of the
+        workspace goes on), replicas the others reach are let go, not stopped: the next leader
+        adopts them. A follower never stops them: they are the leader's."""
         self._stopping = True
         if self._task:
             self._task.cancel()
         for t in list(self._tasks):
             t.cancel()
+        if hand_over or not self.leading:
+            for rt in self.runtimes.values():
+                for r in reachable(rt):
+                    rt.group = [x for x in rt.group if x is not r]
+                    transition(r, S.DRAINING, "handed over to the next leader")
+                    r.handle.disconnect()
+                    transition(r, S.STOPPED, "handed over to the next leader")
         everyone = [r for rt in self.runtimes.values() for r in rt.group]
         for r in everyone:
             if r.state is S.READY:
                 transition(r, S.DRAINING, "server stopping")
         await self.executor.stop(everyone, 2.0)
+        if self.leading and not hand_over:   # the last server: no row may name a replica stopped here
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.share(), 5.0)
         await self.backend.shutdown()
         self.state.close()

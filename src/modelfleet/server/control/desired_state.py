@@ -16,12 +16,13 @@ log = logging.getLogger("modelfleet.controller")
 
 class DesiredState:
     def __init__(self, stores: Stores):
-        self._serving, self._computes_store = stores.serving, stores.computes
+        self._serving, self._computes_store, self._replicas = stores.serving, stores.computes, stores.replicas
         self._changes = stores.db.watch()     # rows are read again only after a commit
         self.endpoints: list[dict] = []
         self.rows: list[dict] = []            # deployments as last read
         self.computes: dict[str, str] = {}    # endpoint -> compute its replicas run on
         self.attached: set[str] = set()       # computes the workspace has now
+        self.replica_rows: list[dict] = []    # serving replicas every server reaches (Ray), as last read
         self._spec_cache: dict[Key, tuple[dict, DeploymentRecord, Desired]] = {}   # row, its spec, Desired
         self._unreadable: set[Key] = set()    # rows whose spec failed validation (said once each)
 
@@ -34,6 +35,9 @@ class DesiredState:
                 self.rows = await asyncio.to_thread(self._serving.deployments)
                 if any((ep["spec"].get("compute") or "local") != "local" for ep in self.endpoints):
                     self.attached = {c["name"] for c in await asyncio.to_thread(self._computes_store.list)}
+                    self.replica_rows = await asyncio.to_thread(self._replicas.all)
+                else:
+                    self.replica_rows = []
             except BaseException:
                 self._changes.forget()
                 raise

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ...backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
-from ...domain.errors import DeploymentFailed, FleetError, IntegrityError
+from ...domain.errors import DeploymentFailed, FleetError, IntegrityError, LeaseLost
 from ...files.digests import content_digest
 from ...schema.wire import DeploymentRecord
 from ...schema.workspace import Workspace
+from ...store.leases import Fence
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
 from .desired_state import DesiredState
@@ -28,17 +29,25 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("modelfleet.controller")
 
+# Replicas other servers route to are stopped this long after the store says they no longer serve:
+# a follower reads the change at its next pass (every FOLLOW_POLL_S) and drains its own requests.
+FOLLOWERS_SWITCH_S = 2.0
+
 
 class Executor:
     def __init__(self, ws: Workspace, stores: Stores, backend: Backend, clock: Clock, state: DesiredState,
                  publisher: RoutePublisher, spawn: Callable, poke: Callable[[], None],
                  step_one: Callable[[DeploymentRuntime], None], runtimes: dict, listeners: list[Listener],
-                 roster: Roster, collection: Callable):
+                 roster: Roster, collection: Callable, fence: Callable[[], "Fence | None | bool"] = lambda: None,
+                 share: Callable[[], Awaitable[None]] | None = None):
         self._ws, self._stores, self._backend, self._clock = ws, stores, backend, clock
         self._state, self._publisher = state, publisher
         self._spawn, self._poke, self._step_one, self._runtimes = spawn, poke, step_one, runtimes
         self._listeners, self._roster = listeners, roster
         self._collection = collection   # the controller's collection hub, as it is now (monitoring)
+        self._fence = fence             # the lease this server acts under; False once it stopped leading
+        self._share = share             # writes the serving replicas other servers reach (replica_rows.py)
+        self.watching: dict[Replica, asyncio.Task] = {}   # the supervisor's watch of each serving replica
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
 
@@ -54,7 +63,11 @@ class Executor:
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
                       code_dir: Path | None, environment: ReplicaEnvironment | None = None) -> ReplicaSpec:
         rt.serial += 1
-        rid = f"{rt.name}-{spec_hash[:6]}-{rt.serial}"
+        fence = self._fence()
+        # A later leader numbers its replicas under its epoch: names stay unique across leaders
+        # (a Ray actor's name is its replica id, and an adopted one keeps its own).
+        term = f"{fence.epoch}-" if fence and fence.epoch > 1 else ""
+        rid = f"{rt.name}-{spec_hash[:6]}-{term}{rt.serial}"
         code = spec.code
         return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_key=spec_hash,
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
@@ -96,9 +109,17 @@ class Executor:
         local = self._state.compute_of(rt.endpoint) == "local"
         return await asyncio.to_thread(self._stores.environments.for_replicas, spec.environment, build=local)
 
+    def fence(self) -> Fence | None:
+        """The lease to write under; LeaseLost once this server no longer leads."""
+        fence = self._fence()
+        if fence is False:
+            raise LeaseLost("this server no longer runs the controller")
+        return fence
+
     async def _start_group(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str,
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
+        self.fence()   # only the leader starts replicas
         model_dir, code_dir = await self._resolve(spec)
         environment = await self._environment(rt, spec)
         probe = spec.readiness_probe
@@ -134,7 +155,14 @@ class Executor:
         """Publish `rt.group` and start supervising the `new` replicas."""
         self._publisher.publish(rt.endpoint)
         for r in new:
-            self._spawn(self.supervisor.watch(r, lambda rt=rt: rt.spec))
+            self.watch(rt, r)
+        if self._share is not None and any(r.handle.address() is not None for r in new):
+            self._spawn(self._share())   # the other servers' gateways route to them too
+
+    def watch(self, rt: DeploymentRuntime, r: Replica) -> None:
+        """Supervise `r` (a new replica, or one this server adopted as it took the lead)."""
+        task = self.watching[r] = self._spawn(self.supervisor.watch(r, lambda: rt.spec))
+        task.add_done_callback(lambda _: self.watching.pop(r, None))
 
     async def stop(self, replicas: list[Replica], grace_s: float) -> None:
         await asyncio.gather(*(r.handle.stop(grace_s) for r in replicas), return_exceptions=True)
@@ -145,6 +173,10 @@ class Executor:
         for r in replicas:
             if r.state is S.READY:
                 transition(r, S.DRAINING)
+        if self._share is not None and any(r.handle.address() is not None for r in replicas):
+            # other servers route to them too: tell them first, and give them time to switch
+            await self._share()
+            await self._clock.sleep(FOLLOWERS_SWITCH_S)
         timeout_s = rt.spec.request_settings.request_timeout_ms / 1000.0 if rt.spec else 5.0
         deadline = self._clock.now() + timeout_s + 1.0
         while any(r.handle.unanswered for r in replicas) and self._clock.now() < deadline:
@@ -211,7 +243,8 @@ class Executor:
                 if h == want.active_hash:
                     rt.fault = err.message
                     self.backoff(rt)  # restoring what served before: try again later
-                await asyncio.to_thread(serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text)
+                await asyncio.to_thread(serving.record_rollout, rt.endpoint, rt.name, h, ok=False, error=text,
+                                        fence=self.fence())
                 return
             if rt.retired:
                 await self._drain_and_stop(rt, new)
@@ -220,7 +253,8 @@ class Executor:
             rt.group, rt.hash, rt.spec, rt.failures, rt.fault = new, h, spec, 0, None
             self._serve(rt, new)                 # the switch: new requests go to the new group
             await self._drain_and_stop(rt, old)  # in-flight requests on the old group finish
-            await asyncio.to_thread(serving.record_rollout, rt.endpoint, rt.name, h, ok=True)
+            await asyncio.to_thread(serving.record_rollout, rt.endpoint, rt.name, h, ok=True,
+                                    fence=self.fence())
             log.info("%s/%s now serves %s", rt.endpoint, rt.name, spec.model)
         finally:
             rt.busy = None

@@ -12,6 +12,7 @@ from ...schema import server_settings
 from ...schema.workspace import Workspace
 from ...store import ArtifactStore, Database
 from ...store.computes import ComputeStore
+from ...store.replicas import ReplicaStore
 from ...store.serving import ServingStore
 
 
@@ -23,9 +24,10 @@ class Stores:
     artifacts: ArtifactStore     # model and code snapshots
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
+    replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))))
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), ReplicaStore(db))

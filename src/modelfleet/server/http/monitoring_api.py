@@ -42,6 +42,7 @@ def install(api: FastAPI, controller, db, artifacts, root: Path, registry=None) 
     store = ScheduleStore(db)
     assets = DataAssets(db, artifacts, root)
     monitoring = Monitoring(store, assets, root)
+    monitoring.runs_here = lambda: controller.leading   # one server runs due monitors: the leader
     if registry is not None:
         registry.register(MonitoringCollector(hub, monitoring))
     deps = [Depends(api.state.admin)]
