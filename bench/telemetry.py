@@ -44,6 +44,9 @@ class InstantReplica:
     on_batch = None
     inflight = 0
     closed = False
+    responsive = True
+    late = 0
+    overdue_at = float("inf")
 
     def send(self, model, kind, body, header_length=0, request_id=""):
         fut = asyncio.get_running_loop().create_future()

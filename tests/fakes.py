@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 
 from modelfleet.backends.base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
 from modelfleet.server.control.clock import Clock
@@ -75,11 +76,13 @@ class FakeReplica:
         self.models = frozenset({spec.model_key})
         self.info = {"pid": pid}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.pid = pid
         self.answer_probes = True
         self.responsive = True
         self.busy_s = 0.0
+        self.overdue_at = math.inf   # the test sets it (0: its current call is overdue)
         self.rss: int | None = 10 * 2**20
         self.notes: list[str] = []
         self.stopped = False
@@ -93,7 +96,8 @@ class FakeReplica:
         if self._closed.done():
             return
         self.exit_code = code
-        self.requests.fail_all(ReplicaGone("replica connection closed"))
+        busy = self.overdue_at != math.inf   # in a call: the requests after the first one never reached it
+        self.requests.fail_all(ReplicaGone(), ReplicaGone(reached_model=False) if busy else None, 1)
         if not self._ready.done():
             self._ready.set_exception(InitFailed(f"exited before it became ready (exit code {code})"))
         self._closed.set_result(None)
@@ -119,8 +123,13 @@ class FakeReplica:
     def answered(self) -> int:
         return self.requests.answered
 
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return self.requests.behind(fut, 1)
+
     def give_up(self, fut: asyncio.Future) -> None:
         self.requests.give_up(fut)
+        if self.on_late is not None:
+            self.on_late()
 
     @property
     def closed(self) -> bool:

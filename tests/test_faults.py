@@ -144,28 +144,34 @@ class PacedLoad:
                 fut.result()
 
 
+HANG_SECONDS = 60      # the issue's minute: about twenty hangs, with both replicas stuck at once now and then
+HANG_CLIENTS = 8
+HANG_PACE = 4         # requests a second per client
+
+
 @pytest.mark.slow
 def test_a_run_that_hangs_for_one_request_in_a_hundred_leaves_the_other_ninety_nine_served(fleet, models_dir,
                                                                                           tmp_path):
-    """20 s at about 40 requests a second, 4 replicas, a 1 s request timeout: about 8 hangs, each of
-    which holds a replica until the supervisor sees its model call outlive the timeout by what the
-    liveness probe allows (1 s here) and replaces it. 20 s rather than a minute: it covers several hangs per replica and several replacements in
-    flight at once, which is what a longer run would repeat."""
+    """Default settings (a 5 s request timeout), two replicas, 8 clients for a minute. Each hang holds
+    a replica until its call passes the timeout; routing sends nothing new to a replica whose call
+    is far older than usual, a spare starts when both are so while requests wait, and the stuck
+    replica is replaced at once when its call passes the timeout (the requests queued behind it are
+    retried elsewhere)."""
     f = fleet
-    _deploy_iris(f, models_dir, "hang-ep", instance_count=4, request_settings={"request_timeout_ms": 1000},
-                 liveness_probe={"period": 1, "failure_threshold": 1},   # stuck: 1 s past the timeout
+    _deploy_iris(f, models_dir, "hang-ep", instance_count=2,
                  code_configuration=scoring_code(tmp_path / "code", HANG_PY))
     url, key = _scoring(f, "hang-ep")
-    load = PacedLoad(url, key, threads=4, per_s=10, seconds=20, hang_every=100)
+    load = PacedLoad(url, key, threads=HANG_CLIENTS, per_s=HANG_PACE, seconds=HANG_SECONDS, hang_every=100)
     load.run()
     assert len(load.hung) >= 5 and set(load.hung) == {408}          # a hung request times out, once
     others = load.ok + len(load.failed)
-    assert load.ok >= 0.99 * others, load.failed
+    print(f"{load.ok} of {others} other requests succeeded ({100 * load.ok / others:.2f} %), {len(load.hung)} hung")
+    assert load.ok >= 0.99 * others, (load.ok, others, load.failed)
     dep = f.online_deployments.get("blue", "hang-ep")
-    assert dep["restarts"] >= len(load.hung) - 4 and "run() is stuck" in dep["last_failure"]
-    wait_until(lambda: len(_ready_pids(f, "hang-ep")) == 4, timeout=30)
+    assert dep["restarts"] >= len(load.hung) - 2 and "run() is stuck" in dep["last_failure"]
+    wait_until(lambda: len(_ready_pids(f, "hang-ep")) >= 2, timeout=30)   # replaced (spares stop once calm)
     logs = f.online_deployments.get_logs("blue", "hang-ep", lines=2000)
-    assert "run() is stuck; killing it" in logs
+    assert "run() is stuck; killing it and starting another" in logs
 
 
 # -- a stopped replica ------------------------------------------------------------------------------

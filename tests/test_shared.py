@@ -234,8 +234,10 @@ def test_a_worker_stuck_in_a_model_call_is_killed_and_its_models_start_again_els
     with pytest.raises(Exception, match="timed out"):   # the call hangs: 408, and the worker with it
         f.online_endpoints.invoke("hang-ep", {"data": [[99, 3.5, 1.4, 0.2]]})
     wait_until(lambda: not alive(stuck), timeout=60)
-    wait_until(lambda: all(_replica(f, ep)["pid"] not in (None, stuck) and _replica(f, ep)["state"] == "ready"
-                           for ep in ("hang-ep", "calm-ep")), timeout=60)
+    def settled(ep):   # one ready replica, not in the stuck worker (none for a moment while it is replaced)
+        replicas = f.online_deployments.get("blue", ep)["replicas"]
+        return len(replicas) == 1 and replicas[0]["pid"] not in (None, stuck) and replicas[0]["state"] == "ready"
+    wait_until(lambda: settled("hang-ep") and settled("calm-ep"), timeout=60)
     assert f.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS}) == [0, 2]
     assert f.online_endpoints.invoke("hang-ep", {"data": IRIS_ROWS}) == [0, 2]
     assert "run() is stuck" in f.online_deployments.get_logs("blue", "hang-ep", lines=1000)

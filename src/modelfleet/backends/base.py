@@ -28,7 +28,12 @@ from ..schema.deployment_settings import Batching, Resources
 
 
 class ReplicaGone(Exception):
-    """The replica's connection closed (the process exited or was killed)."""
+    """The replica's connection closed (the process exited or was killed). `reached_model` is
+    False for a request that surely waited behind the replica's current model call."""
+
+    def __init__(self, message: str = "replica connection closed", reached_model: bool = True):
+        super().__init__(message)
+        self.reached_model = reached_model
 
 
 class InitFailed(Exception):
@@ -108,6 +113,9 @@ class ReplicaHandle(Protocol):
 
     # Set by the supervisor: False after a missed liveness probe, until the replica answers again.
     responsive: bool
+    # Set by the supervisor: called when a request on this replica is given up on (`give_up`),
+    # so that a replica whose model call outlived a request's timeout is replaced at once.
+    on_late: Callable[[], None] | None
 
     @property
     def inflight(self) -> int:
@@ -129,7 +137,13 @@ class ReplicaHandle(Protocol):
 
     @property
     def busy_s(self) -> float:
-        """How long the replica's current model call has been running, as it last said (0: idle)."""
+        """How long the replica's current model call has been running, from what it last said (0: idle)."""
+
+    @property
+    def overdue_at(self) -> float:
+        """When (on the event loop's clock) its current model call becomes far older than its calls
+        usually take (`overdue_after`); infinity while idle. Routing sends an overdue replica
+        nothing new, and a deployment whose every replica is overdue may start a spare."""
 
     @property
     def closed(self) -> bool: ...
@@ -147,6 +161,11 @@ class ReplicaHandle(Protocol):
     def give_up(self, fut: asyncio.Future) -> None:
         """The caller stopped waiting for `fut` (it timed out): it leaves `inflight` and counts
         in `late` until the replica answers it."""
+
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        """Whether `fut`'s request surely waits behind the replica's current model call (it was
+        sent after the requests that call can hold), so it never reached the model. False when
+        the backend cannot tell."""
 
     async def probe(self, timeout: float) -> bool:
         """Liveness: True when the replica answered within `timeout` (even while a model call is
@@ -232,6 +251,14 @@ class Pending:
                 self.late.add(req_id)
                 return
 
+    def behind(self, fut: asyncio.Future, first: int) -> bool:
+        """Whether `fut` is unanswered and not among the `first` oldest unanswered requests (a
+        replica takes them in order: they are the only ones its current call can hold)."""
+        for n, f in enumerate(self.futures.values()):   # only on a timeout, among a few requests
+            if f is fut:
+                return n >= first
+        return False
+
     def resolve(self, req_id: int, reply: Reply) -> None:
         fut = self.futures.pop(req_id, None)
         if fut is None:
@@ -241,10 +268,11 @@ class Pending:
         if not fut.done():
             fut.set_result(reply)
 
-    def fail_all(self, exc: Exception) -> None:
-        for fut in self.futures.values():
+    def fail_all(self, exc: Exception, behind: Exception | None = None, first: int = 0) -> None:
+        """Fail every request with `exc`; with `behind`, those after the `first` oldest with it."""
+        for n, fut in enumerate(self.futures.values()):
             if not fut.done():
-                fut.set_exception(exc)
+                fut.set_exception(behind if behind is not None and n >= first else exc)
                 fut.exception()  # retrieved: nobody may be waiting on a request that timed out
         self.futures.clear()
         self.late.clear()

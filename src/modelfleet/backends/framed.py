@@ -14,6 +14,7 @@ import orjson
 
 from ..runtime import protocol as p
 from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
+from .calls import HEARD_RECENTLY_S, CallAge
 
 
 class FramedReplica(asyncio.Protocol):
@@ -23,10 +24,12 @@ class FramedReplica(asyncio.Protocol):
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted = self.on_reloaded = None   # its model never leaves
         self.loop = asyncio.get_running_loop()
         self.last_rss: int | None = None     # as the replica last reported it (with each probe)
-        self.busy_s = 0.0                    # its current model call's age, as it last reported it
+        self.call = CallAge(self.loop)       # its current model call, as its heartbeats tell it
+        self._heard_at = float("-inf")       # when its last heartbeat (or pong) came
         self.responsive = True
         self._requests = Pending()
         self._probes: dict[int, asyncio.Future] = {}
@@ -44,8 +47,10 @@ class FramedReplica(asyncio.Protocol):
         self._buf += data
         for rid, kind, payload in p.split_frames(self._buf):
             if kind == p.PONG:  # an answer to a PING, or a heartbeat (id 0) from the replica's watch thread
+                self._heard_at = self.loop.time()
                 if payload:
-                    self.last_rss, self.busy_s = p.split_pong(payload)
+                    self.last_rss, busy_s, usual_s = p.split_pong(payload)
+                    self.call.heard(busy_s, usual_s)
                 for fut in ([self._probes.pop(rid, None)] if rid else self._probes.values()):
                     if fut is not None and not fut.done():
                         fut.set_result(True)
@@ -58,11 +63,14 @@ class FramedReplica(asyncio.Protocol):
                 if not self._ready.done():
                     self._ready.set_result((kind, payload))
             else:
+                self.call.idle()
                 self._requests.resolve(rid, (kind, payload))
 
     def connection_lost(self, exc) -> None:
         gone = ReplicaGone("replica connection closed")
-        self._requests.fail_all(gone)
+        # requests queued behind a model call that was under way never reached the model
+        behind = ReplicaGone("replica connection closed", reached_model=False) if self.call.since is not None else None
+        self._requests.fail_all(gone, behind, self.spec.batching.max_batch_size)
         for fut in self._probes.values():
             if not fut.done():
                 fut.set_exception(gone)
@@ -91,8 +99,21 @@ class FramedReplica(asyncio.Protocol):
     def answered(self) -> int:
         return self._requests.answered
 
+    @property
+    def busy_s(self) -> float:
+        return self.call.busy_s
+
+    @property
+    def overdue_at(self) -> float:
+        return self.call.overdue_at
+
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return self.call.since is not None and self._requests.behind(fut, self.spec.batching.max_batch_size)
+
     def give_up(self, fut: asyncio.Future) -> None:
         self._requests.give_up(fut)
+        if self.on_late is not None:
+            self.on_late()
 
     @property
     def closed(self) -> bool:
@@ -122,6 +143,8 @@ class FramedReplica(asyncio.Protocol):
     async def probe(self, timeout: float) -> bool:
         if self._closed.done():
             raise ReplicaGone("replica connection closed")
+        if self.loop.time() - self._heard_at < HEARD_RECENTLY_S:
+            return True   # a heartbeat just came: alive, and no wait for the next one
         fut = self.loop.create_future()
         self._requests.next_id = rid = (self._requests.next_id + 1) & 0xFFFFFFFF
         self._probes[rid] = fut

@@ -193,16 +193,17 @@ def _guarded(fast: Callable, checked: Callable, n: int, dtype) -> Callable:
     return call
 
 
+# An ONNX graph of one Identity node (double [N, 1] in and out), serialized by onnx's helpers.
+_WARM_GRAPH = (b"\x08\x08:>\n\x10\n\x01X\x12\x01Y\"\x08Identity\x12\x04warmZ\x11\n\x01X\x12\x0c\n\n\x08"
+               b"\x0b\x12\x06\n\x00\n\x02\x08\x01b\x11\n\x01Y\x12\x0c\n\n\x08\x0b\x12\x06\n\x00\n\x02\x08\x01B\x04\n\x00\x10\r")
+
+
 def warm() -> None:
-    """Convert and run a one-feature model once: what the converter and onnxruntime load on first
-    use (more modules, native libraries) is then the process's own, not the first model's (a shared
-    worker measures each model's bytes around its load)."""
+    """Run a one-node graph once: what onnxruntime loads on its first session (native libraries,
+    kernels) is then the process's own, not the first model's (a shared worker measures each
+    model's bytes around its load). The converter is never loaded here: it runs in a child."""
     try:
         import numpy as np
-        from sklearn.linear_model import LinearRegression
-        x = np.arange(4.0).reshape(-1, 1)
-        model = LinearRegression().fit(x, x.ravel())
-        session = onnx_convert.Session(onnx_convert._convert(model, 1, "double"), "double")
-        session.run(x)
+        onnx_convert.Session(_WARM_GRAPH, "double").run(np.arange(4.0).reshape(-1, 1))
     except (ImportError, onnx_convert.Unsupported):
         pass   # no fast path here: nothing to load

@@ -2,8 +2,9 @@
 
 The replica's main thread runs one model call at a time; a `run()` that never returns would
 otherwise leave the server no way to tell a hung replica from a slow one. This thread sends a
-heartbeat (a PONG frame with id 0) every `PERIOD_S`, carrying the resident memory and how long
-the current model call has been running, and flushes answers the main thread finished before it
+heartbeat (a PONG frame with id 0) every `PERIOD_S`, carrying the resident memory, how long
+the current model call has been running and how long a call usually takes (so the server can
+tell a call far older than usual before it times out), and flushes answers the main thread finished before it
 got stuck on a later request. It shares the socket's write side with the main thread (one lock);
 only the main thread reads.
 """
@@ -19,6 +20,7 @@ from .memory import rss_bytes
 
 PERIOD_S = 0.25
 STACK_BYTES = 256 * 1024
+USUAL_WEIGHT = 0.1   # of the newest call in the moving average of call durations
 
 
 class Outbox:
@@ -29,6 +31,7 @@ class Outbox:
         self.lock = threading.Lock()
         self.frames: list[bytes] = []
         self.busy_since = 0.0      # time.monotonic() when the current model call started; 0: idle
+        self.usual_s = 0.0         # moving average of finished calls' durations (0: none yet)
         self.serving = threading.Event()
 
     def add(self, frame: bytes) -> None:
@@ -42,9 +45,20 @@ class Outbox:
             if data:
                 self.sock.sendall(data)
 
+    def call_started(self) -> None:
+        self.busy_since = time.monotonic()
+
+    def call_done(self) -> None:
+        if not self.busy_since:   # a batch that failed and was scored again one by one
+            return
+        took = time.monotonic() - self.busy_since
+        self.busy_since = 0.0
+        self.usual_s = took if not self.usual_s else self.usual_s + USUAL_WEIGHT * (took - self.usual_s)
+
     def pong(self) -> bytes:
         since = self.busy_since
-        return p.pong(rss_bytes(), int((time.monotonic() - since) * 1000) if since else 0)
+        return p.pong(rss_bytes(), int((time.monotonic() - since) * 1000) if since else 0,
+                      int(self.usual_s * 1e6))
 
     def start_heartbeats(self) -> None:
         """Start the thread now (it waits for `serving`): later, under a memory limit, a new

@@ -4,7 +4,9 @@ Conversion costs from milliseconds (a linear pipeline) to a second (a large fore
 skl2onnx (~0.25 s), so it happens once per model version and input type: the graph is written
 into the fast-path cache beside the model's stored files (`<store>/fast_path/<model sha256>/`,
 temp file + rename), named by what produced it (converter, scikit-learn and input type), and a
-replica that starts again reads it from there.
+replica that starts again reads it from there. The converter runs in a short-lived child forked
+for the conversion (`convert`): skl2onnx and onnx, ~30 MiB, never stay in a replica or a shared
+worker, which keep only onnxruntime.
 
 Two input types are tried: float64 (exact for linear models and scalers) and float32 (what
 scikit-learn's trees compare in: they cast their input to float32 themselves).
@@ -21,7 +23,12 @@ INPUT_TYPES = ("double", "float")
 
 
 class Unsupported(Exception):
-    """The model cannot be converted, or its graph cannot run."""
+    """The model cannot be converted, or its graph cannot run. `lasting`: the converter itself
+    said no, which the same converter will say again (not a child that died)."""
+
+    def __init__(self, message: str, lasting: bool = True):
+        super().__init__(message)
+        self.lasting = lasting
 
 
 def _cache_name(model_file: Path, input_type: str) -> str:
@@ -33,6 +40,40 @@ def _cache_name(model_file: Path, input_type: str) -> str:
         converter = "?"
     key = f"{model_file.name}|{input_type}|skl2onnx {converter}|sklearn {sklearn.__version__}"
     return f"{input_type}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+
+
+def convert(model, n_features: int, input_type: str) -> bytes:
+    """The graph's bytes, converted in a child process that exits afterwards (the model is
+    shared with it by fork: nothing is pickled). Unsupported if it cannot be converted."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: convert, write the answer, exit without running the parent's atexit
+        code = 0
+        try:
+            os.close(read_end)
+            try:
+                answer = b"\x00" + _convert(model, n_features, input_type)
+            except Unsupported as e:
+                answer = b"\x01" + str(e).encode()
+            except BaseException as e:   # MemoryError under a memory limit, anything of the converter's
+                answer = b"\x01" + f"the converter failed: {type(e).__name__}: {str(e)[:200]}".encode()
+            with os.fdopen(write_end, "wb") as out:
+                out.write(answer)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as answers:
+            answer = answers.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not answer:
+        raise Unsupported(f"the converter process exited without an answer (wait status {status})", lasting=False)
+    if answer[:1] == b"\x01":
+        raise Unsupported(answer[1:].decode("utf-8", "replace"))
+    return answer[1:]
 
 
 def _convert(model, n_features: int, input_type: str) -> bytes:
@@ -65,21 +106,36 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def graph_bytes(model, model_file: Path, n_features: int, input_type: str, cache: Path | None) -> tuple[bytes, bool]:
-    """The ONNX graph of `model` taking `input_type` rows: (bytes, whether it came from the cache)."""
+    """The ONNX graph of `model` taking `input_type` rows: (bytes, whether it came from the cache).
+    A refusal of the converter is cached too (`.unsupported`, its reason), so that a shared worker
+    reloading an evicted model does not fork a converter again for the same answer."""
     path = cache / _cache_name(model_file, input_type) if cache is not None else None
     if path is not None:
         try:
             return path.read_bytes(), True
         except OSError:
             pass
-    data = _convert(model, n_features, input_type)
-    if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, data)
+            raise Unsupported(path.with_suffix(".unsupported").read_text())
         except OSError:
-            pass   # a read-only store: the next start converts again, nothing worse
+            pass
+    try:
+        data = convert(model, n_features, input_type)
+    except Unsupported as e:
+        if path is not None and e.lasting:
+            _cache(path.with_suffix(".unsupported"), str(e).encode())
+        raise
+    if path is not None:
+        _cache(path, data)
     return data, False
+
+
+def _cache(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
+    except OSError:
+        pass   # a read-only store: the next start converts again, nothing worse
 
 
 class Session:

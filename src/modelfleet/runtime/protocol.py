@@ -24,7 +24,8 @@ MODEL_ERROR = 1    # the model (or score.py) raised; payload: JSON error
 BAD_REQUEST = 2    # the body could not be turned into model input; payload: JSON error
 READY = 10         # init finished; payload: JSON {"pid", "metadata": the model's V2 inputs and outputs}
 INIT_FAILED = 11   # init raised; payload: the traceback text
-PONG = 12          # payload: resident memory (8 bytes), then the running model call's age in ms (4 bytes)
+PONG = 12          # payload: resident memory (8 bytes), the running model call's age in ms (4 bytes), then
+                   # the usual model call's duration in microseconds (4 bytes)
 BATCH = 13         # one model call scored several requests; payload: how many (2 bytes)
 
 # The exit code of a replica that ran out of room under its memory limit (runtime/memory.py).
@@ -59,15 +60,17 @@ def request_frame(req_id: int, kind: int, request_id: bytes, body: bytes, prefix
                      bytes((len(request_id),)), request_id, prefix, body))
 
 
-def pong(rss: int | None, busy_ms: int) -> bytes:
+def pong(rss: int | None, busy_ms: int, usual_us: int = 0) -> bytes:
     """A PONG's payload; with id 0 it is a heartbeat the replica sends unasked."""
-    return (rss or 0).to_bytes(8, "big") + min(busy_ms, 0xFFFFFFFF).to_bytes(4, "big")
+    return ((rss or 0).to_bytes(8, "big") + min(busy_ms, 0xFFFFFFFF).to_bytes(4, "big")
+            + min(usual_us, 0xFFFFFFFF).to_bytes(4, "big"))
 
 
-def split_pong(payload: bytes) -> tuple[int | None, float]:
-    """(resident bytes or None, seconds the running model call has taken so far) of a PONG."""
+def split_pong(payload: bytes) -> tuple[int | None, float, float]:
+    """(resident bytes or None, seconds the running model call has taken so far, seconds a model
+    call usually takes (0: none yet)) of a PONG."""
     rss = int.from_bytes(payload[:8], "big") or None
-    return rss, int.from_bytes(payload[8:12], "big") / 1000.0
+    return rss, int.from_bytes(payload[8:12], "big") / 1000.0, int.from_bytes(payload[12:16], "big") / 1e6
 
 
 def keyed(key: bytes, payload: bytes = b"") -> bytes:

@@ -102,7 +102,7 @@ class Replica:
         replica_log.request_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
         try:
             with self.model_lock:
-                self.out.busy_since = time.monotonic()
+                self.out.call_started()
                 results = self.scorer.score(bodies)
         except Exception as e:  # the model raised: every request of the batch gets the error
             if len(bodies) > 1 and not self._memory_full(e):  # one by one: one bad body must not fail the rest
@@ -112,7 +112,7 @@ class Replica:
             self.tracebacks.report(e)
             return [(p.MODEL_ERROR, _error(e))]
         finally:
-            self.out.busy_since = 0.0
+            self.out.call_done()
             replica_log.request_id = "-"
         return [(p.BAD_REQUEST, orjson.dumps({"error": {"code": "bad_request", "message": str(r)}}))
                 if isinstance(r, Exception) else (p.OK, r) for r in results]
@@ -141,11 +141,11 @@ class Replica:
         replica_log.request_id, body = p.split_request(payload)
         try:
             with self.model_lock:
-                self.out.busy_since = time.monotonic()
+                self.out.call_started()
                 answer = v2.handle(self.scorer, body, *self.names, report=self._report)
             return (p.MODEL_ERROR, self._memory_error()) if self.out_of_memory else answer
         finally:
-            self.out.busy_since = 0.0
+            self.out.call_done()
             replica_log.request_id = "-"
 
     def _handle(self, frames) -> None:

@@ -143,6 +143,9 @@ class ScaleSettings(Spec):
     target_utilization_percentage: int = Field(default=70, ge=1, le=100)
     polling_interval: int = Field(default=1, ge=1, le=3600)
     idle_timeout: int = Field(default=300, ge=1, le=7 * 24 * 3600)   # modelfleet's field (seconds)
+    # modelfleet's field: replicas that may start beyond the wanted count while every replica is
+    # stuck in a model call (server/control/spares.py); within max_instances when autoscaled
+    spare_instances: int = Field(default=1, ge=0, le=16)
 
     @field_validator("type", mode="before")
     @classmethod

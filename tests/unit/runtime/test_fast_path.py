@@ -192,3 +192,49 @@ def test_without_onnxruntime_scikit_learn_runs_unchecked(stored, monkeypatch):
 def test_other_model_types_say_why_there_is_no_fast_path():
     assert loaders.VectorScorer(lambda x: x).fast_path["path"] == "off"
     assert onnx_convert.INPUT_TYPES == ("double", "float")
+
+
+_CONVERTS_IN_A_CHILD = '''
+import sys, joblib
+from pathlib import Path
+from modelfleet.runtime import fast_path
+from modelfleet.runtime.loaders import load_sklearn
+fast_path.warm()
+scorer = load_sklearn(Path(sys.argv[1]))
+print(scorer.fast_path["path"], "skl2onnx" in sys.modules, "onnx" in sys.modules)
+'''
+
+
+def test_the_converter_runs_in_a_child_and_never_stays_in_the_process(tmp_path):
+    import subprocess
+    import sys
+    X, y = _iris()
+    model_dir = tmp_path / "models" / ("b" * 64)
+    (model_dir / "m").mkdir(parents=True)
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y), model_dir / "m" / "x.pkl")
+    out = subprocess.run([sys.executable, "-c", _CONVERTS_IN_A_CHILD, str(model_dir)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.split()
+    assert out == ["onnx", "False", "False"]                 # converted (and cached), converter not loaded here
+    assert list((tmp_path / "fast_path" / ("b" * 64)).glob("*.onnx"))
+
+
+def test_a_converter_that_dies_is_one_line_and_scikit_learn_serves(stored, monkeypatch):
+    import os
+    model, model_dir, X, _ = stored["ridge pipeline"]
+    monkeypatch.setattr(onnx_convert, "_convert", lambda *a: os._exit(9))   # runs in the child only
+    for cached in (model_dir.parent.parent / "fast_path" / model_dir.name).glob("*.onnx"):
+        cached.unlink()
+    scorer = load_sklearn(model_dir)
+    assert scorer.fast_path["path"] == "sklearn-unchecked"
+    assert "the converter process exited without an answer" in scorer.fast_path["reason"]
+    assert scorer.outputs["predict"](X).tolist() == model.predict(X).tolist()
+
+
+def test_a_refusal_of_the_converter_is_cached_and_not_asked_again(stored, monkeypatch):
+    _, model_dir, _, _ = stored["hist gradient boosting (no converter)"]
+    first = load_sklearn(model_dir)
+    refusals = list((model_dir.parent.parent / "fast_path" / model_dir.name).glob("*.unsupported"))
+    assert first.fast_path["path"] == "sklearn-unchecked" and refusals
+    monkeypatch.setattr(onnx_convert, "convert", lambda *a: pytest.fail("converted again"))
+    again = load_sklearn(model_dir)                               # a reload: the same reason, no fork
+    assert again.fast_path == first.fast_path

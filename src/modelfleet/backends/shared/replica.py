@@ -40,6 +40,7 @@ class SharedReplica:
         self.models = frozenset({spec.model_key})
         self.info: dict = {}
         self.on_batch = None
+        self.on_late = None
         self.on_evicted: Callable[[str, str], None] | None = None          # (endpoint, deployment)
         self.on_reloaded: Callable[[str, str, float], None] | None = None  # (..., load seconds)
         self.key = f"{spec.endpoint}/{spec.replica_id}"
@@ -116,9 +117,18 @@ class SharedReplica:
         """How long its worker's current model call has run (any model's: they take turns)."""
         return self.worker.busy_s
 
+    @property
+    def overdue_at(self) -> float:
+        return self.worker.call.overdue_at
+
+    def queued_behind(self, fut: asyncio.Future) -> bool:
+        return False   # its worker's queue holds other models' requests too: it cannot tell
+
     def give_up(self, fut: asyncio.Future) -> None:
         if fut in self._pending:
             self._late.add(fut)
+            if self.on_late is not None:
+                self.on_late()
 
     @property
     def closed(self) -> bool:
@@ -181,6 +191,8 @@ class SharedReplica:
             return
         self._stopping = True
         worker = self.worker
+        if self._late and worker.busy_s:   # stopped in a call that outlived a request: the model that
+            worker.stuck = True            # replaces it must not queue behind that call
         if not self._closed.done():
             deadline = self.loop.time() + grace_s
             while self.unanswered and self.loop.time() < deadline:

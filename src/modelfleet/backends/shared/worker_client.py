@@ -19,8 +19,8 @@ import orjson
 
 from ...runtime import protocol as p
 from ..base import Pending, ReplicaGone, RequestKind
+from ..calls import HEARD_RECENTLY_S, CallAge
 
-PING_REUSE_S = 0.5   # a pong (or heartbeat) this recent answers a probe without another ping
 
 
 class ModelHandle(Protocol):
@@ -42,9 +42,10 @@ class WorkerConnection(asyncio.Protocol):
         self.exit_code: int | None = None             # once it has exited and been reaped
         self.handles: dict[str, ModelHandle] = {}   # model key -> the handle registered under it
         self.stats: dict = {}                         # the worker's memory, as it last reported it
-        self.busy_s = 0.0                             # its current model call's age, from its heartbeats
         self.retiring = False                         # being recycled: no new models
+        self.stuck = False                            # in a call that outlived a request: no new models
         self.loop = asyncio.get_running_loop()
+        self.call = CallAge(self.loop)                # its current model call (any model's), from its heartbeats
         self.started: asyncio.Future = self.loop.create_future()   # the worker's first words
         self._lost = lost
         self._memory = memory   # told each time `stats` changes
@@ -64,10 +65,13 @@ class WorkerConnection(asyncio.Protocol):
         self._buf += data
         for rid, kind, payload in p.split_frames(self._buf):
             if kind in (p.OK, p.MODEL_ERROR, p.BAD_REQUEST):
+                self.call.idle()
+                self.stuck = False
                 self._pending.resolve(rid, (kind, payload))
             elif kind == p.PONG:   # an answer to a PING, or a heartbeat (id 0)
                 self._pong_at = self.loop.time()
-                _, self.busy_s = p.split_pong(payload)
+                _, busy_s, usual_s = p.split_pong(payload)
+                self.call.heard(busy_s, usual_s)
                 if rid:
                     self._pending.resolve(rid, (kind, b""))
                 elif self._ping is not None and not self._ping.done():
@@ -113,8 +117,13 @@ class WorkerConnection(asyncio.Protocol):
         return self._closed.done()
 
     @property
+    def busy_s(self) -> float:
+        return self.call.busy_s
+
+    @property
     def usable(self) -> bool:
-        return self.started.done() and not self.started.exception() and not self.closed and not self.retiring
+        return (self.started.done() and not self.started.exception() and not self.closed and not self.retiring
+                and not self.stuck)
 
     @property
     def assigned_bytes(self) -> int:
@@ -154,7 +163,7 @@ class WorkerConnection(asyncio.Protocol):
         if self.closed:
             raise ReplicaGone("the shared worker's connection closed")
         if self._ping is None or self._ping.done():
-            if self.loop.time() - self._pong_at < PING_REUSE_S:
+            if self.loop.time() - self._pong_at < HEARD_RECENTLY_S:
                 return True
             self._ping = self.loop.create_future()
             self._transport.write(p.frame(self._pending.add(self._ping), p.PING))

@@ -27,8 +27,8 @@ from ...backends.base import Backend
 from ...domain.errors import FleetError, LeaseLost
 from ...store.leases import Fence
 from ...schema.workspace import Workspace
-from ..dataplane.routing import NO_COLLECTION, Router
-from . import autoscaler, reconciler
+from ..dataplane.routing import NO_COLLECTION, Router, free
+from . import autoscaler, reconciler, spares
 from .clock import Clock
 from .deployment_state import DeploymentRuntime
 from .desired_state import DesiredState
@@ -198,7 +198,7 @@ class Controller:
                                              for k in SETTINGS_IN_PLACE):
                 rt.spec = rt.spec.model_copy(update={k: getattr(want.spec, k) for k in SETTINGS_IN_PLACE})
             if self.leading:
-                desired[key] = self._autoscale(rt, want, now)
+                desired[key] = self._with_spares(rt, self._autoscale(rt, want, now), now)
         if not self.leading:
             self._follow_rows(desired, fresh)
             return
@@ -230,7 +230,7 @@ class Controller:
             self.poke()
             return
         now = self.clock.now()
-        want = self._autoscale(rt, rt.desired, now)
+        want = self._with_spares(rt, self._autoscale(rt, rt.desired, now), now)
         for action in reconciler.step({rt.key: want}, {rt.key: rt.actual()}, now):
             self._execute(action)
 
@@ -252,6 +252,27 @@ class Controller:
             autoscaler.decide(settings, want.spec.request_settings.max_concurrent_requests_per_instance, rt.scale,
                               adm.take_peak(), now - rt.last_active, now)
         return want if want.replicas == rt.scale.want else dataclasses.replace(want, replicas=rt.scale.want)
+
+    def _with_spares(self, rt: DeploymentRuntime, want: Desired, now: float) -> Desired:
+        """`want` plus the spares started while every replica was stuck (spares.py)."""
+        snapshot = rt.snapshot
+        if snapshot is not None and snapshot.admission.on_stall is None:
+            snapshot.admission.on_stall = lambda: self._stall(rt)
+        spare = rt.spare
+        if not spare.count:
+            return want
+        spares.look(spare, any(not free(r.handle, now) for r in rt.group), now)
+        return dataclasses.replace(want, replicas=want.replicas + spare.count) if spare.count else want
+
+    def _stall(self, rt: DeploymentRuntime) -> None:
+        """The gateway holds a request of `rt` because no replica is free: a spare, if allowed."""
+        if not self.leading or rt.desired is None or rt.spec is None or rt.retired:
+            return
+        wanted = rt.scale.want if rt.scale is not None else rt.desired.replicas
+        if spares.on_stall(rt.spare, spares.limit(rt.spec.scale_settings, wanted), rt.busy is not None):
+            log.warning("every replica of %s/%s is in a model call far older than usual while requests wait; "
+                        "starting a spare", rt.endpoint, rt.name)
+            self._step_one(rt)
 
     def _demand(self, rt: DeploymentRuntime) -> None:
         """A request came to a deployment scaled to zero; it waits meanwhile. The deployment is

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ...schema.wire import DeploymentRecord
 from ..dataplane.routing import DeploymentSnapshot
-from . import autoscaler
+from . import autoscaler, spares
 from .reconciler import Actual, Desired, Key
 from .replicas import Replica
 
@@ -34,6 +34,7 @@ class DeploymentRuntime:
     restarts: int = 0                      # replicas lost and replaced since the server started
     last_failure: str | None = None        # why the last one was lost
     scale: autoscaler.ScaleState | None = None   # autoscaled deployments only
+    spare: spares.SpareState = field(default_factory=spares.SpareState)   # while every replica is stuck
     seen_arrivals: int = 0                 # the admission's arrivals when last looked at
     last_active: float = 0.0               # when a request was last seen (clock time)
     demand_at: float | None = None         # when a request came while it had no replica

@@ -18,6 +18,7 @@ from ...files.digests import content_digest
 from ...schema.wire import DeploymentRecord
 from ...schema.workspace import Workspace
 from ...store.leases import Fence
+from . import spares
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
 from .desired_state import DesiredState
@@ -183,19 +184,24 @@ class Executor:
             await self._clock.sleep(0.01)
         await self.stop(replicas, 5.0)
 
-    def lost(self, r: Replica, code: int | None, why: str) -> None:
-        """The supervisor saw a serving replica die: drop it, then restart after a backoff (short
-        for a replica that served: a hang or a leak is not a crash loop)."""
+    def lost(self, r: Replica, code: int | None, why: str, hung: bool = False) -> None:
+        """The supervisor saw a serving replica die, or is killing one whose call is stuck (`hung`):
+        drop it, then restart after a backoff (short for a replica that served: a leak is not a
+        crash loop; none for a hang). A spare, if one runs, takes its place instead."""
         rt = self._runtimes.get((r.endpoint, r.deployment))
         if rt is None:
             return
         rt.group = [x for x in rt.group if x is not r]
         self._publisher.publish(rt.endpoint)
-        if r.handle.answered or self._clock.now() - r.started_at > HEALTHY_AFTER_S:
+        if hung or r.handle.answered or self._clock.now() - r.started_at > HEALTHY_AFTER_S:
             rt.failures = 0
         rt.restarts += 1
         rt.last_failure = why
-        self.backoff(rt)  # then the reconcile scales the group back to instance_count
+        spares.stood_in(rt.spare)
+        if hung:
+            self._step_one(rt)   # its replacement starts while it is killed
+        else:
+            self.backoff(rt)     # then the reconcile scales the group back to instance_count
 
     # -- the steps ---------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ hand-off, so nobody can slip in between.
 
 It is also what the autoscaler reads: requests that arrived, and the most that were busy (in
 flight or queued) at once since it last looked; `on_demand` is called when a request arrives to
-a deployment with no capacity at all (scaled to zero), so that a replica starts at once.
+a deployment with no capacity at all (scaled to zero), so that a replica starts at once, and
+`on_stall` when the gateway holds a request because no replica qualifies (each is overdue, late
+or unresponsive), so that a spare may start.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Saturated(Exception):
 
 
 class Admission:
-    __slots__ = ("inflight", "capacity", "max_queue", "waiters", "arrivals", "peak", "on_demand")
+    __slots__ = ("inflight", "capacity", "max_queue", "waiters", "arrivals", "peak", "on_demand", "on_stall")
 
     def __init__(self, capacity: int = 0, max_queue: int = 0):
         self.inflight = 0
@@ -32,6 +34,7 @@ class Admission:
         self.arrivals = 0
         self.peak = 0
         self.on_demand: Callable[[], None] | None = None
+        self.on_stall: Callable[[], None] | None = None
 
     def take_peak(self) -> int:
         """The most requests busy at once since the last call."""

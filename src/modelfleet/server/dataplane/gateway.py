@@ -34,9 +34,25 @@ class ClientGone(Exception):
     """The client disconnected before its request was complete."""
 
 
+# A request whose replica was replaced before it reached the model gets at least this long for
+# its retry elsewhere, even past its timeout: it lost its turn to a call that hung.
+RETRY_GRACE_S = 0.1
+
+
 def _expire(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
+
+
+async def _answer(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, deadline: float) -> None:
+    """Wait until `fut` is done (not cancelling it), or raise TimeoutError at `deadline`."""
+    waiter = loop.create_future()
+    fut.add_done_callback(lambda _f: waiter.done() or waiter.set_result(None))
+    timer = loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
 
 
 class Gateway:
@@ -127,14 +143,18 @@ class Gateway:
             # request queued behind a stuck call never reached the model. A request that kills
             # two replicas is the cause, not the victim, and is not retried again. A request that
             # timed out is never retried: custom code need not be idempotent.
+            stalled = rescued = False
             while True:
                 current = self._current(dep)
-                replica = current.pick()
+                replica = current.pick(loop.time())
                 if replica is None:
+                    if not stalled and current.replicas and admission.on_stall is not None:
+                        stalled = True   # every replica is stuck, overdue or unresponsive: a spare may help
+                        admission.on_stall()
                     if loop.time() >= deadline:
-                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is stuck "
-                                           "past the request timeout or missed a liveness probe)" if current.replicas
-                                           else f"deployment {dep.name!r} has no ready replica")
+                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is in a "
+                                           "model call far older than usual, or missed a liveness probe)"
+                                           if current.replicas else f"deployment {dep.name!r} has no ready replica")
                     await asyncio.sleep(0.01)
                     continue
                 if trace is not None:
@@ -142,20 +162,31 @@ class Gateway:
                 try:
                     sent = time.perf_counter()
                     fut = replica.send(dep.model_key, kind, body, header_length, request_id)
-                    waiter = loop.create_future()
+                    waiter = loop.create_future()   # inline, not _answer: one coroutine less per request
                     fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
                     timer = loop.call_at(deadline, _expire, waiter)
                     try:
                         await waiter
+                    except TimeoutError:
+                        if fut.done():
+                            pass   # answered, or its replica gone, in the same moment: that counts
+                        elif rescued or replica.overdue_at > loop.time() or not replica.queued_behind(fut):
+                            raise
+                        else:  # it never reached the model: the call ahead of it outlived its own
+                            # request's timeout, and the supervisor is replacing that replica
+                            rescued, deadline = True, loop.time() + RETRY_GRACE_S
+                            await _answer(loop, fut, deadline)
                     finally:
                         timer.cancel()
                     status, payload = fut.result()
                     if trace is not None:
                         trace.model_s = time.perf_counter() - sent
-                except ReplicaGone:
-                    crashes += 1
+                except ReplicaGone as gone:
+                    crashes += gone.reached_model   # a request queued behind a hung call is no cause
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
+                    if not rescued and deadline - loop.time() < RETRY_GRACE_S:
+                        rescued, deadline = True, loop.time() + RETRY_GRACE_S   # time for the retry
                     continue
                 except (TimeoutError, asyncio.CancelledError) as e:
                     # The deployment's slot is free again; the replica counts the request as

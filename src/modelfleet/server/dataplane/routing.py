@@ -8,6 +8,7 @@ admission counters, lives apart in `Admission` objects that outlive snapshots (s
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import random
 from dataclasses import dataclass, field
@@ -34,15 +35,24 @@ class DeploymentSnapshot:
     def timeout_s(self) -> float:
         return self.settings.request_timeout_ms / 1000.0
 
-    def pick(self) -> ReplicaHandle | None:
+    def pick(self, now: float | None = None) -> ReplicaHandle | None:
         """The open replica with the fewest requests in flight, among those that answer their
-        probes and have no request stuck past its timeout (None if no replica qualifies: a
-        request waits for one rather than queue behind a stuck call)."""
+        probes, have no request stuck past its timeout and are not in a model call far older than
+        usual (None if no replica qualifies: a request waits for one, and the deployment may start
+        a spare, rather than queue behind a call that may never end). `now`: the event loop's time."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
         best = None
         for r in self.replicas:
-            if (best is None or r.inflight < best.inflight) and not r.closed and r.responsive and not r.late:
+            if (best is None or r.inflight < best.inflight) and free(r, now):
                 best = r
         return best
+
+
+def free(r: ReplicaHandle, now: float) -> bool:
+    """Whether a replica may take a new request at `now`: open, answering its probes, with no
+    request timed out on it and no model call far older than usual."""
+    return not r.closed and r.responsive and not r.late and r.overdue_at > now
 
 
 class NoCollection:

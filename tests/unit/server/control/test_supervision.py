@@ -29,20 +29,40 @@ def test_probes_start_after_initial_delay_and_a_miss_takes_the_replica_out_of_ro
     run(scenario())
 
 
-def test_a_model_call_running_long_past_the_request_timeout_gets_its_replica_replaced(h):
+def test_a_model_call_past_the_request_timeout_gets_its_replica_replaced_at_once(h):
     async def scenario():
-        h.put(request_settings={"request_timeout_ms": 2000}, liveness_probe={"period": 1, "failure_threshold": 3})
+        h.put(request_settings={"request_timeout_ms": 2000})
         await h.converge()
         busy = h.backend.live("blue")[0]
-        busy.busy_s = 4.5                            # slow, within timeout + period x failure_threshold
+        busy.busy_s = 1.9                            # slow, within the timeout: no restart
         await h.clock.advance(1)
         assert not busy.closed
-        busy.busy_s = 5.5                            # it still answers probes, but run() is stuck
+        busy.busy_s = 2.0                            # it still answers probes, but run() is stuck
         await h.clock.advance(0.25)
         await until(lambda: busy.closed)
-        assert any("run() is stuck" in n for n in busy.notes)
+        assert any("run() is stuck; killing it and starting another" in n for n in busy.notes)
+        # no backoff: the replacement was started without the clock moving on
+        replacement = await until(lambda: [r for r in h.backend.live("blue") if r is not busy])
+        await until(lambda: h.routed() == tuple(replacement))
         health = h.controller.queries.health_of("ep", "blue", 1)
         assert health["restarts"] == 1 and "run() is stuck" in health["last_failure"]
+    run(scenario())
+
+
+def test_a_request_timing_out_in_a_call_far_older_than_usual_gets_its_replica_replaced_at_once(h):
+    async def scenario():
+        h.put(instance_count=2, request_settings={"request_timeout_ms": 2000})
+        await h.converge()
+        slow, stuck = h.backend.live("blue")
+        slow.give_up(slow.send("k", 1, b"{}"))        # timed out, but no call far older than usual:
+        await h.clock.advance(0)                       # probed, not killed
+        assert not slow.closed
+        stuck.overdue_at = 0.0
+        stuck.busy_s = 1.95                            # its call started after the request arrived
+        stuck.give_up(stuck.send("k", 1, b"{}"))       # the gateway gave up: the watch wakes now
+        await until(lambda: stuck.closed)
+        assert any("outlived its request's timeout (2 s): run() is stuck" in n for n in stuck.notes)
+        assert not slow.closed
     run(scenario())
 
 

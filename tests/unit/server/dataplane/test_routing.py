@@ -33,6 +33,16 @@ def snapshot(router: Router, replicas=(), name="blue", **settings) -> Deployment
                               router.admission("ep", name))
 
 
+async def _served_by(router: Router, replicas: list, newcomer: FakeReplica, answer: asyncio.Future,
+                     **settings) -> int:
+    """Publish `replicas` (with `newcomer`: a replacement or a spare); the status of the held
+    request `answer`, once `newcomer` has it and answers."""
+    publish(router, snapshot(router, replicas, **settings))
+    await until(lambda: newcomer.unanswered)
+    newcomer.answer_all()
+    return (await answer)[0]
+
+
 def publish(router: Router, *deps: DeploymentSnapshot, traffic=None) -> EndpointSnapshot:
     ep = EndpointSnapshot.build("ep", "key", ("a", "b"), traffic or {deps[0].name: 100}, {},
                                {d.name: d for d in deps})
@@ -147,21 +157,25 @@ def test_a_timed_out_request_frees_its_slots_and_its_replica_gets_nothing_new_un
     run(scenario())
 
 
-def test_an_unresponsive_replica_is_skipped_and_a_request_waits_rather_than_queue_behind_it():
+@pytest.mark.parametrize("unfit", ["missed a liveness probe", "in a call far older than usual"])
+def test_an_unfit_replica_is_skipped_and_a_request_waits_rather_than_queue_behind_it(unfit):
     async def scenario():
         router = Router()
         stopped, fresh = replica(1), replica(2)
         dep = snapshot(router, [stopped], request_timeout_ms=2000)
         publish(router, dep)
-        stopped.responsive = False                              # it missed a liveness probe
+        stalls = []
+        dep.admission.on_stall = lambda: stalls.append(1)
+        if unfit == "missed a liveness probe":
+            stopped.responsive = False
+        else:
+            stopped.overdue_at = 0.0
         assert dep.pick() is None
         answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
-        await settle()
+        await until(lambda: stalls)                             # the deployment may start a spare
         assert stopped.unanswered == 0 and not answer.done()     # waiting for a replica, not queued on it
-        publish(router, snapshot(router, [stopped, fresh], request_timeout_ms=2000))  # its replacement
-        await until(lambda: fresh.unanswered)
-        fresh.answer_all()
-        assert (await answer)[0] == 200
+        assert await _served_by(router, [stopped, fresh], fresh, answer, request_timeout_ms=2000) == 200
+        assert stalls == [1]                                     # told once per request
     run(scenario())
 
 
@@ -195,4 +209,80 @@ def test_replica_gone_is_raised_by_a_closed_handle():
         r.die()
         with pytest.raises(ReplicaGone):
             r.send("k", RequestKind.SCORE, b"")
+    run(scenario())
+
+
+def test_a_call_is_overdue_at_ten_times_its_usual_duration_and_never_before_the_floor():
+    async def scenario():
+        from modelfleet.backends.calls import OVERDUE_FLOOR_S, CallAge
+        loop = asyncio.get_running_loop()
+        call = CallAge(loop)
+        assert call.busy_s == 0.0 and call.overdue_at == float("inf")
+        call.heard(0.1, 0.05)                                     # 100 ms into a call; calls take 50 ms
+        assert abs(call.overdue_at - (loop.time() - 0.1 + 0.5)) < 0.01 and call.busy_s >= 0.1
+        call.heard(0.1, 0.001)                                    # calls take 1 ms: the floor counts
+        assert abs(call.overdue_at - (loop.time() - 0.1 + OVERDUE_FLOOR_S)) < 0.01
+        call.idle()                                               # an answer came: the call ended
+        assert call.busy_s == 0.0 and call.overdue_at == float("inf") and call.usual_s == 0.001
+        call.heard(0.0, 0.0)                                      # an idle heartbeat keeps the usual
+        assert call.usual_s == 0.001
+        first = CallAge(loop)
+        first.heard(5.0, 0.0)                                     # no call has finished: nothing is usual
+        assert first.busy_s >= 5.0 and first.overdue_at == float("inf")
+    run(scenario())
+
+
+def test_a_heartbeat_carries_the_usual_call_duration():
+    assert protocol.split_pong(protocol.pong(2**20, 1500, 2500)) == (2**20, 1.5, 0.0025)
+
+
+def test_a_request_queued_behind_a_stuck_call_is_retried_elsewhere_when_that_replica_is_replaced():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        router = Router()
+        stuck, sibling = replica(1), replica(2)
+        dep = snapshot(router, [stuck], request_timeout_ms=50)
+        publish(router, dep)
+        stuck.send("k", RequestKind.SCORE, b"{}")                # the call that hangs
+        timeout_at = loop.time() + 0.05
+        queued = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: stuck.unanswered == 2)
+        stuck.overdue_at = 0.0                                    # its call is far older than usual
+        await until(lambda: loop.time() > timeout_at + 0.01)
+        assert not queued.done()                                  # past its timeout: it waits for the kill
+        stuck.die()                                               # the supervisor killed the stuck replica
+        assert await _served_by(router, [stuck, sibling], sibling, queued, request_timeout_ms=50) == 200
+    run(scenario())
+
+
+def test_the_request_in_a_stuck_call_gets_408_at_its_timeout():
+    async def scenario():
+        router = Router()
+        first = replica(1)
+        dep = snapshot(router, [first], request_timeout_ms=50)
+        publish(router, dep)
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: first.unanswered)
+        first.overdue_at = 0.0
+        assert (await answer)[0] == 408 and first.late == 1      # the oldest: no grace
+    run(scenario())
+
+
+def test_a_request_queued_behind_hung_calls_on_two_replicas_in_turn_is_no_cause_and_no_502():
+    async def scenario():
+        router = Router()
+        first, second, third = replica(1), replica(2), replica(3)
+        publish(router, snapshot(router, [first]))
+        first.send("k", RequestKind.SCORE, b"{}")                 # a call that hangs
+        dep = router.table.endpoints["ep"].deployments["blue"]
+        answer = asyncio.ensure_future(Gateway(router).forward(dep, RequestKind.SCORE, b"{}"))
+        await until(lambda: first.unanswered == 2)
+        second.send("k", RequestKind.SCORE, b"{}")                # the next replica hangs too
+        for stuck, nxt in ((first, second), (second, third)):
+            stuck.overdue_at = 0.0
+            publish(router, snapshot(router, [stuck, nxt]))
+            stuck.die()                                           # replaced: the request goes on
+            await until(lambda: nxt.unanswered == (2 if nxt is second else 1))
+        third.answer_all()
+        assert (await answer)[0] == 200
     run(scenario())
