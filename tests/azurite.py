@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and key (public, documented)
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +99,13 @@ def model_file(path: Path, size: int) -> str:
             h.update(chunk)
             f.write(chunk)
     return h.hexdigest()
+
+
+@pytest.fixture
+def azurite(tmp_path):
+    """An emulator of the test's own (import it into a test module to use it)."""
+    emulator = Azurite(tmp_path / "azurite").start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -135,6 +135,18 @@ def scoring_code(folder, source: str) -> dict:
     return {"code": str(folder), "scoring_script": "score.py"}
 
 
+def iris_score_py(who: str) -> str:
+    """A score.py that loads the iris model of $AZUREML_MODEL_DIR and says who scored."""
+    return textwrap.dedent(f"""
+        import json, os, joblib
+        def init():
+            global model
+            model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "iris", "model.joblib"))
+        def run(raw):
+            return {{"scored_by": {who!r}, "predictions": model.predict(json.loads(raw)["data"]).tolist()}}
+        """)
+
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "multi-model"
 
 
@@ -223,3 +235,33 @@ def on_a_small_disk(mnt: Path, driver: str, *args: str):
             proc.stdin.write("stop\n")
             proc.stdin.flush()
             proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def second_ray_node(fleet, compute: dict, env: dict | None = None):
+    """A second Ray node on this machine joined to `compute`'s head (tests/ray_node.py), with
+    `env` added to its environment; yields its temp dir; every process of it stopped by pid."""
+    from modelfleet.backends.ray import cluster as ray_cluster
+    temp_dir = f"/tmp/mf-n2-{os.urandom(4).hex()}"
+    node_env = {**os.environ, **ray_cluster.ray_environment(compute["auth_token"], compute["address"]), **(env or {})}
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ray_node.py"), compute["address"],
+                             temp_dir, "1"], env=node_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_until(lambda: len([n for n in fleet.computes.show(compute["name"])["nodes"] if n["alive"]]) == 2,
+                   timeout=60)
+        yield temp_dir
+    finally:
+        kill_ray_node(temp_dir)
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def kill_ray_node(temp_dir: str) -> None:
+    """SIGKILL every process of one Ray node, its workers included."""
+    from modelfleet.backends.ray import cluster as ray_cluster
+    for p in ray_cluster.cluster_processes(temp_dir):
+        with contextlib.suppress(psutil.Error):
+            p.kill()

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
+from modelfleet.server import first_admin
 from modelfleet.server.http import monitoring_api
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
@@ -51,7 +52,8 @@ class LoopTransport(httpx.BaseTransport):
 
 
 class InProcessServer:
-    def __init__(self, root: Path, database_url: str | None = None):
+    def __init__(self, root: Path, database_url: str | None = None, **api_options):
+        self.api_options = api_options
         self.ws = Workspace("unit", root / "ws")
         self.ws.path.mkdir(parents=True, exist_ok=True)
         self.loop = asyncio.new_event_loop()
@@ -64,7 +66,8 @@ class InProcessServer:
             stores = Stores.of_workspace(self.ws, self.db)
             self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
-            api = build_api(self.controller, stores, TOKEN, URL)
+            first_admin.bootstrap(stores.identities, self.ws.first_admin_token_file)
+            api = build_api(self.controller, stores, TOKEN, URL, **self.api_options)
             self.monitoring = monitoring_api.install(api, self.controller, self.db, stores.artifacts, self.ws.path)
             return api
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()

@@ -23,9 +23,10 @@ LAYERS = [
     ("server",      ["server"]),            # control (loop), dataplane (gateway), http (API), telemetry
     ("assets",      ["assets", "monitoring"]),  # what people register: models, environments, computes;
                                                 # data assets, monitor runs and their scheduler
-    ("store",       ["store", "datastores"]),  # the only SQL and artifact file I/O; blob stores, node cache
+    ("store",       ["store"]),             # the only SQL and artifact file I/O
     ("envbuild",    ["envbuild"]),          # virtualenvs built with uv: a build tool
     ("backends",    ["backends"]),          # where replicas run: the protocol, router, local, shared, ray
+    ("datastores",  ["datastores"]),        # blob stores and the node cache: read by the server and every node
     ("runtime",     ["runtime", "collection"]),  # what runs inside replica and worker processes; rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("schema",      ["schema"]),            # every contract: documents, settings, wire bodies, records

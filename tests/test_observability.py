@@ -155,12 +155,14 @@ def test_docs_cover_the_gateway_and_work_offline(fleet):
     fleet.server.start()
     url = _info(fleet)["url"]
     doc = httpx.get(f"{url}/openapi.json", timeout=30).json()
-    assert set(doc["components"]["securitySchemes"]) == {"adminToken", "endpointKey"}
+    assert set(doc["components"]["securitySchemes"]) == {"token", "endpointKey"}
     score = doc["paths"]["/endpoints/{endpoint}/score"]["post"]
     assert {"endpointKey": []} in score["security"] and "424" in score["responses"]
     for path in ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"):
         assert doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["inputs"]
-    assert doc["paths"]["/api/endpoints"]["get"]["security"] == [{"adminToken": []}]
+    assert doc["paths"]["/api/endpoints"]["get"]["security"] == [{"token": []}]
+    assert doc["paths"]["/api/endpoints/{name}/keys"]["get"]["x-permission"]["action"] == \
+        "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/listKeys/action"
     html = httpx.get(f"{url}/docs", timeout=30).text
     assets = [part.split('"')[0] for part in html.split('src="')[1:] + html.split('href="')[1:]]
     assert assets and all(a.startswith("/") for a in assets)  # nothing from another host

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import psutil
@@ -22,7 +17,7 @@ import pytest
 from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, compute_row, run_seed_scripts, scoring_code, wait_until
+from .helpers import Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,29 +54,11 @@ def ray_fleet(fleet, models_dir, tmp_path):
 def second_node(ray_fleet):
     """A second Ray node on this machine, joined to the compute's head."""
     fleet, compute, _ = ray_fleet
-    temp_dir = f"/tmp/mf-n2-{secrets.token_hex(4)}"
-    env = {**os.environ, **ray_cluster.ray_environment(compute["auth_token"], compute["address"])}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ray_node.py"), compute["address"],
-                             temp_dir, "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        wait_until(lambda: len([n for n in fleet.computes.show("raydev")["nodes"] if n["alive"]]) == 2, timeout=60)
+    with second_ray_node(fleet, compute) as temp_dir:
         yield temp_dir
-    finally:
-        kill_node(temp_dir)
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def kill_node(temp_dir: str) -> None:
-    """SIGKILL every process of one node, its workers included."""
-    for p in ray_cluster.cluster_processes(temp_dir):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
+kill_node = kill_ray_node
 
 
 def client(fleet, endpoint):

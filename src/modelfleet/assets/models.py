@@ -1,7 +1,9 @@
 """The model registry: register, resolve, label, archive and delete model versions.
 
-Versions are immutable. Files go into the content-addressed artifact store first; the version
-row is written after, in one transaction, so a crash leaves no half-registered version.
+Versions are immutable. Files go into the content-addressed artifact store first, then into
+the workspace's default datastore when it is not the local folder (assets/datastores.py); the
+version row is written after, in one transaction, so a crash or a store that stops leaves no
+half-registered version.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..datastores import is_datastore_uri
 from ..domain.errors import InvalidInput, NotFound
 from ..domain.model_types import MODEL_TYPES, detect_type
 from ..domain.names import ModelRef, check_name, check_version
 from ..store import ArtifactStore, Database
 from ..store.models import Model, ModelStore
+from .datastores import Datastores
 
 __all__ = ["Model", "Registry", "detect_type"]  # Model lives in store/models.py, at the row edge
 
@@ -28,9 +32,10 @@ def _check_tags(tags: dict | None) -> dict[str, str]:
 
 
 class Registry:
-    def __init__(self, db: Database, artifacts: ArtifactStore):
+    def __init__(self, db: Database, artifacts: ArtifactStore, datastores: Datastores | None = None):
         self.db = db
         self.artifacts = artifacts
+        self.datastores = datastores   # None: the local folder holds every byte (unit tests, tools)
         self.store = ModelStore(db)
 
     # -- reading -------------------------------------------------------------------------------
@@ -52,6 +57,10 @@ class Registry:
         return self.store.list(name, include_archived)
 
     def path_of(self, model: Model, verify: bool = True) -> Path:
+        """The version's folder in the workspace; one the folder lost is brought back from the
+        default datastore first (the workspace's folder is then a copy of the store's blobs)."""
+        if self.datastores is not None and not self.artifacts.snapshot_dir("models", model.sha256).is_dir():
+            self.datastores.restore("models", model.sha256, model.files)
         if verify:
             return self.artifacts.verify("models", model.sha256, model.files)
         return self.artifacts.snapshot_dir("models", model.sha256)
@@ -61,10 +70,16 @@ class Registry:
     def register(self, name: str, path: str | Path, version: str | None = None, *,
                  description: str = "", tags: dict | None = None, type: str | None = None,
                  exist_ok: bool = False, reuse_same_content: bool = False) -> Model:
-        """Register files as a new version. `reuse_same_content` (with no version given) returns
-        the newest existing version holding identical files instead of adding one."""
+        """Register files (a local path, or a datastore URI) as a new version. `reuse_same_content`
+        (with no version given) returns the newest existing version holding identical files
+        instead of adding one."""
         version, tags = self._check(name, version, type, tags)
-        snap = self.artifacts.add("models", path)
+        if is_datastore_uri(str(path)):
+            if self.datastores is None:
+                raise InvalidInput(f"path {str(path)!r}: this registry reads no datastores")
+            snap = self.datastores.read(str(path), "models")
+        else:
+            snap = self.artifacts.add("models", path)
         return self._add(name, version, snap.sha256, snap.files, description, tags, type, exist_ok,
                          reuse_same_content)
 
@@ -87,6 +102,8 @@ class Registry:
         return version, _check_tags(tags)
 
     def _add(self, name, version, sha256, files, description, tags, type, exist_ok, reuse_same_content) -> Model:
+        if self.datastores is not None:
+            self.datastores.commit("models", sha256, files)   # the bytes are in the store before the row
         return self.store.add(name, version, type=type or detect_type(files), sha256=sha256,
                               size=sum(f["size"] for f in files), files=files, description=description, tags=tags,
                               exist_ok=exist_ok, reuse_same_content=reuse_same_content)

@@ -68,6 +68,21 @@ class ReplicaEnvironment:
 
 
 @dataclass(frozen=True)
+class DatastoreSource:
+    """Where a replica's node reads a snapshot itself: the workspace's default datastore (its
+    document, the secret included, so never printed), the snapshot's files, the node cache's
+    bound, and for code the folder its scoring script is in."""
+    document: dict = field(repr=False, compare=False)
+    files: tuple[dict, ...] = field(repr=False, compare=False)
+    cache_bytes: int
+    root: str = ""
+
+    def to_wire(self) -> dict:
+        return {"document": self.document, "files": list(self.files), "cache_bytes": self.cache_bytes,
+                "root": self.root}
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """Everything a backend needs to start one replica, validated and with its defaults applied.
     Snapshots are named by path on the server and by sha256, so that a backend whose replicas run
@@ -90,6 +105,8 @@ class ReplicaSpec:
     environment: ReplicaEnvironment | None = None   # None: the server's own interpreter
     placement: str = "dedicated"   # or "shared": one model among many in a multi-model worker
     fast_path: bool | str = FAST_PATH_DEFAULT   # the deployment's setting (runtime/fast_path.py)
+    model_source: DatastoreSource | None = None   # a node that is not the server's reads the model here
+    code_source: DatastoreSource | None = None    # ... and the code
 
     @property
     def script_path(self) -> Path | None:

@@ -21,7 +21,7 @@ from ..domain.errors import FleetError, InvalidInput
 from .output import FORMATS, emit
 
 # Groups whose commands exist in `az ml`: piped output defaults to JSON there, as in az.
-AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment", "compute"})
+AZ_GROUPS = frozenset({"workspace", "model", "online-endpoint", "online-deployment", "compute", "datastore"})
 
 # Flags that take every following value up to the next option: az's nargs='+'.
 _GREEDY_OPS = ("--set", "--add", "--remove")
@@ -189,6 +189,12 @@ def _global_options(fn, properties: bool):
     params = fn.__click_params__  # click lists these in reverse: put the shared ones after the command's own
     fn.__click_params__ = params[before:] + params[:before]
     return fn
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal unless --yes was given; a script or a pipe is never asked."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(question, abort=True, default=True)
 
 
 def command(group: click.Group, name: str, *, properties: bool = False, **kw):

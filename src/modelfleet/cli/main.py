@@ -6,6 +6,7 @@ import click
 
 from ..version import __version__
 from .computes import compute
+from .datastores import datastore
 from .deployments import online_deployment
 from .endpoints import online_endpoint
 from .environments import environment
@@ -20,7 +21,7 @@ def cli() -> None:
     """modelfleet: register and serve many models on one machine, with the az ml vocabulary."""
 
 
-for group in (workspace, model, environment, online_endpoint, online_deployment, compute, server):
+for group in (workspace, model, environment, online_endpoint, online_deployment, compute, datastore, server):
     cli.add_command(group)
 
 
@@ -38,6 +39,12 @@ cli.add_command(data)
 cli.add_command(schedule)
 
 cli.add_command(top)
+
+from .identities import COMMANDS as IDENTITY_COMMANDS  # noqa: E402
+from .accounts import COMMANDS as ACCOUNT_COMMANDS  # noqa: E402
+
+for _command in IDENTITY_COMMANDS + ACCOUNT_COMMANDS:
+    cli.add_command(_command)
 
 from .fleet import COMMANDS as FLEET_FILE_COMMANDS  # noqa: E402
 

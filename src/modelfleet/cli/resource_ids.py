@@ -20,6 +20,7 @@ _PATHS = {
     "endpoint": lambda d: f"/onlineEndpoints/{d['name']}",
     "deployment": lambda d: f"/onlineEndpoints/{d['endpoint_name']}/deployments/{d['name']}",
     "compute": lambda d: f"/computes/{d['name']}",
+    "datastore": lambda d: f"/datastores/{d['name']}",
 }
 
 

@@ -115,6 +115,8 @@ def list_servers(ctx: Ctx):
               help="Shared multi-model worker processes (default: one per core, 2 to 8).")
 @click.option("--shared-worker-memory", default=None,
               help="Each shared worker's memory budget for loaded models (512Mi, 2Gi; default 1Gi).")
+@click.option("--node-cache-size", default=None,
+              help="The bound of each Ray node's cache of datastore blobs (50Gi; default 20Gi).")
 @click.option("--python-policy", type=click.Choice(["nearest", "strict"]), default=None,
               help="An environment's Python not installed: build on the nearest found (with a warning), or refuse.")
 @click.option("--python", "pythons", multiple=True, default=None,

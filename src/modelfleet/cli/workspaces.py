@@ -24,8 +24,9 @@ def _named(ctx: Ctx, name: str | None, verb: str) -> str:
 
 
 def _remote(ctx: Ctx, name: str | None) -> bool:
-    """With FLEET_SERVER, the workspace is the one that server serves: shown (or refused) here."""
-    if not os.environ.get("FLEET_SERVER"):
+    """With FLEET_SERVER or a login, the workspace is the one that server serves: shown (or refused) here."""
+    from ..client.accounts import Accounts
+    if not (os.environ.get("FLEET_SERVER") or Accounts().current()):
         return False
     served = ctx.fleet.workspace_name
     if name not in (None, served):
@@ -37,11 +38,26 @@ def _remote(ctx: Ctx, name: str | None) -> bool:
 @command(workspace, "create", help="Create a workspace (fleet workspace create -w NAME).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("--path", default=None, help="Directory for it (default: $FLEET_HOME/workspaces/NAME).")
-def create(ctx: Ctx, name_, path):
+@click.option("--default-datastore", default=None, metavar="FILE",
+              help="A datastore YAML (type: azure_blob) that model and code uploads go to "
+                   "(default: the workspace's own folder).")
+def create(ctx: Ctx, name_, path, default_datastore):
+    from ..client.datastores import load_document
     from ..schema.workspace import Workspaces
+    document = load_document(default_datastore) if default_datastore else None   # read before creating anything
     wss = Workspaces()
     ws = wss.create(_named(ctx, name_, "create"), path)
-    ctx.emit(ws.to_dict(wss.current_name()), kind="workspace")
+    shown = ws.to_dict(wss.current_name())
+    if document is not None:
+        from ..client.fleet import Fleet
+        with Fleet(workspace=ws.name) as fleet:
+            try:
+                shown["default_datastore"] = fleet.datastores.create(document, default=True)["name"]
+            except BaseException:   # a refused document leaves no workspace behind
+                fleet.server.stop()
+                wss.delete(ws.name)
+                raise
+    ctx.emit(shown, kind="workspace")
 
 
 @command(workspace, "set", help="Make a workspace the current one (fleet workspace set -w NAME).")

@@ -22,15 +22,20 @@ class DeploymentOperations:
     def _body(self, spec: DeploymentSpec, endpoint: str, base_dir: Path) -> dict:
         model = spec.model
         if not isinstance(model, str):  # Azure's inline `model: {path: ...}`: register it first
-            path = Path(model.path)
-            path = path if path.is_absolute() else base_dir / path
+            path = model.path if transfer.is_uri(model.path) else Path(model.path)
+            path = path if isinstance(path, str) or path.is_absolute() else base_dir / path
             m = self._f.models.register(model.name or f"{endpoint}-{spec.name}", path, model.version,
                                           description=model.description, tags=model.tags, type=model.type,
                                           exist_ok=model.version is not None,
                                           reuse_same_content=model.version is None)
             model = m.ref
         code = None
-        if spec.code_configuration is not None:
+        if spec.code_configuration is not None and transfer.is_uri(spec.code_configuration.code):
+            read = self._f.request("POST", "/api/artifacts/code", json={"path": spec.code_configuration.code},
+                                   timeout=None)   # the server reads it from the datastore
+            code = {"sha256": read["sha256"], "root": read["root"],
+                    "scoring_script": spec.code_configuration.scoring_script}
+        elif spec.code_configuration is not None:
             code_dir = Path(spec.code_configuration.code)
             code_dir = code_dir if code_dir.is_absolute() else base_dir / code_dir
             if not code_dir.is_dir():

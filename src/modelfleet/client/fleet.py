@@ -10,7 +10,8 @@
     outcomes = fleet.apply(plan)                      # ... and make it so
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
-on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, or `server=` and `token=`); or,
+on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, `server=` and `token=`, or the
+server `fleet login` made current: client/accounts.py); or,
 in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
 httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
 launcher's run/server.json and saved settings.
@@ -26,12 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..domain.errors import InvalidInput
 from ..schema.workspace import Workspace, Workspaces
 from . import launcher
+from .accounts import Accounts, trust
 from .computes import ComputeOperations
 from .connection import Connection, Target
 from .data import DataOperations
+from .datastores import DatastoreOperations
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
+from .identities import ActivityLogOperations, RoleAssignmentOperations, TokenOperations, UserOperations
 from .models import ModelOperations
 from .schedules import ScheduleOperations
 from .server import ServerOperations
@@ -64,10 +68,14 @@ def load_fleet(path: str | Path, notice: Callable[[str], None] | None = None) ->
 class Fleet:
     def __init__(self, workspace: str | None = None, *, home: str | Path | None = None,
                  notice: Callable[[str], None] | None = None, server: str | None = None, token: str | None = None,
-                 transport: httpx.BaseTransport | None = None):
+                 ca_bundle: str | None = None, transport: httpx.BaseTransport | None = None):
         self.notice = notice or _notice_nothing
         server = server or os.environ.get("FLEET_SERVER") or None
         self.workspace: Workspace | None = None   # None: the server is elsewhere (its name: workspace_name)
+        account = None if server or transport else Accounts(Path(home) if home else None).current()
+        if account is not None:   # fleet login's current server; FLEET_TOKEN may replace its token
+            server, ca_bundle = account.server, ca_bundle or account.ca_bundle
+            token = token or os.environ.get("FLEET_TOKEN") or account.token
         if server is None and transport is None:
             self.workspaces = Workspaces(Path(home) if home else None)
             self.workspace = self.workspaces.get(workspace)
@@ -75,18 +83,23 @@ class Fleet:
         else:
             token = token or os.environ.get("FLEET_TOKEN")
             if not token:
-                raise InvalidInput("FLEET_TOKEN: the server's admin token is needed with FLEET_SERVER "
-                                   "(`fleet server status --show-token -o json` on the server's machine)")
-            target = Target((server or IN_PROCESS_URL).rstrip("/"), token)
+                raise InvalidInput("FLEET_TOKEN: a token is needed with FLEET_SERVER (`fleet token create`, or "
+                                   "`fleet login --server URL` instead)")
+            target = Target((server or IN_PROCESS_URL).rstrip("/"), token, True if transport else trust(ca_bundle))
             self.connection = Connection(lambda: target, transport)
         self.models = ModelOperations(self)
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
         self.computes = ComputeOperations(self)
+        self.datastores = DatastoreOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
         self.data = DataOperations(self)              # data assets (docs/monitoring.md)
         self.schedules = ScheduleOperations(self)     # model monitors (docs/monitoring.md)
+        self.users = UserOperations(self)
+        self.tokens = TokenOperations(self)
+        self.role_assignments = RoleAssignmentOperations(self)
+        self.activity_log = ActivityLogOperations(self)
 
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""

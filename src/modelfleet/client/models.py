@@ -25,20 +25,24 @@ class ModelOperations:
                  description: str = "", tags: dict | None = None, type: str | None = None,
                  exist_ok: bool = False, reuse_same_content: bool = False) -> Model:
         """Upload the files at `path` (unless the server holds them already) and register them as
-        a version. `reuse_same_content` (no version given) returns the newest version holding
+        a version; a datastore URI (azureml://datastores/<ds>/paths/<p>, the long azureml://
+        subscriptions/... form, https://<account>.blob.core.windows.net/<c>/<p>) is read by the
+        server instead. `reuse_same_content` (no version given) returns the newest version holding
         identical files instead of adding one."""
         check_name(name, "model name")   # before any byte is sent
+        body = {"version": None if version is None else str(version), "description": description,
+                "tags": tags or {}, "type": type, "exist_ok": exist_ok, "reuse_same_content": reuse_same_content}
+        if transfer.is_uri(path):
+            return self._call("POST", f"/api/models/{name}/versions", json={**body, "path": str(path)}, timeout=None)
         sha256, files = transfer.upload(self._f.connection, "models", path)
-        return self._call("POST", f"/api/models/{name}/versions", json={
-            "version": None if version is None else str(version), "description": description, "tags": tags or {},
-            "type": type, "sha256": sha256, "files": files, "exist_ok": exist_ok,
-            "reuse_same_content": reuse_same_content})
+        return self._call("POST", f"/api/models/{name}/versions", json={**body, "sha256": sha256, "files": files},
+                          timeout=None)
 
     create = register
 
     def register_spec(self, spec: ModelSpec, base_dir: Path = Path("."), **kw) -> Model:
-        path = Path(spec.path)
-        path = path if path.is_absolute() else base_dir / path
+        path = spec.path if transfer.is_uri(spec.path) else Path(spec.path)
+        path = path if isinstance(path, str) or path.is_absolute() else base_dir / path
         return self.register(spec.name, path, spec.version, description=spec.description, tags=spec.tags,
                              type=spec.type, **kw)
 

@@ -17,6 +17,12 @@ from ..files.digests import CHUNK, content_digest, walk
 from ..domain.errors import IntegrityError, InvalidInput, NotFound, StorageError
 
 BLOCK = tarfile.BLOCKSIZE
+URI_SCHEMES = ("azureml://", "https://", "http://", "wasbs://", "wasb://", "abfss://")   # read by the server
+
+
+def is_uri(path: str | Path) -> bool:
+    """A datastore URI, which the server reads; anything else is a local path the client uploads."""
+    return isinstance(path, str) and path.lower().startswith(URI_SCHEMES)
 
 
 def tar_stream(src: Path) -> Iterator[bytes]:

@@ -11,15 +11,15 @@ from pathlib import Path
 
 from .base import Datastore
 from .cache import Lease, NodeCache
-from .documents import DatastoreDocument, parse_document, redacted
+from .documents import LOCAL_NAME, DatastoreDocument, parse_document, redacted
 from .local import LocalDatastore
 from .uris import DatastorePath, is_datastore_uri, parse
 
-__all__ = ["Datastore", "DatastoreDocument", "DatastorePath", "Lease", "LocalDatastore", "NodeCache",
+__all__ = ["LOCAL_NAME", "Datastore", "DatastoreDocument", "DatastorePath", "Lease", "LocalDatastore", "NodeCache",
            "is_datastore_uri", "open_datastore", "parse", "parse_document", "redacted"]
 
 
-def open_datastore(doc: DatastoreDocument | Path, name: str = "workspaceartifactstore") -> Datastore:
+def open_datastore(doc: DatastoreDocument | Path, name: str = LOCAL_NAME) -> Datastore:
     """The datastore a document describes, or the local folder at a path (the embedded default)."""
     if isinstance(doc, Path):
         return LocalDatastore(name, doc)

@@ -35,6 +35,7 @@ PATTERNS = {  # field: (Azure's rule for it, what to say when a value breaks it)
     "endpoint": (re.compile(r"^[a-z0-9.-]+\.[a-z]{2,}$"), "must be a DNS suffix such as core.windows.net"),
 }
 REDACTED = "<redacted>"
+LOCAL_NAME = "workspaceartifactstore"   # the workspace's own folder, by Azure's name for a workspace's store
 FIELD = re.compile(r"^(\$schema|[A-Za-z_][A-Za-z0-9_]*|\d+)$")
 
 
@@ -185,3 +186,12 @@ def join_secret(public: dict, secret: str | None) -> DatastoreDocument:
             creds[field] = secret
     data["credentials"] = creds
     return parse_document(data, f"datastore {public.get('name')!r}")
+
+
+def resolved(doc: DatastoreDocument) -> dict:
+    """The document with its credential as a plain value (a reference read here): for a node
+    that opens the datastore itself. Never printed or logged."""
+    out = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"schema_", "credentials"})
+    secret = doc.credentials.secret()
+    out["credentials"] = {} if secret is None else {doc.credentials.kind: secret}
+    return out

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from ..files.digests import CHUNK
 from ..domain.errors import InvalidInput, NotFound, StorageError
-from ..store.artifacts import ArtifactStore, _walk
+from ..files.digests import walk as _walk
 from .base import check_sha256
 from .staging import staged
 
@@ -21,10 +21,11 @@ KIND = "blobs"
 class LocalDatastore:
     def __init__(self, name: str, root: Path):
         self.name = name
-        self.artifacts = ArtifactStore(Path(root))
+        self.root = Path(root)   # the workspace's artifact folder (store/artifacts.py's root)
+        self.tmp = self.root / "tmp"
 
     def _blob(self, sha256: str) -> Path:
-        return self.artifacts.snapshot_dir(KIND, check_sha256(sha256))
+        return self.root / KIND / check_sha256(sha256)
 
     def _where(self, sha256: str) -> str:
         return f"datastore {self.name!r}: blob {sha256[:12]}"
@@ -34,13 +35,13 @@ class LocalDatastore:
         if dest.is_file():
             return 0
         try:
-            with staged(dest, sha256, self._where(sha256), tmp_dir=self.artifacts.tmp, mode=0o444) as out:
+            with staged(dest, sha256, self._where(sha256), tmp_dir=self.tmp, mode=0o444) as out:
                 while data := source.read(CHUNK):
                     out.write(data)
             return out.size
         except OSError as e:
             raise StorageError(f"datastore {self.name!r}: cannot store blob {sha256[:12]} in "
-                               f"{self.artifacts.root}: {e.strerror or e}") from e
+                               f"{self.root}: {e.strerror or e}") from e
 
     def get(self, sha256: str, dest: Path) -> None:
         blob = self._blob(sha256)
@@ -49,7 +50,7 @@ class LocalDatastore:
                 while data := src.read(CHUNK):
                     out.write(data)
         except FileNotFoundError:
-            raise NotFound(f"{self._where(sha256)} not found in {self.artifacts.root}") from None
+            raise NotFound(f"{self._where(sha256)} not found in {self.root}") from None
 
     def exists(self, sha256: str) -> bool:
         return self._blob(sha256).is_file()
@@ -59,7 +60,7 @@ class LocalDatastore:
             self._blob(sha256).unlink()
 
     def read_path(self, path: str, dest: Path) -> list[Path]:
-        root = self.artifacts.root.resolve()
+        root = self.root.resolve()
         src = (root / path).resolve()
         if not src.is_relative_to(root) or src == root:
             raise InvalidInput(f"datastore {self.name!r}: path {path!r} is outside the datastore")

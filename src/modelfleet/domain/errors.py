@@ -6,7 +6,9 @@ Every boundary maps these the same way: the CLI prints one line and exits with
     FleetError                 (1, 500)  root; anything unexpected becomes this
     +-- InvalidInput           (2, 400)  a bad name, field, file or value
     |   +-- SpecError          (2, 400)  a YAML/JSON document that does not validate
-    +-- Unauthorized           (1, 401)  a missing or wrong key or admin token
+    +-- Unauthorized           (1, 401)  a missing or wrong key or token
+    +-- Forbidden              (1, 403)  a known caller whose roles do not grant the action
+    +-- RateLimited            (1, 429)  too many failed token attempts from one address
     +-- NotFound               (1, 404)  a workspace, model, endpoint or deployment
     +-- AlreadyExists          (1, 409)  an immutable thing registered twice
     +-- Conflict               (1, 409)  a request that the current state forbids
@@ -53,6 +55,18 @@ class SpecError(InvalidInput):
 class Unauthorized(FleetError):
     code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(FleetError):
+    code, http_status = "forbidden", 403
+
+
+class RateLimited(FleetError):
+    code, http_status = "rate_limited", 429
+
+    def __init__(self, message: str, *, retry_after: int = 1, detail: str | None = None):
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after   # seconds, for the Retry-After header
 
 
 class NotFound(FleetError):
@@ -107,8 +121,9 @@ class BuildFailed(FleetError):
     http_status = 422
 
 
-_BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, NotFound, AlreadyExists,
-                                       Conflict, PreconditionFailed, LeaseLost, IntegrityError, StorageError, DatastoreError,
+_BY_CODE = {cls.code: cls for cls in (FleetError, InvalidInput, SpecError, Unauthorized, Forbidden, RateLimited, NotFound,
+                                       AlreadyExists, Conflict, PreconditionFailed, LeaseLost, IntegrityError, StorageError,
+                                       DatastoreError,
                                        ServerUnavailable, DeploymentFailed, BuildFailed)}
 
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 ML = "Microsoft.MachineLearningServices/workspaces"
 ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
+# Entra ID's users and service principals have no Azure RBAC action; modelfleet keeps its own
+# principals, and managing them (or another principal's tokens) is an Owner's right, like roles.
+PRINCIPALS = "Modelfleet.Identity/principals"
+ACTIVITY_LOG_READ = "Microsoft.Insights/eventtypes/values/read"   # Azure's action for its activity log
 
 
 def action(resource: str, verb: str) -> str:
@@ -44,9 +48,9 @@ def _pattern(pattern: str) -> re.Pattern:
 
 
 BUILT_IN_ROLES = {r.name.lower(): r for r in (
-    Role("Owner", "Everything, and who may do what (role assignments).", ("*",)),
-    Role("Contributor", "Everything but role assignments.", ("*",),
-         (f"{ROLE_ASSIGNMENTS}/write", f"{ROLE_ASSIGNMENTS}/delete")),
+    Role("Owner", "Everything, and who may do what (role assignments, principals).", ("*",)),
+    Role("Contributor", "Everything but role assignments and principals.", ("*",),
+         (f"{ROLE_ASSIGNMENTS}/write", f"{ROLE_ASSIGNMENTS}/delete", f"{PRINCIPALS}/write", f"{PRINCIPALS}/delete")),
     Role("Reader", "Reads everything but secrets (endpoint keys, datastore credentials).", ("*/read",)),
     Role("AzureML Data Scientist",
          "Everything in a workspace but computes, the workspace's own settings and role assignments.",

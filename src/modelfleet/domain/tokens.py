@@ -7,7 +7,9 @@ with that much entropy a slow password hash adds nothing, and a lookup by hash n
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import re
 import secrets
 
 PREFIX = "mft_"
@@ -24,3 +26,17 @@ def token_hash(token: str) -> str:
 def looks_like_token(value: str) -> bool:
     """Whether a bearer value is worth a lookup (an endpoint key or garbage is not)."""
     return value.startswith(PREFIX) and 40 <= len(value) <= 64
+
+
+_LIFETIME = re.compile(r"^(\d+)([mhd])$")
+_LIFETIME_UNITS = {"m": 60, "h": 3600, "d": 86400}
+MAX_LIFETIME = dt.timedelta(days=3650)
+
+
+def lifetime(text: str) -> dt.timedelta:
+    """`--expires-in`: minutes, hours or days (`90m`, `12h`, `30d`), at most ten years."""
+    m = _LIFETIME.match(text.strip())
+    if m is None or int(m.group(1)) == 0:
+        from .errors import InvalidInput
+        raise InvalidInput(f"--expires-in {text!r}: use a whole number of minutes, hours or days (90m, 12h, 30d)")
+    return min(MAX_LIFETIME, dt.timedelta(seconds=int(m.group(1)) * _LIFETIME_UNITS[m.group(2)]))

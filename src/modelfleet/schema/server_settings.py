@@ -33,6 +33,9 @@ class ServerSettings(BaseModel):
     allow_plain_http: bool = False       # beyond loopback without TLS (a TLS proxy in front)
     admin_token_file: str | None = None  # a fixed admin token (default: a new one per start)
     metrics_auth: Literal["auto", "token", "none"] = "auto"  # auto: open on loopback only
+    # Failed token attempts one client address may make per minute (in a burst, then spread out)
+    # before every request from it gets 429 for a while.
+    failed_token_attempts_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     access_log: bool = True
     access_log_max_bytes: int = Field(default=64 * 2**20, ge=4096)
     access_log_backups: int = Field(default=5, ge=0, le=1000)
@@ -51,6 +54,9 @@ class ServerSettings(BaseModel):
     python_policy: Literal["nearest", "strict"] = "nearest"
     pythons: list[str] = Field(default_factory=list)
     python_downloads: bool = False
+    # Each node's cache of datastore blobs (docs/datastores.md): its bound. Least recently used
+    # blobs go first; blobs a replica uses are never evicted.
+    node_cache_size: str = "20Gi"
     # Where the metadata lives: None is the workspace's SQLite file; postgresql://USER@HOST/DB
     # a PostgreSQL database (its password from ~/.pgpass or PGPASSWORD, or in the URL).
     database_url: str | None = None
@@ -83,12 +89,16 @@ class ServerSettings(BaseModel):
             out["database_url"] = redact(self.database_url)
         return out
 
-    @field_validator("shared_worker_memory")
+    @field_validator("shared_worker_memory", "node_cache_size")
     @classmethod
     def _budget(cls, v: str) -> str:
         if memory_bytes(v) < 2**20:
             raise ValueError("must be at least 1Mi")
         return v
+
+    @property
+    def node_cache_bytes(self) -> int:
+        return memory_bytes(self.node_cache_size)
 
     @property
     def shared_worker_memory_bytes(self) -> int:

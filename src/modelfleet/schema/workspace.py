@@ -6,6 +6,7 @@ workspace, any created with a custom ``--path``, and the defaults `fleet configu
     workspace.db          metadata (SQLite, WAL)
     config.json           server settings: port (kept across restarts), host, TLS, logs (0600)
     artifacts/            content-addressed model and code snapshots
+    datastore.key         encrypts the datastores' stored secrets (0600; docs/datastores.md)
     run/server.json       address, pid and admin token of the running server (0600)
     logs/                 server and replica logs
     environments/         virtualenvs built for environments (docs/environments.md)
@@ -56,6 +57,11 @@ class Workspace:
         return self.path / "artifacts"
 
     @property
+    def datastore_key(self) -> Path:
+        """The key datastore secrets are encrypted with (0600), beside the database, never in it."""
+        return self.path / "datastore.key"
+
+    @property
     def run_dir(self) -> Path:
         return self.path / "run"
 
@@ -74,6 +80,11 @@ class Workspace:
     @property
     def server_file(self) -> Path:
         return self.run_dir / "server.json"
+
+    @property
+    def first_admin_token_file(self) -> Path:
+        """The bootstrapped first admin's token (0600), written once, at the first start."""
+        return self.path / "first-admin.token"
 
     def to_dict(self, current: str | None = None) -> dict:
         return {"name": self.name, "path": str(self.path), "current": self.name == current}

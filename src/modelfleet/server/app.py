@@ -78,7 +78,8 @@ class ServerApp:
         self.draining = False
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
-                             self.telemetry, cfg.metrics_auth, lambda: self.draining)
+                             self.telemetry, cfg.metrics_auth, lambda: self.draining,
+                             cfg.failed_token_attempts_per_minute)
         servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
         # data collectors, data assets, monitors (docs/monitoring.md)
         self.monitoring = monitoring_api.install(self.api, self.controller, self.db, self.stores.artifacts, ws.path,

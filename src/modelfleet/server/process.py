@@ -24,6 +24,7 @@ from ..files.fsutil import atomic_write
 from ..schema import server_settings as settings
 from ..schema.server_settings import ServerSettings
 from ..schema.workspace import Workspace
+from . import first_admin
 from .app import DrainingServer, ServerApp
 from .dataplane.connections import Limits, guarded_protocol
 from .http.api import is_loopback
@@ -124,6 +125,9 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
             app.db.close()
             raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
                              "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
+    first_token = first_admin.bootstrap(app.stores.identities, ws.first_admin_token_file)
+    if first_token is not None:   # the workspace's first start: nobody to sign in as yet
+        first_admin.announce(first_token, ws.first_admin_token_file)
     if not joined:   # a joined server changes none of the workspace's settings
         try:
             settings.update(ws, **{**changes, "port": port})  # the address is kept from now on

@@ -100,7 +100,7 @@ def test_registering_needs_files_that_describe_the_snapshot(api_fleet, model_dir
 
 
 def test_a_wrong_token_is_refused_in_one_line(inprocess):
-    with inprocess.fleet(token="wrong") as f, pytest.raises(Unauthorized, match="invalid admin token"):
+    with inprocess.fleet(token="wrong") as f, pytest.raises(Unauthorized, match="missing, invalid, expired or revoked token"):
         f.models.list()
 
 

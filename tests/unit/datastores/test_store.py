@@ -45,3 +45,22 @@ def test_create_show_list_get_update_delete(store, tmp_path):
         store.update(doc())
     with pytest.raises(NotFound):
         store.delete("models_store")
+
+
+def test_one_default_at_most_kept_by_updates_and_never_deleted(store):
+    from modelfleet.domain.errors import Conflict
+    store.create(doc("a_store"), default=True)
+    store.create(doc("b_store"))
+    assert store.default().name == "a_store" and store.show("a_store")["is_default"] is True
+    store.update(doc("a_store", sas_token="sv=1&sig=x"))        # an update keeps the flag
+    assert store.default().credentials.secret() == "sv=1&sig=x"
+    store.set_default("b_store")
+    assert [d["name"] for d in store.list() if d["is_default"]] == ["b_store"]
+    with pytest.raises(Conflict, match="'b_store' is the workspace's default"):
+        store.delete("b_store")
+    store.set_default(None)
+    assert store.default() is None
+    store.delete("b_store")
+    with pytest.raises(NotFound, match="datastore 'nope' not found"):
+        store.set_default("nope")
+    assert store.find("acct01", "models") == "a_store" and store.find("acct01", "other") is None

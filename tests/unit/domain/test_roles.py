@@ -3,7 +3,7 @@
 import pytest
 
 from modelfleet.domain.errors import InvalidInput
-from modelfleet.domain.roles import ROLE_ASSIGNMENTS, action, allowed, role
+from modelfleet.domain.roles import PRINCIPALS, ROLE_ASSIGNMENTS, action, allowed, role
 
 READS = [action(r, "read") for r in ("models", "environments", "onlineEndpoints", "onlineEndpoints/deployments",
                                      "computes", "datastores", "")]
@@ -15,15 +15,17 @@ SECRETS = action("datastores", "listSecrets/action")
 COMPUTE = [action("computes", "write"), action("computes", "delete")]
 SETTINGS = action("", "write")
 ASSIGN = f"{ROLE_ASSIGNMENTS}/write"
+PRINCIPAL = f"{PRINCIPALS}/write"   # making users, or tokens in another's name: an Owner's, like ASSIGN
 
 
 @pytest.mark.parametrize("name, may, may_not", [
-    ("Reader", READS, WORK + [KEYS, SECRETS, SETTINGS, ASSIGN] + COMPUTE),
-    ("AzureML Data Scientist", READS + WORK + [KEYS], COMPUTE + [SECRETS, SETTINGS, ASSIGN]),
+    ("Reader", READS, WORK + [KEYS, SECRETS, SETTINGS, ASSIGN, PRINCIPAL] + COMPUTE),
+    ("AzureML Data Scientist", READS + WORK + [KEYS], COMPUTE + [SECRETS, SETTINGS, ASSIGN, PRINCIPAL]),
     ("AzureML Compute Operator", COMPUTE + [action("computes", "read"), action("", "read")],
      WORK + [KEYS, SECRETS, SETTINGS, ASSIGN, action("models", "read")]),
-    ("Contributor", READS + WORK + COMPUTE + [KEYS, SECRETS, SETTINGS], [ASSIGN, f"{ROLE_ASSIGNMENTS}/delete"]),
-    ("Owner", READS + WORK + COMPUTE + [KEYS, SECRETS, SETTINGS, ASSIGN], []),
+    ("Contributor", READS + WORK + COMPUTE + [KEYS, SECRETS, SETTINGS],
+     [ASSIGN, f"{ROLE_ASSIGNMENTS}/delete", PRINCIPAL, f"{PRINCIPALS}/delete"]),
+    ("Owner", READS + WORK + COMPUTE + [KEYS, SECRETS, SETTINGS, ASSIGN, PRINCIPAL], []),
 ])
 def test_each_built_in_role_means_what_azure_says(name, may, may_not):
     assert [a for a in may if not allowed([name], a)] == []

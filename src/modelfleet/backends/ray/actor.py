@@ -1,13 +1,16 @@
 """A replica as a Ray actor: what runs on a Ray worker, wherever Ray placed it.
 
-The actor receives its model and code snapshots through Ray's object store (no shared
-filesystem), writes them into a node-local cache (temp directory + rename) and checks each
-against its sha256, as the local backend does. It then listens on its node's address for one
-TCP connection from each modelfleet server of the workspace, which must first send the replica's
-secret; from there on it is the same replica as a local process (runtime/replica.py): the same
-frames, the same batching, the same score.py contract, the model's calls one at a time whichever
-server's gateway sent them. It outlives its connections (a leader that dies leaves it serving the
-others, and the next leader adopts it); a stop through Ray ends it. Requests never pass through Ray's task path, so a
+The actor reads its model and code from the workspace's default datastore into the node's cache
+(datastores/trees.py: every blob checked against its sha256, pinned while the actor lives,
+nothing read remotely when the node holds it already): the server is not on the path. While
+the workspace's own folder is its datastore, the snapshots come through Ray's object store
+instead (no shared filesystem), written into a node-local folder (temp directory + rename) and
+checked against their sha256, as the local backend does. It then listens on its node's address
+for one TCP connection from each modelfleet server of the workspace, which must first send the
+replica's secret; from there on it is the same replica as a local process (runtime/replica.py):
+the same frames, the same batching, the same score.py contract, the model's calls one at a time
+whichever server's gateway sent them. It outlives its connections (a leader that dies leaves it
+serving the others, and the next leader adopts it); a stop through Ray ends it. Requests never pass through Ray's task path, so a
 Ray replica costs the gateway one TCP hop instead of an actor call.
 """
 
@@ -27,8 +30,26 @@ TOKEN_BYTES = 32
 ACCEPT_TIMEOUT_S = 300.0
 
 
+NODE_CACHE_ENV = "FLEET_NODE_CACHE"   # the node cache's folder on this node, when not the default
+
+
 def cache_root() -> Path:
     return Path(tempfile.gettempdir()) / "modelfleet-ray"
+
+
+def node_cache_root() -> Path:
+    """The node cache every replica and worker on this node shares ($FLEET_NODE_CACHE in the
+    node's environment, else a folder in its temporary directory)."""
+    return Path(os.environ.get(NODE_CACHE_ENV) or cache_root() / "cache")
+
+
+def from_datastore(kind: str, sha256: str, source: dict):
+    """A snapshot read from its datastore into the node cache: a `Tree`, pinned until released."""
+    from ...datastores import NodeCache, open_datastore, parse_document, trees
+    cache = NodeCache(node_cache_root(), source["cache_bytes"])
+    cache.sweep_tmp()   # downloads a crashed replica left on this node
+    store = open_datastore(parse_document(source["document"], "the workspace's default datastore"))
+    return trees.build(cache, store, kind, sha256, source["files"])
 
 
 def materialize(kind: str, sha256: str, packed: tuple[str, dict[str, bytes]]) -> Path:
@@ -64,19 +85,30 @@ def pack(folder: Path, prefix: str) -> tuple[str, dict[str, bytes]]:
 class ReplicaActor:
     """Made a Ray actor class by the agent (ray.remote), so that this module imports without Ray."""
 
-    def __init__(self, cfg: dict, env: dict, model_sha256: str, model: tuple, code_sha256: str | None,
-                 code: tuple | None, token: bytes):
+    def __init__(self, cfg: dict, env: dict, model_sha256: str, model: tuple | dict, code_sha256: str | None,
+                 code: tuple | dict | None, token: bytes):
+        """`model` and `code`: a packed snapshot (pack), or {document, files, cache_bytes, root}:
+        read it from that datastore."""
         import ray
-        self.log_path = cache_root() / "logs" / f"{cfg['replica_id']}.log"
+        self.log_path = cache_root() / "logs" / f"{cfg['endpoint']}.{cfg['replica_id']}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
         os.environ.update(env)
-        model_dir = materialize("models", model_sha256, model)
+        self.tree = None
+        if isinstance(model, dict):
+            self.tree = from_datastore("models", model_sha256, model)
+            model_dir = self.tree.path
+        else:
+            model_dir = materialize("models", model_sha256, model)
         script = None
-        if code_sha256 is not None:
+        if isinstance(code, dict):
+            self.code_tree = from_datastore("code", code_sha256, code)
+            script = self.code_tree.path / code["root"] / cfg["scoring_script"]
+            os.chdir(script.parent)
+        elif code_sha256 is not None:
             script = materialize("code", code_sha256, code) / cfg["scoring_script"]
             os.chdir(script.parent)
         self.cfg = {**cfg, "model_dir": str(model_dir), "scoring_script": str(script) if script else None,
@@ -130,8 +162,8 @@ class ReplicaActor:
             threading.Thread(target=serve_another, args=(loaded, conn), name="connection", daemon=True).start()
 
     def address(self) -> dict:
-        return {"host": self.host, "port": self.port, "pid": os.getpid(),
-                "node_id": self.node_id}
+        return {"host": self.host, "port": self.port, "pid": os.getpid(), "node_id": self.node_id,
+                "fetched_bytes": self.tree.fetched_bytes if self.tree else None}
 
     def log_tail(self, lines: int) -> str:
         from ...files.fsutil import tail_lines

@@ -74,9 +74,11 @@ class Agent:
             options["memory"] = spec["memory"]
         if spec.get("pip"):  # Ray's uv runtime_env: a virtualenv per node, over the node's own packages
             options["runtime_env"] = {"uv": {"packages": spec["pip"], "uv_pip_install_options": ["--no-build"]}}
-        # A model's stored paths start inside its snapshot; a code root's with the root's name.
-        model = self._snapshot(spec["model_sha256"], spec["model_dir"], "")
-        code = (self._snapshot(spec["code_sha256"], spec["code_dir"], Path(spec["code_dir"]).name + "/")
+        # A model or code in a datastore is read by the node itself; else it goes through the object
+        # store. A model's stored paths start inside its snapshot; a code root's with the root's name.
+        model = spec["model_source"] or self._snapshot(spec["model_sha256"], spec["model_dir"], "")
+        code = (spec.get("code_source") or self._snapshot(spec["code_sha256"], spec["code_dir"],
+                                                          Path(spec["code_dir"]).name + "/")
                 if spec.get("code_sha256") else None)
         actor = self.actor_class.options(**options).remote(
             spec["config"], spec["env"], spec["model_sha256"], model, spec.get("code_sha256"), code, token)

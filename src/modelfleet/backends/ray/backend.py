@@ -196,6 +196,8 @@ class RayBackend:
         body = {"replica_id": spec.replica_id,
                 "config": replica_config(spec, spec.model_dir, script_path),
                 "env": spec.env, "model_sha256": spec.model_sha256, "model_dir": str(spec.model_dir),
+                "model_source": spec.model_source.to_wire() if spec.model_source else None,
+                "code_source": spec.code_source.to_wire() if spec.code_source else None,
                 "code_sha256": spec.code_sha256, "code_dir": str(spec.code_dir) if spec.code_dir else None,
                 # an environment: Ray builds it on each node (its runtime_env), from the same pins
                 "pip": list(spec.environment.requirements) if spec.environment else None,
@@ -215,6 +217,12 @@ class RayBackend:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         replica.note(f"replica {spec.replica_id} placed by Ray on node {where['host']} "
                      f"({where['node_id'][:12]}), pid {where['pid']}")
+        if spec.model_source is not None:
+            store = spec.model_source.document["name"]
+            fetched = where.get("fetched_bytes") or 0
+            replica.note(f"model {spec.model_sha256[:12]}: read {fetched} bytes from datastore {store!r} into the "
+                         f"node's cache" if fetched else
+                         f"model {spec.model_sha256[:12]}: in the node's cache, nothing read from datastore {store!r}")
         return replica
 
     async def connect(self, spec: ReplicaSpec, where: dict) -> RayReplica:

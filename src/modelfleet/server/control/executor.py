@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ...backends.base import Backend, InitFailed, ReplicaEnvironment, ReplicaSpec
+from ...backends.base import Backend, DatastoreSource, InitFailed, ReplicaEnvironment, ReplicaSpec
 from ...domain.errors import DeploymentFailed, FleetError, IntegrityError, LeaseLost
 from ...files.digests import content_digest
 from ...schema.wire import DeploymentRecord
@@ -21,6 +22,7 @@ from ...store.leases import Fence
 from . import spares
 from .clock import Clock
 from .deployment_state import HEALTHY_AFTER_S, DeploymentRuntime
+from .node_sources import NodeSources
 from .desired_state import DesiredState
 from .publisher import RoutePublisher
 from .reconciler import Desired
@@ -51,6 +53,8 @@ class Executor:
         self.watching: dict[Replica, asyncio.Task] = {}   # the supervisor's watch of each serving replica
         self.supervisor = Supervisor(clock, self.lost)
         self._verified: set[str] = set()     # snapshots checked against their sha256 in this process
+        self._sources = NodeSources(ws, stores)
+        self._code_files: dict[str, list[dict]] = {}   # code snapshot -> its files, once hashed
 
     def backoff(self, rt: DeploymentRuntime) -> None:
         """Hold off the next step on `rt` (100 ms doubling to 30 s); a poke when it may go."""
@@ -62,13 +66,17 @@ class Executor:
     # -- replicas ----------------------------------------------------------------------------
 
     def _replica_spec(self, rt: DeploymentRuntime, spec: DeploymentRecord, spec_hash: str, model_dir: Path,
-                      code_dir: Path | None, environment: ReplicaEnvironment | None = None) -> ReplicaSpec:
+                      code_dir: Path | None, environment: ReplicaEnvironment | None = None,
+                      sources: tuple[DatastoreSource | None, DatastoreSource | None] = (None, None)) -> ReplicaSpec:
         rt.serial += 1
         fence = self._fence()
         # A later leader numbers its replicas under its epoch: names stay unique across leaders
         # (a Ray actor's name is its replica id, and an adopted one keeps its own).
         term = f"{fence.epoch}-" if fence and fence.epoch > 1 else ""
-        rid = f"{rt.name}-{spec_hash[:6]}-{term}{rt.serial}"
+        # The endpoint is in the digest: the same deployment of the same model on two endpoints
+        # must not share an id (a Ray actor's name is cluster-wide).
+        tag = hashlib.sha256(f"{rt.endpoint}/{spec_hash}".encode()).hexdigest()[:6]
+        rid = f"{rt.name}-{tag}-{term}{rt.serial}"
         code = spec.code
         return ReplicaSpec(endpoint=rt.endpoint, deployment=rt.name, replica_id=rid, model_key=spec_hash,
                            model_type=spec.model_type, model_dir=model_dir, model_sha256=spec.model_sha256,
@@ -78,29 +86,39 @@ class Executor:
                            resources=spec.resources,
                            log_path=self._ws.logs_dir / rt.endpoint / rt.name / f"{rid}.log",
                            compute=self._state.compute_of(rt.endpoint), environment=environment,
-                           placement=spec.effective_placement, fast_path=spec.fast_path)
+                           placement=spec.effective_placement, fast_path=spec.fast_path,
+                           model_source=sources[0], code_source=sources[1])
 
-    async def _resolve(self, spec: DeploymentRecord) -> tuple[Path, Path | None]:
-        """Model directory and code root; each snapshot is checked against its sha256 the first
-        time this server uses it (a restart after a crash does not re-hash)."""
+    async def _resolve(self, spec: DeploymentRecord, remote: bool) -> tuple[Path, Path | None, tuple]:
+        """Model directory and code root, and for replicas on other nodes (`remote`) the datastore
+        they read the model and code from themselves (then the server's copy of the model is not
+        read: each node checks every blob against its sha256). Each snapshot the server reads is
+        checked against its sha256 the first time it uses it (a restart after a crash does not
+        re-hash)."""
         registry = self._stores.registry
         model = await asyncio.to_thread(registry.get, spec.model)
-        verify = model.sha256 not in self._verified
-        model_dir = await asyncio.to_thread(registry.path_of, model, verify)
-        self._verified.add(model.sha256)
+        source = await asyncio.to_thread(self._sources.model, model) if remote else None
+        if source is not None:   # its name only: the nodes read the store, not this folder
+            model_dir = self._stores.artifacts.snapshot_dir("models", model.sha256)
+        else:
+            verify = model.sha256 not in self._verified
+            model_dir = await asyncio.to_thread(registry.path_of, model, verify)
+            self._verified.add(model.sha256)
         code = spec.code
         if code is None:
-            return model_dir, None
+            return model_dir, None, (source, None)
         root = self._stores.artifacts.snapshot_dir("code", code.sha256) / code.root
         if code.sha256 not in self._verified:
-            found, _ = await asyncio.to_thread(content_digest, root)
+            found, self._code_files[code.sha256] = await asyncio.to_thread(content_digest, root)
             if found != code.sha256:
                 raise IntegrityError(f"code snapshot {code.sha256[:12]} does not match its sha256 "
                                      "(its files were changed after the deployment was created)")
             self._verified.add(code.sha256)
         if not (root / code.scoring_script).is_file():
             raise DeploymentFailed(f"scoring script {code.scoring_script} is missing from the code snapshot")
-        return model_dir, root
+        code_source = (await asyncio.to_thread(self._sources.code, code.sha256, self._code_files[code.sha256],
+                                               code.root) if remote else None)
+        return model_dir, root, (source, code_source)
 
     async def _environment(self, rt: DeploymentRuntime, spec: DeploymentRecord) -> ReplicaEnvironment | None:
         """The deployment's environment (built before its row was written; built again here only
@@ -121,7 +139,7 @@ class Executor:
                            count: int) -> list[Replica]:
         """Start `count` replicas and wait until all are ready; on any failure stop them all."""
         self.fence()   # only the leader starts replicas
-        model_dir, code_dir = await self._resolve(spec)
+        model_dir, code_dir, sources = await self._resolve(spec, self._state.compute_of(rt.endpoint) != "local")
         environment = await self._environment(rt, spec)
         probe = spec.readiness_probe
         timeout = probe.initial_delay + probe.period * probe.failure_threshold
@@ -137,7 +155,7 @@ class Executor:
         try:
             for _ in range(count):
                 handle = await self._backend.start(self._replica_spec(rt, spec, spec_hash, model_dir, code_dir,
-                                                                      environment))
+                                                                      environment, sources))
                 started.append(Replica(handle, rt.endpoint, rt.name, self._clock.now(), self._listeners,
                                        roster=self._roster))
             await self._clock.within(asyncio.gather(*(ready(r) for r in started)), timeout)

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...assets.datastores import Datastores
 from ...assets.environments import Environments
 from ...assets.models import Registry
 from ...envbuild.interpreters import Policy
 from ...schema import server_settings
 from ...schema.workspace import Workspace
 from ...store import ArtifactStore, Database
+from ...datastores.secrets import SecretBox
+from ...store.activity import ActivityStore
 from ...store.computes import ComputeStore
+from ...store.datastores import DatastoreStore
+from ...store.identities import IdentityStore
 from ...store.replicas import ReplicaStore
 from ...store.serving import ServingStore
 
@@ -25,9 +30,14 @@ class Stores:
     registry: Registry           # model versions
     environments: Environments   # environment versions and their builds
     replicas: ReplicaStore       # serving replicas every server can reach (Ray actors)
+    datastores: Datastores       # where the workspace's bytes live besides its own folder
+    identities: IdentityStore    # users, service principals, tokens, role assignments
+    activity: ActivityStore      # who changed what
 
     @classmethod
     def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
         artifacts = ArtifactStore(ws.artifacts)
-        return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))), ReplicaStore(db))
+        datastores = Datastores(DatastoreStore(db, SecretBox(ws.datastore_key)), artifacts)
+        return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts, datastores),
+                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
+                   ReplicaStore(db), datastores, IdentityStore(db), ActivityStore(db))

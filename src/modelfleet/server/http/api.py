@@ -1,13 +1,14 @@
 """The control-plane HTTP API: writes desired state to the store and pokes the controller.
 
-It never runs models. Every route needs the workspace's admin token; errors are the one error
-hierarchy as JSON (`{"error": {"code", "message", "detail"}}`), never a traceback.
+It never runs models. Every route is authorized by bearer token and the caller's roles against the
+Azure action the route declares (auth.py, permissions.py); every change is appended to the
+activity log (activity_api.py). Errors are the one error hierarchy as JSON (`{"error": {"code",
+"message", "detail"}}`), never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import math
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 from ...files import logfmt
 from ...domain import traffic as traffic_rules
 from ...version import __version__
-from ...domain.errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, Unauthorized
+from ...domain.errors import AlreadyExists, Conflict, FleetError, InvalidInput, NotFound, RateLimited
 from ...domain.placement import resolve_placement
 from ...schema.validation import format_loc
 from ...schema.wire import DeploymentBody
@@ -33,7 +34,12 @@ from ...store.serving import new_key
 from ...assets import computes as compute_targets
 from . import openapi, logs as replica_logs, views
 from ...schema import server_settings as settings
+from .activity_api import REQUEST_ID, ActivityRecorder, add_routes as add_activity
+from .auth import Authorizer
 from .computes_api import add_routes as add_computes
+from .failed_attempts import FailedAttempts
+from .identities_api import add_routes as add_identities
+from .datastores_api import add_routes as add_datastores
 from .environments_api import add_routes as add_environments, deployment_environment
 from .models_api import add_routes as add_models
 from .observe_api import add_routes as add_observability, live_figures
@@ -93,23 +99,28 @@ class OffLoop:
 
 def build_api(controller: Controller, stores: Stores, token: str, public_url: str, host: str = "127.0.0.1",
               force_open: bool = False, telemetry: Telemetry | None = None, metrics_auth: str = "auto",
-              draining: Callable[[], bool] = lambda: False) -> FastAPI:
+              draining: Callable[[], bool] = lambda: False,
+              failed_token_attempts_per_minute: int = settings.ServerSettings().failed_token_attempts_per_minute
+              ) -> FastAPI:
+    """The API app; `token` is the launcher's (run/server.json): the first admin's."""
     serving, registry = stores.serving, stores.registry
     store = OffLoop(serving)
     computes = stores.computes
     telemetry = telemetry or Telemetry()
-    app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
-                         swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None)
     loopback = is_loopback(host)
-
-    def admin(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise Unauthorized("missing or invalid admin token")
+    metrics_open = metrics_auth == "none" or (metrics_auth == "auto" and loopback)
+    authorizer = Authorizer(stores.identities, controller.ws.name, token,
+                            FailedAttempts(failed_token_attempts_per_minute),
+                            frozenset({"/metrics"}) if metrics_open else frozenset())
+    app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
+                         swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None,
+                         dependencies=[Depends(authorizer)])   # every route: deny by default
+    app.add_middleware(ActivityRecorder, activity=stores.activity)
 
     @app.exception_handler(FleetError)
     async def _fleet_error(_req, exc: FleetError):
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req, exc: RequestValidationError):
@@ -120,8 +131,8 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                             status_code=400)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_req, exc: Exception):
-        rid = uuid.uuid4().hex[:12]
+    async def _unexpected(req: Request, exc: Exception):
+        rid = req.scope.get(REQUEST_ID) or uuid.uuid4().hex[:12]
         log.exception("control API error (request %s)", rid)
         return JSONResponse({"error": {"code": "internal_error", "message": f"internal error (request {rid})"}},
                             status_code=500)
@@ -137,8 +148,8 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                                      controller.queries.health_of(row["endpoint"], row["name"],
                                                           row["spec"].get("instance_count", 1)))
 
-    deps = [Depends(admin)]
-    app.state.admin = admin   # for routes added by other modules (server/monitoring_api.py)
+    deps = [Depends(authorizer)]   # the app's own dependency already; said again, it runs once
+    app.state.admin = authorizer   # for routes added by other modules (server/monitoring_api.py)
 
     @app.get("/api/health", dependencies=deps)
     async def health() -> dict:
@@ -272,6 +283,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
                       / body.code.scoring_script)
             if not script.is_file():
                 raise InvalidInput(f"scoring_script {body.code.scoring_script!r} not found in the code directory")
+            await asyncio.to_thread(stores.datastores.commit, "code", body.code.sha256)   # before the row
         spec["environment"] = await deployment_environment(stores, body, model, ep)  # built, or nothing changes
         row, _ = await store.put_deployment(endpoint, name, spec, create=create, take_all_traffic=all_traffic,
                                             if_match=if_match.strip().removeprefix("W/").strip('"') if if_match else None)
@@ -315,6 +327,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     add_environments(app, controller, stores, deps)
     add_models(app, registry, stores.artifacts, deps)
     add_computes(app, computes, controller.ws.logs_dir, deps)
+    add_datastores(app, stores.datastores, deps, secret_deps=deps)   # listSecrets: its own action (permissions.py)
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:
@@ -327,8 +340,9 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
             raise InvalidInput("server settings: each value is a string, a number or a boolean")
         return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).shown()
 
-    add_observability(app, controller, registry, telemetry, admin, token,
-                      metrics_open=metrics_auth == "none" or (metrics_auth == "auto" and loopback))
+    add_identities(app, stores.identities, authorizer)
+    add_activity(app, stores.activity)
+    add_observability(app, controller, registry, telemetry)
     openapi.document(app, controller.router)
     return app
 

@@ -3,8 +3,9 @@ snapshots need, so that a client never opens the workspace's files.
 
     PUT  /api/artifacts/{kind}/{sha256}     a tar of one folder (or file), stored only if it hashes to sha256
     GET  /api/artifacts/{kind}/{sha256}     is it stored (and where, on the server)
+    POST /api/artifacts/{kind}              {"path": a datastore URI}: read by the server into a snapshot
     GET  /api/models[?name=&include_archived=]
-    POST /api/models/{name}/versions        register a snapshot uploaded before
+    POST /api/models/{name}/versions        register a snapshot uploaded before, or a datastore path
     GET|PATCH|DELETE /api/models/{name}/versions/{version}
     PUT  /api/models/{name}/versions/{version}/archived
     GET  /api/models/{name}/versions/{version}/files/{path}   one file, streamed (sha256 in a header)
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ...datastores import is_datastore_uri
 from ...domain.errors import InvalidInput, NotFound, StorageError
 from ...domain.names import ModelRef
 
@@ -42,14 +44,20 @@ class FileEntry(BaseModel):
 
 
 class ModelBody(BaseModel):
+    """A snapshot uploaded before (`sha256` and `files`), or a datastore URI (`path`) the server reads."""
     version: str | None = None
     description: str = ""
     tags: dict[str, str | None] = Field(default_factory=dict)
     type: str | None = None
-    sha256: str = SHA256
-    files: list[FileEntry]
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    files: list[FileEntry] | None = None
+    path: str | None = None
     exist_ok: bool = False
     reuse_same_content: bool = False
+
+
+class DatastorePath(BaseModel):
+    path: str
 
 
 class ModelChanges(BaseModel):
@@ -105,16 +113,39 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
                 os.unlink(spool)
         return {"kind": kind, "sha256": snap.sha256, "size": snap.size, "files": snap.files}
 
+    @app.post("/api/artifacts/{kind}", dependencies=deps)
+    async def read_datastore_path(kind: str, body: DatastorePath) -> dict:
+        """The files a datastore URI names, read by the server and stored as a snapshot (then in
+        the default datastore too): code that lives in a datastore, as Azure's `code:` takes it."""
+        if kind not in KINDS:
+            raise NotFound(f"artifact kind {kind!r}: use {' or '.join(KINDS)}")
+        if not is_datastore_uri(body.path) or registry.datastores is None:
+            raise InvalidInput(f"path {body.path!r}: give an azureml://datastores/... or blob storage URI")
+        snap = await asyncio.to_thread(registry.datastores.read, body.path, kind)
+        root = snap.files[0]["path"].split("/", 1)[0]
+        if kind == "code" and any("/" not in f["path"] for f in snap.files):
+            raise InvalidInput(f"code {body.path!r}: names a file; give the folder holding the scoring script")
+        await asyncio.to_thread(registry.datastores.commit, kind, snap.sha256, snap.files)
+        return {"kind": kind, "sha256": snap.sha256, "root": root, "size": snap.size, "files": snap.files}
+
     @app.get("/api/models", dependencies=deps)
     async def list_models(name: str | None = None, include_archived: bool = False) -> list[dict]:
         return [m.to_dict() for m in await asyncio.to_thread(registry.list, name, include_archived)]
 
     @app.post("/api/models/{name}/versions", dependencies=deps)
     async def register(name: str, body: ModelBody) -> dict:
-        m = await asyncio.to_thread(
-            registry.register_snapshot, name, body.version, body.sha256, [f.model_dump() for f in body.files],
-            description=body.description, tags=body.tags, type=body.type, exist_ok=body.exist_ok,
-            reuse_same_content=body.reuse_same_content)
+        kw = dict(description=body.description, tags=body.tags, type=body.type, exist_ok=body.exist_ok,
+                  reuse_same_content=body.reuse_same_content)
+        if body.path is not None:
+            if not is_datastore_uri(body.path):   # the server reads no path of its own machine for a client
+                raise InvalidInput(f"path {body.path!r}: give an azureml://datastores/... or blob storage URI "
+                                   f"(local files are uploaded by the client)")
+            m = await asyncio.to_thread(registry.register, name, body.path, body.version, **kw)
+        elif body.sha256 is None or body.files is None:
+            raise InvalidInput("give sha256 and files (an uploaded snapshot) or path (a datastore URI)")
+        else:
+            m = await asyncio.to_thread(registry.register_snapshot, name, body.version, body.sha256,
+                                        [f.model_dump() for f in body.files], **kw)
         return m.to_dict()
 
     @app.get("/api/models/{name}/versions/{version}", dependencies=deps)
@@ -156,5 +187,6 @@ def add_routes(app: FastAPI, registry, artifacts, deps: list) -> None:
         entry = next((f for f in model.files if f["path"] == path), None)
         if entry is None:
             raise NotFound(f"model {model.ref} has no file {path!r}")
-        return FileResponse(registry.path_of(model, False) / entry["path"], media_type="application/octet-stream",
+        folder = await asyncio.to_thread(registry.path_of, model, False)
+        return FileResponse(folder / entry["path"], media_type="application/octet-stream",
                             headers={"x-sha256": entry["sha256"]})

@@ -10,17 +10,21 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-DESCRIPTION = """One modelfleet workspace server: the control API under `/api` (admin token) and the
+from .permissions import permission
+
+DESCRIPTION = """One modelfleet workspace server: the control API under `/api` (an API token, checked
+against the Azure action each route names in `x-permission`) and the
 gateway, `POST /endpoints/{endpoint}/score` and the Open Inference Protocol v2 under `/v2`
 (endpoint key). Metrics for Prometheus at `/metrics`; a dashboard at [/dashboard](/dashboard/).
 
-Credentials: the admin token is in the workspace's `run/server.json` (or the file named by
-`fleet server configure --admin-token-file`); endpoint keys come from
-`fleet online-endpoint get-credentials`."""
+Credentials: a user's or service principal's token (`fleet user create`, `fleet token create`;
+the first admin's in the workspace's `first-admin.token`, the launcher's in `run/server.json`);
+endpoint keys come from `fleet online-endpoint get-credentials`."""
 
 SECURITY_SCHEMES = {
-    "adminToken": {"type": "http", "scheme": "bearer",
-                   "description": "The workspace's admin token: `Authorization: Bearer <token>`."},
+    "token": {"type": "http", "scheme": "bearer",
+              "description": "An API token of a user or service principal: `Authorization: Bearer <token>`; "
+                             "what it may do is its roles at the route's scope (`x-permission`)."},
     "endpointKey": {"type": "http", "scheme": "bearer",
                     "description": "A key of the endpoint (primary or secondary): `Authorization: Bearer <key>`. "
                                    "Not needed by endpoints with auth_mode none."},
@@ -114,8 +118,8 @@ def _gateway_paths() -> dict:
         "/metrics": {"get": {
             "tags": ["observability"], "summary": "Prometheus metrics", "operationId": "metrics",
             "description": "Open when the server listens on loopback (configurable: fleet server configure "
-                           "--metrics-auth); the admin token otherwise.",
-            "security": [{"adminToken": []}, {}],
+                           "--metrics-auth); a token allowed workspaces/read otherwise.",
+            "security": [{"token": []}, {}],
             "responses": {"200": {"description": "Prometheus text format",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
@@ -153,9 +157,13 @@ def document(app: FastAPI, router=None) -> None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             for path, ops in doc["paths"].items():
                 if path.startswith("/api/"):
-                    for op in ops.values():
-                        op["security"] = [{"adminToken": []}]
+                    for method, op in ops.items():
+                        op["security"] = [{"token": []}]
                         op.setdefault("tags", ["control API"])
+                        declared = permission(method.upper(), path)
+                        if declared is not None:
+                            op["x-permission"] = {"action": declared.action, "scope": declared.scope,
+                                                  "role_needed": declared.role_needed}
             doc["paths"].update(_gateway_paths())
             doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = doc

@@ -98,3 +98,18 @@ class AccessLog:
             self._thread.join(timeout=10)
             self._handler.close()
             self._thread = None
+
+
+_VERB_METHOD = {"read": "GET", "write": "PUT", "delete": "DELETE", "action": "POST"}
+
+
+def activity_line(entry: dict) -> str:
+    """An activity log entry in the access log's line format (the same fields, so one shipper
+    reads both; a scoring request's figures are 0), with who did it and the Azure action."""
+    verb = entry["operation"].rsplit("/", 1)[-1]
+    row = {"time": entry["at"], "request_id": entry["correlation_id"], "endpoint": "", "deployment": "",
+           "replica": "", "method": _VERB_METHOD.get(verb, "POST"), "path": f"/api/{entry['resource']}",
+           "status": entry["http_status"], "latency_ms": 0.0, "queue_ms": 0.0, "model_ms": 0.0, "bytes_in": 0,
+           "bytes_out": 0, "client": entry["client"], "caller": entry["caller"], "operation": entry["operation"],
+           "result": entry["status"]}
+    return orjson.dumps(row).decode()

@@ -1,5 +1,5 @@
 // The modelfleet dashboard: plain JavaScript, no build step, no network but this server.
-// It reads the control API with the admin token (kept in this tab's sessionStorage only) and
+// It reads the control API with an API token (kept in this tab's sessionStorage only) and
 // draws its charts on canvases from /api/stats's per-second series.
 "use strict";
 
@@ -18,7 +18,7 @@ class AuthError extends Error {}
 
 async function api(path) {
   const r = await fetch(path, { headers: { authorization: `Bearer ${token}` }, cache: "no-store" });
-  if (r.status === 401) throw new AuthError("invalid admin token");
+  if (r.status === 401) throw new AuthError("invalid token");
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
@@ -104,7 +104,7 @@ function guarded(fn) {
       await fn();
       $("#status").textContent = `updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
-      if (e instanceof AuthError) return showLogin("The admin token changed (the server restarted?): sign in again.");
+      if (e instanceof AuthError) return showLogin("The token is no longer accepted (revoked, or the server restarted?): sign in again.");
       $("#status").textContent = `offline: ${e.message}`;
     }
   };

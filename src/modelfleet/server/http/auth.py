@@ -1,0 +1,112 @@
+"""Who is calling and whether they may: every control API route goes through `Authorizer`.
+
+    bearer token --(hash lookup)--> principal --(role assignments at the scope)--> allowed or not
+
+An unknown, expired or revoked token is 401; a known caller without a role at the workspace gets
+404 for it (they learn nothing of what it holds); a caller whose roles do not grant the route's
+action is 403, naming the caller, the action and the scope. Failed attempts are counted per client
+address (failed_attempts.py); a request with no credential at all is not an attempt. The launcher's token (run/server.json, new at each start) is the
+first admin's: it is checked like any other principal's roles, never a way around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from ...domain.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from ...domain.roles import allowed
+from ...store.identities import ROOT_SCOPE, IdentityStore
+from .failed_attempts import FailedAttempts
+from .permissions import SERVER, Permission, permission
+
+FIRST_ADMIN = "admin"   # the principal bootstrapped at the first start, Owner at /
+AUDIT = "modelfleet.audit"   # the scope key where the activity log middleware reads what was decided
+
+
+@dataclass
+class Audit:
+    """What authorization decided about one request, for the activity log."""
+    caller: str = ""
+    action: str = ""
+    is_read: bool = True
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    roles: tuple[str, ...] = field(default=())   # at the route's scope
+
+
+def workspace_scope(workspace: str) -> str:
+    return f"/workspaces/{workspace}"
+
+
+class Authorizer:
+    def __init__(self, identities: IdentityStore, workspace: str, launcher_token: str,
+                 attempts: FailedAttempts, open_paths: frozenset[str] = frozenset()):
+        self.identities = identities
+        self.workspace = workspace
+        self._launcher_token = launcher_token.encode()
+        self.attempts = attempts
+        self.open_paths = open_paths   # routes the server's settings leave open (/metrics on loopback)
+
+    def scope_of(self, perm: Permission) -> str:
+        return ROOT_SCOPE if perm.scope == SERVER else workspace_scope(self.workspace)
+
+    async def __call__(self, request: Request) -> Caller | None:
+        route = request.scope.get("route")
+        path = getattr(route, "path_format", request.url.path)
+        perm = permission(request.method, path)
+        audit = request.scope.get(AUDIT) or Audit()
+        if perm is None:
+            raise Forbidden(f"{request.method} {path}: no permission is declared for this route, so nobody may call it")
+        act = perm.action_for(request.path_params)
+        audit.action, audit.is_read = act, perm.is_read
+        if perm.public or path in self.open_paths:
+            return None
+        address = request.client.host if request.client else ""
+        wait = self.attempts.retry_after(address)
+        if wait:
+            raise RateLimited(f"too many failed token attempts from {address}; retry in {wait}s", retry_after=wait)
+        scope = self.scope_of(perm)
+        header = request.headers.get("authorization", "")
+        name, roles = await asyncio.to_thread(self._resolve, header, scope if perm.role_needed else None)
+        if name is None:
+            if header:   # a guess; a request with no credential at all guesses nothing
+                self.attempts.failed(address)
+            raise Unauthorized("missing, invalid, expired or revoked token (Authorization: Bearer <token>)")
+        audit.caller = name
+        if not perm.role_needed:
+            return Caller(name)
+        if not roles and perm.scope != SERVER:
+            # no role here at all: the workspace does not exist for them
+            raise NotFound(f"workspace {self.workspace!r} not found")
+        if not allowed(roles, act):
+            raise Forbidden(f"{name} lacks permission {act} at scope {scope}")
+        return Caller(name, roles)
+
+    def _resolve(self, header: str, scope: str | None) -> tuple[str | None, tuple[str, ...]]:
+        """The caller and their roles at `scope`, in one trip to a worker thread."""
+        name = self.authenticate(header)
+        if name is None or scope is None:
+            return name, ()
+        return name, tuple(self.identities.roles_at(name, scope))
+
+    def authenticate(self, header: str) -> str | None:
+        """The principal a bearer token belongs to, or None (blocking: a store lookup)."""
+        scheme, _, token = header.partition(" ")
+        if scheme != "Bearer" or not token or token != token.strip():
+            return None
+        if hmac.compare_digest(token.encode(), self._launcher_token):
+            return FIRST_ADMIN
+        return self.identities.authenticate(token)
+
+    async def require(self, caller: Caller, act: str, scope: str) -> None:
+        """A second check a route makes itself (another principal's tokens, an assignment at /)."""
+        roles = await asyncio.to_thread(self.identities.roles_at, caller.name, scope)
+        if not allowed(roles, act):
+            raise Forbidden(f"{caller.name} lacks permission {act} at scope {scope}")
