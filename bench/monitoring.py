@@ -63,12 +63,15 @@ def collection_cost(args, work: Path) -> dict:
         ep = fleet.online_endpoints.get("mon-ep")
         key = fleet.online_endpoints.get_keys("mon-ep")["primaryKey"]
         base, path = re.match(r"(http://[^/]+)(/.*)", ep["scoring_uri"]).groups()
-        pids = [p.pid for p in c.tree(fleet.server.status()["pid"])]
-        groups = {"server": [fleet.server.status()["pid"]]}
+        server = fleet.server.status()["pid"]
         runs = []
         for i in range(args.pairs):
             for name in ("plain", "collect"):
                 print(f"  {name} (pair {i + 1})", flush=True)
+                # read again each run: the collection writer starts with the first collected batch
+                procs = c.tree(server)
+                writer = [p.pid for p in procs if "modelfleet.collection.writer" in " ".join(_cmdline(p))]
+                pids, groups = [p.pid for p in procs], {"server": [server], "writer": writer}
                 target = (path, BODY, {"Content-Type": "application/json", "Authorization": f"Bearer {key}",
                                        "azureml-model-deployment": name})
                 runs.append({"deployment": name, "pair": i + 1,
@@ -76,6 +79,13 @@ def collection_cost(args, work: Path) -> dict:
         return {"runs": runs, "collected": _collected_rows(fleet)}
     finally:
         c.stop_fleet(fleet)
+
+
+def _cmdline(proc) -> list[str]:
+    try:
+        return proc.cmdline()
+    except Exception:   # gone meanwhile, or not ours to read
+        return []
 
 
 def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
@@ -102,8 +112,10 @@ def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
 
 
 def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
-    """In process: CPU per collected request of the request path's append and of the writer
-    thread's work (bodies -> rows -> Parquet), by how many requests one flush finds."""
+    """In process: CPU per collected request of the request path's append, of the server's feed
+    (the entries pickled into the writer's frame) and of the writer process's work (bodies ->
+    rows -> Parquet), by how many requests one flush finds."""
+    import pickle
     from modelfleet.collection.payload import PayloadCollector, convert
     from modelfleet.collection.sink import Flusher, Sink
     names = {"inputs": [{"name": f"f{i}", "shape": [-1]} for i in range(4)], "outputs": [{"name": "predict", "shape": [-1]}]}
@@ -121,9 +133,13 @@ def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
         entries = sink.drain()
         t = time.process_time()
         for k in range(0, requests, batch):
+            pickle.dumps({"sinks": [("ep", "blue", "hour", 30, entries[k:k + batch])]}, pickle.HIGHEST_PROTOCOL)
+        feed_us = (time.process_time() - t) / requests * 1e6
+        t = time.process_time()
+        for k in range(0, requests, batch):
             sink.queue.extend(entries[k:k + batch])
             flusher.flush_sink(sink)
-        out.append({"batch": batch, "offer_us": round(offer_us, 2),
+        out.append({"batch": batch, "offer_us": round(offer_us, 2), "feed_us": round(feed_us, 2),
                     "writer_us": round((time.process_time() - t) / requests * 1e6, 1)})
     return out
 
@@ -157,7 +173,7 @@ def monitors(args, work: Path) -> dict:
             start = (day + dt.timedelta(hours=h)).timestamp()
             rows = [{"correlationid": f"r{h}-{k}", "time": start + k, **dict(zip(FEATURES, map(float, v)))}
                     for k, v in enumerate(data[h * per_hour:(h + 1) * per_hour])]
-            write_parquet(folder / day.strftime("%Y/%m/%d") / f"{h:02d}", rows, h)
+            write_parquet(folder / day.strftime("%Y/%m/%d") / f"{h:02d}", rows, str(h))
     written_s = time.perf_counter() - t
     schedules = ScheduleStore(db)
     for i in range(args.deployments):
@@ -208,8 +224,9 @@ def report(res: dict, args) -> str:
         by = {name: [r for r in rows if r["deployment"] == name] for name in ("plain", "collect")}
         for r in rows:
             r["server_cpu_us"] = r["cpu_us_per_request"].get("server")
-        med = {name: {k: c.median_of([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms", "server_cpu_us")}
-               for name, rs in by.items()}
+            r["writer_cpu_us"] = r["cpu_us_per_request"].get("writer") or 0
+        keys = ("rps", "p50_ms", "p99_ms", "server_cpu_us", "writer_cpu_us")
+        med = {name: {k: c.median_of([r[k] for r in rs]) for k in keys} for name, rs in by.items()}
         summary = [{"deployment": n, **med[n], "errors": sum(r["errors"] for r in by[n])} for n in ("plain", "collect")]
         ratio = {"rps": med["collect"]["rps"] / med["plain"]["rps"], "p99": med["collect"]["p99_ms"] / med["plain"]["p99_ms"]}
         col["ratio"] = {k: round(v, 3) for k, v in ratio.items()}
@@ -217,18 +234,19 @@ def report(res: dict, args) -> str:
                    f"per run, {args.pairs} runs of each deployment alternated (medians):\n\n"
                    + c.table(summary, [("deployment", "deployment"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
                                        ("p99_ms", "p99 ms"), ("server_cpu_us", "server CPU µs/req"),
-                                       ("errors", "errors")])
+                                       ("writer_cpu_us", "writer CPU µs/req"), ("errors", "errors")])
                    + f"\n\ncollecting / plain: req/s x{ratio['rps']:.3f}, p99 x{ratio['p99']:.3f}. Rows written "
                    f"{col['collected']['rows']} for {col['collected']['answered']:,} requests `collect` answered "
                    f"(warm-up runs included); dropped {col['collected']['dropped'] or 'none'}.\n\n"
                    + c.table(rows, [("deployment", "deployment"), ("pair", "run"), ("rps", "req/s"),
                                     ("p99_ms", "p99 ms"), ("server_cpu_us", "server CPU µs/req"),
-                                    ("foreign_cpu_pct", "other work % CPU")]))
+                                    ("writer_cpu_us", "writer CPU µs/req"), ("foreign_cpu_pct", "other work % CPU")]))
     if "writer" in res:
         out.append("CPU per collected request (model_inputs and model_outputs), in process: the request path's "
-                   "append, and the writer thread's work by how many requests one flush finds:\n\n"
+                   "append and the feed (pickled into the writer's frame), both in the server, and the writer "
+                   "process's work, by how many requests one flush finds:\n\n"
                    + c.table(res["writer"], [("batch", "requests per flush"), ("offer_us", "append µs"),
-                                             ("writer_us", "writer µs")]))
+                                             ("feed_us", "feed µs"), ("writer_us", "writer µs")]))
     if "monitors" in res:
         mon = res["monitors"]
         out.append(f"## A thousand daily monitors\n\n{mon['deployments']:,} deployments, each a day of "

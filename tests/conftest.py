@@ -99,15 +99,30 @@ def fleet_home(tmp_path, monkeypatch, request, database):
 
 
 @pytest.fixture
-def inprocess(tmp_path, monkeypatch):
-    """The real control API in this process on a temporary workspace (tests/inprocess.py)."""
+def inprocess(tmp_path, monkeypatch, request, database):
+    """The real control API in this process on a temporary workspace (tests/inprocess.py), its
+    metadata in SQLite or, under `pytest.mark.databases`, PostgreSQL too."""
     from .inprocess import InProcessServer
     monkeypatch.delenv("FLEET_SERVER", raising=False)
     monkeypatch.delenv("FLEET_TOKEN", raising=False)
     monkeypatch.setenv("FLEET_HOME", str(tmp_path / "client-home"))   # never written: the client opens no file
-    server = InProcessServer(tmp_path)
+    url = request.getfixturevalue("postgres_server").create_database() if database == "postgresql" else None
+    server = InProcessServer(tmp_path, url)
     yield server
     server.close()
+
+
+@pytest.fixture
+def api_cli(inprocess, monkeypatch):
+    """`run_cli` (tests/helpers.py) against `inprocess`: the real CLI and API, no process."""
+    from modelfleet.cli.common import Ctx
+
+    def fleet(ctx):
+        if ctx._fleet is None:
+            ctx._fleet = inprocess.fleet(notice=ctx.notice)
+        return ctx._fleet
+    monkeypatch.setattr(Ctx, "fleet", property(fleet))
+    return inprocess
 
 
 @pytest.fixture
@@ -164,4 +179,6 @@ def database(request) -> str:
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("databases") and "database" in metafunc.fixturenames:
-        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+        # PostgreSQL is a server process the session starts: those runs belong to the slow layer
+        metafunc.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)],
+                             indirect=True)

@@ -1,7 +1,7 @@
 """The real control API in this process, for unit tests of the client and the API together.
 
-The API app is the server's own (`server.api.build_api`) over a real SQLite store and artifact
-folder in a temporary workspace; only the replicas are fakes (the controller runs on
+The API app is the server's own (`server.api.build_api`, and monitoring's routes) over a real
+SQLite (or PostgreSQL) store and artifact folder in a temporary workspace; only the replicas are fakes (the controller runs on
 tests/fakes.py's backend and clock; its replicas are ready at once). The client is the real `Fleet`, given a transport: httpx's
 ASGITransport, run on an event loop of its own thread so that the synchronous client can use it.
 No process is started and no port opened.
@@ -16,11 +16,8 @@ from pathlib import Path
 import httpx
 
 from modelfleet.client import Fleet
-from modelfleet.monitoring.data_assets import DataAssets
-from modelfleet.monitoring.scheduler import Monitoring
 from modelfleet.server import first_admin
 from modelfleet.server.http import monitoring_api
-from modelfleet.store.monitoring import ScheduleStore
 from modelfleet.server.http.api import build_api
 from modelfleet.server.control.controller import Controller
 from modelfleet.server.control.stores import Stores
@@ -70,11 +67,9 @@ class InProcessServer:
             self.controller = Controller(self.ws, stores, self.backend, Router(), FakeClock())
             await self.controller.start()   # rollouts on fake replicas, ready at once
             first_admin.bootstrap(stores.identities, self.ws.first_admin_token_file)
-            app = build_api(self.controller, stores, TOKEN, URL, **self.api_options)
-            schedules = ScheduleStore(self.db)   # the monitoring routes, as the server adds them (not started)
-            monitoring = Monitoring(schedules, DataAssets(self.db, stores.artifacts, self.ws.path), self.ws.path)
-            monitoring_api.add_routes(app, monitoring, schedules)
-            return app
+            api = build_api(self.controller, stores, TOKEN, URL, **self.api_options)
+            self.monitoring = monitoring_api.install(api, self.controller, self.db, stores.artifacts, self.ws.path)
+            return api
         self.app = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
         self.transport = LoopTransport(self.app, self.loop)
 
@@ -83,6 +78,7 @@ class InProcessServer:
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.controller.stop(), self.loop).result(CALL_TIMEOUT_S)
+        self.controller.collection.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

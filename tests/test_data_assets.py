@@ -1,13 +1,17 @@
 """`fleet data create|list|show`: Azure's uri_file, uri_folder and mltable, versioned and
-immutable; collected data named by its datastore path; bad input refused in one line."""
+immutable (their files uploaded to the server as models are); collected data named by its
+datastore path; bad input refused in one line. The real CLI and control API in process
+(tests/inprocess.py), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 
-from modelfleet import Fleet
+import pytest
 
 from .helpers import run_cli, write
+
+pytestmark = pytest.mark.databases
 
 CSV = "a,b,c\n1,2.5,x\n2,3.5,y\n"
 
@@ -16,7 +20,7 @@ def _json(*args):
     return json.loads(run_cli(*args, "-o", "json").output)
 
 
-def test_files_folders_and_mltables_are_versioned_data_assets(fleet_home, tmp_path):
+def test_files_folders_and_mltables_are_versioned_data_assets(api_cli, tmp_path):
     write(tmp_path / "ref.csv", CSV)
     write(tmp_path / "folder/part1.csv", CSV)
     write(tmp_path / "folder/nested/part2.csv", CSV)
@@ -42,7 +46,7 @@ def test_files_folders_and_mltables_are_versioned_data_assets(fleet_home, tmp_pa
     assert (one["version"], two["version"], table["version"]) == ("1", "2", "3")
     assert [(d["name"], d["version"]) for d in _json("data", "list")] == [("credit", "3"), ("ref", "1"), ("ref", "2")]
     assert _json("data", "show", "--name", "ref")["type"] == "uri_folder"      # the latest
-    f = Fleet()
+    f = api_cli.fleet()
     assert f.data.read("azureml:ref:1") == {"a": [1, 2], "b": [2.5, 3.5], "c": ["x", "y"]}
     assert f.data.read("ref:2")["a"] == [1, 2, 1, 2]
     assert f.data.read("credit@latest")["c"] == ["x", "y"]
@@ -51,7 +55,7 @@ def test_files_folders_and_mltables_are_versioned_data_assets(fleet_home, tmp_pa
     assert f.data.read("ref:1")["a"] == [1, 2]
 
 
-def test_collected_data_is_a_data_asset_by_reference(fleet_home, tmp_path):
+def test_collected_data_is_a_data_asset_by_reference(api_cli, tmp_path):
     path = "azureml://datastores/workspaceblobstore/paths/modelDataCollector/ep/blue/model_inputs"
     asset = _json("data", "create", "--name", "blue-inputs", "--path", path)
     assert asset["sha256"] is None and asset["path"] == path
@@ -60,7 +64,7 @@ def test_collected_data_is_a_data_asset_by_reference(fleet_home, tmp_path):
     assert "only modelDataCollector/" in run.output
 
 
-def test_bad_input_is_one_line_naming_what_is_wrong_and_changes_nothing(fleet_home, tmp_path):
+def test_bad_input_is_one_line_naming_what_is_wrong_and_changes_nothing(api_cli, tmp_path):
     write(tmp_path / "ref.csv", CSV)
     (tmp_path / "empty").mkdir()
     cases = [

@@ -334,3 +334,58 @@ def test_a_full_disk_under_the_collection_drops_samples_and_no_request(tmp_path,
             written = rows()
             wait_until(lambda: rows() > written, timeout=30)   # room again: collection goes on
         assert load.result.failed == [] and load.result.ok > 0
+
+
+# -- the writer process: V2 requests, a writer that dies, a server that stops ----------------------
+
+def _writers(server_pid: int) -> list[int]:
+    import psutil
+    out = []
+    for p in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "modelfleet.collection.writer" in " ".join(p.cmdline()):
+                out.append(p.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_v2_requests_are_collected_and_a_writer_that_dies_loses_nothing(fleet, tmp_path):
+    import os
+    import signal
+
+    import psutil
+    _train(tmp_path / "model")
+    run_cli("model", "register", "--name", "drifty", "--version", "1", "--path", str(tmp_path / "model"))
+    run_cli("online-endpoint", "create", "--name", "drift-ep")
+    run_cli("online-deployment", "create", "-f", str(_deployment_yaml(tmp_path, "blue")), "--all-traffic")
+    ws = fleet.workspace.path
+    ep = fleet.online_endpoints.get("drift-ep")
+    key = fleet.online_endpoints.get_keys("drift-ep")["primaryKey"]
+    server = fleet.server.status()["pid"]
+    v2_url = ep["scoring_uri"].replace("/endpoints/drift-ep/score", "/v2/models/drift-ep/infer")
+    data = _rows(40, seed=3)
+
+    def v2(rows) -> str:
+        r = client.post(v2_url, json={"inputs": [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64",
+                                                  "data": rows.reshape(-1).tolist()}]})
+        assert r.status_code == 200, r.text
+        return r.headers["x-request-id"]
+
+    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        ids = [v2(data[i:i + 1]) for i in range(10)]
+        wait_until(lambda: _writers(server), timeout=60)
+        first = _writers(server)[0]
+        os.kill(first, signal.SIGKILL)
+        ids += [v2(data[i:i + 1]) for i in range(10, 20)]
+        ids += _send(client, ep["scoring_uri"], data[20:21])
+        wait_until(lambda: _count(ws, "drift-ep", "blue", "model_outputs") == 21, timeout=60)
+        wait_until(lambda: _count(ws, "drift-ep", "blue", "model_inputs") == 21, timeout=60)
+    inputs = _collected(ws, "drift-ep", "blue", "model_inputs")
+    assert sorted(inputs.column("correlationid").to_pylist()) == sorted(ids)   # each once
+    assert set(inputs.column_names) == {"correlationid", "time", *FEATURES}   # V2 rows named as the model's
+    assert {"predict"} <= set(_collected(ws, "drift-ep", "blue", "model_outputs").column_names)
+    assert _writers(server) and first not in _writers(server)               # another writer took over
+    writer = psutil.Process(_writers(server)[0])
+    fleet.server.stop()
+    assert not writer.is_running() or writer.status() == psutil.STATUS_ZOMBIE   # the server ended it

@@ -101,3 +101,32 @@ def test_a_client_with_only_the_url_and_token_runs_the_whole_workflow(remote, tm
     assert list(client_home.iterdir()) == []
     stopped = subprocess.run(["fleet", "server", "stop"], env=client, capture_output=True, text=True)
     assert stopped.returncode != 0 and "runs elsewhere" in stopped.stderr
+
+
+@pytest.mark.slow
+def test_a_remote_client_registers_data_and_runs_monitors(remote, tmp_path):
+    owner, client, client_home = remote
+    (tmp_path / "ref.csv").write_text("a,b\n" + "".join(f"{i % 7},{i % 3}\n" for i in range(200)))
+    made = json.loads(_fleet(client, "data", "create", "--name", "ref", "--type", "uri_file", "--path",
+                             str(tmp_path / "ref.csv"), "-o", "json").stdout)
+    assert (made["name"], made["version"], made["path"]) == ("ref", "1", "ref.csv")
+    (tmp_path / "monitor.yml").write_text(textwrap.dedent("""
+        name: remote-monitor
+        trigger: {type: recurrence, frequency: day, interval: 1}
+        create_monitor:
+          monitoring_target: {endpoint_deployment_id: "azureml:ep:blue"}
+          monitoring_signals:
+            drift:
+              type: data_drift
+              reference_data: {input_data: {path: "azureml:ref:1"}}
+              production_data: {input_data: {path: "azureml:ref:1"}}
+    """))
+    _fleet(client, "schedule", "create", "-f", str(tmp_path / "monitor.yml"))
+    run = json.loads(_fleet(client, "schedule", "run", "--name", "remote-monitor", "-o", "json").stdout)
+    assert run["latest_run"]["status"] == "passed"
+    assert _fleet(client, "schedule", "disable", "--name", "remote-monitor")
+    # the owner sees what the client made; the client's home is as empty as it was
+    assert [d["name"] for d in json.loads(_fleet(owner, "data", "list", "-o", "json").stdout)] == ["ref"]
+    shown = json.loads(_fleet(owner, "schedule", "show", "--name", "remote-monitor", "-o", "json").stdout)
+    assert not shown["enabled"] and shown["latest_run"]["status"] == "passed"
+    assert list(client_home.iterdir()) == []

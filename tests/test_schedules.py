@@ -1,11 +1,16 @@
-"""`fleet schedule create|list|show|enable|disable|delete` without a server: Azure's monitor
-YAML is checked whole before anything is written, and its data references must exist."""
+"""`fleet schedule create|list|show|enable|disable|delete`: Azure's monitor YAML is checked whole
+before anything is written, and its data references must exist. The real CLI and control API in
+process (tests/inprocess.py), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from .helpers import run_cli, write
+
+pytestmark = pytest.mark.databases
 
 MONITOR = """
 name: m1
@@ -23,7 +28,7 @@ def _json(*args):
     return json.loads(run_cli(*args, "-o", "json").output)
 
 
-def test_a_schedule_is_written_once_valid_and_its_reference_exists(fleet_home, tmp_path):
+def test_a_schedule_is_written_once_valid_and_its_reference_exists(api_cli, tmp_path):
     monitor = write(tmp_path / "monitor.yml", MONITOR)
     out = run_cli("schedule", "create", "-f", str(monitor), code=1).output
     assert out.strip() == "error: data asset ref:1 not found"
@@ -43,7 +48,7 @@ def test_a_schedule_is_written_once_valid_and_its_reference_exists(fleet_home, t
     assert "not found" in run_cli("schedule", "show", "--name", "m1", code=1).output
 
 
-def test_a_bad_monitor_is_one_line_naming_the_file_and_field(fleet_home, tmp_path):
+def test_a_bad_monitor_is_one_line_naming_the_file_and_field(api_cli, tmp_path):
     bad = write(tmp_path / "bad.yml", MONITOR.replace("type: data_drift", "type: data_drift\n      metric_thresholds:"
                                                       "\n        numerical: {jensen_shannon_distance: -1}"))
     out = run_cli("schedule", "create", "-f", str(bad), code=2).output

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 from ..datastores import is_datastore_uri
-from ..files.digests import tree_digest
 from ..domain.errors import InvalidInput, NotFound
 from ..domain.model_types import MODEL_TYPES, detect_type
 from ..domain.names import ModelRef, check_name, check_version
@@ -90,15 +89,7 @@ class Registry:
         """Register a snapshot already in the store (uploaded by a client): `files` must hash to
         `sha256` and name exactly the snapshot's files, sizes included."""
         version, tags = self._check(name, version, type, tags)
-        base = self.artifacts.snapshot_dir("models", sha256)
-        if not base.is_dir():
-            raise NotFound(f"artifact models/{sha256} is not in the workspace store: upload it first")
-        files = sorted(({"path": str(f["path"]), "size": int(f["size"]), "sha256": str(f["sha256"])} for f in files),
-                       key=lambda f: f["path"])
-        on_disk = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
-        if not files or tree_digest(files) != sha256 or on_disk != [f["path"] for f in files] or any(
-                (base / f["path"]).stat().st_size != f["size"] for f in files):
-            raise InvalidInput(f"files: the list given does not describe snapshot models/{sha256[:12]}")
+        files = self.artifacts.described("models", sha256, files)
         return self._add(name, version, sha256, files, description, tags, type, exist_ok, reuse_same_content)
 
     @staticmethod

@@ -31,12 +31,14 @@ from . import launcher, tls
 from .accounts import Accounts
 from .computes import ComputeOperations
 from .connection import Connection, Target
+from .data import DataOperations
 from .datastores import DatastoreOperations
 from .deployments import DeploymentOperations
 from .endpoints import EndpointOperations
 from .environments import EnvironmentOperations
 from .identities import ActivityLogOperations, RoleAssignmentOperations, TokenOperations, UserOperations
 from .models import ModelOperations
+from .schedules import ScheduleOperations
 from .server import ServerOperations
 
 if TYPE_CHECKING:
@@ -95,22 +97,12 @@ class Fleet:
         self.datastores = DatastoreOperations(self)
         self.environments = EnvironmentOperations(self)
         self.server = ServerOperations(self)
+        self.data = DataOperations(self)              # data assets (docs/monitoring.md)
+        self.schedules = ScheduleOperations(self)     # model monitors (docs/monitoring.md)
         self.users = UserOperations(self)
         self.tokens = TokenOperations(self)
         self.role_assignments = RoleAssignmentOperations(self)
         self.activity_log = ActivityLogOperations(self)
-
-    @cached_property
-    def data(self):
-        """Data assets (docs/monitoring.md)."""
-        from ..monitoring.operations import DataOperations
-        return DataOperations(self)
-
-    @cached_property
-    def schedules(self):
-        """Model monitor schedules (docs/monitoring.md)."""
-        from ..monitoring.operations import ScheduleOperations
-        return ScheduleOperations(self)
 
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""

@@ -1,7 +1,8 @@
 """The server's collectors: one `PayloadCollector` per deployment whose `data_collector` enables a
-payload collection, all written by one flusher thread. As on Azure, `request` and `response` are
+payload collection, all written by one writer process. As on Azure, `request` and `response` are
 payload logging for every deployment; `model_inputs`, `model_outputs` are collected by the
 gateway for models without code, and by score.py's `Collector` (mdc.py) for models with code.
+The rows are written by a process of their own (writer.py), fed once a flush.
 The controller asks for a deployment's collector when it builds the deployment's routing
 snapshot, and for a replica's environment; the gateway only calls `offer`."""
 
@@ -13,13 +14,14 @@ from pathlib import Path
 from ..schema.monitoring import PAYLOAD_COLLECTIONS
 from .mdc import REPLICA_ENV
 from .payload import PayloadCollector, convert
-from .sink import Flusher, Sink
+from .sink import Sink
+from .writer_client import WriterProcess
 
 
 class CollectionHub:
-    def __init__(self, root: Path, flusher: Flusher | None = None):
+    def __init__(self, root: Path, writer: WriterProcess | None = None):
         self.root = root
-        self.flusher = flusher or Flusher()
+        self.writer = writer or WriterProcess(root)   # started with the first collecting deployment
         self.collectors: dict[tuple[str, str], PayloadCollector] = {}
 
     def collector(self, rt) -> PayloadCollector | None:
@@ -31,13 +33,13 @@ class CollectionHub:
         if not rates:
             if key in self.collectors:
                 del self.collectors[key]
-                self.flusher.remove(endpoint, deployment)
+                self.writer.remove(endpoint, deployment)
             return None
         c = self.collectors.get(key)
         if c is None:
             sink = Sink(self.root, endpoint, deployment, convert, dc.rolling_rate, dc.retention_days)
             c = self.collectors[key] = PayloadCollector(sink, rates, dc.request_logging.capture_headers)
-            self.flusher.add(sink)
+            self.writer.add(sink)
         else:
             c.configure(rates, dc.request_logging.capture_headers)
             c.sink.rolling_rate, c.sink.retention_days = dc.rolling_rate, dc.retention_days
@@ -46,7 +48,7 @@ class CollectionHub:
     def forget(self, live: set[tuple[str, str]]) -> None:
         for key in [k for k in self.collectors if k not in live]:
             del self.collectors[key]
-            self.flusher.remove(*key)
+            self.writer.remove(*key)
 
     def replica_env(self, rt, spec) -> dict[str, str]:
         """A replica's environment: the deployment's, and for a score.py whose collections are
@@ -65,4 +67,4 @@ class CollectionHub:
             yield ep, dep, dict(c.sink.rows), dict(c.sink.dropped)
 
     def close(self) -> None:
-        self.flusher.stop()
+        self.writer.stop()

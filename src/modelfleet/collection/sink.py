@@ -1,9 +1,10 @@
 """Collected rows -> Parquet files, off the request path.
 
 A `Sink` (one per deployment in a process) is a bounded deque that the request path appends one
-tuple to, and nothing more: no parsing, no I/O, no lock. One `Flusher` thread per process drains
-every sink each `FLUSH_EVERY_S`, turns entries into rows (the sink's `convert`), and writes one
-Parquet file per collection and window (temp file + rename, so a reader never sees half a file).
+tuple to, and nothing more: no parsing, no I/O, no lock. Each `FLUSH_EVERY_S` the sinks are
+drained and `write_entries` turns their entries into rows (the sink's `convert`) and writes one
+Parquet file per collection and window (temp file + rename, so a reader never sees half a file):
+in the server by its writer process (writer.py), in a replica by a `Flusher` thread.
 A full queue (a slow disk) or a failed write (a full disk) drops the samples and counts them;
 the request that produced them was answered long before.
 """
@@ -18,6 +19,8 @@ import os
 import shutil
 import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -58,6 +61,10 @@ class Sink:
         self.queue.append(entry)
         self.offered += 1
 
+    def count(self, written: Written) -> None:
+        self.rows.update(written.rows)
+        self.dropped.update(written.dropped)
+
     def drain(self) -> list[tuple]:
         out, pop = [], self.queue.popleft
         for _ in range(len(self.queue)):
@@ -65,8 +72,66 @@ class Sink:
         return out
 
 
-class Flusher:
-    """The one thread of a process that writes every sink's rows."""
+@dataclass
+class Written:
+    """What writing one sink's entries gave: rows written and dropped, by collection and reason,
+    and the first failure (for one warning line)."""
+    rows: collections.Counter = field(default_factory=collections.Counter)
+    dropped: collections.Counter = field(default_factory=collections.Counter)
+    failure: str | None = None
+
+
+def write_entries(sink: Sink, entries: list[tuple], tag: str, pause_s: float = YIELD_S) -> Written:
+    """Turn `entries` into rows (the sink's `convert`) and write one Parquet file per collection
+    and window. Files are named by `tag`, so writing the same entries again under the same tag
+    replaces the same files: a batch resent after its writer died is not written twice. In a
+    process that also serves requests, `pause_s` lets the GIL go every CHUNK entries."""
+    out = Written()
+    groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
+    windows_of: dict[int, tuple[str, ...]] = {}   # minute -> window: the finest rolling rate is a minute
+    for i, entry in enumerate(entries):
+        if pause_s and i and not i % CHUNK:
+            time.sleep(pause_s)
+        try:
+            converted = sink.convert(entry)
+        except Exception:   # a payload that is not rows: nothing to collect from it
+            out.dropped["unreadable"] += 1
+            continue
+        for name, rows in converted.items():
+            for row in rows:
+                minute = int(row["time"] // 60)
+                parts = windows_of.get(minute)
+                if parts is None:
+                    parts = windows_of[minute] = window_parts(row["time"], sink.rolling_rate)
+                groups.setdefault((name, parts), []).append(row)
+    for i, ((name, parts), rows) in enumerate(groups.items()):
+        folder = collection_dir(sink.root, sink.endpoint, sink.deployment, name).joinpath(*parts)
+        try:
+            write_parquet(folder, rows, f"{tag}-{i}")
+            out.rows[name] += len(rows)
+        except OSError as e:
+            out.dropped["write_failed"] += len(rows)
+            out.failure = out.failure or (f"collected rows of {sink.endpoint}/{sink.deployment}/{name} dropped: "
+                                          f"{e.strerror or e} ({folder})")
+    return out
+
+
+class Warnings:
+    """At most one warning line a minute about dropped samples (the counts are in /metrics)."""
+
+    def __init__(self):
+        self._warned = 0.0
+
+    def __call__(self, message: str | None) -> None:
+        now = time.monotonic()
+        if message and now - self._warned > WARN_EVERY_S:
+            self._warned = now
+            log.warning("%s; more drops are counted in modelfleet_collection_dropped_total", message)
+
+
+class Drainer:
+    """Sinks drained every `every_s` by one thread of their own; `flush` is the subclass's: write
+    the entries here (Flusher) or hand them to the writer process (writer_client.py)."""
 
     def __init__(self, every_s: float = FLUSH_EVERY_S):
         self.every_s = every_s
@@ -74,8 +139,7 @@ class Flusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
-        self._warned = 0.0
-        self._pruned = 0.0
+        self._warn = Warnings()
 
     def add(self, sink: Sink) -> None:
         self.sinks[(sink.endpoint, sink.deployment)] = sink
@@ -86,7 +150,7 @@ class Flusher:
     def remove(self, endpoint: str, deployment: str) -> None:
         sink = self.sinks.pop((endpoint, deployment), None)
         if sink is not None:
-            self.flush_sink(sink)
+            self.flush([sink])
 
     def stop(self) -> None:
         """Write what is queued, then stop."""
@@ -94,62 +158,55 @@ class Flusher:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.flush()
+        self.flush(stop=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        # on a fixed cadence: a flush that took long (a busy disk) is not followed by a full wait
+        # while the queues fill
+        due = time.monotonic() + self.every_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.every_s, time.monotonic())
             try:
                 self.flush()
-                if time.monotonic() - self._pruned > PRUNE_EVERY_S:
-                    self._pruned = time.monotonic()
-                    for sink in list(self.sinks.values()):
-                        prune(sink)
+                self.tick()
             except Exception:  # never let one bad batch end collection for every deployment
                 log.exception("collecting data failed")
 
-    def flush(self) -> None:
-        for sink in list(self.sinks.values()):
+    def tick(self) -> None:
+        """After each flush of the thread."""
+
+    def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
+        raise NotImplementedError
+
+
+class Flusher(Drainer):
+    """Writes every sink's rows in this process (a replica's score.py receiver; the server hands
+    its sinks to a writer process instead: writer.py)."""
+
+    def __init__(self, every_s: float = FLUSH_EVERY_S):
+        super().__init__(every_s)
+        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._pruned = 0.0
+
+    def tick(self) -> None:
+        if time.monotonic() - self._pruned > PRUNE_EVERY_S:
+            self._pruned = time.monotonic()
+            for sink in list(self.sinks.values()):
+                prune(sink)
+
+    def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
+        for sink in sinks if sinks is not None else list(self.sinks.values()):
             self.flush_sink(sink)
 
     def flush_sink(self, sink: Sink) -> None:
         entries = sink.drain()
-        if not entries:
-            return
-        groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
-        windows_of: dict[int, tuple[str, ...]] = {}   # minute -> window: the finest rolling rate is a minute
-        for i, entry in enumerate(entries):
-            if i and not i % CHUNK:
-                time.sleep(YIELD_S)
-            try:
-                converted = sink.convert(entry)
-            except Exception:   # a payload that is not rows: nothing to collect from it
-                sink.dropped["unreadable"] += 1
-                continue
-            for name, rows in converted.items():
-                for row in rows:
-                    minute = int(row["time"] // 60)
-                    parts = windows_of.get(minute)
-                    if parts is None:
-                        parts = windows_of[minute] = window_parts(row["time"], sink.rolling_rate)
-                    groups.setdefault((name, parts), []).append(row)
-        for (name, parts), rows in groups.items():
-            folder = collection_dir(sink.root, sink.endpoint, sink.deployment, name).joinpath(*parts)
-            try:
-                write_parquet(folder, rows, next(self._seq))
-                sink.rows[name] += len(rows)
-            except OSError as e:
-                sink.dropped["write_failed"] += len(rows)
-                self._warn(f"collected rows of {sink.endpoint}/{sink.deployment}/{name} dropped: "
-                           f"{e.strerror or e} ({folder})")
-
-    def _warn(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._warned > WARN_EVERY_S:
-            self._warned = now
-            log.warning("%s; more drops are counted in modelfleet_collection_dropped_total", message)
+        if entries:
+            written = write_entries(sink, entries, f"{self._tag}-{next(self._seq)}")
+            sink.count(written)
+            self._warn(written.failure)
 
 
-def write_parquet(folder: Path, rows: list[dict], seq: int) -> Path:
+def write_parquet(folder: Path, rows: list[dict], tag: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
     times = [r["time"] for r in rows]
@@ -157,7 +214,7 @@ def write_parquet(folder: Path, rows: list[dict], seq: int) -> Path:
     table = table.set_column(table.schema.get_field_index("time"), "time",
                              pa.array([int(t * 1000) for t in times], pa.timestamp("ms", tz="UTC")))
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"part-{int(times[0] * 1000)}-{os.getpid()}-{seq}.parquet"
+    name = f"part-{int(times[0] * 1000)}-{tag}.parquet"
     tmp = folder / f".{name}.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd")

@@ -7,5 +7,5 @@ The documents are in ../schema/monitoring.py, the collection in ../collection/.
     monitor.py         one run of a monitor: signals x features x metrics against thresholds
     scheduler.py       the server's loop that runs due monitors, keeps results and alerts
     prometheus.py      the figures at /metrics
-    operations.py      the Python API: Fleet.data, Fleet.schedules
+    schedules.py       monitor schedules as the control API changes them (create, enable, disable, delete)
 """

@@ -13,8 +13,9 @@ from ..domain.names import ModelRef
 from ..store.artifacts import ArtifactStore
 from ..store.db import Database
 from ..store.monitoring import DataAsset, DataAssetStore
-from ..schema.monitoring import DataAssetSpec
-from .tables import SUFFIXES, asset_files, read_files
+from ..files.digests import walk
+from ..schema.monitoring import DataAssetSpec, check_data_layout
+from .tables import asset_files, read_files
 from ..collection.windows import ROOT
 
 _DATASTORE = re.compile(r"^azureml://datastores/[^/]+/paths/(.+)$")
@@ -27,29 +28,38 @@ class DataAssets:
         self.workspace = workspace
 
     def create(self, spec: DataAssetSpec, base_dir: Path = Path(".")) -> DataAsset:
-        collected = self._collected(spec.path)
-        if collected is not None:
-            if spec.type == "uri_file":
-                raise InvalidInput(f"path {spec.path!r}: collected data is a folder; use type uri_folder")
-            return self.store.add(spec.name, spec.version, type=spec.type, sha256=None, path=spec.path, files=[],
-                                  description=spec.description, tags=spec.tags)
+        """A data asset from files on the server's machine (benchmarks, the server's own use)."""
+        if self._collected(spec.path) is not None:
+            return self.add_collected(spec)
         src = (base_dir / spec.path).expanduser()
-        self._check(src, spec.type, spec.path)
-        snap = self.artifacts.add("data", src)
-        # the snapshot holds the file or folder under its own name
-        return self.store.add(spec.name, spec.version, type=spec.type, sha256=snap.sha256, path=src.name,
-                              files=snap.files, description=spec.description, tags=spec.tags)
-
-    @staticmethod
-    def _check(src: Path, type_: str, given: str) -> None:
         if not src.exists():
-            raise InvalidInput(f"path {given!r} does not exist")
-        if type_ == "uri_file" and not (src.is_file() and src.suffix in SUFFIXES):
-            raise InvalidInput(f"path {given!r}: a uri_file is one .csv or .parquet file")
-        if type_ in ("uri_folder", "mltable") and not src.is_dir():
-            raise InvalidInput(f"path {given!r}: a {type_} is a folder")
-        if type_ == "mltable" and not (src / "MLTable").is_file():
-            raise InvalidInput(f"path {given!r}: an mltable folder holds an MLTable file")
+            raise InvalidInput(f"path {spec.path!r} does not exist")
+        check_data_layout(spec.type, spec.path, [rel for _, rel in walk(src)])
+        snap = self.artifacts.add("data", src)
+        return self._add(spec, snap.sha256, snap.files)
+
+    def register_snapshot(self, spec: DataAssetSpec, sha256: str, files: list[dict]) -> DataAsset:
+        """A data asset from files a client uploaded (`PUT /api/artifacts/data/SHA`): `files` must
+        name exactly that snapshot, laid out as `spec.type` says."""
+        files = self.artifacts.described("data", sha256, files)
+        check_data_layout(spec.type, spec.path, [f["path"] for f in files])
+        return self._add(spec, sha256, files)
+
+    def add_collected(self, spec: DataAssetSpec) -> DataAsset:
+        """Collected data (`azureml://datastores/NAME/paths/modelDataCollector/...`), kept by reference."""
+        if self._collected(spec.path) is None:
+            raise InvalidInput(f"path {spec.path!r}: upload local files (only collected data is named by a "
+                               "datastore path)")
+        if spec.type == "uri_file":
+            raise InvalidInput(f"path {spec.path!r}: collected data is a folder; use type uri_folder")
+        return self.store.add(spec.name, spec.version, type=spec.type, sha256=None, path=spec.path, files=[],
+                              description=spec.description, tags=spec.tags)
+
+    def _add(self, spec: DataAssetSpec, sha256: str, files: list[dict]) -> DataAsset:
+        # the snapshot holds the file or folder under its own name: the first part of every path
+        top = files[0]["path"].split("/", 1)[0]
+        return self.store.add(spec.name, spec.version, type=spec.type, sha256=sha256, path=top, files=files,
+                              description=spec.description, tags=spec.tags)
 
     def _collected(self, path: str) -> Path | None:
         m = _DATASTORE.match(path)

@@ -20,7 +20,8 @@ class MonitoringCollector:
         rows = CounterMetricFamily("modelfleet_collected_rows", "Rows of collected data written, by collection.",
                                    labels=["endpoint", "deployment", "collection"])
         dropped = CounterMetricFamily("modelfleet_collection_dropped", "Collected samples dropped (queue_full: the "
-                                      "writer fell behind; write_failed: the disk refused; unreadable).",
+                                      "writer fell behind; write_failed: the disk refused; unreadable; writer_failed: a "
+                                      "batch took down three writer processes).",
                                       labels=["endpoint", "deployment", "reason"])
         for ep, dep, written, lost in self.hub.stats() if self.hub else ():
             for name, n in written.items():

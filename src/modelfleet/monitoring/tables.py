@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..domain.errors import InvalidInput
 from ..collection.windows import collection_dir, files_between
+from ..schema.monitoring import DATA_SUFFIXES
 
 META_COLUMNS = ("correlationid", "time")
-SUFFIXES = (".csv", ".parquet")
 
 
 def _read_file(path: Path):
@@ -43,7 +43,7 @@ def mltable_files(folder: Path) -> list[Path]:
                 if kind == "file":
                     out.append(folder / target)
                 elif kind == "folder":
-                    out += sorted(p for p in (folder / target).rglob("*") if p.suffix in SUFFIXES)
+                    out += sorted(p for p in (folder / target).rglob("*") if p.suffix in DATA_SUFFIXES)
                 else:
                     out += sorted(folder.glob(target))
     return out
@@ -54,7 +54,7 @@ def asset_files(path: Path, type_: str) -> list[Path]:
         return [path]
     if type_ == "mltable":
         return mltable_files(path)
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith("."))
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES and not p.name.startswith("."))
 
 
 def read_files(files: list[Path], start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, list]:

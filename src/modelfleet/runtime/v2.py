@@ -189,6 +189,16 @@ def parse_request(payload: bytes) -> tuple[dict, list[tuple[str, object]]]:
     return doc, tensors
 
 
+def parse_response(payload: bytes) -> list[tuple[str, object]]:
+    """The output tensors of a framed answer (what `response` wrote), [(name, array in its shape)]:
+    read back by data collection, with the request's rules."""
+    hlen = int.from_bytes(payload[:4], "big")
+    doc = orjson.loads(payload[4:4 + hlen] if hlen else payload[4:])
+    header = orjson.dumps({"inputs": doc.get("outputs") if isinstance(doc, dict) else None})
+    binary = payload[4 + hlen:] if hlen else b""
+    return parse_request((len(header) if hlen else 0).to_bytes(4, "big") + header + binary)[1]
+
+
 # -- inputs to the model -----------------------------------------------------------------------
 
 def _fits(shape: tuple, declared: list[int]) -> bool:

@@ -97,6 +97,25 @@ class DataAssetSpec(Spec):
     _type = field_validator("type", mode="before")(classmethod(lambda cls, v: _lower(v)))
 
 
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+def check_data_layout(type_: str, given: str, paths: list[str]) -> None:
+    """Refuse files that are not what a data asset's `type` says, in one line naming `given` (the
+    path as the user wrote it). `paths` are the snapshot's relative paths: a file keeps its own
+    name, a folder's files sit under the folder's name (files/digests.py's walk). Checked by the
+    client before it uploads and by the server before it registers."""
+    one_file = len(paths) == 1 and "/" not in paths[0]
+    if type_ == "uri_file":
+        if not (one_file and paths[0].endswith(DATA_SUFFIXES)):
+            raise InvalidInput(f"path {given!r}: a uri_file is one .csv or .parquet file")
+        return
+    if one_file or any("/" not in p for p in paths):
+        raise InvalidInput(f"path {given!r}: a {type_} is a folder")
+    if type_ == "mltable" and not any(p.split("/", 1)[1] == "MLTable" for p in paths):
+        raise InvalidInput(f"path {given!r}: an mltable folder holds an MLTable file")
+
+
 def _checked(check, v):
     try:
         return check(v)

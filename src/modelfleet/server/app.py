@@ -81,7 +81,9 @@ class ServerApp:
                              self.telemetry, cfg.metrics_auth, lambda: self.draining,
                              cfg.failed_token_attempts_per_minute)
         servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
-        self.monitoring = monitoring_api.install(self)   # data collectors, monitors (docs/monitoring.md)
+        # data collectors, data assets, monitors (docs/monitoring.md)
+        self.monitoring = monitoring_api.install(self.api, self.controller, self.db, self.stores.artifacts, ws.path,
+                                                 self.telemetry.metrics.registry)
 
     async def _others_alive(self) -> int:
         """Other servers of the workspace that go on after this one stops (0 when unknown)."""

@@ -135,6 +135,20 @@ class ArtifactStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def described(self, kind: str, sha256: str, files: list[dict]) -> list[dict]:
+        """`files` (sorted, typed) once checked to name exactly the stored snapshot `kind/sha256`:
+        what a client registers after an upload must be what the store holds."""
+        base = self.snapshot_dir(kind, sha256)
+        if not base.is_dir():
+            raise NotFound(f"artifact {kind}/{sha256} is not in the workspace store: upload it first")
+        files = sorted(({"path": str(f["path"]), "size": int(f["size"]), "sha256": str(f["sha256"])} for f in files),
+                       key=lambda f: f["path"])
+        on_disk = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        if not files or tree_digest(files) != sha256 or on_disk != [f["path"] for f in files] or any(
+                (base / f["path"]).stat().st_size != f["size"] for f in files):
+            raise InvalidInput(f"files: the list given does not describe snapshot {kind}/{sha256[:12]}")
+        return files
+
     def remove(self, kind: str, sha256: str) -> None:
         """Delete a snapshot no version or deployment uses any more (best effort)."""
         shutil.rmtree(self.snapshot_dir(kind, sha256), ignore_errors=True)

@@ -65,7 +65,7 @@ def test_retention_removes_old_windows(tmp_path):
     now = time.time()
     for age_days in (0, 1, 5):
         t = now - age_days * 86400
-        sink.put((t, f"r{age_days}", orjson.dumps({"data": [[1.0, 2.0]]}), b"[1]", NAMED, None, ("model_inputs",)))
+        sink.put((t, f"r{age_days}", orjson.dumps({"data": [[1.0, 2.0]]}), b"[1]", NAMED, None, ("model_inputs",), None))
     flusher.flush_sink(sink)
     assert prune(sink, now) == 1
     left = sorted(p.parent.name for p in (tmp_path / "modelDataCollector").rglob("*.parquet"))

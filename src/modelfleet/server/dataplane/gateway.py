@@ -266,8 +266,8 @@ class Gateway:
             return await self._error(send, status, code, message, rid, v2)
         if status == 200:
             await self._send(send, 200, payload, rid, dep.header)
-            if dep.collector is not None and kind == RequestKind.SCORE:
-                dep.collector.offer(rid, body, payload, dep.metadata, headers)
+            if dep.collector is not None:
+                dep.collector.offer(rid, body, payload, dep.metadata, headers, header_length if v2 else None)
             return
         err = orjson.loads(payload)
         if v2:

@@ -29,11 +29,12 @@ from ...datastores import is_datastore_uri
 from ...domain.errors import InvalidInput, NotFound, StorageError
 from ...domain.names import ModelRef
 
-KINDS = ("models", "code")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+KINDS = ("models", "code", "data")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
-SHA256 = Field(pattern=r"^[0-9a-f]{64}$")
+SHA256 = Field(pattern=SHA256_PATTERN)
 
 
 class FileEntry(BaseModel):
