@@ -62,9 +62,10 @@ class CollectionHub:
             "rolling_rate": dc.rolling_rate, "retention_days": dc.retention_days})}
 
     def stats(self):
-        """(endpoint, deployment, collection, rows written) and (endpoint, deployment, reason, dropped)."""
+        """Per deployment: rows written by collection, samples dropped by reason, and files put in
+        the default datastore (uploaded, failed)."""
         for (ep, dep), c in list(self.collectors.items()):
-            yield ep, dep, dict(c.sink.rows), dict(c.sink.dropped)
+            yield ep, dep, dict(c.sink.rows), dict(c.sink.dropped), dict(c.sink.uploads)
 
     def close(self) -> None:
         self.writer.stop()

@@ -52,6 +52,7 @@ class Sink:
         self.offered = 0            # entries accepted onto the queue
         self.rows: collections.Counter = collections.Counter()      # rows written, by collection
         self.dropped: collections.Counter = collections.Counter()   # entries or rows dropped, by reason
+        self.uploads: collections.Counter = collections.Counter()   # files put in the default datastore: uploaded, failed
 
     def put(self, entry: tuple) -> None:
         """On the request path: one append, or one count when the queue is full."""
@@ -79,6 +80,7 @@ class Written:
     rows: collections.Counter = field(default_factory=collections.Counter)
     dropped: collections.Counter = field(default_factory=collections.Counter)
     failure: str | None = None
+    files: list[Path] = field(default_factory=list)   # the Parquet files written
 
 
 def write_entries(sink: Sink, entries: list[tuple], tag: str, pause_s: float = YIELD_S) -> Written:
@@ -107,7 +109,7 @@ def write_entries(sink: Sink, entries: list[tuple], tag: str, pause_s: float = Y
     for i, ((name, parts), rows) in enumerate(groups.items()):
         folder = collection_dir(sink.root, sink.endpoint, sink.deployment, name).joinpath(*parts)
         try:
-            write_parquet(folder, rows, f"{tag}-{i}")
+            out.files.append(write_parquet(folder, rows, f"{tag}-{i}"))
             out.rows[name] += len(rows)
         except OSError as e:
             out.dropped["write_failed"] += len(rows)

@@ -10,6 +10,10 @@ Nothing is lost to a writer that dies: the batch it was writing is sent again to
 under the same file names (so a batch half written before is replaced, not doubled). A batch
 that kills `ATTEMPTS` writers in a row is dropped and counted (`writer_failed`). At a stop the
 queues are sent one last time and the writer exits once it has written them.
+
+With `datastore` (a callable giving the workspace's default datastore document, looked up every
+`DATASTORE_EVERY_S`), each frame carries it, and the writer started is `module`: the server
+starts modelfleet.datastores.collected, which also uploads the files (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -29,12 +34,17 @@ log = logging.getLogger("modelfleet.monitoring")
 
 ATTEMPTS = 3          # writers a batch may take down before it is dropped
 STOP_TIMEOUT_S = 30.0
+DATASTORE_EVERY_S = 10.0   # a changed default datastore reaches the writer within this
+WRITER = "modelfleet.collection.writer"
 
 
 class WriterProcess(Drainer):
-    def __init__(self, root: Path, every_s: float = FLUSH_EVERY_S):
+    def __init__(self, root: Path, every_s: float = FLUSH_EVERY_S, module: str = WRITER, datastore=None):
         super().__init__(every_s)
         self.root = root
+        self.module = module
+        self._datastore = datastore
+        self._doc, self._doc_at = None, float("-inf")
         self.restarts = 0                 # writers started after the first (one died)
         self._proc: subprocess.Popen | None = None
         self._started = 0
@@ -68,7 +78,7 @@ class WriterProcess(Drainer):
             if not batch and (not stop or self._proc is None):
                 return
             seq = next(self._seq)
-            frame = {"seq": seq, "tag": f"{self._tag}-{seq}", "stop": stop,
+            frame = {"seq": seq, "tag": f"{self._tag}-{seq}", "stop": stop, "datastore": self._default(),
                      "sinks": [(s.endpoint, s.deployment, s.rolling_rate, s.retention_days, entries)
                                for s, entries in batch]}
             answer = self._send(frame)
@@ -79,6 +89,21 @@ class WriterProcess(Drainer):
                 rows, dropped, failure = done
                 sink.count(Written(rows, dropped))
                 self._warn(failure)
+            for endpoint, deployment, uploaded, failed in (answer or {}).get("uploads", ()):
+                sink = self.sinks.get((endpoint, deployment))
+                if sink is not None:   # else it was removed meanwhile: nothing shows its figures
+                    sink.uploads.update({"uploaded": uploaded, "failed": failed})
+
+    def _default(self):
+        """The default datastore's document, looked up at most every DATASTORE_EVERY_S."""
+        if self._datastore is None or time.monotonic() - self._doc_at < DATASTORE_EVERY_S:
+            return self._doc
+        try:
+            self._doc = self._datastore()
+        except Exception as e:   # an unreadable secret: collection goes on, uploads wait
+            log.warning("collected data stays in the workspace's folder: the default datastore cannot be read (%s)", e)
+        self._doc_at = time.monotonic()
+        return self._doc
 
     def _send(self, frame: dict) -> dict | None:
         for _ in range(ATTEMPTS):
@@ -98,7 +123,7 @@ class WriterProcess(Drainer):
 
     def _process(self) -> subprocess.Popen:
         if self._proc is None:
-            self._proc = subprocess.Popen([sys.executable, "-m", "modelfleet.collection.writer", str(self.root)],
+            self._proc = subprocess.Popen([sys.executable, "-m", self.module, str(self.root)],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             self.restarts += self._started > 0
             self._started += 1

@@ -178,3 +178,35 @@ class AzureBlobDatastore:
                     raise NotFound(f"datastore {self.name!r}: blob {name!r} vanished while being read") from None
                 written.append(target)
         return written
+
+    # Named blobs (not content-addressed): collected data under Azure's layout (collected.py).
+
+    def put_file(self, name: str, path: Path) -> None:
+        """Upload the file `path` as blob `name`, replacing one of that name (one call: a blob is
+        visible whole or not at all)."""
+        with self._call(f"upload {name!r}"), open(path, "rb") as source:
+            self.container.upload_blob(name, source, overwrite=True, max_concurrency=self.concurrency)
+
+    def names(self, prefix: str) -> list[str]:
+        with self._call(f"list {prefix!r}"):
+            return [b.name for b in self.container.list_blobs(name_starts_with=prefix)]
+
+    def get_file(self, name: str, dest: Path) -> None:
+        """Blob `name` into the file `dest` (written next to it, renamed into place whole)."""
+        from azure.core.exceptions import ResourceNotFoundError
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._call(f"read {name!r}"), open(tmp, "wb") as out:
+                try:
+                    self.container.get_blob_client(name).download_blob(max_concurrency=self.concurrency).readinto(out)
+                except ResourceNotFoundError:
+                    raise NotFound(f"datastore {self.name!r}: blob {name!r} not found") from None
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete_name(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+        with self._call(f"delete {name!r}"), contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(name)

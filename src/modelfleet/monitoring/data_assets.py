@@ -1,14 +1,21 @@
 """Data assets (`fleet data create|list|show`): versioned, immutable references to data, as on
 Azure. A local path is copied into the artifact store (content-addressed, like a model); a path
 `azureml://datastores/NAME/paths/modelDataCollector/...` names collected data in the workspace and
-is kept by reference (a collection's windows grow as requests come)."""
+is kept by reference (a collection's windows grow as requests come). Collected windows are read
+from the workspace's folder, and from the datastore the path names (else the default one, when a
+blob container) for the files the folder lacks: windows whose local copy is gone."""
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
-from ..domain.errors import InvalidInput
+from ..datastores import LOCAL_NAME, open_datastore
+from ..datastores.collected import fetch_missing
+from ..domain.errors import DatastoreError, InvalidInput, NotFound
 from ..domain.names import ModelRef
 from ..store.artifacts import ArtifactStore
 from ..store.db import Database
@@ -18,14 +25,17 @@ from ..schema.monitoring import DataAssetSpec, check_data_layout
 from .tables import asset_files, read_files
 from ..collection.windows import ROOT
 
-_DATASTORE = re.compile(r"^azureml://datastores/[^/]+/paths/(.+)$")
+log = logging.getLogger("modelfleet.monitoring")
+
+_DATASTORE = re.compile(r"^azureml://datastores/([^/]+)/paths/(.+)$")
 
 
 class DataAssets:
-    def __init__(self, db: Database, artifacts: ArtifactStore, workspace: Path):
+    def __init__(self, db: Database, artifacts: ArtifactStore, workspace: Path, datastores=None):
         self.store = DataAssetStore(db)
         self.artifacts = artifacts
         self.workspace = workspace
+        self.datastores = datastores   # assets/datastores.py: where collected windows are read from too
 
     def create(self, spec: DataAssetSpec, base_dir: Path = Path(".")) -> DataAsset:
         """A data asset from files on the server's machine (benchmarks, the server's own use)."""
@@ -65,13 +75,17 @@ class DataAssets:
         m = _DATASTORE.match(path)
         if m is None:
             return None
-        rel = Path(m.group(1))
+        rel = Path(m.group(2))
         if rel.parts[:1] != (ROOT,) or ".." in rel.parts:
             raise InvalidInput(f"path {path!r}: only {ROOT}/... of a workspace datastore can be named")
         return self.workspace / rel
 
     def get(self, ref: str) -> DataAsset:
-        """`name:version`, `name@latest` or `name`, with or without `azureml:`."""
+        """`name:version`, `name@latest` or `name`, with or without `azureml:`; or a path
+        `azureml://datastores/NAME/paths/modelDataCollector/...` itself (a monitor's input_data)."""
+        if self._collected(ref) is not None:
+            return DataAsset(name=ref, version="", type="uri_folder", path=ref, sha256=None, files=[],
+                             description="", tags={})
         r = ModelRef.parse(ref, "data asset")
         if r.label not in (None, "latest"):
             raise InvalidInput(f"data asset {ref!r}: data assets have versions and @latest, no labels")
@@ -86,6 +100,33 @@ class DataAssets:
         base = self.artifacts.snapshot_dir("data", asset.sha256)
         return base / asset.path if asset.path else base
 
-    def read(self, asset: DataAsset) -> dict[str, list]:
+    def read(self, asset: DataAsset, start=None, end=None) -> dict[str, list]:
+        """Its columns; rows between `start` and `end` only when given (collected data has times)."""
         where = self.location(asset)
-        return read_files(asset_files(where, asset.type))
+        if asset.sha256 is not None:
+            return read_files(asset_files(where, asset.type))
+        store = self._store(_DATASTORE.match(asset.path).group(1))
+        if store is None:
+            return read_files(asset_files(where, asset.type), start, end)
+        self.artifacts.tmp.mkdir(parents=True, exist_ok=True)
+        fetched = Path(tempfile.mkdtemp(prefix="collected-", dir=self.artifacts.tmp))
+        try:
+            try:
+                remote = fetch_missing(store, _DATASTORE.match(asset.path).group(2), where, fetched)
+            except DatastoreError as e:   # the store is down: what the folder holds is read, and said so
+                log.warning("%s: read from the workspace's folder only: %s", asset.path, e)
+                remote = []
+            return read_files(sorted(asset_files(where, asset.type) + remote), start, end)
+        finally:
+            shutil.rmtree(fetched, ignore_errors=True)
+
+    def _store(self, name: str):
+        """The blob datastore a collected path names, else the default one if it is a blob
+        container (Azure's `workspaceblobstore` is the workspace's default), else None."""
+        if self.datastores is None or name == LOCAL_NAME:
+            return None
+        try:
+            doc = self.datastores.store.get(name)
+        except NotFound:
+            doc = self.datastores.default_document()
+        return open_datastore(doc) if doc is not None and doc.type == "azure_blob" else None

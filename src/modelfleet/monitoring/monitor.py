@@ -47,7 +47,9 @@ def production(spec: MonitorScheduleSpec, signal: Signal, assets: DataAssets, ro
                start: dt.datetime, end: dt.datetime) -> dict[str, list]:
     pd = signal.production_data
     if pd is not None and pd.input_data is not None:
-        return assets.read(assets.get(pd.input_data.path))
+        asset = assets.get(pd.input_data.path)
+        # collected data (kept by reference) is read over the data window, as the deployment's own is
+        return assets.read(asset, start, end) if asset.sha256 is None else assets.read(asset)
     endpoint, deployment = split_target(spec.create_monitor.monitoring_target.endpoint_deployment_id)
     context = (pd.data_context if pd else None) or \
         ("model_outputs" if signal.type == "prediction_drift" else "model_inputs")

@@ -23,13 +23,20 @@ class MonitoringCollector:
                                       "writer fell behind; write_failed: the disk refused; unreadable; writer_failed: a "
                                       "batch took down three writer processes).",
                                       labels=["endpoint", "deployment", "reason"])
-        for ep, dep, written, lost in self.hub.stats() if self.hub else ():
+        uploaded = CounterMetricFamily("modelfleet_collection_uploaded_files", "Collected files put in the "
+                                       "workspace's default datastore (a blob container).", labels=["endpoint", "deployment"])
+        failures = CounterMetricFamily("modelfleet_collection_upload_failures", "Uploads of collected files to the "
+                                       "default datastore that failed (the file waits on disk and is tried again).",
+                                       labels=["endpoint", "deployment"])
+        for ep, dep, written, lost, uploads in self.hub.stats() if self.hub else ():
             for name, n in written.items():
                 rows.add_metric([ep, dep, name], n)
             for reason, n in lost.items():
                 dropped.add_metric([ep, dep, reason], n)
-        yield rows
-        yield dropped
+            if uploads:
+                uploaded.add_metric([ep, dep], uploads.get("uploaded", 0))
+                failures.add_metric([ep, dep], uploads.get("failed", 0))
+        yield from (rows, dropped, uploaded, failures)
         value = GaugeMetricFamily("modelfleet_monitor_metric", "A monitor's latest value of a metric of a feature.",
                                   labels=list(SIGNAL))
         breached = GaugeMetricFamily("modelfleet_monitor_breached", "1 when that value breached its threshold.",

@@ -83,7 +83,7 @@ class ServerApp:
         servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
         # data collectors, data assets, monitors (docs/monitoring.md)
         self.monitoring = monitoring_api.install(self.api, self.controller, self.db, self.stores.artifacts, ws.path,
-                                                 self.telemetry.metrics.registry)
+                                                 self.telemetry.metrics.registry, self.stores.datastores)
 
     async def _others_alive(self) -> int:
         """Other servers of the workspace that go on after this one stops (0 when unknown)."""

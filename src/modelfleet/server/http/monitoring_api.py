@@ -20,6 +20,7 @@ from fastapi import Body, Depends, FastAPI
 from pydantic import BaseModel
 
 from ...collection.hub import CollectionHub
+from ...collection.writer_client import WriterProcess
 from ...monitoring.data_assets import DataAssets
 from ...monitoring.prometheus import MonitoringCollector
 from ...monitoring.scheduler import Monitoring
@@ -34,13 +35,18 @@ class Enabled(BaseModel):
     enabled: bool
 
 
-def install(api: FastAPI, controller, db, artifacts, root: Path, registry=None) -> Monitoring:
+def install(api: FastAPI, controller, db, artifacts, root: Path, registry=None, datastores=None) -> Monitoring:
     """Hook monitoring into a server: `controller` gets the collectors, `api` the routes, the
-    Prometheus `registry` (when given) the figures. The scheduler's loop is the caller's to start."""
-    hub = CollectionHub(root)
+    Prometheus `registry` (when given) the figures. The scheduler's loop is the caller's to start.
+    With the workspace's `datastores` (assets/datastores.py), collected files also go to the
+    default datastore when it is a blob container, and are read back from it."""
+    writer = None
+    if datastores is not None:
+        writer = WriterProcess(root, module="modelfleet.datastores.collected", datastore=datastores.default_document)
+    hub = CollectionHub(root, writer)
     controller.collection = hub
     store = ScheduleStore(db)
-    assets = DataAssets(db, artifacts, root)
+    assets = DataAssets(db, artifacts, root, datastores)
     monitoring = Monitoring(store, assets, root)
     monitoring.runs_here = lambda: controller.leading   # one server runs due monitors: the leader
     if registry is not None:

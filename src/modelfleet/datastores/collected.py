@@ -1,0 +1,211 @@
+"""Collected data in the workspace's default datastore: the collection writer with uploads.
+
+`python -m modelfleet.datastores.collected ROOT` is the collection writer (collection/writer.py)
+plus an `Uploader`: when the default datastore is a blob container, each Parquet file the writer
+wrote is put in it under the same name as under the workspace's folder, Azure's layout
+(`modelDataCollector/<endpoint>/<deployment>/<collection>/yyyy/MM/dd/HH[/mm]/<file>`), once its
+window has closed. Uploads run on a thread of the writer process, never on the request path:
+
+- the local file is the copy of record until it is uploaded; then a marker `.<file>.uploaded`
+  beside it says so (a marker, not a deletion: monitors read the local copy first);
+- a store that is down or slow fails an upload, which is counted (`failed`) and tried again
+  later with a backoff; the file waits on disk. A new writer (a restart) finds every file
+  without its marker and uploads it: nothing written locally is lost to a store outage;
+- files written by others (a score.py replica's Collector writes its own) are found by a scan of
+  today's and yesterday's windows every `RESCAN_S`;
+- retention removes expired windows from the container as from the folder.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import threading
+import time
+from pathlib import Path
+
+from ..collection.windows import ROOT, window_start
+from ..collection import writer
+from ..domain.errors import FleetError
+
+log = logging.getLogger("modelfleet.monitoring")
+
+EVERY_S = 2.0            # how often pending files are looked at
+GRACE_S = 5.0            # after a window's end: the last flush of its rows has landed
+MAX_BACKOFF_S = 60.0
+RESCAN_S = 300.0         # files the writer did not write (score.py replicas' Collector) are found so
+WARN_EVERY_S = 60.0
+SPAN = {3: dt.timedelta(days=1), 4: dt.timedelta(hours=1), 5: dt.timedelta(minutes=1)}   # by window depth
+
+
+def marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}.uploaded")
+
+
+def window_of(rel: tuple[str, ...]) -> tuple[dt.datetime, dt.datetime] | None:
+    """(start, end) of the window of a blob or file named `modelDataCollector/ep/dep/coll/yyyy/...
+    /<file>` (split into parts), or None when the name is not laid out so."""
+    parts = rel[4:-1]
+    if rel[:1] != (ROOT,) or len(parts) not in SPAN or not all(p.isdigit() for p in parts):
+        return None
+    start = window_start(parts)
+    return start, start + SPAN[len(parts)]
+
+
+class Uploader:
+    def __init__(self, root: Path):
+        self.root = root
+        self.doc = None            # the default datastore's document (sent by the server), or None
+        self.store = None
+        self.pending: dict[Path, tuple[float, float]] = {}   # file -> (next try, backoff)
+        self.expired: list[tuple[str, str, int]] = []        # (endpoint, deployment, retention days)
+        self.uploaded: collections.Counter = collections.Counter()   # (endpoint, deployment) -> files
+        self.failed: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._warned = 0.0
+        self._closed = False
+        threading.Thread(target=self._run, name="collection-uploader", daemon=True).start()
+
+    def close(self) -> None:
+        """End the thread after its current upload (a writer's ends with its process)."""
+        self._closed = True
+        self._wake.set()
+
+    # --- from the writer's loop
+
+    def configure(self, doc) -> None:
+        """The default datastore as the server sent it (None: the workspace's own folder)."""
+        if doc == self.doc:
+            return
+        with self._lock:
+            self.doc, self.store = doc, None
+        self._wake.set()
+
+    def written(self, files: list[Path]) -> None:
+        with self._lock:
+            for f in files:
+                self.pending[f] = (0.0, EVERY_S)
+
+    def prune(self, endpoint: str, deployment: str, retention_days: int) -> None:
+        with self._lock:
+            self.expired.append((endpoint, deployment, retention_days))
+        self._wake.set()
+
+    def counts(self) -> list[tuple[str, str, int, int]]:
+        """(endpoint, deployment, files uploaded, uploads failed) since the last call."""
+        with self._lock:
+            keys = set(self.uploaded) | set(self.failed)
+            out = [(ep, dep, self.uploaded[(ep, dep)], self.failed[(ep, dep)]) for ep, dep in sorted(keys)]
+            self.uploaded.clear()
+            self.failed.clear()
+        return out
+
+    # --- the uploader's thread
+
+    def _run(self) -> None:
+        scanned_for, rescanned = None, time.monotonic()
+        while not self._closed:
+            self._wake.wait(EVERY_S)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                store = self._open()
+                if store is None:
+                    continue
+                if scanned_for is not store:   # a new writer or a new default: files left from before
+                    self.written(self._unmarked())
+                    scanned_for = store
+                elif time.monotonic() - rescanned > RESCAN_S:
+                    rescanned = time.monotonic()
+                    self.written(self._unmarked(recent=True))
+                self._upload(store)
+                self._expire(store)
+            except Exception as e:   # never let one bad file end uploads for every deployment
+                self._warn(f"uploading collected data failed: {e}")
+
+    def _open(self):
+        with self._lock:
+            if self.store is None and self.doc is not None and getattr(self.doc, "type", None) == "azure_blob":
+                from . import open_datastore
+                self.store = open_datastore(self.doc)
+            return self.store
+
+    def _unmarked(self, recent: bool = False) -> list[Path]:
+        """Parquet files without their marker: every one, or those of today's and yesterday's windows."""
+        base = self.root / ROOT
+        if not base.is_dir():
+            return []
+        today = dt.datetime.now(dt.timezone.utc)
+        days = [(today - dt.timedelta(days=n)).strftime("%Y/%m/%d") for n in (0, 1)] if recent else [""]
+        return [p for day in days for p in base.glob(f"*/*/*/{day}/**/*.parquet" if day else "**/*.parquet")
+                if not p.name.startswith(".") and not marker(p).exists() and p not in self.pending]
+
+    def _upload(self, store) -> None:
+        now, wall = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+        with self._lock:
+            due = [(f, t) for f, t in self.pending.items() if t[0] <= now]
+        for f, (_, backoff) in sorted(due):
+            rel = f.relative_to(self.root).parts
+            window = window_of(rel)
+            if window is None or not f.exists():   # pruned meanwhile, or not collected data
+                with self._lock:
+                    self.pending.pop(f, None)
+                continue
+            if window[1] + dt.timedelta(seconds=GRACE_S) > wall:
+                continue   # its window is still open: more files may come, uploaded then
+            key = (rel[1], rel[2])
+            try:
+                store.put_file("/".join(rel), f)
+                marker(f).touch()
+            except (FleetError, OSError) as e:
+                with self._lock:
+                    self.failed[key] += 1
+                    for g, t in self.pending.items():   # the store is down: every file waits its backoff
+                        self.pending[g] = (time.monotonic() + t[1], min(MAX_BACKOFF_S, t[1] * 2))
+                self._warn(f"a collected file could not be uploaded: {e}")
+                return
+            with self._lock:
+                self.pending.pop(f, None)
+                self.uploaded[key] += 1
+
+    def _expire(self, store) -> None:
+        with self._lock:
+            expired, self.expired = self.expired, []
+        for endpoint, deployment, days in expired:
+            cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+            for name in store.names(f"{ROOT}/{endpoint}/{deployment}/"):
+                window = window_of(tuple(name.split("/")))
+                if window is not None and window[0] < cutoff:
+                    store.delete_name(name)
+
+    def _warn(self, message: str) -> None:
+        if time.monotonic() - self._warned > WARN_EVERY_S:
+            self._warned = time.monotonic()
+            log.warning("%s (files wait on disk; failed uploads are counted in "
+                        "modelfleet_collection_upload_failures_total)", message)
+
+
+def fetch_missing(store, path: str, folder: Path, dest: Path) -> list[Path]:
+    """The Parquet files under datastore `path` (`modelDataCollector/...`) that the local `folder`
+    (the same path under the workspace) lacks, downloaded into `dest`: collected windows whose
+    local copy is gone are read from the store."""
+    prefix = path.strip("/") + "/"
+    out = []
+    for name in store.names(prefix):
+        rel = name[len(prefix):]
+        if not rel.endswith(".parquet") or ".." in rel.split("/") or (folder / rel).exists():
+            continue
+        store.get_file(name, dest / rel)
+        out.append(dest / rel)
+    return out
+
+
+def main() -> int:
+    return writer.main(uploader=Uploader)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
