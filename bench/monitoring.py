@@ -32,6 +32,8 @@ import common as c  # noqa: E402
 
 BODY = orjson.dumps({"data": [c.IRIS_ROW]})
 FEATURES = ["f0", "f1", "f2", "f3"]
+# the server's collection writer: collection/writer.py's loop, started as datastores/collected.py
+WRITER_MODULES = ("modelfleet.collection.writer", "modelfleet.datastores.collected")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,7 +72,7 @@ def collection_cost(args, work: Path) -> dict:
                 print(f"  {name} (pair {i + 1})", flush=True)
                 # read again each run: the collection writer starts with the first collected batch
                 procs = c.tree(server)
-                writer = [p.pid for p in procs if "modelfleet.collection.writer" in " ".join(_cmdline(p))]
+                writer = [p.pid for p in procs if any(m in " ".join(_cmdline(p)) for m in WRITER_MODULES)]
                 pids, groups = [p.pid for p in procs], {"server": [server], "writer": writer}
                 target = (path, BODY, {"Content-Type": "application/json", "Authorization": f"Bearer {key}",
                                        "azureml-model-deployment": name})

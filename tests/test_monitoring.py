@@ -338,12 +338,16 @@ def test_a_full_disk_under_the_collection_drops_samples_and_no_request(tmp_path,
 
 # -- the writer process: V2 requests, a writer that dies, a server that stops ----------------------
 
+WRITER_MODULES = ("modelfleet.collection.writer", "modelfleet.datastores.collected")
+
+
 def _writers(server_pid: int) -> list[int]:
     import psutil
     out = []
     for p in psutil.Process(server_pid).children(recursive=True):
         try:
-            if "modelfleet.collection.writer" in " ".join(p.cmdline()):
+            # the server's writer is collection/writer.py's loop, started as datastores/collected.py
+            if any(m in " ".join(p.cmdline()) for m in WRITER_MODULES):
                 out.append(p.pid)
         except psutil.Error:
             pass
