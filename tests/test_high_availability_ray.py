@@ -15,13 +15,14 @@ import json
 import os
 import re
 import signal
+import uuid
 
 import pytest
 from azure.storage.blob import ContainerClient
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (azurite: a fixture)
+from .azurite import ACCOUNT, KEY, Azurite
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until
 from .nginx import Nginx
@@ -59,8 +60,18 @@ class Cluster:
         return Load(f"{self.nginx.url}/endpoints/ha-ep/score", self.key, IRIS_BODY, threads=threads)
 
 
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """One Azurite for the module (each test has a container of its own): a start costs seconds."""
+    store = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
 @pytest.fixture
-def ray_ha(fleet, postgres_server, azurite, models_dir, tmp_path, monkeypatch):
+def ray_ha(fleet, postgres_server, emulator, models_dir, tmp_path, monkeypatch):
     token_file = tmp_path / "admin-token"
     token_file.write_text("ha-ray-admin-token-0123456789")
     token_file.chmod(0o600)
@@ -81,7 +92,8 @@ def ray_ha(fleet, postgres_server, azurite, models_dir, tmp_path, monkeypatch):
         from .helpers import compute_row
         compute = compute_row(fleet, "raydev")
         # uploads go to the store before their rows; every replica reads its model from there
-        fleet.datastores.create(azurite.document("ha_store", "workspace"), default=True)
+        container = f"ws-{uuid.uuid4().hex[:12]}"
+        fleet.datastores.create(emulator.document("ha_store", container), default=True)
         models = [fleet.models.register("iris", models_dir / "iris", "1"),
                   fleet.models.register("iris", models_dir / "iris_v2", "2")]
         fleet.online_endpoints.create("ha-ep", compute="raydev")
@@ -97,7 +109,7 @@ def ray_ha(fleet, postgres_server, azurite, models_dir, tmp_path, monkeypatch):
         c = Cluster(fleet, a, b, token, compute, nginx, key)
         wait_until(lambda: len(c.serving(b)) == 2, timeout=30)   # the follower reaches both actors
         c.proxy, c.models, c.cache = proxy, models, tmp_path / "node-cache"
-        c.stored = {blob.name for blob in ContainerClient(azurite.url, "workspace", credential={
+        c.stored = {blob.name for blob in ContainerClient(emulator.url, container, credential={
             "account_name": ACCOUNT, "account_key": KEY}).list_blobs()}
         yield c
     finally:
