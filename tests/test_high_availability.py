@@ -97,6 +97,7 @@ def test_keys_etags_and_the_activity_log_are_the_same_from_either_server(two_ser
     old = a.get("/api/endpoints/ha-ep/keys")["primaryKey"]
     r = b.http.post("/api/endpoints/ha-ep/regenerate-keys", json={"key_type": "primary"})
     assert r.status_code == 200, r.text
+    regenerated = r.headers["x-request-id"]
     new = r.json()["primaryKey"]
     assert a.get("/api/endpoints/ha-ep/keys")["primaryKey"] == new
     wait_until(lambda: a.score("ha-ep", new).status_code == 200, timeout=10)
@@ -109,11 +110,20 @@ def test_keys_etags_and_the_activity_log_are_the_same_from_either_server(two_ser
     stale = b.http.put("/api/endpoints/ha-ep/deployments/blue", headers={"if-match": f'"{etag}"'},
                        json={"model": body["model"], "description": "from a stale read"})
     assert stale.status_code == 412, stale.text
+    updated = a.http.put("/api/endpoints/ha-ep/deployments/blue", json={"model": body["model"],
+                                                                       "description": "through a"})
+    assert updated.status_code == 200, updated.text
 
-    log_a = a.http.get("/api/activity-log")
-    if log_a.status_code == 404:
-        pytest.skip("the activity log's route is not in this build yet")
-    assert log_a.json() == b.get("/api/activity-log")
+    # the activity log is rows: what either server took in, the other lists with its caller and result
+    log_a, log_b = a.get("/api/activity-log"), b.get("/api/activity-log")
+    assert log_a == log_b
+    by_id = {e["correlation_id"]: e for e in log_a}
+    for request, caller, result, status in ((regenerated, "admin", "Succeeded", 200),
+                                            (stale.headers["x-request-id"], "admin", "Failed", 412),
+                                            (updated.headers["x-request-id"], "admin", "Succeeded", 200)):
+        entry = by_id[request]
+        assert (entry["caller"], entry["status"], entry["http_status"]) == (caller, result, status), entry
+    assert by_id[stale.headers["x-request-id"]]["message"]   # the refusal's one line
 
 
 def test_kill_9_of_the_leader_the_follower_takes_over_and_the_restarted_one_follows(two_servers, models_dir):

@@ -1,5 +1,6 @@
-"""No single point of failure (docs/production.md): two servers on one PostgreSQL, a Ray compute,
-Debian's nginx in front, every process real and on 127.0.0.1.
+"""No single point of failure (docs/production.md): two servers on one PostgreSQL and one Azurite
+datastore (the workspace's default: models are uploaded there and the Ray replicas read it into
+their node's cache), a Ray compute, Debian's nginx in front, every process real and on 127.0.0.1.
 
 kill -9 of the leading server under load costs no request through nginx; the other server leads
 within 10 s and adopts the replica actors (none restarted); a rolling update started before the
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import uuid
 
 import pytest
+from azure.storage.blob import ContainerClient
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
+from .azurite import ACCOUNT, KEY, Azurite
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until
 from .nginx import Nginx
@@ -34,7 +39,8 @@ def _host_port(url: str) -> str:
 
 
 class Cluster:
-    """The workspace: servers a and b, the Ray compute, nginx, an endpoint with two replicas."""
+    """The workspace: servers a and b, the Ray compute, nginx, an endpoint with two replicas, the
+    Azurite datastore `ha_store` (the default) and the Ray node's cache."""
 
     def __init__(self, fleet, a: Server, b: Server, token: str, compute: dict, nginx: Nginx, key: str):
         self.fleet, self.a, self.b, self.token, self.compute, self.nginx, self.key = \
@@ -45,12 +51,27 @@ class Cluster:
         view = server.get("/api/endpoints/ha-ep/deployments/blue")
         return {r["id"]: r["pid"] for r in view["replicas"] if r["state"] == "ready"}
 
+    def read_from_store(self, version: int) -> bool:
+        """Every file of iris:`version` is a blob of the store and in the Ray node's cache."""
+        return all(f"blobs/{f['sha256']}" in self.stored and (self.cache / "blobs" / f["sha256"]).is_file()
+                   for f in self.models[version - 1].files)
+
     def load(self, threads: int = 4) -> Load:
         return Load(f"{self.nginx.url}/endpoints/ha-ep/score", self.key, IRIS_BODY, threads=threads)
 
 
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """One Azurite for the module (each test has a container of its own): a start costs seconds."""
+    store = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
 @pytest.fixture
-def ray_ha(fleet, postgres_server, models_dir, tmp_path, monkeypatch):
+def ray_ha(fleet, postgres_server, emulator, models_dir, tmp_path, monkeypatch):
     token_file = tmp_path / "admin-token"
     token_file.write_text("ha-ray-admin-token-0123456789")
     token_file.chmod(0o600)
@@ -58,6 +79,7 @@ def ray_ha(fleet, postgres_server, models_dir, tmp_path, monkeypatch):
     proxy = TcpProxy("127.0.0.1", postgres_server.port).start()   # server a reaches PostgreSQL through it
     database = postgres_server.create_database()
     monkeypatch.setenv("FLEET_DATABASE_URL", database.replace(f":{postgres_server.port}/", f":{proxy.port}/"))
+    monkeypatch.setenv("FLEET_NODE_CACHE", str(tmp_path / "node-cache"))   # the Ray head inherits it
     fleet.server.configure(admin_token_file=str(token_file), lease_duration_s=LEASE_S)
     first = fleet.server.start()[0]
     a = Server(first["url"], first["pid"], token)
@@ -69,19 +91,26 @@ def ray_ha(fleet, postgres_server, models_dir, tmp_path, monkeypatch):
         compute = fleet.computes.show("raydev")
         from .helpers import compute_row
         compute = compute_row(fleet, "raydev")
-        fleet.models.register("iris", models_dir / "iris", "1")
-        fleet.models.register("iris", models_dir / "iris_v2", "2")
+        # uploads go to the store before their rows; every replica reads its model from there
+        container = f"ws-{uuid.uuid4().hex[:12]}"
+        fleet.datastores.create(emulator.document("ha_store", container), default=True)
+        models = [fleet.models.register("iris", models_dir / "iris", "1"),
+                  fleet.models.register("iris", models_dir / "iris_v2", "2")]
         fleet.online_endpoints.create("ha-ep", compute="raydev")
         fleet.online_deployments.create("blue", "ha-ep", "iris:1", instance_count=2)
         key = fleet.online_endpoints.get_keys("ha-ep")["primaryKey"]
         monkeypatch.setenv("FLEET_DATABASE_URL", database)      # server b reaches PostgreSQL directly
+        # server b joins from the same folder: the Ray namespace its agent finds, adopts and stops
+        # the actors in is named after the folder's path (backends/ray/backend.py namespace_for)
         joined = fleet.server.join()
         b = Server(joined["url"], joined["pid"], token)
         wait_until(lambda: b.role() == "follower", timeout=10)
         nginx = Nginx([_host_port(a.url), _host_port(b.url)]).start()
         c = Cluster(fleet, a, b, token, compute, nginx, key)
         wait_until(lambda: len(c.serving(b)) == 2, timeout=30)   # the follower reaches both actors
-        c.proxy = proxy
+        c.proxy, c.models, c.cache = proxy, models, tmp_path / "node-cache"
+        c.stored = {blob.name for blob in ContainerClient(emulator.url, container, credential={
+            "account_name": ACCOUNT, "account_key": KEY}).list_blobs()}
         yield c
     finally:
         if nginx is not None:
@@ -97,6 +126,11 @@ def test_every_server_serves_a_ray_endpoint_through_nginx(ray_ha):
     c = ray_ha
     assert c.serving(c.a) == c.serving(c.b)              # the same two actors, reached from both
     assert c.b.score("ha-ep", c.key).status_code == 200  # the follower's gateway serves them
+    # the model went to the store, and each replica took it from there through the node's cache
+    assert c.read_from_store(1)
+    logs = c.fleet.online_deployments.get_logs("blue", "ha-ep", lines=200)
+    assert len(re.findall(r"model \w+: (read \d+ bytes from|in the node's cache, nothing read from) "
+                          r"datastore 'ha_store'", logs)) == 2, logs
     with c.load(threads=2) as load:
         wait_until(lambda: load.result.ok >= 50, timeout=60)
     assert load.result.failed == []
@@ -140,6 +174,7 @@ def test_a_rolling_update_started_before_the_kill_completes_after_it(ray_ha):
             return view["provisioning_state"] == "Succeeded" and view["model"] == "iris:2" and len(ready) == 2 \
                 and not set(before) & {r["id"] for r in ready}
         wait_until(updated, timeout=120)
+        assert c.read_from_store(2)         # the new leader handed its replicas the store too
         served = load.result.ok
         wait_until(lambda: load.result.ok >= served + 20, timeout=60)
     assert load.result.failed == []
