@@ -145,6 +145,12 @@ def _read_only(path: Path):
     if r.returncode != 0:
         subprocess.run(["chattr", "-R", "-i", str(path)], capture_output=True)
         pytest.skip(f"running as root, where mode bits do not stop writes, and chattr +i failed: {r.stderr.strip()}")
+    # The running server's open SQLite files stay writable, as they do when mode bits change under
+    # a running process: SQLite maps its -shm file, and a write to an immutable mapped page is a
+    # SIGBUS (every request now reads the store first, to authorize its caller).
+    open_files = [str(p) for p in path.glob("workspace.db*")]
+    if open_files:
+        subprocess.run(["chattr", "-i", *open_files], check=True)
     try:
         yield
     finally:
