@@ -13,6 +13,8 @@ from modelfleet.collection.windows import window_parts
 from modelfleet.datastores import collected
 from modelfleet.domain.errors import DatastoreError
 
+from ...helpers import wait_until
+
 
 class Store:
     def __init__(self):
@@ -56,13 +58,6 @@ def uploader(tmp_path):
         up.close()
 
 
-def wait(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def part(root, t: float, rate: str, name: str = "part-1.parquet"):
     folder = root.joinpath("modelDataCollector", "ep", "blue", "model_inputs", *window_parts(t, rate))
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +78,7 @@ def test_closed_windows_go_up_under_their_names_open_ones_wait(tmp_path, uploade
     up = uploader(store)
     up.written([old, now])
     name = old.relative_to(tmp_path).as_posix()
-    wait(lambda: name in store.blobs)
+    wait_until(lambda: name in store.blobs, timeout=10)
     assert collected.marker(old).exists() and old.exists()   # kept: monitors read the local copy first
     assert up.counts() == [("ep", "blue", 1, 0)]
     assert now.relative_to(tmp_path).as_posix() not in store.blobs and not collected.marker(now).exists()
@@ -96,10 +91,10 @@ def test_a_store_that_is_down_counts_failures_keeps_the_files_and_gets_them_late
     up = uploader(store)
     up.written(files)
     failed = []
-    wait(lambda: failed.extend(up.counts()) or sum(f for *_, f in failed) >= 1, timeout=30)
+    wait_until(lambda: failed.extend(up.counts()) or sum(f for *_, f in failed) >= 1, timeout=30)
     assert store.blobs == {} and all(f.exists() and not collected.marker(f).exists() for f in files)
     store.down = False
-    wait(lambda: len(store.blobs) == 3, timeout=30)   # tried again: the backoff is still short
+    wait_until(lambda: len(store.blobs) == 3, timeout=30)   # tried again: the backoff is still short
     assert all(collected.marker(f).exists() for f in files)
 
 
@@ -111,10 +106,10 @@ def test_a_new_writer_finds_the_files_left_unuploaded_and_expired_windows_leave_
     expired = "modelDataCollector/ep/blue/model_inputs/2020/01/02/03/part-0.parquet"
     store.blobs[expired] = b"x"
     up = uploader(store)
-    wait(lambda: left.relative_to(tmp_path).as_posix() in store.blobs)
+    wait_until(lambda: left.relative_to(tmp_path).as_posix() in store.blobs, timeout=10)
     assert done.relative_to(tmp_path).as_posix() not in store.blobs   # uploaded by a writer before
     up.prune("ep", "blue", 30)
-    wait(lambda: expired not in store.blobs)
+    wait_until(lambda: expired not in store.blobs, timeout=10)
     assert len(store.blobs) == 1
 
 

@@ -327,7 +327,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     add_environments(app, controller, stores, deps)
     add_models(app, registry, stores.artifacts, deps)
     add_computes(app, computes, controller.ws.logs_dir, deps)
-    add_datastores(app, stores.datastores, deps, secret_deps=deps)   # listSecrets: its own action (permissions.py)
+    add_datastores(app, stores.datastores, deps)
 
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:

@@ -36,10 +36,10 @@ def _document(body: DatastoreBody, name: str | None = None):
     return doc
 
 
-def add_routes(app: FastAPI, workspace_datastores, deps: list, secret_deps: list) -> None:
-    """`secret_deps` guard listSecrets: only who may manage the workspace reads a credential.
-    A datastore made the default is reached first (its container made if missing): a store that
-    cannot take uploads is refused in one line, before anything changes."""
+def add_routes(app: FastAPI, workspace_datastores, deps: list) -> None:
+    """listSecrets has its own action (permissions.py): only Owners and Contributors read a
+    credential. A datastore made the default is reached first (its container made if missing):
+    a store that cannot take uploads is refused in one line, before anything changes."""
     datastores = workspace_datastores.store
     prepare = workspace_datastores.prepare
 
@@ -84,7 +84,7 @@ def add_routes(app: FastAPI, workspace_datastores, deps: list, secret_deps: list
         await asyncio.to_thread(datastores.set_default, None if name == LOCAL_NAME else name)
         return {"default": name}
 
-    @app.post("/api/datastores/{name}/listSecrets", dependencies=secret_deps)
+    @app.post("/api/datastores/{name}/listSecrets", dependencies=deps)
     async def list_secrets(name: str) -> dict:
         doc = await asyncio.to_thread(datastores.get, name)
         kind = doc.credentials.kind
