@@ -101,11 +101,18 @@ def model_file(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-@pytest.fixture
-def azurite(tmp_path):
-    """An emulator of the test's own (import it into a test module to use it)."""
-    emulator = Azurite(tmp_path / "azurite").start()
+@contextlib.contextmanager
+def running(folder: Path):
+    """An emulator in `folder` for the block's length, stopped by pid after it."""
+    emulator = Azurite(folder).start()
     try:
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture
+def azurite(tmp_path):
+    """An emulator of the test's own (import it into a test module to use it)."""
+    with running(tmp_path / "azurite") as emulator:
+        yield emulator

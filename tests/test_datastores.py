@@ -20,7 +20,7 @@ from modelfleet.datastores import NodeCache, open_datastore, parse, parse_docume
 from modelfleet.datastores.azure_blob import BLOCK, CONCURRENCY
 from modelfleet.domain.errors import DatastoreError, IntegrityError, NotFound
 
-from .azurite import Azurite, model_file
+from .azurite import model_file, running
 
 pytestmark = pytest.mark.slow
 CHILD = Path(__file__).with_name("datastore_child.py")
@@ -29,11 +29,8 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory):
-    emulator = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    try:
+    with running(tmp_path_factory.mktemp("azurite")) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

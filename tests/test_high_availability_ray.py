@@ -22,7 +22,7 @@ from azure.storage.blob import ContainerClient
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .azurite import ACCOUNT, KEY, Azurite
+from .azurite import ACCOUNT, KEY, running
 from .conftest import IRIS_ROWS
 from .helpers import Load, alive, wait_until
 from .nginx import Nginx
@@ -63,11 +63,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """One Azurite for the module (each test has a container of its own): a start costs seconds."""
-    store = Azurite(tmp_path_factory.mktemp("azurite")).start()
-    try:
+    with running(tmp_path_factory.mktemp("azurite")) as store:
         yield store
-    finally:
-        store.stop()
 
 
 @pytest.fixture
