@@ -1,11 +1,14 @@
 """Endpoints on a real Ray cluster on 127.0.0.1: serving, rollouts and faults, as on local compute.
 
-Every test owns its cluster (`fleet compute create`, a head with token auth) and stops every
-process of it by pid at teardown, the second node's too.
+The tests that only serve on a cluster share one workspace and cluster (`fleet compute create`,
+a head with token auth; a start costs seconds), each with endpoints of its own, deleted after it;
+a test that stops its cluster owns one. Every process of a cluster is stopped by pid at
+teardown, a second node's too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +19,7 @@ import pytest
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .conftest import IRIS_ROWS
+from .conftest import IRIS_ROWS, fleet_in
 from .helpers import Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node, wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,8 +40,9 @@ def run(raw):
 '''
 
 
-@pytest.fixture
-def ray_fleet(fleet, models_dir, tmp_path):
+@contextlib.contextmanager
+def ray_compute(fleet, models_dir, tmp_path):
+    """`raydev`, a cluster the workspace owns, with iris 1 and 2 registered; stopped afterwards."""
     fleet.computes.create("raydev", num_cpus=2)
     compute = compute_row(fleet, "raydev")   # its row: address, token, directory
     fleet.models.register("iris", models_dir / "iris", "1")
@@ -48,6 +52,29 @@ def ray_fleet(fleet, models_dir, tmp_path):
     finally:
         fleet.server.stop()
         ray_cluster.stop_local(compute["temp_dir"])
+
+
+@pytest.fixture(scope="module")
+def shared_ray(tmp_path_factory, models_dir):
+    tmp = tmp_path_factory.mktemp("ray")
+    with fleet_in(tmp / "home") as fleet, ray_compute(fleet, models_dir, tmp) as started:
+        yield started
+
+
+@pytest.fixture
+def ray_fleet(shared_ray):
+    """The module's cluster; the endpoints a test made are deleted after it."""
+    yield shared_ray
+    fleet = shared_ray[0]
+    for endpoint in fleet.online_endpoints.list():
+        fleet.online_endpoints.delete(endpoint["name"])
+
+
+@pytest.fixture
+def own_ray_fleet(fleet, models_dir, tmp_path):
+    """A cluster of the test's own: for a test that stops it."""
+    with ray_compute(fleet, models_dir, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture
@@ -203,8 +230,8 @@ def test_replicas_spread_over_nodes_and_survive_a_killed_worker_and_a_killed_nod
     assert load.result.failed == []
 
 
-def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_fleet, tmp_path):
-    fleet, compute, code = ray_fleet
+def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(own_ray_fleet, tmp_path):
+    fleet, compute, code = own_ray_fleet
     # the same cluster attached under a second name, then detached: said in show, and re-attached
     fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
     fleet.online_endpoints.create("link-ep", compute="raylink")
