@@ -19,7 +19,7 @@ import pytest
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .conftest import IRIS_ROWS, fleet_in
+from .conftest import IRIS_ROWS, endpoints_deleted, fleet_in
 from .helpers import Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node, wait_until
 
 pytestmark = pytest.mark.slow
@@ -64,10 +64,8 @@ def shared_ray(tmp_path_factory, models_dir):
 @pytest.fixture
 def ray_fleet(shared_ray):
     """The module's cluster; the endpoints a test made are deleted after it."""
-    yield shared_ray
-    fleet = shared_ray[0]
-    for endpoint in fleet.online_endpoints.list():
-        fleet.online_endpoints.delete(endpoint["name"])
+    with endpoints_deleted(shared_ray[0]):
+        yield shared_ray
 
 
 @pytest.fixture
@@ -259,12 +257,13 @@ def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with
     assert fleet.online_endpoints.invoke("lost-ep", {"data": IRIS_ROWS})   # no command re-run
 
 
-def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, tmp_path):
-    """deploy.sh with COMPUTE_TYPE=aks, as the seed's AKS variant: every endpoint on the Ray compute."""
+def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(shared_ray, fleet_home, tmp_path):
+    """deploy.sh with COMPUTE_TYPE=aks, as the seed's AKS variant: every endpoint on the Ray compute
+    (the module's cluster, attached to a workspace of the test's own)."""
     from modelfleet import Fleet
+    _, cluster, _ = shared_ray
     with Fleet() as fleet:
-        fleet.computes.create("raydev", num_cpus=2)
-        compute = compute_row(fleet, "raydev")
+        fleet.computes.attach("raydev", cluster["address"], auth_token=cluster["auth_token"])
         try:
             run_seed_scripts(fleet_home, tmp_path, {"COMPUTE_TYPE": "aks"})
             assert {e["name"]: e["compute"] for e in fleet.online_endpoints.list()} == {
@@ -272,4 +271,3 @@ def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, 
             assert all(r["compute"] == "raydev" for d in fleet.online_deployments.list() for r in d["replicas"])
         finally:
             fleet.server.stop()
-            ray_cluster.stop_local(compute["temp_dir"])
