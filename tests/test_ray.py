@@ -1,10 +1,10 @@
 """Endpoints on a real Ray cluster on 127.0.0.1: serving, rollouts and faults, as on local compute.
 
 The tests that only serve on a cluster share one workspace and cluster (`fleet compute create`,
-a head with token auth; a start costs seconds), each with endpoints of its own, deleted after it;
-a test that stops its cluster, or runs the seed scripts in a workspace of their own, owns one
-(those run first, so that the module's cluster is not left idle beside theirs). Every process of a cluster is stopped by pid at
-teardown, a second node's too.
+a head with token auth; a start costs seconds), each with endpoints of its own, deleted after it.
+A test that stops its cluster, or runs the seed scripts in a workspace of their own, owns one;
+those run first, so that the module's cluster is not left idle beside theirs. Every process of a
+cluster is stopped by pid at teardown, a second node's too.
 """
 
 from __future__ import annotations
