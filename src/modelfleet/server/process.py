@@ -119,13 +119,13 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     if not cfg.allow_open_endpoints and not loopback:
         # Endpoints made open while the server listened on loopback must not become open to
         # the network just because the server restarts on another address.
-        open_eps = [e["name"] for e in app.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        open_eps = [e["name"] for e in app.primary.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
         if open_eps:
             sock.close()
             app.db.close()
             raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
                              "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
-    first_token = first_admin.bootstrap(app.stores.identities, ws.first_admin_token_file)
+    first_token = first_admin.bootstrap(app.primary.stores.identities, ws.first_admin_token_file)
     if first_token is not None:   # the workspace's first start: nobody to sign in as yet
         first_admin.announce(first_token, ws.first_admin_token_file)
     if not joined:   # a joined server changes none of the workspace's settings

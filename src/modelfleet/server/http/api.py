@@ -100,9 +100,11 @@ class OffLoop:
 def build_api(controller: Controller, stores: Stores, token: str, public_url: str, host: str = "127.0.0.1",
               force_open: bool = False, telemetry: Telemetry | None = None, metrics_auth: str = "auto",
               draining: Callable[[], bool] = lambda: False,
-              failed_token_attempts_per_minute: int = settings.ServerSettings().failed_token_attempts_per_minute
-              ) -> FastAPI:
-    """The API app; `token` is the launcher's (run/server.json): the first admin's."""
+              failed_token_attempts_per_minute: int = settings.ServerSettings().failed_token_attempts_per_minute,
+              attempts: FailedAttempts | None = None) -> FastAPI:
+    """The API app; `token` is the launcher's (run/server.json): the first admin's. Workspaces
+    hosted on one server share one count of failed `attempts`; `public_url` names the workspace's
+    prefix (/workspaces/NAME) for all but the primary."""
     serving, registry = stores.serving, stores.registry
     store = OffLoop(serving)
     computes = stores.computes
@@ -110,7 +112,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     loopback = is_loopback(host)
     metrics_open = metrics_auth == "none" or (metrics_auth == "auto" and loopback)
     authorizer = Authorizer(stores.identities, controller.ws.name, token,
-                            FailedAttempts(failed_token_attempts_per_minute),
+                            attempts or FailedAttempts(failed_token_attempts_per_minute),
                             frozenset({"/metrics"}) if metrics_open else frozenset())
     app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
                          swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None,
