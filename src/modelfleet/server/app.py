@@ -43,6 +43,7 @@ class ServerApp:
         primary = getattr(self, "primary", None)
         app = WorkspaceApp(ws, db, self.server, primary.stores if primary else None)
         workspaces_api.add_routes(app.api, lambda: self.hosting)
+        app.api.state.hosts = lambda name: self.hosting.app(name) is not None   # role assignments' scopes
         return app
 
     # the primary's parts, as the process around the app knows them
