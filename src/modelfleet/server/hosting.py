@@ -77,8 +77,16 @@ class HostedWorkspaces:
         if self._following is not None:
             self._following.cancel()
         for name in list(self.apps):
-            app = self.apps.pop(name)
+            await self._let_go(name, hand_over)
+
+    async def _let_go(self, name: str, hand_over: bool | None = False) -> None:
+        """Stop serving a workspace here (its replicas on this server stopped); its store stays."""
+        app = self.apps.pop(name)
+        try:
             await app.stop(hand_over)
+        except Exception:   # its database dropped by the server that deleted it, say
+            log.exception("workspace %r: could not stop cleanly", name)
+        finally:
             app.db.close()
 
     # -- over the API ------------------------------------------------------------------------------
@@ -133,10 +141,8 @@ class HostedWorkspaces:
 
     async def _remove(self, name: str) -> None:
         """Whatever exists of the workspace goes, its row last."""
-        app = self.apps.pop(name, None)
-        if app is not None:
-            await app.stop(hand_over=False)
-            app.db.close()
+        if name in self.apps:
+            await self._let_go(name)
         ws = self.workspace(name)
 
         def remove_store() -> None:
@@ -154,9 +160,7 @@ class HostedWorkspaces:
                 async with self._lock:
                     rows = {r["name"]: r["state"] for r in await asyncio.to_thread(self.rows.list)}
                     for name in [n for n in self.apps if rows.get(n) != READY]:
-                        app = self.apps.pop(name)
-                        await app.stop(hand_over=False)
-                        app.db.close()
+                        await self._let_go(name)
                     for name in [n for n, state in rows.items() if state == READY and n not in self.apps]:
                         with contextlib.suppress(NotFound):
                             await self._serve(name)
