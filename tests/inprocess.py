@@ -125,7 +125,7 @@ class InProcessHost:
             await self._messages.put({"type": "lifespan.shutdown"})
             await self._lifespan
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(CALL_TIMEOUT_S)
-        self.app.db.close()
+        self.app.primary.db.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

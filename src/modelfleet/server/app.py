@@ -46,19 +46,6 @@ class ServerApp:
         app.api.state.hosts = lambda name: self.hosting.app(name) is not None   # role assignments' scopes
         return app
 
-    # the primary's parts, as the process around the app knows them
-    @property
-    def db(self) -> Database:
-        return self.primary.db
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def server_id(self) -> str:
-        return self.server.id
-
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
         if kind == "http":

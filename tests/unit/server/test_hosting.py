@@ -43,7 +43,7 @@ def _store_exists(host: InProcessHost, name: str) -> bool:
 def test_a_workspace_made_over_the_api_has_its_own_prefix_store_and_folder(host):
     admin = host.fleet()
     made = admin.workspaces.create("team-b")
-    assert (made["name"], made["primary"], made["url"]) == ("team-b", False, f"{host.app.url}/workspaces/team-b")
+    assert (made["name"], made["primary"], made["url"]) == ("team-b", False, f"{host.app.server.url}/workspaces/team-b")
     assert (host.ws.path / "workspaces" / "team-b" / "artifacts").parent.is_dir() and _store_exists(host, "team-b")
     assert [(w["name"], w["current"]) for w in admin.workspaces.list()] == [("default", True), ("team-b", False)]
 
@@ -53,8 +53,8 @@ def test_a_workspace_made_over_the_api_has_its_own_prefix_store_and_folder(host)
     admin.online_endpoints.create("ep-in-default")
     assert [e.name for e in b.online_endpoints.list()] == ["ep-in-b"]
     assert [e.name for e in admin.online_endpoints.list()] == ["ep-in-default"]
-    assert b.online_endpoints.get("ep-in-b")["scoring_uri"] == f"{host.app.url}/workspaces/team-b/endpoints/ep-in-b/score"
-    assert admin.online_endpoints.get("ep-in-default")["scoring_uri"] == f"{host.app.url}/endpoints/ep-in-default/score"
+    assert b.online_endpoints.get("ep-in-b")["scoring_uri"] == f"{host.app.server.url}/workspaces/team-b/endpoints/ep-in-b/score"
+    assert admin.online_endpoints.get("ep-in-default")["scoring_uri"] == f"{host.app.server.url}/endpoints/ep-in-default/score"
     # the primary answers under its own name too
     assert [e.name for e in host.fleet(workspace="default").online_endpoints.list()] == ["ep-in-default"]
     with pytest.raises(AlreadyExists, match="workspace 'team-b' already exists"):
