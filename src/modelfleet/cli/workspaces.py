@@ -30,6 +30,21 @@ def _remote() -> bool:
     return bool(os.environ.get("FLEET_SERVER") or Accounts().current())
 
 
+def _pick_remote(ctx: Ctx, name: str) -> dict:
+    """The login's workspace from now on (FLEET_SERVER keeps nothing: -w or FLEET_WORKSPACE say it)."""
+    import dataclasses
+
+    from ..client.accounts import Accounts
+    shown = ctx.fleet.workspaces.get(name)   # it exists, and the caller may see it
+    accounts = Accounts()
+    account = accounts.current()
+    if account is not None and not os.environ.get("FLEET_SERVER"):
+        accounts.save(dataclasses.replace(account, workspace=name))
+    elif name != ctx.fleet.workspace_requested:
+        ctx.notice(f"notice: with FLEET_SERVER nothing is remembered: give -w {name} (or FLEET_WORKSPACE) on each command")
+    return {**shown, "current": True}
+
+
 @command(workspace, "create", help="Create a workspace (fleet workspace create -w NAME).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 @click.option("--path", default=None, help="Directory for it (default: $FLEET_HOME/workspaces/NAME).")
@@ -66,8 +81,7 @@ def set_(ctx: Ctx, name_):
     from ..schema.workspace import Workspaces
     name = _named(ctx, name_, "set")
     if _remote():
-        raise InvalidInput(f"workspace {name!r}: against a server, name the workspace on each command "
-                           f"(-w {name}) or set FLEET_WORKSPACE={name}")
+        return ctx.emit(_pick_remote(ctx, name), kind="workspace")
     ws = Workspaces().set_current(name)
     ctx.emit(ws.to_dict(ws.name), kind="workspace")
 

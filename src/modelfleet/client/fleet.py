@@ -78,6 +78,7 @@ class Fleet:
         account = None if server or transport else Accounts(Path(home) if home else None).current()
         if account is not None:   # fleet login's current server; FLEET_TOKEN may replace its token
             server, ca_bundle = account.server, ca_bundle or account.ca_bundle
+            workspace = workspace or account.workspace or None   # `fleet workspace set` picks it
             token = token or os.environ.get("FLEET_TOKEN") or account.token
         if server is None and transport is None:
             self.workspace = Workspaces(Path(home) if home else None).get(workspace)

@@ -43,6 +43,11 @@ DISK_LOW_FRACTION, DISK_LOW_BYTES = 0.10, 1 << 30   # warn below the smaller of 
 SOLE_SERVER_LEASE_S = 3600.0   # on SQLite: renewed every quarter of it
 
 
+def is_scoring(path: str) -> bool:
+    """The gateway's paths; the control API has the rest."""
+    return path.startswith("/endpoints/") or path == "/v2" or path.startswith("/v2/")
+
+
 @dataclass(frozen=True)
 class Server:
     """What every workspace on one server shares: its identity, address, settings, launcher
@@ -101,8 +106,7 @@ class WorkspaceApp:
         self._pruning: asyncio.Future | None = None
 
     async def __call__(self, scope, receive, send):
-        path = scope["path"]
-        if path.startswith("/endpoints/") or path == "/v2" or path.startswith("/v2/"):
+        if is_scoring(scope["path"]):
             return await self.gateway(scope, receive, send)
         return await self.api(scope, receive, send)
 

@@ -72,8 +72,7 @@ def test_a_caller_with_a_role_on_one_workspace_learns_nothing_of_the_others(host
     token = admin.users.create("bea")["token"]
     admin.role_assignments.create("bea", "AzureML Data Scientist", "/workspaces/team-b")
     bea = host.fleet(token=token, workspace="team-b")
-    assert [w["name"] for w in bea.workspaces.list()] == ["team-b"]
-    assert bea.workspaces.list()[0]["current"] is True
+    assert [(w["name"], w["current"]) for w in bea.workspaces.list()] == [("team-b", True)]
     bea.online_endpoints.create("bea-ep")
     on_primary = host.fleet(token=token)
     missing = "workspace 'default' not found"
@@ -81,12 +80,19 @@ def test_a_caller_with_a_role_on_one_workspace_learns_nothing_of_the_others(host
                  lambda: bea.workspaces.get("default")):
         with pytest.raises(NotFound, match=missing):
             call()
+    admin.workspaces.create("team-c")
     with host.http(token) as c:   # a workspace nobody made and one without a role look the same
-        for path in ("/workspaces/default/api/endpoints", "/workspaces/default/api/identity",
-                     "/workspaces/nowhere/api/endpoints", "/workspaces/nowhere/api/identity"):
+        for path in ("/workspaces/default/api/endpoints", "/workspaces/team-c/api/endpoints",
+                     "/workspaces/team-c/api/identity", "/workspaces/nowhere/api/endpoints",
+                     "/workspaces/nowhere/api/identity"):
             r = c.get(path)
             assert r.status_code == 404 and r.json()["error"]["message"] == \
                 f"workspace {path.split('/')[2]!r} not found", (path, r.text)
+        for path in ("/endpoints/ep/score", "/v2/models/ep/infer", "/endpoints/ep/score/x"):
+            for method in ("GET", "POST"):
+                seen = [c.request(method, f"/workspaces/{w}{path}", json={"data": [[1]]}) for w in ("team-c", "nowhere")]
+                assert [(r.status_code, r.json()["error"]) for r in seen].count(
+                    (seen[0].status_code, seen[0].json()["error"])) == 2, (method, path, [r.text for r in seen])
     # a Data Scientist of b may not delete b, nor assign roles there
     with pytest.raises(Forbidden, match="bea lacks permission Microsoft.MachineLearningServices/workspaces/delete "
                                         "at scope /workspaces/team-b"):
