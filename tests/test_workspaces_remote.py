@@ -71,6 +71,15 @@ def test_a_server_hosts_workspaces_made_and_deleted_over_the_api(fleet_home, tmp
         assert _refused(bea, "online-endpoint", "list", "-w", "default") == "error: workspace 'default' not found"
         assert _refused(bea, "online-endpoint", "show", "--name", "ep-default") == \
             "error: workspace 'default' not found"
+        # logged in, she picks team-b once: commands without -w go there
+        bea_login = _env(tmp_path / "bea-login")
+        assert _json(bea_login, "login", "--server", url, stdin=token + "\n")["user"] == "bea"
+        picked = _json(bea_login, "workspace", "set", "-w", "team-b")
+        assert (picked["id"], picked["current"]) == (WS_ID.format("team-b"), True)
+        assert _json(bea_login, "account", "show")["workspace"] == "team-b"
+        assert [e["name"] for e in _json(bea_login, "online-endpoint", "list")] == ["ep-team-b"]
+        assert _json(bea_login, "workspace", "show")["name"] == "team-b"
+        assert _refused(bea_login, "workspace", "set", "-w", "default") == "error: workspace 'default' not found"
         with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as c:
             assert c.get("/api/endpoints").status_code == c.get("/workspaces/nowhere/api/endpoints").status_code == 404
         # a Reader at / may read every workspace but make none
