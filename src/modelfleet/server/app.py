@@ -4,7 +4,8 @@
     anything else          the primary: the workspace the server was started on
 
 A workspace nobody hosts here is a 404 naming it, the same answer as for a workspace the caller
-holds no role on (the control API's authorizer says that one), so a name tells nothing.
+holds no role on (the control API's authorizer says that one), and its scoring paths answer as a
+workspace without that endpoint, so a name tells nothing.
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ class ServerApp:
     def __init__(self, ws: Workspace, cfg: ServerSettings, port: int, token: str, joined: bool = False):
         self.server = Server(str(uuid.uuid4()), cfg.url(port), cfg, token, joined,
                              FailedAttempts(cfg.failed_token_attempts_per_minute))
-        self.primary = self._workspace_app(ws, Database(cfg.database(ws)))
-        self.hosting = HostedWorkspaces(self.primary, self._workspace_app, joined)
+        self.primary = self._routed(WorkspaceApp(ws, Database(cfg.database(ws)), self.server))
+        self.hosting = HostedWorkspaces(self.primary, self._hosted, joined)
         self.draining = False
         self._nowhere = Gateway(Router(), Telemetry())   # serves no endpoint
 
-    def _workspace_app(self, ws: Workspace, db: Database) -> WorkspaceApp:
-        primary = getattr(self, "primary", None)
-        app = WorkspaceApp(ws, db, self.server, primary.stores if primary else None)
+    def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
+        return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))
+
+    def _routed(self, app: WorkspaceApp) -> WorkspaceApp:
+        """The server-wide routes every workspace's API has: the hosted workspaces."""
         workspaces_api.add_routes(app.api, lambda: self.hosting)
         app.api.state.hosts = lambda name: self.hosting.app(name) is not None   # role assignments' scopes
         return app

@@ -66,10 +66,13 @@ class HostedWorkspaces:
         """Serve every ready workspace; finish what a crash left (not on a joined server, which
         cannot tell a crash from another server's create in progress)."""
         for row in await asyncio.to_thread(self.rows.list):
-            if row["state"] == READY:
-                await self._serve(row["name"])
-            elif not self._joined:
-                await self._remove(row["name"])
+            try:
+                if row["state"] == READY:
+                    await self._serve(row["name"])
+                elif not self._joined:
+                    await self._remove(row["name"])
+            except Exception:   # one broken workspace keeps neither the primary nor the others from serving
+                log.exception("workspace %r: not served", row["name"])
         if self.primary.db.is_postgresql:
             self._following = asyncio.ensure_future(self._follow())
 
