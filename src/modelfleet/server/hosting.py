@@ -20,6 +20,7 @@ from ..domain.errors import AlreadyExists, Conflict, NotFound
 from ..domain.names import check_workspace_name
 from ..schema.workspace import Workspace
 from ..store import Database
+from ..store.serving import ServingStore
 from ..store.hosted_workspaces import (CREATING, DELETING, READY, HostedWorkspaceStore, create_database,
                                        database_url, drop_database)
 from .workspace_app import WorkspaceApp
@@ -59,6 +60,21 @@ class HostedWorkspaces:
         row = self.rows.get(name)
         return {"name": name, "primary": False, "url": app.url, "created_at": row["created_at"],
                 "created_by": row["created_by"]}
+
+    def open_endpoints(self) -> list[str]:
+        """Endpoints with auth_mode none in every workspace served here (WORKSPACE/ENDPOINT for a
+        hosted one's), read before the server listens: beyond loopback it refuses them."""
+        def open_in(serving: ServingStore) -> list[str]:
+            return [e["name"] for e in serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        found = open_in(self.primary.stores.serving)
+        for row in self.rows.list():
+            if row["state"] == READY:
+                db = Database(database_url(self.primary.db, self.workspace(row["name"]).path, row["name"]))
+                try:
+                    found += [f"{row['name']}/{e}" for e in open_in(ServingStore(db))]
+                finally:
+                    db.close()
+        return found
 
     # -- the server's start and stop ---------------------------------------------------------------
 

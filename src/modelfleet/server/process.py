@@ -119,7 +119,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     if not cfg.allow_open_endpoints and not loopback:
         # Endpoints made open while the server listened on loopback must not become open to
         # the network just because the server restarts on another address.
-        open_eps = [e["name"] for e in app.primary.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        open_eps = app.hosting.open_endpoints()
         if open_eps:
             sock.close()
             app.primary.db.close()

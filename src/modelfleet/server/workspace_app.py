@@ -97,7 +97,7 @@ class WorkspaceApp:
         self.disk_low = False
         self.api = build_api(self.controller, self.stores, server.token, self.url, cfg.host, cfg.allow_open_endpoints,
                              self.telemetry, cfg.metrics_auth, lambda: self.draining,
-                             attempts=server.attempts)
+                             attempts=server.attempts, hosted=not self.is_primary)
         servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
         # data collectors, data assets, monitors (docs/monitoring.md)
         self.monitoring = monitoring_api.install(self.api, self.controller, db, self.stores.artifacts, ws.path,

@@ -161,3 +161,17 @@ def test_the_server_started_again_hosts_its_workspaces_and_clears_a_create_that_
         assert CREATING not in {r["state"] for r in HostedWorkspaceStore(again.app.primary.db).list()}
     finally:
         again.close()
+
+
+def test_a_hosted_workspace_has_no_server_settings_of_its_own_and_its_open_endpoints_count(host):
+    host.fleet().workspaces.create("team-b")
+    with host.http() as c:
+        for method in ("GET", "PATCH"):
+            r = c.request(method, "/workspaces/team-b/api/server/settings", json={"access_log": False})
+            assert r.status_code == 409 and r.json()["error"]["message"] == (
+                "workspace 'team-b' uses its server's settings: show or change them on the server's primary workspace")
+        assert c.get("/api/server/settings").status_code == 200
+        r = c.put("/workspaces/team-b/api/endpoints/open-ep", json={"auth_mode": "none"})
+        assert r.status_code == 200, r.text
+    # what the server checks before listening beyond loopback
+    assert host.app.hosting.open_endpoints() == ["team-b/open-ep"]
