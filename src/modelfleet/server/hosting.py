@@ -16,10 +16,11 @@ import logging
 import shutil
 from typing import Callable
 
-from ..domain.errors import AlreadyExists, Conflict, NotFound
+from ..domain.errors import AlreadyExists, Conflict, NotFound, StorageError
 from ..domain.names import check_workspace_name
 from ..schema.workspace import Workspace
 from ..store import Database
+from ..store.leases import LeaseStore
 from ..store.serving import ServingStore
 from ..store.hosted_workspaces import (CREATING, DELETING, READY, HostedWorkspaceStore, create_database,
                                        database_url, drop_database)
@@ -28,6 +29,7 @@ from .workspace_app import WorkspaceApp
 log = logging.getLogger("modelfleet.server")
 
 FOLLOW_EVERY_S = 2.0   # several servers on PostgreSQL: how often one looks for workspaces another made or deleted
+LET_GO_WAIT_S = 5 * FOLLOW_EVERY_S   # how long a delete waits for the other servers to stop serving it
 
 
 class HostedWorkspaces:
@@ -162,6 +164,7 @@ class HostedWorkspaces:
         """Whatever exists of the workspace goes, its row last."""
         if name in self.apps:
             await self._let_go(name)
+        await self._others_let_go(name)
         ws = self.workspace(name)
 
         def remove_store() -> None:
@@ -170,6 +173,28 @@ class HostedWorkspaces:
             self.rows.remove(name)
         await asyncio.to_thread(remove_store)
         log.info("workspace %r deleted", name)
+
+    async def _others_let_go(self, name: str) -> None:
+        """On PostgreSQL, wait (at most LET_GO_WAIT_S) until no other live server serves the
+        workspace: each follows the row within FOLLOW_EVERY_S, stops its replicas of it and takes
+        its row out of the workspace's `servers`, so none is left using a database about to go."""
+        if not self.primary.db.is_postgresql:
+            return
+        url = database_url(self.primary.db, self.workspace(name).path, name)
+        try:
+            db = await asyncio.to_thread(Database, url)
+        except StorageError:   # never made, or already dropped
+            return
+        try:
+            leases, loop = LeaseStore(db), asyncio.get_running_loop()
+            deadline = loop.time() + LET_GO_WAIT_S
+            while await asyncio.to_thread(leases.others_alive, self.primary.server_id, 2 * self.primary.lease_s):
+                if loop.time() >= deadline:
+                    log.warning("workspace %r: deleted while another server still serves it", name)
+                    return
+                await asyncio.sleep(FOLLOW_EVERY_S / 10)
+        finally:
+            db.close()
 
     async def _follow(self) -> None:
         """Serve what other servers created, stop serving what they deleted."""
