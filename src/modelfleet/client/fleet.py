@@ -11,7 +11,8 @@
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
 on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, `server=` and `token=`, or the
-server `fleet login` made current: client/accounts.py), its certificate checked against the CA
+server `fleet login` made current: client/accounts.py; `workspace=` then names one the server
+hosts, whose requests go under /workspaces/NAME), its certificate checked against the CA
 bundle given or REQUESTS_CA_BUNDLE / SSL_CERT_FILE (tls.py); or,
 in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
 httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the

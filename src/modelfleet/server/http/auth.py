@@ -25,7 +25,7 @@ from .permissions import SERVER, Permission, permission
 
 FIRST_ADMIN = "admin"   # the principal bootstrapped at the first start, Owner at /
 AUDIT = "modelfleet.audit"   # the scope key where the activity log middleware reads what was decided
-PREFIXED = "modelfleet.workspace"   # the scope key: the request came under /workspaces/NAME (server/app.py)
+PREFIXED = "modelfleet.workspace"   # the scope key: the request came under a hosted /workspaces/NAME (server/app.py)
 
 
 @dataclass
