@@ -8,7 +8,8 @@ pipe (the server is gone).
 
 `python -m modelfleet.datastores.collected ROOT` runs this same loop with an `uploader`: each file
 written is also put in the workspace's default datastore (a blob container) once its window has
-closed (or the writer stops), from a thread of the writer (datastores/collected.py); the frame carries that datastore.
+closed or the writer stops, from a thread of the writer (datastores/collected.py); the frame
+carries that datastore.
 """
 
 from __future__ import annotations
