@@ -13,16 +13,16 @@ import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Callable
-
-import httpx
+from typing import TYPE_CHECKING, Callable
 
 from ..domain.errors import FleetError, InvalidInput
 from ..schema.validation import validate
 from ..store.monitoring import ScheduleStore
 from .data_assets import DataAssets
-from .monitor import Outcome, run
 from ..schema.monitoring import MonitorScheduleSpec, next_run, utcnow
+
+if TYPE_CHECKING:
+    from .monitor import Outcome
 
 log = logging.getLogger("modelfleet.monitoring")
 
@@ -53,6 +53,7 @@ class Monitoring:
         row = self.schedules.get(name)
         spec = validate(MonitorScheduleSpec, row.spec, f"schedule {name}")
         now = now or utcnow()
+        from .monitor import run   # numpy: imported by the first run, not on the server's way to listening
         try:
             outcome = run(spec, self.assets, self.root, now)
             values = dict(status=outcome.status, error=None, results=outcome.results,
@@ -78,6 +79,7 @@ class Monitoring:
                "window_start": stored["window_start"], "window_end": stored["window_end"],
                "monitoring_target": spec.create_monitor.monitoring_target.endpoint_deployment_id,
                "breaches": outcome.breaches}
+        import httpx   # only a breach with webhooks needs it
         for url in spec.create_monitor.alert_notification.webhooks:
             try:
                 httpx.post(url, json=doc, timeout=WEBHOOK_TIMEOUT_S).raise_for_status()
