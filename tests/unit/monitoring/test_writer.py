@@ -12,8 +12,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from modelfleet.collection.payload import PayloadCollector, convert
-from modelfleet.collection.sink import Sink
+from modelfleet.collection.payload import PayloadCollector, PayloadSink, convert
 from modelfleet.collection.writer_client import WriterProcess
 from modelfleet.runtime.v2 import response
 
@@ -29,8 +28,8 @@ def _written(root, collection: str) -> list[dict]:
     return rows
 
 
-def _collector(root) -> tuple[Sink, PayloadCollector]:
-    sink = Sink(root, "ep", "blue", convert)
+def _collector(root) -> tuple[PayloadSink, PayloadCollector]:
+    sink = PayloadSink(root, "ep", "blue")
     return sink, PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0}, [])
 
 
