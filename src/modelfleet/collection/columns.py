@@ -1,14 +1,14 @@
-"""Payload entries -> Arrow tables a batch at a time: the writer process's half of payload.py.
+"""Payload entries -> Arrow tables a batch at a time, in the writer process (rows.py entry by entry).
 
-A deployment's batch arrives packed (PayloadSink.pack): its bodies joined by commas into one
+A deployment's batch arrives packed (payload.PayloadSink.pack): its bodies joined by commas into one
 buffer, its answers into another, times and collection bits as arrays, the model's signature
 once. When every entry is a JSON request named by one signature, each buffer is parsed by one
 orjson call and the common shapes go straight into Arrow columns: input rows that are lists of
 one width (named by the model's features, else by position), predictions that are scalars or
 lists of one width, and request and response text. A collection of any other shape (rows as
 objects, mixed widths) is built as row dicts from what was parsed, and a batch of V2 requests or
-with a rollout inside it goes entry by entry through payload.convert; every way gives the table
-payload.convert's rows give (tests/unit/monitoring/test_columns.py). A request whose body or
+with a rollout inside it goes entry by entry through rows.convert; every way gives the table
+rows.convert's rows give (tests/unit/monitoring/test_columns.py). A request whose body or
 answer cannot be read is dropped whole and counted as `unreadable`.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 
 from ..runtime.loaders import rows_in
-from .payload import (BITS, INPUTS, OUTPUTS, REQUEST, RESPONSE, answer_rows, collections_of, convert,
-                      feature_names, named_rows, output_name, predictions)
+from .rows import (BITS, INPUTS, OUTPUTS, REQUEST, RESPONSE, collections_of, convert, feature_names,
+                   output_name, predictions)
 from .sink import Sink, Written, group_rows, write_groups
 from .windows import window_parts
 
@@ -31,7 +31,7 @@ Groups = dict[tuple[str, tuple[str, ...]], object]   # (collection, window parts
 
 
 def write_packed(sink: Sink, packed: dict, tag: str) -> Written:
-    """Write a packed batch (PayloadSink.pack) under `tag`: the same batch, the same files."""
+    """Write a packed batch (payload.PayloadSink.pack) under `tag`: the same batch, the same files."""
     out = Written()
     return write_groups(sink, groups_of(Batch(packed), sink.rolling_rate, out.dropped), tag, out)
 
@@ -74,7 +74,7 @@ class Batch:
         return dict(self.captured[i]) if self.captured and self.captured[i] else None
 
     def entry(self, i: int) -> tuple:
-        """Entry `i` as payload.convert takes it."""
+        """Entry `i` as rows.convert takes it."""
         metadata = self.metadatas.get(self.generations[i]) if self.generations else self.metadata
         return (float(self.times[i]), self.rids[i], self.body_of(i), self.answer_of(i), metadata, self.headers_of(i),
                 collections_of(self.wanted[i]), self.v2[i] if self.v2 else None)
@@ -99,7 +99,7 @@ def _parse_all(buffer: bytes, n: int) -> list | None:
 
 def tables(batch: Batch, rolling_rate: str, dropped: collections.Counter) -> Groups | None:
     """A batch of JSON requests of one signature as tables, by collection and window; None when
-    a collection is not of the common shapes (then payload.convert's row dicts are written)."""
+    a collection is not of the common shapes (then rows.convert's row dicts are written)."""
     n, wanted = batch.n, batch.wanted
     union = 0
     for bits in set(wanted):

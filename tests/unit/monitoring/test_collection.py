@@ -9,7 +9,8 @@ import time
 import orjson
 import pyarrow.parquet as pq
 
-from modelfleet.collection.payload import PayloadCollector, PayloadSink, convert, input_rows, output_rows
+from modelfleet.collection.payload import PayloadCollector, PayloadSink
+from modelfleet.collection.rows import convert, input_rows, output_rows
 from modelfleet.collection.sink import Flusher, Sink, prune
 from modelfleet.collection.windows import window_parts
 

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from modelfleet.collection.columns import Batch, groups_of, tables, write_packed
-from modelfleet.collection.payload import PayloadCollector, PayloadSink, convert
+from modelfleet.collection.payload import PayloadCollector, PayloadSink
+from modelfleet.collection.rows import convert
 from modelfleet.collection.sink import Written, group_rows, rows_table
 
 NAMED = {"inputs": [{"name": "a", "datatype": "FP64", "shape": [-1]}, {"name": "b", "datatype": "FP64", "shape": [-1]}],

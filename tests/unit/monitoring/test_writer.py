@@ -12,7 +12,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from modelfleet.collection.payload import PayloadCollector, PayloadSink, convert
+from modelfleet.collection.payload import PayloadCollector, PayloadSink
+from modelfleet.collection.rows import convert
 from modelfleet.collection.writer_client import WriterProcess
 from modelfleet.runtime.v2 import response
 
