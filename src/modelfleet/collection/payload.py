@@ -93,8 +93,8 @@ class PayloadSink(Sink):
         n = len(entries)
         joined = "\n".join(rids)
         current = set(gens)
-        for g in [g for g in self.metadatas if g < min(current) and g != self.generation]:
-            del self.metadatas[g]   # no entry of that signature is left
+        for g in [g for g in list(self.metadatas) if g < min(current) and g != self.generation]:
+            del self.metadatas[g]   # no entry of that signature is left (list(): a rollout may add one meanwhile)
         return {"n": n, "time": array("d", t).tobytes(), "rid": joined if joined.count("\n") == n - 1 else list(rids),
                 "body": b",".join(bodies), "body_len": array("q", map(len, bodies)).tobytes(),
                 "answer": b",".join(answers), "answer_len": array("q", map(len, answers)).tobytes(),
