@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 
 import httpx
@@ -122,22 +123,8 @@ def test_collected_windows_go_to_the_default_datastore_survive_its_outage_and_ar
     assert all(r["rows"] == sent for r in run["results"])
 
 
-OWN_MONITOR = """
-$schema: http://azureml/sdk-2-0/Schedule.json
-name: own-monitor
-trigger: {type: cron, expression: "15 3 * * *"}
-create_monitor:
-  monitoring_target: {ml_task: classification, endpoint_deployment_id: azureml:collect-ep:blue}
-  monitoring_signals:
-    quality:
-      type: data_quality
-      reference_data:
-        input_data: {path: azureml:iris-reference:1, type: uri_file}
-      production_data:
-        data_window: {lookback_window_size: P1D, lookback_window_offset: P0D}
-      metric_thresholds:
-        numerical: {null_value_rate: 0.01}
-"""
+# the same monitor of the deployment's own collection (no input_data)
+OWN_MONITOR = re.sub(r' +input_data: \{path: "azureml://[^}]*\}\n', "", MONITOR).replace("stored-monitor", "own-monitor")
 
 
 def _window(t: dt.datetime, rows: list[list], tag: str, nulls: bool = False) -> tuple[str, list[dict]]:
