@@ -5,11 +5,11 @@ buffer, its answers into another, times and collection bits as arrays, the model
 once. When every entry is a JSON request named by one signature, each buffer is parsed by one
 orjson call and the common shapes go straight into Arrow columns: input rows that are lists of
 one width (named by the model's features, else by position), predictions that are scalars or
-lists of one width, and request and response text. A collection of any other shape (rows as
-objects, mixed widths) is built as row dicts from what was parsed, and a batch of V2 requests or
-with a rollout inside it goes entry by entry through rows.convert; every way gives the table
-rows.convert's rows give (tests/unit/monitoring/test_columns.py). A request whose body or
-answer cannot be read is dropped whole and counted as `unreadable`.
+lists of one width, and request and response text. A batch with anything else (rows as objects,
+mixed widths, a feature named like a base or header column, V2 requests, a rollout inside it)
+goes entry by entry through rows.convert as row dicts; both ways give the same tables
+(tests/unit/monitoring/test_columns.py). A request whose body or answer cannot be read is
+dropped whole and counted as `unreadable`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Batch:
     """A packed batch, read back."""
 
     def __init__(self, packed: dict):
-        self.n = n = packed["n"]
+        self.n = packed["n"]
         self.times = np.frombuffer(packed["time"], np.float64)
         rid = packed["rid"]
         self.rids = rid.split("\n") if isinstance(rid, str) else rid
@@ -60,7 +60,6 @@ class Batch:
         self.generations = generation if isinstance(generation, list) else None
         self.metadatas = packed["metadata"]
         self.metadata = None if self.generations else self.metadatas.get(generation)
-        assert len(self.rids) == n == len(self.wanted) == len(self.times)
 
     def body_of(self, i: int) -> bytes:
         start, end = self.body_at[i]
