@@ -99,6 +99,7 @@ def _parse_all(buffer: bytes, n: int) -> list | None:
 def tables(batch: Batch, rolling_rate: str, dropped: collections.Counter) -> Groups | None:
     """A batch of JSON requests of one signature as tables, by collection and window; None when
     a collection is not of the common shapes (then rows.convert's row dicts are written)."""
+    import pyarrow as pa
     n, wanted = batch.n, batch.wanted
     union = 0
     for bits in set(wanted):
@@ -122,7 +123,10 @@ def tables(batch: Batch, rolling_rate: str, dropped: collections.Counter) -> Gro
         chosen = range(n) if not bad and len(set(wanted)) == 1 else \
             [i for i in range(n) if wanted[i] & bit and i not in bad]
         for parts, members in windows(list(chosen)):
-            built = _table(batch, collection, members, names[collection], per_entry.get(collection))
+            try:
+                built = _table(batch, collection, members, names[collection], per_entry.get(collection))
+            except (pa.ArrowException, TypeError):   # a column of values of no one type: counted as row dicts are
+                return None
             if built is None:
                 return None
             if built.num_rows:

@@ -1,8 +1,9 @@
 """A batch of payload entries written as columns (collection/columns.py) gives the tables that
-writing each entry's rows (payload.convert, the row dicts written before) gives: for rows of one
+writing each entry's rows (rows.convert, the row dicts written before) gives: for rows of one
 width named or by position, several rows a request, rows as objects, mixed widths, predictions of
 every shape, captured headers, unreadable requests, sampling, a feature named like a base column,
-windows that change inside the batch, and a rollout inside the batch."""
+windows that change inside the batch, a rollout inside the batch; a column that cannot be one
+Arrow type is dropped and counted as unreadable (it took writers down before)."""
 
 from __future__ import annotations
 
@@ -158,3 +159,10 @@ def test_the_same_batch_writes_the_same_files(sink, tmp_path):
     again = write_packed(sink, packed, "t")
     assert first.files == again.files and len(first.files) == 2 and first.rows == {"model_inputs": 10, "model_outputs": 10}
     assert sorted(p.name for p in tmp_path.rglob("*.parquet")) == sorted(p.name for p in first.files)
+
+
+def test_a_column_of_values_of_no_one_type_is_dropped_and_counted(sink):
+    c = PayloadCollector(sink, BOTH, [])
+    offer(c, [(body([[1.0, 2.0]]), b"[1]"), (body([["x", 2.0]]), b"[2]")])
+    written = sink.write(sink.drain(), "t")
+    assert written.dropped == {"unreadable": 2} and written.rows == {"model_outputs": 2}
