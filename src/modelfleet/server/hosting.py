@@ -24,6 +24,7 @@ from ..store.leases import LeaseStore
 from ..store.serving import ServingStore
 from ..store.hosted_workspaces import (CREATING, DELETING, READY, HostedWorkspaceStore, create_database,
                                        database_url, drop_database)
+from .telemetry.hooks import working_for
 from .workspace_app import WorkspaceApp
 
 if TYPE_CHECKING:
@@ -161,7 +162,8 @@ class HostedWorkspaces:
         ws = self.workspace(name)
         db = await asyncio.to_thread(Database, database_url(self.primary.db, ws.path, name))
         try:
-            app = await asyncio.to_thread(self._make, ws, db)
+            with working_for(name):   # what it starts (the access log's thread) is its own work
+                app = await asyncio.to_thread(self._make, ws, db)
             await app.start()
         except BaseException:
             db.close()
