@@ -175,3 +175,36 @@ def test_a_hosted_workspace_has_no_server_settings_of_its_own_and_its_open_endpo
         assert r.status_code == 200, r.text
     # what the server checks before listening beyond loopback
     assert host.app.hosting.open_endpoints() == ["team-b/open-ep"]
+
+
+def test_a_caller_without_a_role_gets_the_same_answers_from_a_hosted_workspace_as_from_one_nobody_made(host):
+    admin = host.fleet()
+    admin.workspaces.create("team-b")
+    host.fleet(workspace="team-b").online_endpoints.create("secret-ep")
+    token = admin.users.create("nora")["token"]   # signed in, no role anywhere
+    pages = ("/docs", "/openapi.json", "/dashboard", "/dashboard/", "/dashboard/dashboard.js", "/api/health",
+             "/api/endpoints", "/api/events", "/api/identity", "/metrics", "/nothing")
+    for who in (None, token):
+        with host.http(who) as c:
+            for page in pages:
+                hosted, nobodys = c.get(f"/workspaces/team-b{page}"), c.get(f"/workspaces/team-x{page}")
+                assert (hosted.status_code, hosted.headers.get("location", "").replace("team-b", "team-x"),
+                        hosted.content.replace(b"team-b", b"team-x")) == \
+                       (nobodys.status_code, nobodys.headers.get("location", ""), nobodys.content), (who, page)
+                if page.startswith(("/api/", "/metrics")):
+                    assert hosted.status_code == (401 if who is None else 404), (who, page)
+    with host.http() as c:   # the API's shape under the prefix tells none of its endpoints
+        assert "secret-ep" not in c.get("/workspaces/team-b/openapi.json").text
+        assert c.get("/workspaces/team-b/metrics").status_code == 200
+
+
+def test_a_default_datastore_the_server_refuses_leaves_no_workspace(host):
+    admin = host.fleet()
+    document = {"name": "team_store", "type": "azure_blob", "account_name": "devstoreaccount1",
+                "container_name": "Bad_Name", "credentials": {"account_key": "a2V5"}}
+    with pytest.raises(InvalidInput, match="container_name: must be 3 to 63"):
+        admin.workspaces.create("team-d", document)
+    with pytest.raises(InvalidInput, match="workspaceartifactstore"):
+        admin.workspaces.create("team-d", {**document, "name": "workspaceartifactstore", "container_name": "team"})
+    assert [w["name"] for w in admin.workspaces.list()] == ["default"]
+    assert not (host.ws.path / "workspaces" / "team-d").exists()
