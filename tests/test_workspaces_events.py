@@ -1,6 +1,7 @@
 """Each workspace on a server has its own event feed (`/api/events`, the dashboard's): a real
 server, a deployment whose init() fails in a hosted workspace and another in the primary; each
-workspace's feed tells of its own failed rollout and replicas, and nothing of the other's."""
+workspace's feed tells of its own failed rollout and replicas, and nothing of the other's, and so
+does the hosted workspace's dashboard in a real browser (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import httpx
 import pytest
 
 from .conftest import _stop_servers
+from .test_dashboard import browser  # noqa: F401  (a fixture)
 from .helpers import wait_until, write
 from .test_team import _env, _json, _run
 
@@ -29,7 +31,7 @@ def _fail_a_rollout(env: dict, workspace: str, endpoint: str, code) -> None:
          "m:1", "--code", str(code), "--scoring-script", "score.py", ok=False)
 
 
-def test_a_hosted_workspace_has_its_own_event_feed(fleet_home, tmp_path):
+def test_a_hosted_workspace_has_its_own_event_feed(fleet_home, tmp_path, browser):
     owner = _env(fleet_home)
     try:
         _run(owner, "server", "start")
@@ -57,5 +59,19 @@ def test_a_hosted_workspace_has_its_own_event_feed(fleet_home, tmp_path):
         assert any("ep-in-b" in e and "rollout" not in e for e in hosted)   # its replicas' state changes
         assert not any("ep-in-primary" in e for e in hosted)
         assert not any("ep-in-b" in e for e in primary)
+
+        # its dashboard, under its prefix, reads its own API
+        page = browser.new_page()
+        offsite = []
+        page.on("request", lambda r: r.url.startswith(f"{url}/workspaces/team-b/") or offsite.append(r.url))
+        page.goto(f"{url}/workspaces/team-b/dashboard")
+        page.fill("#token", token)
+        page.click("#login-form button")
+        page.wait_for_selector("#endpoints tbody tr[data-endpoint='ep-in-b']")
+        page.wait_for_selector("#events tbody tr:has-text('ep-in-b')")
+        assert page.eval_on_selector_all("#endpoints tbody tr", "rows => rows.map(r => r.dataset.endpoint)") == ["ep-in-b"]
+        assert "ep-in-primary" not in page.inner_text("#events")
+        assert offsite == []   # every page and call under its prefix
+        page.close()
     finally:
         _stop_servers(fleet_home)
