@@ -9,8 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .conftest import _stop_servers
-from .test_team import _env, _json, _run
+from .hosting import served  # noqa: F401  (a fixture)
+from .test_team import _json, _run
 
 pytestmark = pytest.mark.slow
 
@@ -26,44 +26,37 @@ def _answer(client: httpx.Client, method: str, workspace: str, page: str, header
     return r.status_code, r.headers.get("content-type"), r.headers.get("location", "").replace(workspace, "NAME"), body
 
 
-def test_a_hosted_workspace_answers_a_caller_without_a_role_as_one_nobody_made(fleet_home, tmp_path):
-    owner = _env(fleet_home)
-    try:
-        _run(owner, "server", "start")
-        url = _json(owner, "server", "status")["url"]
-        token = (fleet_home / "workspaces" / "default" / "first-admin.token").read_text().strip()
-        admin = _env(tmp_path / "admin", FLEET_SERVER=url, FLEET_TOKEN=token)
-        _run(admin, "workspace", "create", "--name", HOSTED)
-        _run(admin, "online-endpoint", "create", "-w", HOSTED, "--name", "secret-ep")
-        bea = _json(admin, "user", "create", "--name", "bea")["token"]   # signed in, no role anywhere
-        callers = {"no token": {}, "bea": {"authorization": f"Bearer {bea}"}}
-        with httpx.Client(base_url=url, timeout=30) as c:
-            for who, headers in callers.items():
-                for page in PAGES:
-                    hosted = _answer(c, "GET", HOSTED, page, headers)
-                    assert hosted == _answer(c, "GET", NOBODYS, page, headers), (who, page, hosted[:3])
-                write = _answer(c, "PUT", HOSTED, "/api/endpoints/secret-ep", headers)
-                assert write == _answer(c, "PUT", NOBODYS, "/api/endpoints/secret-ep", headers)
-                assert write[0] == (401 if who == "no token" else 404)
-            guess = {"authorization": "Bearer not-a-token"}   # counted as a failed attempt: two only
-            assert _answer(c, "GET", HOSTED, "/api/health", guess) == _answer(c, "GET", NOBODYS, "/api/health", guess)
+def test_a_hosted_workspace_answers_a_caller_without_a_role_as_one_nobody_made(served):
+    url, token, admin = served.url, served.token, served.admin
+    _run(admin, "workspace", "create", "--name", HOSTED)
+    _run(admin, "online-endpoint", "create", "-w", HOSTED, "--name", "secret-ep")
+    bea = _json(admin, "user", "create", "--name", "bea")["token"]   # signed in, no role anywhere
+    callers = {"no token": {}, "bea": {"authorization": f"Bearer {bea}"}}
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for who, headers in callers.items():
+            for page in PAGES:
+                hosted = _answer(c, "GET", HOSTED, page, headers)
+                assert hosted == _answer(c, "GET", NOBODYS, page, headers), (who, page, hosted[:3])
+            write = _answer(c, "PUT", HOSTED, "/api/endpoints/secret-ep", headers)
+            assert write == _answer(c, "PUT", NOBODYS, "/api/endpoints/secret-ep", headers)
+            assert write[0] == (401 if who == "no token" else 404)
+        guess = {"authorization": "Bearer not-a-token"}   # counted as a failed attempt: two only
+        assert _answer(c, "GET", HOSTED, "/api/health", guess) == _answer(c, "GET", NOBODYS, "/api/health", guess)
 
-            # what answers without a token holds no data: the pages are the API's shape and the
-            # dashboard's files, under the workspace's own prefix
-            docs = c.get(f"/workspaces/{HOSTED}/docs")
-            assert docs.status_code == 200 and f"/workspaces/{HOSTED}/openapi.json" in docs.text
-            assert "secret-ep" not in c.get(f"/workspaces/{HOSTED}/openapi.json").text
-            assert c.get(f"/workspaces/{HOSTED}/dashboard").headers["location"] == f"/workspaces/{HOSTED}/dashboard/"
-            assert "modelfleet dashboard" in c.get(f"/workspaces/{HOSTED}/dashboard/").text
-            for page in ("/metrics", "/api/events", "/api/endpoints"):
-                assert c.get(f"/workspaces/{HOSTED}{page}").status_code == 401
-            # with a role there, the data answers; a workspace nobody made stays 404 to everyone
-            root = {"authorization": f"Bearer {token}"}
-            assert c.get(f"/workspaces/{HOSTED}/metrics", headers=root).status_code == 200
-            assert [e["name"] for e in c.get(f"/workspaces/{HOSTED}/api/endpoints", headers=root).json()] == ["secret-ep"]
-            gone = c.get(f"/workspaces/{NOBODYS}/api/endpoints", headers=root)
-            assert (gone.status_code, gone.json()["error"]["message"]) == (404, f"workspace {NOBODYS!r} not found")
-            # the primary's own pages are as they were: /metrics open on loopback
-            assert c.get("/metrics").status_code == 200 and c.get("/dashboard/").status_code == 200
-    finally:
-        _stop_servers(fleet_home)
+        # what answers without a token holds no data: the pages are the API's shape and the
+        # dashboard's files, under the workspace's own prefix
+        docs = c.get(f"/workspaces/{HOSTED}/docs")
+        assert docs.status_code == 200 and f"/workspaces/{HOSTED}/openapi.json" in docs.text
+        assert "secret-ep" not in c.get(f"/workspaces/{HOSTED}/openapi.json").text
+        assert c.get(f"/workspaces/{HOSTED}/dashboard").headers["location"] == f"/workspaces/{HOSTED}/dashboard/"
+        assert "modelfleet dashboard" in c.get(f"/workspaces/{HOSTED}/dashboard/").text
+        for page in ("/metrics", "/api/events", "/api/endpoints"):
+            assert c.get(f"/workspaces/{HOSTED}{page}").status_code == 401
+        # with a role there, the data answers; a workspace nobody made stays 404 to everyone
+        root = {"authorization": f"Bearer {token}"}
+        assert c.get(f"/workspaces/{HOSTED}/metrics", headers=root).status_code == 200
+        assert [e["name"] for e in c.get(f"/workspaces/{HOSTED}/api/endpoints", headers=root).json()] == ["secret-ep"]
+        gone = c.get(f"/workspaces/{NOBODYS}/api/endpoints", headers=root)
+        assert (gone.status_code, gone.json()["error"]["message"]) == (404, f"workspace {NOBODYS!r} not found")
+        # the primary's own pages are as they were: /metrics open on loopback
+        assert c.get("/metrics").status_code == 200 and c.get("/dashboard/").status_code == 200
