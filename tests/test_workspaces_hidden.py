@@ -6,6 +6,8 @@ prefix; its data needs a token with a role there."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -17,12 +19,14 @@ pytestmark = pytest.mark.slow
 HOSTED, NOBODYS = "team-b", "team-x"   # names of one length: the bodies compare with the names swapped
 PAGES = ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/dashboard", "/dashboard/", "/dashboard/dashboard.js",
          "/dashboard/nothing.js", "/nothing", "/api/health", "/api/endpoints", "/api/events", "/api/stats",
-         "/api/identity", "/api/workspaces", "/metrics", "/api/models"]
+         "/api/identity", "/api/workspaces", "/metrics", "/api/models", "/v2", "/v2/health/ready",
+         "/v2/models/secret-ep", "/v2/models/secret-ep/ready"]
+SCORING = ["/endpoints/secret-ep/score", "/v2/models/secret-ep/infer"]
 
 
 def _answer(client: httpx.Client, method: str, workspace: str, page: str, headers: dict) -> tuple:
-    r = client.request(method, f"/workspaces/{workspace}{page}", headers=headers)
-    body = r.content.replace(workspace.encode(), b"NAME")
+    r = client.request(method, f"/workspaces/{workspace}{page}", headers=headers, json={"data": [[1]]})
+    body = re.sub(rb'"request_id":"[^"]*"', b"", r.content.replace(workspace.encode(), b"NAME"))
     return r.status_code, r.headers.get("content-type"), r.headers.get("location", "").replace(workspace, "NAME"), body
 
 
@@ -37,6 +41,10 @@ def test_a_hosted_workspace_answers_a_caller_without_a_role_as_one_nobody_made(s
             for page in PAGES:
                 hosted = _answer(c, "GET", HOSTED, page, headers)
                 assert hosted == _answer(c, "GET", NOBODYS, page, headers), (who, page, hosted[:3])
+            for page in SCORING:   # its endpoints too: without their key, they are not there
+                hosted = _answer(c, "POST", HOSTED, page, headers)
+                assert hosted == _answer(c, "POST", NOBODYS, page, headers), (who, page, hosted[:3])
+                assert hosted[0] == 404
             write = _answer(c, "PUT", HOSTED, "/api/endpoints/secret-ep", headers)
             assert write == _answer(c, "PUT", NOBODYS, "/api/endpoints/secret-ep", headers)
             assert write[0] == (401 if who == "no token" else 404)
@@ -52,6 +60,11 @@ def test_a_hosted_workspace_answers_a_caller_without_a_role_as_one_nobody_made(s
         assert "modelfleet dashboard" in c.get(f"/workspaces/{HOSTED}/dashboard/").text
         for page in ("/metrics", "/api/events", "/api/endpoints"):
             assert c.get(f"/workspaces/{HOSTED}{page}").status_code == 401
+        # its endpoint's key reaches the endpoint (it has no deployment yet)
+        key = _json(admin, "online-endpoint", "get-credentials", "-w", HOSTED, "--name", "secret-ep")["primaryKey"]
+        keyed = c.post(f"/workspaces/{HOSTED}/endpoints/secret-ep/score", json={"data": [[1]]},
+                       headers={"authorization": f"Bearer {key}"})
+        assert keyed.status_code == 503 and "has no deployment taking traffic" in keyed.text
         # with a role there, the data answers; a workspace nobody made stays 404 to everyone
         root = {"authorization": f"Bearer {token}"}
         assert c.get(f"/workspaces/{HOSTED}/metrics", headers=root).status_code == 200

@@ -25,7 +25,7 @@ from .http import workspaces_api
 from .http.auth import PREFIXED, UNHOSTED
 from .http.failed_attempts import FailedAttempts
 from .dataplane.gateway import Gateway
-from .dataplane.routing import Router
+from .dataplane.routing import Router, RoutingTable
 from .telemetry.hooks import Telemetry
 from .workspace_app import Server, WorkspaceApp, is_scoring
 
@@ -42,7 +42,8 @@ class ServerApp:
         self.primary = self._routed(WorkspaceApp(ws, Database(cfg.database(ws)), self.server))
         self.hosting = HostedWorkspaces(self.primary, self._hosted, joined)
         self.draining = False
-        self._nowhere = Gateway(Router(), Telemetry())   # serves no endpoint
+        self._nowhere = Gateway(Router(), Telemetry(), hides_endpoints=True)   # serves no endpoint
+        self._nowhere.router.publish(RoutingTable(ready=True))   # ready, as a workspace that has restored all
 
     def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
         return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))

@@ -84,7 +84,7 @@ class WorkspaceApp:
         self.telemetry.metrics.admission_source = self._admission
         self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
-        self.gateway = Gateway(self.router, self.telemetry)
+        self.gateway = Gateway(self.router, self.telemetry, hides_endpoints=not self.is_primary)
         self.url = server.url if self.is_primary else f"{server.url}/workspaces/{ws.name}"
         self.controller.leading = False   # until the lease says otherwise (the first look is at startup)
         self.leases = LeaseStore(db)

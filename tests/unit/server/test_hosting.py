@@ -5,6 +5,8 @@ and hosted again when the server starts again."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -182,15 +184,20 @@ def test_a_caller_without_a_role_gets_the_same_answers_from_a_hosted_workspace_a
     admin.workspaces.create("team-b")
     host.fleet(workspace="team-b").online_endpoints.create("secret-ep")
     token = admin.users.create("nora")["token"]   # signed in, no role anywhere
-    pages = ("/docs", "/openapi.json", "/dashboard", "/dashboard/", "/dashboard/dashboard.js", "/api/health",
-             "/api/endpoints", "/api/events", "/api/identity", "/metrics", "/nothing")
+    pages = [("GET", p) for p in ("/docs", "/openapi.json", "/dashboard", "/dashboard/", "/dashboard/dashboard.js",
+                                  "/api/health", "/api/endpoints", "/api/events", "/api/identity", "/metrics",
+                                  "/nothing", "/v2/health/ready", "/v2/models/secret-ep")]
+    pages += [("POST", "/endpoints/secret-ep/score"), ("POST", "/v2/models/secret-ep/infer")]
+
+    def seen(r) -> tuple:
+        body = re.sub(rb'"request_id":"[^"]*"', b"", r.content.replace(b"team-b", b"team-x"))
+        return r.status_code, r.headers.get("location", "").replace("team-b", "team-x"), body
     for who in (None, token):
         with host.http(who) as c:
-            for page in pages:
-                hosted, nobodys = c.get(f"/workspaces/team-b{page}"), c.get(f"/workspaces/team-x{page}")
-                assert (hosted.status_code, hosted.headers.get("location", "").replace("team-b", "team-x"),
-                        hosted.content.replace(b"team-b", b"team-x")) == \
-                       (nobodys.status_code, nobodys.headers.get("location", ""), nobodys.content), (who, page)
+            for method, page in pages:
+                hosted = c.request(method, f"/workspaces/team-b{page}", json={"data": [[1]]})
+                assert seen(hosted) == seen(c.request(method, f"/workspaces/team-x{page}", json={"data": [[1]]})), \
+                    (who, page)
                 if page.startswith(("/api/", "/metrics")):
                     assert hosted.status_code == (401 if who is None else 404), (who, page)
     with host.http() as c:   # the API's shape under the prefix tells none of its endpoints
