@@ -55,7 +55,7 @@ class Monitoring:
         now = now or utcnow()
         from .monitor import run   # numpy: imported by the first run, not on the server's way to listening
         try:
-            outcome = run(spec, self.assets, self.root, now)
+            outcome = run(spec, self.assets, now)
             values = dict(status=outcome.status, error=None, results=outcome.results,
                           window_start=iso(outcome.window_start), window_end=iso(outcome.window_end))
         except (FleetError, OSError, ValueError, KeyError) as e:   # bad data: kept as a failed run

@@ -76,7 +76,7 @@ async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid:
             {"name": "modelfleet", "version": __version__, "extensions": EXTENSIONS}), rid)
     if len(rest) < 2 or rest[0] != "models":
         return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
-    ep = gw.routes.get(rest[1])
+    ep = gw.endpoint(rest[1], scope, headers)
     if ep is None:
         if rest[-1] == "infer":
             unknown_endpoint(scope)
