@@ -30,7 +30,7 @@ from ...files.logfmt import iso_time
 from ..base import ReplicaSpec
 from ..framed import FramedReplica
 from .reaping import Children
-from .zygote_client import SINGLE_THREAD, Zygote, ZygoteLost, server_zygote
+from .zygote_client import SINGLE_THREAD, Zygote, ZygoteLost
 
 log = logging.getLogger("modelfleet.backends.local")
 
@@ -166,7 +166,7 @@ class LocalBackend:
         self.runtime_dir = runtime_dir or self.logs_dir.parent / "run" / "pythonpath"
         self.children = Children()
         self.subreaper = os.getpid() if self.children.subreaper else 0
-        self.zygote = server_zygote(self.logs_dir / "zygote.log", self.subreaper)   # the server's interpreter
+        self.zygote = Zygote(self.logs_dir / "zygote.log", subreaper=self.subreaper)   # the server's interpreter
         self.zygotes: dict[Path, Zygote] = {}                # one per environment's interpreter
         self._sweeper: asyncio.Task | None = None
 

@@ -19,27 +19,6 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
                  "PYTHONUNBUFFERED": "1"}
 
 
-_launched_early: dict[Path, Zygote] = {}
-
-
-def launch_early(log_path: Path, subreaper: int) -> None:
-    """Start the server interpreter's zygote now (before the server imports its own modules); the
-    LocalBackend that logs to `log_path` takes it over (`server_zygote`)."""
-    zygote = Zygote(log_path, subreaper=subreaper)
-    zygote.launch()
-    _launched_early[log_path] = zygote
-
-
-def server_zygote(log_path: Path, subreaper: int) -> Zygote:
-    """The zygote of the server's own interpreter: the one launched early for `log_path`, or a new one."""
-    zygote = _launched_early.pop(log_path, None)
-    if zygote is None or zygote.subreaper != subreaper:
-        if zygote is not None:
-            zygote.stop()
-        zygote = Zygote(log_path, subreaper=subreaper)
-    return zygote
-
-
 class ZygoteLost(RuntimeError):
     """The zygote exited before it answered a spawn request."""
 
@@ -62,45 +41,30 @@ class Zygote:
         self._ids = itertools.count(1)
         self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self._launched = False   # started and not yet waited for
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self._reader is not None \
             and not self._reader.done()
 
-    def launch(self) -> None:
-        """Start the process; `ensure` waits for it to be warm. (The server launches its own
-        interpreter's zygote first thing, so that the zygote's imports overlap the server's.)"""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**(os.environ if self.environ is None else self.environ), **SINGLE_THREAD,
-               "FLEET_ZYGOTE_FD": str(theirs.fileno())}
-        if self.subreaper:
-            env["FLEET_SUBREAPER"] = str(self.subreaper)
-        try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "ab") as log:
-                # PR_SET_PDEATHSIG follows the spawning thread: the server's main (event-loop) thread.
-                self.proc = subprocess.Popen([str(self.python or sys.executable), "-m", "modelfleet.runtime.zygote"],
-                                             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        self._launched = True
-
     async def ensure(self) -> None:
         async with self._lock:
             if self.alive:
                 return
-            if not self._launched:
-                self.launch()
-            self._launched = False   # a zygote that dies from now on is replaced at the next ensure
-            ours = self.sock
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            env = {**(os.environ if self.environ is None else self.environ), **SINGLE_THREAD,
+                   "FLEET_ZYGOTE_FD": str(theirs.fileno())}
+            if self.subreaper:
+                env["FLEET_SUBREAPER"] = str(self.subreaper)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log:
+                # Spawned from the event-loop thread: PR_SET_PDEATHSIG follows the spawning thread.
+                self.proc = subprocess.Popen([str(self.python or sys.executable), "-m", "modelfleet.runtime.zygote"],
+                                             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT)
+            theirs.close()
+            ours.setblocking(False)
+            self.sock = ours
             loop = asyncio.get_running_loop()
             try:
                 first = await asyncio.wait_for(loop.sock_recv(ours, 1 << 16), 120)
