@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     n = 100_000
     start = time.process_time()
     for _ in range(n):
-        telemetry.request_done(trace, "rid", scope)
+        telemetry.request_done(trace, "rid", "POST", "/endpoints/ep/score", ("127.0.0.1", 5000))
     hook = (time.process_time() - start) / n
     scrape_start = time.perf_counter()
     body, _ = telemetry.metrics.exposition()

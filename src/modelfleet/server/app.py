@@ -1,7 +1,7 @@
 """The workspace server: one ASGI app for the control API and the gateway (process.py runs it).
 
-Paths under /endpoints/ and /v2/ go straight to the raw-ASGI gateway; everything else to the
-control API.
+Paths under /endpoints/ and /v2/ go to the gateway (over the server's own HTTP protocol,
+dataplane/wire.py, or its raw-ASGI entry); everything else to the control API.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .control.leadership import Leadership
 from ..store.leases import LeaseStore
 from .control.stores import Stores
 from .dataplane.gateway import Gateway
+from .dataplane.wire import is_dataplane
 from .control.heap import HeapKeeper
 from .telemetry.metrics import Metrics
 from .dataplane.routing import Router
@@ -158,8 +159,7 @@ class ServerApp:
         if kind == "http":
             if self.draining:
                 send = _closing(send)
-            path = scope["path"]
-            if path.startswith("/endpoints/") or path == "/v2" or path.startswith("/v2/"):
+            if is_dataplane(scope["path"]):
                 return await self.gateway(scope, receive, send)
             return await self.api(scope, receive, send)
         if kind == "lifespan":
