@@ -148,6 +148,8 @@ def wire_protocol(app) -> type:
 
     class WireProtocol(HttpToolsProtocol):
         server_app = app
+        idle_since: float | None = None   # when its last answer went out, while it has no request
+        idle_timer = None
 
         def default_head(self) -> bytes:
             headers = self.server_state.default_headers
@@ -202,6 +204,45 @@ def wire_protocol(app) -> type:
                 cycle.finish()
             else:
                 super().on_message_complete()
+
+        # -- the idle timeout: one timer per connection, moved on lazily ----------------------
+        # uvicorn arms a timer after every answer and cancels it at the next request's first
+        # bytes: two timer operations per request, where a timer that finds the connection
+        # busy when it fires costs nothing per request.
+
+        def on_response_complete(self) -> None:
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+                return
+            self.idle_since = now = self.loop.time()
+            if self.idle_timer is None:
+                self.idle_timer = self.loop.call_at(now + self.timeout_keep_alive, self._idle_check)
+
+        def _unset_keepalive_if_required(self) -> None:
+            self.idle_since = None
+            super()._unset_keepalive_if_required()   # the timer of a new connection (connections.py)
+
+        def _idle_check(self) -> None:
+            self.idle_timer = None
+            if self.idle_since is None or self.transport.is_closing():
+                return
+            due = self.idle_since + self.timeout_keep_alive
+            if self.loop.time() >= due:
+                self.transport.close()
+            else:
+                self.idle_timer = self.loop.call_at(due, self._idle_check)
+
+        def connection_lost(self, exc) -> None:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+            super().connection_lost(exc)
+
+        # -- requests ----------------------------------------------------------------------------
 
         def _start_asgi_task(self, cycle, app) -> None:
             # uvicorn starts the next pipelined request here; a WireExchange is queued with no app

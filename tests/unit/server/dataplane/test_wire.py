@@ -63,7 +63,7 @@ class Front:
 
 
 @contextlib.asynccontextmanager
-async def serving(max_body: int):
+async def serving(max_body: int, idle_timeout_s: float):
     """(front, replica, port) of a server on a free port of 127.0.0.1."""
     replica = EchoReplica()
     router = Router()
@@ -73,7 +73,7 @@ async def serving(max_body: int):
     router.publish(RoutingTable({"ep": EndpointSnapshot.build("ep", "key", (KEY,), {"blue": 100}, {},
                                                               {"blue": dep})}, ready=True))
     front = Front(Gateway(router))
-    protocol = guarded_protocol(Limits(30.0, 10.0, 100), wire_protocol(front))
+    protocol = guarded_protocol(Limits(idle_timeout_s, 10.0, 100), wire_protocol(front))
     config = uvicorn.Config(front, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
@@ -87,9 +87,9 @@ async def serving(max_body: int):
         await task
 
 
-def run(scenario, max_body: int = MAX_BODY):
+def run(scenario, max_body: int = MAX_BODY, idle_timeout_s: float = 30.0):
     async def main():
-        async with serving(max_body) as (front, replica, port):
+        async with serving(max_body, idle_timeout_s) as (front, replica, port):
             await asyncio.wait_for(scenario(front, replica, port), 20)
     uvloop.run(main())
 
@@ -283,3 +283,14 @@ def test_pipelined_answers_larger_than_the_socket_buffers_arrive_whole_and_in_or
             assert (status, answer) == (200, body + bytes([n]))
         writer.close()
     run(scenario, max_body=4 << 20)
+
+
+def test_a_connection_idle_after_its_answers_is_closed_and_a_busy_one_is_not():
+    async def scenario(front, replica, port):
+        reader, writer = await connect(port)
+        for n in range(5):   # each request comes before the idle timeout, counted from the answer before
+            writer.write(post(b"[%d]" % n))
+            assert (await response(reader))[2] == b"[%d]" % n
+            await asyncio.sleep(0.5)   # idle, but for less than the timeout
+        assert await closed(reader)   # then nothing more: the server closes it
+    run(scenario, idle_timeout_s=2.0)
