@@ -14,11 +14,9 @@ Writes bench/results/wire.json and bench/results/wire.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,6 @@ from uvicorn.server import ServerState  # noqa: E402
 from modelfleet.server.dataplane.connections import Limits, guarded_protocol  # noqa: E402
 from modelfleet.server.dataplane.gateway import Gateway  # noqa: E402
 from modelfleet.server.dataplane.wire import is_dataplane, wire_protocol  # noqa: E402
-from modelfleet.server.telemetry.access_log import AccessLog  # noqa: E402
 from modelfleet.server.telemetry.hooks import Telemetry  # noqa: E402
 from modelfleet.server.telemetry.metrics import Metrics  # noqa: E402
 
@@ -108,12 +105,8 @@ async def over_http(front: Front, wire: bool, n: int) -> float:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=20000, help="requests per round")
-    ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="modelfleet-bench-"))
-    access = AccessLog(folder / "access.log")
+    args = t.arguments(__doc__, argv)
+    access = t.access_log()
     fronts = {"off": Front(Gateway(t.router())), "on": Front(Gateway(t.router(), Telemetry(Metrics(), access)))}
     runs = {f"{entry} {tel}": [] for tel in fronts for entry in ("asgi", "uvicorn", "wire")}
 

@@ -50,22 +50,15 @@ class WireExchange:
 
     def __init__(self, conn: "HttpToolsProtocol", method: str, path: str, headers: dict, keep_alive: bool,
                  expect_continue: bool):
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.client = conn.client
+        self.method, self.path, self.headers, self.client = method, path, headers, conn.client
+        self.keep_alive, self._continue, self._conn = keep_alive, expect_continue, conn
         self.trace = None
-        self.responded = False
-        self.response_complete = False
-        self.keep_alive = keep_alive
-        self.disconnected = False
-        self._conn = conn
+        self.responded = self.response_complete = self.disconnected = False
         self._chunks: list[bytes] = []
         self._size = 0
-        self._complete = False
+        self._complete = False   # the whole body has arrived
         self._limit = BUFFER_BYTES
         self._waiter: asyncio.Future | None = None
-        self._continue = expect_continue
 
     # -- fed by the protocol --------------------------------------------------------------------
 

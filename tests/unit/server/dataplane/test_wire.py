@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 import uvicorn
 import uvloop
 
@@ -98,9 +99,20 @@ async def connect(port: int):
     return await asyncio.open_connection("127.0.0.1", port)
 
 
+def head(extra: str = "", path: str = "/endpoints/ep/score", version: str = "1.1") -> bytes:
+    """A scoring request's line and headers (with the key), `extra` header lines added."""
+    return f"POST {path} HTTP/{version}\r\nhost: x\r\n{AUTH}{extra}\r\n".encode()
+
+
 def post(body: bytes, path: str = "/endpoints/ep/score", extra: str = "", version: str = "1.1") -> bytes:
-    return (f"POST {path} HTTP/{version}\r\nhost: x\r\n{AUTH}content-length: {len(body)}\r\n{extra}\r\n"
-            .encode() + body)
+    return head(f"content-length: {len(body)}\r\n{extra}", path, version) + body
+
+
+def chunk(part: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(part), part)
+
+
+CHUNKED = "transfer-encoding: chunked\r\n"
 
 
 async def response(reader: asyncio.StreamReader) -> tuple[int, dict, bytes]:
@@ -153,10 +165,9 @@ def test_pipelined_requests_are_answered_in_order_across_both_paths():
 def test_a_chunked_body_reaches_the_replica_whole():
     async def scenario(front, replica, port):
         reader, writer = await connect(port)
-        writer.write(f"POST /endpoints/ep/score HTTP/1.1\r\nhost: x\r\n{AUTH}transfer-encoding: chunked\r\n\r\n"
-                     .encode())
+        writer.write(head(CHUNKED))
         for part in (b'{"data"', b": [[1, 2]", b"]}"):
-            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            writer.write(chunk(part))
             await writer.drain()
             await asyncio.sleep(0)   # separate packets, as a streaming client sends them
         writer.write(b"0\r\n\r\n")
@@ -170,8 +181,7 @@ def test_a_chunked_body_reaches_the_replica_whole():
 def test_expect_100_continue_is_answered_before_the_body_is_sent():
     async def scenario(front, replica, port):
         reader, writer = await connect(port)
-        writer.write(f"POST /endpoints/ep/score HTTP/1.1\r\nhost: x\r\n{AUTH}content-length: 3\r\n"
-                     "expect: 100-continue\r\n\r\n".encode())
+        writer.write(head("content-length: 3\r\nexpect: 100-continue\r\n"))
         assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(b"[7]")
         status, _, body = await response(reader)
@@ -183,8 +193,7 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent():
 def test_a_client_that_leaves_mid_body_sends_nothing_to_the_replica():
     async def scenario(front, replica, port):
         reader, writer = await connect(port)
-        writer.write(f"POST /endpoints/ep/score HTTP/1.1\r\nhost: x\r\n{AUTH}content-length: 100\r\n\r\n[1,"
-                     .encode())
+        writer.write(head("content-length: 100\r\n") + b"[1,")
         await writer.drain()
         writer.close()
         reader, writer = await connect(port)   # the server goes on
@@ -215,16 +224,12 @@ def test_a_client_that_leaves_while_its_model_call_runs_costs_the_server_nothing
 def test_an_oversized_body_gets_413_and_the_connection_closes():
     async def scenario(front, replica, port):
         reader, writer = await connect(port)   # announced by its length: refused before it is read
-        writer.write(f"POST /endpoints/ep/score HTTP/1.1\r\nhost: x\r\n{AUTH}content-length: {MAX_BODY + 1}\r\n\r\n"
-                     .encode())
+        writer.write(head(f"content-length: {MAX_BODY + 1}\r\n"))
         status, headers, body = await response(reader)
         assert status == 413 and b"larger than 1000 bytes" in body and headers["connection"] == "close"
         assert await closed(reader)
         reader, writer = await connect(port)   # chunked: refused once it grows past the limit
-        writer.write(f"POST /endpoints/ep/score HTTP/1.1\r\nhost: x\r\n{AUTH}transfer-encoding: chunked\r\n\r\n"
-                     .encode())
-        part = b"x" * 600
-        writer.write(b"%x\r\n%s\r\n" % (len(part), part) * 2)
+        writer.write(head(CHUNKED) + chunk(b"x" * 600) * 2)
         status, _, body = await response(reader)
         assert status == 413 and b"payload_too_large" in body
         assert await closed(reader)
@@ -233,10 +238,12 @@ def test_an_oversized_body_gets_413_and_the_connection_closes():
     run(scenario)
 
 
-def test_http_1_0_gets_its_answer_and_the_connection_closes():
+@pytest.mark.parametrize("why", ["HTTP/1.0", "a draining server"])
+def test_the_connection_closes_after_its_answer_on(why):
     async def scenario(front, replica, port):
         reader, writer = await connect(port)
-        writer.write(post(b"[1]", version="1.0"))
+        front.draining = why == "a draining server"
+        writer.write(post(b"[1]", version="1.0" if why == "HTTP/1.0" else "1.1"))
         status, headers, body = await response(reader)
         assert (status, body, headers["connection"]) == (200, b"[1]", "close")
         assert await closed(reader)
@@ -259,17 +266,6 @@ def test_errors_and_other_paths():
         writer.write(b"GET /endpointsX HTTP/1.1\r\nhost: x\r\n\r\n")
         assert (await response(reader))[::2] == (200, b"control /endpointsX")
         writer.close()
-    run(scenario)
-
-
-def test_a_draining_server_closes_each_connection_after_its_answer():
-    async def scenario(front, replica, port):
-        reader, writer = await connect(port)
-        front.draining = True
-        writer.write(post(b"[1]"))
-        status, headers, body = await response(reader)
-        assert (status, body, headers["connection"]) == (200, b"[1]", "close")
-        assert await closed(reader)
     run(scenario)
 
 
