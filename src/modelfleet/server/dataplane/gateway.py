@@ -1,8 +1,10 @@
 """The data plane: authenticate, route endpoint -> deployment -> replica, answer.
 
-Raw ASGI with no framework or validation layer on the hot path. It reads only the routing
-snapshots the controller pushes (never SQL). Answers are the replica's JSON bytes, passed through;
-every error is JSON with a request id, never a traceback.
+No framework or validation layer on the hot path: a request arrives as an exchange
+(exchange.py), from the server's HTTP protocol (wire.py) or the raw-ASGI entry, and `handle` is
+the one implementation behind both. It reads only the routing snapshots the controller pushes
+(never SQL). Answers are the replica's JSON bytes, passed through; every error is JSON with a
+request id, never a traceback.
 """
 
 from __future__ import annotations
