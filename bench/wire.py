@@ -31,7 +31,7 @@ from uvicorn.server import ServerState  # noqa: E402
 
 from modelfleet.server.dataplane.connections import Limits, guarded_protocol  # noqa: E402
 from modelfleet.server.dataplane.gateway import Gateway  # noqa: E402
-from modelfleet.server.dataplane.wire import is_dataplane, wire_protocol  # noqa: E402
+from modelfleet.server.dataplane.wire import is_scoring, wire_protocol  # noqa: E402
 from modelfleet.server.telemetry.hooks import Telemetry  # noqa: E402
 from modelfleet.server.telemetry.metrics import Metrics  # noqa: E402
 
@@ -75,8 +75,11 @@ class Front:
         self.gateway = gateway
         self.draining = False
 
+    def scoring(self, path: str):
+        return (self.gateway, path) if is_scoring(path) else None
+
     async def __call__(self, scope, receive, send):
-        if is_dataplane(scope["path"]):
+        if is_scoring(scope["path"]):
             return await self.gateway(scope, receive, send)
         raise AssertionError(f"not a data-plane path: {scope['path']}")
 

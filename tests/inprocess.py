@@ -83,3 +83,49 @@ class InProcessServer:
         self._thread.join(10)
         self.loop.close()
         self.db.close()
+
+
+class InProcessHost:
+    """The whole server app in this process (server/app.py's ServerApp: its primary workspace and
+    those it hosts, behind the /workspaces/NAME dispatcher), started and stopped through its ASGI
+    lifespan. Its workspaces' replicas would be real processes; these tests deploy none."""
+
+    def __init__(self, root: Path, database_url: str | None = None, name: str = "default"):
+        from modelfleet.schema import server_settings
+        from modelfleet.server.app import ServerApp
+        self.ws = Workspace(name, root / name)
+        self.ws.path.mkdir(parents=True, exist_ok=True)
+        cfg = server_settings.merged(self.ws, {"database_url": database_url} if database_url else {})
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="host-loop", daemon=True)
+        self._thread.start()
+        self._messages: asyncio.Queue | None = None
+
+        async def build():
+            self._messages = asyncio.Queue()
+            self.app = ServerApp(self.ws, cfg, 0, TOKEN)
+            first_admin.bootstrap(self.app.primary.stores.identities, self.ws.first_admin_token_file)
+            self._said: asyncio.Queue = asyncio.Queue()
+            self._lifespan = asyncio.ensure_future(self.app({"type": "lifespan"}, self._messages.get, self._said.put))
+            await self._messages.put({"type": "lifespan.startup"})
+            said = await self._said.get()
+            assert said["type"] == "lifespan.startup.complete", said
+        asyncio.run_coroutine_threadsafe(build(), self.loop).result(CALL_TIMEOUT_S)
+        self.transport = LoopTransport(self.app, self.loop)
+
+    def fleet(self, token: str = TOKEN, workspace: str | None = None) -> Fleet:
+        return Fleet(workspace, server=URL, token=token, transport=self.transport)
+
+    def http(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(base_url=URL, transport=self.transport, headers=headers)
+
+    def close(self) -> None:
+        async def stop():
+            await self._messages.put({"type": "lifespan.shutdown"})
+            await self._lifespan
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(CALL_TIMEOUT_S)
+        self.app.primary.db.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

@@ -167,3 +167,18 @@ def test_the_run_files_of_joined_servers_are_private(two_servers):
     joined = list((fleet.workspace.run_dir / "joined").glob("*.json"))
     assert [orjson.loads(f.read_bytes())["pid"] for f in joined] == [b.pid]
     assert all(f.stat().st_mode & 0o077 == 0 for f in joined)
+
+
+def test_a_workspace_made_on_one_server_is_served_by_the_other_until_it_is_deleted(two_servers):
+    _, a, b, _ = two_servers
+    r = a.http.put("/api/workspaces/team-b")
+    assert r.status_code == 200, r.text
+    wait_until(lambda: "team-b" in [w["name"] for w in b.get("/api/workspaces")], timeout=30)
+    r = b.http.put("/workspaces/team-b/api/endpoints/ep-on-b", json={})
+    assert r.status_code == 200, r.text
+    assert [e["name"] for e in a.get("/workspaces/team-b/api/endpoints")] == ["ep-on-b"]
+    assert a.get("/api/endpoints") == []   # the primary holds none of it
+    r = a.http.delete("/api/workspaces/team-b")
+    assert r.status_code == 200, r.text
+    wait_until(lambda: b.http.get("/workspaces/team-b/api/endpoints").status_code == 404, timeout=30)
+    assert [w["name"] for w in b.get("/api/workspaces")] == [a.get("/api/health")["workspace"]]

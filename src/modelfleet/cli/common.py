@@ -102,7 +102,7 @@ class Ctx:
         """Print a result; `kind` (endpoint, deployment, model, workspace, compute) adds Azure's `id`."""
         if kind is not None:
             from .resource_ids import with_ids
-            data = with_ids(data, kind, self.workspace_for_ids())
+            data = with_ids(data, kind, "" if kind == "workspace" else self.workspace_for_ids())   # names itself
         emit(data, self.output, columns, title, self.query)
 
     def workspace_for_ids(self) -> str:

@@ -90,7 +90,8 @@ def assignment() -> None:
     pass
 
 
-SCOPE_HELP = "/ (every workspace of the server) or /workspaces/NAME (default: this workspace)."
+SCOPE_HELP = ("/ (every workspace of the server) or /workspaces/NAME, or a workspace's Azure-shaped id "
+              "(default: this workspace).")
 
 
 @command(assignment, "create", help="Give a principal a built-in role (Reader, Contributor, Owner, "

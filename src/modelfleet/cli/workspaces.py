@@ -11,7 +11,8 @@ from ..domain.errors import Conflict, InvalidInput
 from .common import Ctx, command
 
 
-@click.group("workspace", help="Create, select and remove workspaces.")
+@click.group("workspace", help="Create, select and remove workspaces: folders on this machine, or with "
+                                "fleet login (or FLEET_SERVER) those the server hosts.")
 def workspace() -> None:
     pass
 
@@ -23,16 +24,25 @@ def _named(ctx: Ctx, name: str | None, verb: str) -> str:
     return name or ctx.workspace_name
 
 
-def _remote(ctx: Ctx, name: str | None) -> bool:
-    """With FLEET_SERVER or a login, the workspace is the one that server serves: shown (or refused) here."""
+def _remote() -> bool:
+    """With FLEET_SERVER or a login, workspaces are those the server hosts (its API); else folders here."""
     from ..client.accounts import Accounts
-    if not (os.environ.get("FLEET_SERVER") or Accounts().current()):
-        return False
-    served = ctx.fleet.workspace_name
-    if name not in (None, served):
-        raise InvalidInput(f"workspace {name!r}: the server at {ctx.fleet.connection.url} serves workspace {served!r}")
-    ctx.emit({"name": served, "server": ctx.fleet.connection.url, "current": True}, kind="workspace")
-    return True
+    return bool(os.environ.get("FLEET_SERVER") or Accounts().current())
+
+
+def _pick_remote(ctx: Ctx, name: str) -> dict:
+    """The login's workspace from now on (FLEET_SERVER keeps nothing: -w or FLEET_WORKSPACE say it)."""
+    import dataclasses
+
+    from ..client.accounts import Accounts
+    shown = ctx.fleet.workspaces.get(name)   # it exists, and the caller may see it
+    accounts = Accounts()
+    account = accounts.current()
+    if account is not None and not os.environ.get("FLEET_SERVER"):
+        accounts.save(dataclasses.replace(account, workspace=name))
+    elif name != ctx.fleet.workspace_requested:
+        ctx.notice(f"notice: with FLEET_SERVER nothing is remembered: give -w {name} (or FLEET_WORKSPACE) on each command")
+    return {**shown, "current": True}
 
 
 @command(workspace, "create", help="Create a workspace (fleet workspace create -w NAME).")
@@ -44,6 +54,11 @@ def _remote(ctx: Ctx, name: str | None) -> bool:
 def create(ctx: Ctx, name_, path, default_datastore):
     from ..client.datastores import load_document
     from ..schema.workspace import Workspaces
+    if _remote():
+        if path or default_datastore:
+            raise InvalidInput(f"--{'path' if path else 'default-datastore'}: a workspace on a server lives in the "
+                               "server's folder; give only --name")
+        return ctx.emit(ctx.fleet.workspaces.create(_named(ctx, name_, "create")), kind="workspace")
     document = load_document(default_datastore) if default_datastore else None   # read before creating anything
     wss = Workspaces()
     ws = wss.create(_named(ctx, name_, "create"), path)
@@ -65,8 +80,8 @@ def create(ctx: Ctx, name_, path, default_datastore):
 def set_(ctx: Ctx, name_):
     from ..schema.workspace import Workspaces
     name = _named(ctx, name_, "set")
-    if _remote(ctx, name):
-        return
+    if _remote():
+        return ctx.emit(_pick_remote(ctx, name), kind="workspace")
     ws = Workspaces().set_current(name)
     ctx.emit(ws.to_dict(ws.name), kind="workspace")
 
@@ -74,8 +89,8 @@ def set_(ctx: Ctx, name_):
 @command(workspace, "show", help="Show a workspace (default: the current one).")
 @click.option("--name", "-n", "name_", default=None, help="Workspace name (or -w NAME).")
 def show(ctx: Ctx, name_):
-    if _remote(ctx, name_ or ctx.workspace_name):
-        return
+    if _remote():
+        return ctx.emit(ctx.fleet.workspaces.get(name_ or ctx.fleet.workspace_name), kind="workspace")
     from ..client import launcher as process
     from ..schema.workspace import Workspaces
     wss = Workspaces()
@@ -89,6 +104,8 @@ def show(ctx: Ctx, name_):
 @command(workspace, "list", help="List workspaces.")
 def list_(ctx: Ctx):
     from ..schema.workspace import Workspaces
+    if _remote():
+        return ctx.emit(ctx.fleet.workspaces.list(), columns=["name", "current", "primary", "url"], kind="workspace")
     wss = Workspaces()
     current = wss.current_name()
     ctx.emit([w.to_dict(current) for w in wss.list()], columns=["name", "current", "path"], kind="workspace")
@@ -101,6 +118,11 @@ def delete(ctx: Ctx, name_, yes):
     from ..client import launcher as process
     from ..schema.workspace import Workspaces
     name = _named(ctx, name_, "delete")
+    if _remote():
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"Delete workspace {name!r} on {ctx.fleet.connection.server_wide('')} with all its "
+                          "models and endpoints?", abort=True)
+        return ctx.emit(ctx.fleet.workspaces.delete(name))
     wss = Workspaces()
     ws = wss.get(name)
     if process.read_info(ws) is not None:

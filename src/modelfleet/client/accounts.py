@@ -28,7 +28,7 @@ class Account:
     server: str
     token: str
     user: str = ""
-    workspace: str = ""
+    workspace: str = ""   # where commands go without -w: the server's primary at login, or `fleet workspace set`
     ca_bundle: str | None = None
 
     def shown(self, current: bool = False) -> dict:

@@ -47,17 +47,31 @@ def _error(status: int, body: Any, text: str) -> FleetError:
     return err
 
 
+def workspace_prefix(workspace: str | None) -> str:
+    """Where a server answers for one of the workspaces it hosts; "" for the one it was started on."""
+    return f"/workspaces/{workspace}" if workspace else ""
+
+
 class Connection:
-    def __init__(self, locate: Callable[[], Target], transport: httpx.BaseTransport | None = None):
+    def __init__(self, locate: Callable[[], Target], transport: httpx.BaseTransport | None = None,
+                 workspace: str | None = None):
+        """`workspace`: every request goes under that workspace's prefix on the server (None: the
+        server's primary workspace, unprefixed)."""
         self._locate = locate
         self._transport = transport
+        self.prefix = workspace_prefix(workspace)
         self._client: httpx.Client | None = None
         self._target: Target | None = None
         self._lock = threading.Lock()   # threads of one Fleet (apply's) find or start one server
 
     @property
     def url(self) -> str:
-        return self._target.url if self._target else "(not connected)"
+        return self._target.url + self.prefix if self._target else "(not connected)"
+
+    def server_wide(self, path: str) -> str:
+        """`path` on the server itself, not under the workspace's prefix (the workspaces it hosts)."""
+        self.client()
+        return self._target.url + path
 
     def client(self) -> httpx.Client:
         """The HTTP client for the server as it is now (located again: a restarted local server
@@ -68,7 +82,7 @@ class Connection:
             if self._client is None or target != self._target:
                 if self._client is not None:
                     self._client.close()
-                self._client = httpx.Client(base_url=target.url, transport=self._transport,
+                self._client = httpx.Client(base_url=target.url + self.prefix, transport=self._transport,
                                             timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                                             headers={"authorization": f"Bearer {target.token}"},
                                             verify=target.verify)

@@ -11,7 +11,8 @@
 
 Everything goes to the server over HTTP: the workspace's own server, started in the background
 on first need; a remote one (`FLEET_SERVER` and `FLEET_TOKEN`, `server=` and `token=`, or the
-server `fleet login` made current: client/accounts.py), its certificate checked against the CA
+server `fleet login` made current: client/accounts.py; `workspace=` then names one the server
+hosts, whose requests go under /workspaces/NAME), its certificate checked against the CA
 bundle given or REQUESTS_CA_BUNDLE / SSL_CERT_FILE (tls.py); or,
 in tests, any httpx transport (`transport=`: tests/inprocess.py runs the real API app through
 httpx.ASGITransport, no process and no port). The client opens no file of the workspace but the
@@ -40,6 +41,7 @@ from .identities import ActivityLogOperations, RoleAssignmentOperations, TokenOp
 from .models import ModelOperations
 from .schedules import ScheduleOperations
 from .server import ServerOperations
+from .workspaces import WorkspaceOperations
 
 if TYPE_CHECKING:
     import httpx
@@ -73,13 +75,14 @@ class Fleet:
         self.notice = notice or _notice_nothing
         server = server or os.environ.get("FLEET_SERVER") or None
         self.workspace: Workspace | None = None   # None: the server is elsewhere (its name: workspace_name)
+        self.workspace_requested: str | None = None
         account = None if server or transport else Accounts(Path(home) if home else None).current()
         if account is not None:   # fleet login's current server; FLEET_TOKEN may replace its token
             server, ca_bundle = account.server, ca_bundle or account.ca_bundle
+            workspace = workspace or account.workspace or None   # `fleet workspace set` picks it
             token = token or os.environ.get("FLEET_TOKEN") or account.token
         if server is None and transport is None:
-            self.workspaces = Workspaces(Path(home) if home else None)
-            self.workspace = self.workspaces.get(workspace)
+            self.workspace = Workspaces(Path(home) if home else None).get(workspace)
             self.connection = Connection(self._local_server)
         else:
             token = token or os.environ.get("FLEET_TOKEN")
@@ -89,7 +92,8 @@ class Fleet:
             url = (server or IN_PROCESS_URL).rstrip("/")
             verify = tls.trust(ca_bundle) if url.startswith("https:") and transport is None else True
             target = Target(url, token, verify, ca_bundle=str(ca_bundle) if ca_bundle else None)
-            self.connection = Connection(lambda: target, transport)
+            self.workspace_requested = workspace   # None: the server's primary workspace
+            self.connection = Connection(lambda: target, transport, workspace)
         self.models = ModelOperations(self)
         self.online_endpoints = EndpointOperations(self)
         self.online_deployments = DeploymentOperations(self)
@@ -103,6 +107,7 @@ class Fleet:
         self.tokens = TokenOperations(self)
         self.role_assignments = RoleAssignmentOperations(self)
         self.activity_log = ActivityLogOperations(self)
+        self.workspaces = WorkspaceOperations(self)   # those a server hosts (a remote server's)
 
     def _local_server(self) -> Target:
         """The workspace's server, started if it is not running (reads and writes alike)."""

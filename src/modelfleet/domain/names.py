@@ -13,6 +13,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ENDPOINT_RULE = "3-32 letters, digits or '-', starting with a letter, not ending with '-'"
 _ENDPOINT = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 
+WORKSPACE_RULE = "3-33 letters, digits, '-' or '_', starting with a letter or digit"   # Azure's
+_WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$")
+
 VERSION_RULE = "1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
 
 
@@ -85,3 +88,14 @@ class ModelRef:
         if self.version is not None:
             return f"{self.name}:{self.version}"
         return f"{self.name}@{self.label or 'latest'}"
+
+
+def check_workspace_name(value: str) -> str:
+    """A workspace made over the API: Azure's rule for workspace names."""
+    if not isinstance(value, str) or not _WORKSPACE.fullmatch(value):
+        bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "-_"))), None) \
+            if isinstance(value, str) else None
+        why = (f"has {bad!r}" if bad is not None else f"is {len(value)} characters long"
+               if isinstance(value, str) and not 3 <= len(value) <= 33 else "does not start with a letter or digit")
+        raise InvalidInput(f"invalid workspace name {value!r}: it {why}; use {WORKSPACE_RULE}")
+    return value

@@ -1,196 +1,119 @@
-"""The workspace server: one ASGI app for the control API and the gateway (process.py runs it).
+"""The server: one ASGI app on one port for every workspace it hosts (process.py runs it).
 
-Paths under /endpoints/ and /v2/ go to the gateway (over the server's own HTTP protocol,
-dataplane/wire.py, or its raw-ASGI entry); everything else to the control API.
+    /workspaces/NAME/...   that workspace (its /api, /endpoints, /v2), the prefix taken off
+    anything else          the primary: the workspace the server was started on
+
+A workspace nobody hosts here is a 404 naming it, the same answer as for a workspace the caller
+holds no role on (the control API's authorizer says that one), and its scoring paths answer as a
+workspace without that endpoint, so a name tells nothing.
+
+The server's HTTP protocol (dataplane/wire.py) hands scoring requests to the gateway `scoring`
+names without ASGI; this app's ASGI routing answers the rest (and, in process, everything).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import shutil
-import socket
 import uuid
 
+import orjson
 import uvicorn
 
-from ..backends.router import ComputeBackends
-from ..backends.local.backend import LocalBackend
-from ..backends.ray.backend import namespace_for
-from ..backends.shared.pool import SharedPool
-from ..store import Database
-from ..schema.workspace import Workspace
-from .telemetry.access_log import AccessLog
-from .http.api import build_api
-from .control.controller import Controller
-from .control.leadership import Leadership
-from ..store.leases import LeaseStore
-from .control.stores import Stores
-from .dataplane.gateway import Gateway
-from .dataplane.wire import is_dataplane
-from .control.heap import HeapKeeper
-from .telemetry.metrics import Metrics
-from .dataplane.routing import Router
 from ..schema.server_settings import ServerSettings
-from .telemetry.hooks import EventLog, Telemetry
-from .http import monitoring_api, servers_api
+from ..schema.workspace import Workspace
+from ..store import Database
+from .hosting import HostedWorkspaces
+from .http import workspaces_api
+from .http.auth import PREFIXED
+from .http.failed_attempts import FailedAttempts
+from .dataplane.gateway import Gateway
+from .dataplane.routing import Router
+from .telemetry.hooks import Telemetry
+from .dataplane.wire import is_scoring
+from .workspace_app import Server, WorkspaceApp
 
 log = logging.getLogger("modelfleet.server")
 
-PRUNE_EVERY_S = 10.0
-DISK_LOW_FRACTION, DISK_LOW_BYTES = 0.10, 1 << 30   # warn below the smaller of the two
-SOLE_SERVER_LEASE_S = 3600.0   # on SQLite: renewed every quarter of it
 IDLE_GRACE_S = 1.0  # at a stop, how long an idle keep-alive connection may still bring one request
+PREFIX = "/workspaces/"
 
 
 class ServerApp:
     def __init__(self, ws: Workspace, cfg: ServerSettings, port: int, token: str, joined: bool = False):
-        self.ws = ws
-        self.cfg = cfg
-        self.db = Database(cfg.database(ws))
-        self.server_id = str(uuid.uuid4())
-        self.router = Router()
-        local = LocalBackend(ws.logs_dir)
-        shared = SharedPool(local, ws.logs_dir / "shared", cfg.shared_workers, cfg.shared_worker_memory_bytes)
-        self.backend = ComputeBackends(local, self._compute, ws.logs_dir, namespace_for(ws.path), shared)
-        self.stores = Stores.of_workspace(ws, self.db)
-        self.controller = Controller(ws, self.stores, self.backend, self.router,
-                                     after_pass=HeapKeeper().after_pass)
-        # a server joined to a workspace folder another one runs from keeps its own access log
-        access_name = f"access-{os.getpid()}.log" if joined else "access.log"
-        access = AccessLog(ws.logs_dir / access_name if cfg.access_log else None, cfg.access_log_max_bytes,
-                           cfg.access_log_backups)
-        self.telemetry = Telemetry(Metrics(), access, self.controller.clock.now, self.controller.roster)
-        self.telemetry.metrics.admission_source = self._admission
-        self.telemetry.metrics.state_source = self._replica_counts
-        self.telemetry.metrics.usage_source = self.telemetry.replica_usage
-        self.gateway = Gateway(self.router, self.telemetry)
-        self.url = cfg.url(port)
-        self.token = token
-        self.controller.leading = False   # until the lease says otherwise (the first look is at startup)
-        self.leases = LeaseStore(self.db)
-        # SQLite serves one server, whose lease is renewed rarely: each renewal is a commit, and a
-        # commit makes the controller read every row again (SQLite's data_version cannot tell).
-        self.lease_s = cfg.lease_duration_s if self.db.is_postgresql else SOLE_SERVER_LEASE_S
-        self.leadership = Leadership(self.leases, self.server_id, self.lease_s, self.controller.clock,
-                                     self.controller.lead, self.controller.follow)
+        self.server = Server(str(uuid.uuid4()), cfg.url(port), cfg, token, joined,
+                             FailedAttempts(cfg.failed_token_attempts_per_minute))
+        self.primary = self._routed(WorkspaceApp(ws, Database(cfg.database(ws)), self.server))
+        self.hosting = HostedWorkspaces(self.primary, self._hosted, joined)
         self.draining = False
-        self.disk_low = False
-        self.api = build_api(self.controller, self.stores, self.token, self.url, cfg.host, cfg.allow_open_endpoints,
-                             self.telemetry, cfg.metrics_auth, lambda: self.draining,
-                             cfg.failed_token_attempts_per_minute)
-        servers_api.add_routes(self.api, self.leases, self.lease_s)   # fleet server list
-        # data collectors, data assets, monitors (docs/monitoring.md)
-        self.monitoring = monitoring_api.install(self.api, self.controller, self.db, self.stores.artifacts, ws.path,
-                                                 self.telemetry.metrics.registry, self.stores.datastores)
+        self._nowhere = Gateway(Router(), Telemetry())   # serves no endpoint
 
-    async def _others_alive(self) -> int:
-        """Other servers of the workspace that go on after this one stops (0 when unknown)."""
-        if not self.db.is_postgresql:
-            return 0   # SQLite serves one server
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(self.leases.others_alive, self.server_id,
-                                                            2 * self.lease_s), 5.0)
-        except Exception:
-            return 0
+    def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
+        return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))
 
-    def _admission(self):
-        for ep in self.router.table.endpoints.values():
-            for dep in ep.deployments.values():
-                yield ep.name, dep.name, dep.admission.inflight, len(dep.admission.waiters)
+    def scoring(self, path: str) -> tuple[Gateway, str] | None:
+        """The gateway that answers `path` and the path within its workspace, as `__call__` routes
+        it; None for the control API's paths."""
+        if path.startswith(PREFIX):
+            name, _, rest = path[len(PREFIX):].partition("/")
+            rest = "/" + rest
+            if not is_scoring(rest):
+                return None
+            app = self.hosting.app(name)
+            return (self._nowhere if app is None else app.gateway), rest
+        return (self.primary.gateway, path) if is_scoring(path) else None
 
-    def _replica_counts(self):
-        """Every deployment of an endpoint, and any other that still has replicas (draining after
-        its deletion), with its replicas by state."""
-        listed = [(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments]
-        for endpoint, name in dict.fromkeys([*listed, *self.controller.roster.deployments()]):
-            yield endpoint, name, self.controller.queries.replica_counts(endpoint, name)
-
-    async def _prune_telemetry(self) -> None:
-        while True:
-            self._check_disk()
-            await asyncio.sleep(PRUNE_EVERY_S)
-            live = {(ep.name, d) for ep in self.router.table.endpoints.values() for d in ep.deployments}
-            self.telemetry.prune(live | {(ep, "") for ep in self.router.table.endpoints})
-            self.controller.collection.forget(live)   # deleted deployments' collectors
-
-    def _check_disk(self) -> None:
-        """Warn (once, in server.log and the events) when the workspace's disk is nearly full: at
-        full, replicas and the server lose log lines but keep serving, while registering models
-        and changing deployments fail."""
-        try:
-            usage = shutil.disk_usage(self.ws.path)
-        except OSError:
-            return
-        low = usage.free < min(usage.total * DISK_LOW_FRACTION, DISK_LOW_BYTES)
-        if low and not self.disk_low:
-            log.warning("the workspace's disk is nearly full: %d MiB free of %d MiB at %s; when it is full, logs "
-                        "lose lines and registering models or changing deployments fails (serving goes on)",
-                        usage.free >> 20, usage.total >> 20, self.ws.path)
-        elif self.disk_low and not low:
-            log.warning("the workspace's disk has room again: %d MiB free", usage.free >> 20)
-        self.disk_low = low
-
-    def _observe(self, on: bool) -> None:
-        """Hook the telemetry into replica state changes and the server's warnings (or unhook it)."""
-        root = logging.getLogger("modelfleet")
-        if on:
-            self.controller.listeners.append(self.telemetry.replica_changed)
-            self._events = EventLog(self.telemetry)
-            root.addHandler(self._events)
-        else:
-            with contextlib.suppress(ValueError):
-                self.controller.listeners.remove(self.telemetry.replica_changed)
-            root.removeHandler(self._events)
-            self.telemetry.close()
-
-    def _compute(self, name: str) -> dict | None:
-        """A compute's row (address, auth token), read when its first replica starts."""
-        from ..domain.errors import NotFound
-        try:
-            return self.stores.computes.get(name)
-        except NotFound:
-            return None
+    def _routed(self, app: WorkspaceApp) -> WorkspaceApp:
+        """The server-wide routes every workspace's API has: the hosted workspaces."""
+        workspaces_api.add_routes(app.api, lambda: self.hosting)
+        app.api.state.hosts = lambda name: self.hosting.app(name) is not None   # role assignments' scopes
+        return app
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
         if kind == "http":
             if self.draining:
                 send = _closing(send)
-            if is_dataplane(scope["path"]):
-                return await self.gateway(scope, receive, send)
-            return await self.api(scope, receive, send)
+            path = scope["path"]
+            if path.startswith(PREFIX):
+                name, _, rest = path[len(PREFIX):].partition("/")
+                app = self.hosting.app(name)
+                prefix = PREFIX + name
+                scope = {**scope, "path": "/" + rest, "raw_path": scope.get("raw_path", b"")[len(prefix):] or None,
+                         "root_path": scope.get("root_path", "") + prefix}
+                if app is None:   # scoring gets the answers of a workspace without that endpoint
+                    return await (self._nowhere(scope, receive, send) if is_scoring(scope["path"])
+                                  else _not_found(send, name))
+                if app is not self.primary:   # the primary's name is no secret: /api/identity says it
+                    scope[PREFIXED] = name
+                return await app(scope, receive, send)
+            return await self.primary(scope, receive, send)
         if kind == "lifespan":
             while True:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
                     try:
-                        self._observe(True)
-                        self._warming = asyncio.ensure_future(self.backend.warm())
-                        self._pruning = asyncio.ensure_future(self._prune_telemetry())
-                        await asyncio.to_thread(self.leases.register, self.server_id, self.url,
-                                                socket.gethostname(), os.getpid())
-                        await self.leadership.start()
-                        await self.controller.start()
-                        self.monitoring.start()
+                        await self.primary.start()
+                        await self.hosting.start()
                     except Exception as e:
                         log.exception("startup failed")
                         await send({"type": "lifespan.startup.failed", "message": str(e)})
                         return
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
-                    self._pruning.cancel()
-                    await self.monitoring.stop()
-                    others = await self._others_alive()
-                    await self.controller.stop(hand_over=others > 0)
-                    await self.leadership.stop()
-                    self.controller.collection.close()   # writes what is still queued
-                    self._observe(False)
+                    hand_over = await self.primary._others_alive() > 0
+                    await self.hosting.stop(hand_over)
+                    await self.primary.stop(hand_over)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        return await self.api(scope, receive, send)
+        return await self.primary.api(scope, receive, send)
+
+
+async def _not_found(send, name: str) -> None:
+    body = orjson.dumps({"error": {"code": "not_found", "message": f"workspace {name!r} not found"}})
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _closing(send):
@@ -216,6 +139,8 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         self.fleet_app.draining = True
+        for workspace in [self.fleet_app.primary, *self.fleet_app.hosting.apps.values()]:
+            workspace.draining = True   # logs followed end
         for server in self.servers:
             server.close()
         for sock in sockets or []:

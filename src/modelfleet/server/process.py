@@ -120,13 +120,13 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     if not cfg.allow_open_endpoints and not loopback:
         # Endpoints made open while the server listened on loopback must not become open to
         # the network just because the server restarts on another address.
-        open_eps = [e["name"] for e in app.stores.serving.endpoints() if e["spec"].get("auth_mode") == "none"]
+        open_eps = app.hosting.open_endpoints()
         if open_eps:
             sock.close()
-            app.db.close()
+            app.primary.db.close()
             raise FleetError(f"refusing to listen on {host}: endpoint {', '.join(open_eps)} has auth_mode none; "
                              "listen on 127.0.0.1, give it auth_mode key, or pass --allow-open-endpoints")
-    first_token = first_admin.bootstrap(app.stores.identities, ws.first_admin_token_file)
+    first_token = first_admin.bootstrap(app.primary.stores.identities, ws.first_admin_token_file)
     if first_token is not None:   # the workspace's first start: nobody to sign in as yet
         first_admin.announce(first_token, ws.first_admin_token_file)
     if not joined:   # a joined server changes none of the workspace's settings
@@ -134,9 +134,9 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
             settings.update(ws, **{**changes, "port": port})  # the address is kept from now on
         except FleetError as e:
             log.warning("could not save the server settings: %s", e.message)
-    info = {"pid": os.getpid(), "host": host, "port": port, "url": app.url, "token": token,
+    info = {"pid": os.getpid(), "host": host, "port": port, "url": app.server.url, "token": token,
             "started_at": time.time(), "workspace": ws.name, "ssl_certfile": cfg.ssl_certfile,
-            "server_id": app.server_id}
+            "server_id": app.server.id}
     info_file = joined_file(ws, os.getpid()) if joined else ws.server_file
     info_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(info_file, orjson.dumps(info), mode=0o600)
@@ -155,7 +155,7 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     try:
         server.run(sockets=[sock])
     finally:
-        app.db.close()   # the last connection: SQLite folds its write-ahead log into the file
+        app.primary.db.close()   # the last connection: SQLite folds its write-ahead log into the file
         with contextlib.suppress(OSError):
             current = orjson.loads(info_file.read_bytes())
             if current.get("pid") == os.getpid():

@@ -181,9 +181,18 @@ replicas = sa.Table(
     sa.Index("ix_replicas_endpoint_deployment", "endpoint", "deployment"),
 )
 
+# The workspaces a server hosts besides its own (docs/workspaces.md): rows in the primary's store only.
+hosted_workspaces = sa.Table(
+    "hosted_workspaces", metadata,
+    sa.Column("name", sa.String(33), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),            # creating, ready, deleting
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
 # What the running servers keep for themselves, not part of a workspace: `workspace migrate` copies
 # none of it, and a database holding only these rows holds no workspace.
-SERVER_STATE = (servers, leases, replicas)
+SERVER_STATE = (servers, leases, replicas, hosted_workspaces)
 
 # -- model monitoring (docs/monitoring.md) ---------------------------------------------------
 

@@ -35,9 +35,13 @@ class Stores:
     activity: ActivityStore      # who changed what
 
     @classmethod
-    def of_workspace(cls, ws: Workspace, db: Database) -> Stores:
+    def of_workspace(cls, ws: Workspace, db: Database, server: Stores | None = None,
+                     settings: server_settings.ServerSettings | None = None) -> Stores:
+        """A workspace's stores; a workspace hosted beside the primary (`server`: the primary's
+        stores) shares its identities and activity log, and its server's `settings`."""
         artifacts = ArtifactStore(ws.artifacts)
         datastores = Datastores(DatastoreStore(db, SecretBox(ws.datastore_key)), artifacts)
+        policy = Policy.of_settings(settings or server_settings.load(ws))
         return cls(db, ServingStore(db), ComputeStore(db), artifacts, Registry(db, artifacts, datastores),
-                   Environments.of_workspace(ws, db, Policy.of_settings(server_settings.load(ws))),
-                   ReplicaStore(db), datastores, IdentityStore(db), ActivityStore(db))
+                   Environments.of_workspace(ws, db, policy), ReplicaStore(db), datastores,
+                   server.identities if server else IdentityStore(db), server.activity if server else ActivityStore(db))

@@ -3,7 +3,8 @@
 uvicorn's httptools protocol turns every request into an ASGI scope, a request-response cycle,
 receive and send coroutines, header checks and two writes per answer: most of the gateway's CPU
 per request (docs/benchmarks.md). `wire_protocol` subclasses it. Requests for the data plane
-(`/endpoints/...`, `/v2...`: `is_dataplane`) become a `WireExchange` (exchange.py) that the
+(`/endpoints/...`, `/v2...`: `is_scoring`, within a workspace's prefix or not: the app's
+`scoring` names the gateway) become a `WireExchange` (exchange.py) that the
 gateway reads and answers in one `transport.write`; every other request takes uvicorn's own ASGI
 path to the control API, unchanged. Both kinds may share a connection: they are answered in
 order (pipelining), through uvicorn's queue of pending requests.
@@ -35,8 +36,8 @@ BUFFER_BYTES = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def is_dataplane(path: str) -> bool:
-    """Whether a (decoded) path is the gateway's rather than the control API's."""
+def is_scoring(path: str) -> bool:
+    """The gateway's paths (decoded, within a workspace); the control API has the rest."""
     return path.startswith("/endpoints/") or path == "/v2" or path.startswith("/v2/")
 
 
@@ -45,11 +46,12 @@ class WireExchange:
     `cycle`, so it has what uvicorn's protocol and the server's drain read of one:
     response_complete, keep_alive, disconnected, and message_event.set() (wakes a body read)."""
 
-    __slots__ = ("method", "path", "headers", "client", "trace", "responded", "response_complete", "keep_alive",
-                 "disconnected", "_conn", "_chunks", "_size", "_complete", "_limit", "_waiter", "_continue")
+    __slots__ = ("gateway", "method", "path", "headers", "client", "trace", "responded", "response_complete",
+                 "keep_alive", "disconnected", "_conn", "_chunks", "_size", "_complete", "_limit", "_waiter", "_continue")
 
-    def __init__(self, conn: "HttpToolsProtocol", method: str, path: str, headers: dict, keep_alive: bool,
+    def __init__(self, conn: "HttpToolsProtocol", gateway, method: str, path: str, headers: dict, keep_alive: bool,
                  expect_continue: bool):
+        self.gateway = gateway   # the workspace's that the path names
         self.method, self.path, self.headers, self.client = method, path, headers, conn.client
         self.keep_alive, self._continue, self._conn = keep_alive, expect_continue, conn
         self.trace = None
@@ -134,9 +136,10 @@ class WireExchange:
 
 
 def wire_protocol(app) -> type:
-    """uvicorn's httptools protocol, answering data-plane requests through `app.gateway.handle`
-    (`app.draining`: answers close their connections)."""
-    gateway = app.gateway
+    """uvicorn's httptools protocol, answering a scoring request through the gateway
+    `app.scoring(path)` names, (gateway, path within its workspace) or None for the control API's
+    (server/app.py); `app.draining`: answers close their connections."""
+    scoring = app.scoring
     head_cache: list = [None, b""]   # uvicorn's default headers (date, server), and their bytes
 
     class WireProtocol(HttpToolsProtocol):
@@ -164,12 +167,14 @@ def wire_protocol(app) -> type:
             path = (url if query < 0 else url[:query]).decode("ascii")
             if "%" in path:
                 path = unquote(path)
-            if not is_dataplane(path) or parser.should_upgrade():
+            found = None if parser.should_upgrade() else scoring(path)
+            if found is None:
                 self._asgi_scope()
                 return super().on_headers_complete()
+            gateway, path = found
             keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-            ex = WireExchange(self, parser.get_method().decode("ascii"), path, dict(self.headers), keep_alive,
-                              self.expect_100_continue)
+            ex = WireExchange(self, gateway, parser.get_method().decode("ascii"), path, dict(self.headers),
+                              keep_alive, self.expect_100_continue)
             current, self.cycle = self.cycle, ex
             if current is None or current.response_complete:
                 self._start_wire(ex)
@@ -250,7 +255,7 @@ def wire_protocol(app) -> type:
             self.tasks.add(task)
 
         async def _answer(self, ex: WireExchange) -> None:
-            await gateway.handle(ex)
+            await ex.gateway.handle(ex)
             if not ex.responded and not ex.disconnected:   # handle answers every request it keeps
                 log.error("the gateway gave no answer to %s %s", ex.method, ex.path)
                 self.transport.close()

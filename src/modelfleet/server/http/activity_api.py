@@ -22,7 +22,7 @@ from ...files import logfmt
 from ...store.activity import Activity, ActivityStore
 from ...store.db import utcnow
 from ..telemetry.access_log import activity_line
-from .auth import AUDIT, Audit
+from .auth import AUDIT, PREFIXED, Audit
 
 log = logging.getLogger("modelfleet.activity")
 
@@ -71,7 +71,7 @@ class ActivityRecorder:
         client = scope.get("client")
         entry = Activity(at=utcnow(), caller=audit.caller or "(unauthenticated)",
                          operation=audit.action or f"{scope['method']} (no action declared)",
-                         resource=scope["path"].removeprefix("/api/")[:RESOURCE_CHARS],
+                         resource=_resource(scope)[:RESOURCE_CHARS],
                          status="Succeeded" if status < 400 else "Failed", http_status=status,
                          client=client[0] if client else "", correlation_id=scope[REQUEST_ID],
                          message=message[:MESSAGE_CHARS] if message else None)
@@ -80,6 +80,13 @@ class ActivityRecorder:
         except Exception:   # the answer still goes out; the gap is in server.log
             log.exception("could not append to the activity log: %s %s by %s", entry.operation, entry.resource,
                           entry.caller)
+
+
+def _resource(scope) -> str:
+    """What was changed: models/iris/versions/3, and workspaces/NAME/... for a request under a
+    workspace's prefix."""
+    path = scope["path"].removeprefix("/api/")
+    return f"workspaces/{scope[PREFIXED]}/{path}" if PREFIXED in scope else path
 
 
 def _is_change(audit: Audit, method: str) -> bool:

@@ -100,9 +100,11 @@ class OffLoop:
 def build_api(controller: Controller, stores: Stores, token: str, public_url: str, host: str = "127.0.0.1",
               force_open: bool = False, telemetry: Telemetry | None = None, metrics_auth: str = "auto",
               draining: Callable[[], bool] = lambda: False,
-              failed_token_attempts_per_minute: int = settings.ServerSettings().failed_token_attempts_per_minute
-              ) -> FastAPI:
-    """The API app; `token` is the launcher's (run/server.json): the first admin's."""
+              failed_token_attempts_per_minute: int = settings.ServerSettings().failed_token_attempts_per_minute,
+              attempts: FailedAttempts | None = None, hosted: bool = False) -> FastAPI:
+    """The API app; `token` is the launcher's (run/server.json): the first admin's. Workspaces
+    hosted on one server share one count of failed `attempts`; `public_url` names the workspace's
+    prefix (/workspaces/NAME) for all but the primary; a `hosted` one has no server settings."""
     serving, registry = stores.serving, stores.registry
     store = OffLoop(serving)
     computes = stores.computes
@@ -110,7 +112,7 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     loopback = is_loopback(host)
     metrics_open = metrics_auth == "none" or (metrics_auth == "auto" and loopback)
     authorizer = Authorizer(stores.identities, controller.ws.name, token,
-                            FailedAttempts(failed_token_attempts_per_minute),
+                            attempts or FailedAttempts(failed_token_attempts_per_minute),
                             frozenset({"/metrics"}) if metrics_open else frozenset())
     app = FastAPIOffline(title="modelfleet", version=__version__, description=openapi.DESCRIPTION,
                          swagger_ui_parameters={"persistAuthorization": True}, redoc_url=None,
@@ -329,13 +331,20 @@ def build_api(controller: Controller, stores: Stores, token: str, public_url: st
     add_computes(app, computes, controller.ws.logs_dir, deps)
     add_datastores(app, stores.datastores, deps)
 
+    def server_settings_here() -> None:
+        if hosted:   # the server's, shared by every workspace it hosts: not a hosted workspace's to change
+            raise Conflict(f"workspace {controller.ws.name!r} uses its server's settings: show or change them "
+                           "on the server's primary workspace")
+
     @app.get("/api/server/settings", dependencies=deps)
     async def get_settings() -> dict:
+        server_settings_here()
         return (await asyncio.to_thread(settings.load, controller.ws)).shown()   # a password hidden
 
     @app.patch("/api/server/settings", dependencies=deps)
     async def change_settings(changes: dict) -> dict:
         """Saved for the next start, as `fleet server configure` saves them."""
+        server_settings_here()
         if any(v is not None and not isinstance(v, (str, int, float, bool)) for v in changes.values()):
             raise InvalidInput("server settings: each value is a string, a number or a boolean")
         return (await asyncio.to_thread(lambda: settings.update(controller.ws, **changes))).shown()

@@ -25,6 +25,7 @@ from .permissions import SERVER, Permission, permission
 
 FIRST_ADMIN = "admin"   # the principal bootstrapped at the first start, Owner at /
 AUDIT = "modelfleet.audit"   # the scope key where the activity log middleware reads what was decided
+PREFIXED = "modelfleet.workspace"   # the scope key: the request came under a hosted /workspaces/NAME (server/app.py)
 
 
 @dataclass
@@ -80,6 +81,10 @@ class Authorizer:
                 self.attempts.failed(address)
             raise Unauthorized("missing, invalid, expired or revoked token (Authorization: Bearer <token>)")
         audit.caller = name
+        if PREFIXED in request.scope and (perm.scope == SERVER or not perm.role_needed):
+            # a server-wide route under a workspace's prefix: the prefix must not tell that it exists
+            if not await asyncio.to_thread(self.identities.roles_at, name, workspace_scope(self.workspace)):
+                raise NotFound(f"workspace {self.workspace!r} not found")
         if not perm.role_needed:
             return Caller(name)
         if not roles and perm.scope != SERVER:

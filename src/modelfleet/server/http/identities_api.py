@@ -59,16 +59,21 @@ def add_routes(app: FastAPI, identities: IdentityStore, authorizer: Authorizer) 
     signed_in = Depends(authorizer)
 
     def scope_of(given: str | None) -> str:
-        """`/`, this workspace by name or `/workspaces/NAME` (or an Azure id ending so); None: here."""
+        """`/`, this workspace by name, or `/workspaces/NAME` (or an Azure id ending so) of a
+        workspace the server hosts; None: here."""
         if given is None or given.strip() in ("", here, authorizer.workspace):
             return here
-        value = given.strip()
-        if value == ROOT_SCOPE:
+        value = given.strip().rstrip("/")
+        if value in ("", ROOT_SCOPE):
             return ROOT_SCOPE
-        if value.rstrip("/").endswith(here):
+        _, marker, name = value.rpartition("/workspaces/")
+        hosted = getattr(app.state, "hosts", None)   # the server's hosted workspaces (server/app.py)
+        if marker and name == authorizer.workspace:
             return here
-        raise InvalidInput(f"--scope {given!r}: use / (the whole server) or /workspaces/{authorizer.workspace} "
-                           "(the workspace this server holds)")
+        if marker and "/" not in name and hosted is not None and hosted(name):
+            return workspace_scope(name)
+        raise InvalidInput(f"--scope {given!r}: use / (the whole server) or /workspaces/NAME of a workspace the "
+                           f"server hosts (here: /workspaces/{authorizer.workspace})")
 
     async def whose(caller: Caller, principal: str | None, verb: str) -> str:
         """Whose tokens: the caller's own, or another's when the caller may manage principals."""
@@ -139,10 +144,13 @@ def add_routes(app: FastAPI, identities: IdentityStore, authorizer: Authorizer) 
                 for r in sorted(BUILT_IN_ROLES.values(), key=lambda r: r.name)]
 
     @app.get("/api/role-assignments")
-    async def list_assignments(assignee: str | None = None, scope: str | None = None) -> list[dict]:
+    async def list_assignments(assignee: str | None = None, scope: str | None = None,
+                               caller: Caller = signed_in) -> list[dict]:
         """Assignments that apply here: at this workspace and at /; `scope` narrows to one."""
-        rows = await asyncio.to_thread(identities.assignments, assignee)
         wanted = {here, ROOT_SCOPE} if scope is None else {scope_of(scope)}
+        for other in wanted - {here, ROOT_SCOPE}:   # another workspace's: read there
+            await authorizer.require(caller, f"{ROLE_ASSIGNMENTS}/read", other)
+        rows = await asyncio.to_thread(identities.assignments, assignee)
         return [assignment_view(r) for r in rows if r["scope"] in wanted]
 
     @app.post("/api/role-assignments")

@@ -2,8 +2,8 @@
 
 A route missing here is refused to everyone (deny by default), and a test walks `app.routes` to
 keep the table whole. An action may name the route's path parameters (`{kind}`). The scope is the
-server's workspace (`/workspaces/NAME`, where roles held at `/` count too) or the server itself
-(`/`: users and service principals, which every workspace shares).
+workspace the request is for (`/workspaces/NAME`, where roles held at `/` count too) or the server
+itself (`/`: users, service principals and the hosted workspaces, which every workspace shares).
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/role-assignments"): Permission(f"{ROLE_ASSIGNMENTS}/write"),
     ("DELETE", "/api/role-assignments"): Permission(f"{ROLE_ASSIGNMENTS}/delete"),
     ("GET", "/api/activity-log"): Permission(ACTIVITY_LOG_READ),
+    # the workspaces a server hosts: listed and shown to those with a role on each (checked by the
+    # route), made at /, deleted by those allowed at the workspace (checked by the route)
+    ("GET", "/api/workspaces"): Permission(action("", "read"), SERVER, role_needed=False),
+    ("PUT", "/api/workspaces/{name}"): Permission(action("", "write"), SERVER),
+    ("GET", "/api/workspaces/{name}"): Permission(action("", "read"), SERVER, role_needed=False),
+    ("DELETE", "/api/workspaces/{name}"): Permission(action("", "delete"), SERVER, role_needed=False),
 }
 
 

@@ -15,7 +15,7 @@ from modelfleet.schema.deployment_settings import Batching, RequestSettings, Res
 from modelfleet.server.dataplane.connections import Limits, guarded_protocol
 from modelfleet.server.dataplane.gateway import Gateway
 from modelfleet.server.dataplane.routing import DeploymentSnapshot, EndpointSnapshot, Router, RoutingTable
-from modelfleet.server.dataplane.wire import is_dataplane, wire_protocol
+from modelfleet.server.dataplane.wire import is_scoring, wire_protocol
 
 from tests.fakes import FakeReplica, until
 
@@ -52,10 +52,13 @@ class Front:
         self.draining = False
         self.asgi_paths: list[str] = []
 
+    def scoring(self, path: str):
+        return (self.gateway, path) if is_scoring(path) else None
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        assert not is_dataplane(scope["path"])
+        assert not is_scoring(scope["path"])
         self.asgi_paths.append(scope["path"])
         body = b"control " + scope["path"].encode()
         await send({"type": "http.response.start", "status": 200,

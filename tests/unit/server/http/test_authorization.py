@@ -71,7 +71,7 @@ def test_every_route_declares_its_azure_action(tmp_path):
     from modelfleet.server.app import ServerApp
     ws = Workspace("routes", tmp_path / "ws")
     ws.path.mkdir(parents=True)
-    app = ServerApp(ws, server_settings.merged(ws, {}), 0, "launcher-token")
+    app = ServerApp(ws, server_settings.merged(ws, {}), 0, "launcher-token").primary
     try:
         routes = [(m, r.path_format) for r in app.api.routes if isinstance(r, APIRoute) for m in r.methods]
     finally:
