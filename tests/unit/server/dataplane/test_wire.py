@@ -53,6 +53,9 @@ class Front:
         self.asgi_paths: list[str] = []
 
     def scoring(self, path: str):
+        """As server/app.py's: a workspace's prefix (here: /workspaces/w) taken off."""
+        if path.startswith("/workspaces/w/"):
+            path = path[len("/workspaces/w"):]
         return (self.gateway, path) if is_scoring(path) else None
 
     async def __call__(self, scope, receive, send):
@@ -268,6 +271,10 @@ def test_errors_and_other_paths():
         assert (await response(reader))[0] == 405
         writer.write(b"GET /endpointsX HTTP/1.1\r\nhost: x\r\n\r\n")
         assert (await response(reader))[::2] == (200, b"control /endpointsX")
+        writer.write(post(b"[9]", "/workspaces/w/endpoints/ep/score"))   # under a workspace's prefix
+        assert (await response(reader))[::2] == (200, b"[9]")
+        writer.write(b"GET /workspaces/w/api/x HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await response(reader))[::2] == (200, b"control /workspaces/w/api/x")
         writer.close()
     run(scenario)
 
