@@ -115,7 +115,8 @@ class WireExchange:
         conn = self._conn
         if conn.flow.write_paused and not self.disconnected:
             await conn.flow.drain()
-        if self.disconnected:
+        transport = conn.transport
+        if self.disconnected or transport.is_closing():   # gone (uvicorn marks only the newest request)
             return
         keep = self.keep_alive and self._complete and not conn.server_app.draining
         parts = [STATUS_LINE[status], conn.default_head(), b"content-type: ", content_type,
@@ -127,7 +128,6 @@ class WireExchange:
         parts.append(b"\r\n")
         if self.method != "HEAD":
             parts.append(body)
-        transport = conn.transport
         transport.write(b"".join(parts))
         self.response_complete = True
         if not keep:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 import uvicorn
@@ -84,6 +85,7 @@ async def serving(max_body: int, idle_timeout_s: float):
     config = uvicorn.Config(front, host="127.0.0.1", port=0, http=protocol, lifespan="off", log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
+    front.server = server
     task = asyncio.ensure_future(server.serve())
     await until(lambda: server.started or task.done())
     port = server.servers[0].sockets[0].getsockname()[1]
@@ -225,6 +227,24 @@ def test_a_client_that_leaves_while_its_model_call_runs_costs_the_server_nothing
         assert (await response(reader))[2] == b"[2]"
         writer.close()
     run(scenario)
+
+
+def test_a_client_that_leaves_with_requests_pipelined_leaves_no_error(caplog):
+    async def scenario(front, replica, port):
+        replica.hold = True
+        reader, writer = await connect(port)
+        writer.write(post(b"[1]") + post(b"[2]"))
+        await until(lambda: replica.bodies)
+        writer.close()
+        await until(lambda: not front.server.server_state.connections)
+        replica.answer_all(b"[late]")   # the first request's answer has nowhere to go
+        replica.hold = False
+        reader, writer = await connect(port)
+        writer.write(post(b"[3]"))
+        assert (await response(reader))[2] == b"[3]"
+        writer.close()
+    run(scenario)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_an_oversized_body_gets_413_and_the_connection_closes():
