@@ -47,7 +47,7 @@ quickstart: install
 test test-fast: export PYTHONNODEBUGRANGES := 1
 
 test: install system-packages npm-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -76,7 +76,7 @@ class Front:
         self.draining = False
 
     def scoring(self, path: str):
-        return (self.gateway, path) if is_scoring(path) else None
+        return (self.gateway.handle, path) if is_scoring(path) else None
 
     async def __call__(self, scope, receive, send):
         if is_scoring(scope["path"]):

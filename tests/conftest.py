@@ -69,6 +69,17 @@ def fleet_in(home: Path):
             _stop_servers(home)
 
 
+@contextlib.contextmanager
+def endpoints_deleted(fleet):
+    """A test on a module's shared workspace (each test makes endpoints of its own names): the
+    endpoints are deleted after it, so the next test starts among no replicas of others."""
+    try:
+        yield fleet
+    finally:
+        for endpoint in fleet.online_endpoints.list():
+            fleet.online_endpoints.delete(endpoint["name"])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_uv_cache(tmp_path_factory):
     """One uv package cache for the session (every test has its own FLEET_HOME): environments

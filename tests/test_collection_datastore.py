@@ -1,8 +1,9 @@
 """Collected data in the workspace's default datastore, end to end: a real server, Azurite on
-127.0.0.1, a deployment collecting by the minute. Each closed window's files land in the container
-under Azure's layout; with the store stopped every request is still answered, the failed uploads
-are counted and the files arrive once it is back; a monitor and `fleet data` read the window by
-its azureml:// path, from the store once the workspace's copy is gone."""
+127.0.0.1, a deployment collecting by the minute. A stopping server's writer puts its files in the
+container under Azure's layout, windows open or not (so the test stops the server rather than
+wait for a minute to end); with the store stopped every request is still answered, the failed
+uploads are counted and the files arrive once it is back; a monitor and `fleet data` read the
+window by its azureml:// path, from the store once the workspace's copy is gone."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ pytestmark = pytest.mark.slow
 
 ENDPOINT, DEPLOYMENT = "collect-ep", "blue"
 PREFIX = f"modelDataCollector/{ENDPOINT}/{DEPLOYMENT}/model_inputs/"
-WINDOW_S = 130   # a minute window closes, then its files go up (the uploader's grace and pace)
 
 
 def _metric(api: str, name: str) -> float:
     text = httpx.get(f"{api}/metrics", timeout=30).text
     return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
                if s.name == name and s.labels.get("deployment") == DEPLOYMENT)
+
+
+def _marker(ws, name: str):
+    return (ws / name).with_name(f".{name.rsplit('/', 1)[-1]}.uploaded")
 
 
 def _local(ws) -> set[str]:
@@ -57,7 +61,7 @@ create_monitor:
 """
 
 
-def test_collected_windows_go_to_the_default_datastore_survive_its_outage_and_are_read_back(
+def test_collected_files_go_to_the_default_datastore_survive_its_outage_and_are_read_back(
         fleet, azurite, models_dir, tmp_path):  # noqa: F811
     store = container(azurite, "workspace")
     run_cli("datastore", "create", "-f", str(blob_yaml(tmp_path / "ws.yml", azurite, "ws_store", "workspace")),
@@ -67,39 +71,56 @@ def test_collected_windows_go_to_the_default_datastore_survive_its_outage_and_ar
     fleet.online_deployments.create(DEPLOYMENT, ENDPOINT, "iris:1", data_collector={
         "collections": {"model_inputs": {"enabled": True}}, "rolling_rate": "minute"})
     ws = fleet.workspace.path
-    api = json.loads(fleet.workspace.server_file.read_text())["url"]
-    url = fleet.online_endpoints.get(ENDPOINT)["scoring_uri"]
     key = fleet.online_endpoints.get_keys(ENDPOINT)["primaryKey"]
     sent = 0
 
-    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
-        def score() -> None:
-            nonlocal sent
-            r = client.post(url, json={"data": IRIS_ROWS})
-            assert r.status_code == 200, r.text   # whatever the store does
-            sent += len(IRIS_ROWS)
+    def stored() -> set[str]:
+        return {b.name for b in store.list_blobs(name_starts_with=PREFIX)}
 
-        # a closed window's files are in the container, named as in the workspace's folder
-        score()
+    with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+        def start() -> str:
+            """Start the server again; its API's URL once the deployment serves again."""
+            api = fleet.server.start()[0]["url"]
+            wait_until(lambda: scored(refused_ok=True), timeout=60)
+            return api
+
+        def scored(refused_ok: bool = False) -> bool:
+            """One request answered 200 (and its rows counted as sent); `refused_ok` while starting."""
+            nonlocal sent
+            r = client.post(fleet.online_endpoints.get(ENDPOINT)["scoring_uri"], json={"data": IRIS_ROWS})
+            if r.status_code == 200:
+                sent += len(IRIS_ROWS)
+            elif not refused_ok:
+                raise AssertionError(r.text)   # whatever the store does
+            return r.status_code == 200
+
+        # a stopped writer's files are in the container, named as in the workspace's folder
+        scored()
         wait_until(lambda: _local(ws), timeout=60)
         first = _local(ws)
-        wait_until(lambda: first <= {b.name for b in store.list_blobs(name_starts_with=PREFIX)}, timeout=WINDOW_S)
+        fleet.server.stop()   # its writer uploads every file it wrote, window open or not
+        assert first <= stored()
         name = sorted(first)[0].split("/")
         assert len(name) == 10 and [len(p) for p in name[4:9]] == [4, 2, 2, 2, 2]   # yyyy/MM/dd/HH/mm/<file>
-        assert (ws / "/".join(name[:-1]) / f".{name[-1]}.uploaded").exists()
+        assert all(_marker(ws, p).exists() for p in first)
+        start()
 
         # the store stops: requests go on being answered and collected; failed uploads are counted
         azurite.stop()
-        wait_until(lambda: score() or _metric(api, "modelfleet_collection_upload_failures_total") > 0,
-                   timeout=WINDOW_S, interval=0.5)
-    waiting = _local(ws) - first
-    assert waiting and sum(1 for p in ws.rglob(".*.uploaded")) == len(first)   # kept on disk, not uploaded
+        wait_until(lambda: scored() and _local(ws) - first, timeout=60)
+        fleet.server.stop()   # its writer cannot upload: the files wait on disk
+        left = _local(ws) - first
+        api = start()   # the next writer tries the files left at once
+        wait_until(lambda: scored() and _metric(api, "modelfleet_collection_upload_failures_total") > 0,
+                   timeout=60, interval=0.5)
+        assert left and not any(_marker(ws, p).exists() for p in left)   # kept on disk, not uploaded
 
-    # back: every file written meanwhile arrives, nothing lost
-    azurite.start()
-    wait_until(lambda: _local(ws) <= {b.name for b in store.list_blobs(name_starts_with=PREFIX)},
-               timeout=WINDOW_S + 60, interval=0.5)
-    assert _metric(api, "modelfleet_collection_uploaded_files_total") >= len(first)
+        # back: the files left before arrive (counted), then a stop sends the rest: nothing lost
+        azurite.start()
+        wait_until(lambda: scored() and left <= stored() and
+                   _metric(api, "modelfleet_collection_uploaded_files_total") >= len(left), timeout=120, interval=0.5)
+    fleet.server.stop()
+    assert _local(ws) <= stored()
 
     # read back by the azureml:// path, from the store alone once the workspace's copy is gone
     reference = tmp_path / "reference.csv"

@@ -1,11 +1,15 @@
 """Endpoints on a real Ray cluster on 127.0.0.1: serving, rollouts and faults, as on local compute.
 
-Every test owns its cluster (`fleet compute create`, a head with token auth) and stops every
-process of it by pid at teardown, the second node's too.
+The tests that only serve on a cluster share one workspace and cluster (`fleet compute create`,
+a head with token auth; a start costs seconds), each with endpoints of its own, deleted after it.
+A test that stops its cluster, or runs the seed scripts in a workspace of their own, owns one;
+those run first, so that the module's cluster is not left idle beside theirs. Every process of a
+cluster is stopped by pid at teardown, a second node's too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +20,7 @@ import pytest
 
 from modelfleet.backends.ray import cluster as ray_cluster
 
-from .conftest import IRIS_ROWS
+from .conftest import IRIS_ROWS, endpoints_deleted, fleet_in
 from .helpers import Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node, wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,8 +41,9 @@ def run(raw):
 '''
 
 
-@pytest.fixture
-def ray_fleet(fleet, models_dir, tmp_path):
+@contextlib.contextmanager
+def ray_compute(fleet, models_dir, tmp_path):
+    """`raydev`, a cluster the workspace owns, with iris 1 and 2 registered; stopped afterwards."""
     fleet.computes.create("raydev", num_cpus=2)
     compute = compute_row(fleet, "raydev")   # its row: address, token, directory
     fleet.models.register("iris", models_dir / "iris", "1")
@@ -48,6 +53,27 @@ def ray_fleet(fleet, models_dir, tmp_path):
     finally:
         fleet.server.stop()
         ray_cluster.stop_local(compute["temp_dir"])
+
+
+@pytest.fixture(scope="module")
+def shared_ray(tmp_path_factory, models_dir):
+    tmp = tmp_path_factory.mktemp("ray")
+    with fleet_in(tmp / "home") as fleet, ray_compute(fleet, models_dir, tmp) as started:
+        yield started
+
+
+@pytest.fixture
+def ray_fleet(shared_ray):
+    """The module's cluster; the endpoints a test made are deleted after it."""
+    with endpoints_deleted(shared_ray[0]):
+        yield shared_ray
+
+
+@pytest.fixture
+def own_ray_fleet(fleet, models_dir, tmp_path):
+    """A cluster of the test's own: for a test that stops it."""
+    with ray_compute(fleet, models_dir, tmp_path) as started:
+        yield started
 
 
 @pytest.fixture
@@ -71,6 +97,55 @@ def post(url, headers, body, **kw):
     return httpx.post(url, content=json.dumps(body).encode(), headers={**headers, **kw.pop("extra", {})},
                       timeout=30, **kw)
 
+
+# -- tests with a cluster of their own, first: the module's cluster starts after them ----------------
+
+def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(own_ray_fleet, tmp_path):
+    fleet, compute, code = own_ray_fleet
+    # the same cluster attached under a second name, then detached: said in show, and re-attached
+    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
+    fleet.online_endpoints.create("link-ep", compute="raylink")
+    fleet.online_deployments.create("blue", "link-ep", "iris:1")
+    fleet.computes.detach("raylink")
+    detached = wait_until(lambda: (lambda d: d if d["fault"] else None)(fleet.online_deployments.get("blue", "link-ep")))
+    assert "'raylink' is not attached" in detached["fault"]
+    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
+    wait_until(lambda: fleet.online_deployments.get("blue", "link-ep")["fault"] is None)
+    # the cluster lost: Ray endpoints say so, local ones serve on
+    fleet.online_endpoints.create("lost-ep", compute="raydev")
+    fleet.online_endpoints.create("calm-ep")
+    fleet.online_deployments.create("blue", "lost-ep", "iris:1")
+    fleet.online_deployments.create("blue", "calm-ep", "iris:1")
+    calm = [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]]
+    ray_cluster.stop_local(compute["temp_dir"], remove=False)
+    lost = wait_until(lambda: (lambda d: d if d["health"] == "Unavailable" and d["fault"] else None)(
+        fleet.online_deployments.get("blue", "lost-ep")), timeout=120)
+    assert "raydev" in lost["fault"]
+    assert fleet.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS})      # local endpoints untouched
+    assert [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]] == calm
+    ray_cluster.start_local("raydev", tmp_path / "again", 2, address=compute["address"],
+                            auth_token=compute["auth_token"], temp_dir=compute["temp_dir"])
+    wait_until(lambda: fleet.online_deployments.get("blue", "lost-ep")["health"] == "Healthy", timeout=120)
+    assert fleet.online_endpoints.invoke("lost-ep", {"data": IRIS_ROWS})   # no command re-run
+
+
+def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, tmp_path):
+    """deploy.sh with COMPUTE_TYPE=aks, as the seed's AKS variant: every endpoint on the Ray compute."""
+    from modelfleet import Fleet
+    with Fleet() as fleet:
+        fleet.computes.create("raydev", num_cpus=2)
+        compute = compute_row(fleet, "raydev")
+        try:
+            run_seed_scripts(fleet_home, tmp_path, {"COMPUTE_TYPE": "aks"})
+            assert {e["name"]: e["compute"] for e in fleet.online_endpoints.list()} == {
+                "aci-model-a": "raydev", "aci-model-b": "raydev", "aci-model-c": "raydev"}
+            assert all(r["compute"] == "raydev" for d in fleet.online_deployments.list() for r in d["replicas"])
+        finally:
+            fleet.server.stop()
+            ray_cluster.stop_local(compute["temp_dir"])
+
+
+# -- tests on the module's cluster -------------------------------------------------------------------
 
 def test_a_ray_endpoint_serves_like_a_local_one(ray_fleet, models_dir):
     fleet, compute, code = ray_fleet
@@ -201,48 +276,3 @@ def test_replicas_spread_over_nodes_and_survive_a_killed_worker_and_a_killed_nod
         served = load.result.ok
         wait_until(lambda: load.result.ok > served)
     assert load.result.failed == []
-
-
-def test_a_detached_or_lost_cluster_is_reported_and_its_endpoints_come_back_with_it(ray_fleet, tmp_path):
-    fleet, compute, code = ray_fleet
-    # the same cluster attached under a second name, then detached: said in show, and re-attached
-    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
-    fleet.online_endpoints.create("link-ep", compute="raylink")
-    fleet.online_deployments.create("blue", "link-ep", "iris:1")
-    fleet.computes.detach("raylink")
-    detached = wait_until(lambda: (lambda d: d if d["fault"] else None)(fleet.online_deployments.get("blue", "link-ep")))
-    assert "'raylink' is not attached" in detached["fault"]
-    fleet.computes.attach("raylink", compute["address"], auth_token=compute["auth_token"])
-    wait_until(lambda: fleet.online_deployments.get("blue", "link-ep")["fault"] is None)
-    # the cluster lost: Ray endpoints say so, local ones serve on
-    fleet.online_endpoints.create("lost-ep", compute="raydev")
-    fleet.online_endpoints.create("calm-ep")
-    fleet.online_deployments.create("blue", "lost-ep", "iris:1")
-    fleet.online_deployments.create("blue", "calm-ep", "iris:1")
-    calm = [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]]
-    ray_cluster.stop_local(compute["temp_dir"], remove=False)
-    lost = wait_until(lambda: (lambda d: d if d["health"] == "Unavailable" and d["fault"] else None)(
-        fleet.online_deployments.get("blue", "lost-ep")), timeout=120)
-    assert "raydev" in lost["fault"]
-    assert fleet.online_endpoints.invoke("calm-ep", {"data": IRIS_ROWS})      # local endpoints untouched
-    assert [r["pid"] for r in fleet.online_deployments.get("blue", "calm-ep")["replicas"]] == calm
-    ray_cluster.start_local("raydev", tmp_path / "again", 2, address=compute["address"],
-                            auth_token=compute["auth_token"], temp_dir=compute["temp_dir"])
-    wait_until(lambda: fleet.online_deployments.get("blue", "lost-ep")["health"] == "Healthy", timeout=120)
-    assert fleet.online_endpoints.invoke("lost-ep", {"data": IRIS_ROWS})   # no command re-run
-
-
-def test_the_seed_scripts_run_unchanged_with_their_endpoints_on_ray(fleet_home, tmp_path):
-    """deploy.sh with COMPUTE_TYPE=aks, as the seed's AKS variant: every endpoint on the Ray compute."""
-    from modelfleet import Fleet
-    with Fleet() as fleet:
-        fleet.computes.create("raydev", num_cpus=2)
-        compute = compute_row(fleet, "raydev")
-        try:
-            run_seed_scripts(fleet_home, tmp_path, {"COMPUTE_TYPE": "aks"})
-            assert {e["name"]: e["compute"] for e in fleet.online_endpoints.list()} == {
-                "aci-model-a": "raydev", "aci-model-b": "raydev", "aci-model-c": "raydev"}
-            assert all(r["compute"] == "raydev" for d in fleet.online_deployments.list() for r in d["replicas"])
-        finally:
-            fleet.server.stop()
-            ray_cluster.stop_local(compute["temp_dir"])

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from modelfleet.cli.main import cli
 from modelfleet.domain.errors import Conflict, DeploymentFailed, FleetError, InvalidInput, NotFound
 
-from .conftest import IRIS_ROWS
+from .conftest import IRIS_ROWS, endpoints_deleted, fleet_in
 from .helpers import Load, alive, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
@@ -49,9 +49,26 @@ def _post(url, key, body, headers=None, timeout=30):
 
 @pytest.fixture
 def iris(fleet, models_dir):
+    """A workspace of the test's own with iris 1 and 2: for a test that stops the server or deletes a model."""
     fleet.models.register("iris", models_dir / "iris", "1")
     fleet.models.register("iris", models_dir / "iris_v2", "2")
     return fleet
+
+
+@pytest.fixture(scope="module")
+def iris_workspace(tmp_path_factory, models_dir):
+    with fleet_in(tmp_path_factory.mktemp("serving") / "home") as f:
+        f.models.register("iris", models_dir / "iris", "1")
+        f.models.register("iris", models_dir / "iris_v2", "2")
+        yield f
+
+
+@pytest.fixture
+def shared_iris(iris_workspace):
+    """The module's workspace with iris 1 and 2 (a server start less per test); each test makes
+    endpoints of its own names, deleted after it."""
+    with endpoints_deleted(iris_workspace) as f:
+        yield f
 
 
 @pytest.fixture
@@ -62,8 +79,8 @@ def code_dir(tmp_path):
     return d
 
 
-def test_create_invoke_http_and_auth(iris):
-    f = iris
+def test_create_invoke_http_and_auth(shared_iris):
+    f = shared_iris
     ep = f.online_endpoints.create("iris-ep", description="flowers")
     dep = f.online_deployments.create("blue", "iris-ep", "iris:1")
     assert dep["provisioning_state"] == "Succeeded" and len(dep["replicas"]) == 1
@@ -88,8 +105,8 @@ def test_create_invoke_http_and_auth(iris):
     assert _post(url.replace("iris-ep", "nope"), None, {}).status_code == 404
 
 
-def test_auth_mode_none_and_cli_invoke(iris, tmp_path):
-    f = iris
+def test_auth_mode_none_and_cli_invoke(shared_iris, tmp_path):
+    f = shared_iris
     f.online_endpoints.create("open-ep", auth_mode="none")
     assert f.online_deployments.create("blue", "open-ep", "iris@latest")["model"] == "iris:2"
     url = f.online_endpoints.get("open-ep")["scoring_uri"]
@@ -102,8 +119,8 @@ def test_auth_mode_none_and_cli_invoke(iris, tmp_path):
     assert json.loads(r.stdout)["scoring_uri"] == url
 
 
-def test_scoring_script_contract(iris, code_dir):
-    f = iris
+def test_scoring_script_contract(shared_iris, code_dir):
+    f = shared_iris
     f.online_endpoints.create("custom-ep")
     f.online_deployments.create("blue", "custom-ep", "iris:1",
                                 code_configuration={"code": str(code_dir), "scoring_script": "score.py"})
@@ -124,8 +141,8 @@ def test_custom_model_without_script_is_refused(fleet, tmp_path):
     assert fleet.online_deployments.list("raw-ep") == []
 
 
-def test_update_under_load_drops_nothing_and_spares_neighbours(iris):
-    f = iris
+def test_update_under_load_drops_nothing_and_spares_neighbours(shared_iris):
+    f = shared_iris
     for name in ("upd-ep", "other-ep"):
         f.online_endpoints.create(name)
         f.online_deployments.create("blue", name, "iris:1")
@@ -145,8 +162,8 @@ def test_update_under_load_drops_nothing_and_spares_neighbours(iris):
     assert [r["pid"] for r in f.online_deployments.get("blue", "other-ep")["replicas"]] == other_pids
 
 
-def test_broken_update_rolls_back(iris, code_dir):
-    f = iris
+def test_broken_update_rolls_back(shared_iris, code_dir):
+    f = shared_iris
     f.online_endpoints.create("rb-ep")
     f.online_deployments.create("blue", "rb-ep", "iris:1")
     old = f.online_deployments.get("blue", "rb-ep")
@@ -168,8 +185,8 @@ def test_broken_update_rolls_back(iris, code_dir):
     assert f.online_deployments.update("blue", "rb-ep", model="iris:2")["provisioning_state"] == "Succeeded"
 
 
-def test_killed_replica_is_restarted_and_requests_retried(iris):
-    f = iris
+def test_killed_replica_is_restarted_and_requests_retried(shared_iris):
+    f = shared_iris
     f.online_endpoints.create("kill-ep")
     dep = f.online_deployments.create("blue", "kill-ep", "iris:1", instance_count=2)
     pids = [r["pid"] for r in dep["replicas"]]
@@ -186,8 +203,8 @@ def test_killed_replica_is_restarted_and_requests_retried(iris):
     assert "exited with code" in f.online_deployments.get_logs("blue", "kill-ep", lines=500)
 
 
-def test_crashing_run_only_affects_its_deployment(iris, code_dir):
-    f = iris
+def test_crashing_run_only_affects_its_deployment(shared_iris, code_dir):
+    f = shared_iris
     f.online_endpoints.create("crash-ep")
     f.online_deployments.create("blue", "crash-ep", "iris:1",
                                 code_configuration={"code": str(code_dir), "scoring_script": "score.py"})

@@ -13,7 +13,7 @@ import pytest
 
 from modelfleet.domain.errors import Conflict, InvalidInput
 
-from .conftest import IRIS_ROWS
+from .conftest import IRIS_ROWS, endpoints_deleted, fleet_in
 from .helpers import scoring_code, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
@@ -43,16 +43,26 @@ def run(raw_data):
 '''
 
 
-@pytest.fixture
-def who(fleet, models_dir, tmp_path):
-    code = scoring_code(tmp_path / "code", WHO_PY)
-    fleet.models.register("iris", models_dir / "iris", "1")
+@pytest.fixture(scope="module")
+def who_workspace(tmp_path_factory, models_dir):
+    tmp = tmp_path_factory.mktemp("traffic")
+    with fleet_in(tmp / "home") as fleet:
+        code = scoring_code(tmp / "code", WHO_PY)
+        fleet.models.register("iris", models_dir / "iris", "1")
 
-    def deploy(endpoint, name, **kw):
-        env = {"WHO": name, **kw.pop("env", {})}
-        return fleet.online_deployments.create(name, endpoint, "iris:1", code_configuration=code,
-                                               environment_variables=env, **kw)
-    return fleet, deploy
+        def deploy(endpoint, name, **kw):
+            env = {"WHO": name, **kw.pop("env", {})}
+            return fleet.online_deployments.create(name, endpoint, "iris:1", code_configuration=code,
+                                                   environment_variables=env, **kw)
+        yield fleet, deploy
+
+
+@pytest.fixture
+def who(who_workspace):
+    """The module's workspace (a server start less per test) and `deploy(endpoint, name)`, which
+    deploys WHO_PY; each test makes endpoints of its own names, deleted after it."""
+    with endpoints_deleted(who_workspace[0]):
+        yield who_workspace
 
 
 def _client(fleet, endpoint):

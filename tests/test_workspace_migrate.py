@@ -69,3 +69,69 @@ def test_migrating_into_a_database_that_holds_a_workspace_is_refused_and_changes
     assert "1 models" in line and "1 principals" in line
     assert _json("server", "configure")["database_url"] is None
     assert run_cli("workspace", "migrate", "--to", "mysql://x@y/z", code=2).stderr.strip().startswith("error: ")
+
+
+def _databases(postgres_server) -> set[str]:
+    import psycopg
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+
+
+def test_the_workspaces_a_server_hosts_move_with_it_all_or_nothing(fleet_home, postgres_server, models_dir, tmp_path):
+    from modelfleet.store import Database
+    from modelfleet.store.serving import ServingStore
+
+    from .test_team import _env, _run
+    run_cli("server", "start")
+    url = _json("server", "status")["url"]
+    token = (fleet_home / "workspaces" / "default" / "first-admin.token").read_text().strip()
+    admin = _env(tmp_path / "admin", FLEET_SERVER=url, FLEET_TOKEN=token)
+    for name in ("team-a", "team-b"):
+        _run(admin, "workspace", "create", "--name", name)
+    _run(admin, "model", "register", "-w", "team-b", "--name", "iris", "--version", "3", "--path",
+         str(models_dir / "iris"))
+    _run(admin, "online-endpoint", "create", "-w", "team-a", "--name", "ep-a")
+    keys = json.loads(_run(admin, "online-endpoint", "get-credentials", "-w", "team-a", "--name", "ep-a",
+                           "-o", "json").stdout)
+    run_cli("model", "register", "--name", "wine", "--path", str(models_dir / "wine"), "--version", "1")
+    run_cli("server", "stop")
+
+    # the primary's rows cannot go (the target holds a workspace) after the hosted ones went: those
+    # databases are dropped again, and the server keeps its SQLite stores
+    taken = postgres_server.create_database()
+    with contextlib.closing(Database(taken)) as db:
+        ServingStore(db).create_endpoint("squatter", {})
+    before = _databases(postgres_server)
+    refused = run_cli("workspace", "migrate", "--to", taken, code=1).stderr.strip()
+    assert "already holds a workspace (1 endpoints)" in refused and "\n" not in refused
+    assert _databases(postgres_server) == before
+    blocked = postgres_server.create_database()
+    squatter = postgres_server.create_database()   # where team-b would go, made by someone else
+    import psycopg
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{squatter.rsplit("/", 1)[1]}" RENAME TO "{blocked.rsplit("/", 1)[1]}_team-b"')
+    before = _databases(postgres_server)
+    refused = run_cli("workspace", "migrate", "--to", blocked, code=1).stderr.strip()
+    assert refused.endswith("_team-b exists already: the hosted workspace 'team-b' moves into a database made for "
+                            "it; drop that one or migrate elsewhere") and "\n" not in refused
+    assert _databases(postgres_server) == before and _json("server", "configure")["database_url"] is None
+
+    target = postgres_server.create_database()
+    moved = _json("workspace", "migrate", "--to", target)
+    assert moved["rows"]["hosted_workspaces"] == 2 and moved["rows"]["models"] == 1
+    assert {n: (w["to"], w["rows"]["models"], w["rows"]["endpoints"]) for n, w in moved["workspaces"].items()} == {
+        "team-a": (f"{target}_team-a", 0, 1), "team-b": (f"{target}_team-b", 1, 0)}
+    run_cli("server", "start")   # on PostgreSQL, hosting what it hosted
+    try:
+        assert [w["name"] for w in json.loads(_run(admin, "workspace", "list", "-o", "json").stdout)] == [
+            "default", "team-a", "team-b"]
+        shown = json.loads(_run(admin, "model", "list", "-w", "team-b", "-o", "json").stdout)
+        assert [(m["name"], m["version"]) for m in shown] == [("iris", "3")]
+        assert json.loads(_run(admin, "online-endpoint", "get-credentials", "-w", "team-a", "--name", "ep-a",
+                               "-o", "json").stdout) == keys
+        assert [m["name"] for m in _json("model", "list")] == ["wine"]
+        _run(admin, "online-endpoint", "create", "-w", "team-b", "--name", "after")   # written to PostgreSQL
+        with contextlib.closing(Database(f"{target}_team-b")) as db:
+            assert [e["name"] for e in ServingStore(db).endpoints()] == ["after"]
+    finally:
+        run_cli("server", "stop")

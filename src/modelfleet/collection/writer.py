@@ -8,7 +8,8 @@ pipe (the server is gone).
 
 `python -m modelfleet.datastores.collected ROOT` runs this same loop with an `uploader`: each file
 written is also put in the workspace's default datastore (a blob container) once its window has
-closed, from a thread of the writer (datastores/collected.py); the frame carries that datastore.
+closed or the writer stops, from a thread of the writer (datastores/collected.py); the frame
+carries that datastore.
 """
 
 from __future__ import annotations
@@ -60,11 +61,15 @@ def main(argv: list[str] | None = None, uploader=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="collection writer: %(message)s")
     import pyarrow.parquet  # noqa: F401  (now, not in the first batch: the queues fill meanwhile)
+    # the uploader's thread is a daemon: an upload cut short is done again by the next writer
+    uploads = uploader(Path(argv[0])) if uploader else None
     try:
-        # the uploader's thread is a daemon: an upload cut short is done again by the next writer
-        return serve(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, uploader(Path(argv[0])) if uploader else None)
+        return serve(Path(argv[0]), sys.stdin.buffer, sys.stdout.buffer, uploads)
     except (BrokenPipeError, KeyboardInterrupt):   # the server is gone or stopping
         return 0
+    finally:
+        if uploads is not None:   # stopping: every file written goes up, windows open or not
+            uploads.finish()
 
 
 if __name__ == "__main__":

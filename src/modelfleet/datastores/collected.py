@@ -13,6 +13,9 @@ window has closed. Uploads run on a thread of the writer process, never on the r
   without its marker and uploads it: nothing written locally is lost to a store outage;
 - files written by others (a score.py replica's Collector writes its own) are found by a scan of
   today's and yesterday's windows every `RESCAN_S`;
+- a writer that stops (the server stops, or its pipe closes) uploads every file it has, window
+  open or not: a file is complete once it has its name, and a later writer writes new names into
+  the same window. Files a writer finds left by an earlier one go up at once for the same reason;
 - retention removes expired windows from the container as from the folder.
 """
 
@@ -36,6 +39,7 @@ GRACE_S = 5.0            # after a window's end: the last flush of its rows has 
 MAX_BACKOFF_S = 60.0
 RESCAN_S = 300.0         # files the writer did not write (score.py replicas' Collector) are found so
 WARN_EVERY_S = 60.0
+FINISH_S = 20.0          # a stopping writer's last uploads: within the server's wait for it (STOP_TIMEOUT_S)
 SPAN = {3: dt.timedelta(days=1), 4: dt.timedelta(hours=1), 5: dt.timedelta(minutes=1)}   # by window depth
 
 
@@ -59,6 +63,7 @@ class Uploader:
         self.doc = None            # the default datastore's document (sent by the server), or None
         self.store = None
         self.pending: dict[Path, tuple[float, float]] = {}   # file -> (next try, backoff)
+        self.complete: set[Path] = set()   # pending files that need not wait for their window's end
         self.expired: list[tuple[str, str, int]] = []        # (endpoint, deployment, retention days)
         self.uploaded: collections.Counter = collections.Counter()   # (endpoint, deployment) -> files
         self.failed: collections.Counter = collections.Counter()
@@ -66,12 +71,21 @@ class Uploader:
         self._wake = threading.Event()
         self._warned = 0.0
         self._closed = False
-        threading.Thread(target=self._run, name="collection-uploader", daemon=True).start()
+        self._finishing = False
+        self._thread = threading.Thread(target=self._run, name="collection-uploader", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         """End the thread after its current upload (a writer's ends with its process)."""
         self._closed = True
         self._wake.set()
+
+    def finish(self, timeout: float = FINISH_S) -> None:
+        """The writer stops: one last pass uploads every pending file, its window open or not, then
+        the thread ends. What the store does not take within `timeout` waits for the next writer."""
+        self._finishing = True
+        self._wake.set()
+        self._thread.join(timeout)
 
     # --- from the writer's loop
 
@@ -83,10 +97,12 @@ class Uploader:
             self.doc, self.store = doc, None
         self._wake.set()
 
-    def written(self, files: list[Path]) -> None:
+    def written(self, files: list[Path], complete: bool = False) -> None:
         with self._lock:
             for f in files:
                 self.pending[f] = (0.0, EVERY_S)
+            if complete:
+                self.complete.update(files)
 
     def prune(self, endpoint: str, deployment: str, retention_days: int) -> None:
         with self._lock:
@@ -107,24 +123,29 @@ class Uploader:
     def _run(self) -> None:
         scanned_for, rescanned = None, time.monotonic()
         while not self._closed:
-            self._wake.wait(EVERY_S)
+            if not self._finishing:
+                self._wake.wait(EVERY_S)
             self._wake.clear()
             if self._closed:
                 return
+            final = self._finishing
             try:
                 store = self._open()
-                if store is None:
-                    continue
-                if scanned_for is not store:   # a new writer or a new default: files left from before
-                    self.written(self._unmarked())
-                    scanned_for = store
-                elif time.monotonic() - rescanned > RESCAN_S:
-                    rescanned = time.monotonic()
-                    self.written(self._unmarked(recent=True))
-                self._upload(store)
-                self._expire(store)
+                if store is not None:
+                    if scanned_for is not store:   # a new writer or a new default: files left from before
+                        # the first scan finds what earlier writers left: complete, no window to wait for
+                        self.written(self._unmarked(), complete=scanned_for is None)
+                        scanned_for = store
+                    elif time.monotonic() - rescanned > RESCAN_S:
+                        rescanned = time.monotonic()
+                        self.written(self._unmarked(recent=True))
+                    self._upload(store, final)
+                    if not final:
+                        self._expire(store)
             except Exception as e:   # never let one bad file end uploads for every deployment
                 self._warn(f"uploading collected data failed: {e}")
+            if final:
+                return
 
     def _open(self):
         with self._lock:
@@ -143,18 +164,20 @@ class Uploader:
         return [p for day in days for p in base.glob(f"*/*/*/{day}/**/*.parquet" if day else "**/*.parquet")
                 if not p.name.startswith(".") and not marker(p).exists() and p not in self.pending]
 
-    def _upload(self, store) -> None:
+    def _upload(self, store, final: bool = False) -> None:
+        """Upload the files due; `final` (the writer stops): every pending one, windows open or not."""
         now, wall = time.monotonic(), dt.datetime.now(dt.timezone.utc)
         with self._lock:
-            due = [(f, t) for f, t in self.pending.items() if t[0] <= now]
+            due = [(f, t) for f, t in self.pending.items() if final or t[0] <= now]
         for f, (_, backoff) in sorted(due):
             rel = f.relative_to(self.root).parts
             window = window_of(rel)
             if window is None or not f.exists():   # pruned meanwhile, or not collected data
                 with self._lock:
                     self.pending.pop(f, None)
+                    self.complete.discard(f)
                 continue
-            if window[1] + dt.timedelta(seconds=GRACE_S) > wall:
+            if not final and f not in self.complete and window[1] + dt.timedelta(seconds=GRACE_S) > wall:
                 continue   # its window is still open: more files may come, uploaded then
             key = (rel[1], rel[2])
             try:
@@ -169,6 +192,7 @@ class Uploader:
                 return
             with self._lock:
                 self.pending.pop(f, None)
+                self.complete.discard(f)
                 self.uploaded[key] += 1
 
     def _expire(self, store) -> None:

@@ -3,12 +3,13 @@
     /workspaces/NAME/...   that workspace (its /api, /endpoints, /v2), the prefix taken off
     anything else          the primary: the workspace the server was started on
 
-A workspace nobody hosts here is a 404 naming it, the same answer as for a workspace the caller
-holds no role on (the control API's authorizer says that one), and its scoring paths answer as a
-workspace without that endpoint, so a name tells nothing.
+A workspace nobody hosts here answers as one the caller holds no role on: its pages that need no
+token (/docs, /openapi.json, /dashboard) are the same, everything else is 401 without a valid token
+and a 404 naming it with one (the primary's control API answers, told by `UNHOSTED` that it is
+nobody's), and its scoring paths answer as a workspace without that endpoint. A name tells nothing.
 
-The server's HTTP protocol (dataplane/wire.py) hands scoring requests to the gateway `scoring`
-names without ASGI; this app's ASGI routing answers the rest (and, in process, everything).
+The server's HTTP protocol (dataplane/wire.py) hands scoring requests to what `scoring` names
+without ASGI; this app's ASGI routing answers the rest (and, in process, everything).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Callable
 
-import orjson
 import uvicorn
 
 from ..schema.server_settings import ServerSettings
@@ -25,10 +26,10 @@ from ..schema.workspace import Workspace
 from ..store import Database
 from .hosting import HostedWorkspaces
 from .http import workspaces_api
-from .http.auth import PREFIXED
+from .http.auth import PREFIXED, UNHOSTED
 from .http.failed_attempts import FailedAttempts
 from .dataplane.gateway import Gateway
-from .dataplane.routing import Router
+from .dataplane.routing import Router, RoutingTable
 from .telemetry.hooks import Telemetry
 from .dataplane.wire import is_scoring
 from .workspace_app import Server, WorkspaceApp
@@ -46,22 +47,24 @@ class ServerApp:
         self.primary = self._routed(WorkspaceApp(ws, Database(cfg.database(ws)), self.server))
         self.hosting = HostedWorkspaces(self.primary, self._hosted, joined)
         self.draining = False
-        self._nowhere = Gateway(Router(), Telemetry())   # serves no endpoint
+        self._nowhere = Gateway(Router(), Telemetry(), hides_endpoints=True)   # serves no endpoint
+        self._nowhere.router.publish(RoutingTable(ready=True))   # ready, as a workspace that has restored all
 
     def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
         return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))
 
-    def scoring(self, path: str) -> tuple[Gateway, str] | None:
-        """The gateway that answers `path` and the path within its workspace, as `__call__` routes
-        it; None for the control API's paths."""
+    def scoring(self, path: str) -> tuple[Callable, str] | None:
+        """What answers a scoring request for `path` (an exchange's coroutine function: a
+        workspace's `score`, or the gateway of no workspace) and the path within its workspace, as
+        `__call__` routes it; None for the control API's paths."""
         if path.startswith(PREFIX):
             name, _, rest = path[len(PREFIX):].partition("/")
             rest = "/" + rest
             if not is_scoring(rest):
                 return None
             app = self.hosting.app(name)
-            return (self._nowhere if app is None else app.gateway), rest
-        return (self.primary.gateway, path) if is_scoring(path) else None
+            return (self._nowhere.handle if app is None else app.score), rest
+        return (self.primary.score, path) if is_scoring(path) else None
 
     def _routed(self, app: WorkspaceApp) -> WorkspaceApp:
         """The server-wide routes every workspace's API has: the hosted workspaces."""
@@ -82,8 +85,10 @@ class ServerApp:
                 scope = {**scope, "path": "/" + rest, "raw_path": scope.get("raw_path", b"")[len(prefix):] or None,
                          "root_path": scope.get("root_path", "") + prefix}
                 if app is None:   # scoring gets the answers of a workspace without that endpoint
-                    return await (self._nowhere(scope, receive, send) if is_scoring(scope["path"])
-                                  else _not_found(send, name))
+                    if is_scoring(scope["path"]):
+                        return await self._nowhere(scope, receive, send)
+                    scope[PREFIXED], scope[UNHOSTED] = name, True
+                    return await self.primary.api(scope, receive, send)
                 if app is not self.primary:   # the primary's name is no secret: /api/identity says it
                     scope[PREFIXED] = name
                 return await app(scope, receive, send)
@@ -107,13 +112,6 @@ class ServerApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         return await self.primary.api(scope, receive, send)
-
-
-async def _not_found(send, name: str) -> None:
-    body = orjson.dumps({"error": {"code": "not_found", "message": f"workspace {name!r} not found"}})
-    await send({"type": "http.response.start", "status": 404,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _closing(send):

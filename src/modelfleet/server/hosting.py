@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..domain.errors import AlreadyExists, Conflict, NotFound, StorageError
 from ..domain.names import check_workspace_name
@@ -24,7 +24,11 @@ from ..store.leases import LeaseStore
 from ..store.serving import ServingStore
 from ..store.hosted_workspaces import (CREATING, DELETING, READY, HostedWorkspaceStore, create_database,
                                        database_url, drop_database)
+from .telemetry.hooks import working_for
 from .workspace_app import WorkspaceApp
+
+if TYPE_CHECKING:
+    from ..datastores import DatastoreDocument
 
 log = logging.getLogger("modelfleet.server")
 
@@ -112,7 +116,9 @@ class HostedWorkspaces:
 
     # -- over the API ------------------------------------------------------------------------------
 
-    async def create(self, name: str, created_by: str) -> dict:
+    async def create(self, name: str, created_by: str, default_datastore: DatastoreDocument | None = None) -> dict:
+        """Made whole or not at all: with `default_datastore`, a store it cannot reach leaves no
+        workspace behind."""
         check_workspace_name(name)
         if name == self.primary.ws.name:
             raise AlreadyExists(f"workspace {name!r} already exists")
@@ -121,11 +127,14 @@ class HostedWorkspaces:
             try:
                 await asyncio.to_thread(self._make_store, name)
                 await self._serve(name)
+                if default_datastore is not None:
+                    await asyncio.to_thread(_make_default, self.apps[name], default_datastore)
                 await asyncio.to_thread(self.rows.mark, name, READY)
             except BaseException:
                 await self._remove(name)
                 raise
-        return self.view(name)
+        view = self.view(name)
+        return {**view, "default_datastore": default_datastore.name} if default_datastore is not None else view
 
     async def delete(self, name: str) -> dict:
         """Stop its replicas, then remove its store and folder; safe to run again after a crash."""
@@ -153,7 +162,8 @@ class HostedWorkspaces:
         ws = self.workspace(name)
         db = await asyncio.to_thread(Database, database_url(self.primary.db, ws.path, name))
         try:
-            app = await asyncio.to_thread(self._make, ws, db)
+            with working_for(name):   # what it starts (the access log's thread) is its own work
+                app = await asyncio.to_thread(self._make, ws, db)
             await app.start()
         except BaseException:
             db.close()
@@ -212,3 +222,10 @@ class HostedWorkspaces:
                 raise
             except Exception:
                 log.exception("could not follow the hosted workspaces")
+
+
+def _make_default(app: WorkspaceApp, doc: DatastoreDocument) -> None:
+    """The new workspace's default datastore, reached first (its container made if missing), as
+    `fleet datastore create --default` does."""
+    app.stores.datastores.prepare(doc)
+    app.stores.datastores.store.create(doc, default=True)

@@ -35,7 +35,7 @@ from .http import monitoring_api, servers_api
 from .http.api import build_api
 from .http.failed_attempts import FailedAttempts
 from .telemetry.access_log import AccessLog
-from .telemetry.hooks import EventLog, Telemetry
+from .telemetry.hooks import EventLog, Telemetry, working_for
 from .telemetry.metrics import Metrics
 
 log = logging.getLogger("modelfleet.server")
@@ -81,7 +81,7 @@ class WorkspaceApp:
         self.telemetry.metrics.admission_source = self._admission
         self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
-        self.gateway = Gateway(self.router, self.telemetry)
+        self.gateway = Gateway(self.router, self.telemetry, hides_endpoints=not self.is_primary)
         self.url = server.url if self.is_primary else f"{server.url}/workspaces/{ws.name}"
         self.controller.leading = False   # until the lease says otherwise (the first look is at startup)
         self.leases = LeaseStore(db)
@@ -103,22 +103,33 @@ class WorkspaceApp:
         self._pruning: asyncio.Future | None = None
 
     async def __call__(self, scope, receive, send):
-        if is_scoring(scope["path"]):
-            return await self.gateway(scope, receive, send)
-        return await self.api(scope, receive, send)
+        with working_for(self.ws.name):
+            if is_scoring(scope["path"]):
+                return await self.gateway(scope, receive, send)
+            return await self.api(scope, receive, send)
+
+    async def score(self, ex) -> None:
+        """A scoring request as the server's HTTP protocol hands it over (dataplane/wire.py)."""
+        with working_for(self.ws.name):
+            await self.gateway.handle(ex)
 
     async def start(self) -> None:
-        self._observe(True)
-        self._warming = asyncio.ensure_future(self.backend.warm())
-        self._pruning = asyncio.ensure_future(self._prune_telemetry())
-        await asyncio.to_thread(self.leases.register, self.server_id, self.url, socket.gethostname(), os.getpid())
-        await self.leadership.start()
-        await self.controller.start()
-        self.monitoring.start()
+        with working_for(self.ws.name):   # the tasks started here are the workspace's work
+            self._observe(True)
+            self._warming = asyncio.ensure_future(self.backend.warm())
+            self._pruning = asyncio.ensure_future(self._prune_telemetry())
+            await asyncio.to_thread(self.leases.register, self.server_id, self.url, socket.gethostname(), os.getpid())
+            await self.leadership.start()
+            await self.controller.start()
+            self.monitoring.start()
 
     async def stop(self, hand_over: bool | None = None) -> None:
         """Stop serving and stop this server's replicas (with `hand_over`, replicas another server
         of the workspace goes on with are let go; None: whether any other server is alive)."""
+        with working_for(self.ws.name):
+            await self._stop(hand_over)
+
+    async def _stop(self, hand_over: bool | None) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
         await self.monitoring.stop()
@@ -177,14 +188,13 @@ class WorkspaceApp:
         self.disk_low = low
 
     def _observe(self, on: bool) -> None:
-        """Hook the telemetry into replica state changes (and, for the primary, the server's
-        warnings, which may name any workspace's resources), or unhook it."""
+        """Hook the telemetry into replica state changes and into the warnings logged by this
+        workspace's work (for the primary, the server's own too), or unhook it."""
         root = logging.getLogger("modelfleet")
         if on:
             self.controller.listeners.append(self.telemetry.replica_changed)
-            if self.is_primary:
-                self._events = EventLog(self.telemetry)
-                root.addHandler(self._events)
+            self._events = EventLog(self.telemetry, self.ws.name, the_servers=self.is_primary)
+            root.addHandler(self._events)
         else:
             with contextlib.suppress(ValueError):
                 self.controller.listeners.remove(self.telemetry.replica_changed)

@@ -12,11 +12,12 @@ from .schema import SERVER_STATE, metadata
 CHUNK_ROWS = 1000   # rows per INSERT: a workspace with many versions never sits whole in memory
 
 
-def copy_rows(source: Database, target: Database) -> dict[str, int]:
+def copy_rows(source: Database, target: Database, also: tuple[sa.Table, ...] = ()) -> dict[str, int]:
     """Every row of every table, parents before children, in one transaction on the target,
-    which must hold no row yet (a half-copied workspace is never left behind). Rows per table."""
+    which must hold no row yet (a half-copied workspace is never left behind). Rows per table.
+    The servers' own tables stay, but for those named in `also`."""
     counts: dict[str, int] = {}
-    tables = [t for t in metadata.sorted_tables if t not in SERVER_STATE]   # the servers' own rows stay
+    tables = [t for t in metadata.sorted_tables if t not in SERVER_STATE or t in also]
     with source.read() as src, target.write() as dst:
         held = {t.name: n for t in tables
                 if (n := dst.execute(sa.select(sa.func.count()).select_from(t)).scalar())}

@@ -1,6 +1,7 @@
 """The collection writer's uploader (datastores/collected.py) against an in-memory store: closed
 windows only, under the workspace's names; a failing store counted, the files kept and sent once
-it is back; files a previous writer left are found; expired windows leave the store."""
+it is back; files a previous writer left are found and sent at once; a stopping writer sends its
+open windows' files; expired windows leave the store."""
 
 from __future__ import annotations
 
@@ -111,6 +112,32 @@ def test_a_new_writer_finds_the_files_left_unuploaded_and_expired_windows_leave_
     up.prune("ep", "blue", 30)
     wait_until(lambda: expired not in store.blobs, timeout=10)
     assert len(store.blobs) == 1
+
+
+def test_a_stopping_writer_uploads_its_open_windows_and_a_new_one_takes_what_was_left_at_once(tmp_path, uploader):
+    store = Store()
+    left = part(tmp_path, time.time(), "day", "part-left.parquet")   # an earlier writer's, today's window
+    up = uploader(store)
+    wait_until(lambda: left.relative_to(tmp_path).as_posix() in store.blobs, timeout=10)   # no window to wait for
+    mine, old = part(tmp_path, time.time(), "day"), part(tmp_path, time.time() - 7200, "hour")
+    up.written([mine, old])
+    wait_until(lambda: old.relative_to(tmp_path).as_posix() in store.blobs, timeout=10)   # a pass went by
+    assert mine.relative_to(tmp_path).as_posix() not in store.blobs   # this writer's open window waits
+    up.finish(timeout=10)
+    assert mine.relative_to(tmp_path).as_posix() in store.blobs and collected.marker(mine).exists()
+
+
+def test_a_stopping_writer_with_the_store_down_leaves_its_files_for_the_next(tmp_path, uploader):
+    store = Store()
+    store.down = True
+    up = uploader(store)
+    mine = part(tmp_path, time.time(), "day")
+    up.written([mine])
+    up.finish(timeout=10)
+    assert up.counts() == [("ep", "blue", 0, 1)] and mine.exists() and not collected.marker(mine).exists()
+    store.down = False
+    uploader(store)   # the next writer
+    wait_until(lambda: mine.relative_to(tmp_path).as_posix() in store.blobs, timeout=10)
 
 
 def test_window_of_reads_azures_layout():

@@ -5,6 +5,8 @@ and hosted again when the server starts again."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -175,3 +177,41 @@ def test_a_hosted_workspace_has_no_server_settings_of_its_own_and_its_open_endpo
         assert r.status_code == 200, r.text
     # what the server checks before listening beyond loopback
     assert host.app.hosting.open_endpoints() == ["team-b/open-ep"]
+
+
+def test_a_caller_without_a_role_gets_the_same_answers_from_a_hosted_workspace_as_from_one_nobody_made(host):
+    admin = host.fleet()
+    admin.workspaces.create("team-b")
+    host.fleet(workspace="team-b").online_endpoints.create("secret-ep")
+    token = admin.users.create("nora")["token"]   # signed in, no role anywhere
+    pages = [("GET", p) for p in ("/docs", "/openapi.json", "/dashboard", "/dashboard/", "/dashboard/dashboard.js",
+                                  "/api/health", "/api/endpoints", "/api/events", "/api/identity", "/metrics",
+                                  "/nothing", "/v2/health/ready", "/v2/models/secret-ep")]
+    pages += [("POST", "/endpoints/secret-ep/score"), ("POST", "/v2/models/secret-ep/infer")]
+
+    def seen(r) -> tuple:
+        body = re.sub(rb'"request_id":"[^"]*"', b"", r.content.replace(b"team-b", b"team-x"))
+        return r.status_code, r.headers.get("location", "").replace("team-b", "team-x"), body
+    for who in (None, token):
+        with host.http(who) as c:
+            for method, page in pages:
+                hosted = c.request(method, f"/workspaces/team-b{page}", json={"data": [[1]]})
+                assert seen(hosted) == seen(c.request(method, f"/workspaces/team-x{page}", json={"data": [[1]]})), \
+                    (who, page)
+                if page.startswith(("/api/", "/metrics")):
+                    assert hosted.status_code == (401 if who is None else 404), (who, page)
+    with host.http() as c:   # the API's shape under the prefix tells none of its endpoints
+        assert "secret-ep" not in c.get("/workspaces/team-b/openapi.json").text
+        assert c.get("/workspaces/team-b/metrics").status_code == 200
+
+
+def test_a_default_datastore_the_server_refuses_leaves_no_workspace(host):
+    admin = host.fleet()
+    document = {"name": "team_store", "type": "azure_blob", "account_name": "devstoreaccount1",
+                "container_name": "Bad_Name", "credentials": {"account_key": "a2V5"}}
+    with pytest.raises(InvalidInput, match="container_name: must be 3 to 63"):
+        admin.workspaces.create("team-d", document)
+    with pytest.raises(InvalidInput, match="workspaceartifactstore"):
+        admin.workspaces.create("team-d", {**document, "name": "workspaceartifactstore", "container_name": "team"})
+    assert [w["name"] for w in admin.workspaces.list()] == ["default"]
+    assert not (host.ws.path / "workspaces" / "team-d").exists()

@@ -54,16 +54,28 @@ async def _answer(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, deadline
 
 
 class Gateway:
-    def __init__(self, router: Router, telemetry: Telemetry | None = None):
+    # one series of request ids for every gateway of the process: an id tells no workspace apart
+    _ids = itertools.count(1)
+    _id_prefix = os.urandom(4).hex()
+
+    def __init__(self, router: Router, telemetry: Telemetry | None = None, hides_endpoints: bool = False):
+        """`hides_endpoints` (a hosted workspace's): an endpoint the caller may not call answers as
+        one that does not exist, as every endpoint of a workspace nobody hosts does (server/app.py)."""
         self.router = router
         self.telemetry = telemetry
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
+        self.hides_endpoints = hides_endpoints
         self._background: set[asyncio.Task] = set()
 
     @property
     def routes(self) -> Mapping[str, EndpointSnapshot]:
         return self.router.table.endpoints
+
+    def endpoint(self, name: str, ex) -> EndpointSnapshot | None:
+        """The endpoint called `name` as this caller may see it (None: not found)."""
+        ep = self.router.table.endpoints.get(name)
+        if ep is not None and self.hides_endpoints and not self.admits(ep, ex):
+            return None
+        return ep
 
     @property
     def ready(self) -> bool:
@@ -303,7 +315,7 @@ class Gateway:
                 return await self._error(ex, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
             if method != "POST":
                 return await self._error(ex, 405, "method_not_allowed", "use POST", rid, extra=[(b"allow", b"POST")])
-            ep = self.router.table.endpoints.get(parts[1])
+            ep = self.endpoint(parts[1], ex)
             if ep is None:
                 unknown_endpoint(ex.trace)
                 return await self._error(ex, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)

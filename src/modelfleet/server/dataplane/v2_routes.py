@@ -60,7 +60,7 @@ async def dispatch(gw, parts: list[str], ex, rid: str):
             {"name": "modelfleet", "version": __version__, "extensions": EXTENSIONS}), rid)
     if len(rest) < 2 or rest[0] != "models":
         return await gw._error(ex, 404, "not_found", f"no route for {ex.path}", rid, True)
-    ep = gw.routes.get(rest[1])
+    ep = gw.endpoint(rest[1], ex)
     if ep is None:
         if rest[-1] == "infer":
             unknown_endpoint(ex.trace)

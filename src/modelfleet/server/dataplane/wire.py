@@ -4,7 +4,7 @@ uvicorn's httptools protocol turns every request into an ASGI scope, a request-r
 receive and send coroutines, header checks and two writes per answer: most of the gateway's CPU
 per request (docs/benchmarks.md). `wire_protocol` subclasses it. Requests for the data plane
 (`/endpoints/...`, `/v2...`: `is_scoring`, within a workspace's prefix or not: the app's
-`scoring` names the gateway) become a `WireExchange` (exchange.py) that the
+`scoring` names what answers them) become a `WireExchange` (exchange.py) that the
 gateway reads and answers in one `transport.write`; every other request takes uvicorn's own ASGI
 path to the control API, unchanged. Both kinds may share a connection: they are answered in
 order (pipelining), through uvicorn's queue of pending requests.
@@ -46,12 +46,11 @@ class WireExchange:
     `cycle`, so it has what uvicorn's protocol and the server's drain read of one:
     response_complete, keep_alive, disconnected, and message_event.set() (wakes a body read)."""
 
-    __slots__ = ("gateway", "method", "path", "headers", "client", "trace", "responded", "response_complete",
-                 "keep_alive", "disconnected", "_conn", "_chunks", "_size", "_complete", "_limit", "_waiter", "_continue")
+    __slots__ = ("method", "path", "headers", "client", "trace", "responded", "response_complete", "keep_alive",
+                 "disconnected", "_conn", "_chunks", "_size", "_complete", "_limit", "_waiter", "_continue")
 
-    def __init__(self, conn: "HttpToolsProtocol", gateway, method: str, path: str, headers: dict, keep_alive: bool,
+    def __init__(self, conn: "HttpToolsProtocol", method: str, path: str, headers: dict, keep_alive: bool,
                  expect_continue: bool):
-        self.gateway = gateway   # the workspace's that the path names
         self.method, self.path, self.headers, self.client = method, path, headers, conn.client
         self.keep_alive, self._continue, self._conn = keep_alive, expect_continue, conn
         self.trace = None
@@ -136,9 +135,9 @@ class WireExchange:
 
 
 def wire_protocol(app) -> type:
-    """uvicorn's httptools protocol, answering a scoring request through the gateway
-    `app.scoring(path)` names, (gateway, path within its workspace) or None for the control API's
-    (server/app.py); `app.draining`: answers close their connections."""
+    """uvicorn's httptools protocol, answering a scoring request through what `app.scoring(path)`
+    names: (a coroutine function of the exchange, the path within its workspace), or None for the
+    control API's paths (server/app.py); `app.draining`: answers close their connections."""
     scoring = app.scoring
     head_cache: list = [None, b""]   # uvicorn's default headers (date, server), and their bytes
 
@@ -171,16 +170,16 @@ def wire_protocol(app) -> type:
             if found is None:
                 self._asgi_scope()
                 return super().on_headers_complete()
-            gateway, path = found
+            answer, path = found
             keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-            ex = WireExchange(self, gateway, parser.get_method().decode("ascii"), path, dict(self.headers),
-                              keep_alive, self.expect_100_continue)
+            ex = WireExchange(self, parser.get_method().decode("ascii"), path, dict(self.headers), keep_alive,
+                              self.expect_100_continue)
             current, self.cycle = self.cycle, ex
             if current is None or current.response_complete:
-                self._start_wire(ex)
+                self._start_wire(ex, answer)
             else:   # pipelined behind a request still being answered
                 self.flow.pause_reading()
-                self.pipeline.appendleft((ex, None))
+                self.pipeline.appendleft((ex, answer))
 
         def _asgi_scope(self) -> None:
             """uvicorn's scope for this request, its headers and URL as parsed."""
@@ -243,19 +242,19 @@ def wire_protocol(app) -> type:
         # -- requests ----------------------------------------------------------------------------
 
         def _start_asgi_task(self, cycle, app) -> None:
-            # uvicorn starts the next pipelined request here; a WireExchange is queued with no app
-            if app is None:
-                self._start_wire(cycle)
+            # uvicorn starts the next pipelined request here; a WireExchange is queued with what answers it
+            if cycle.__class__ is WireExchange:
+                self._start_wire(cycle, app)
             else:
                 super()._start_asgi_task(cycle, app)
 
-        def _start_wire(self, ex: WireExchange) -> None:
-            task = self.loop.create_task(self._answer(ex))
+        def _start_wire(self, ex: WireExchange, answer) -> None:
+            task = self.loop.create_task(self._answer(ex, answer))
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)
 
-        async def _answer(self, ex: WireExchange) -> None:
-            await ex.gateway.handle(ex)
+        async def _answer(self, ex: WireExchange, answer) -> None:
+            await answer(ex)
             if not ex.responded and not ex.disconnected:   # handle answers every request it keeps
                 log.error("the gateway gave no answer to %s %s", ex.method, ex.path)
                 self.transport.close()

@@ -3,7 +3,9 @@
     bearer token --(hash lookup)--> principal --(role assignments at the scope)--> allowed or not
 
 An unknown, expired or revoked token is 401; a known caller without a role at the workspace gets
-404 for it (they learn nothing of what it holds); a caller whose roles do not grant the route's
+404 for it (they learn nothing of what it holds), and so does every caller for a workspace nobody
+hosts, after the same token check, so that the two answer alike; under a hosted workspace's prefix
+only the pages without data (the API's shape, the dashboard's files) answer without a token; a caller whose roles do not grant the route's
 action is 403, naming the caller, the action and the scope. Failed attempts are counted per client
 address (failed_attempts.py); a request with no credential at all is not an attempt. The launcher's token (run/server.json, new at each start) is the
 first admin's: it is checked like any other principal's roles, never a way around them.
@@ -26,6 +28,7 @@ from .permissions import SERVER, Permission, permission
 FIRST_ADMIN = "admin"   # the principal bootstrapped at the first start, Owner at /
 AUDIT = "modelfleet.audit"   # the scope key where the activity log middleware reads what was decided
 PREFIXED = "modelfleet.workspace"   # the scope key: the request came under a hosted /workspaces/NAME (server/app.py)
+UNHOSTED = "modelfleet.unhosted"    # the scope key: ... and nobody hosts NAME here (the primary's API answers)
 
 
 @dataclass
@@ -67,7 +70,8 @@ class Authorizer:
             raise Forbidden(f"{request.method} {path}: no permission is declared for this route, so nobody may call it")
         act = perm.action_for(request.path_params)
         audit.action, audit.is_read = act, perm.is_read
-        if perm.public or path in self.open_paths:
+        prefixed = request.scope.get(PREFIXED)
+        if perm.public or (path in self.open_paths and prefixed is None):
             return None
         address = request.client.host if request.client else ""
         wait = self.attempts.retry_after(address)
@@ -81,7 +85,9 @@ class Authorizer:
                 self.attempts.failed(address)
             raise Unauthorized("missing, invalid, expired or revoked token (Authorization: Bearer <token>)")
         audit.caller = name
-        if PREFIXED in request.scope and (perm.scope == SERVER or not perm.role_needed):
+        if request.scope.get(UNHOSTED):
+            raise NotFound(f"workspace {prefixed!r} not found")
+        if prefixed is not None and (perm.scope == SERVER or not perm.role_needed):
             # a server-wide route under a workspace's prefix: the prefix must not tell that it exists
             if not await asyncio.to_thread(self.identities.roles_at, name, workspace_scope(self.workspace)):
                 raise NotFound(f"workspace {self.workspace!r} not found")

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from ...datastores import LOCAL_NAME, parse_document
+from ...datastores import LOCAL_NAME, DatastoreDocument, parse_document
 from ...domain.errors import InvalidInput
 
 
@@ -27,8 +27,9 @@ class DatastoreBody(BaseModel):
     default: bool = False    # make it the workspace's default datastore
 
 
-def _document(body: DatastoreBody, name: str | None = None):
-    doc = parse_document(body.document)
+def checked_document(document: Any, name: str | None = None) -> DatastoreDocument:
+    """A datastore document given over the API, its first problem one line naming the field."""
+    doc = parse_document(document)
     if doc.name == LOCAL_NAME:
         raise InvalidInput(f"name: {LOCAL_NAME!r} is the workspace's own folder; choose another name")
     if name is not None and doc.name != name:
@@ -60,14 +61,14 @@ def add_routes(app: FastAPI, workspace_datastores, deps: list) -> None:
 
     @app.post("/api/datastores", dependencies=deps)
     async def create(body: DatastoreBody) -> dict:
-        doc = _document(body)
+        doc = checked_document(body.document)
         if body.default:
             await asyncio.to_thread(prepare, doc)
         return await asyncio.to_thread(datastores.create, doc, body.default)
 
     @app.put("/api/datastores/{name}", dependencies=deps)
     async def update(name: str, body: DatastoreBody) -> dict:
-        doc = _document(body, name)
+        doc = checked_document(body.document, name)
         if body.default or (await asyncio.to_thread(datastores.show, name))["is_default"]:
             await asyncio.to_thread(prepare, doc)
         return await asyncio.to_thread(datastores.update, doc, body.default)

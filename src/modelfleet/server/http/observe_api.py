@@ -5,10 +5,11 @@ static files shipped in the package under server/static/dashboard/."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -82,10 +83,18 @@ def add_routes(app: FastAPI, controller: Controller, registry, telemetry: Teleme
         return telemetry.access_log.recent_entries(max(1, min(n, 1000)))
 
     @app.get("/dashboard", include_in_schema=False)
-    async def dashboard_root() -> RedirectResponse:
-        return RedirectResponse("/dashboard/")
+    async def dashboard_root(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/dashboard/")
 
-    app.mount("/dashboard", StaticFiles(directory=STATIC / "dashboard", html=True), name="dashboard")
+    app.mount("/dashboard", DashboardFiles(directory=STATIC / "dashboard", html=True), name="dashboard")
+
+
+class DashboardFiles(StaticFiles):
+    """The dashboard's files at /dashboard/FILE. Under a workspace's prefix the server hands the path
+    over without it (server/app.py), which StaticFiles, looking for the prefix, would not find."""
+
+    def get_path(self, scope) -> str:
+        return os.path.normpath(os.path.join(*scope["path"].removeprefix("/dashboard").split("/")))
 
 
 def live_figures(telemetry: Telemetry, endpoint: str, deployments: list[str], deployment: str | None = None) -> dict:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 
+from .auth import PREFIXED
 from .permissions import permission
 
 DESCRIPTION = """One modelfleet workspace server: the control API under `/api` (an API token, checked
@@ -146,7 +148,9 @@ def scoring_schemas(router) -> dict:
 
 def document(app: FastAPI, router=None) -> None:
     """Make `app.openapi()` return the whole server's document (built once, on first request),
-    with the scoring schema of each endpoint whose score.py declares one (as it is now)."""
+    with the scoring schema of each endpoint whose score.py declares one (as it is now), and serve
+    it at /openapi.json. Under a hosted workspace's prefix that page (no token asked) is the API's
+    shape only: endpoint names would tell that the workspace exists, and what it serves."""
     def build() -> dict:
         if router is not None:
             return {**whole(), "paths": {**whole()["paths"], **scoring_schemas(router)}}
@@ -169,3 +173,11 @@ def document(app: FastAPI, router=None) -> None:
             app.openapi_schema = doc
         return app.openapi_schema
     app.openapi = build
+
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != app.openapi_url]
+
+    @app.get(app.openapi_url, include_in_schema=False)
+    async def openapi_json(request: Request) -> JSONResponse:
+        doc = whole() if PREFIXED in request.scope else build()
+        root = request.scope.get("root_path", "").rstrip("/")
+        return JSONResponse({**doc, "servers": [{"url": root}]} if root else doc)

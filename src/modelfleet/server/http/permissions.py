@@ -119,6 +119,7 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("GET", "/dashboard"): PUBLIC,          # a redirect to the static files; their data needs a token
     ("GET", "/docs"): PUBLIC,               # Swagger UI: the API's shape, no secret
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,       # the API's shape; a hosted workspace's without its endpoints
     # who may do what
     ("GET", "/api/identity"): Permission(f"{PRINCIPALS}/read", SERVER, role_needed=False),
     ("GET", "/api/principals"): Permission(f"{PRINCIPALS}/read", SERVER),

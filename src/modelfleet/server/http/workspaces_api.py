@@ -2,7 +2,7 @@
 server; hosting.py does the work):
 
     GET    /api/workspaces           those the caller holds a role on (a role at / sees them all)
-    PUT    /api/workspaces/{name}    create: workspaces/write at /
+    PUT    /api/workspaces/{name}    create: workspaces/write at /; body {"default_datastore": DOCUMENT} optional
     GET    /api/workspaces/{name}    404 to a caller without a role on it, as for a name nobody made
     DELETE /api/workspaces/{name}    workspaces/delete at the workspace; never the primary
 
@@ -12,16 +12,22 @@ Every server-scope route, so each workspace's app has them and they mean the sam
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel
 
 from ...domain.errors import NotFound
 from ...domain.roles import action
 from .auth import Authorizer, Caller, workspace_scope
+from .datastores_api import checked_document
 
 if TYPE_CHECKING:
     from ..hosting import HostedWorkspaces
+
+
+class WorkspaceBody(BaseModel):
+    default_datastore: Any = None   # a datastore document: model and code uploads go there from the start
 
 
 def add_routes(app: FastAPI, hosting: Callable[[], HostedWorkspaces]) -> None:
@@ -42,8 +48,10 @@ def add_routes(app: FastAPI, hosting: Callable[[], HostedWorkspaces]) -> None:
         return [await asyncio.to_thread(hosting().view, n) for n in hosting().names() if await visible(caller, n)]
 
     @app.put("/api/workspaces/{name}")
-    async def create_workspace(name: str, caller: Caller = signed_in) -> dict:
-        return await hosting().create(name, caller.name)
+    async def create_workspace(name: str, body: WorkspaceBody | None = None, caller: Caller = signed_in) -> dict:
+        given = body.default_datastore if body is not None else None
+        store = checked_document(given) if given is not None else None   # refused before anything is made
+        return await hosting().create(name, caller.name, store)
 
     @app.get("/api/workspaces/{name}")
     async def show_workspace(name: str, caller: Caller = signed_in) -> dict:

@@ -14,6 +14,7 @@ entries are also kept in memory for the dashboard.
 from __future__ import annotations
 
 import collections
+import contextvars
 import contextlib
 import logging
 import logging.handlers
@@ -62,7 +63,9 @@ class AccessLog:
             self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
                                                                  encoding="utf-8", delay=True)
             self._handler.setFormatter(logging.Formatter("%(message)s"))
-            self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
+            # in the context it was made in: its warnings are the workspace's (hooks.WORKSPACE)
+            self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._write,),
+                                            name="access-log", daemon=True)
             self._thread.start()
 
     def record(self, row: tuple) -> None:

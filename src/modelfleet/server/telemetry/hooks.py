@@ -9,6 +9,8 @@ out to the request statistics (metrics, live figures), the access log and the ev
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import logging
 import time
 from pathlib import Path
@@ -23,6 +25,21 @@ from ..control.replicas import Replica, ReplicaState as S, Roster
 log = logging.getLogger("modelfleet.telemetry")
 
 EVENTS = 200
+
+# Whose work is running (a workspace's name): set where a workspace's requests, start and stop
+# begin; the tasks and threads they start inherit it. None: the server's own.
+WORKSPACE: contextvars.ContextVar[str | None] = contextvars.ContextVar("modelfleet_workspace", default=None)
+
+
+@contextlib.contextmanager
+def working_for(workspace: str):
+    """Mark what runs in the block, and what it starts, as `workspace`'s work (its warnings go to
+    that workspace's event feed)."""
+    token = WORKSPACE.set(workspace)
+    try:
+        yield
+    finally:
+        WORKSPACE.reset(token)
 
 
 class RequestTrace:
@@ -118,11 +135,19 @@ class Telemetry:
 
 
 class EventLog(logging.Handler):
-    """Server warnings (a failed rollout, a replica that died) as dashboard events."""
+    """Server warnings (a failed rollout, a replica that died) as one workspace's dashboard events:
+    those logged by its own work (`WORKSPACE`), and with `the_server's`, those of no workspace's
+    (the primary's feed), so that no workspace's feed shows another's."""
 
-    def __init__(self, telemetry: Telemetry):
+    def __init__(self, telemetry: Telemetry, workspace: str, the_servers: bool = False):
         super().__init__(logging.WARNING)
         self.telemetry = telemetry
+        self.workspace = workspace
+        self.the_servers = the_servers
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        whose = WORKSPACE.get()
+        return (whose == self.workspace or (whose is None and self.the_servers)) and super().filter(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

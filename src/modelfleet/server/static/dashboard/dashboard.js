@@ -7,6 +7,8 @@ const COLORS = ["#2f6fde", "#1f9d55", "#d0342c", "#c27c0e", "#8e44ad", "#16a2b8"
 const STATS_EVERY_MS = 2000, STATE_EVERY_MS = 5000, MODELS_EVERY_MS = 30000;
 const $ = (sel) => document.querySelector(sel);
 
+// the workspace's prefix (/workspaces/NAME on a server hosting several), "" for the server's own
+const BASE = location.pathname.replace(/\/dashboard(\/.*)?$/, "");
 let token = sessionStorage.getItem("modelfleet-token") || "";
 let focus = "";          // "" = all endpoints, else one endpoint's deployments
 let timers = [];
@@ -17,7 +19,7 @@ let endpoints = [], deployments = [], lastStats = null;
 class AuthError extends Error {}
 
 async function api(path) {
-  const r = await fetch(path, { headers: { authorization: `Bearer ${token}` }, cache: "no-store" });
+  const r = await fetch(BASE + path, { headers: { authorization: `Bearer ${token}` }, cache: "no-store" });
   if (r.status === 401) throw new AuthError("invalid token");
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
