@@ -115,32 +115,36 @@ def _collected_rows(fleet, settle_s: float = 10.0) -> dict:
 
 def writer_cost(work: Path, requests: int = 20000) -> list[dict]:
     """In process: CPU per collected request of the request path's append, of the server's feed
-    (the entries pickled into the writer's frame) and of the writer process's work (bodies ->
-    rows -> Parquet), by how many requests one flush finds."""
+    (the entries packed and pickled into the writer's frame) and of the writer process's work
+    (bodies -> columns -> Parquet, as its loop runs it), by how many requests one flush finds."""
+    import gc
     import pickle
-    from modelfleet.collection.payload import PayloadCollector, convert
-    from modelfleet.collection.sink import Flusher, Sink
+    from modelfleet.collection.columns import write_packed
+    from modelfleet.collection.payload import PayloadCollector, PayloadSink
     names = {"inputs": [{"name": f"f{i}", "shape": [-1]} for i in range(4)], "outputs": [{"name": "predict", "shape": [-1]}]}
-    sink = Sink(work, "ep", "blue", convert, capacity=requests)
+    sink = PayloadSink(work, "ep", "blue", capacity=requests)
     collector = PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0}, [])
-    flusher = Flusher()
     collector.offer("warm-up", BODY, b"[0]", names, {})
-    flusher.flush_sink(sink)   # imports pyarrow
+    write_packed(sink, sink.pack(sink.drain()), "warm-up")   # imports pyarrow
     out = []
     for batch in (100, 1000, 5000):
         t = time.process_time()
         for i in range(requests):
             collector.offer(f"r{i}", BODY, b"[0]", names, {})
         offer_us = (time.process_time() - t) / requests * 1e6
-        entries = sink.drain()
         t = time.process_time()
+        frames, entries = [], sink.drain()
         for k in range(0, requests, batch):
-            pickle.dumps({"sinks": [("ep", "blue", "hour", 30, entries[k:k + batch])]}, pickle.HIGHEST_PROTOCOL)
+            frames.append(pickle.dumps({"sinks": [("ep", "blue", "hour", 30, sink.pack(entries[k:k + batch]))]},
+                                       pickle.HIGHEST_PROTOCOL))
         feed_us = (time.process_time() - t) / requests * 1e6
         t = time.process_time()
-        for k in range(0, requests, batch):
-            sink.queue.extend(entries[k:k + batch])
-            flusher.flush_sink(sink)
+        for k, frame in enumerate(frames):
+            gc.disable()
+            try:
+                write_packed(sink, pickle.loads(frame)["sinks"][0][4], f"{batch}-{k}")
+            finally:
+                gc.enable()
         out.append({"batch": batch, "offer_us": round(offer_us, 2), "feed_us": round(feed_us, 2),
                     "writer_us": round((time.process_time() - t) / requests * 1e6, 1)})
     return out
@@ -245,8 +249,8 @@ def report(res: dict, args) -> str:
                                     ("writer_cpu_us", "writer CPU µs/req"), ("foreign_cpu_pct", "other work % CPU")]))
     if "writer" in res:
         out.append("CPU per collected request (model_inputs and model_outputs), in process: the request path's "
-                   "append and the feed (pickled into the writer's frame), both in the server, and the writer "
-                   "process's work, by how many requests one flush finds:\n\n"
+                   "append and the feed (drained, packed and pickled into the writer's frame), both in the server, "
+                   "and the writer process's work (parsing, columns, Parquet), by how many requests one flush finds:\n\n"
                    + c.table(res["writer"], [("batch", "requests per flush"), ("offer_us", "append µs"),
                                              ("feed_us", "feed µs"), ("writer_us", "writer µs")]))
     if "monitors" in res:

@@ -3,16 +3,22 @@
 container under Azure's layout, windows open or not (so the test stops the server rather than
 wait for a minute to end); with the store stopped every request is still answered, the failed
 uploads are counted and the files arrive once it is back; a monitor and `fleet data` read the
-window by its azureml:// path, from the store once the workspace's copy is gone."""
+window by its azureml:// path, from the store once the workspace's copy is gone; a monitor of
+the deployment's own collection reads the windows of its data window the folder lacks from the
+store."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import shutil
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from modelfleet.collection.sink import write_parquet
 
 from .azurite import azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
@@ -137,3 +143,48 @@ def test_collected_files_go_to_the_default_datastore_survive_its_outage_and_are_
     assert run["status"] == "passed", run
     assert {r["feature"] for r in run["results"]} == {"0", "1", "2", "3"}
     assert all(r["rows"] == sent for r in run["results"])
+
+
+# the same monitor of the deployment's own collection (no input_data)
+OWN_MONITOR = re.sub(r' +input_data: \{path: "azureml://[^}]*\}\n', "", MONITOR).replace("stored-monitor", "own-monitor")
+
+
+def _window(t: dt.datetime, rows: list[list], tag: str, nulls: bool = False) -> tuple[str, list[dict]]:
+    """A collected hour window's file (its path under the workspace) and its rows."""
+    folder = PREFIX + t.strftime("%Y/%m/%d/%H")
+    return folder, [{"correlationid": f"{tag}-{i}", "time": t.timestamp() + i,
+                     **{str(k): (None if nulls else v) for k, v in enumerate(row)}} for i, row in enumerate(rows)]
+
+
+def test_a_monitor_of_a_deployment_reads_the_windows_its_folder_lacks_from_the_default_datastore(
+        fleet, azurite, tmp_path):  # noqa: F811
+    """No input_data: the deployment's own collection, from the workspace's folder and, for the
+    windows of the data window the folder lacks, from the blob container; windows outside the
+    data window (nulls, which would breach) and files the folder holds are not read from it."""
+    store = container(azurite, "workspace")
+    run_cli("datastore", "create", "-f", str(blob_yaml(tmp_path / "ws.yml", azurite, "ws_store", "workspace")),
+            "--default")
+    reference = tmp_path / "reference.csv"
+    reference.write_text("0,1,2,3\n" + "\n".join(",".join(map(str, r)) for r in IRIS_ROWS * 20) + "\n")
+    run_cli("data", "create", "--name", "iris-reference", "--version", "1", "--type", "uri_file",
+            "--path", str(reference))
+    ws = fleet.workspace.path
+    now = dt.datetime.now(dt.timezone.utc)
+    uploaded = {"stored": _window(now - dt.timedelta(hours=5), IRIS_ROWS * 3, "stored"),          # only in the store
+                "both": _window(now - dt.timedelta(hours=2), IRIS_ROWS * 2, "both"),              # in both
+                "old": _window(now - dt.timedelta(days=3), IRIS_ROWS * 4, "old", nulls=True)}    # outside the window
+    for name, (folder, rows) in uploaded.items():
+        path = write_parquet(tmp_path / "made" / folder, rows, name)
+        store.upload_blob(f"{folder}/{path.name}", path.read_bytes())
+        if name == "both":
+            (ws / folder).mkdir(parents=True)
+            shutil.copy(path, ws / folder / path.name)
+    local_folder, local_rows = _window(now - dt.timedelta(hours=1), IRIS_ROWS, "local")             # only in the folder
+    write_parquet(ws / local_folder, local_rows, "local")
+
+    run_cli("schedule", "create", "-f", str(write(tmp_path / "monitor.yml", OWN_MONITOR)))
+    run = json.loads(run_cli("schedule", "run", "--name", "own-monitor", "-o", "json").output)["latest_run"]
+    assert run["status"] == "passed", run
+    assert {r["feature"] for r in run["results"]} == {"0", "1", "2", "3"}
+    assert all(r["rows"] == len(IRIS_ROWS) * (3 + 2 + 1) for r in run["results"])   # each row once, none of "old"
+    assert not list((ws / "modelDataCollector").rglob("*stored*"))   # read from a temporary copy, not kept

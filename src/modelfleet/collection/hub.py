@@ -13,8 +13,7 @@ from pathlib import Path
 
 from ..schema.monitoring import PAYLOAD_COLLECTIONS
 from .mdc import REPLICA_ENV
-from .payload import PayloadCollector, convert
-from .sink import Sink
+from .payload import PayloadCollector, PayloadSink
 from .writer_client import WriterProcess
 
 
@@ -37,7 +36,7 @@ class CollectionHub:
             return None
         c = self.collectors.get(key)
         if c is None:
-            sink = Sink(self.root, endpoint, deployment, convert, dc.rolling_rate, dc.retention_days)
+            sink = PayloadSink(self.root, endpoint, deployment, dc.rolling_rate, dc.retention_days)
             c = self.collectors[key] = PayloadCollector(sink, rates, dc.request_logging.capture_headers)
             self.writer.add(sink)
         else:

@@ -1,12 +1,13 @@
 """Collected rows -> Parquet files, off the request path.
 
-A `Sink` (one per deployment in a process) is a bounded deque that the request path appends one
+A `Sink` (one per deployment in a process) is a bounded list that the request path appends one
 tuple to, and nothing more: no parsing, no I/O, no lock. Each `FLUSH_EVERY_S` the sinks are
-drained and `write_entries` turns their entries into rows (the sink's `convert`) and writes one
-Parquet file per collection and window (temp file + rename, so a reader never sees half a file):
-in the server by its writer process (writer.py), in a replica by a `Flusher` thread.
-A full queue (a slow disk) or a failed write (a full disk) drops the samples and counts them;
-the request that produced them was answered long before.
+drained (two slice operations, safe against appends meanwhile) and their entries written: by
+`write_entries`, which turns each into rows (the sink's `convert`), or by the sink's own `write`
+(payload.py's, a batch at a time), one Parquet file per collection and window (temp file +
+rename, so a reader never sees half a file): in the server by its writer process (writer.py), in a
+replica by a `Flusher` thread. A full queue (a slow disk) or a failed write (a full disk) drops
+the samples and counts them; the request that produced them was answered long before.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from .windows import collection_dir, window_parts, windows
 log = logging.getLogger("modelfleet.monitoring")
 
 FLUSH_EVERY_S = 1.0
-DEFAULT_QUEUE_ROWS = 10_000       # per sink: entries waiting to be written; past it, samples drop
+# Per sink, entries (and for payload entries, bytes of bodies and answers) waiting to be written;
+# past either, samples drop. Five seconds of the most one server answers on a 2-core machine, so
+# that a writer late by a few seconds (starting, a busy disk) drops nothing; a stuck one does.
+DEFAULT_QUEUE_ROWS = 50_000
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 # The writer turns entries into rows this many at a time, then lets the GIL go: the event loop the
 # gateway runs on never waits behind a whole second's worth of conversion (that showed in p99).
 CHUNK = 200
@@ -42,13 +47,13 @@ Convert = Callable[[tuple], dict[str, list[dict]]]
 
 
 class Sink:
-    def __init__(self, root: Path, endpoint: str, deployment: str, convert: Convert, rolling_rate: str = "hour",
+    def __init__(self, root: Path, endpoint: str, deployment: str, convert: Convert | None, rolling_rate: str = "hour",
                  retention_days: int = 30, capacity: int = DEFAULT_QUEUE_ROWS):
         self.root, self.endpoint, self.deployment = root, endpoint, deployment
         self.convert = convert
         self.rolling_rate, self.retention_days = rolling_rate, retention_days
         self.capacity = capacity
-        self.queue: collections.deque = collections.deque()
+        self.queue: list = []
         self.offered = 0            # entries accepted onto the queue
         self.rows: collections.Counter = collections.Counter()      # rows written, by collection
         self.dropped: collections.Counter = collections.Counter()   # entries or rows dropped, by reason
@@ -67,10 +72,15 @@ class Sink:
         self.dropped.update(written.dropped)
 
     def drain(self) -> list[tuple]:
-        out, pop = [], self.queue.popleft
-        for _ in range(len(self.queue)):
-            out.append(pop())
+        """The entries queued so far, removed from the queue. Called from another thread than
+        put's: entries appended between the two slices stay queued, after those taken."""
+        n = len(self.queue)
+        out = self.queue[:n]
+        del self.queue[:n]
         return out
+
+    def write(self, entries: list[tuple], tag: str, pause_s: float = 0.0) -> Written:
+        return write_entries(self, entries, tag, pause_s)
 
 
 @dataclass
@@ -89,30 +99,49 @@ def write_entries(sink: Sink, entries: list[tuple], tag: str, pause_s: float = Y
     replaces the same files: a batch resent after its writer died is not written twice. In a
     process that also serves requests, `pause_s` lets the GIL go every CHUNK entries."""
     out = Written()
+    return write_groups(sink, group_rows(entries, sink.convert, sink.rolling_rate, out.dropped, pause_s), tag, out)
+
+
+def group_rows(entries: list, convert: Convert, rolling_rate: str, dropped: collections.Counter,
+               pause_s: float = 0.0) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
+    """Each entry's rows (`convert`) by collection and window; an entry that `convert` cannot
+    read is counted in `dropped` as unreadable."""
     groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     windows_of: dict[int, tuple[str, ...]] = {}   # minute -> window: the finest rolling rate is a minute
     for i, entry in enumerate(entries):
         if pause_s and i and not i % CHUNK:
             time.sleep(pause_s)
         try:
-            converted = sink.convert(entry)
+            converted = convert(entry)
         except Exception:   # a payload that is not rows: nothing to collect from it
-            out.dropped["unreadable"] += 1
+            dropped["unreadable"] += 1
             continue
         for name, rows in converted.items():
             for row in rows:
                 minute = int(row["time"] // 60)
                 parts = windows_of.get(minute)
                 if parts is None:
-                    parts = windows_of[minute] = window_parts(row["time"], sink.rolling_rate)
+                    parts = windows_of[minute] = window_parts(row["time"], rolling_rate)
                 groups.setdefault((name, parts), []).append(row)
+    return groups
+
+
+def write_groups(sink: Sink, groups: dict, tag: str, out: Written) -> Written:
+    """Write each (collection, window parts) group, rows (dicts) or a table already built, as one
+    Parquet file named by `tag` and the group's place."""
+    import pyarrow as pa
     for i, ((name, parts), rows) in enumerate(groups.items()):
         folder = collection_dir(sink.root, sink.endpoint, sink.deployment, name).joinpath(*parts)
         try:
-            out.files.append(write_parquet(folder, rows, f"{tag}-{i}"))
-            out.rows[name] += len(rows)
+            table = rows_table(rows) if isinstance(rows, list) else rows
+        except (pa.ArrowException, KeyError, TypeError):   # values of one column that are no one type
+            out.dropped["unreadable"] += len(rows)
+            continue
+        try:
+            out.files.append(write_table(folder, table, f"{tag}-{i}"))
+            out.rows[name] += table.num_rows
         except OSError as e:
-            out.dropped["write_failed"] += len(rows)
+            out.dropped["write_failed"] += table.num_rows
             out.failure = out.failure or (f"collected rows of {sink.endpoint}/{sink.deployment}/{name} dropped: "
                                           f"{e.strerror or e} ({folder})")
     return out
@@ -203,20 +232,28 @@ class Flusher(Drainer):
     def flush_sink(self, sink: Sink) -> None:
         entries = sink.drain()
         if entries:
-            written = write_entries(sink, entries, f"{self._tag}-{next(self._seq)}")
+            written = sink.write(entries, f"{self._tag}-{next(self._seq)}", YIELD_S)
             sink.count(written)
             self._warn(written.failure)
 
 
-def write_parquet(folder: Path, rows: list[dict], tag: str) -> Path:
+def rows_table(rows: list[dict]):
+    """Rows as an Arrow table: columns as the first row names them, `time` (epoch seconds) as a
+    UTC timestamp in milliseconds."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-    times = [r["time"] for r in rows]
     table = pa.Table.from_pylist(rows)
-    table = table.set_column(table.schema.get_field_index("time"), "time",
-                             pa.array([int(t * 1000) for t in times], pa.timestamp("ms", tz="UTC")))
+    return table.set_column(table.schema.get_field_index("time"), "time",
+                            pa.array([int(r["time"] * 1000) for r in rows], pa.timestamp("ms", tz="UTC")))
+
+
+def write_parquet(folder: Path, rows: list[dict], tag: str) -> Path:
+    return write_table(folder, rows_table(rows), tag)
+
+
+def write_table(folder: Path, table, tag: str) -> Path:
+    import pyarrow.parquet as pq
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"part-{int(times[0] * 1000)}-{tag}.parquet"
+    name = f"part-{table.column('time')[0].value}-{tag}.parquet"
     tmp = folder / f".{name}.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd")

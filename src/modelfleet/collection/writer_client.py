@@ -1,10 +1,11 @@
 """The server's end of the collection writer process (writer.py).
 
 Every `FLUSH_EVERY_S` one thread drains every sink's queue (the gateway only appends to them),
-sends the entries in one frame down the writer's pipe and waits for its answer: rows written and
-dropped per sink, which /metrics shows. The server's own work per collected request is the append
-and its share of one pickle; converting bodies to rows and writing Parquet happen in the writer,
-which has an interpreter (and a GIL) of its own.
+packs each sink's entries (PayloadSink.pack: a few buffers, built by C loops), sends them in one
+frame down the writer's pipe and waits for its answer: rows written and dropped per sink, which
+/metrics shows. The server's own work per collected request is the append and its share of the
+packing; parsing bodies, building columns and writing Parquet happen in the writer, which has an
+interpreter (and a GIL) of its own.
 
 Nothing is lost to a writer that dies: the batch it was writing is sent again to a new writer,
 under the same file names (so a batch half written before is replaced, not doubled). A batch
@@ -28,7 +29,8 @@ import uuid
 from pathlib import Path
 
 from .frames import read_frame, write_frame
-from .sink import FLUSH_EVERY_S, Drainer, Sink, Written
+from .payload import PayloadSink
+from .sink import FLUSH_EVERY_S, Drainer, Written
 
 log = logging.getLogger("modelfleet.monitoring")
 
@@ -71,7 +73,7 @@ class WriterProcess(Drainer):
         with self._lock:
             self._end()
 
-    def flush(self, sinks: list[Sink] | None = None, stop: bool = False) -> None:
+    def flush(self, sinks: list[PayloadSink] | None = None, stop: bool = False) -> None:
         with self._lock:
             batch = [(s, s.drain()) for s in (sinks if sinks is not None else list(self.sinks.values()))]
             batch = [(s, entries) for s, entries in batch if entries]
@@ -79,7 +81,7 @@ class WriterProcess(Drainer):
                 return
             seq = next(self._seq)
             frame = {"seq": seq, "tag": f"{self._tag}-{seq}", "stop": stop, "datastore": self._default(),
-                     "sinks": [(s.endpoint, s.deployment, s.rolling_rate, s.retention_days, entries)
+                     "sinks": [(s.endpoint, s.deployment, s.rolling_rate, s.retention_days, s.pack(entries))
                                for s, entries in batch]}
             answer = self._send(frame)
             for (sink, entries), done in zip(batch, answer["sinks"] if answer else [None] * len(batch)):

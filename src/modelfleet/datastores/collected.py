@@ -212,18 +212,37 @@ class Uploader:
                         "modelfleet_collection_upload_failures_total)", message)
 
 
-def fetch_missing(store, path: str, folder: Path, dest: Path) -> list[Path]:
+def fetch_missing(store, path: str, folder: Path, dest: Path, start: dt.datetime | None = None,
+                  end: dt.datetime | None = None) -> list[Path]:
     """The Parquet files under datastore `path` (`modelDataCollector/...`) that the local `folder`
     (the same path under the workspace) lacks, downloaded into `dest`: collected windows whose
-    local copy is gone are read from the store."""
+    local copy is gone are read from the store. With `start` and `end`, only the windows that
+    overlap them, and for a collection's path only the days they span are listed."""
     prefix = path.strip("/") + "/"
     out = []
-    for name in store.names(prefix):
-        rel = name[len(prefix):]
-        if not rel.endswith(".parquet") or ".." in rel.split("/") or (folder / rel).exists():
-            continue
-        store.get_file(name, dest / rel)
-        out.append(dest / rel)
+    for listed in _day_prefixes(prefix, start, end):
+        for name in store.names(listed):
+            rel = name[len(prefix):]
+            if not rel.endswith(".parquet") or ".." in rel.split("/") or (folder / rel).exists():
+                continue
+            window = window_of(tuple(name.split("/"))) if start is not None else None
+            if window is not None and not (window[0] < end and window[1] > start):
+                continue
+            store.get_file(name, dest / rel)
+            out.append(dest / rel)
+    return out
+
+
+def _day_prefixes(prefix: str, start: dt.datetime | None, end: dt.datetime | None) -> list[str]:
+    """`prefix` itself, or for a collection (`modelDataCollector/ep/dep/coll/`) and a time span
+    the prefix of each day folder that may hold its windows (a window lies within its day)."""
+    if start is None or end is None or len(prefix.strip("/").split("/")) != 4 or not prefix.startswith(f"{ROOT}/"):
+        return [prefix]
+    day = start.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    while day < end:
+        out.append(f"{prefix}{day:%Y/%m/%d}/")
+        day += dt.timedelta(days=1)
     return out
 
 

@@ -3,7 +3,8 @@ Azure. A local path is copied into the artifact store (content-addressed, like a
 `azureml://datastores/NAME/paths/modelDataCollector/...` names collected data in the workspace and
 is kept by reference (a collection's windows grow as requests come). Collected windows are read
 from the workspace's folder, and from the datastore the path names (else the default one, when a
-blob container) for the files the folder lacks: windows whose local copy is gone."""
+blob container) for the files the folder lacks: windows whose local copy is gone. A monitor
+reads its deployment's own collection (no `input_data`) the same way, over its data window."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..store.monitoring import DataAsset, DataAssetStore
 from ..files.digests import walk
 from ..schema.monitoring import DataAssetSpec, check_data_layout
 from .tables import asset_files, read_files
-from ..collection.windows import ROOT
+from ..collection.windows import ROOT, collection_dir, files_between
 
 log = logging.getLogger("modelfleet.monitoring")
 
@@ -105,20 +106,36 @@ class DataAssets:
         where = self.location(asset)
         if asset.sha256 is not None:
             return read_files(asset_files(where, asset.type))
-        store = self._store(_DATASTORE.match(asset.path).group(1))
+        m = _DATASTORE.match(asset.path)
+        return self._read_collected(self._store(m.group(1)), m.group(2), where, asset_files(where, asset.type),
+                                    start, end)
+
+    def read_collection(self, endpoint: str, deployment: str, collection: str, start, end) -> dict[str, list]:
+        """What a deployment collected between `start` and `end`: the workspace's folder, and from
+        the default datastore (a blob container) the files of those windows the folder lacks."""
+        folder = collection_dir(self.workspace, endpoint, deployment, collection)
+        store = self._default_store()
+        return self._read_collected(store, folder.relative_to(self.workspace).as_posix(), folder,
+                                    files_between(folder, start, end), start, end)
+
+    def _read_collected(self, store, path: str, where: Path, local: list[Path], start, end) -> dict[str, list]:
         if store is None:
-            return read_files(asset_files(where, asset.type), start, end)
+            return read_files(local, start, end)
         self.artifacts.tmp.mkdir(parents=True, exist_ok=True)
         fetched = Path(tempfile.mkdtemp(prefix="collected-", dir=self.artifacts.tmp))
         try:
             try:
-                remote = fetch_missing(store, _DATASTORE.match(asset.path).group(2), where, fetched)
+                remote = fetch_missing(store, path, where, fetched, start, end)
             except DatastoreError as e:   # the store is down: what the folder holds is read, and said so
-                log.warning("%s: read from the workspace's folder only: %s", asset.path, e)
+                log.warning("%s: read from the workspace's folder only: %s", path, e)
                 remote = []
-            return read_files(sorted(asset_files(where, asset.type) + remote), start, end)
+            return read_files(sorted(local + remote), start, end)
         finally:
             shutil.rmtree(fetched, ignore_errors=True)
+
+    def _default_store(self):
+        doc = self.datastores.default_document() if self.datastores is not None else None
+        return open_datastore(doc) if doc is not None and doc.type == "azure_blob" else None
 
     def _store(self, name: str):
         """The blob datastore a collected path names, else the default one if it is a blob
@@ -128,5 +145,5 @@ class DataAssets:
         try:
             doc = self.datastores.store.get(name)
         except NotFound:
-            doc = self.datastores.default_document()
-        return open_datastore(doc) if doc is not None and doc.type == "azure_blob" else None
+            return self._default_store()
+        return open_datastore(doc) if doc.type == "azure_blob" else None

@@ -4,7 +4,9 @@ metric of each feature, and compare it with its threshold.
 Production data is the signal's `production_data.input_data` (a data asset), else what the
 monitored deployment collected (`model_inputs` for data drift and data quality, `model_outputs`
 for prediction drift; `data_context` names another collection) over the data window: the
-`lookback_window_size` that ends `lookback_window_offset` before the run.
+`lookback_window_size` that ends `lookback_window_offset` before the run, read from the
+workspace's folder and, when the default datastore is a blob container, from it for the windows
+the folder lacks (DataAssets.read_collection).
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import drift
 from .data_assets import DataAssets
 from ..schema.monitoring import P_VALUE_METRICS, MonitorScheduleSpec, Signal, duration_seconds, split_target
-from .tables import META_COLUMNS, read_collected
+from .tables import META_COLUMNS
 
 
 @dataclass
@@ -43,7 +44,7 @@ def window(signal: Signal, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return end - dt.timedelta(seconds=size), end
 
 
-def production(spec: MonitorScheduleSpec, signal: Signal, assets: DataAssets, root: Path,
+def production(spec: MonitorScheduleSpec, signal: Signal, assets: DataAssets,
                start: dt.datetime, end: dt.datetime) -> dict[str, list]:
     pd = signal.production_data
     if pd is not None and pd.input_data is not None:
@@ -53,7 +54,7 @@ def production(spec: MonitorScheduleSpec, signal: Signal, assets: DataAssets, ro
     endpoint, deployment = split_target(spec.create_monitor.monitoring_target.endpoint_deployment_id)
     context = (pd.data_context if pd else None) or \
         ("model_outputs" if signal.type == "prediction_drift" else "model_inputs")
-    return read_collected(root, endpoint, deployment, context, start, end)
+    return assets.read_collection(endpoint, deployment, context, start, end)
 
 
 def features(signal: Signal, ref: dict, prod: dict) -> list[str]:
@@ -63,13 +64,13 @@ def features(signal: Signal, ref: dict, prod: dict) -> list[str]:
     return [c for c in ref if c not in skip and c in prod]
 
 
-def run(spec: MonitorScheduleSpec, assets: DataAssets, root: Path, now: dt.datetime) -> Outcome:
+def run(spec: MonitorScheduleSpec, assets: DataAssets, now: dt.datetime) -> Outcome:
     outcome = None
     for name, signal in spec.create_monitor.monitoring_signals.items():
         start, end = window(signal, now)
         outcome = outcome or Outcome(start, end)
         ref = assets.read(assets.get(signal.reference_data.input_data.path))
-        prod = production(spec, signal, assets, root, start, end)
+        prod = production(spec, signal, assets, start, end)
         for feature in features(signal, ref, prod):
             outcome.results += evaluate(name, signal, feature, ref[feature], prod.get(feature, []))
     return outcome

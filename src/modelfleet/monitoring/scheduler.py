@@ -54,7 +54,7 @@ class Monitoring:
         spec = validate(MonitorScheduleSpec, row.spec, f"schedule {name}")
         now = now or utcnow()
         try:
-            outcome = run(spec, self.assets, self.root, now)
+            outcome = run(spec, self.assets, now)
             values = dict(status=outcome.status, error=None, results=outcome.results,
                           window_start=iso(outcome.window_start), window_end=iso(outcome.window_end))
         except (FleetError, OSError, ValueError, KeyError) as e:   # bad data: kept as a failed run

@@ -7,7 +7,6 @@ import datetime as dt
 from pathlib import Path
 
 from ..domain.errors import InvalidInput
-from ..collection.windows import collection_dir, files_between
 from ..schema.monitoring import DATA_SUFFIXES
 
 META_COLUMNS = ("correlationid", "time")
@@ -66,9 +65,3 @@ def read_files(files: list[Path], start: dt.datetime | None = None, end: dt.date
         t = table.column("time")
         table = table.filter(pc.and_(pc.greater_equal(t, start), pc.less(t, end)))
     return {name: table.column(name).to_pylist() for name in table.column_names}
-
-
-def read_collected(root: Path, endpoint: str, deployment: str, collection: str,
-                   start: dt.datetime, end: dt.datetime) -> dict[str, list]:
-    folder = collection_dir(root, endpoint, deployment, collection)
-    return read_files(files_between(folder, start, end), start, end)

@@ -21,6 +21,7 @@ class Store:
     def __init__(self):
         self.blobs: dict[str, bytes] = {}
         self.down = False
+        self.listed: list[str] = []
 
     def put_file(self, name, path):
         if self.down:
@@ -28,6 +29,7 @@ class Store:
         self.blobs[name] = path.read_bytes()
 
     def names(self, prefix):
+        self.listed.append(prefix)
         return [n for n in self.blobs if n.startswith(prefix)]
 
     def delete_name(self, name):
@@ -157,3 +159,16 @@ def test_missing_windows_are_fetched_from_the_store(tmp_path):
     (local / "2026/12/06/13/part-1.parquet").write_bytes(b"a")
     got = collected.fetch_missing(store, prefix, local, tmp_path / "fetched")
     assert got == [tmp_path / "fetched/2026/12/06/13/part-2.parquet"] and got[0].read_bytes() == b"b"
+
+
+def test_only_the_windows_of_a_span_are_listed_and_fetched(tmp_path):
+    store = Store()
+    prefix = "modelDataCollector/ep/blue/model_inputs"
+    for window in ("2026/12/01/10", "2026/12/05/23", "2026/12/06/00", "2026/12/06/13", "2026/12/06/14", "2026/12/07"):
+        store.blobs[f"{prefix}/{window}/part-1.parquet"] = window.encode()
+    start = dt.datetime(2026, 12, 5, 23, 30, tzinfo=dt.timezone.utc)
+    end = dt.datetime(2026, 12, 6, 14, 0, tzinfo=dt.timezone.utc)
+    got = collected.fetch_missing(store, prefix, tmp_path / "ws" / prefix, tmp_path / "fetched", start, end)
+    assert sorted(p.read_bytes().decode() for p in got) == ["2026/12/05/23", "2026/12/06/00", "2026/12/06/13"]
+    assert store.listed == [f"{prefix}/2026/12/05/", f"{prefix}/2026/12/06/"]   # two days listed, not every window
+    assert len(collected.fetch_missing(store, prefix, tmp_path / "ws" / prefix, tmp_path / "all")) == 6

@@ -9,7 +9,8 @@ import time
 import orjson
 import pyarrow.parquet as pq
 
-from modelfleet.collection.payload import PayloadCollector, convert, input_rows, output_rows
+from modelfleet.collection.payload import PayloadCollector, PayloadSink
+from modelfleet.collection.rows import convert, input_rows, output_rows
 from modelfleet.collection.sink import Flusher, Sink, prune
 from modelfleet.collection.windows import window_parts
 
@@ -30,7 +31,7 @@ def test_columns_are_named_by_the_signature_else_by_position():
 
 
 def test_rows_land_in_parquet_per_window_with_the_request_id(tmp_path):
-    sink = Sink(tmp_path, "ep", "blue", convert, rolling_rate="minute")
+    sink = PayloadSink(tmp_path, "ep", "blue", rolling_rate="minute")
     collector = PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0, "request": 0.0}, ["x-user"])
     collector.offer("rid-1", orjson.dumps({"data": [[1.0, 2.0]]}), b"[1]", NAMED, {b"x-user": b"ann"})
     flusher = Flusher()
@@ -46,7 +47,7 @@ def test_rows_land_in_parquet_per_window_with_the_request_id(tmp_path):
 
 
 def test_a_full_queue_and_a_refused_write_drop_and_count(tmp_path):
-    sink = Sink(tmp_path, "ep", "blue", convert, capacity=3)
+    sink = PayloadSink(tmp_path, "ep", "blue", capacity=3)
     collector = PayloadCollector(sink, {"model_inputs": 1.0}, [])
     for i in range(5):
         collector.offer(f"r{i}", orjson.dumps({"data": [[1.0, 2.0]]}), b"[1]", NAMED, {})

@@ -1,19 +1,22 @@
 """The server's collection writer process (collection/writer.py) fed by its client: every entry
-offered is written once, through a writer that dies mid-stream and a disk that refuses writes;
-V2 tensors collected as rows. The writer tests start a real writer process."""
+offered is written once, through a writer that dies between batches or halfway through writing
+one and a disk that refuses writes; V2 tensors collected as rows. The writer tests start a real
+writer process."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from modelfleet.collection.payload import PayloadCollector, convert
-from modelfleet.collection.sink import Sink
+from modelfleet.collection.payload import PayloadCollector, PayloadSink
+from modelfleet.collection.rows import convert
 from modelfleet.collection.writer_client import WriterProcess
 from modelfleet.runtime.v2 import response
 
@@ -29,8 +32,8 @@ def _written(root, collection: str) -> list[dict]:
     return rows
 
 
-def _collector(root) -> tuple[Sink, PayloadCollector]:
-    sink = Sink(root, "ep", "blue", convert)
+def _collector(root) -> tuple[PayloadSink, PayloadCollector]:
+    sink = PayloadSink(root, "ep", "blue")
     return sink, PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0}, [])
 
 
@@ -57,6 +60,65 @@ def test_every_entry_is_written_once_through_a_writer_that_dies(tmp_path):
     ids = [r["correlationid"] for r in _written(tmp_path, "model_inputs")]
     assert sorted(ids) == sorted(f"r{i}" for i in range(600))
     assert sink.rows == {"model_inputs": 600, "model_outputs": 600} and not sink.dropped
+
+
+def _parts(root) -> dict[str, int]:
+    """Every Parquet file written (name -> inode), and no temporary ones."""
+    return {str(p.relative_to(root)): p.stat().st_ino for p in (root / "modelDataCollector").rglob("*parquet*")}
+
+
+@pytest.mark.slow
+def test_a_writer_killed_halfway_through_a_batch_is_replaced_by_one_that_writes_the_same_files(tmp_path):
+    """Forty deployments' entries in one batch: the writer is killed once some of their files are
+    written and not all; the batch sent again replaces those files under the same names, writes
+    the rest, and every row is there once."""
+    writer = WriterProcess(tmp_path, every_s=3600)
+    sinks = {}
+    for d in range(40):
+        sink = sinks[d] = PayloadSink(tmp_path, "ep", f"d{d:02d}")
+        writer.sinks[("ep", sink.deployment)] = sink
+    collectors = {d: PayloadCollector(sink, {"model_inputs": 1.0, "model_outputs": 1.0}, []) for d, sink in sinks.items()}
+    try:
+        collectors[0].offer("warm-up", BODY, b"[1]", NAMED, {})
+        writer.flush()                      # the writer is up, pyarrow imported
+        kills = 0
+        for attempt in range(5):
+            before = _parts(tmp_path)
+            for d, c in collectors.items():
+                for i in range(400):
+                    c.offer(f"a{attempt}-d{d}-r{i}", BODY, b"[1]", NAMED, {})
+            pid, seen = writer.pid, {}
+            flushing = threading.Thread(target=writer.flush)
+            flushing.start()
+            deadline = time.monotonic() + 60
+            while flushing.is_alive() and time.monotonic() < deadline:   # the first file of this batch
+                seen = {k: v for k, v in _parts(tmp_path).items() if k not in before and k.endswith(".parquet")}
+                if seen:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                    break
+            flushing.join(timeout=60)
+            assert not flushing.is_alive()
+            after = _parts(tmp_path)
+            new = {k: v for k, v in after.items() if k not in before}
+            if seen and len(seen) < len(new):   # killed halfway: some files written, not all
+                break
+        else:
+            pytest.fail("the writer finished every batch before it could be killed halfway")
+        assert writer.restarts == kills and writer.pid != pid
+        assert all(not k.endswith(".tmp") for k in after)                 # nothing half written is left
+        assert all(after[k] != ino for k, ino in seen.items())             # the same names, written again
+        assert len({tuple(k.rsplit("/", 1)[1].split("-")[2:4]) for k in new}) == 1   # all named by the one batch
+        for collection in ("model_inputs", "model_outputs"):
+            ids = [r["correlationid"] for f in (tmp_path / "modelDataCollector/ep").glob(f"*/{collection}/**/*.parquet")
+                   for r in pq.read_table(f, columns=["correlationid"]).to_pylist()]
+            mine = sorted(i for i in ids if i.startswith(f"a{attempt}-"))
+            assert mine == sorted(f"a{attempt}-d{d}-r{i}" for d in sinks for i in range(400))
+        assert all(s.rows[c] >= 400 for s in sinks.values() for c in ("model_inputs", "model_outputs"))
+        assert not any(s.dropped for s in sinks.values())
+    finally:
+        writer.stop()
+    assert writer.pid is None
 
 
 @pytest.mark.slow
