@@ -80,13 +80,22 @@ async def run(gateway: Gateway, n: int) -> float:
     return (time.process_time() - start) / n
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, argv=None) -> argparse.Namespace:
+    """--requests and --rounds (this script's and bench/wire.py's)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=20000, help="requests per round")
     ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="modelfleet-bench-"))
-    access = AccessLog(folder / "access.log")
+    return ap.parse_args(argv)
+
+
+def access_log() -> AccessLog:
+    """An access log written to a new temporary folder, as a server writes its own."""
+    return AccessLog(Path(tempfile.mkdtemp(prefix="modelfleet-bench-")) / "access.log")
+
+
+def main(argv=None) -> None:
+    args = arguments(__doc__, argv)
+    access = access_log()
     telemetry = Telemetry(Metrics(), access)
     off, on = Gateway(router()), Gateway(router(), telemetry)
     results = {"off": [], "on": []}
@@ -105,7 +114,7 @@ def main(argv=None) -> None:
     n = 100_000
     start = time.process_time()
     for _ in range(n):
-        telemetry.request_done(trace, "rid", scope)
+        telemetry.request_done(trace, "rid", "POST", "/endpoints/ep/score", ("127.0.0.1", 5000))
     hook = (time.process_time() - start) / n
     scrape_start = time.perf_counter()
     body, _ = telemetry.metrics.exposition()

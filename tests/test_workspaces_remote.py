@@ -82,6 +82,8 @@ def test_a_server_hosts_workspaces_made_and_deleted_over_the_api(fleet_home, tmp
         assert _refused(bea_login, "workspace", "set", "-w", "default") == "error: workspace 'default' not found"
         with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}) as c:
             assert c.get("/api/endpoints").status_code == c.get("/workspaces/nowhere/api/endpoints").status_code == 404
+            nowhere = c.post("/workspaces/nowhere/endpoints/ep-team-b/score", json={"data": IRIS_ROWS})
+            assert nowhere.status_code == 404 and nowhere.json()["error"]["message"] == "endpoint 'ep-team-b' not found"
         # a Reader at / may read every workspace but make none
         _run(admin, "role", "assignment", "create", "--assignee", "bea", "--role", "Reader", "--scope", "/")
         assert _refused(bea, "workspace", "create", "--name", "team-c") == (

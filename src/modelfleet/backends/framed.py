@@ -15,6 +15,7 @@ import orjson
 from ..runtime import protocol as p
 from .base import InitFailed, Pending, ReplicaGone, ReplicaSpec, RequestKind
 from .calls import HEARD_RECENTLY_S, CallAge
+from .outbox import Outbox
 
 
 class FramedReplica(asyncio.Protocol):
@@ -35,13 +36,13 @@ class FramedReplica(asyncio.Protocol):
         self._probes: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future = self.loop.create_future()
         self._closed: asyncio.Future = self.loop.create_future()
-        self._transport = None
+        self._out = Outbox(self.loop)   # frames to the replica, one write per pass of the loop
         self._buf = bytearray()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
-        self._transport = transport
+        self._out.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -127,7 +128,7 @@ class FramedReplica(asyncio.Protocol):
         rid = self._requests.add(fut)
         # a V2 request carries its JSON header length: the replica splits header and binary tensors
         prefix = header_length.to_bytes(4, "big") if kind == RequestKind.V2_INFER else b""
-        self._transport.write(p.request_frame(rid, kind, request_id.encode(), body, prefix))
+        self._out.put(p.request_frame(rid, kind, request_id.encode(), body, prefix))
         return fut
 
     async def ready(self) -> None:
@@ -148,7 +149,7 @@ class FramedReplica(asyncio.Protocol):
         fut = self.loop.create_future()
         self._requests.next_id = rid = (self._requests.next_id + 1) & 0xFFFFFFFF
         self._probes[rid] = fut
-        self._transport.write(p.frame(rid, p.PING))
+        self._out.put(p.frame(rid, p.PING))
         try:
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -159,9 +160,12 @@ class FramedReplica(asyncio.Protocol):
         await self._closed
         return await self.exit_code()
 
+    def open_with(self, secret: bytes) -> None:
+        """The first bytes on the socket, before any frame (a Ray replica's secret)."""
+        self._out.put(secret)
+
     def close_connection(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        self._out.close()
 
     def disconnect(self) -> None:
         self.close_connection()

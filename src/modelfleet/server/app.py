@@ -7,6 +7,9 @@ A workspace nobody hosts here answers as one the caller holds no role on: its pa
 token (/docs, /openapi.json, /dashboard) are the same, everything else is 401 without a valid token
 and a 404 naming it with one (the primary's control API answers, told by `UNHOSTED` that it is
 nobody's), and its scoring paths answer as a workspace without that endpoint. A name tells nothing.
+
+The server's HTTP protocol (dataplane/wire.py) hands scoring requests to what `scoring` names
+without ASGI; this app's ASGI routing answers the rest (and, in process, everything).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Callable
 
 import uvicorn
 
@@ -27,7 +31,8 @@ from .http.failed_attempts import FailedAttempts
 from .dataplane.gateway import Gateway
 from .dataplane.routing import Router, RoutingTable
 from .telemetry.hooks import Telemetry
-from .workspace_app import Server, WorkspaceApp, is_scoring
+from .dataplane.wire import is_scoring
+from .workspace_app import Server, WorkspaceApp
 
 log = logging.getLogger("modelfleet.server")
 
@@ -47,6 +52,19 @@ class ServerApp:
 
     def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
         return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))
+
+    def scoring(self, path: str) -> tuple[Callable, str] | None:
+        """What answers a scoring request for `path` (an exchange's coroutine function: a
+        workspace's `score`, or the gateway of no workspace) and the path within its workspace, as
+        `__call__` routes it; None for the control API's paths."""
+        if path.startswith(PREFIX):
+            name, _, rest = path[len(PREFIX):].partition("/")
+            rest = "/" + rest
+            if not is_scoring(rest):
+                return None
+            app = self.hosting.app(name)
+            return (self._nowhere.handle if app is None else app.score), rest
+        return (self.primary.score, path) if is_scoring(path) else None
 
     def _routed(self, app: WorkspaceApp) -> WorkspaceApp:
         """The server-wide routes every workspace's API has: the hosted workspaces."""

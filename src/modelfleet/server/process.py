@@ -27,6 +27,7 @@ from ..schema.workspace import Workspace
 from . import first_admin
 from .app import DrainingServer, ServerApp
 from .dataplane.connections import Limits, guarded_protocol
+from .dataplane.wire import wire_protocol
 from .http.api import is_loopback
 
 log = logging.getLogger("modelfleet.server")
@@ -144,7 +145,9 @@ def serve(ws: Workspace, changes: dict | None = None) -> None:
     # Connections may take the open files not kept for replicas, logs and the database.
     limits = Limits(cfg.idle_timeout_s, cfg.header_timeout_s, max(16, min(cfg.max_connections,
                                                                            _raise_open_files() - 512)))
-    config = uvicorn.Config(app, loop="uvloop", http=guarded_protocol(limits), lifespan="on", log_level="warning",
+    # data-plane requests skip ASGI (dataplane/wire.py); the control API is ASGI as before
+    protocol = guarded_protocol(limits, wire_protocol(app))
+    config = uvicorn.Config(app, loop="uvloop", http=protocol, lifespan="on", log_level="warning",
                             access_log=False, timeout_keep_alive=cfg.idle_timeout_s, backlog=2048,
                             timeout_graceful_shutdown=cfg.drain_timeout_s,
                             ssl_certfile=cfg.ssl_certfile, ssl_keyfile=cfg.ssl_keyfile)

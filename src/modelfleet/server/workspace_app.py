@@ -1,8 +1,9 @@
 """One workspace served: its store, folder, controller, routing, gateway and control API.
 
 A server runs one of these for the workspace it was started on (the primary) and one for each
-workspace hosted beside it (hosting.py). Paths under /endpoints/ and /v2/ go straight to the
-raw-ASGI gateway; everything else to the control API.
+workspace hosted beside it (hosting.py). Paths under /endpoints/ and /v2/ go to the gateway
+(here through its raw-ASGI entry; the server's HTTP protocol, dataplane/wire.py, calls it
+directly); everything else to the control API.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .control.leadership import Leadership
 from .control.stores import Stores
 from .dataplane.gateway import Gateway
 from .dataplane.routing import Router
+from .dataplane.wire import is_scoring
 from .http import monitoring_api, servers_api
 from .http.api import build_api
 from .http.failed_attempts import FailedAttempts
@@ -41,11 +43,6 @@ log = logging.getLogger("modelfleet.server")
 PRUNE_EVERY_S = 10.0
 DISK_LOW_FRACTION, DISK_LOW_BYTES = 0.10, 1 << 30   # warn below the smaller of the two
 SOLE_SERVER_LEASE_S = 3600.0   # on SQLite: renewed every quarter of it
-
-
-def is_scoring(path: str) -> bool:
-    """The gateway's paths; the control API has the rest."""
-    return path.startswith("/endpoints/") or path == "/v2" or path.startswith("/v2/")
 
 
 @dataclass(frozen=True)
@@ -110,6 +107,11 @@ class WorkspaceApp:
             if is_scoring(scope["path"]):
                 return await self.gateway(scope, receive, send)
             return await self.api(scope, receive, send)
+
+    async def score(self, ex) -> None:
+        """A scoring request as the server's HTTP protocol hands it over (dataplane/wire.py)."""
+        with working_for(self.ws.name):
+            await self.gateway.handle(ex)
 
     async def start(self) -> None:
         with working_for(self.ws.name):   # the tasks started here are the workspace's work

@@ -235,7 +235,7 @@ class RayBackend:
         except (OSError, asyncio.TimeoutError) as e:
             raise DeploymentFailed(f"compute {self.name!r}: cannot reach replica {spec.replica_id} at "
                                    f"{where['host']}:{where['port']}: {e}") from None
-        replica._transport.write(bytes.fromhex(where["token"]))
+        replica.open_with(bytes.fromhex(where["token"]))
         return replica
 
     def _kill_agent(self) -> None:

@@ -20,6 +20,7 @@ import orjson
 from ...runtime import protocol as p
 from ..base import Pending, ReplicaGone, RequestKind
 from ..calls import HEARD_RECENTLY_S, CallAge
+from ..outbox import Outbox
 
 
 
@@ -51,7 +52,7 @@ class WorkerConnection(asyncio.Protocol):
         self._memory = memory   # told each time `stats` changes
         self._pending = Pending()
         self._closed: asyncio.Future = self.loop.create_future()
-        self._transport = None
+        self._out = Outbox(self.loop)   # frames to the worker, one write per pass of the loop
         self._buf = bytearray()
         self._ping: asyncio.Future | None = None
         self._pong_at = float("-inf")
@@ -59,7 +60,7 @@ class WorkerConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
-        self._transport = transport
+        self._out.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -147,7 +148,7 @@ class WorkerConnection(asyncio.Protocol):
                                           header_length.to_bytes(4, "big"))
         else:
             frame = p.keyed_request_frame(rid, p.MODEL_SCORE, key, request_id.encode(), body)
-        self._transport.write(frame)
+        self._out.put(frame)
         return fut
 
     def control(self, kind: int, key: bytes, payload: bytes = b"") -> asyncio.Future:
@@ -155,7 +156,7 @@ class WorkerConnection(asyncio.Protocol):
         if self.closed:
             raise ReplicaGone("the shared worker's connection closed")
         fut = self.loop.create_future()
-        self._transport.write(p.frame(self._pending.add(fut), kind, p.keyed(key, payload)))
+        self._out.put(p.frame(self._pending.add(fut), kind, p.keyed(key, payload)))
         return fut
 
     async def ping(self, timeout: float) -> bool:
@@ -166,7 +167,7 @@ class WorkerConnection(asyncio.Protocol):
             if self.loop.time() - self._pong_at < HEARD_RECENTLY_S:
                 return True
             self._ping = self.loop.create_future()
-            self._transport.write(p.frame(self._pending.add(self._ping), p.PING))
+            self._out.put(p.frame(self._pending.add(self._ping), p.PING))
         try:
             await asyncio.wait_for(asyncio.shield(self._ping), timeout)
         except asyncio.TimeoutError:
@@ -176,15 +177,14 @@ class WorkerConnection(asyncio.Protocol):
     def ask_stats(self) -> None:
         """Ask for the worker's memory (WORKER_STATS comes with the answer to a PING)."""
         if not self.closed:
-            self._transport.write(p.frame(self._pending.add(self.loop.create_future()), p.PING))
+            self._out.put(p.frame(self._pending.add(self.loop.create_future()), p.PING))
 
     async def wait_closed(self) -> None:
         await self._closed
 
     def close(self) -> None:
         """EOF: the worker's loop ends and the process exits by itself."""
-        if self._transport is not None:
-            self._transport.close()
+        self._out.close()
 
     def kill(self) -> None:
         if self.pid is not None:

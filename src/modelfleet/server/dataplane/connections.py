@@ -4,7 +4,8 @@ uvicorn closes a keep-alive connection that stays idle after a response, but not
 that never sends a byte, nor one that sends its headers a byte at a time (slowloris), nor one that
 stops half way through its body; and it has no cap on connections (its `limit_concurrency`
 answers 503 to *new requests* once idle connections fill it, the opposite of what is wanted).
-`guarded_protocol` returns uvicorn's httptools protocol with:
+`guarded_protocol` returns uvicorn's httptools protocol (or a subclass of it: the server's own,
+wire.py) with:
 
 - an idle timeout from the moment a connection opens, as after each response (`idle_timeout_s`);
 - a header timeout: a request's headers must arrive within `header_timeout_s` of its first
@@ -33,8 +34,8 @@ class Limits:
     timed_out: int = 0                         # closed by the header or body timeout
 
 
-def guarded_protocol(limits: Limits) -> type:
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+def guarded_protocol(limits: Limits, base: type = HttpToolsProtocol) -> type:
+    class GuardedHttpToolsProtocol(base):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.timeout_keep_alive = limits.idle_timeout_s

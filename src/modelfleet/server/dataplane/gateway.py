@@ -1,8 +1,10 @@
 """The data plane: authenticate, route endpoint -> deployment -> replica, answer.
 
-Raw ASGI with no framework or validation layer on the hot path. It reads only the routing
-snapshots the controller pushes (never SQL). Answers are the replica's JSON bytes, passed through;
-every error is JSON with a request id, never a traceback.
+No framework or validation layer on the hot path: a request arrives as an exchange
+(exchange.py), from the server's HTTP protocol (wire.py) or the raw-ASGI entry, and `handle` is
+the one implementation behind both. It reads only the routing snapshots the controller pushes
+(never SQL). Answers are the replica's JSON bytes, passed through; every error is JSON with a
+request id, never a traceback.
 """
 
 from __future__ import annotations
@@ -21,17 +23,13 @@ import orjson
 from ...backends.base import ReplicaGone, ReplyStatus, RequestKind
 from . import v2_routes
 from .admission import Saturated
+from .exchange import JSON, AsgiExchange, ClientGone
 from .routing import LOCAL, DeploymentSnapshot, EndpointSnapshot, Router, from_loopback
 from ..telemetry.hooks import RequestTrace, Telemetry, unknown_endpoint
 
 log = logging.getLogger("modelfleet.gateway")
 
-_JSON = (b"content-type", b"application/json")
 _STATUS = {ReplyStatus.OK: 200, ReplyStatus.BAD_REQUEST: 400, ReplyStatus.MODEL_ERROR: 424}
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request was complete."""
 
 
 # A request whose replica was replaced before it reached the model gets at least this long for
@@ -72,10 +70,10 @@ class Gateway:
     def routes(self) -> Mapping[str, EndpointSnapshot]:
         return self.router.table.endpoints
 
-    def endpoint(self, name: str, scope: dict, headers: dict) -> EndpointSnapshot | None:
+    def endpoint(self, name: str, ex) -> EndpointSnapshot | None:
         """The endpoint called `name` as this caller may see it (None: not found)."""
         ep = self.router.table.endpoints.get(name)
-        if ep is not None and self.hides_endpoints and not self.admits(ep, scope, headers):
+        if ep is not None and self.hides_endpoints and not self.admits(ep, ex):
             return None
         return ep
 
@@ -87,44 +85,20 @@ class Gateway:
     # -- plumbing ----------------------------------------------------------------------------
 
     @staticmethod
-    async def _send(send, status: int, body: bytes, rid: str, extra: list | None = None) -> None:
-        # An explicit length spares the client chunked decoding.
-        headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", rid.encode())]
-        if extra:
-            headers += extra
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    async def _send(ex, status: int, body: bytes, rid: str, extra=(), content_type: bytes = JSON) -> None:
+        trace = ex.trace
+        if trace is not None:
+            trace.status = status
+            trace.bytes_out += len(body)
+        await ex.respond(status, body, rid, extra, content_type)
 
-    async def _error(self, send, status: int, code: str, message: str, rid: str, v2: bool = False,
-                     extra: list | None = None) -> None:
+    async def _error(self, ex, status: int, code: str, message: str, rid: str, v2: bool = False,
+                     extra=()) -> None:
         # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
         err = message if v2 else {"code": code, "message": message}
         body = orjson.dumps({"error": err, "code": code, "request_id": rid} if v2 else
                             {"error": err, "request_id": rid})
-        await self._send(send, status, body, rid, extra)
-
-    @staticmethod
-    async def _read_body(receive, limit: int) -> bytes | None:
-        """The whole body, or None once it grows past `limit`; ClientGone if the client leaves
-        before sending all of it (a partial body must never reach a model)."""
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ClientGone()
-        body = msg.get("body", b"")
-        if not msg.get("more_body"):
-            return body if len(body) <= limit else None
-        parts, size = [body], len(body)
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = msg.get("body", b"")
-            parts.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return None
-            if not msg.get("more_body"):
-                return b"".join(parts)
+        await self._send(ex, status, body, rid, extra)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -230,39 +204,39 @@ class Gateway:
             task.add_done_callback(lambda t: t.cancelled() or t.exception() or
                                    metrics.mirror_done(dep.endpoint, dep.name, t.result()[0]))
 
-    async def serve(self, scope, receive, send, ep: EndpointSnapshot, target: str | None, kind: RequestKind,
-                    rid: str, headers: dict) -> None:
+    async def serve(self, ex, ep: EndpointSnapshot, target: str | None, kind: RequestKind, rid: str) -> None:
         v2 = kind == RequestKind.V2_INFER
-        trace = scope.get("modelfleet.trace")
+        headers = ex.headers
+        trace = ex.trace
         if trace is not None:
             trace.endpoint = ep.name
-        if not self.admits(ep, scope, headers):
-            return await self._error(send, 401, "unauthorized",
+        if not self.admits(ep, ex):
+            return await self._error(ex, 401, "unauthorized",
                                      "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
         target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
         if target is not None:
             dep = ep.deployments.get(target)
             if dep is None:
-                return await self._error(send, 404, "not_found",
+                return await self._error(ex, 404, "not_found",
                                          f"deployment {target!r} not found on endpoint {ep.name!r}", rid, v2)
         else:
             dep = ep.choose()
             if dep is None:
-                return await self._error(send, 503, "no_traffic",
+                return await self._error(ex, 503, "no_traffic",
                                          f"endpoint {ep.name!r} has no deployment taking traffic", rid, v2)
         if trace is not None:
             trace.deployment = dep.name
         length = headers.get(b"content-length")
         max_body = dep.settings.max_body_bytes
         if length is not None and length.isdigit() and int(length) > max_body:
-            return await self._error(send, 413, "payload_too_large",
+            return await self._error(ex, 413, "payload_too_large",
                                      f"request body is larger than {max_body} bytes", rid, v2)
         try:
-            body = await self._read_body(receive, max_body)
+            body = await ex.body(max_body)
         except ClientGone:
             return
         if body is None:
-            return await self._error(send, 413, "payload_too_large",
+            return await self._error(ex, 413, "payload_too_large",
                                      f"request body is larger than {max_body} bytes", rid, v2)
         if trace is not None:
             trace.bytes_in = len(body)
@@ -275,9 +249,13 @@ class Gateway:
         status, payload, message = await self.forward(dep, kind, body, header_length, trace, rid)
         if payload is None:
             code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
-            return await self._error(send, status, code, message, rid, v2)
+            return await self._error(ex, status, code, message, rid, v2)
         if status == 200:
-            await self._send(send, 200, payload, rid, dep.header)
+            if v2:
+                answer, content_type, extra = v2_routes.unframe(payload)
+                await self._send(ex, 200, answer, rid, (*dep.header, *extra), content_type)
+            else:
+                await self._send(ex, 200, payload, rid, dep.header)
             if dep.collector is not None:
                 dep.collector.offer(rid, body, payload, dep.metadata, headers, header_length if v2 else None)
             return
@@ -285,13 +263,13 @@ class Gateway:
         if v2:
             err = {"error": err["error"]["message"], "code": err["error"]["code"]}
         err["request_id"] = rid
-        await self._send(send, status, orjson.dumps(err), rid, dep.header)
+        await self._send(ex, status, orjson.dumps(err), rid, dep.header)
 
-    def admits(self, ep: EndpointSnapshot, scope: dict, headers: dict) -> bool:
+    def admits(self, ep: EndpointSnapshot, ex) -> bool:
         """Whether a request may reach `ep`: a valid key, an open endpoint, or a client on this
         machine calling a --local endpoint."""
-        return (ep.auth_mode == "none" or self._authorized(ep, headers.get(b"authorization"))
-                or (ep.auth_mode == LOCAL and from_loopback(scope, headers)))
+        return (ep.auth_mode == "none" or self._authorized(ep, ex.headers.get(b"authorization"))
+                or (ep.auth_mode == LOCAL and from_loopback(ex.client, ex.headers)))
 
     @staticmethod
     def _authorized(ep: EndpointSnapshot, value: bytes | None) -> bool:
@@ -303,50 +281,43 @@ class Gateway:
             ok |= hmac.compare_digest(given, key)
         return ok
 
-    # -- ASGI ---------------------------------------------------------------------------------
+    # -- entries -------------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
+        """The raw-ASGI entry (in-process tests, any ASGI server)."""
+        await self.handle(AsgiExchange(scope, receive, send))
+
+    async def handle(self, ex) -> None:
+        """Answer one data-plane request (exchange.py): the entry of every transport."""
         rid = f"{self._id_prefix}-{next(self._ids):x}"
         telemetry = self.telemetry
+        trace = None
         if telemetry is not None:
-            trace = scope["modelfleet.trace"] = RequestTrace(time.perf_counter())
-            send = _traced(send, trace)
+            trace = ex.trace = RequestTrace(time.perf_counter())
         try:
-            await self._dispatch(scope, receive, send, rid)
+            await self._dispatch(ex, rid)
         except Exception:  # never a traceback to the client
             log.exception("gateway error (request %s)", rid)
-            await self._error(send, 500, "internal_error", "internal error", rid)
+            if not ex.responded:
+                await self._error(ex, 500, "internal_error", "internal error", rid)
         finally:
-            if telemetry is not None and trace.endpoint is not None:
+            if trace is not None and trace.endpoint is not None:
                 try:
-                    telemetry.request_done(trace, rid, scope)
+                    telemetry.request_done(trace, rid, ex.method, ex.path, ex.client)
                 except Exception:
                     log.exception("request hook failed (request %s)", rid)
 
-    async def _dispatch(self, scope, receive, send, rid: str) -> None:
-        parts = scope["path"].strip("/").split("/")
-        method = scope["method"]
-        headers = dict(scope["headers"])
+    async def _dispatch(self, ex, rid: str) -> None:
+        parts = ex.path.strip("/").split("/")
+        method = ex.method
         if parts[0] == "endpoints":
             if len(parts) != 3 or parts[2] != "score":
-                return await self._error(send, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
+                return await self._error(ex, 404, "not_found", "use POST /endpoints/{endpoint}/score", rid)
             if method != "POST":
-                return await self._error(send, 405, "method_not_allowed", "use POST", rid, extra=[(b"allow", b"POST")])
-            ep = self.endpoint(parts[1], scope, headers)
+                return await self._error(ex, 405, "method_not_allowed", "use POST", rid, extra=[(b"allow", b"POST")])
+            ep = self.endpoint(parts[1], ex)
             if ep is None:
-                unknown_endpoint(scope)
-                return await self._error(send, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
-            return await self.serve(scope, receive, send, ep, None, RequestKind.SCORE, rid, headers)
-        return await v2_routes.dispatch(self, parts, method, scope, receive, send, rid, headers)
-
-
-def _traced(send, trace: RequestTrace):
-    """`send`, noting the status and the size of the answer on `trace`."""
-    async def traced_send(message):
-        if message["type"] == "http.response.start":
-            trace.status = message["status"]
-        else:
-            trace.bytes_out += len(message.get("body", b""))
-        await send(message)
-    return traced_send
-
+                unknown_endpoint(ex.trace)
+                return await self._error(ex, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
+            return await self.serve(ex, ep, None, RequestKind.SCORE, rid)
+        return await v2_routes.dispatch(self, parts, ex, rid)

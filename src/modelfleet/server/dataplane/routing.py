@@ -78,9 +78,8 @@ def gate_of(spec: dict) -> str:
     return LOCAL if mode == "key" and spec.get("local") else mode
 
 
-def from_loopback(scope: dict, headers: dict) -> bool:
+def from_loopback(client: tuple[str, int] | None, headers: dict) -> bool:
     """A client on this machine, not relayed by a proxy (which would make anyone look local)."""
-    client = scope.get("client")
     if not client or b"x-forwarded-for" in headers or b"forwarded" in headers:
         return False
     return client[0] == "::1" or client[0].startswith("127.")

@@ -16,36 +16,19 @@ from ..telemetry.hooks import unknown_endpoint
 EXTENSIONS = ["binary_tensor_data"]
 
 
-async def _not_allowed(gw, send, allowed: bytes, rid: str):
-    return await gw._error(send, 405, "method_not_allowed", f"use {allowed.decode()}", rid, True,
+async def _not_allowed(gw, ex, allowed: bytes, rid: str):
+    return await gw._error(ex, 405, "method_not_allowed", f"use {allowed.decode()}", rid, True,
                            extra=[(b"allow", allowed)])
 
 
-def _unframe(send):
-    """A replica frames a V2 answer as a 4-byte JSON length and the body (runtime/v2.py): take the
-    length off, and name it in Inference-Header-Content-Length when binary tensors follow."""
-    held = None
-
-    async def wrapped(msg):
-        nonlocal held
-        if msg["type"] == "http.response.start" and msg["status"] == 200:
-            held = msg
-            return
-        if held is not None and msg["type"] == "http.response.body":
-            body = msg.get("body", b"")
-            hlen, body = int.from_bytes(body[:4], "big"), body[4:]
-            headers = [h for h in held["headers"] if h[0] not in (b"content-length", b"content-type")]
-            headers.append((b"content-length", str(len(body)).encode()))
-            if hlen:
-                headers += [(b"content-type", b"application/octet-stream"),
-                            (b"inference-header-content-length", str(hlen).encode())]
-            else:
-                headers.append((b"content-type", b"application/json"))
-            start, held = {**held, "headers": headers}, None
-            await send(start)
-            return await send({**msg, "body": body})
-        await send(msg)
-    return wrapped
+def unframe(payload: bytes) -> tuple[bytes, bytes, tuple]:
+    """A replica frames a V2 answer as a 4-byte JSON length and the body (runtime/v2.py): (the
+    body, its content type, extra headers), naming the length in Inference-Header-Content-Length
+    when binary tensors follow."""
+    hlen, body = int.from_bytes(payload[:4], "big"), payload[4:]
+    if hlen:
+        return body, b"application/octet-stream", ((b"inference-header-content-length", str(hlen).encode()),)
+    return body, b"application/json", ()
 
 
 def _metadata(ep, version: str | None) -> dict:
@@ -61,46 +44,47 @@ def _metadata(ep, version: str | None) -> dict:
     return {"inputs": meta.get("inputs", []), "outputs": meta.get("outputs", [])}
 
 
-async def dispatch(gw, parts: list[str], method: str, scope, receive, send, rid: str, headers: dict):
+async def dispatch(gw, parts: list[str], ex, rid: str):
+    method = ex.method
     if parts[0] != "v2":
-        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
+        return await gw._error(ex, 404, "not_found", f"no route for {ex.path}", rid, True)
     rest = parts[1:]
     if rest in ([], [""], ["health", "live"], ["health", "ready"]):
         if method != "GET":
-            return await _not_allowed(gw, send, b"GET", rid)
+            return await _not_allowed(gw, ex, b"GET", rid)
         if rest == ["health", "live"]:
-            return await gw._send(send, 200, b'{"live":true}', rid)
+            return await gw._send(ex, 200, b'{"live":true}', rid)
         if rest == ["health", "ready"]:
-            return await gw._send(send, 200 if gw.ready else 503, orjson.dumps({"ready": gw.ready}), rid)
-        return await gw._send(send, 200, orjson.dumps(
+            return await gw._send(ex, 200 if gw.ready else 503, orjson.dumps({"ready": gw.ready}), rid)
+        return await gw._send(ex, 200, orjson.dumps(
             {"name": "modelfleet", "version": __version__, "extensions": EXTENSIONS}), rid)
     if len(rest) < 2 or rest[0] != "models":
-        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
-    ep = gw.endpoint(rest[1], scope, headers)
+        return await gw._error(ex, 404, "not_found", f"no route for {ex.path}", rid, True)
+    ep = gw.endpoint(rest[1], ex)
     if ep is None:
         if rest[-1] == "infer":
-            unknown_endpoint(scope)
-        return await gw._error(send, 404, "not_found", f"model {rest[1]!r} not found", rid, True)
+            unknown_endpoint(ex.trace)
+        return await gw._error(ex, 404, "not_found", f"model {rest[1]!r} not found", rid, True)
     tail = rest[2:]
     version = None
     if len(tail) >= 2 and tail[0] == "versions":
         version, tail = tail[1], tail[2:]
         if version not in ep.deployments:
-            return await gw._error(send, 404, "not_found",
+            return await gw._error(ex, 404, "not_found",
                                    f"version {version!r} of model {ep.name!r} not found", rid, True)
     if tail not in ([], ["ready"], ["infer"]):
-        return await gw._error(send, 404, "not_found", f"no route for {scope['path']}", rid, True)
+        return await gw._error(ex, 404, "not_found", f"no route for {ex.path}", rid, True)
     if tail == ["infer"]:
         if method != "POST":
-            return await _not_allowed(gw, send, b"POST", rid)
-        return await gw.serve(scope, receive, _unframe(send), ep, version, RequestKind.V2_INFER, rid, headers)
+            return await _not_allowed(gw, ex, b"POST", rid)
+        return await gw.serve(ex, ep, version, RequestKind.V2_INFER, rid)
     if method != "GET":
-        return await _not_allowed(gw, send, b"GET", rid)
-    if not gw.admits(ep, scope, headers):
-        return await gw._error(send, 401, "unauthorized", "missing or invalid key", rid, True)
+        return await _not_allowed(gw, ex, b"GET", rid)
+    if not gw.admits(ep, ex):
+        return await gw._error(ex, 401, "unauthorized", "missing or invalid key", rid, True)
     if tail == ["ready"]:
         deps = [ep.deployments[version]] if version else ep.live
         ready = any(d.replicas for d in deps)
-        return await gw._send(send, 200 if ready else 503, orjson.dumps({"name": ep.name, "ready": ready}), rid)
+        return await gw._send(ex, 200 if ready else 503, orjson.dumps({"name": ep.name, "ready": ready}), rid)
     meta = {"name": ep.name, "versions": sorted(ep.deployments), "platform": "modelfleet", **_metadata(ep, version)}
-    return await gw._send(send, 200, orjson.dumps(meta), rid)
+    return await gw._send(ex, 200, orjson.dumps(meta), rid)

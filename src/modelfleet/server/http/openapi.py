@@ -1,5 +1,5 @@
 """The OpenAPI document behind `/docs`: the control API (which FastAPI describes itself) plus the
-routes the raw-ASGI gateway serves, scoring and the Open Inference Protocol v2, and `/metrics`,
+routes the gateway serves, scoring and the Open Inference Protocol v2, and `/metrics`,
 with the two credentials as security schemes so `/docs` can call every route ("Authorize").
 Swagger UI's files ship in the wheel (fastapi-offline), so `/docs` works offline."""
 

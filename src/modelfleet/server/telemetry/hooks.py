@@ -59,10 +59,9 @@ class RequestTrace:
         self.bytes_out = 0
 
 
-def unknown_endpoint(scope: dict) -> None:
+def unknown_endpoint(trace: RequestTrace | None) -> None:
     """A scoring request for an endpoint that does not exist is still recorded, under endpoint
     "" (a name taken from the URL would let any client mint new metric series)."""
-    trace = scope.get("modelfleet.trace")
     if trace is not None:
         trace.endpoint = ""
 
@@ -79,14 +78,14 @@ class Telemetry:
 
     # -- data plane ------------------------------------------------------------------------------
 
-    def request_done(self, trace: RequestTrace, rid: str, scope: dict) -> None:
+    def request_done(self, trace: RequestTrace, rid: str, method: str, path: str,
+                     client: tuple[str, int] | None) -> None:
         now = time.time()
         total = time.perf_counter() - trace.start
         self.stats.record(trace.endpoint, trace.deployment, trace.status, now, total, trace.queue_s,
                           trace.model_s, trace.bytes_in, trace.bytes_out)
-        client = scope.get("client")
-        self.access_log.record((now, rid, trace.endpoint, trace.deployment, trace.replica, scope["method"],
-                                scope["path"], trace.status, total, trace.queue_s, trace.model_s,
+        self.access_log.record((now, rid, trace.endpoint, trace.deployment, trace.replica, method,
+                                path, trace.status, total, trace.queue_s, trace.model_s,
                                 trace.bytes_in, trace.bytes_out, client[0] if client else None))
 
     # -- control plane ---------------------------------------------------------------------------
