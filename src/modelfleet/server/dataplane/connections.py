@@ -39,7 +39,8 @@ def guarded_protocol(limits: Limits, base: type = HttpToolsProtocol) -> type:
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.timeout_keep_alive = limits.idle_timeout_s
-            self._reading = False
+            self._reading = False     # a request is being read (its head or its body)
+            self._in_head = False     # ... and its request line and headers are not complete yet
             self._head_bytes = 0
             self._deadline = 0.0
             self._timer = None
@@ -78,18 +79,20 @@ def guarded_protocol(limits: Limits, base: type = HttpToolsProtocol) -> type:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._reading and self._idle():  # still on the request line and headers
+            # Only a head still incomplete counts: the rest of a body the app answered before
+            # reading (an upload refused at once) is not headers.
+            if self._in_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_header_bytes and not self.transport.is_closing():
                     self.send_400_response("Request headers too large.")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._reading, self._head_bytes = True, 0
+            self._reading, self._in_head, self._head_bytes = True, True, 0
             self._watch(limits.header_timeout_s)
 
         def on_headers_complete(self) -> None:
-            self._head_bytes = 0
+            self._in_head, self._head_bytes = False, 0
             super().on_headers_complete()
             self._deadline = self.loop.time() + limits.header_timeout_s   # now for the body's pauses
 

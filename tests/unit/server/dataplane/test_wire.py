@@ -304,3 +304,36 @@ def test_a_connection_idle_after_its_answers_is_closed_and_a_busy_one_is_not():
             await asyncio.sleep(0.5)   # idle, but for less than the timeout
         assert await closed(reader)   # then nothing more: the server closes it
     run(scenario, idle_timeout_s=2.0)
+
+
+def test_a_body_still_arriving_after_an_early_answer_is_not_counted_as_headers():
+    """The control API may answer before reading a body (an upload refused at once): the rest of
+    that body is not a request line or headers, so it never trips the header cap (64 KiB), and
+    the connection's next request gets its own answer, not a stray 400."""
+    async def scenario(front, replica, port):
+        reader, writer = await connect(port)
+        body = b"x" * (300 << 10)
+        writer.write(b"PUT /api/artifacts/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+                     + body[:1000])
+        assert (await response(reader))[::2] == (200, b"control /api/artifacts/x")
+        writer.write(body[1000:])
+        await writer.drain()
+        writer.write(b"GET /api/next HTTP/1.1\r\nhost: x\r\n\r\n")
+        answer = await reader.read(4096)
+        assert b"too large" not in answer and b" 400 " not in answer, answer
+        writer.close()
+    run(scenario)
+
+
+@pytest.mark.parametrize("path", ["/endpoints/ep/score", "/api/x"])
+def test_a_request_head_past_the_cap_gets_400(path):
+    async def scenario(front, replica, port):
+        reader, writer = await connect(port)
+        writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n".encode())
+        for n in range(80):   # 80 header lines of 1 KiB: past the 64 KiB cap, never ended
+            writer.write(b"x-filler-%d: %s\r\n" % (n, b"y" * 1024))
+        await writer.drain()
+        status, _, body = await response(reader)
+        assert (status, body) == (400, b"Request headers too large.")
+        writer.close()
+    run(scenario)
