@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ from .payload import PayloadSink
 from .sink import PRUNE_EVERY_S, prune
 
 log = logging.getLogger("modelfleet.monitoring")
+
+WRITER_NICENESS = 10
 
 
 def serve(root: Path, src, out, uploader=None) -> int:
@@ -69,6 +72,9 @@ def write(sinks: dict, root: Path, i: int, frame_sink: tuple, tag: str, uploader
 def main(argv: list[str] | None = None, uploader=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="collection writer: %(message)s")
+    # Background work: when the cores are busy, the server and the replicas answering requests
+    # go first, and a second's batch is written in the gaps (its queue bounds what waits).
+    os.nice(WRITER_NICENESS)
     import pyarrow.parquet  # noqa: F401  (now, not in the first batch: the queues fill meanwhile)
     # the uploader's thread is a daemon: an upload cut short is done again by the next writer
     uploads = uploader(Path(argv[0])) if uploader else None
