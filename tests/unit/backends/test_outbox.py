@@ -7,6 +7,11 @@ import asyncio
 from modelfleet.backends.outbox import Outbox
 
 
+async def one_pass() -> None:
+    """Let the event loop run one pass: the outbox's unit of gathering (not a wait for a condition)."""
+    await asyncio.sleep(0)
+
+
 class Transport:
     def __init__(self):
         self.writes: list[bytes] = []
@@ -30,9 +35,9 @@ def test_frames_of_one_pass_go_out_in_one_write_in_order():
         for frame in (b"a", b"bb", b"c"):
             out.put(frame)
         assert t.writes == []
-        await asyncio.sleep(0)
+        await one_pass()
         out.put(b"d")
-        await asyncio.sleep(0)
+        await one_pass()
         assert t.writes == [b"abbc", b"d"]
     asyncio.run(scenario())
 
@@ -45,6 +50,6 @@ def test_close_sends_what_is_gathered_first_and_a_closed_socket_takes_nothing():
         out.close()
         assert t.writes == [b"last"] and t.closing
         out.put(b"late")
-        await asyncio.sleep(0)
+        await one_pass()
         assert t.writes == [b"last"]
     asyncio.run(scenario())
