@@ -215,7 +215,8 @@ def _table(batch: Batch, collection: str, members: list[int], names: list[str], 
     times = batch.times[index]
     columns = [pa.array([batch.rids[i] for i in index], pa.string()),
                pa.array((times * 1000).astype(np.int64), pa.timestamp("ms", tz="UTC"))]
-    for h in headers or ():
-        columns.append(pa.array([(batch.headers_of(i) or {}).get(h) for i in index]))
+    if headers:
+        captured = [batch.headers_of(i) or {} for i in index]
+        columns += [pa.array([c.get(h) for c in captured]) for h in headers]
     columns += [pa.array(v) for v in values]
     return pa.Table.from_arrays(columns, [*BASE, *header_names, *names])

@@ -149,7 +149,7 @@ class Uploader:
 
     def _open(self):
         with self._lock:
-            if self.store is None and self.doc is not None and getattr(self.doc, "type", None) == "azure_blob":
+            if self.store is None and self.doc is not None:
                 from . import open_datastore
                 self.store = open_datastore(self.doc)
             return self.store

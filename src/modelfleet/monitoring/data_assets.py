@@ -134,8 +134,7 @@ class DataAssets:
             shutil.rmtree(fetched, ignore_errors=True)
 
     def _default_store(self):
-        doc = self.datastores.default_document() if self.datastores is not None else None
-        return open_datastore(doc) if doc is not None and doc.type == "azure_blob" else None
+        return self.datastores.default() if self.datastores is not None else None
 
     def _store(self, name: str):
         """The blob datastore a collected path names, else the default one if it is a blob
@@ -146,4 +145,4 @@ class DataAssets:
             doc = self.datastores.store.get(name)
         except NotFound:
             return self._default_store()
-        return open_datastore(doc) if doc.type == "azure_blob" else None
+        return open_datastore(doc)

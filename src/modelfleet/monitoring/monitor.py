@@ -48,9 +48,8 @@ def production(spec: MonitorScheduleSpec, signal: Signal, assets: DataAssets,
                start: dt.datetime, end: dt.datetime) -> dict[str, list]:
     pd = signal.production_data
     if pd is not None and pd.input_data is not None:
-        asset = assets.get(pd.input_data.path)
         # collected data (kept by reference) is read over the data window, as the deployment's own is
-        return assets.read(asset, start, end) if asset.sha256 is None else assets.read(asset)
+        return assets.read(assets.get(pd.input_data.path), start, end)
     endpoint, deployment = split_target(spec.create_monitor.monitoring_target.endpoint_deployment_id)
     context = (pd.data_context if pd else None) or \
         ("model_outputs" if signal.type == "prediction_drift" else "model_inputs")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..domain.errors import FleetError, InvalidInput
@@ -39,10 +38,9 @@ def first_run(spec: MonitorScheduleSpec, now: dt.datetime | None = None) -> str:
 
 
 class Monitoring:
-    def __init__(self, schedules: ScheduleStore, assets: DataAssets, root: Path):
+    def __init__(self, schedules: ScheduleStore, assets: DataAssets):
         self.schedules = schedules
         self.assets = assets
-        self.root = root
         self.latest: dict[str, dict] = {r["schedule"]: r for r in schedules.latest_runs()}
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()   # one monitor at a time: they share two cores with the gateway

@@ -47,7 +47,7 @@ def install(api: FastAPI, controller, db, artifacts, root: Path, registry=None, 
     controller.collection = hub
     store = ScheduleStore(db)
     assets = DataAssets(db, artifacts, root, datastores)
-    monitoring = Monitoring(store, assets, root)
+    monitoring = Monitoring(store, assets)
     monitoring.runs_here = lambda: controller.leading   # one server runs due monitors: the leader
     if registry is not None:
         registry.register(MonitoringCollector(hub, monitoring))
