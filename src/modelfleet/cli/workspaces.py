@@ -54,11 +54,12 @@ def _pick_remote(ctx: Ctx, name: str) -> dict:
 def create(ctx: Ctx, name_, path, default_datastore):
     from ..client.datastores import load_document
     from ..schema.workspace import Workspaces
-    if _remote() and path:
+    remote = _remote()
+    if remote and path:
         raise InvalidInput("--path: a workspace on a server lives in the server's folder; give --name "
                            "(and --default-datastore)")
     document = load_document(default_datastore) if default_datastore else None   # read before creating anything
-    if _remote():
+    if remote:
         return ctx.emit(ctx.fleet.workspaces.create(_named(ctx, name_, "create"), document), kind="workspace")
     wss = Workspaces()
     ws = wss.create(_named(ctx, name_, "create"), path)

@@ -106,7 +106,7 @@ class ServerApp:
                         return
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
-                    hand_over = await self.primary._others_alive() > 0
+                    hand_over = await self.primary.others_alive() > 0
                     await self.hosting.stop(hand_over)
                     await self.primary.stop(hand_over)
                     await send({"type": "lifespan.shutdown.complete"})

@@ -98,13 +98,13 @@ class HostedWorkspaces:
         if self.primary.db.is_postgresql:
             self._following = asyncio.ensure_future(self._follow())
 
-    async def stop(self, hand_over: bool | None = None) -> None:
+    async def stop(self, hand_over: bool) -> None:
         if self._following is not None:
             self._following.cancel()
         for name in list(self.apps):
             await self._let_go(name, hand_over)
 
-    async def _let_go(self, name: str, hand_over: bool | None = False) -> None:
+    async def _let_go(self, name: str, hand_over: bool = False) -> None:
         """Stop serving a workspace here (its replicas on this server stopped); its store stays."""
         app = self.apps.pop(name)
         try:
@@ -161,11 +161,15 @@ class HostedWorkspaces:
     async def _serve(self, name: str) -> None:
         ws = self.workspace(name)
         db = await asyncio.to_thread(Database, database_url(self.primary.db, ws.path, name))
+        app = None
         try:
             with working_for(name):   # what it starts (the access log's thread) is its own work
                 app = await asyncio.to_thread(self._make, ws, db)
             await app.start()
         except BaseException:
+            if app is not None:   # a start that failed half way: its log handler and tasks go too
+                with contextlib.suppress(Exception):
+                    await app.stop(hand_over=False)
             db.close()
             raise
         self.apps[name] = app

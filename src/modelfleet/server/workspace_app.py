@@ -61,7 +61,7 @@ class WorkspaceApp:
     def __init__(self, ws: Workspace, db: Database, server: Server, primary: Stores | None = None):
         """`primary`: the primary workspace's stores, for a workspace hosted beside it (its
         identities and activity log are the primary's); None for the primary itself."""
-        cfg = self.cfg = server.settings
+        cfg = server.settings
         self.ws = ws
         self.db = db
         self.server_id = server.id
@@ -123,24 +123,22 @@ class WorkspaceApp:
             await self.controller.start()
             self.monitoring.start()
 
-    async def stop(self, hand_over: bool | None = None) -> None:
+    async def stop(self, hand_over: bool) -> None:
         """Stop serving and stop this server's replicas (with `hand_over`, replicas another server
-        of the workspace goes on with are let go; None: whether any other server is alive)."""
+        of the workspace goes on with are let go)."""
         with working_for(self.ws.name):
             await self._stop(hand_over)
 
-    async def _stop(self, hand_over: bool | None) -> None:
+    async def _stop(self, hand_over: bool) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
         await self.monitoring.stop()
-        if hand_over is None:
-            hand_over = await self._others_alive() > 0
         await self.controller.stop(hand_over=hand_over)
         await self.leadership.stop()
         self.controller.collection.close()   # writes what is still queued
         self._observe(False)
 
-    async def _others_alive(self) -> int:
+    async def others_alive(self) -> int:
         """Other servers of the workspace that go on after this one stops (0 when unknown)."""
         if not self.db.is_postgresql:
             return 0   # SQLite serves one server

@@ -26,14 +26,13 @@ class HostedWorkspaceStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def claim(self, name: str, created_by: str) -> dict:
+    def claim(self, name: str, created_by: str) -> None:
         """The row of a workspace about to be made (`creating`); AlreadyExists when the name is taken."""
         with self.db.write() as conn:
             if conn.execute(sa.select(hosted_workspaces.c.name).where(hosted_workspaces.c.name == name)).first():
                 raise AlreadyExists(f"workspace {name!r} already exists")
             conn.execute(hosted_workspaces.insert().values(name=name, state=CREATING, created_at=utcnow(),
                                                            created_by=created_by))
-        return self.get(name)
 
     def mark(self, name: str, state: str) -> None:
         with self.db.write() as conn:
@@ -44,10 +43,11 @@ class HostedWorkspaceStore:
             conn.execute(hosted_workspaces.delete().where(hosted_workspaces.c.name == name))
 
     def get(self, name: str) -> dict:
-        found = next((r for r in self.list() if r["name"] == name), None)   # a server hosts few
+        with self.db.read() as conn:
+            found = conn.execute(sa.select(hosted_workspaces).where(hosted_workspaces.c.name == name)).first()
         if found is None:
             raise NotFound(f"workspace {name!r} not found")
-        return found
+        return found._asdict()
 
     def list(self) -> list[dict]:
         with self.db.read() as conn:
