@@ -80,7 +80,7 @@ async def dispatch(gw, parts: list[str], ex, rid: str):
         return await gw.serve(ex, ep, version, RequestKind.V2_INFER, rid)
     if method != "GET":
         return await _not_allowed(gw, ex, b"GET", rid)
-    if not gw.admits(ep, ex):
+    if not gw.hides_endpoints and not gw.admits(ep, ex):   # else gw.endpoint() checked it
         return await gw._error(ex, 401, "unauthorized", "missing or invalid key", rid, True)
     if tail == ["ready"]:
         deps = [ep.deployments[version]] if version else ep.live

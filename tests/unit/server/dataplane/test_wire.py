@@ -298,10 +298,10 @@ def test_pipelined_answers_larger_than_the_socket_buffers_arrive_whole_and_in_or
 def test_a_connection_idle_after_its_answers_is_closed_and_a_busy_one_is_not():
     async def scenario(front, replica, port):
         reader, writer = await connect(port)
-        for n in range(5):   # each request comes before the idle timeout, counted from the answer before
-            writer.write(post(b"[%d]" % n))
+        for n in range(4):   # each request comes before the idle timeout, counted from the answer before,
+            writer.write(post(b"[%d]" % n))   # and the last after the timeout counted from the first answer
             assert (await response(reader))[2] == b"[%d]" % n
-            await asyncio.sleep(0.5)   # idle, but for less than the timeout
+            await asyncio.sleep(0.9)   # idle (the scenario's input, not a wait), for less than the timeout
         assert await closed(reader)   # then nothing more: the server closes it
     run(scenario, idle_timeout_s=2.0)
 
@@ -319,8 +319,7 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_counted_as_headers()
         writer.write(body[1000:])
         await writer.drain()
         writer.write(b"GET /api/next HTTP/1.1\r\nhost: x\r\n\r\n")
-        answer = await reader.read(4096)
-        assert b"too large" not in answer and b" 400 " not in answer, answer
+        assert (await response(reader))[::2] == (200, b"control /api/next")
         writer.close()
     run(scenario)
 
