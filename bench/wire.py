@@ -4,7 +4,9 @@ against the server's own protocol (server/dataplane/wire.py).
 The same bytes of one keep-alive HTTP/1.1 request go into a protocol over an in-memory transport
 (no socket), with the gateway of bench/telemetry.py behind it (an in-memory replica that answers
 at once), until the answer is written; and straight into the gateway's ASGI entry, with no HTTP
-at all. On uvloop, as the server runs. Telemetry off and on (metrics + windows + access log to a file), alternating rounds. CPU
+at all. On uvloop, as the server runs. Through the server's protocol, such a request takes the
+gateway's inline lane (server/dataplane/inline.py); the ASGI entry is the gateway's full path.
+Telemetry off and on (metrics + windows + access log to a file), alternating rounds. CPU
 time per request, median of the rounds:
 
     .venv/bin/python bench/wire.py              # about a minute
@@ -76,7 +78,7 @@ class Front:
         self.draining = False
 
     def scoring(self, path: str):
-        return (self.gateway.handle, path) if is_scoring(path) else None
+        return (self.gateway, path) if is_scoring(path) else None
 
     async def __call__(self, scope, receive, send):
         if is_scoring(scope["path"]):
@@ -132,7 +134,7 @@ def main(argv=None) -> None:
     data = {"cpu_us_per_request": us, "rounds": runs}
     md = "\n".join([
         "| telemetry | gateway alone (ASGI entry, no HTTP) | uvicorn's protocol + ASGI + gateway | "
-        "wire protocol + gateway | HTTP layer before -> after |",
+        "wire protocol + gateway (inline lane) | HTTP layer before -> after |",
         "|---|---|---|---|---|",
         *(f"| {tel} | {us['asgi ' + tel]:.1f} µs | {us['uvicorn ' + tel]:.1f} µs | {us['wire ' + tel]:.1f} µs | "
           f"{us['uvicorn ' + tel] - us['asgi ' + tel]:.1f} -> {us['wire ' + tel] - us['asgi ' + tel]:.1f} µs |"

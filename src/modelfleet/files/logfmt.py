@@ -15,13 +15,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _second = (-1, "")   # the last whole second formatted, and its text: most calls share one
 
 
-def iso_time(t: float) -> str:
+def iso_second(whole: int) -> str:
+    """A whole second (UTC) as `iso_time` starts it: 2026-11-26T07:37:08."""
     global _second
-    whole = int(t)
     cached = _second
     if cached[0] != whole:
         cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{cached[1]}.{int(t * 1000) % 1000:03d}Z"
+    return cached[1]
+
+
+def iso_time(t: float) -> str:
+    return f"{iso_second(int(t))}.{int(t * 1000) % 1000:03d}Z"
 
 
 def since(value: str, now: float | None = None) -> str:

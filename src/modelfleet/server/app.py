@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Callable
 
 import uvicorn
 
@@ -53,18 +52,18 @@ class ServerApp:
     def _hosted(self, ws: Workspace, db: Database) -> WorkspaceApp:
         return self._routed(WorkspaceApp(ws, db, self.server, self.primary.stores))
 
-    def scoring(self, path: str) -> tuple[Callable, str] | None:
-        """What answers a scoring request for `path` (an exchange's coroutine function: a
-        workspace's `score`, or the gateway of no workspace) and the path within its workspace, as
-        `__call__` routes it; None for the control API's paths."""
+    def scoring(self, path: str) -> tuple[Gateway, str] | None:
+        """The gateway that answers a scoring request for `path` (a workspace's, or that of no
+        workspace) and the path within its workspace, as `__call__` routes it; None for the
+        control API's paths."""
         if path.startswith(PREFIX):
             name, _, rest = path[len(PREFIX):].partition("/")
             rest = "/" + rest
             if not is_scoring(rest):
                 return None
             app = self.hosting.app(name)
-            return (self._nowhere.handle if app is None else app.score), rest
-        return (self.primary.score, path) if is_scoring(path) else None
+            return (self._nowhere if app is None else app.gateway), rest
+        return (self.primary.gateway, path) if is_scoring(path) else None
 
     def _routed(self, app: WorkspaceApp) -> WorkspaceApp:
         """The server-wide routes every workspace's API has: the hosted workspaces."""

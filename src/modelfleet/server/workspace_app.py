@@ -81,7 +81,7 @@ class WorkspaceApp:
         self.telemetry.metrics.admission_source = self._admission
         self.telemetry.metrics.state_source = self._replica_counts
         self.telemetry.metrics.usage_source = self.telemetry.replica_usage
-        self.gateway = Gateway(self.router, self.telemetry, hides_endpoints=not self.is_primary)
+        self.gateway = Gateway(self.router, self.telemetry, hides_endpoints=not self.is_primary, workspace=ws.name)
         self.url = server.url if self.is_primary else f"{server.url}/workspaces/{ws.name}"
         self.controller.leading = False   # until the lease says otherwise (the first look is at startup)
         self.leases = LeaseStore(db)
@@ -107,11 +107,6 @@ class WorkspaceApp:
             if is_scoring(scope["path"]):
                 return await self.gateway(scope, receive, send)
             return await self.api(scope, receive, send)
-
-    async def score(self, ex) -> None:
-        """A scoring request as the server's HTTP protocol hands it over (dataplane/wire.py)."""
-        with working_for(self.ws.name):
-            await self.gateway.handle(ex)
 
     async def start(self) -> None:
         with working_for(self.ws.name):   # the tasks started here are the workspace's work

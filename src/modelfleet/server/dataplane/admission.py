@@ -45,16 +45,23 @@ class Admission:
     def has_capacity(self) -> bool:
         return self.inflight < self.capacity
 
+    def take(self) -> bool:
+        """Take a slot if one is free and nobody queues for it (False: nothing counted)."""
+        if self.inflight < self.capacity and not self.waiters:
+            self.arrivals += 1
+            self.inflight += 1
+            if self.inflight > self.peak:
+                self.peak = self.inflight
+            return True
+        return False
+
     async def admit(self, deadline: float) -> None:
         """Take a slot, waiting in the queue if none is free; raises Saturated or TimeoutError
         (at `deadline`, on the event loop's clock). A slot handed to a waiter that is gone by
         then is given back."""
-        self.arrivals += 1
-        if self.inflight < self.capacity and not self.waiters:
-            self.inflight += 1
-            if self.inflight > self.peak:
-                self.peak = self.inflight
+        if self.take():
             return
+        self.arrivals += 1
         if len(self.waiters) >= self.max_queue:
             raise Saturated()
         loop = asyncio.get_running_loop()

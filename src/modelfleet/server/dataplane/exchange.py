@@ -16,7 +16,10 @@ An exchange has `method`, `path` (decoded), `headers` (lower-case name -> value,
 
 from __future__ import annotations
 
+from ...backends.base import ReplyStatus
+
 JSON = b"application/json"
+HTTP_STATUS = {ReplyStatus.OK: 200, ReplyStatus.BAD_REQUEST: 400, ReplyStatus.MODEL_ERROR: 424}   # of a reply
 
 
 class ClientGone(Exception):

@@ -10,6 +10,7 @@ request id, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import itertools
 import logging
@@ -19,16 +20,17 @@ import time
 
 import orjson
 
-from ...backends.base import ReplicaGone, ReplyStatus, RequestKind
+from ...backends.base import ReplicaGone, RequestKind
 from . import v2_routes
 from .admission import Saturated
-from .exchange import JSON, AsgiExchange, ClientGone
+from .exchange import HTTP_STATUS, JSON, AsgiExchange, ClientGone
+from .inline import InlineCall, InlineLane
 from .routing import LOCAL, DeploymentSnapshot, EndpointSnapshot, Router, from_loopback
-from ..telemetry.hooks import RequestTrace, Telemetry, unknown_endpoint
+from ..telemetry.hooks import WORKSPACE, RequestTrace, Telemetry, unknown_endpoint
 
 log = logging.getLogger("modelfleet.gateway")
 
-_STATUS = {ReplyStatus.OK: 200, ReplyStatus.BAD_REQUEST: 400, ReplyStatus.MODEL_ERROR: 424}
+_CODES = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}
 
 
 # A request whose replica was replaced before it reached the model gets at least this long for
@@ -57,12 +59,18 @@ class Gateway:
     _ids = itertools.count(1)
     _id_prefix = os.urandom(4).hex()
 
-    def __init__(self, router: Router, telemetry: Telemetry | None = None, hides_endpoints: bool = False):
+    def __init__(self, router: Router, telemetry: Telemetry | None = None, hides_endpoints: bool = False,
+                 workspace: str | None = None):
         """`hides_endpoints` (a hosted workspace's): an endpoint the caller may not call answers as
-        one that does not exist, as every endpoint of a workspace nobody hosts does (server/app.py)."""
+        one that does not exist, as every endpoint of a workspace nobody hosts does (server/app.py).
+        `workspace`: whose requests these are (its warnings go to its event feed)."""
         self.router = router
         self.telemetry = telemetry
         self.hides_endpoints = hides_endpoints
+        # what the gateway's callbacks and tasks run in: marked as the workspace's work
+        self.context = contextvars.copy_context()
+        self.context.run(WORKSPACE.set, workspace)
+        self.inline = InlineLane(self)
         self._background: set[asyncio.Task] = set()
 
     def endpoint(self, name: str, ex) -> EndpointSnapshot | None:
@@ -89,34 +97,35 @@ class Gateway:
 
     async def _error(self, ex, status: int, code: str, message: str, rid: str, v2: bool = False,
                      extra=()) -> None:
-        # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
-        err = message if v2 else {"code": code, "message": message}
-        body = orjson.dumps({"error": err, "code": code, "request_id": rid} if v2 else
-                            {"error": err, "request_id": rid})
-        await self._send(ex, status, body, rid, extra)
+        await self._send(ex, status, error_body(code, message, rid, v2), rid, extra)
 
     # -- routing -----------------------------------------------------------------------------
 
     async def forward(self, dep: DeploymentSnapshot, kind: RequestKind, body: bytes,
                       header_length: int = 0, trace: RequestTrace | None = None,
-                      request_id: str = "") -> tuple[int, bytes | None, str]:
+                      request_id: str = "", call: InlineCall | None = None) -> tuple[int, bytes | None, str]:
         """(HTTP status, replica payload or None, error message); `trace` gets the time spent
-        queued and at the replica; `request_id` goes with the request into the replica's log."""
+        queued and at the replica; `request_id` goes with the request into the replica's log.
+        `call`: a request the inline lane admitted and sent; its wait for the reply goes on here."""
         loop = asyncio.get_running_loop()
         timeout_s = dep.timeout_s
-        arrived = time.perf_counter()  # for the trace; uvloop's loop.time() counts whole ms
-        deadline = loop.time() + timeout_s
         admission = dep.admission
-        try:
-            await admission.admit(deadline)
-            if trace is not None:
-                trace.queue_s = time.perf_counter() - arrived
-        except Saturated:
-            return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
-        except TimeoutError:
-            if not self._current(dep).replicas:
-                return 503, None, f"deployment {dep.name!r} has no ready replica"
-            return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms waiting in queue"
+        replica, fut = None, None
+        if call is None:
+            arrived = time.perf_counter()  # for the trace; uvloop's loop.time() counts whole ms
+            deadline = loop.time() + timeout_s
+            try:
+                await admission.admit(deadline)
+                if trace is not None:
+                    trace.queue_s = time.perf_counter() - arrived
+            except Saturated:
+                return 429, None, f"deployment {dep.name!r} is at capacity and its queue is full"
+            except TimeoutError:
+                if not self._current(dep).replicas:
+                    return 503, None, f"deployment {dep.name!r} has no ready replica"
+                return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms waiting in queue"
+        else:
+            replica, fut, deadline, sent = call.replica, call.fut, call.deadline, call.sent_at
         crashes = 0
         try:
             # When a replica dies before answering (a crash, or the supervisor replacing a hung
@@ -126,23 +135,25 @@ class Gateway:
             # timed out is never retried: custom code need not be idempotent.
             stalled = rescued = False
             while True:
-                current = self._current(dep)
-                replica = current.pick(loop.time())
-                if replica is None:
-                    if not stalled and current.replicas and admission.on_stall is not None:
-                        stalled = True   # every replica is stuck, overdue or unresponsive: a spare may help
-                        admission.on_stall()
-                    if loop.time() >= deadline:
-                        return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is in a "
-                                           "model call far older than usual, or missed a liveness probe)"
-                                           if current.replicas else f"deployment {dep.name!r} has no ready replica")
-                    await asyncio.sleep(0.01)
-                    continue
-                if trace is not None:
-                    trace.replica = replica.id
+                if fut is None:
+                    current = self._current(dep)
+                    replica = current.pick(loop.time())
+                    if replica is None:
+                        if not stalled and current.replicas and admission.on_stall is not None:
+                            stalled = True   # every replica is stuck, overdue or unresponsive: a spare may help
+                            admission.on_stall()
+                        if loop.time() >= deadline:
+                            return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is in "
+                                               "a model call far older than usual, or missed a liveness probe)"
+                                               if current.replicas else f"deployment {dep.name!r} has no ready replica")
+                        await asyncio.sleep(0.01)
+                        continue
+                    if trace is not None:
+                        trace.replica = replica.id
                 try:
-                    sent = time.perf_counter()
-                    fut = replica.send(dep.model_key, kind, body, header_length, request_id)
+                    if fut is None:
+                        sent = time.perf_counter()
+                        fut = replica.send(dep.model_key, kind, body, header_length, request_id)
                     waiter = loop.create_future()   # inline, not _answer: one coroutine less per request
                     fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
                     timer = loop.call_at(deadline, _expire, waiter)
@@ -163,6 +174,11 @@ class Gateway:
                     if trace is not None:
                         trace.model_s = time.perf_counter() - sent
                 except ReplicaGone as gone:
+                    fut = None
+                    if gone.reached_model and not rescued and loop.time() >= deadline:
+                        # it timed out in the model call the replica was killed for (before its
+                        # deadline was noticed: the inline lane sweeps them): not retried
+                        return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms"
                     crashes += gone.reached_model   # a request queued behind a hung call is no cause
                     if crashes >= 2:
                         return 502, None, "the replica exited while handling this request (twice)"
@@ -177,7 +193,7 @@ class Gateway:
                     if isinstance(e, asyncio.CancelledError):
                         raise
                     return 408, None, f"request timed out after {timeout_s * 1000:.0f} ms"
-                return _STATUS.get(status, 502), payload, ""
+                return HTTP_STATUS.get(status, 502), payload, ""
         finally:
             admission.release()
 
@@ -235,30 +251,41 @@ class Gateway:
                                      f"request body is larger than {max_body} bytes", rid, v2)
         if trace is not None:
             trace.bytes_in = len(body)
-        header_length = 0
-        if v2:  # the JSON header length of a V2 request with binary tensors (0: none)
-            hlen = headers.get(b"inference-header-content-length", b"0")
-            header_length = int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
+        header_length = v2_routes.header_length(headers) if v2 else 0
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
             self._mirror(ep.mirror, kind, body, header_length, rid)
         status, payload, message = await self.forward(dep, kind, body, header_length, trace, rid)
+        status, answer, extra, content_type = self.outcome(ex, dep, kind, rid, body, header_length, status, payload,
+                                                           message)
+        await self._send(ex, status, answer, rid, extra, content_type)
+
+    async def _resume(self, call: InlineCall) -> None:
+        """An inline request's wait, when its replica went away or its deadline passed."""
+        status, payload, message = await self.forward(call.dep, call.kind, call.body, call.header_length,
+                                                      call.trace, call.rid, call)
+        status, answer, extra, content_type = self.outcome(call.ex, call.dep, call.kind, call.rid, call.body,
+                                                           call.header_length, status, payload, message)
+        await self._send(call.ex, status, answer, call.rid, extra, content_type)
+
+    def outcome(self, ex, dep: DeploymentSnapshot, kind: RequestKind, rid: str, body: bytes, header_length: int,
+                status: int, payload: bytes | None, message: str) -> tuple[int, bytes, tuple, bytes]:
+        """The answer to a request forwarded to `dep`: (status, body, extra headers, content type);
+        a successful one is offered to the deployment's data collection."""
+        v2 = kind == RequestKind.V2_INFER
         if payload is None:
-            code = {408: "timeout", 429: "too_many_requests", 503: "unavailable"}.get(status, "replica_error")
-            return await self._error(ex, status, code, message, rid, v2)
+            return status, error_body(_CODES.get(status, "replica_error"), message, rid, v2), (), JSON
         if status == 200:
+            if dep.collector is not None:
+                dep.collector.offer(rid, body, payload, dep.metadata, ex.headers, header_length if v2 else None)
             if v2:
                 answer, content_type, extra = v2_routes.unframe(payload)
-                await self._send(ex, 200, answer, rid, (*dep.header, *extra), content_type)
-            else:
-                await self._send(ex, 200, payload, rid, dep.header)
-            if dep.collector is not None:
-                dep.collector.offer(rid, body, payload, dep.metadata, headers, header_length if v2 else None)
-            return
+                return 200, answer, (*dep.header, *extra), content_type
+            return 200, payload, dep.header, JSON
         err = orjson.loads(payload)
         if v2:
             err = {"error": err["error"]["message"], "code": err["error"]["code"]}
         err["request_id"] = rid
-        await self._send(ex, status, orjson.dumps(err), rid, dep.header)
+        return status, orjson.dumps(err), dep.header, JSON
 
     def admits(self, ep: EndpointSnapshot, ex) -> bool:
         """Whether a request may reach `ep`: a valid key, an open endpoint, or a client on this
@@ -283,24 +310,37 @@ class Gateway:
         await self.handle(AsgiExchange(scope, receive, send))
 
     async def handle(self, ex) -> None:
-        """Answer one data-plane request (exchange.py): the entry of every transport."""
-        rid = f"{self._id_prefix}-{next(self._ids):x}"
-        telemetry = self.telemetry
-        trace = None
-        if telemetry is not None:
-            trace = ex.trace = RequestTrace(time.perf_counter())
+        """Answer one data-plane request (exchange.py): the entry of every transport, and the
+        whole of what the inline lane (inline.py) does for the requests it takes."""
+        rid = self.arrived(ex)
+        await self.finish(ex, rid, self._dispatch(ex, rid))
+
+    def arrived(self, ex) -> str:
+        """A request's id; its trace starts (`ex.trace`) when there is telemetry."""
+        if self.telemetry is not None:
+            ex.trace = RequestTrace(time.perf_counter())
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
+    async def finish(self, ex, rid: str, answering) -> None:
+        """Await `answering` (a coroutine that answers `ex`); an error is a 500 without a traceback;
+        the request is recorded at the end."""
         try:
-            await self._dispatch(ex, rid)
+            await answering
         except Exception:  # never a traceback to the client
             log.exception("gateway error (request %s)", rid)
             if not ex.responded:
                 await self._error(ex, 500, "internal_error", "internal error", rid)
         finally:
-            if trace is not None and trace.endpoint is not None:
-                try:
-                    telemetry.request_done(trace, rid, ex.method, ex.path, ex.client)
-                except Exception:
-                    log.exception("request hook failed (request %s)", rid)
+            self.done(ex, rid)
+
+    def done(self, ex, rid: str) -> None:
+        """Record an answered request (once its endpoint is known: see unknown_endpoint)."""
+        trace = ex.trace
+        if trace is not None and trace.endpoint is not None:
+            try:
+                self.telemetry.request_done(trace, rid, ex.method, ex.path, ex.client)
+            except Exception:
+                log.exception("request hook failed (request %s)", rid)
 
     async def _dispatch(self, ex, rid: str) -> None:
         parts = ex.path.strip("/").split("/")
@@ -316,3 +356,10 @@ class Gateway:
                 return await self._error(ex, 404, "not_found", f"endpoint {parts[1]!r} not found", rid)
             return await self.serve(ex, ep, None, RequestKind.SCORE, rid)
         return await v2_routes.dispatch(self, parts, ex, rid)
+
+
+def error_body(code: str, message: str, rid: str, v2: bool = False) -> bytes:
+    # The V2 protocol's error body is {"error": "<message>"}; ours nests code and message.
+    if v2:
+        return orjson.dumps({"error": message, "code": code, "request_id": rid})
+    return orjson.dumps({"error": {"code": code, "message": message}, "request_id": rid})

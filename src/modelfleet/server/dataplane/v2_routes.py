@@ -31,6 +31,12 @@ def unframe(payload: bytes) -> tuple[bytes, bytes, tuple]:
     return body, b"application/json", ()
 
 
+def header_length(headers: dict) -> int:
+    """The JSON header length of an infer request with binary tensors (0: none)."""
+    hlen = headers.get(b"inference-header-content-length", b"0")
+    return int(hlen) if hlen.isdigit() and len(hlen) < 10 else 0
+
+
 def _metadata(ep, version: str | None) -> dict:
     """The tensors of one version, or of the deployment taking the largest share of traffic."""
     if version is not None:

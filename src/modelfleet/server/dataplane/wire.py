@@ -47,7 +47,7 @@ class WireExchange:
     response_complete, keep_alive, disconnected, and message_event.set() (wakes a body read)."""
 
     __slots__ = ("method", "path", "headers", "client", "trace", "responded", "response_complete", "keep_alive",
-                 "disconnected", "_conn", "_chunks", "_size", "_complete", "_limit", "_waiter", "_continue")
+                 "disconnected", "complete", "_conn", "_chunks", "_size", "_limit", "_waiter", "_continue")
 
     def __init__(self, conn: "HttpToolsProtocol", method: str, path: str, headers: dict, keep_alive: bool,
                  expect_continue: bool):
@@ -57,7 +57,7 @@ class WireExchange:
         self.responded = self.response_complete = self.disconnected = False
         self._chunks: list[bytes] = []
         self._size = 0
-        self._complete = False   # the whole body has arrived
+        self.complete = False   # the whole body has arrived
         self._limit = BUFFER_BYTES
         self._waiter: asyncio.Future | None = None
 
@@ -73,7 +73,7 @@ class WireExchange:
             self.set()
 
     def finish(self) -> None:
-        self._complete = True
+        self.complete = True
         self.set()
 
     @property
@@ -94,9 +94,8 @@ class WireExchange:
                 raise ClientGone()
             if self._size > limit:
                 return None
-            if self._complete:
-                chunks = self._chunks
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if self.complete:
+                return self.received()
             if self._continue:
                 self._continue = False
                 if not conn.transport.is_closing():
@@ -109,15 +108,29 @@ class WireExchange:
             finally:
                 self._waiter = None
 
+    def received(self) -> bytes:
+        """The whole body, once `complete`."""
+        chunks = self._chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @property
+    def writable(self) -> bool:
+        """Whether an answer may be written now (the client is not behind on reading)."""
+        return not self._conn.flow.write_paused or self.disconnected
+
     async def respond(self, status: int, body: bytes, rid: str, extra=(), content_type: bytes = JSON) -> None:
+        if not self.writable:
+            await self._conn.flow.drain()
+        self.write(status, body, rid, extra, content_type)
+
+    def write(self, status: int, body: bytes, rid: str, extra=(), content_type: bytes = JSON) -> None:
+        """The answer, in one write (`writable`: the client keeps up)."""
         self.responded = True
         conn = self._conn
-        if conn.flow.write_paused and not self.disconnected:
-            await conn.flow.drain()
         transport = conn.transport
         if self.disconnected or transport.is_closing():   # gone (uvicorn marks only the newest request)
             return
-        keep = self.keep_alive and self._complete and not conn.server_app.draining
+        keep = self.keep_alive and self.complete and not conn.server_app.draining
         parts = [STATUS_LINE[status], conn.default_head(), b"content-type: ", content_type,
                  b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\nx-request-id: ", rid.encode(), b"\r\n"]
         for name, value in extra:
@@ -135,9 +148,9 @@ class WireExchange:
 
 
 def wire_protocol(app) -> type:
-    """uvicorn's httptools protocol, answering a scoring request through what `app.scoring(path)`
-    names: (a coroutine function of the exchange, the path within its workspace), or None for the
-    control API's paths (server/app.py); `app.draining`: answers close their connections."""
+    """uvicorn's httptools protocol, answering a scoring request through the gateway
+    `app.scoring(path)` names, with the path within its workspace (None for the control API's
+    paths: server/app.py); `app.draining`: answers close their connections."""
     scoring = app.scoring
     head_cache: list = [None, b""]   # uvicorn's default headers (date, server), and their bytes
 
@@ -145,6 +158,7 @@ def wire_protocol(app) -> type:
         server_app = app
         idle_since: float | None = None   # when its last answer went out, while it has no request
         idle_timer = None
+        starting = None   # (exchange, gateway) to start once the bytes at hand are parsed
 
         def default_head(self) -> bytes:
             headers = self.server_state.default_headers
@@ -170,16 +184,24 @@ def wire_protocol(app) -> type:
             if found is None:
                 self._asgi_scope()
                 return super().on_headers_complete()
-            answer, path = found
+            gateway, path = found
             keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
             ex = WireExchange(self, parser.get_method().decode("ascii"), path, dict(self.headers), keep_alive,
                               self.expect_100_continue)
             current, self.cycle = self.cycle, ex
             if current is None or current.response_complete:
-                self._start_wire(ex, answer)
+                self.starting = (ex, gateway)   # its body may be in the bytes being parsed
             else:   # pipelined behind a request still being answered
                 self.flow.pause_reading()
-                self.pipeline.appendleft((ex, answer))
+                self.pipeline.appendleft((ex, gateway))
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            starting = self.starting
+            if starting is not None:
+                self.starting = None
+                if not self.transport.is_closing():
+                    self._start_wire(*starting)
 
         def _asgi_scope(self) -> None:
             """uvicorn's scope for this request, its headers and URL as parsed."""
@@ -242,19 +264,22 @@ def wire_protocol(app) -> type:
         # -- requests ----------------------------------------------------------------------------
 
         def _start_asgi_task(self, cycle, app) -> None:
-            # uvicorn starts the next pipelined request here; a WireExchange is queued with what answers it
+            # uvicorn starts the next pipelined request here; a WireExchange is queued with its gateway
             if cycle.__class__ is WireExchange:
                 self._start_wire(cycle, app)
             else:
                 super()._start_asgi_task(cycle, app)
 
-        def _start_wire(self, ex: WireExchange, answer) -> None:
-            task = self.loop.create_task(self._answer(ex, answer))
+        def _start_wire(self, ex: WireExchange, gateway) -> None:
+            # the inline lane when the whole body is here (and no 100 Continue is owed), else a task
+            if ex.complete and not ex._continue and gateway.inline.start(ex):
+                return
+            task = self.loop.create_task(self._answer(ex, gateway), context=gateway.context.copy())
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)
 
-        async def _answer(self, ex: WireExchange, answer) -> None:
-            await answer(ex)
+        async def _answer(self, ex: WireExchange, gateway) -> None:
+            await gateway.handle(ex)
             if not ex.responded and not ex.disconnected:   # handle answers every request it keeps
                 log.error("the gateway gave no answer to %s %s", ex.method, ex.path)
                 self.transport.close()

@@ -57,7 +57,7 @@ class Front:
         """As server/app.py's: a workspace's prefix (here: /workspaces/w) taken off."""
         if path.startswith("/workspaces/w/"):
             path = path[len("/workspaces/w"):]
-        return (self.gateway.handle, path) if is_scoring(path) else None
+        return (self.gateway, path) if is_scoring(path) else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
