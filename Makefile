@@ -46,8 +46,15 @@ quickstart: install
 # never race pytest's own parsing.
 test test-fast: export PYTHONNODEBUGRANGES := 1
 
+# Two test processes (pytest-xdist): most of the suite's time is waiting on the servers, replicas
+# and clusters a test starts, so two overlap well on two cores. --dist loadgroup: a module's tests
+# run on one worker (its shared server starts once) and every Ray test on one worker, never two
+# clusters at once (tests/conftest.py, tests/helpers.RAY_GROUP); in collection order, so the Ray
+# group starts early and the many short unit tests fill the end.
+TEST_WORKERS := -n 2 --dist loadgroup --no-loadscope-reorder
+
 test: install system-packages npm-tools
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q $(TEST_WORKERS) --durations=30
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -80,13 +80,32 @@ def endpoints_deleted(fleet):
             fleet.online_endpoints.delete(endpoint["name"])
 
 
+# -- two test processes (`make test`: pytest-xdist, -n 2 --dist loadgroup) ------------------------
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items):
+    """A module's tests run on one worker, in their order, so that a module-scoped fixture (a
+    workspace, server or cluster the module shares) starts once, as in a serial run. A test that
+    names its group runs with that group instead: `RAY_GROUP` (tests/helpers.py)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_uv_cache(tmp_path_factory):
-    """One uv package cache for the session (every test has its own FLEET_HOME): environments
-    download each package once. A FLEET_UV_CACHE_DIR set by the developer is kept across runs."""
+    """One uv package cache for the run (every test has its own FLEET_HOME): environments
+    download each package once. Under pytest-xdist the workers share it, in the folder above
+    their own (uv's cache is made for concurrent readers and writers). A FLEET_UV_CACHE_DIR set
+    by the developer is kept across runs."""
     given = os.environ.get("FLEET_UV_CACHE_DIR")
     if given is None:
-        os.environ["FLEET_UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = tmp_path_factory.getbasetemp().parent / "uv-cache"
+            shared.mkdir(exist_ok=True)
+            os.environ["FLEET_UV_CACHE_DIR"] = str(shared)
+        else:
+            os.environ["FLEET_UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
     yield Path(os.environ["FLEET_UV_CACHE_DIR"])
     if given is None:
         os.environ.pop("FLEET_UV_CACHE_DIR", None)

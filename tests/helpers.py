@@ -25,6 +25,11 @@ from modelfleet.cli.main import cli
 from modelfleet.cli.quickstart import train
 
 
+# A test that starts a Ray cluster runs in this group: of `make test`'s two workers (pytest-xdist,
+# --dist loadgroup) one runs all of them, one after another. A cluster is a dozen processes that
+# start more on demand; two at once on two cores would compete with each other and the other tests.
+RAY_GROUP = pytest.mark.xdist_group("ray")
+
 # The first lines of an Azure script run here: `az ml` mapped to `fleet`, the only change.
 SCRIPT_HEAD = """set -euo pipefail
 az() {  # `az ml ...` -> `fleet ...`: the only change to the script

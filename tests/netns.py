@@ -49,14 +49,22 @@ def _used_subnets() -> set[str]:
     return {line.split()[3].rsplit(".", 1)[0] for line in out.splitlines() if len(line.split()) > 3}
 
 
+def _own_octets() -> range:
+    """The third octets this test process may take: pytest-xdist's workers (gw0, gw1, ...) each
+    draw from their own residue class, so two workers never pick the same free subnet at once."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return range(int(worker.removeprefix("gw")), 256, count)
+
+
 def create() -> NetworkNamespace:
     """A namespace and a /30 veth pair in 10.213.x.0; a skip with the kernel's one-line reason when
     namespaces cannot be made here (not root, a container without CAP_SYS_ADMIN)."""
     if os.geteuid() != 0:
         pytest.skip("creating a network namespace needs root")
-    tag = uuid.uuid4().hex[:8]
+    tag = uuid.uuid4().hex[:8]   # names of this namespace alone, whichever worker makes it
     used = _used_subnets()
-    prefix = next(p for p in (f"10.213.{random.randrange(256)}" for _ in range(100)) if p not in used)
+    prefix = next(p for p in (f"10.213.{random.choice(_own_octets())}" for _ in range(100)) if p not in used)
     ns = NetworkNamespace(f"fleet-{tag}", f"fv{tag}", f"{prefix}.1", f"{prefix}.2")
     made = _ip("netns", "add", ns.name, check=False)
     if made.returncode != 0:

@@ -27,7 +27,7 @@ import pytest
 
 from modelfleet.envbuild.interpreters import discover
 
-from .helpers import SCRIPT_HEAD, compute_row
+from .helpers import RAY_GROUP, SCRIPT_HEAD, compute_row
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -374,6 +374,7 @@ az ml online-endpoint delete --name $ENDPOINT_NAME --yes --no-wait
 """
 
 
+@RAY_GROUP
 def test_the_kubernetes_script_runs_on_a_ray_compute_of_the_name_it_references(tmp_path, trained, az_env):
     """The Kubernetes example names `compute: azureml:inferencecompute`; here that is a Ray compute."""
     from modelfleet import Fleet

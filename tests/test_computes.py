@@ -20,7 +20,9 @@ from modelfleet.domain.errors import Conflict, NotFound
 from modelfleet.store import Database
 from modelfleet.store.computes import ComputeStore
 
-pytestmark = pytest.mark.slow
+from .helpers import RAY_GROUP
+
+pytestmark = [pytest.mark.slow, RAY_GROUP]
 
 
 @pytest.fixture(autouse=True)

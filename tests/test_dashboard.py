@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, compute_row, wait_until
+from .helpers import RAY_GROUP, Load, compute_row, wait_until
 
 pytestmark = pytest.mark.slow  # every test here starts a server and replicas
 
@@ -156,6 +156,7 @@ def _row(endpoint: str) -> str:
     return f"#deployments tr[data-deployment='{endpoint}/main'] td.replicas"
 
 
+@RAY_GROUP
 def test_replicas_read_ready_of_wanted_under_load_as_show_and_metrics_say(three_kinds, browser):
     fleet = three_kinds
     info = orjson.loads(fleet.workspace.server_file.read_bytes())

@@ -14,9 +14,9 @@ from modelfleet.backends.ray import cluster as ray_cluster
 
 from .azurite import ACCOUNT, KEY, azurite  # noqa: F401  (a fixture)
 from .conftest import IRIS_ROWS
-from .helpers import compute_row, iris_score_py, scoring_code, second_ray_node
+from .helpers import RAY_GROUP, compute_row, iris_score_py, scoring_code, second_ray_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, RAY_GROUP]
 
 SCORE_PY = iris_score_py("score.py")
 

@@ -24,12 +24,12 @@ from modelfleet.backends.ray import cluster as ray_cluster
 
 from .azurite import ACCOUNT, KEY, running
 from .conftest import IRIS_ROWS
-from .helpers import Load, alive, wait_until
+from .helpers import RAY_GROUP, Load, alive, wait_until
 from .nginx import Nginx
 from .tcp_proxy import TcpProxy
 from .test_high_availability import Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, RAY_GROUP]
 LEASE_S = 3.0
 IRIS_BODY = json.dumps({"data": IRIS_ROWS}).encode()
 

@@ -21,9 +21,10 @@ import pytest
 from modelfleet.backends.ray import cluster as ray_cluster
 
 from .conftest import IRIS_ROWS, endpoints_deleted, fleet_in
-from .helpers import Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node, wait_until
+from .helpers import (RAY_GROUP, Load, compute_row, kill_ray_node, run_seed_scripts, scoring_code, second_ray_node,
+                      wait_until)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, RAY_GROUP]
 
 ECHO_PY = '''
 import json, os, time

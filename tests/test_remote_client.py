@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import _stop_servers
-from .helpers import run_seed_scripts
+from .helpers import RAY_GROUP, run_seed_scripts
 
 
 def _fleet(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -59,6 +59,7 @@ def _read_only(folder: Path):
 
 
 @pytest.mark.slow
+@RAY_GROUP   # it creates a compute
 def test_a_client_with_only_the_url_and_token_runs_the_whole_workflow(remote, tmp_path):
     owner, client, client_home = remote
     run_seed_scripts(client_home, tmp_path, {k: client[k] for k in ("FLEET_SERVER", "FLEET_TOKEN")})
