@@ -92,6 +92,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
+@pytest.hookimpl(optionalhook=True)   # pytest-xdist's hook: unknown to a run without it
+def pytest_xdist_node_collection_finished(node, ids):
+    """pytest-xdist's worker tells the scheduler each test's group by a suffix of its node id; a
+    pytest that ignores that (9.2: pytest-xdist issue 1386) would spread every group over both
+    workers without a word. Stop there instead."""
+    if node.config.getoption("dist") == "loadgroup" and ids and "@" not in ids[0]:
+        raise pytest.UsageError(f"pytest {pytest.__version__} drops pytest-xdist's test groups "
+                                "(--dist loadgroup): install the pytest that constraints.txt pins")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_uv_cache(tmp_path_factory):
     """One uv package cache for the run (every test has its own FLEET_HOME): environments
