@@ -10,8 +10,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import settings
 
 from modelfleet.cli.quickstart import train
+
+# No deadline per example (Hypothesis's default is 200 ms): a timing assertion, and on `make test`'s
+# two workers a quick example can wait that long for a core the other worker's servers hold.
+settings.register_profile("modelfleet", deadline=None)
+settings.load_profile("modelfleet")
 
 
 def _stop_servers(home: Path) -> None:
