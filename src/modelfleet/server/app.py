@@ -56,9 +56,9 @@ class ServerApp:
         """The gateway that answers a scoring request for `path` (a workspace's, or that of no
         workspace) and the path within its workspace, as `__call__` routes it; None for the
         control API's paths."""
-        if path.startswith(PREFIX):
-            name, _, rest = path[len(PREFIX):].partition("/")
-            rest = "/" + rest
+        hosted = within(path)
+        if hosted is not None:
+            name, rest = hosted
             if not is_scoring(rest):
                 return None
             app = self.hosting.app(name)
@@ -76,12 +76,12 @@ class ServerApp:
         if kind == "http":
             if self.draining:
                 send = _closing(send)
-            path = scope["path"]
-            if path.startswith(PREFIX):
-                name, _, rest = path[len(PREFIX):].partition("/")
+            hosted = within(scope["path"])
+            if hosted is not None:
+                name, rest = hosted
                 app = self.hosting.app(name)
                 prefix = PREFIX + name
-                scope = {**scope, "path": "/" + rest, "raw_path": scope.get("raw_path", b"")[len(prefix):] or None,
+                scope = {**scope, "path": rest, "raw_path": scope.get("raw_path", b"")[len(prefix):] or None,
                          "root_path": scope.get("root_path", "") + prefix}
                 if app is None:   # scoring gets the answers of a workspace without that endpoint
                     if is_scoring(scope["path"]):
@@ -111,6 +111,14 @@ class ServerApp:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         return await self.primary.api(scope, receive, send)
+
+
+def within(path: str) -> tuple[str, str] | None:
+    """(workspace name, the path within it) of a path under /workspaces/NAME; None for any other."""
+    if not path.startswith(PREFIX):
+        return None
+    name, _, rest = path[len(PREFIX):].partition("/")
+    return name, "/" + rest
 
 
 def _closing(send):

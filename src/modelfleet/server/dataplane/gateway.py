@@ -139,8 +139,11 @@ class Gateway:
                     current = self._current(dep)
                     replica = current.pick(loop.time())
                     if replica is None:
-                        if not stalled and current.replicas and admission.on_stall is not None:
-                            stalled = True   # every replica is stuck, overdue or unresponsive: a spare may help
+                        if (not stalled and admission.on_stall is not None
+                                and any(not r.closed for r in current.replicas)):
+                            # every open replica is stuck, overdue or unresponsive: a spare may help (one
+                            # that exited is the supervisor's to restart, and the routing drops it soon)
+                            stalled = True
                             admission.on_stall()
                         if loop.time() >= deadline:
                             return 503, None, (f"deployment {dep.name!r} has no replica free to answer (each is in "
