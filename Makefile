@@ -1,7 +1,7 @@
 # Two set-up commands, both working on a fresh machine:
 #   make quickstart   the main job: install, then train, register, deploy, invoke and update three models
 #   make test         install with test extras and the system packages the tests use, then run the suite
-# and, while developing, `make test-fast`: the tests that start no process (a few seconds).
+# and, while developing, `make test-fast`: the tests that start no process (about a minute).
 # `make lock` re-resolves the Python dependencies into constraints.txt (upgrading one is a commit).
 SHELL := /bin/bash
 # pipefail: a failed pip install fails the target, though its output is filtered
@@ -57,7 +57,7 @@ test: install system-packages npm-tools
 	$(BIN)/python -m pytest -q $(TEST_WORKERS) --durations=30
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(TEST_WORKERS) -m "not slow"
 
 bench: install
 	$(BIN)/python bench/serving.py
