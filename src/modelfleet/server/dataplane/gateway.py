@@ -157,7 +157,7 @@ class Gateway:
                     if fut is None:
                         sent = time.perf_counter()
                         fut = replica.send(dep.model_key, kind, body, header_length, request_id)
-                    waiter = loop.create_future()   # inline, not _answer: one coroutine less per request
+                    waiter = loop.create_future()   # written out, not _answer: one coroutine less per request
                     fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
                     timer = loop.call_at(deadline, _expire, waiter)
                     try:
