@@ -157,7 +157,7 @@ class Gateway:
                     if fut is None:
                         sent = time.perf_counter()
                         fut = replica.send(dep.model_key, kind, body, header_length, request_id)
-                    waiter = loop.create_future()   # inline, not _answer: one coroutine less per request
+                    waiter = loop.create_future()   # written out, not _answer: one coroutine less per request
                     fut.add_done_callback(lambda _f, w=waiter: w.done() or w.set_result(None))
                     timer = loop.call_at(deadline, _expire, waiter)
                     try:
@@ -257,18 +257,19 @@ class Gateway:
         header_length = v2_routes.header_length(headers) if v2 else 0
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
             self._mirror(ep.mirror, kind, body, header_length, rid)
-        status, payload, message = await self.forward(dep, kind, body, header_length, trace, rid)
-        status, answer, extra, content_type = self.outcome(ex, dep, kind, rid, body, header_length, status, payload,
-                                                           message)
-        await self._send(ex, status, answer, rid, extra, content_type)
+        await self._send_outcome(ex, dep, kind, rid, body, header_length,
+                           await self.forward(dep, kind, body, header_length, trace, rid))
 
     async def _resume(self, call: InlineCall) -> None:
         """An inline request's wait, when its replica went away or its deadline passed."""
-        status, payload, message = await self.forward(call.dep, call.kind, call.body, call.header_length,
-                                                      call.trace, call.rid, call)
-        status, answer, extra, content_type = self.outcome(call.ex, call.dep, call.kind, call.rid, call.body,
-                                                           call.header_length, status, payload, message)
-        await self._send(call.ex, status, answer, call.rid, extra, content_type)
+        await self._send_outcome(call.ex, call.dep, call.kind, call.rid, call.body, call.header_length,
+                           await self.forward(call.dep, call.kind, call.body, call.header_length, call.trace,
+                                              call.rid, call))
+
+    async def _send_outcome(self, ex, dep: DeploymentSnapshot, kind: RequestKind, rid: str, body: bytes,
+                      header_length: int, forwarded: tuple[int, bytes | None, str]) -> None:
+        status, answer, extra, content_type = self.outcome(ex, dep, kind, rid, body, header_length, *forwarded)
+        await self._send(ex, status, answer, rid, extra, content_type)
 
     def outcome(self, ex, dep: DeploymentSnapshot, kind: RequestKind, rid: str, body: bytes, header_length: int,
                 status: int, payload: bytes | None, message: str) -> tuple[int, bytes, tuple, bytes]:

@@ -79,7 +79,11 @@ class Authorizer:
             raise RateLimited(f"too many failed token attempts from {address}; retry in {wait}s", retry_after=wait)
         scope = self.scope_of(perm)
         header = request.headers.get("authorization", "")
-        name, roles = await asyncio.to_thread(self._resolve, header, scope if perm.role_needed else None)
+        # a server-wide route under a workspace's prefix: the prefix must not tell that it exists
+        hiding = prefixed is not None and (perm.scope == SERVER or not perm.role_needed)
+        name, roles, holds_here = await asyncio.to_thread(
+            self._resolve, header, scope if perm.role_needed else None,
+            workspace_scope(self.workspace) if hiding else None)
         if name is None:
             if header:   # a guess; a request with no credential at all guesses nothing
                 self.attempts.failed(address)
@@ -87,10 +91,8 @@ class Authorizer:
         audit.caller = name
         if request.scope.get(UNHOSTED):
             raise NotFound(f"workspace {prefixed!r} not found")
-        if prefixed is not None and (perm.scope == SERVER or not perm.role_needed):
-            # a server-wide route under a workspace's prefix: the prefix must not tell that it exists
-            if not await asyncio.to_thread(self.identities.roles_at, name, workspace_scope(self.workspace)):
-                raise NotFound(f"workspace {self.workspace!r} not found")
+        if hiding and not holds_here:
+            raise NotFound(f"workspace {self.workspace!r} not found")
         if not perm.role_needed:
             return Caller(name)
         if not roles and perm.scope != SERVER:
@@ -100,12 +102,15 @@ class Authorizer:
             raise Forbidden(f"{name} lacks permission {act} at scope {scope}")
         return Caller(name, roles)
 
-    def _resolve(self, header: str, scope: str | None) -> tuple[str | None, tuple[str, ...]]:
-        """The caller and their roles at `scope`, in one trip to a worker thread."""
+    def _resolve(self, header: str, scope: str | None,
+                 workspace: str | None) -> tuple[str | None, tuple[str, ...], bool]:
+        """The caller, their roles at `scope`, and whether they hold a role at `workspace` (a
+        scope), in one trip to a worker thread."""
         name = self.authenticate(header)
-        if name is None or scope is None:
-            return name, ()
-        return name, tuple(self.identities.roles_at(name, scope))
+        if name is None:
+            return None, (), False
+        roles = tuple(self.identities.roles_at(name, scope)) if scope is not None else ()
+        return name, roles, workspace is not None and bool(self.identities.roles_at(name, workspace))
 
     def authenticate(self, header: str) -> str | None:
         """The principal a bearer token belongs to, or None (blocking: a store lookup)."""
