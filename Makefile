@@ -54,7 +54,7 @@ test test-fast: export PYTHONNODEBUGRANGES := 1
 TEST_WORKERS := -n 2 --dist loadgroup --no-loadscope-reorder
 
 test: install system-packages npm-tools
-	$(BIN)/python -m pytest -q --durations=30   # serial until test_operations' kill -9 test waits for its replica
+	$(BIN)/python -m pytest -q $(TEST_WORKERS) --durations=30
 
 test-fast: install
 	$(BIN)/python -m pytest -q $(TEST_WORKERS) -m "not slow"

@@ -71,10 +71,12 @@ def test_the_address_survives_a_restart_a_crash_and_an_auto_start(served):
     wait_until(lambda: httpx.post(uri, json={"data": IRIS_ROWS}, headers=auth, timeout=30).status_code == 200)
 
     # kill -9: no clean exit, a stale run/server.json; the next command that needs the server
-    # starts it again on the same port
+    # starts it again on the same port, and the restarted server restores the deployment (a
+    # request waits for its replica only up to request_timeout_ms, which a busy machine can outlast)
     pid = _server_pid(f)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: f.server.status()["status"] == "stopped")
+    assert f.online_deployments.wait("kept-ep", "blue", timeout=60)["model"] == "iris:1"
     assert f.online_endpoints.invoke("kept-ep", {"data": IRIS_ROWS}) == [0, 2]
     assert _server_pid(f) != pid
     assert f.online_endpoints.get("kept-ep")["scoring_uri"] == uri
