@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from modelfleet.backends.outbox import Outbox
 
 
-async def one_pass() -> None:
-    """Let the event loop run one pass: the outbox's unit of gathering (not a wait for a condition)."""
-    await asyncio.sleep(0)
+class Loop:
+    """The event loop as the outbox uses it: `call_soon` callbacks run when the test ends a pass."""
+
+    def __init__(self):
+        self.soon: list = []
+
+    def call_soon(self, callback, *args) -> None:
+        self.soon.append((callback, args))
+
+    def end_pass(self) -> None:
+        ready, self.soon = self.soon, []
+        for callback, args in ready:
+            callback(*args)
 
 
 class Transport:
@@ -29,27 +37,25 @@ class Transport:
 
 
 def test_frames_of_one_pass_go_out_in_one_write_in_order():
-    async def scenario():
-        out = Outbox(asyncio.get_running_loop())
-        out.transport = t = Transport()
-        for frame in (b"a", b"bb", b"c"):
-            out.put(frame)
-        assert t.writes == []
-        await one_pass()
-        out.put(b"d")
-        await one_pass()
-        assert t.writes == [b"abbc", b"d"]
-    asyncio.run(scenario())
+    loop = Loop()
+    out = Outbox(loop)
+    out.transport = t = Transport()
+    for frame in (b"a", b"bb", b"c"):
+        out.put(frame)
+    assert t.writes == []
+    loop.end_pass()
+    out.put(b"d")
+    loop.end_pass()
+    assert t.writes == [b"abbc", b"d"]
 
 
 def test_close_sends_what_is_gathered_first_and_a_closed_socket_takes_nothing():
-    async def scenario():
-        out = Outbox(asyncio.get_running_loop())
-        out.transport = t = Transport()
-        out.put(b"last")
-        out.close()
-        assert t.writes == [b"last"] and t.closing
-        out.put(b"late")
-        await one_pass()
-        assert t.writes == [b"last"]
-    asyncio.run(scenario())
+    loop = Loop()
+    out = Outbox(loop)
+    out.transport = t = Transport()
+    out.put(b"last")
+    out.close()
+    assert t.writes == [b"last"] and t.closing
+    out.put(b"late")
+    loop.end_pass()
+    assert t.writes == [b"last"]
