@@ -210,13 +210,23 @@ class Gateway:
         """Copy a request to the mirror deployment; never queued, never awaited, answer dropped."""
         if not dep.replicas or not dep.admission.has_capacity():
             return
-        task = asyncio.ensure_future(self.forward(dep, kind, body, header_length, request_id=request_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task = self.spawn(self.forward(dep, kind, body, header_length, request_id=request_id))
         if self.telemetry is not None:
             metrics = self.telemetry.metrics
             task.add_done_callback(lambda t: t.cancelled() or t.exception() or
                                    metrics.mirror_done(dep.endpoint, dep.name, t.result()[0]))
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Run `coro` as the workspace's work, kept until it ends (nobody awaits it)."""
+        task = asyncio.get_running_loop().create_task(coro, context=self.context.copy())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    @staticmethod
+    def named(target: str | None, headers: dict) -> str | None:
+        """The deployment a request names: in its path (V2's version), else in Azure's header."""
+        return target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
 
     async def serve(self, ex, ep: EndpointSnapshot, target: str | None, kind: RequestKind, rid: str) -> None:
         v2 = kind == RequestKind.V2_INFER
@@ -227,7 +237,7 @@ class Gateway:
         if not self.hides_endpoints and not self.admits(ep, ex):   # else endpoint() checked it
             return await self._error(ex, 401, "unauthorized",
                                      "missing or invalid key: send Authorization: Bearer <key>", rid, v2)
-        target = target or (headers.get(b"azureml-model-deployment") or b"").decode("latin-1") or None
+        target = self.named(target, headers)
         if target is not None:
             dep = ep.deployments.get(target)
             if dep is None:
@@ -260,7 +270,7 @@ class Gateway:
         await self._send_outcome(ex, dep, kind, rid, body, header_length,
                            await self.forward(dep, kind, body, header_length, trace, rid))
 
-    async def _resume(self, call: InlineCall) -> None:
+    async def resume(self, call: InlineCall) -> None:
         """An inline request's wait, when its replica went away or its deadline passed."""
         await self._send_outcome(call.ex, call.dep, call.kind, call.rid, call.body, call.header_length,
                            await self.forward(call.dep, call.kind, call.body, call.header_length, call.trace,

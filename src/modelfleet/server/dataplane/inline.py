@@ -8,7 +8,7 @@ future or timer per request: those were a third of the gateway's Python work per
 (docs/benchmarks.md). Everything else goes to `Gateway.handle`, the one full implementation, and
 so does an inline request whose replica went away before answering (it is retried elsewhere) or
 whose deadline passed (408; a grace period when it never reached the model): `Gateway.forward`
-takes over its wait (`Gateway._resume`).
+takes over its wait (`Gateway.resume`).
 
 Deadlines are kept in one dict swept every SWEEP_S instead of a timer per request: an inline
 request's timeout is noticed up to SWEEP_S late.
@@ -87,13 +87,14 @@ class InlineCall:
                 trace.status = status
                 trace.bytes_out += len(body)
             if not ex.writable:   # the client reads slowly: wait for its buffer like any answer
-                lane.spawn(gateway.finish(ex, rid, ex.respond(status, body, rid, extra, content_type)))
+                gateway.spawn(gateway.finish(ex, rid, ex.respond(status, body, rid, extra, content_type)))
                 return
             ex.write(status, body, rid, extra, content_type)
         except Exception:  # never a traceback to the client
             log.exception("gateway error (request %s)", rid)
             if not ex.responded:
-                lane.spawn(gateway.finish(ex, rid, gateway._error(ex, 500, "internal_error", "internal error", rid)))
+                failed = gateway._error(ex, 500, "internal_error", "internal error", rid)
+                gateway.spawn(gateway.finish(ex, rid, failed))
                 return
         gateway.done(ex, rid)
 
@@ -104,7 +105,7 @@ class InlineLane:
     def __init__(self, gateway):
         """`gateway`: the Gateway whose requests these are (gateway.py, which imports this)."""
         self.gateway = gateway
-        self.inflight: dict[InlineCall, float] = {}   # -> deadline, on the event loop's clock
+        self.inflight: dict[InlineCall, None] = {}   # in the order they were sent
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     def start(self, ex) -> bool:
@@ -119,11 +120,8 @@ class InlineLane:
         if ep is None or ep.mirror is not None or not (gateway.hides_endpoints or gateway.admits(ep, ex)):
             return False
         headers = ex.headers
-        if target is None:
-            named = headers.get(b"azureml-model-deployment")
-            dep = ep.deployments.get(named.decode("latin-1")) if named else ep.choose()
-        else:
-            dep = ep.deployments.get(target)
+        target = gateway.named(target, headers)
+        dep = ep.deployments.get(target) if target is not None else ep.choose()
         if dep is None:
             return False
         body = ex.received()
@@ -148,7 +146,7 @@ class InlineLane:
             self.hand_over(call)   # closed since it was picked: forward picks another
             return True
         call.fut.add_done_callback(call.replied, context=gateway.context)
-        self.inflight[call] = call.deadline
+        self.inflight[call] = None
         if self._sweep_timer is None:
             self._sweep_timer = loop.call_later(SWEEP_S, self._sweep)
         return True
@@ -156,19 +154,13 @@ class InlineLane:
     def hand_over(self, call: InlineCall) -> None:
         """`Gateway.forward` waits for `call` from here on (it holds the slot it took)."""
         call.handed_over = True
-        self.spawn(self.gateway.finish(call.ex, call.rid, self.gateway._resume(call)))
-
-    def spawn(self, coro) -> None:
-        gateway = self.gateway
-        task = asyncio.get_running_loop().create_task(coro, context=gateway.context.copy())
-        gateway._background.add(task)
-        task.add_done_callback(gateway._background.discard)
+        self.gateway.spawn(self.gateway.finish(call.ex, call.rid, self.gateway.resume(call)))
 
     def _sweep(self) -> None:
         self._sweep_timer = None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for call in [c for c, deadline in self.inflight.items() if deadline <= now]:
+        for call in [c for c in self.inflight if c.deadline <= now]:
             del self.inflight[call]
             self.hand_over(call)
         if self.inflight:
