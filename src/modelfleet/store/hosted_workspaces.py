@@ -27,7 +27,7 @@ class HostedWorkspaceStore:
         self.db = db
 
     def claim(self, name: str, created_by: str) -> None:
-        """The row of a workspace about to be made (`creating`); AlreadyExists when the name is taken."""
+        """Record a workspace about to be made (`creating`); AlreadyExists when the name is taken."""
         with self.db.write() as conn:
             if conn.execute(sa.select(hosted_workspaces.c.name).where(hosted_workspaces.c.name == name)).first():
                 raise AlreadyExists(f"workspace {name!r} already exists")

@@ -48,20 +48,19 @@ _LINE = ('{"time":"%s.%03dZ","request_id":"%s","endpoint":"%s","deployment":"%s"
 _ESCAPED: dict = {}
 
 
-def _json(value) -> str:
-    text = _ESCAPED.get(value)
-    if text is None:
-        if len(_ESCAPED) >= 4096:   # paths come from clients: keep the cache bounded
-            _ESCAPED.clear()
-        text = _ESCAPED[value] = orjson.dumps(value).decode()
+def _escape(value) -> str:
+    """`value` as JSON, kept for the next line (a miss of `_ESCAPED`)."""
+    if len(_ESCAPED) >= 4096:   # paths come from clients: keep the cache bounded
+        _ESCAPED.clear()
+    text = _ESCAPED[value] = orjson.dumps(value).decode()
     return text
 
 
 def line(row: tuple, escaped: dict = _ESCAPED) -> str:
     t, rid, endpoint, deployment, replica, method, path, status, total_s, queue_s, model_s, nin, nout, client = row
     return _LINE % (iso_second(int(t)), int(t * 1000) % 1000, rid, endpoint, deployment, replica, method,
-                    escaped.get(path) or _json(path), status, total_s * 1000, queue_s * 1000, model_s * 1000, nin,
-                    nout, escaped.get(client) or _json(client))
+                    escaped.get(path) or _escape(path), status, total_s * 1000, queue_s * 1000, model_s * 1000, nin,
+                    nout, escaped.get(client) or _escape(client))
 
 
 class AccessLog:
