@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import free_port
+
 ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and key (public, documented)
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 REPO = Path(__file__).resolve().parents[1]
@@ -30,12 +32,6 @@ def command() -> list[str]:
         raise RuntimeError(f"Azurite is not installed at {script}: run `make npm-tools` "
                            f"(npm install azurite into .tools/)")
     return ["node", str(script)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Azurite:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
+from modelfleet.backends.ray import cluster as ray_cluster
 from modelfleet.cli.quickstart import train
 
 
@@ -104,10 +104,9 @@ def alive(pid: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the kernel's choice), for a server a test starts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 now, for a server a test starts: below the range the OS hands
+    out, so that a server stopped and started again on it finds it free while other tests run."""
+    return ray_cluster.free_ports(1)[0]
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):

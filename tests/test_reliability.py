@@ -24,7 +24,7 @@ import pytest
 from modelfleet.domain.errors import DeploymentFailed, FleetError, StorageError
 
 from .conftest import IRIS_ROWS
-from .helpers import Load, alive, wait_until
+from .helpers import Load, alive, free_port, wait_until
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
 
@@ -42,12 +42,6 @@ def _one_line(stderr: str) -> str:
 
 def _scoring(fleet, endpoint: str) -> tuple[str, str]:
     return fleet.online_endpoints.get(endpoint)["scoring_uri"], fleet.online_endpoints.get_keys(endpoint)["primaryKey"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 IRIS_BODY = json.dumps({"data": IRIS_ROWS}).encode()
@@ -348,7 +342,7 @@ def test_server_kill_9_under_load_then_start_restores_every_endpoint(fleet, mode
     """Beyond test_serving.py::test_server_kill_9_leaves_no_orphans_and_restores: several endpoints,
     a traffic split, an open endpoint, clients running through the crash, a fixed port."""
     f = fleet
-    port = _free_port()
+    port = free_port()
     f.server.start(port=port)
     f.models.register("iris", models_dir / "iris", "1")
     f.models.register("iris", models_dir / "iris_v2", "2")

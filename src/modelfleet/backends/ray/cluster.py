@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import ipaddress
+import itertools
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -34,6 +36,8 @@ TEMP_ROOT = Path("/tmp")
 TEMP_PREFIX = "mf-"
 START_TIMEOUT = 120.0
 STATUS_TIMEOUT = 30.0
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIXED_PORTS_FLOOR = 10000  # owned clusters' ports lie between this and the range the OS hands out
 
 
 def ray_installed() -> bool:
@@ -88,15 +92,39 @@ def ray_environment(auth_token: str | None, address: str | None = None) -> dict[
     return env
 
 
+def _handed_out_range() -> range | None:
+    """The ports this machine hands out to bind(0) and outgoing connections (Linux), else None."""
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return range(low, high + 1)
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 now (held open together, so none repeats)."""
+    """`count` distinct TCP ports free on 127.0.0.1 now (held open together, so none repeats).
+
+    Taken below the range the OS hands out, where no bind(0) or outgoing connection of another
+    process lands: a cluster started again on the port it had finds it still free, however long
+    it was down and whatever else ran meanwhile. Where that range is unknown, the OS picks.
+    """
+    handed_out = _handed_out_range()
+    candidates = list(range(FIXED_PORTS_FLOOR, handed_out.start)) if handed_out else []
+    random.shuffle(candidates)
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for port in itertools.chain(candidates, itertools.repeat(0)):
+            if len(ports) == count:
+                return ports
             s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                if port == 0:
+                    raise
+                continue
             ports.append(s.getsockname()[1])
-        return ports
+    return ports
 
 
 def _new_temp_dir() -> Path:
@@ -150,9 +178,10 @@ def start_local(name: str, root: str | Path, num_cpus: int | None = None, *,
             rc = None
     if rc != 0:
         stop_local(temp_dir)
-        why = f"exit status {rc}" if rc is not None else f"no answer in {timeout:.0f}s"
-        tail = "\n".join(tail_lines(log, 20))
-        raise FleetError(f"ray start failed for compute {name!r} ({why}); see {log}", detail=tail)
+        tail = tail_lines(log, 20)
+        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        why = f"exit status {rc}: {last}" if rc is not None else f"no answer in {timeout:.0f}s"
+        raise FleetError(f"ray start failed for compute {name!r} ({why}); see {log}", detail="\n".join(tail))
     return {"address": address, "auth_token": token, "temp_dir": str(temp_dir)}
 
 
