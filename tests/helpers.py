@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from modelfleet.cli.main import cli
-from modelfleet.backends.ray import cluster as ray_cluster
 from modelfleet.cli.quickstart import train
+from modelfleet.ports import free_ports
 
 
 # A test that starts a Ray cluster runs in this group: of `make test`'s two workers (pytest-xdist,
@@ -106,7 +106,7 @@ def alive(pid: int) -> bool:
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a server a test starts: below the range the OS hands
     out, so that a server stopped and started again on it finds it free while other tests run."""
-    return ray_cluster.free_ports(1)[0]
+    return free_ports(1)[0]
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):

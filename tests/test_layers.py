@@ -30,7 +30,7 @@ LAYERS = [
     ("runtime",     ["runtime", "collection"]),  # what runs inside replica and worker processes; rows -> Parquet
     # Below the replicas on purpose: typed specs travel down to the backends.
     ("schema",      ["schema"]),            # every contract: documents, settings, wire bodies, records
-    ("files",       ["files"]),             # atomic writes and locks, sha256s, log lines
+    ("files",       ["files", "ports"]),    # atomic writes and locks, sha256s, log lines; free ports
     ("domain",      ["domain"]),            # pure rules: names, traffic, placement, model types, errors
     ("base",        ["version"]),
 ]

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from modelfleet import ports
 from modelfleet.cli.main import cli
 from modelfleet.domain.errors import InvalidInput
 
@@ -64,6 +65,9 @@ def test_the_address_survives_a_restart_a_crash_and_an_auto_start(served):
     key = f.online_endpoints.get_keys("kept-ep")["primaryKey"]
     auth = {"authorization": f"Bearer {key}"}
     assert httpx.post(uri, json={"data": IRIS_ROWS}, headers=auth, timeout=30).json() == [0, 2]
+    # the first start's port lies below the range the OS hands out: no program is given it by chance
+    # while the server is down
+    assert httpx.URL(uri).port < ports.handed_out_range().start
 
     f.server.stop()
     f.server.start()

@@ -21,6 +21,7 @@ import orjson
 
 from ..domain.errors import FleetError, StorageError
 from ..files.fsutil import atomic_write
+from ..ports import bind_free
 from ..schema import server_settings as settings
 from ..schema.server_settings import ServerSettings
 from ..schema.workspace import Workspace
@@ -38,7 +39,10 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        if port:
+            sock.bind((host, port))
+        else:   # the first start's choice is kept: one the OS will not hand to another program meanwhile
+            bind_free(sock, host)
     except OSError as e:
         sock.close()
         hint = ("; another program has it: choose another with fleet server start --port N (0: any free port)"

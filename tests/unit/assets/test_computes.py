@@ -4,7 +4,6 @@ environment, the missing `ray` extra, and how endpoints and api_fleet files name
 from __future__ import annotations
 
 import importlib.util
-import socket
 import textwrap
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from modelfleet.fleetfile import desired as fleetfile, planner
 from modelfleet.backends.ray import cluster as ray_cluster
 from modelfleet.assets.computes import resolve
+from modelfleet.ports import free_ports
 from modelfleet.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, SpecError
 from modelfleet.schema.documents import EndpointSpec
 from modelfleet.schema.validation import validate
@@ -110,25 +110,8 @@ def test_ray_environment():
     assert ray_cluster.on_loopback("[::1]:6379") and ray_cluster.on_loopback("localhost:6379")
 
 
-def test_free_ports_are_distinct_and_outside_the_range_the_os_hands_out():
-    ports = ray_cluster.free_ports(12)
-    assert len(set(ports)) == 12 and all(0 < p < 65536 for p in ports)
-    handed_out = ray_cluster._handed_out_range()
-    assert handed_out is not None    # Linux
-    assert all(ray_cluster.FIXED_PORTS_FLOOR <= p < handed_out.start for p in ports)
-    # a port this machine hands out meanwhile never lands on one of them
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        assert s.getsockname()[1] in handed_out
-
-
-def test_free_ports_fall_back_to_the_os_where_its_range_is_unknown(monkeypatch, tmp_path):
-    monkeypatch.setattr(ray_cluster, "EPHEMERAL_RANGE", tmp_path / "absent")
-    assert len(set(ray_cluster.free_ports(3))) == 3
-
-
 def test_status_of_an_address_nothing_listens_on_is_an_answer():
-    (port,) = ray_cluster.free_ports(1)
+    (port,) = free_ports(1)
     answer = ray_cluster.status(f"127.0.0.1:{port}", None)
     assert answer["healthy"] is False and answer["nodes"] == []
     assert answer["error"].startswith(f"cannot reach the Ray cluster at 127.0.0.1:{port}")

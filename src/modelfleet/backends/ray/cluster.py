@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import ipaddress
-import itertools
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -29,6 +27,7 @@ import orjson
 
 from ...domain.errors import Conflict, FleetError, InvalidInput
 from ...files.fsutil import tail_lines
+from ...ports import free_ports
 
 RAY_EXTRA = "pip install 'modelfleet[ray]'"
 # Short on purpose: Ray puts AF_UNIX sockets under it, and their paths must stay under 107 bytes.
@@ -36,8 +35,6 @@ TEMP_ROOT = Path("/tmp")
 TEMP_PREFIX = "mf-"
 START_TIMEOUT = 120.0
 STATUS_TIMEOUT = 30.0
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-FIXED_PORTS_FLOOR = 10000  # owned clusters' ports lie between this and the range the OS hands out
 
 
 def ray_installed() -> bool:
@@ -90,41 +87,6 @@ def ray_environment(auth_token: str | None, address: str | None = None) -> dict[
     if auth_token:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token)
     return env
-
-
-def _handed_out_range() -> range | None:
-    """The ports this machine hands out to bind(0) and outgoing connections (Linux), else None."""
-    try:
-        low, high = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
-    except (OSError, ValueError):
-        return None
-    return range(low, high + 1)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 now (held open together, so none repeats).
-
-    Taken below the range the OS hands out, where no bind(0) or outgoing connection of another
-    process lands: a cluster started again on the port it had finds it still free, however long
-    it was down and whatever else ran meanwhile. Where that range is unknown, the OS picks.
-    """
-    handed_out = _handed_out_range()
-    candidates = list(range(FIXED_PORTS_FLOOR, handed_out.start)) if handed_out else []
-    random.shuffle(candidates)
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for port in itertools.chain(candidates, itertools.repeat(0)):
-            if len(ports) == count:
-                return ports
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                if port == 0:
-                    raise
-                continue
-            ports.append(s.getsockname()[1])
-    return ports
 
 
 def _new_temp_dir() -> Path:
