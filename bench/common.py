@@ -14,7 +14,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from modelfleet.ports import free_ports
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -95,9 +96,7 @@ def machine(removed_overrides: dict | None = None) -> dict:
 # -- child processes --------------------------------------------------------------------------
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return free_ports(1, HOST)[0]
 
 
 def tree(pid: int) -> list[psutil.Process]:
