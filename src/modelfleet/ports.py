@@ -19,6 +19,7 @@ from pathlib import Path
 
 HANDED_OUT = Path("/proc/sys/net/ipv4/ip_local_port_range")
 FLOOR = 10000  # ports are taken between this and the range the OS hands out
+PROBES = 256
 
 
 def handed_out_range() -> range | None:
@@ -31,12 +32,12 @@ def handed_out_range() -> range | None:
 
 
 def candidates() -> Iterator[int]:
-    """Ports to try in turn: those below the handed-out range in random order, then 0 (the OS's
-    choice) for ever."""
+    """Ports to try in turn: up to PROBES drawn at random below the handed-out range (most of it
+    is free, so the first nearly always is), then 0 (the OS's choice) for ever."""
     handed_out = handed_out_range()
-    below = list(range(FLOOR, handed_out.start)) if handed_out else []
-    random.shuffle(below)
-    return itertools.chain(below, itertools.repeat(0))
+    below = range(FLOOR, handed_out.start) if handed_out else range(0)
+    probes = (random.choice(below) for _ in range(PROBES if below else 0))
+    return itertools.chain(probes, itertools.repeat(0))
 
 
 def bind_free(sock: socket.socket, host: str) -> int:
