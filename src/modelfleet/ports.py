@@ -19,7 +19,7 @@ from pathlib import Path
 
 HANDED_OUT = Path("/proc/sys/net/ipv4/ip_local_port_range")
 FLOOR = 10000  # ports are taken between this and the range the OS hands out
-PROBES = 256
+PROBES = 256   # random tries before the OS picks: all of them taken means a crowded machine
 
 
 def handed_out_range() -> range | None:

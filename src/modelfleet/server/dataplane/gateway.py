@@ -268,16 +268,16 @@ class Gateway:
         if target is None and ep.mirror is not None and random.random() < ep.mirror_pct:
             self._mirror(ep.mirror, kind, body, header_length, rid)
         await self._send_outcome(ex, dep, kind, rid, body, header_length,
-                           await self.forward(dep, kind, body, header_length, trace, rid))
+                                 await self.forward(dep, kind, body, header_length, trace, rid))
 
     async def resume(self, call: InlineCall) -> None:
         """An inline request's wait, when its replica went away or its deadline passed."""
         await self._send_outcome(call.ex, call.dep, call.kind, call.rid, call.body, call.header_length,
-                           await self.forward(call.dep, call.kind, call.body, call.header_length, call.trace,
-                                              call.rid, call))
+                                 await self.forward(call.dep, call.kind, call.body, call.header_length,
+                                                    call.trace, call.rid, call))
 
     async def _send_outcome(self, ex, dep: DeploymentSnapshot, kind: RequestKind, rid: str, body: bytes,
-                      header_length: int, forwarded: tuple[int, bytes | None, str]) -> None:
+                            header_length: int, forwarded: tuple[int, bytes | None, str]) -> None:
         status, answer, extra, content_type = self.outcome(ex, dep, kind, rid, body, header_length, *forwarded)
         await self._send(ex, status, answer, rid, extra, content_type)
 
